@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * tcpcong's capture programs: one event per call of tcp_set_ca_state()
+ * (tp_btf/tcp_cong_state_set) and, for flow lifecycle, one per TCP state
+ * change (tp_btf/inet_sock_set_state).
+ *
+ * Cost is the design constraint: this runs in softirq for every ACK that
+ * moves a congestion state. So all socket fields are read by direct
+ * (BTF-typed) loads rather than bpf_probe_read helper calls, filtering
+ * happens before anything is reserved, and the consumer is woken only when
+ * the ring buffer crosses a fill watermark (waking per event costs an IPI,
+ * ~8 us here); a timer in user space collects the rest.
+ */
+#include "kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+enum event_kind {
+	KIND_CA_STATE = 0,
+	KIND_TCP_STATE = 1,
+};
+
+/* Mirrored by src/record/raw.rs; the size check on both sides keeps them in step. */
+struct event {
+	__u64 ktime_ns;
+	__u64 cookie;
+	__u64 cgroup;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 netns;
+	__u32 snd_cwnd;
+	__u32 snd_ssthresh;
+	__u32 srtt_us;
+	__u32 mss;
+	__u32 packets_out;
+	__u32 retrans_out;
+	__u32 lost_out;
+	__u32 sacked_out;
+	__u32 total_retrans;
+	char cong_algo[16];
+	__u16 sport;
+	__u16 dport;
+	__u16 cpu;
+	__u8 family;
+	__u8 kind;
+	__u8 old_state;
+	__u8 new_state;
+	__u8 pad[6];
+};
+
+_Static_assert(sizeof(struct event) == 128, "struct event layout changed: update src/record/raw.rs");
+
+/* Filters and buffer choice, fixed by user space before load so that the
+ * verifier prunes whatever is switched off. */
+const volatile __u16 lport_lo = 0;
+const volatile __u16 lport_hi = 0xffff;
+const volatile __u16 rport_lo = 0;
+const volatile __u16 rport_hi = 0xffff;
+const volatile __u8 family_only = 0;
+const volatile __u32 netns_only = 0;
+const volatile __u64 cgroup_only = 0;
+const volatile bool use_ringbuf = true;
+const volatile __u64 wakeup_bytes = 1 << 20;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 32 << 20);
+} events_rb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} events_perf SEC(".maps");
+
+/* Ring-buffer reserve failures, per CPU so that counting never contends. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+static __always_inline bool port_in(__u16 port, __u16 lo, __u16 hi)
+{
+	return port >= lo && port <= hi;
+}
+
+/*
+ * Reads the flow identity and applies every filter. Returns false for a
+ * socket the user did not ask for; fills `e`'s identity fields otherwise.
+ */
+static __always_inline bool flow_wanted(struct sock *sk, struct event *e)
+{
+	__u16 family = sk->__sk_common.skc_family;
+
+	if (family != AF_INET && family != AF_INET6)
+		return false;
+	e->family = family == AF_INET ? 4 : 6;
+	if (family_only && e->family != family_only)
+		return false;
+
+	e->sport = sk->__sk_common.skc_num;
+	e->dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (!port_in(e->sport, lport_lo, lport_hi) || !port_in(e->dport, rport_lo, rport_hi))
+		return false;
+
+	e->netns = sk->__sk_common.skc_net.net->ns.inum;
+	if (netns_only && e->netns != netns_only)
+		return false;
+
+	e->cgroup = sk->sk_cgrp_data.cgroup->kn->id;
+	if (cgroup_only && e->cgroup != cgroup_only)
+		return false;
+
+	if (family == AF_INET) {
+		__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+		__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+		*(__u32 *)e->saddr = sk->__sk_common.skc_rcv_saddr;
+		*(__u32 *)e->daddr = sk->__sk_common.skc_daddr;
+	} else {
+		__builtin_memcpy(e->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+		__builtin_memcpy(e->daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
+	}
+	return true;
+}
+
+static __always_inline void fill_tcp(struct tcp_sock *tp, struct event *e)
+{
+	const struct tcp_congestion_ops *ops = tp->inet_conn.icsk_ca_ops;
+
+	e->snd_cwnd = tp->snd_cwnd;
+	e->snd_ssthresh = tp->snd_ssthresh;
+	e->srtt_us = tp->srtt_us >> 3;
+	e->mss = tp->mss_cache;
+	e->packets_out = tp->packets_out;
+	e->retrans_out = tp->retrans_out;
+	e->lost_out = tp->lost_out;
+	e->sacked_out = tp->sacked_out;
+	e->total_retrans = tp->total_retrans;
+	if (ops)
+		__builtin_memcpy(e->cong_algo, ops->name, sizeof(e->cong_algo));
+	else
+		__builtin_memset(e->cong_algo, 0, sizeof(e->cong_algo));
+}
+
+static __always_inline void count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline void emit(struct sock *sk, struct tcp_sock *tp, struct event *tmpl)
+{
+	struct event *e;
+
+	tmpl->ktime_ns = bpf_ktime_get_ns();
+	tmpl->cookie = bpf_get_socket_cookie(sk);
+	tmpl->cpu = bpf_get_smp_processor_id();
+
+	if (!use_ringbuf) {
+		fill_tcp(tp, tmpl);
+		/* A full perf buffer is reported by its lost callback. */
+		bpf_perf_event_output(sk, &events_perf, BPF_F_CURRENT_CPU, tmpl, sizeof(*tmpl));
+		return;
+	}
+
+	e = bpf_ringbuf_reserve(&events_rb, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+		return;
+	}
+	__builtin_memcpy(e, tmpl, sizeof(*e));
+	fill_tcp(tp, e);
+
+	/*
+	 * Wake the consumer only when this record crosses the watermark;
+	 * below it the consumer's own timer drains the buffer.
+	 */
+	__u64 avail = bpf_ringbuf_query(&events_rb, BPF_RB_AVAIL_DATA);
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (avail >= wakeup_bytes && avail < wakeup_bytes + 2 * (sizeof(*e) + 8))
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
+/* Runs before the kernel stores the new state, so the old one is still there. */
+SEC("tp_btf/tcp_cong_state_set")
+int BPF_PROG(on_cong_state_set, struct sock *sk, __u8 ca_state)
+{
+	struct event e = {};
+	struct tcp_sock *tp;
+
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	if (!flow_wanted(sk, &e))
+		return 0;
+	e.kind = KIND_CA_STATE;
+	e.old_state = BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state);
+	e.new_state = ca_state;
+	emit(sk, tp, &e);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	struct event e = {};
+	struct tcp_sock *tp;
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	if (!flow_wanted(sk, &e))
+		return 0;
+	e.kind = KIND_TCP_STATE;
+	e.old_state = oldstate;
+	e.new_state = newstate;
+	emit(sk, tp, &e);
+	return 0;
+}

@@ -1,0 +1,25 @@
+//! Compiles the BPF C in `bpf/` and generates its Rust skeleton, as
+//! libbpf-cargo's examples do, so that the object is embedded in the binary.
+
+use std::env;
+use std::path::PathBuf;
+
+use libbpf_cargo::SkeletonBuilder;
+
+const SRC: &str = "bpf/tcpcong.bpf.c";
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    if let Err(e) = SkeletonBuilder::new()
+        .source(SRC)
+        .clang_args(["-Wall", "-Werror", "-O2", "-g"])
+        .build_and_generate(out.join("tcpcong.skel.rs"))
+    {
+        // A plain message, not a panic: the usual cause is a missing clang.
+        eprintln!("error: building {SRC} failed: {e:#}");
+        eprintln!("hint: `make deps` installs clang, libelf-dev and zlib1g-dev");
+        std::process::exit(1);
+    }
+    println!("cargo:rerun-if-changed={SRC}");
+    println!("cargo:rerun-if-changed=bpf/kernel_types.h");
+}

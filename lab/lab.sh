@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The lab of ../shared/spec/lab.md as one script: a private network
+# namespace whose loopback drops or ECN-marks packets, and bounded bulk
+# traffic inside it. Tests, the demo, fixtures and benchmarks all use it, so
+# there is one recipe. Traffic never leaves the namespace: the only
+# addresses used are 127.0.0.1 and ::1 inside it.
+#
+#   lab.sh up NS [--loss PCT] [--ecn PCT] [--port PORT]   create (idempotent: recreated)
+#   lab.sh traffic NS SECONDS [--ipv6] [--parallel N] [--port PORT] [--cc ALGO]
+#   lab.sh blackout NS MS [--port PORT]   drop everything to PORT for MS ms (RTOs: loss state)
+#   lab.sh inode NS                       the namespace's inode (for --netns)
+#   lab.sh nstat NS                       TcpExt counters, "name value" lines
+#   lab.sh down NS                        delete (never fails)
+set -euo pipefail
+
+die() { echo "lab.sh: $*" >&2; exit 1; }
+[ $# -ge 2 ] || die "usage: lab.sh up|traffic|blackout|inode|nstat|down NS ..."
+cmd=$1 ns=$2
+shift 2
+port=5201 loss=0 ecn=0 ipv6=0 parallel=1 cc=cubic
+parse() {
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --loss) loss=$2; shift 2 ;;
+      --ecn) ecn=$2; shift 2 ;;
+      --port) port=$2; shift 2 ;;
+      --ipv6) ipv6=1; shift ;;
+      --parallel) parallel=$2; shift 2 ;;
+      --cc) cc=$2; shift 2 ;;
+      *) die "unknown option $1" ;;
+    esac
+  done
+}
+inns() { ip netns exec "$ns" "$@"; }
+
+case $cmd in
+  up)
+    parse "$@"
+    ip netns del "$ns" 2>/dev/null || true
+    ip netns add "$ns"
+    inns ip link set lo up
+    inns nft add table inet lab
+    inns nft add chain inet lab in '{ type filter hook input priority 0; }'
+    inns nft add chain inet lab out '{ type filter hook output priority 0; }'
+    if [ "$loss" != 0 ]; then
+      inns nft add rule inet lab in tcp dport "$port" numgen random mod 100 '<' "$loss" drop
+    fi
+    if [ "$ecn" != 0 ]; then
+      inns sysctl -qw net.ipv4.tcp_ecn=1
+      inns nft add rule inet lab out meta nfproto ipv4 tcp dport "$port" numgen random mod 100 '<' "$ecn" ip ecn set ce
+      inns nft add rule inet lab out meta nfproto ipv6 tcp dport "$port" numgen random mod 100 '<' "$ecn" ip6 ecn set ce
+    fi
+    ;;
+  traffic)
+    [ $# -ge 1 ] || die "traffic needs SECONDS"
+    secs=$1; shift
+    parse "$@"
+    addr=127.0.0.1; fam=-4
+    if [ "$ipv6" = 1 ]; then addr=::1; fam=-6; fi
+    # One-off server, bounded: it exits after one test or when killed below.
+    inns timeout $((secs + 15)) iperf3 -s "$fam" -B "$addr" -p "$port" -1 >/dev/null 2>&1 &
+    server=$!
+    for _ in $(seq 50); do
+      inns ss -ltn "sport = :$port" | grep -q LISTEN && break
+      sleep 0.1
+    done
+    inns timeout $((secs + 10)) iperf3 -c "$addr" "$fam" -p "$port" -t "$secs" -P "$parallel" -C "$cc" >/dev/null 2>&1 || true
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    ;;
+  blackout)
+    [ $# -ge 1 ] || die "blackout needs MS"
+    ms=$1; shift
+    parse "$@"
+    inns nft insert rule inet lab in tcp dport "$port" drop
+    sleep "$(awk "BEGIN { print $ms / 1000 }")"
+    handle=$(inns nft -a list chain inet lab in | awk '/tcp dport '"$port"' drop # handle/ && !/numgen/ { print $NF; exit }')
+    inns nft delete rule inet lab in handle "$handle"
+    ;;
+  inode)
+    stat -L -c %i "/var/run/netns/$ns"
+    ;;
+  nstat)
+    inns cat /proc/net/netstat | awk '
+      /^TcpExt:/ { if (!hdr) { for (i = 2; i <= NF; i++) name[i] = $i; hdr = 1 } else { for (i = 2; i <= NF; i++) print "TcpExt" name[i], $i } }'
+    ;;
+  down)
+    ip netns del "$ns" 2>/dev/null || true
+    ;;
+  *) die "unknown command $cmd" ;;
+esac

@@ -1,0 +1,1056 @@
+//! The analysis engine: per-flow congestion-state transitions in, per-window
+//! dwell times, change counts and log2 histograms out.
+//!
+//! It is pure (no I/O, no clock, no formatting) so that `analyze` replaying a
+//! recording and the live tool share one arithmetic, and so that every rule
+//! of product.md §3 can be pinned by tests on hand-built event sequences.
+//!
+//! Memory grows with the number of flows and of windows not yet handed out,
+//! never with the number of events: each flow keeps only the state it is in
+//! and since when, and each window only one accumulator per flow it touched.
+//!
+//! Rules the spec leaves open, as decided here:
+//! * A `close` ends a flow's timeline; a later event of the same cookie (a
+//!   socket reconnected after `close`) starts a new timeline on the same row
+//!   key. That new timeline gets no head period: the socket is known to have
+//!   been closed, not in some congestion state, before it.
+//! * Changes, mismatches and histogram samples count only when their time is
+//!   in `[start_ns, until_ns)`, in the window containing that time. A sample
+//!   is the whole dwell period, even if it began before `start_ns` (its start
+//!   was observed, so its length is known).
+//! * A pending head is also credited at a mismatch (it is what was known
+//!   before the first event, not part of the unknown span) and at a drain,
+//!   so a passive child whose `established` arrives after a drain keeps the
+//!   head that was credited already.
+//! * An interval of 0 means no windowing (one window), rather than a
+//!   division by zero.
+//! * Live draining credits open periods up to the drained boundary in Full
+//!   accounting even without lifecycle events: a period cut by an interval
+//!   boundary would otherwise lose its early part to already printed
+//!   windows. Offline, without lifecycle events, the time after a flow's last
+//!   event is not counted; live, it is counted up to the last drained
+//!   boundary. In Between accounting nothing is credited before the period
+//!   ends, so the part of a period that falls in an already drained window is
+//!   dropped into `late_ns`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::event::{CaState, Change, FlowAddr, TcpState};
+
+/// Which flow: socket cookies are unique per boot only, so the boot is part of the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub boot: u32,
+    pub cookie: u64,
+}
+
+/// How much of a flow's life is timed (product.md §3, `--accounting`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Accounting {
+    /// Also the time before the first event and after the last one.
+    Full,
+    /// Only time between two observed transitions (the seed's arithmetic).
+    Between,
+}
+
+/// The unit histogram samples are counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Unit {
+    Millis,
+    Micros,
+}
+
+impl Unit {
+    /// Nanoseconds per unit.
+    pub fn ns(self) -> u64 {
+        match self {
+            Unit::Millis => 1_000_000,
+            Unit::Micros => 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    pub accounting: Accounting,
+    /// Were `tcp_state` events recorded.
+    pub lifecycle: bool,
+    /// Capture (or `--since`) start, wall-clock ns since the epoch.
+    pub start_ns: u64,
+    /// `--until`: nothing is credited at or after this.
+    pub until_ns: Option<u64>,
+    /// Window length; `None` (or 0) is one window covering everything.
+    pub interval_ns: Option<u64>,
+    pub hist_unit: Unit,
+}
+
+/// Number of log2 slots: slot 64 holds values from 2^63 up.
+const SLOTS: usize = 64;
+
+/// A log2 histogram as BCC's `print_log2_hist` reads it: slot 1 holds 0 and
+/// 1, slot i > 1 holds `[2^(i-1), 2^i - 1]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log2Hist {
+    counts: [u64; SLOTS],
+}
+
+impl Default for Log2Hist {
+    fn default() -> Self {
+        Log2Hist { counts: [0; SLOTS] }
+    }
+}
+
+impl Log2Hist {
+    /// The slot a value belongs to, 1..=64.
+    pub fn slot_of(v: u64) -> usize {
+        if v <= 1 {
+            1
+        } else {
+            (u64::BITS - v.leading_zeros()) as usize
+        }
+    }
+
+    pub fn add(&mut self, v: u64) {
+        if let Some(c) = self.counts.get_mut(Self::slot_of(v) - 1) {
+            *c = c.saturating_add(1);
+        }
+    }
+
+    /// The count in `slot` (1..=64); 0 outside that range.
+    pub fn count(&self, slot: usize) -> u64 {
+        slot.checked_sub(1)
+            .and_then(|i| self.counts.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The highest slot with a sample, `None` when empty.
+    pub fn max_slot(&self) -> Option<usize> {
+        self.counts.iter().rposition(|&c| c > 0).map(|i| i + 1)
+    }
+}
+
+/// One flow's totals in one window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowRow {
+    pub key: FlowKey,
+    pub addr: FlowAddr,
+    /// Nanoseconds per state, indexed by `CaState::index()`.
+    pub ns: [u64; 5],
+    pub changes: u64,
+    /// Events whose `old` was not the state the flow was in (lost events).
+    pub mismatches: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowReport {
+    pub index: u64,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Sorted by local port, then saddr, daddr, dport, key.
+    pub rows: Vec<FlowRow>,
+    /// Indexed by `CaState::index()`.
+    pub hist: [Log2Hist; 5],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The windows not handed out by `drain_until`, oldest first.
+    pub windows: Vec<WindowReport>,
+    pub mismatches: u64,
+    /// Credited time that fell in an already drained window.
+    pub late_ns: u64,
+    /// Changes, mismatches and histogram samples that fell in an already
+    /// drained window (so are missing from its report).
+    pub late_events: u64,
+    /// Distinct flows seen.
+    pub flows: u64,
+}
+
+#[derive(Debug, Default)]
+struct RowAcc {
+    ns: [u64; 5],
+    changes: u64,
+    mismatches: u64,
+}
+
+#[derive(Debug, Default)]
+struct WinAcc {
+    rows: HashMap<FlowKey, RowAcc>,
+    hist: [Log2Hist; 5],
+}
+
+/// Time spent before a flow's first event, held back because a later
+/// `established` can still show that the socket did not exist then.
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    state: CaState,
+    from: u64,
+    to: u64,
+}
+
+#[derive(Debug)]
+struct Flow {
+    addr: FlowAddr,
+    /// `None` before the first timed event and again after `close`.
+    cur: Option<CaState>,
+    /// When the current dwell period began (the histogram sample's start).
+    period_start: u64,
+    /// The period began at a seen transition, so its length is a sample.
+    observed: bool,
+    /// The current period is credited up to here (live draining moves it).
+    credited_to: u64,
+    head: Option<Head>,
+    /// Closed at least once: its time before a new first event is not a head.
+    reused: bool,
+}
+
+impl Flow {
+    fn new(addr: FlowAddr) -> Flow {
+        Flow {
+            addr,
+            cur: None,
+            period_start: 0,
+            observed: false,
+            credited_to: 0,
+            head: None,
+            reused: false,
+        }
+    }
+
+    fn begin(&mut self, state: CaState, t: u64, observed: bool) {
+        self.cur = Some(state);
+        self.period_start = t;
+        self.observed = observed;
+        // A drain may already have credited past an event that arrived late;
+        // never credit that stretch twice.
+        self.credited_to = self.credited_to.max(t);
+    }
+
+    fn settle_head(&mut self, key: FlowKey, led: &mut Ledger) {
+        if let Some(h) = self.head.take() {
+            led.credit(key, h.state, h.from, h.to);
+        }
+    }
+
+    fn on_ca(&mut self, key: FlowKey, t: u64, old: CaState, new: CaState, led: &mut Ledger) {
+        let full = led.cfg.accounting == Accounting::Full;
+        match self.cur {
+            None => {
+                if full && !self.reused {
+                    self.head = Some(Head {
+                        state: old,
+                        from: led.cfg.start_ns,
+                        to: t,
+                    });
+                }
+                self.begin(new, t, new != old);
+                if new != old {
+                    self.settle_head(key, led);
+                    led.count_change(key, t);
+                }
+            }
+            Some(s) if old != s => {
+                // The path from `s` to `old` is unknown: the span since the
+                // period began is credited to nobody.
+                led.count_mismatch(key, t);
+                self.settle_head(key, led);
+                self.begin(new, t, new != old);
+                if new != old {
+                    led.count_change(key, t);
+                }
+            }
+            Some(s) if new == s => {}
+            Some(s) => {
+                self.settle_head(key, led);
+                led.credit(key, s, self.credited_to, t);
+                if self.observed {
+                    led.sample(t, s, t.saturating_sub(self.period_start));
+                }
+                self.begin(new, t, true);
+                led.count_change(key, t);
+            }
+        }
+    }
+
+    fn on_established(&mut self, t: u64) {
+        match self.cur {
+            None => self.begin(CaState::Open, t, true),
+            Some(s) => {
+                // A passive child reports `open -> open` just before it is
+                // established: it did not exist before, so no head.
+                if self.head.take().is_some() {
+                    self.begin(s, t, true);
+                }
+            }
+        }
+    }
+
+    fn on_close(&mut self, key: FlowKey, t: u64, led: &mut Ledger) {
+        if led.cfg.accounting == Accounting::Full {
+            self.settle_head(key, led);
+            if let Some(s) = self.cur {
+                led.credit(key, s, self.credited_to, t);
+            }
+        }
+        self.cur = None;
+        self.head = None;
+        self.reused = true;
+    }
+
+    /// Credits what Full accounting knows up to `to` without ending the
+    /// period: the head, and the current state if `tail`.
+    fn credit_open(&mut self, key: FlowKey, to: u64, tail: bool, led: &mut Ledger) {
+        self.settle_head(key, led);
+        if let (true, Some(s)) = (tail, self.cur) {
+            led.credit(key, s, self.credited_to, to);
+            self.credited_to = self.credited_to.max(to);
+        }
+    }
+}
+
+/// Everything but the flows: configuration, window accumulators, totals.
+#[derive(Debug)]
+struct Ledger {
+    cfg: EngineConfig,
+    until: u64,
+    interval: Option<u64>,
+    /// Windows below this index were handed out by `drain_until`.
+    first_open: u64,
+    windows: BTreeMap<u64, WinAcc>,
+    mismatches: u64,
+    late_ns: u64,
+    late_events: u64,
+}
+
+impl Ledger {
+    fn in_range(&self, t: u64) -> bool {
+        t >= self.cfg.start_ns && t < self.until
+    }
+
+    /// The window holding `t`; `t` must not be before `start_ns`.
+    fn index(&self, t: u64) -> u64 {
+        match self.interval {
+            Some(iv) => t.saturating_sub(self.cfg.start_ns) / iv,
+            None => 0,
+        }
+    }
+
+    fn window_start(&self, k: u64) -> u64 {
+        match self.interval {
+            Some(iv) => self.cfg.start_ns.saturating_add(k.saturating_mul(iv)),
+            None => self.cfg.start_ns,
+        }
+    }
+
+    fn nominal_end(&self, k: u64) -> u64 {
+        match self.interval {
+            Some(_) => self.window_start(k.saturating_add(1)),
+            None => u64::MAX,
+        }
+    }
+
+    /// The accumulator of window `k`, or `None` once it has been drained.
+    fn window(&mut self, k: u64) -> Option<&mut WinAcc> {
+        if k < self.first_open {
+            None
+        } else {
+            Some(self.windows.entry(k).or_default())
+        }
+    }
+
+    fn row(&mut self, key: FlowKey, t: u64) -> Option<&mut RowAcc> {
+        let k = self.index(t);
+        self.window(k).map(|w| w.rows.entry(key).or_default())
+    }
+
+    /// Credits `[from, to)` in `state`, clipped to the analysed range and
+    /// split at window boundaries.
+    fn credit(&mut self, key: FlowKey, state: CaState, from: u64, to: u64) {
+        let mut a = from.max(self.cfg.start_ns);
+        let to = to.min(self.until);
+        while a < to {
+            let k = self.index(a);
+            let b = self.nominal_end(k).min(to);
+            let part = b - a;
+            match self.window(k) {
+                Some(w) => {
+                    let ns = &mut w.rows.entry(key).or_default().ns[state.index()];
+                    *ns = ns.saturating_add(part);
+                }
+                None => self.late_ns = self.late_ns.saturating_add(part),
+            }
+            a = b;
+        }
+    }
+
+    fn count_change(&mut self, key: FlowKey, t: u64) {
+        if !self.in_range(t) {
+            return;
+        }
+        match self.row(key, t) {
+            Some(r) => r.changes += 1,
+            None => self.late_events += 1,
+        }
+    }
+
+    fn count_mismatch(&mut self, key: FlowKey, t: u64) {
+        if !self.in_range(t) {
+            return;
+        }
+        self.mismatches += 1;
+        match self.row(key, t) {
+            Some(r) => r.mismatches += 1,
+            None => self.late_events += 1,
+        }
+    }
+
+    fn sample(&mut self, t: u64, state: CaState, ns: u64) {
+        if !self.in_range(t) {
+            return;
+        }
+        let v = ns / self.cfg.hist_unit.ns();
+        let k = self.index(t);
+        match self.window(k) {
+            Some(w) => w.hist[state.index()].add(v),
+            None => self.late_events += 1,
+        }
+    }
+}
+
+/// Turns events into window reports; see the module doc for the rules.
+#[derive(Debug)]
+pub struct Engine {
+    flows: HashMap<FlowKey, Flow>,
+    led: Ledger,
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Engine {
+        let until = cfg.until_ns.unwrap_or(u64::MAX);
+        let interval = cfg.interval_ns.filter(|&iv| iv > 0);
+        Engine {
+            flows: HashMap::new(),
+            led: Ledger {
+                cfg,
+                until,
+                interval,
+                first_open: 0,
+                windows: BTreeMap::new(),
+                mismatches: 0,
+                late_ns: 0,
+                late_events: 0,
+            },
+        }
+    }
+
+    /// One event. `t_ns` is wall-clock ns. Events of one flow arrive in time
+    /// order (ties keep arrival order); different flows may interleave
+    /// arbitrarily. `addr` is called only the first time a flow is seen.
+    pub fn push(
+        &mut self,
+        t_ns: u64,
+        key: FlowKey,
+        change: Change,
+        addr: impl FnOnce() -> FlowAddr,
+    ) {
+        // Other TCP states do not move the arithmetic, and must not label a
+        // flow: an active socket's `syn_sent` comes before its port is bound.
+        if let Change::Tcp { new, .. } = change {
+            if new != TcpState::ESTABLISHED && new != TcpState::CLOSE {
+                return;
+            }
+        }
+        let flow = self
+            .flows
+            .entry(key)
+            .or_insert_with(move || Flow::new(addr()));
+        let led = &mut self.led;
+        let full = led.cfg.accounting == Accounting::Full;
+        match change {
+            Change::Ca { old, new } => flow.on_ca(key, t_ns, old, new, led),
+            Change::Tcp { new, .. } if new == TcpState::ESTABLISHED && full => {
+                flow.on_established(t_ns)
+            }
+            Change::Tcp { new, .. } if new == TcpState::CLOSE => flow.on_close(key, t_ns, led),
+            Change::Tcp { .. } => {}
+        }
+    }
+
+    /// Live mode: closes every window whose end is <= `now_ns` and returns
+    /// them, oldest first. Without an interval there is nothing to close.
+    pub fn drain_until(&mut self, now_ns: u64) -> Vec<WindowReport> {
+        let Some(iv) = self.led.interval else {
+            return Vec::new();
+        };
+        let closed = now_ns.saturating_sub(self.led.cfg.start_ns) / iv;
+        if closed <= self.led.first_open {
+            return Vec::new();
+        }
+        let boundary = self.led.window_start(closed);
+        if self.led.cfg.accounting == Accounting::Full {
+            for (key, flow) in &mut self.flows {
+                flow.credit_open(*key, boundary, true, &mut self.led);
+            }
+        }
+        let out = (self.led.first_open..closed)
+            .map(|k| self.take_window(k, self.led.nominal_end(k)))
+            .collect();
+        self.led.first_open = closed;
+        out
+    }
+
+    /// End of capture at `end_ns` (already clamped to `--until`): credits
+    /// what the accounting mode says and returns the remaining windows.
+    pub fn finish(mut self, end_ns: u64) -> Summary {
+        if self.led.cfg.accounting == Accounting::Full {
+            let tail = self.led.cfg.lifecycle;
+            for (key, flow) in &mut self.flows {
+                flow.credit_open(*key, end_ns, tail, &mut self.led);
+            }
+        }
+        let start = self.led.cfg.start_ns;
+        let last_by_end = if end_ns > start {
+            self.led.index(end_ns - 1)
+        } else {
+            0
+        };
+        // Events past `end_ns` break the caller's contract, but their windows
+        // still get reported rather than vanish.
+        let last = self
+            .led
+            .windows
+            .keys()
+            .next_back()
+            .map_or(last_by_end, |&k| k.max(last_by_end));
+        let windows = (self.led.first_open..=last)
+            .map(|k| {
+                let w_start = self.led.window_start(k);
+                let end = self.led.nominal_end(k).min(end_ns).max(w_start);
+                self.take_window(k, end)
+            })
+            .collect();
+        Summary {
+            windows,
+            mismatches: self.led.mismatches,
+            late_ns: self.led.late_ns,
+            late_events: self.led.late_events,
+            flows: self.flows.len() as u64,
+        }
+    }
+
+    fn take_window(&mut self, k: u64, end_ns: u64) -> WindowReport {
+        let acc = self.led.windows.remove(&k).unwrap_or_default();
+        let mut rows: Vec<FlowRow> = acc
+            .rows
+            .into_iter()
+            .filter_map(|(key, r)| {
+                self.flows.get(&key).map(|f| FlowRow {
+                    key,
+                    addr: f.addr.clone(),
+                    ns: r.ns,
+                    changes: r.changes,
+                    mismatches: r.mismatches,
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            let ka = (
+                a.addr.sport,
+                a.addr.saddr,
+                a.addr.daddr,
+                a.addr.dport,
+                a.key,
+            );
+            let kb = (
+                b.addr.sport,
+                b.addr.saddr,
+                b.addr.daddr,
+                b.addr.dport,
+                b.key,
+            );
+            ka.cmp(&kb)
+        });
+        WindowReport {
+            index: k,
+            start_ns: self.led.window_start(k),
+            end_ns,
+            rows,
+            hist: acc.hist,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::CaState::{Cwr, Disorder, Loss, Open, Recovery};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    const S: u64 = 1_700_000_000_000_000_000;
+    const MS: u64 = 1_000_000;
+    const SEC: u64 = 1_000_000_000;
+
+    fn key(cookie: u64) -> FlowKey {
+        FlowKey { boot: 1, cookie }
+    }
+
+    fn addr(sport: u16) -> FlowAddr {
+        FlowAddr {
+            family: 4,
+            saddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            sport,
+            daddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+            dport: 5201,
+        }
+    }
+
+    fn cfg(accounting: Accounting, lifecycle: bool, interval_ns: Option<u64>) -> EngineConfig {
+        EngineConfig {
+            accounting,
+            lifecycle,
+            start_ns: S,
+            until_ns: None,
+            interval_ns,
+            hist_unit: Unit::Millis,
+        }
+    }
+
+    fn ca(old: CaState, new: CaState) -> Change {
+        Change::Ca { old, new }
+    }
+
+    fn est() -> Change {
+        Change::Tcp {
+            old: TcpState(3),
+            new: TcpState::ESTABLISHED,
+        }
+    }
+
+    fn close() -> Change {
+        Change::Tcp {
+            old: TcpState(9),
+            new: TcpState::CLOSE,
+        }
+    }
+
+    /// Events as (ms after S, cookie, change).
+    fn run(c: EngineConfig, events: &[(u64, u64, Change)], end_ms: u64) -> Summary {
+        let mut e = Engine::new(c);
+        for &(t, cookie, ch) in events {
+            e.push(S + t * MS, key(cookie), ch, || addr(40000 + cookie as u16));
+        }
+        e.finish(S + end_ms * MS)
+    }
+
+    /// Per-state ms of one flow's row in one window, and its changes.
+    fn ms(w: &WindowReport, cookie: u64) -> Option<([u64; 5], u64)> {
+        w.rows.iter().find(|r| r.key == key(cookie)).map(|r| {
+            let mut out = [0; 5];
+            for (o, ns) in out.iter_mut().zip(r.ns) {
+                *o = ns / MS;
+            }
+            (out, r.changes)
+        })
+    }
+
+    fn hist(w: &WindowReport, s: CaState) -> Vec<(usize, u64)> {
+        let h = &w.hist[s.index()];
+        (1..=SLOTS)
+            .filter(|&i| h.count(i) > 0)
+            .map(|i| (i, h.count(i)))
+            .collect()
+    }
+
+    #[test]
+    fn head_period_full_vs_between() {
+        let ev = [(100, 1, ca(Open, Disorder)), (150, 1, ca(Disorder, Open))];
+        let full = run(cfg(Accounting::Full, false, None), &ev, 1000);
+        assert_eq!(full.windows.len(), 1);
+        let w = &full.windows[0];
+        assert_eq!((w.start_ns, w.end_ns), (S, S + 1000 * MS));
+        // Head [0,100) open, no tail: lifecycle off.
+        assert_eq!(ms(w, 1), Some(([100, 50, 0, 0, 0], 2)));
+        // The head's start is the capture start, not a transition.
+        assert_eq!(hist(w, Open), vec![]);
+        assert_eq!(hist(w, Disorder), vec![(6, 1)]);
+
+        let between = run(cfg(Accounting::Between, false, None), &ev, 1000);
+        let w = &between.windows[0];
+        assert_eq!(ms(w, 1), Some(([0, 50, 0, 0, 0], 2)));
+        assert_eq!(hist(w, Disorder), vec![(6, 1)]);
+
+        let full_lc = run(cfg(Accounting::Full, true, None), &ev, 1000);
+        assert_eq!(ms(&full_lc.windows[0], 1), Some(([950, 50, 0, 0, 0], 2)));
+    }
+
+    #[test]
+    fn established_changes_close() {
+        let ev = [
+            (10, 1, est()),
+            (30, 1, ca(Open, Recovery)),
+            (80, 1, ca(Recovery, Open)),
+            (200, 1, close()),
+        ];
+        let full = run(cfg(Accounting::Full, true, None), &ev, 1000);
+        let w = &full.windows[0];
+        assert_eq!(ms(w, 1), Some(([140, 0, 0, 50, 0], 2)));
+        assert_eq!(hist(w, Open), vec![(5, 1)]);
+        assert_eq!(hist(w, Recovery), vec![(6, 1)]);
+        assert_eq!(full.flows, 1);
+
+        let between = run(cfg(Accounting::Between, true, None), &ev, 1000);
+        let w = &between.windows[0];
+        assert_eq!(ms(w, 1), Some(([0, 0, 0, 50, 0], 2)));
+        assert_eq!(hist(w, Open), vec![]);
+        assert_eq!(hist(w, Recovery), vec![(6, 1)]);
+    }
+
+    #[test]
+    fn passive_child_discards_head() {
+        let ev = [
+            (500, 1, ca(Open, Open)),
+            (501, 1, est()),
+            (600, 1, ca(Open, Disorder)),
+        ];
+        let full = run(cfg(Accounting::Full, true, None), &ev, 1000);
+        let w = &full.windows[0];
+        assert_eq!(ms(w, 1), Some(([99, 400, 0, 0, 0], 1)));
+        assert_eq!(hist(w, Open), vec![(7, 1)]);
+
+        let between = run(cfg(Accounting::Between, true, None), &ev, 1000);
+        let w = &between.windows[0];
+        // The clock starts at the first event; a self-transition does not
+        // start a period, so no sample.
+        assert_eq!(ms(w, 1), Some(([100, 0, 0, 0, 0], 1)));
+        assert_eq!(hist(w, Open), vec![]);
+    }
+
+    #[test]
+    fn self_transitions_neither_end_nor_count() {
+        let ev = [
+            (0, 1, est()),
+            (100, 1, ca(Open, Loss)),
+            (300, 1, ca(Loss, Loss)),
+            (700, 1, ca(Loss, Loss)),
+            (1000, 1, ca(Loss, Open)),
+        ];
+        let full = run(cfg(Accounting::Full, true, None), &ev, 1500);
+        let w = &full.windows[0];
+        assert_eq!(ms(w, 1), Some(([600, 0, 0, 0, 900], 2)));
+        assert_eq!(hist(w, Loss), vec![(10, 1)]);
+        assert_eq!(hist(w, Open), vec![(7, 1)]);
+
+        let between = run(cfg(Accounting::Between, true, None), &ev, 1500);
+        let w = &between.windows[0];
+        assert_eq!(ms(w, 1), Some(([0, 0, 0, 0, 900], 2)));
+        assert_eq!(hist(w, Loss), vec![(10, 1)]);
+    }
+
+    #[test]
+    fn mismatch_counted_unknown_span_not_credited() {
+        let ev = [
+            (0, 1, est()),
+            (100, 1, ca(Open, Disorder)),
+            (300, 1, ca(Recovery, Open)),
+            (400, 1, ca(Open, Cwr)),
+        ];
+        let full = run(cfg(Accounting::Full, true, None), &ev, 500);
+        assert_eq!(full.mismatches, 1);
+        let w = &full.windows[0];
+        assert_eq!(ms(w, 1), Some(([200, 0, 100, 0, 0], 3)));
+        assert_eq!(w.rows[0].mismatches, 1);
+        // [0,100) from established and [300,400) from the mismatch's change.
+        assert_eq!(hist(w, Open), vec![(7, 2)]);
+        assert_eq!(hist(w, Disorder), vec![]);
+
+        let between = run(cfg(Accounting::Between, true, None), &ev, 500);
+        assert_eq!(between.mismatches, 1);
+        let w = &between.windows[0];
+        assert_eq!(ms(w, 1), Some(([100, 0, 0, 0, 0], 3)));
+        assert_eq!(hist(w, Open), vec![(7, 1)]);
+    }
+
+    #[test]
+    fn mismatch_into_self_transition_is_not_a_change() {
+        let ev = [
+            (0, 1, est()),
+            (100, 1, ca(Loss, Loss)),
+            (300, 1, ca(Loss, Open)),
+        ];
+        let full = run(cfg(Accounting::Full, true, None), &ev, 400);
+        assert_eq!(full.mismatches, 1);
+        let w = &full.windows[0];
+        assert_eq!(ms(w, 1), Some(([100, 0, 0, 0, 200], 1)));
+        // Loss began at an unknown time before 100: no sample.
+        assert_eq!(hist(w, Loss), vec![]);
+    }
+
+    #[test]
+    fn lifecycle_off_has_no_tail() {
+        let ev = [(0, 1, est()), (100, 1, ca(Open, Cwr))];
+        let off = run(cfg(Accounting::Full, false, None), &ev, 1000);
+        assert_eq!(ms(&off.windows[0], 1), Some(([100, 0, 0, 0, 0], 1)));
+        let on = run(cfg(Accounting::Full, true, None), &ev, 1000);
+        assert_eq!(ms(&on.windows[0], 1), Some(([100, 0, 900, 0, 0], 1)));
+    }
+
+    #[test]
+    fn period_split_across_three_windows() {
+        let ev = [(500, 1, est()), (2500, 1, ca(Open, Loss))];
+        let full = run(cfg(Accounting::Full, true, Some(SEC)), &ev, 3200);
+        let w = &full.windows;
+        assert_eq!(w.len(), 4);
+        let bounds: Vec<(u64, u64, u64)> = w
+            .iter()
+            .map(|w| (w.index, (w.start_ns - S) / MS, (w.end_ns - S) / MS))
+            .collect();
+        assert_eq!(
+            bounds,
+            vec![
+                (0, 0, 1000),
+                (1, 1000, 2000),
+                (2, 2000, 3000),
+                (3, 3000, 3200)
+            ]
+        );
+        assert_eq!(ms(&w[0], 1), Some(([500, 0, 0, 0, 0], 0)));
+        assert_eq!(ms(&w[1], 1), Some(([1000, 0, 0, 0, 0], 0)));
+        assert_eq!(ms(&w[2], 1), Some(([500, 0, 0, 0, 500], 1)));
+        assert_eq!(ms(&w[3], 1), Some(([0, 0, 0, 0, 200], 0)));
+        // The sample is the whole period, in the window where it ends.
+        assert_eq!(hist(&w[2], Open), vec![(11, 1)]);
+        assert_eq!(hist(&w[0], Open), vec![]);
+
+        let between = run(cfg(Accounting::Between, true, Some(SEC)), &ev, 3200);
+        let w = &between.windows;
+        assert_eq!(w.len(), 4);
+        assert!(w[0].rows.is_empty() && w[1].rows.is_empty() && w[3].rows.is_empty());
+        assert_eq!(ms(&w[2], 1), Some(([0; 5], 1)));
+    }
+
+    #[test]
+    fn change_counted_in_its_window() {
+        let ev = [
+            (0, 1, est()),
+            (999, 1, ca(Open, Disorder)),
+            (1000, 1, ca(Disorder, Open)),
+            (2000, 1, ca(Open, Cwr)),
+            (2001, 1, ca(Cwr, Open)),
+        ];
+        let s = run(cfg(Accounting::Full, true, Some(SEC)), &ev, 3000);
+        let w = &s.windows;
+        assert_eq!(w.len(), 3);
+        assert_eq!(ms(&w[0], 1), Some(([999, 1, 0, 0, 0], 1)));
+        assert_eq!(ms(&w[1], 1), Some(([1000, 0, 0, 0, 0], 1)));
+        assert_eq!(ms(&w[2], 1), Some(([999, 0, 1, 0, 0], 2)));
+    }
+
+    #[test]
+    fn until_clips_credit_and_changes() {
+        let mut c = cfg(Accounting::Full, true, None);
+        c.until_ns = Some(S + 2 * SEC);
+        let ev = [
+            (500, 1, est()),
+            (1500, 1, ca(Open, Loss)),
+            (3000, 1, ca(Loss, Open)),
+        ];
+        let s = run(c, &ev, 2000);
+        let w = &s.windows[0];
+        assert_eq!(w.end_ns, S + 2 * SEC);
+        assert_eq!(ms(w, 1), Some(([1000, 0, 0, 0, 500], 1)));
+        assert_eq!(hist(w, Open), vec![(10, 1)]);
+        assert_eq!(hist(w, Loss), vec![]);
+    }
+
+    #[test]
+    fn events_before_start_set_state_only() {
+        let mut e = Engine::new(cfg(Accounting::Full, true, None));
+        let k = key(1);
+        e.push(S - SEC, k, est(), || addr(1));
+        e.push(S - 500 * MS, k, ca(Open, Disorder), || addr(1));
+        e.push(S + 200 * MS, k, ca(Disorder, Open), || addr(1));
+        let s = e.finish(S + 300 * MS);
+        let w = &s.windows[0];
+        assert_eq!(ms(w, 1), Some(([100, 200, 0, 0, 0], 1)));
+        // The period's start was seen, so the sample is its full 700 ms.
+        assert_eq!(hist(w, Disorder), vec![(10, 1)]);
+    }
+
+    #[test]
+    fn close_ends_timeline_and_reuse_starts_a_new_one() {
+        let ev = [
+            (0, 1, est()),
+            (100, 1, close()),
+            (400, 1, ca(Open, Disorder)),
+            (450, 1, ca(Disorder, Open)),
+            (500, 1, close()),
+        ];
+        let s = run(cfg(Accounting::Full, true, None), &ev, 1000);
+        // No head for [100,400): the socket was closed then.
+        assert_eq!(ms(&s.windows[0], 1), Some(([150, 50, 0, 0, 0], 2)));
+    }
+
+    #[test]
+    fn other_tcp_states_are_ignored() {
+        let syn_sent = Change::Tcp {
+            old: TcpState::CLOSE,
+            new: TcpState(2),
+        };
+        let ev = [(50, 1, syn_sent), (100, 1, ca(Open, Cwr))];
+        let s = run(cfg(Accounting::Full, false, None), &ev, 1000);
+        assert_eq!(ms(&s.windows[0], 1), Some(([100, 0, 0, 0, 0], 1)));
+    }
+
+    #[test]
+    fn log2_slots() {
+        let cases = [
+            (0, 1),
+            (1, 1),
+            (2, 2),
+            (3, 2),
+            (4, 3),
+            (1023, 10),
+            (1024, 11),
+        ];
+        for (v, slot) in cases {
+            assert_eq!(Log2Hist::slot_of(v), slot, "value {v}");
+        }
+        assert_eq!(Log2Hist::slot_of(u64::MAX), 64);
+        let mut h = Log2Hist::default();
+        assert_eq!(h.max_slot(), None);
+        h.add(u64::MAX);
+        assert_eq!(
+            (h.max_slot(), h.count(64), h.count(0), h.count(65)),
+            (Some(64), 1, 0, 0)
+        );
+    }
+
+    #[test]
+    fn histogram_slots_through_the_engine() {
+        let durations = [0, 1, 2, 3, 4, 1023, 1024];
+        let mut ev = vec![(0, 1, est())];
+        let mut t = 0;
+        for d in durations {
+            // Each open period lasts `d` ms, then 1 ms of disorder.
+            t += d;
+            ev.push((t, 1, ca(Open, Disorder)));
+            t += 1;
+            ev.push((t, 1, ca(Disorder, Open)));
+        }
+        let s = run(cfg(Accounting::Full, true, None), &ev, t + 1);
+        let w = &s.windows[0];
+        assert_eq!(
+            hist(w, Open),
+            vec![(1, 2), (2, 2), (3, 1), (10, 1), (11, 1)]
+        );
+        assert_eq!(hist(w, Disorder), vec![(1, 7)]);
+
+        let mut c = cfg(Accounting::Full, true, None);
+        c.hist_unit = Unit::Micros;
+        let s = run(c, &[(0, 1, est()), (2, 1, ca(Open, Cwr))], 5);
+        // 2 ms = 2000 us: slot 11 (1024..2047).
+        assert_eq!(hist(&s.windows[0], Open), vec![(11, 1)]);
+    }
+
+    #[test]
+    fn rows_sorted_by_local_port_then_key() {
+        let mut e = Engine::new(cfg(Accounting::Between, false, None));
+        for (cookie, port) in [(1, 9000), (2, 80), (3, 9000), (4, 443)] {
+            let k = key(cookie);
+            e.push(S, k, ca(Open, Loss), || addr(port));
+        }
+        let s = e.finish(S + SEC);
+        let order: Vec<u64> = s.windows[0].rows.iter().map(|r| r.key.cookie).collect();
+        assert_eq!(order, vec![2, 4, 1, 3]);
+        assert_eq!(s.flows, 4);
+    }
+
+    #[test]
+    fn addr_built_once_per_flow() {
+        let mut e = Engine::new(cfg(Accounting::Full, true, None));
+        let mut calls = 0;
+        for t in [0, 10, 20] {
+            e.push(S + t * MS, key(1), ca(Open, Open), || {
+                calls += 1;
+                addr(1)
+            });
+        }
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn zero_interval_and_empty_capture_do_not_panic() {
+        let s = run(cfg(Accounting::Full, true, Some(0)), &[(5, 1, est())], 10);
+        assert_eq!(s.windows.len(), 1);
+        assert_eq!(ms(&s.windows[0], 1), Some(([5, 0, 0, 0, 0], 0)));
+
+        let e = Engine::new(cfg(Accounting::Full, true, Some(SEC)));
+        let s = e.finish(S - SEC);
+        assert_eq!(s.windows.len(), 1);
+        assert_eq!((s.windows[0].start_ns, s.windows[0].end_ns), (S, S));
+    }
+
+    /// The same events, pushed with drains at the boundaries as the live
+    /// tool does, give the windows an offline run gives.
+    #[test]
+    fn drain_then_finish_matches_offline() {
+        let ev = [
+            (100, 1, ca(Open, Disorder)),
+            (300, 2, est()),
+            (700, 1, ca(Disorder, Open)),
+            (1500, 2, ca(Open, Recovery)),
+            (1600, 3, ca(Open, Open)),
+            (1601, 3, est()),
+            (2400, 1, ca(Open, Loss)),
+            (2450, 2, ca(Recovery, Open)),
+            (2460, 1, ca(Loss, Loss)),
+            (3100, 3, close()),
+            (3200, 1, ca(Loss, Open)),
+        ];
+        let c = cfg(Accounting::Full, true, Some(SEC));
+        let offline = run(c.clone(), &ev, 3500);
+
+        let mut e = Engine::new(c);
+        let mut live = Vec::new();
+        for &(t, cookie, ch) in &ev {
+            let now = S + t * MS;
+            live.extend(e.drain_until(now));
+            e.push(now, key(cookie), ch, || addr(40000 + cookie as u16));
+        }
+        assert_eq!(live.len(), 3);
+        assert!(e.drain_until(S + 3400 * MS).is_empty());
+        let rest = e.finish(S + 3500 * MS);
+        assert_eq!((rest.late_ns, rest.late_events), (0, 0));
+        live.extend(rest.windows);
+        assert_eq!(live, offline.windows);
+        assert_eq!(ms(&live[1], 2), Some(([500, 0, 0, 500, 0], 1)));
+        assert_eq!(ms(&live[2], 1), Some(([400, 0, 0, 0, 600], 1)));
+    }
+
+    #[test]
+    fn between_drain_drops_late_parts() {
+        let ev = [(100, 1, ca(Open, Disorder)), (1300, 1, ca(Disorder, Open))];
+        let mut e = Engine::new(cfg(Accounting::Between, true, Some(SEC)));
+        let mut live = Vec::new();
+        for &(t, cookie, ch) in &ev {
+            let now = S + t * MS;
+            live.extend(e.drain_until(now));
+            e.push(now, key(cookie), ch, || addr(1));
+        }
+        let s = e.finish(S + 2 * SEC);
+        assert_eq!(live.len(), 1);
+        assert_eq!(ms(&live[0], 1), Some(([0; 5], 1)));
+        assert_eq!(s.late_ns, 900 * MS);
+        assert_eq!(ms(&s.windows[0], 1), Some(([0, 300, 0, 0, 0], 1)));
+    }
+
+    #[test]
+    fn no_interval_never_drains() {
+        let mut e = Engine::new(cfg(Accounting::Full, true, None));
+        e.push(S, key(1), est(), || addr(1));
+        assert!(e.drain_until(S + 100 * SEC).is_empty());
+        let s = e.finish(S + SEC);
+        assert_eq!(ms(&s.windows[0], 1), Some(([1000, 0, 0, 0, 0], 0)));
+    }
+}

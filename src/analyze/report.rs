@@ -1,0 +1,531 @@
+//! Rendering of engine windows: the seed's duration tables, BCC's log2
+//! histograms, JSON lines and CSV (product.md §4).
+//!
+//! The text formats reproduce the seed's output byte for byte where the spec
+//! asks for it (so scripts written against BCC `tcpcong` keep working),
+//! except the two header misalignments the spec asks to fix. Lines have
+//! their trailing spaces trimmed. Only formatting lives here: which rows
+//! exist and what they hold is the engine's business.
+
+use std::io::{self, Write};
+use std::net::IpAddr;
+
+use chrono::{DateTime, Local, SecondsFormat, TimeZone, Utc};
+use serde::Serialize;
+
+use crate::analyze::engine::{FlowRow, Log2Hist, WindowReport};
+use crate::event::CaState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableOpts {
+    pub micros: bool,
+    pub timestamp: bool,
+    pub all: bool,
+}
+
+fn per_unit(micros: bool) -> u64 {
+    if micros {
+        1_000
+    } else {
+        1_000_000
+    }
+}
+
+fn visible(r: &FlowRow, all: bool) -> bool {
+    all || r.changes != 0
+}
+
+fn line(out: &mut dyn Write, s: &str) -> io::Result<()> {
+    writeln!(out, "{}", s.trim_end())
+}
+
+/// `HH:MM:SS` of `ns` since the epoch, in `tz`.
+fn clock<Tz: TimeZone>(ns: u64, tz: &Tz) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    utc(ns)
+        .map(|d| d.with_timezone(tz).format("%H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+fn utc(ns: u64) -> Option<DateTime<Utc>> {
+    // u64 nanoseconds end in 2554, well inside chrono's range; the Option
+    // only exists because chrono's constructor is fallible.
+    let secs = i64::try_from(ns / 1_000_000_000).ok()?;
+    DateTime::from_timestamp(secs, (ns % 1_000_000_000) as u32)
+}
+
+/// RFC 3339 UTC with nanoseconds, e.g. `2026-11-26T08:03:58.123456789Z`.
+fn rfc3339(ns: u64) -> String {
+    utc(ns)
+        .map(|d| d.to_rfc3339_opts(SecondsFormat::Nanos, true))
+        .unwrap_or_default()
+}
+
+/// The leading empty line and, with `timestamp`, the window end's local time.
+fn window_head(out: &mut dyn Write, w: &WindowReport, timestamp: bool) -> io::Result<()> {
+    writeln!(out)?;
+    if timestamp {
+        line(out, &clock(w.end_ns, &Local))?;
+    }
+    Ok(())
+}
+
+/// One window as the seed prints it: IPv4 table, then IPv6 table.
+pub fn write_table(out: &mut dyn Write, w: &WindowReport, o: &TableOpts) -> io::Result<()> {
+    window_head(out, w, o.timestamp)?;
+    write_family(out, w, o, false)?;
+    write_family(out, w, o, true)
+}
+
+fn write_family(out: &mut dyn Write, w: &WindowReport, o: &TableOpts, v6: bool) -> io::Result<()> {
+    let rows: Vec<&FlowRow> = w
+        .rows
+        .iter()
+        .filter(|r| (r.addr.family == 6) == v6 && visible(r, o.all))
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let (aw, laddr, raddr) = if v6 {
+        (32, "LAddrPort6", "RAddrPort6")
+    } else {
+        (21, "LAddrPort", "RAddrPort")
+    };
+    let u = if o.micros { "us" } else { "ms" };
+    line(
+        out,
+        &format!(
+            "{laddr:<aw$} {raddr:<aw$} {:<7} {:<6} {:<7} {:<7} {:<6} {:<5}",
+            format!("Open_{u}"),
+            format!("Dod_{u}"),
+            format!("Rcov_{u}"),
+            format!("Cwr_{u}"),
+            format!("Los_{u}"),
+            "Chgs"
+        ),
+    )?;
+    let div = per_unit(o.micros);
+    for r in rows {
+        let v = |s: CaState| r.ns[s.index()] / div;
+        line(
+            out,
+            &format!(
+                "{:<aw$} {:<aw$} {:<7} {:<6} {:<7} {:<7} {:<6} {:<5}",
+                endpoint(r.addr.saddr, r.addr.sport),
+                endpoint(r.addr.daddr, r.addr.dport),
+                v(CaState::Open),
+                v(CaState::Disorder),
+                v(CaState::Recovery),
+                v(CaState::Cwr),
+                v(CaState::Loss),
+                r.changes
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+fn endpoint(ip: IpAddr, port: u16) -> String {
+    format!("{ip}/{port}")
+}
+
+/// One window's histograms: a section per state with samples, state order.
+pub fn write_hist(
+    out: &mut dyn Write,
+    w: &WindowReport,
+    micros: bool,
+    timestamp: bool,
+) -> io::Result<()> {
+    window_head(out, w, timestamp)?;
+    let label = if micros { "usecs" } else { "msecs" };
+    for s in CaState::ALL {
+        let h = &w.hist[s.index()];
+        if let Some(top) = h.max_slot() {
+            writeln!(out)?;
+            line(out, &format!("tcp_congest_state = {}", s.name()))?;
+            write_log2(out, h, top, label)?;
+        }
+    }
+    Ok(())
+}
+
+/// BCC's `_print_log2_hist`, including its wider layout (and halved bar)
+/// once a slot above 32 is in use.
+fn write_log2(out: &mut dyn Write, h: &Log2Hist, top: usize, label: &str) -> io::Result<()> {
+    let max = (1..=top).map(|i| h.count(i)).max().unwrap_or(0);
+    let (nw, bar) = if top <= 32 {
+        line(out, &format!("     {label:<19} : count     distribution"))?;
+        (10, 40)
+    } else {
+        line(
+            out,
+            &format!("               {label:<29} : count     distribution"),
+        )?;
+        (20, 20)
+    };
+    for i in 1..=top {
+        let high = (1u128 << i) - 1;
+        let low = (1u128 << i) >> 1;
+        let low = if low == high { low - 1 } else { low };
+        let count = h.count(i);
+        line(
+            out,
+            &format!(
+                "{low:>nw$} -> {high:<nw$} : {count:<8} |{:<bar$}|",
+                "*".repeat(stars(count, max, bar))
+            ),
+        )?;
+    }
+    Ok(())
+}
+
+/// BCC's `_stars` loop prints a star for each i with i <= width·val/max − 1,
+/// i.e. ⌊width·val/max⌋ of them, at most `width`.
+fn stars(val: u64, max: u64, width: usize) -> usize {
+    if max == 0 {
+        return 0;
+    }
+    let n = u128::from(val) * width as u128 / u128::from(max);
+    n.min(width as u128) as usize
+}
+
+#[derive(Serialize)]
+struct Record<'a> {
+    window_start: &'a str,
+    window_end: &'a str,
+    flow: u64,
+    family: u8,
+    saddr: IpAddr,
+    sport: u16,
+    daddr: IpAddr,
+    dport: u16,
+    open_ns: u64,
+    disorder_ns: u64,
+    cwr_ns: u64,
+    recovery_ns: u64,
+    loss_ns: u64,
+    changes: u64,
+    lost_events: u64,
+}
+
+fn records<'a>(
+    w: &'a WindowReport,
+    all: bool,
+    start: &'a str,
+    end: &'a str,
+    lost_events: u64,
+) -> impl Iterator<Item = Record<'a>> + 'a {
+    w.rows
+        .iter()
+        .filter(move |r| visible(r, all))
+        .map(move |r| {
+            let ns = |s: CaState| r.ns[s.index()];
+            Record {
+                window_start: start,
+                window_end: end,
+                flow: r.key.cookie,
+                family: r.addr.family,
+                saddr: r.addr.saddr,
+                sport: r.addr.sport,
+                daddr: r.addr.daddr,
+                dport: r.addr.dport,
+                open_ns: ns(CaState::Open),
+                disorder_ns: ns(CaState::Disorder),
+                cwr_ns: ns(CaState::Cwr),
+                recovery_ns: ns(CaState::Recovery),
+                loss_ns: ns(CaState::Loss),
+                changes: r.changes,
+                lost_events,
+            }
+        })
+}
+
+/// One JSON object per visible row, one per line.
+pub fn write_json(
+    out: &mut dyn Write,
+    w: &WindowReport,
+    all: bool,
+    lost_events: u64,
+) -> io::Result<()> {
+    let (start, end) = (rfc3339(w.start_ns), rfc3339(w.end_ns));
+    for rec in records(w, all, &start, &end, lost_events) {
+        serde_json::to_writer(&mut *out, &rec)?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+pub fn write_csv_header(out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "window_start,window_end,flow,family,saddr,sport,daddr,dport,\
+         open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes"
+    )
+}
+
+/// One CSV line per visible row; no field can hold a comma or a quote.
+/// Lost events are a per-recording figure, reported on stderr, not a column.
+pub fn write_csv(out: &mut dyn Write, w: &WindowReport, all: bool) -> io::Result<()> {
+    let (start, end) = (rfc3339(w.start_ns), rfc3339(w.end_ns));
+    for r in records(w, all, &start, &end, 0) {
+        writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            r.window_start,
+            r.window_end,
+            r.flow,
+            r.family,
+            r.saddr,
+            r.sport,
+            r.daddr,
+            r.dport,
+            r.open_ns,
+            r.disorder_ns,
+            r.cwr_ns,
+            r.recovery_ns,
+            r.loss_ns,
+            r.changes
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::engine::FlowKey;
+    use crate::event::FlowAddr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const MS: u64 = 1_000_000;
+    // 2026-11-26T08:03:58.123456789Z
+    const T0: u64 = 1_795_680_238_123_456_789;
+
+    fn row(cookie: u64, saddr: IpAddr, sport: u16, daddr: IpAddr, dport: u16) -> FlowRow {
+        FlowRow {
+            key: FlowKey { boot: 1, cookie },
+            addr: FlowAddr {
+                family: if saddr.is_ipv4() { 4 } else { 6 },
+                saddr,
+                sport,
+                daddr,
+                dport,
+            },
+            ns: [0; 5],
+            changes: 0,
+            mismatches: 0,
+        }
+    }
+
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    }
+
+    fn window(rows: Vec<FlowRow>) -> WindowReport {
+        WindowReport {
+            index: 0,
+            start_ns: T0,
+            end_ns: T0 + 1_000 * MS,
+            rows,
+            hist: Default::default(),
+        }
+    }
+
+    fn sample() -> WindowReport {
+        let mut a = row(7, v4(192, 168, 219, 3), 34968, v4(192, 168, 219, 4), 5201);
+        // Ordered open, disorder, cwr, recovery, loss in the engine.
+        a.ns = [2_857_400_000, 5_999_999, 1_000, 108_000_001, 0];
+        a.changes = 19;
+        let hidden = row(8, v4(10, 0, 0, 1), 40000, v4(10, 0, 0, 2), 80);
+        let mut b = row(
+            9,
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            22,
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            51000,
+        );
+        b.ns = [1_500_000, 0, 0, 0, 2_000_000];
+        b.changes = 2;
+        let mut c = row(
+            10,
+            IpAddr::V6(Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped()),
+            8080,
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+            443,
+        );
+        c.ns = [0, 0, 0, 3_000_000, 0];
+        c.changes = 1;
+        window(vec![a, hidden, b, c])
+    }
+
+    fn text(f: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> String {
+        let mut buf = Vec::new();
+        f(&mut buf).expect("writing to a Vec cannot fail");
+        String::from_utf8(buf).expect("reports are UTF-8")
+    }
+
+    #[test]
+    fn table_ms() {
+        let o = TableOpts {
+            micros: false,
+            timestamp: false,
+            all: false,
+        };
+        let got = text(|out| write_table(out, &sample(), &o));
+        let want = "\n\
+LAddrPort             RAddrPort             Open_ms Dod_ms Rcov_ms Cwr_ms  Los_ms Chgs
+192.168.219.3/34968   192.168.219.4/5201    2857    5      108     0       0      19
+LAddrPort6                       RAddrPort6                       Open_ms Dod_ms Rcov_ms Cwr_ms  Los_ms Chgs
+::1/22                           ::1/51000                        1       0      0       0       2      2
+::ffff:127.0.0.1/8080            2001:db8::1/443                  0       0      3       0       0      1
+";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn table_us_all_shows_quiet_rows() {
+        let o = TableOpts {
+            micros: true,
+            timestamp: false,
+            all: true,
+        };
+        let mut w = sample();
+        w.rows.truncate(2);
+        let got = text(|out| write_table(out, &w, &o));
+        let want = "\n\
+LAddrPort             RAddrPort             Open_us Dod_us Rcov_us Cwr_us  Los_us Chgs
+192.168.219.3/34968   192.168.219.4/5201    2857400 5999   108000  1       0      19
+10.0.0.1/40000        10.0.0.2/80           0       0      0       0       0      0
+";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn table_without_visible_rows_is_a_blank_line() {
+        let o = TableOpts {
+            micros: false,
+            timestamp: false,
+            all: false,
+        };
+        let mut w = sample();
+        w.rows.retain(|r| r.changes == 0);
+        assert_eq!(text(|out| write_table(out, &w, &o)), "\n");
+    }
+
+    #[test]
+    fn clock_is_hh_mm_ss() {
+        assert_eq!(clock(T0, &Utc), "08:03:58");
+        let o = TableOpts {
+            micros: false,
+            timestamp: true,
+            all: false,
+        };
+        let got = text(|out| write_table(out, &window(vec![]), &o));
+        let want = format!("\n{}\n", clock(T0 + 1_000 * MS, &Local));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn star_scaling() {
+        assert_eq!(stars(12, 12, 40), 40);
+        assert_eq!(stars(3, 12, 40), 10);
+        // BCC's loop truncates: 40·1/3 = 13.3 gives 13 stars.
+        assert_eq!(stars(1, 3, 40), 13);
+        assert_eq!(stars(1, 100, 40), 0);
+        assert_eq!(stars(u64::MAX, u64::MAX, 40), 40);
+        assert_eq!(stars(0, 0, 40), 0);
+    }
+
+    #[test]
+    fn histogram_sections() {
+        let mut w = window(vec![]);
+        for v in [0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 3, 3] {
+            w.hist[CaState::Open.index()].add(v);
+        }
+        w.hist[CaState::Loss.index()].add(5);
+        let got = text(|out| write_hist(out, &w, false, false));
+        let want = "
+
+tcp_congest_state = open
+     msecs               : count     distribution
+         0 -> 1          : 12       |****************************************|
+         2 -> 3          : 3        |**********                              |
+
+tcp_congest_state = loss
+     msecs               : count     distribution
+         0 -> 1          : 0        |                                        |
+         2 -> 3          : 0        |                                        |
+         4 -> 7          : 1        |****************************************|
+";
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn histogram_wide_layout_above_slot_32() {
+        let mut w = window(vec![]);
+        w.hist[CaState::Cwr.index()].add(1 << 32);
+        let got = text(|out| write_hist(out, &w, true, false));
+        let lines: Vec<&str> = got.lines().collect();
+        // Two blank lines, title, header, slots 1..=33.
+        assert_eq!(lines.len(), 4 + 33);
+        assert_eq!(lines[2], "tcp_congest_state = cwr");
+        assert_eq!(
+            lines[3],
+            "               usecs                         : count     distribution"
+        );
+        assert_eq!(
+            lines[4],
+            "                   0 -> 1                    : 0        |                    |"
+        );
+        assert_eq!(
+            lines[36],
+            "          4294967296 -> 8589934591           : 1        |********************|"
+        );
+    }
+
+    #[test]
+    fn empty_histogram_is_a_blank_line() {
+        assert_eq!(
+            text(|out| write_hist(out, &window(vec![]), false, false)),
+            "\n"
+        );
+    }
+
+    #[test]
+    fn json_lines() {
+        let got = text(|out| write_json(out, &sample(), false, 3));
+        let want = concat!(
+            r#"{"window_start":"2026-11-26T08:03:58.123456789Z","window_end":"2026-11-26T08:03:59.123456789Z","#,
+            r#""flow":10,"family":6,"saddr":"::ffff:127.0.0.1","sport":8080,"daddr":"2001:db8::1","dport":443,"#,
+            r#""open_ns":0,"disorder_ns":0,"cwr_ns":0,"recovery_ns":3000000,"loss_ns":0,"changes":1,"lost_events":3}"#,
+            "\n"
+        );
+        let mut w = sample();
+        w.rows.retain(|r| r.key.cookie == 10);
+        assert_eq!(text(|out| write_json(out, &w, false, 3)), want);
+        assert_eq!(got.lines().count(), 3);
+        assert_eq!(
+            text(|out| write_json(out, &sample(), true, 0))
+                .lines()
+                .count(),
+            4
+        );
+    }
+
+    #[test]
+    fn csv_lines() {
+        let got = text(|out| {
+            write_csv_header(out)?;
+            write_csv(out, &sample(), false)
+        });
+        let want = "\
+window_start,window_end,flow,family,saddr,sport,daddr,dport,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,7,4,192.168.219.3,34968,192.168.219.4,5201,2857400000,5999999,1000,108000001,0,19
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,9,6,::1,22,::1,51000,1500000,0,0,0,2000000,2
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,10,6,::ffff:127.0.0.1,8080,2001:db8::1,443,0,0,0,3000000,0,1
+";
+        assert_eq!(got, want);
+    }
+}

@@ -1,0 +1,350 @@
+//! The command line: clap definitions and the value parsers behind them.
+//!
+//! Flag names and meanings follow BCC's tcpcong where they overlap, so that
+//! its users' muscle memory (and scripts) keep working.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::analyze::engine::Accounting;
+use crate::schema::PortRange;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tcpcong",
+    version,
+    about = "How long every TCP flow spends in each congestion state (open, disorder, cwr, recovery, loss)",
+    long_about = "How long every TCP flow spends in each congestion state.\n\n\
+        Without a subcommand, traces live and prints BCC tcpcong's tables.\n\
+        `record` captures raw transitions into Parquet; `analyze` reports on recordings.",
+    after_help = "examples:\n    \
+        tcpcong                          # show tcp congestion status duration\n    \
+        tcpcong 1 10                     # show 1 second summaries, 10 times\n    \
+        tcpcong -L 3000-3006 1           # 1s summaries, local port 3000-3006\n    \
+        tcpcong -R 5000-5005 1           # 1s summaries, remote port 5000-5005\n    \
+        tcpcong -uT 1                    # 1s summaries, microseconds, and timestamps\n    \
+        tcpcong -d                       # show the duration as histograms\n    \
+        tcpcong record -o run.parquet --duration 60s\n    \
+        tcpcong analyze run.parquet -d",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Capture every congestion-state transition into a zstd Parquet file.
+    Record(RecordArgs),
+    /// Duration tables and histograms from one or many recordings.
+    Analyze(AnalyzeArgs),
+}
+
+/// Which flows to keep, by port: shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct PortFilter {
+    /// Trace local ports only: N or N-M.
+    #[arg(short = 'L', long = "localport", value_name = "PORTS", value_parser = parse_ports)]
+    pub localport: Option<PortRange>,
+
+    /// Trace remote ports only: N or N-M.
+    #[arg(short = 'R', long = "remoteport", value_name = "PORTS", value_parser = parse_ports)]
+    pub remoteport: Option<PortRange>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// How reports look: shared by live mode and `analyze`.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// Include a timestamp (HH:MM:SS, local time of the interval's end) on output.
+    #[arg(short = 'T', long)]
+    pub timestamp: bool,
+
+    /// Show distributions as histograms.
+    #[arg(short = 'd', long)]
+    pub dist: bool,
+
+    /// Output in microseconds.
+    #[arg(short = 'u', long)]
+    pub microseconds: bool,
+
+    /// Also show flows without state changes.
+    #[arg(long)]
+    pub all: bool,
+
+    /// full: also count time before a flow's first and after its last event;
+    /// between: only between two observed changes (BCC's arithmetic).
+    #[arg(long, value_enum, default_value = "full")]
+    pub accounting: AccountingArg,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+
+    /// Set from the positional `interval` (see [`Interval`]).
+    #[arg(skip)]
+    pub interval: Option<Duration>,
+
+    /// Set from the positional `outputs`.
+    #[arg(skip)]
+    pub outputs: Option<u64>,
+}
+
+/// BCC's trailing positionals: `[interval] [outputs]`.
+#[derive(Debug, Clone, Args)]
+pub struct Interval {
+    /// Output interval, in seconds.
+    #[arg(value_parser = parse_duration)]
+    pub interval: Option<Duration>,
+
+    /// Number of outputs.
+    #[arg(value_parser = parse_outputs)]
+    pub outputs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AccountingArg {
+    Full,
+    Between,
+}
+
+impl From<AccountingArg> for Accounting {
+    fn from(a: AccountingArg) -> Accounting {
+        match a {
+            AccountingArg::Full => Accounting::Full,
+            AccountingArg::Between => Accounting::Between,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LiveArgs {
+    #[command(flatten)]
+    pub ports: PortFilter,
+
+    #[command(flatten)]
+    pub report: ReportArgs,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+
+    #[command(flatten)]
+    pub interval: Interval,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BufferKind {
+    Ring,
+    Perf,
+}
+
+impl BufferKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BufferKind::Ring => "ring",
+            BufferKind::Perf => "perf",
+        }
+    }
+}
+
+/// What the kernel side captures: shared by live mode and `record`.
+#[derive(Debug, Clone, Args)]
+pub struct CaptureArgs {
+    /// Only IPv4 (4) or IPv6 (6) sockets.
+    #[arg(long, value_parser = parse_family)]
+    pub family: Option<u8>,
+
+    /// Only sockets of this network namespace: a path (/var/run/netns/NAME) or an inode number.
+    #[arg(long, value_name = "PATH|INODE")]
+    pub netns: Option<String>,
+
+    /// Only sockets of this cgroup v2 (a path under the cgroup2 mount).
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+
+    /// Kernel-to-user transport.
+    #[arg(long, value_enum, default_value = "ring")]
+    pub buffer: BufferKind,
+
+    /// Do not record TCP state changes (flow start and end).
+    #[arg(long)]
+    pub no_lifecycle: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RecordArgs {
+    /// The Parquet file to write.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+
+    /// Stop after this long (e.g. 30, 10s, 5m, 2h); default: until Ctrl-C.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub ports: PortFilter,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeArgs {
+    /// Recordings (files, folders of *.parquet, globs), then optionally
+    /// `interval` (seconds) and `outputs` as in live mode.
+    #[arg(required = true, value_name = "INPUT... [interval] [outputs]")]
+    pub inputs: Vec<String>,
+
+    #[command(flatten)]
+    pub ports: PortFilter,
+
+    /// Only this flow (socket cookie).
+    #[arg(long, value_name = "COOKIE")]
+    pub flow: Option<u64>,
+
+    /// Start of the span to report: RFC 3339, or seconds from the recording's start.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// End of the span to report: RFC 3339, or seconds from the recording's start.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// `N` or `N-M` as BCC's tcpcong takes it; a reversed range is swapped.
+pub fn parse_ports(s: &str) -> Result<PortRange, String> {
+    let port = |p: &str| -> Result<u16, String> {
+        p.parse::<u16>()
+            .map_err(|_| format!("'{p}' is not a port (0-65535); use N or N-M"))
+    };
+    let parts: Vec<&str> = s.split('-').collect();
+    let (lo, hi) = match parts.as_slice() {
+        [one] => (port(one)?, port(one)?),
+        [a, b] => (port(a)?, port(b)?),
+        _ => return Err("expected a port N or a range N-M".into()),
+    };
+    Ok(PortRange {
+        lo: lo.min(hi),
+        hi: lo.max(hi),
+    })
+}
+
+fn parse_family(s: &str) -> Result<u8, String> {
+    match s {
+        "4" | "ipv4" => Ok(4),
+        "6" | "ipv6" => Ok(6),
+        _ => Err("expected 4 or 6".into()),
+    }
+}
+
+/// Seconds as BCC takes them (an integer), or a number with a unit.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("expected a duration such as 30, 10s, 500ms, 5m or 2h, not '{s}'");
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num.trim().parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(bad()),
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_outputs(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("expected a positive number of outputs, not '{s}'")),
+    }
+}
+
+impl AnalyzeArgs {
+    /// Takes `interval` and `outputs` off the end of the inputs: trailing
+    /// numbers that are not files. `analyze run.parquet 1 3` is BCC's
+    /// `tcpcong 1 3` replayed.
+    pub fn split_positionals(&mut self) -> Result<(), String> {
+        let is_number = |s: &String| s.parse::<f64>().is_ok() && !std::path::Path::new(s).exists();
+        let trailing = self
+            .inputs
+            .iter()
+            .rev()
+            .take_while(|s| is_number(s))
+            .count();
+        if trailing > 2 {
+            return Err(format!(
+                "too many numbers after the inputs: expected [interval] [outputs], got {trailing}"
+            ));
+        }
+        let nums = self.inputs.split_off(self.inputs.len() - trailing);
+        if self.inputs.is_empty() {
+            return Err("no recording given: tcpcong analyze INPUT... [interval] [outputs]".into());
+        }
+        if let Some(i) = nums.first() {
+            self.report.interval = Some(parse_duration(i).map_err(|e| format!("interval: {e}"))?);
+        }
+        if let Some(o) = nums.get(1) {
+            self.report.outputs = Some(parse_outputs(o).map_err(|e| format!("outputs: {e}"))?);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_parse_like_the_seed() {
+        assert_eq!(parse_ports("80"), Ok(PortRange { lo: 80, hi: 80 }));
+        assert_eq!(
+            parse_ports("3000-3006"),
+            Ok(PortRange { lo: 3000, hi: 3006 })
+        );
+        assert_eq!(parse_ports("9-1"), Ok(PortRange { lo: 1, hi: 9 }));
+        for bad in ["", "abc", "70000", "1-2-3", "-5", "5-", " 5"] {
+            assert!(parse_ports(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn durations_take_units() {
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["", "0", "-1", "5x", "abc", "inf", "NaN"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,58 @@
+//! tcpcong: how long every TCP flow spends in each congestion state.
+//!
+//! `main` is the edge: it parses the command line, runs a subcommand, and
+//! turns every error into one line on stderr with the promised exit code
+//! (2 usage, 1 runtime), never a panic.
+
+mod analyze;
+mod cli;
+mod error;
+mod event;
+mod record;
+mod schema;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use error::Error;
+
+fn main() {
+    let mut cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => exit_on_clap_error(e),
+    };
+    if let Some(Command::Analyze(a)) = &mut cli.command {
+        if let Err(msg) = a.split_positionals() {
+            eprintln!("tcpcong: {msg}");
+            std::process::exit(2);
+        }
+    }
+    let res = match &cli.command {
+        Some(Command::Record(args)) => record::run(args),
+        Some(Command::Analyze(args)) => analyze::run(args),
+        None => Err(Error::Usage("live mode is not available yet".into())),
+    };
+    if let Err(e) = res {
+        if e.is_broken_pipe() {
+            std::process::exit(0);
+        }
+        eprintln!("tcpcong: {e}");
+        std::process::exit(e.exit_code());
+    }
+}
+
+/// Help and version print as clap renders them; a usage error is reduced to
+/// its first line (which names the flag and the bad value), exit code 2.
+fn exit_on_clap_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        _ => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid command line");
+            eprintln!("tcpcong: {}", first.trim_start_matches("error: "));
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The generated BPF skeleton (see build.rs), kept in a module of its own so
+//! that its generated code is isolated from lints meant for ours.
+#![allow(clippy::all, missing_docs, unused_qualifications, non_camel_case_types)]
+
+include!(concat!(env!("OUT_DIR"), "/tcpcong.skel.rs"));

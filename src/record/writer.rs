@@ -1,0 +1,335 @@
+//! Writes events into a schema v1 Parquet file.
+//!
+//! The file is built under a hidden in-progress name in the target folder
+//! and renamed into place only once its footer is written, so a file with
+//! the final name is always complete. Rows arrive in time order and go out
+//! in batches; the Parquet writer flushes a row group whenever one fills,
+//! which bounds memory on long captures.
+//!
+//! Size matters (budget: 12 bytes per event): strings are dictionary
+//! encoded (Parquet's default), the two time columns are delta encoded, and
+//! everything is zstd compressed.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
+    UInt8Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::SchemaRef;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::{encode_arrow_schema, ArrowWriter, ARROW_SCHEMA_META_KEY};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::schema::{arrow_schema, Metadata, METADATA_KEY};
+
+const BATCH_ROWS: usize = 65_536;
+const ROW_GROUP_ROWS: usize = 1 << 20;
+/// The address-string cache is a speed-up, not a record of flows: clearing
+/// it when large keeps memory flat under a storm of short flows.
+const ADDR_CACHE_MAX: usize = 100_000;
+
+/// The hidden name a recording has until it is complete.
+pub fn in_progress_path(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    target.with_file_name(format!(".{name}.inprogress"))
+}
+
+pub struct RecordingWriter {
+    target: PathBuf,
+    tmp: PathBuf,
+    writer: Option<ArrowWriter<File>>,
+    schema: SchemaRef,
+    cols: Columns,
+    addr_cache: HashMap<u64, (Box<str>, Box<str>)>,
+    flows: HashSet<u64>,
+    events: u64,
+    last_ktime: u64,
+    sorted: bool,
+}
+
+impl RecordingWriter {
+    /// Creates the in-progress file (mode 0600). Refuses to overwrite an
+    /// existing recording without `force`, and never reuses a leftover
+    /// in-progress file.
+    pub fn create(target: &Path, force: bool, clock_offset_ns: i64) -> Result<RecordingWriter> {
+        if target.is_dir() {
+            return Err(Error::Usage(format!(
+                "{} is a directory: give a file name such as {}/run.parquet",
+                target.display(),
+                target.display()
+            )));
+        }
+        if target.exists() && !force {
+            return Err(Error::Runtime(format!(
+                "{} already exists: pass --force to overwrite it",
+                target.display()
+            )));
+        }
+        let tmp = in_progress_path(target);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Error::Runtime(format!(
+                    "{} is left over from an earlier capture that did not finish: \
+                     inspect or remove it, then retry",
+                    tmp.display()
+                )),
+                _ => Error::io(&tmp, e),
+            })?;
+
+        let schema = arrow_schema();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).map_err(|e| parquet_err(&tmp, e))?,
+            ))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_created_by(format!("tcpcong {}", env!("CARGO_PKG_VERSION")))
+            .set_column_dictionary_enabled(ColumnPath::from("time"), false)
+            .set_column_encoding(ColumnPath::from("time"), Encoding::DELTA_BINARY_PACKED)
+            .set_column_dictionary_enabled(ColumnPath::from("ktime_ns"), false)
+            .set_column_encoding(ColumnPath::from("ktime_ns"), Encoding::DELTA_BINARY_PACKED)
+            .build();
+        // The Arrow schema goes into the footer at the end, with the final
+        // metadata object, instead of the incomplete one known now.
+        let opts = ArrowWriterOptions::new()
+            .with_properties(props)
+            .with_skip_arrow_metadata(true);
+        let writer = ArrowWriter::try_new_with_options(file, Arc::clone(&schema), opts)
+            .map_err(|e| parquet_err(&tmp, e))?;
+        Ok(RecordingWriter {
+            target: target.to_path_buf(),
+            tmp,
+            writer: Some(writer),
+            schema,
+            cols: Columns::new(clock_offset_ns),
+            addr_cache: HashMap::new(),
+            flows: HashSet::new(),
+            events: 0,
+            last_ktime: 0,
+            sorted: true,
+        })
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    pub fn flows(&self) -> u64 {
+        self.flows.len() as u64
+    }
+
+    pub fn write(&mut self, events: &[Event]) -> Result<()> {
+        for e in events {
+            if self.addr_cache.len() >= ADDR_CACHE_MAX {
+                self.addr_cache.clear();
+            }
+            let (s, d) = self.addr_cache.entry(e.flow).or_insert_with(|| {
+                (
+                    e.addr.saddr.to_string().into_boxed_str(),
+                    e.addr.daddr.to_string().into_boxed_str(),
+                )
+            });
+            self.cols.push(e, s, d);
+            self.flows.insert(e.flow);
+            self.sorted &= e.ktime_ns >= self.last_ktime;
+            self.last_ktime = e.ktime_ns;
+            self.events += 1;
+            if self.cols.rows == BATCH_ROWS {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.cols.rows == 0 {
+            return Ok(());
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), self.cols.finish())
+            .map_err(|e| Error::Runtime(format!("building a record batch: {e}")))?;
+        let tmp = self.tmp.clone();
+        if let Some(w) = self.writer.as_mut() {
+            w.write(&batch).map_err(|e| parquet_err(&tmp, e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the footer with `meta` (events, flows and order filled in
+    /// here), syncs, and renames the file into place. Returns its size.
+    pub fn finish(mut self, mut meta: Metadata) -> Result<u64> {
+        self.flush()?;
+        meta.events = self.events;
+        meta.flows = self.flows.len() as u64;
+        meta.sorted = self.sorted;
+        let json = serde_json::to_string(&meta)
+            .map_err(|e| Error::Runtime(format!("encoding metadata: {e}")))?;
+        let with_meta = self
+            .schema
+            .as_ref()
+            .clone()
+            .with_metadata(HashMap::from([(METADATA_KEY.to_string(), json.clone())]));
+        let tmp = self.tmp.clone();
+        let mut w = self
+            .writer
+            .take()
+            .ok_or_else(|| Error::Runtime("recording already finished".into()))?;
+        w.append_key_value_metadata(KeyValue::new(
+            ARROW_SCHEMA_META_KEY.to_string(),
+            encode_arrow_schema(&with_meta),
+        ));
+        w.append_key_value_metadata(KeyValue::new(METADATA_KEY.to_string(), json));
+        let file = w.into_inner().map_err(|e| parquet_err(&tmp, e))?;
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        let size = file.metadata().map_err(|e| Error::io(&tmp, e))?.len();
+        fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
+        Ok(size)
+    }
+}
+
+impl Drop for RecordingWriter {
+    /// A writer dropped before `finish` failed early (nothing worth keeping
+    /// was written): do not leave an in-progress file to trip the next run.
+    fn drop(&mut self) {
+        if self.writer.is_some() && self.events == 0 {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn parquet_err(path: &Path, source: parquet::errors::ParquetError) -> Error {
+    Error::Parquet {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One Arrow builder per schema column, in schema order.
+struct Columns {
+    clock_offset_ns: i64,
+    rows: usize,
+    time: TimestampNanosecondBuilder,
+    ktime: UInt64Builder,
+    kind: StringBuilder,
+    flow: UInt64Builder,
+    family: UInt8Builder,
+    saddr: StringBuilder,
+    daddr: StringBuilder,
+    sport: UInt16Builder,
+    dport: UInt16Builder,
+    old_state: StringBuilder,
+    new_state: StringBuilder,
+    cpu: UInt16Builder,
+    netns: UInt32Builder,
+    cgroup: UInt64Builder,
+    cong_algo: StringBuilder,
+    tcp: [UInt32Builder; 9],
+}
+
+impl Columns {
+    fn new(clock_offset_ns: i64) -> Columns {
+        Columns {
+            clock_offset_ns,
+            rows: 0,
+            time: TimestampNanosecondBuilder::new().with_timezone("UTC"),
+            ktime: UInt64Builder::new(),
+            kind: StringBuilder::new(),
+            flow: UInt64Builder::new(),
+            family: UInt8Builder::new(),
+            saddr: StringBuilder::new(),
+            daddr: StringBuilder::new(),
+            sport: UInt16Builder::new(),
+            dport: UInt16Builder::new(),
+            old_state: StringBuilder::new(),
+            new_state: StringBuilder::new(),
+            cpu: UInt16Builder::new(),
+            netns: UInt32Builder::new(),
+            cgroup: UInt64Builder::new(),
+            cong_algo: StringBuilder::new(),
+            tcp: std::array::from_fn(|_| UInt32Builder::new()),
+        }
+    }
+
+    fn push(&mut self, e: &Event, saddr: &str, daddr: &str) {
+        self.time
+            .append_value(e.ktime_ns as i64 + self.clock_offset_ns);
+        self.ktime.append_value(e.ktime_ns);
+        self.kind.append_value(e.change.kind());
+        self.flow.append_value(e.flow);
+        self.family.append_value(e.addr.family);
+        self.saddr.append_value(saddr);
+        self.daddr.append_value(daddr);
+        self.sport.append_value(e.addr.sport);
+        self.dport.append_value(e.addr.dport);
+        let (old, new) = e.change.names();
+        self.old_state.append_value(old);
+        self.new_state.append_value(new);
+        self.cpu.append_value(e.cpu);
+        self.netns.append_value(e.netns);
+        self.cgroup.append_value(e.cgroup);
+        self.cong_algo.append_value(e.cong_algo.as_str());
+        let t = &e.tcp;
+        let values = [
+            t.snd_cwnd,
+            t.snd_ssthresh,
+            t.srtt_us,
+            t.mss,
+            t.packets_out,
+            t.retrans_out,
+            t.lost_out,
+            t.sacked_out,
+            t.total_retrans,
+        ];
+        for (b, v) in self.tcp.iter_mut().zip(values) {
+            b.append_value(v);
+        }
+        self.rows += 1;
+    }
+
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        self.rows = 0;
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(self.time.finish()),
+            Arc::new(self.ktime.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.flow.finish()),
+            Arc::new(self.family.finish()),
+            Arc::new(self.saddr.finish()),
+            Arc::new(self.daddr.finish()),
+            Arc::new(self.sport.finish()),
+            Arc::new(self.dport.finish()),
+            Arc::new(self.old_state.finish()),
+            Arc::new(self.new_state.finish()),
+            Arc::new(self.cpu.finish()),
+            Arc::new(self.netns.finish()),
+            Arc::new(self.cgroup.finish()),
+            Arc::new(self.cong_algo.finish()),
+        ];
+        cols.extend(
+            self.tcp
+                .iter_mut()
+                .map(|b| Arc::new(b.finish()) as ArrayRef),
+        );
+        cols
+    }
+}
