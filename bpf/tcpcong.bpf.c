@@ -161,7 +161,7 @@ static __always_inline void count_lost(void)
 		*n += 1;
 }
 
-static __always_inline void emit(struct sock *sk, struct tcp_sock *tp, struct event *tmpl)
+static __always_inline void emit(void *ctx, struct sock *sk, struct tcp_sock *tp, struct event *tmpl)
 {
 	struct event *e;
 
@@ -172,7 +172,7 @@ static __always_inline void emit(struct sock *sk, struct tcp_sock *tp, struct ev
 	if (!use_ringbuf) {
 		fill_tcp(tp, tmpl);
 		/* A full perf buffer is reported by its lost callback. */
-		bpf_perf_event_output(sk, &events_perf, BPF_F_CURRENT_CPU, tmpl, sizeof(*tmpl));
+		bpf_perf_event_output(ctx, &events_perf, BPF_F_CURRENT_CPU, tmpl, sizeof(*tmpl));
 		return;
 	}
 
@@ -211,7 +211,7 @@ int BPF_PROG(on_cong_state_set, struct sock *sk, __u8 ca_state)
 	e.kind = KIND_CA_STATE;
 	e.old_state = BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state);
 	e.new_state = ca_state;
-	emit(sk, tp, &e);
+	emit(ctx, sk, tp, &e);
 	return 0;
 }
 
@@ -231,6 +231,6 @@ int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 	e.kind = KIND_TCP_STATE;
 	e.old_state = oldstate;
 	e.new_state = newstate;
-	emit(sk, tp, &e);
+	emit(ctx, sk, tp, &e);
 	return 0;
 }

@@ -159,13 +159,6 @@ pub struct Event {
 pub struct AlgoName(pub [u8; 16]);
 
 impl AlgoName {
-    pub fn new(name: &str) -> AlgoName {
-        let mut b = [0u8; 16];
-        let n = name.len().min(16);
-        b[..n].copy_from_slice(&name.as_bytes()[..n]);
-        AlgoName(b)
-    }
-
     pub fn as_str(&self) -> &str {
         let end = self.0.iter().position(|&c| c == 0).unwrap_or(self.0.len());
         std::str::from_utf8(&self.0[..end]).unwrap_or("?")
@@ -197,9 +190,8 @@ mod tests {
 
     #[test]
     fn algo_names_are_nul_padded() {
-        assert_eq!(AlgoName::new("cubic").as_str(), "cubic");
-        assert_eq!(AlgoName::new("").as_str(), "");
-        let long = "a".repeat(20);
-        assert_eq!(AlgoName::new(&long).as_str(), &long[..16]);
+        assert_eq!(AlgoName(*b"cubic\0\0\0\0\0\0\0\0\0\0\0").as_str(), "cubic");
+        assert_eq!(AlgoName([0; 16]).as_str(), "");
+        assert_eq!(AlgoName([b'a'; 16]).as_str(), "a".repeat(16));
     }
 }

@@ -49,9 +49,15 @@ fn exit_on_clap_error(e: clap::Error) -> ! {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => e.exit(),
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
         _ => {
+            // The first paragraph, on one line: clap puts the names of
+            // missing arguments on the lines after its first.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid command line");
-            eprintln!("tcpcong: {}", first.trim_start_matches("error: "));
+            let para: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            eprintln!("tcpcong: {}", para.join(" ").trim_start_matches("error: "));
             std::process::exit(2);
         }
     }

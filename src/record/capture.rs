@@ -62,6 +62,8 @@ impl CaptureStats {
 /// Receives ordered events; `complete_until` is the ktime before which no
 /// further event will come.
 pub trait Sink {
+    /// The programs are attached: events from now on are captured.
+    fn started(&mut self);
     fn events(&mut self, events: &[Event], complete_until: u64) -> Result<()>;
 }
 
@@ -76,6 +78,7 @@ pub fn run(
     let skel = load(&mut obj, cfg)?;
     let inbox = Rc::new(RefCell::new(Inbox::default()));
     let consumer = Consumer::new(&skel, cfg.buffer, Rc::clone(&inbox))?;
+    sink.started();
 
     let mut stats = CaptureStats {
         start_ktime_ns: ktime_now(),

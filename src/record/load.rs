@@ -146,12 +146,12 @@ fn bpf_err(what: &'static str) -> impl FnOnce(libbpf_rs::Error) -> Error {
     move |source| Error::Bpf { what, source }
 }
 
-/// Opens, configures, loads and attaches the capture programs.
+/// Opens, configures, loads and attaches the capture programs. Commands
+/// call [`preflight`] first, before they create files.
 pub fn load<'obj>(
     obj: &'obj mut MaybeUninit<OpenObject>,
     cfg: &KernelConfig,
 ) -> Result<TcpcongSkel<'obj>> {
-    preflight()?;
     let mut open = TcpcongSkelBuilder::default()
         .open(obj)
         .map_err(bpf_err("opening the BPF object"))?;
@@ -190,15 +190,11 @@ pub fn load<'obj>(
         .on_inet_sock_set_state
         .set_autoload(cfg.lifecycle);
 
-    let mut skel = open.load().map_err(|e| match e.kind() {
-        libbpf_rs::ErrorKind::PermissionDenied => Error::Privilege(format!(
-            "the kernel refused to load the BPF programs ({e}): run as root, or check kernel lockdown"
-        )),
-        _ => Error::Bpf {
-            what: "loading the BPF programs",
-            source: e,
-        },
-    })?;
+    // Privileges were checked before: a refusal now is the verifier's (its
+    // log is on stderr above) or a lockdown policy.
+    let mut skel = open
+        .load()
+        .map_err(bpf_err("the kernel refused the BPF programs"))?;
     skel.attach()
         .map_err(bpf_err("attaching to tcp_cong_state_set"))?;
     Ok(skel)

@@ -13,7 +13,7 @@ pub mod raw;
 pub mod skel;
 pub mod writer;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cli::RecordArgs;
 use crate::error::Result;
@@ -23,11 +23,24 @@ use capture::{CaptureStats, Sink};
 use load::KernelConfig;
 use writer::RecordingWriter;
 
-struct FileSink<'a>(&'a mut RecordingWriter);
+struct FileSink<'a> {
+    writer: &'a mut RecordingWriter,
+    duration: Option<Duration>,
+}
 
 impl Sink for FileSink<'_> {
+    fn started(&mut self) {
+        eprintln!(
+            "Recording TCP congestion-state transitions into {}{}... Hit Ctrl-C to end.",
+            self.writer.target().display(),
+            self.duration
+                .map(|d| format!(" for {:.1}s", d.as_secs_f64()))
+                .unwrap_or_default()
+        );
+    }
+
     fn events(&mut self, events: &[Event], _complete_until: u64) -> Result<()> {
-        self.0.write(events)
+        self.writer.write(events)
     }
 }
 
@@ -59,18 +72,16 @@ pub fn metadata(cfg: &KernelConfig, stats: &CaptureStats, clock_offset_ns: i64) 
 
 pub fn run(args: &RecordArgs) -> Result<()> {
     let cfg = KernelConfig::from_args(&args.ports, &args.capture)?;
+    load::preflight()?;
     let clock_offset_ns = host::clock_offset_ns();
     let mut writer = RecordingWriter::create(&args.output, args.force, clock_offset_ns)?;
     let deadline = args.duration.map(|d| Instant::now() + d);
 
-    eprintln!(
-        "Recording TCP congestion-state transitions into {}{}... Hit Ctrl-C to end.",
-        args.output.display(),
-        args.duration
-            .map(|d| format!(" for {:.1}s", d.as_secs_f64()))
-            .unwrap_or_default()
-    );
-    let stats = capture::run(&cfg, deadline, &mut FileSink(&mut writer))?;
+    let mut sink = FileSink {
+        writer: &mut writer,
+        duration: args.duration,
+    };
+    let stats = capture::run(&cfg, deadline, &mut sink)?;
     let meta = metadata(&cfg, &stats, clock_offset_ns);
     let (events, flows, target) = (
         writer.events(),

@@ -116,13 +116,13 @@ mod tests {
         b[8..16].copy_from_slice(&7u64.to_ne_bytes());
         b[24..28].copy_from_slice(&[127, 0, 0, 1]);
         b[40..44].copy_from_slice(&[10, 0, 0, 2]);
-        b[100..105].copy_from_slice(b"cubic");
-        b[116..118].copy_from_slice(&5201u16.to_ne_bytes());
-        b[118..120].copy_from_slice(&80u16.to_ne_bytes());
-        b[122] = family;
-        b[123] = kind;
-        b[124] = old;
-        b[125] = new;
+        b[96..101].copy_from_slice(b"cubic");
+        b[112..114].copy_from_slice(&5201u16.to_ne_bytes());
+        b[114..116].copy_from_slice(&80u16.to_ne_bytes());
+        b[118] = family;
+        b[119] = kind;
+        b[120] = old;
+        b[121] = new;
         b
     }
 

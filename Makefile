@@ -1,0 +1,47 @@
+# tcpcong's two commands for a newcomer are `make demo` and `make test`;
+# both install what they need on a fresh Debian machine (as root).
+
+CARGO ?= cargo
+APT_PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make nftables iproute2 iperf3 bpftool util-linux procps python3-pip
+PY_PACKAGES := pytest pyarrow pandas duckdb
+DEBUG_BIN := target/debug/tcpcong
+RELEASE_BIN := target/release/tcpcong
+
+.PHONY: deps build release demo test lint unit e2e interop fixtures clean
+
+# Installs only what is missing, so it is a quick no-op on a set-up machine.
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@python3 -c "import pytest, pyarrow, pandas, duckdb" 2>/dev/null || \
+	  python3 -m pip install --quiet --disable-pip-version-check $(PY_PACKAGES)
+
+build: deps
+	$(CARGO) build
+
+release: deps
+	$(CARGO) build --release
+
+# A private lossy namespace, a few seconds of bulk traffic recorded into
+# demo.parquet, and the report.
+demo: release
+	TCPCONG=$(RELEASE_BIN) lab/demo.sh
+
+# The whole suite, as CI runs it: lint, unit and integration tests (the
+# end-to-end ones need root and BPF, and fail without them), Python interop.
+test: deps lint
+	$(CARGO) test
+	TCPCONG=$(DEBUG_BIN) python3 -m pytest -q tests/python
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fixtures: build
+	TCPCONG=$(DEBUG_BIN) fixtures/regenerate.sh
+
+clean:
+	$(CARGO) clean

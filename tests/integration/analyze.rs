@@ -1,0 +1,231 @@
+//! `analyze` on the fixtures: golden outputs of every format (reviewed
+//! snapshots), and a one-line error with exit code 1 for every kind of bad
+//! input.
+
+use std::io::Write;
+
+use crate::util::*;
+
+fn analyze_ok(args: &[&str]) -> String {
+    let mut full = vec!["analyze"];
+    full.extend_from_slice(args);
+    let o = tcpcong(&full);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    stdout(&o)
+}
+
+fn f(name: &str) -> String {
+    fixture(name).display().to_string()
+}
+
+#[test]
+fn golden_tables() {
+    let v4 = f("ipv4-loss.parquet");
+    let v6 = f("ipv6-ecn.parquet");
+    let multi = f("multi-flow.parquet");
+    insta::assert_snapshot!("table_ipv4", analyze_ok(&[&v4]));
+    insta::assert_snapshot!("table_ipv4_all_micros", analyze_ok(&[&v4, "--all", "-u"]));
+    insta::assert_snapshot!("table_ipv6", analyze_ok(&[&v6]));
+    insta::assert_snapshot!(
+        "table_multi_between",
+        analyze_ok(&[&multi, "--accounting", "between"])
+    );
+    insta::assert_snapshot!(
+        "table_multi_windows_timestamps",
+        analyze_ok(&[&multi, "-T", "1"])
+    );
+    insta::assert_snapshot!("table_multi_two_windows", analyze_ok(&[&multi, "1", "2"]));
+    insta::assert_snapshot!(
+        "table_all_fixtures_folder",
+        analyze_ok(&[fixture("").to_str().unwrap()])
+    );
+}
+
+#[test]
+fn golden_histograms() {
+    insta::assert_snapshot!("hist_ipv4_ms", analyze_ok(&[&f("ipv4-loss.parquet"), "-d"]));
+    insta::assert_snapshot!(
+        "hist_ipv6_us",
+        analyze_ok(&[&f("ipv6-ecn.parquet"), "-d", "-u"])
+    );
+    insta::assert_snapshot!(
+        "hist_multi_windows",
+        analyze_ok(&[&f("multi-flow.parquet"), "-d", "2"])
+    );
+}
+
+#[test]
+fn golden_json_and_csv() {
+    let multi = f("multi-flow.parquet");
+    let json = analyze_ok(&[&multi, "--format", "json", "2"]);
+    for line in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a JSON object per line");
+        for k in [
+            "window_start",
+            "window_end",
+            "flow",
+            "open_ns",
+            "loss_ns",
+            "changes",
+            "lost_events",
+        ] {
+            assert!(v.get(k).is_some(), "{k} missing in {line}");
+        }
+    }
+    insta::assert_snapshot!("json_multi_windows", json);
+    insta::assert_snapshot!(
+        "csv_ipv6_all",
+        analyze_ok(&[&f("ipv6-ecn.parquet"), "--format", "csv", "--all"])
+    );
+}
+
+#[test]
+fn windows_add_up_to_the_whole() {
+    // Dwell periods split at window boundaries lose nothing: per flow, the
+    // windows' nanoseconds and changes sum to the unwindowed figures.
+    let multi = f("multi-flow.parquet");
+    let sums = |args: &[&str]| {
+        let mut m = std::collections::BTreeMap::<u64, [u64; 6]>::new();
+        for line in analyze_ok(args).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let e = m.entry(v["flow"].as_u64().unwrap()).or_default();
+            for (i, k) in [
+                "open_ns",
+                "disorder_ns",
+                "cwr_ns",
+                "recovery_ns",
+                "loss_ns",
+                "changes",
+            ]
+            .iter()
+            .enumerate()
+            {
+                e[i] += v[k].as_u64().unwrap();
+            }
+        }
+        m
+    };
+    let whole = sums(&[&multi, "--format", "json", "--all"]);
+    let windowed = sums(&[&multi, "--format", "json", "--all", "0.25"]);
+    assert!(!whole.is_empty());
+    assert_eq!(whole, windowed);
+}
+
+#[test]
+fn filters_select_flows() {
+    let multi = f("multi-flow.parquet");
+    let out = analyze_ok(&[&multi, "-L", "5201", "--all", "--format", "csv"]);
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert!(!rows.is_empty());
+    assert!(
+        rows.iter().all(|r| r.split(',').nth(5) == Some("5201")),
+        "{out}"
+    );
+    let one = rows[0].split(',').nth(2).unwrap();
+    let only = analyze_ok(&[&multi, "--flow", one, "--all", "--format", "csv"]);
+    assert_eq!(only.lines().count(), 2, "{only}");
+}
+
+fn assert_bad_input(path: &std::path::Path, needle: &str) {
+    let o = tcpcong(&["analyze", path.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&path.display().to_string()),
+        "{err} does not name the file"
+    );
+    assert!(err.contains(needle), "{err:?} does not say {needle:?}");
+}
+
+#[test]
+fn bad_inputs_get_one_line_each() {
+    let dir = TempDir::new("bad");
+    assert_bad_input(&dir.join("missing.parquet"), "no such file");
+
+    let empty_dir = dir.join("empty");
+    std::fs::create_dir(&empty_dir).unwrap();
+    assert_bad_input(&empty_dir, "no recordings");
+
+    let empty = dir.join("empty.parquet");
+    std::fs::write(&empty, b"").unwrap();
+    assert_bad_input(&empty, "empty file");
+
+    let good = std::fs::read(fixture("ipv4-loss.parquet")).unwrap();
+    let truncated = dir.join("truncated.parquet");
+    std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
+    assert_bad_input(&truncated, "truncated");
+
+    let text = dir.join("text.parquet");
+    std::fs::write(&text, b"time,flow\n1,2\n").unwrap();
+    assert_bad_input(&text, "not a Parquet file");
+
+    let other = dir.join("other.parquet");
+    write_parquet(&other, other_schema_batch(), None);
+    assert_bad_input(&other, "not a tcpcong recording");
+
+    let newer = dir.join("newer.parquet");
+    let meta = r#"{"schema_version": 2}"#;
+    write_parquet(&newer, other_schema_batch(), Some(meta));
+    assert_bad_input(&newer, "schema version 2");
+
+    let wrong = dir.join("wrong-types.parquet");
+    let m = serde_json::to_string(&read_meta(&fixture("ipv4-loss.parquet"))).unwrap();
+    write_parquet(&wrong, other_schema_batch(), Some(&m));
+    assert_bad_input(&wrong, "column");
+}
+
+fn other_schema_batch() -> arrow_array::RecordBatch {
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use std::sync::Arc;
+    arrow_array::RecordBatch::try_from_iter([
+        (
+            "ktime_ns",
+            Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+        ),
+        (
+            "kind",
+            Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef,
+        ),
+    ])
+    .unwrap()
+}
+
+fn write_parquet(
+    path: &std::path::Path,
+    batch: arrow_array::RecordBatch,
+    tcpcong_meta: Option<&str>,
+) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    if let Some(m) = tcpcong_meta {
+        w.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+            "tcpcong".into(),
+            m.to_string(),
+        ));
+    }
+    w.close().unwrap();
+}
+
+#[test]
+fn output_to_a_closed_pipe_is_not_an_error() {
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "analyze",
+            &f("ipv6-ecn.parquet"),
+            "--all",
+            "--format",
+            "json",
+            "0.01",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"));
+    let _ = std::io::stdout().flush();
+}

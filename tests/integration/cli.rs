@@ -1,0 +1,122 @@
+//! The command line as a user meets it: usage errors are one line naming
+//! the flag and the value, exit code 2; runtime errors exit 1; never a
+//! panic or a backtrace.
+
+use crate::util::*;
+
+fn assert_one_line_error(args: &[&str], code: i32, must_contain: &[&str]) {
+    let o = tcpcong(args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?} printed more than one line:\n{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+    for s in must_contain {
+        assert!(err.contains(s), "{args:?}: {err:?} does not name {s:?}");
+    }
+}
+
+#[test]
+fn bad_port_values_are_usage_errors() {
+    for bad in ["abc", "70000", "1-2-3", "", "5-x"] {
+        for (flag, long) in [("-L", "--localport"), ("-R", "--remoteport")] {
+            let value = format!("'{bad}'");
+            assert_one_line_error(
+                &["record", "-o", "/tmp/x.parquet", flag, bad],
+                2,
+                &[long, &value],
+            );
+            assert_one_line_error(&["analyze", "x.parquet", flag, bad], 2, &[long, &value]);
+        }
+    }
+}
+
+#[test]
+fn other_bad_flags_are_usage_errors() {
+    assert_one_line_error(
+        &["record", "-o", "/tmp/x.parquet", "--family", "5"],
+        2,
+        &["--family", "'5'"],
+    );
+    assert_one_line_error(
+        &["record", "-o", "/tmp/x.parquet", "--duration", "soon"],
+        2,
+        &["--duration", "soon"],
+    );
+    assert_one_line_error(
+        &["record", "-o", "/tmp/x.parquet", "--buffer", "pipe"],
+        2,
+        &["--buffer", "pipe"],
+    );
+    assert_one_line_error(&["record"], 2, &["--output"]);
+    assert_one_line_error(&["analyze"], 2, &["INPUT"]);
+    assert_one_line_error(&["analyze", "--accounting", "some"], 2, &["--accounting"]);
+    assert_one_line_error(
+        &["analyze", "x.parquet", "1", "2", "3"],
+        2,
+        &["too many numbers"],
+    );
+    assert_one_line_error(&["analyze", "x.parquet", "0"], 2, &["interval"]);
+    assert_one_line_error(&["frobnicate"], 2, &["frobnicate"]);
+}
+
+#[test]
+fn bad_filter_targets_are_usage_errors() {
+    assert_one_line_error(
+        &["record", "-o", "/tmp/x.parquet", "--netns", "/no/such/ns"],
+        2,
+        &["--netns", "/no/such/ns"],
+    );
+    assert_one_line_error(
+        &["record", "-o", "/tmp/x.parquet", "--cgroup", "/tmp"],
+        2,
+        &["--cgroup", "cgroup v2"],
+    );
+}
+
+#[test]
+fn output_problems_are_runtime_errors() {
+    let dir = TempDir::new("out");
+    let existing = dir.join("exists.parquet");
+    std::fs::write(&existing, b"keep me").unwrap();
+    assert_one_line_error(
+        &["record", "-o", existing.to_str().unwrap()],
+        1,
+        &["already exists", "--force"],
+    );
+    assert_eq!(std::fs::read(&existing).unwrap(), b"keep me");
+
+    let nodir = dir.join("no/such/dir/x.parquet");
+    assert_one_line_error(
+        &["record", "-o", nodir.to_str().unwrap()],
+        1,
+        &["no/such/dir"],
+    );
+
+    let target = dir.join("left.parquet");
+    std::fs::write(dir.join(".left.parquet.inprogress"), b"").unwrap();
+    assert_one_line_error(
+        &["record", "-o", target.to_str().unwrap()],
+        1,
+        &["left over", ".left.parquet.inprogress"],
+    );
+    assert!(
+        dir.join(".left.parquet.inprogress").exists(),
+        "a leftover file was removed"
+    );
+}
+
+#[test]
+fn help_and_version_work() {
+    let o = tcpcong(&["--help"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("tcpcong -L 3000-3006 1"));
+    let o = tcpcong(&["--version"]);
+    assert!(stdout(&o).starts_with("tcpcong "));
+}

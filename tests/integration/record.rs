@@ -1,0 +1,273 @@
+//! End to end, as root: a private lossy namespace, real bulk traffic, a
+//! real recorder filtered to that namespace, and the file checked against
+//! the kernel's own counters for the namespace.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::util::*;
+
+const RECOVERY_COUNTERS: [&str; 2] = ["TcpExtTCPSackRecovery", "TcpExtTCPRenoRecovery"];
+
+fn recovery_counter(lab: &Lab) -> u64 {
+    let n = lab.nstat();
+    RECOVERY_COUNTERS
+        .iter()
+        .map(|k| n.get(*k).copied().unwrap_or(0))
+        .sum()
+}
+
+/// Each flow's chain of congestion events is consistent: every event starts
+/// from the state the previous one left.
+fn assert_chains(events: &[Ev]) {
+    let mut last: HashMap<u64, &str> = HashMap::new();
+    for e in ca(events) {
+        if let Some(prev) = last.insert(e.flow, e.new.as_str()) {
+            assert_eq!(
+                e.old, prev,
+                "flow {} jumps from {prev} to {} -> {}",
+                e.flow, e.old, e.new
+            );
+        }
+    }
+}
+
+/// Events entering recovery from another state.
+fn recovery_entries(events: &[Ev]) -> u64 {
+    ca(events)
+        .iter()
+        .filter(|e| e.new == "recovery" && e.old != "recovery")
+        .count() as u64
+}
+
+fn states(events: &[Ev]) -> BTreeSet<String> {
+    ca(events)
+        .iter()
+        .flat_map(|e| [e.old.clone(), e.new.clone()])
+        .collect()
+}
+
+/// The whole contract of one capture: states, chains, the kernel counter,
+/// no loss, truthful metadata.
+fn lossy_capture(tag: &str, buffer: &str, traffic: &[&str], family: u8) {
+    let lab = Lab::new(tag, &["--loss", "2"]);
+    let dir = TempDir::new(tag);
+    let out = dir.join("run.parquet");
+    let netns = lab.netns_path();
+    let before = recovery_counter(&lab);
+    let rec = Recorder::start(&out, &["--netns", &netns, "--buffer", buffer]);
+    std::thread::scope(|s| {
+        s.spawn(|| lab.traffic(3, traffic));
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        lab.blackout(400);
+    });
+    let o = rec.stop();
+    let after = recovery_counter(&lab);
+
+    let events = read_events(&out);
+    let meta = read_meta(&out);
+    assert!(stderr(&o).contains("0 lost events"), "{}", stderr(&o));
+
+    let seen = states(&events);
+    for s in ["open", "disorder", "recovery", "loss"] {
+        assert!(seen.contains(s), "no {s} in {seen:?}");
+    }
+    assert_chains(&events);
+    assert_eq!(
+        recovery_entries(&events),
+        after - before,
+        "recovery entries vs {RECOVERY_COUNTERS:?}"
+    );
+    assert!(
+        events.iter().all(|e| e.netns as u64 == lab.inode()),
+        "a flow from outside the lab"
+    );
+    assert!(events.iter().all(|e| e.family == family));
+    assert!(ca(&events)
+        .iter()
+        .all(|e| e.cong_algo == "cubic" || e.cong_algo == "bbr" || e.cong_algo == "reno"));
+    let kinds: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e.kind == "tcp_state")
+        .map(|e| e.new.as_str())
+        .collect();
+    assert!(
+        kinds.contains("established") && kinds.contains("close"),
+        "lifecycle: {kinds:?}"
+    );
+    assert!(
+        events.windows(2).all(|w| w[0].ktime <= w[1].ktime),
+        "rows out of ktime order"
+    );
+
+    assert_eq!(meta["schema_version"], 1);
+    assert_eq!(meta["buffer"], buffer);
+    assert_eq!(meta["attach"], "tp_btf/tcp_cong_state_set");
+    assert_eq!(meta["lost_events"], 0);
+    assert_eq!(meta["lifecycle"], true);
+    assert_eq!(meta["events"], events.len() as u64);
+    assert_eq!(meta["filters"]["netns"], lab.inode());
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(meta["kernel"], release.trim());
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    assert_eq!(meta["boot_id"], boot.trim());
+    let (start, end) = (
+        meta["start_ktime_ns"].as_u64().unwrap(),
+        meta["end_ktime_ns"].as_u64().unwrap(),
+    );
+    assert!(
+        events.iter().all(|e| e.ktime >= start && e.ktime <= end),
+        "event outside [start, end]"
+    );
+    let offset = meta["clock_offset_ns"].as_i64().unwrap();
+    assert!(events.iter().all(|e| e.time == e.ktime as i64 + offset));
+    assert!(meta["command"].as_str().unwrap().contains("record"));
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn ipv4_ring_buffer_capture_matches_the_kernel_counters() {
+    lossy_capture("v4ring", "ring", &[], 4);
+}
+
+#[test]
+fn ipv6_perf_buffer_capture_matches_the_kernel_counters() {
+    lossy_capture("v6perf", "perf", &["--ipv6"], 6);
+}
+
+#[test]
+fn ring_and_perf_buffers_record_the_same_events() {
+    let lab = Lab::new("bufs", &["--loss", "2"]);
+    let dir = TempDir::new("bufs");
+    let netns = lab.netns_path();
+    let ring = Recorder::start(
+        &dir.join("ring.parquet"),
+        &["--netns", &netns, "--buffer", "ring"],
+    );
+    let perf = Recorder::start(
+        &dir.join("perf.parquet"),
+        &["--netns", &netns, "--buffer", "perf"],
+    );
+    lab.traffic(2, &[]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (ring, perf) = (ring.stop(), perf.stop());
+    // Both were attached for the whole transfer; compare what both saw
+    // (the window's edges are cut by one program's stamps, so a margin).
+    let (rm, pm) = (
+        read_meta(&dir.join("ring.parquet")),
+        read_meta(&dir.join("perf.parquet")),
+    );
+    let from = rm["start_ktime_ns"]
+        .as_u64()
+        .max(pm["start_ktime_ns"].as_u64())
+        .unwrap();
+    let to = rm["end_ktime_ns"]
+        .as_u64()
+        .min(pm["end_ktime_ns"].as_u64())
+        .unwrap();
+    let common = |name: &str| -> Vec<_> {
+        read_events(&dir.join(name))
+            .into_iter()
+            .filter(|e| e.ktime > from + 1_000_000 && e.ktime + 1_000_000 < to)
+            // Each program stamps its own ktime, a few µs apart: compare
+            // the sequences without it.
+            .map(|e| (e.flow, e.kind, e.old, e.new, e.snd_cwnd))
+            .collect()
+    };
+    let (r, p) = (common("ring.parquet"), common("perf.parquet"));
+    assert!(r.len() > 50, "too few events to compare: {}", r.len());
+    let only_r: Vec<_> = r.iter().filter(|e| !p.contains(e)).take(5).collect();
+    let only_p: Vec<_> = p.iter().filter(|e| !r.contains(e)).take(5).collect();
+    assert_eq!(
+        r,
+        p,
+        "only ring: {only_r:?} only perf: {only_p:?} ({} / {})",
+        stderr(&ring),
+        stderr(&perf)
+    );
+}
+
+#[test]
+fn port_and_family_filters_keep_only_matching_flows() {
+    let lab = Lab::new("filt", &["--loss", "2"]);
+    let dir = TempDir::new("filt");
+    let netns = lab.netns_path();
+    let remote = Recorder::start(&dir.join("r.parquet"), &["--netns", &netns, "-R", "5201"]);
+    let local = Recorder::start(&dir.join("l.parquet"), &["--netns", &netns, "-L", "5201"]);
+    let v6 = Recorder::start(
+        &dir.join("v6.parquet"),
+        &["--netns", &netns, "--family", "6"],
+    );
+    let all = Recorder::start(&dir.join("all.parquet"), &["--netns", &netns]);
+    lab.traffic(2, &[]);
+    for r in [remote, local, v6, all] {
+        r.stop();
+    }
+    let remote = read_events(&dir.join("r.parquet"));
+    let local = read_events(&dir.join("l.parquet"));
+    let all = read_events(&dir.join("all.parquet"));
+    assert!(!ca(&remote).is_empty() && !local.is_empty());
+    assert!(remote.iter().all(|e| e.dport == 5201));
+    assert!(local.iter().all(|e| e.sport == 5201));
+    assert_eq!(
+        read_events(&dir.join("v6.parquet")).len(),
+        0,
+        "IPv4-only traffic passed --family 6"
+    );
+    // The filters select, they do not lose: both halves are in the unfiltered file.
+    let n = |f: &dyn Fn(&Ev) -> bool| all.iter().filter(|e| f(e)).count();
+    assert_eq!(remote.len(), n(&|e| e.dport == 5201));
+    assert_eq!(local.len(), n(&|e| e.sport == 5201));
+}
+
+#[test]
+fn ecn_marks_give_cwr_events() {
+    let lab = Lab::new("cwr", &["--ecn", "5"]);
+    let dir = TempDir::new("cwr");
+    let out = dir.join("cwr.parquet");
+    let rec = Recorder::start(&out, &["--netns", &lab.netns_path()]);
+    lab.traffic(2, &[]);
+    rec.stop();
+    let events = read_events(&out);
+    let cwr = ca(&events).iter().filter(|e| e.new == "cwr").count();
+    assert!(cwr > 10, "only {cwr} cwr events");
+    assert_chains(&events);
+}
+
+#[test]
+fn duration_ends_the_capture_by_itself() {
+    let dir = TempDir::new("dur");
+    let out = dir.join("d.parquet");
+    let rec = Recorder::start(&out, &["--duration", "1500ms", "--family", "6", "-L", "1"]);
+    let o = rec.wait();
+    let meta = read_meta(&out);
+    let span = meta["end_ktime_ns"].as_u64().unwrap() - meta["start_ktime_ns"].as_u64().unwrap();
+    assert!(span >= 1_400_000_000, "captured for {span} ns");
+    assert!(stderr(&o).contains("wrote 0 events"), "{}", stderr(&o));
+    assert!(!dir.join(".d.parquet.inprogress").exists());
+}
+
+#[test]
+fn without_privileges_record_says_so() {
+    let dir = TempDir::new("priv");
+    let out = dir.join("p.parquet");
+    let o = std::process::Command::new("setpriv")
+        .args([
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ])
+        .arg(bin())
+        .args(["record", "-o"])
+        .arg(&out)
+        .output()
+        .expect("setpriv runs");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("root or CAP_BPF + CAP_PERFMON"), "{err}");
+    assert!(!out.exists() && !dir.join(".p.parquet.inprogress").exists());
+}

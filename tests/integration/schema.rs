@@ -1,0 +1,72 @@
+//! The writer's real schema equals `schemas/events-v1.json`, column by
+//! column, as pyarrow names the types (the form users see).
+
+use std::fs::File;
+
+use arrow_schema::{DataType, TimeUnit};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::util::*;
+
+fn pyarrow_name(t: &DataType) -> String {
+    match t {
+        DataType::Timestamp(TimeUnit::Nanosecond, Some(tz)) => format!("timestamp[ns, tz={tz}]"),
+        DataType::Utf8 => "string".into(),
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+#[test]
+fn recordings_follow_the_published_schema() {
+    let spec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("schemas/events-v1.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(spec["schema_version"], 1);
+    let want: Vec<(String, String)> = spec["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let keys: Vec<String> = spec["metadata_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap().to_string())
+        .collect();
+
+    // A fresh recording (what the writer does now) and the fixtures.
+    let dir = TempDir::new("schema");
+    let fresh = dir.join("fresh.parquet");
+    Recorder::start(&fresh, &["--duration", "1", "-L", "1"]).wait();
+    let mut files = vec![fresh];
+    files.extend(
+        [
+            "ipv4-loss.parquet",
+            "ipv6-ecn.parquet",
+            "multi-flow.parquet",
+        ]
+        .map(fixture),
+    );
+    for path in files {
+        let name = path.display();
+        let b = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
+        let got: Vec<(String, String)> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), pyarrow_name(f.data_type())))
+            .collect();
+        assert_eq!(got, want, "{name}");
+        let meta = read_meta(&path);
+        for k in &keys {
+            assert!(meta.get(k).is_some(), "{name}: metadata lacks {k}");
+        }
+    }
+}

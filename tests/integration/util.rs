@@ -1,0 +1,285 @@
+//! Helpers: running the binary, the lab (a private lossy namespace, through
+//! lab/lab.sh), background recorders, and reading recordings back with the
+//! Parquet crate directly, so that tests check files independently of
+//! tcpcong's own reader.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tcpcong")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("fixtures").join(name)
+}
+
+/// Runs tcpcong with `args`, local time in UTC so that `-T` is reproducible.
+pub fn tcpcong(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("TZ", "UTC")
+        .output()
+        .expect("tcpcong runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A scratch directory removed at drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "tcpcong-test-{tag}-{}-{}",
+            std::process::id(),
+            unique()
+        ));
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn unique() -> u32 {
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+/// A private network namespace with a lossy loopback, deleted at drop (so
+/// also when a test fails). Each test gets its own, and filters its
+/// recorders by its inode, so tests running in parallel never see each
+/// other's flows.
+pub struct Lab {
+    pub ns: String,
+}
+
+fn lab_sh(args: &[&str]) -> Output {
+    let o = Command::new(repo().join("lab/lab.sh"))
+        .args(args)
+        .output()
+        .expect("lab.sh runs");
+    assert!(o.status.success(), "lab.sh {args:?} failed: {}", stderr(&o));
+    o
+}
+
+impl Lab {
+    /// `opts` are lab.sh's: `--loss PCT`, `--ecn PCT`, `--port PORT`.
+    pub fn new(tag: &str, opts: &[&str]) -> Lab {
+        let ns = format!("tc-{tag}-{}-{}", std::process::id(), unique());
+        let lab = Lab { ns };
+        let mut args = vec!["up", lab.ns.as_str()];
+        args.extend_from_slice(opts);
+        lab_sh(&args);
+        lab
+    }
+
+    pub fn netns_path(&self) -> String {
+        format!("/var/run/netns/{}", self.ns)
+    }
+
+    pub fn inode(&self) -> u64 {
+        stdout(&lab_sh(&["inode", &self.ns]))
+            .trim()
+            .parse()
+            .expect("inode")
+    }
+
+    /// Bounded bulk transfer; `opts`: `--ipv6`, `--parallel N`, `--port P`.
+    pub fn traffic(&self, secs: u32, opts: &[&str]) {
+        let s = secs.to_string();
+        let mut args = vec!["traffic", self.ns.as_str(), s.as_str()];
+        args.extend_from_slice(opts);
+        lab_sh(&args);
+    }
+
+    /// Drops everything to the server port for `ms`: RTOs, hence `loss`.
+    pub fn blackout(&self, ms: u32) {
+        lab_sh(&["blackout", &self.ns, &ms.to_string()]);
+    }
+
+    pub fn nstat(&self) -> HashMap<String, u64> {
+        stdout(&lab_sh(&["nstat", &self.ns]))
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                Some((k.to_string(), v.trim().parse().ok()?))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(repo().join("lab/lab.sh"))
+            .args(["down", &self.ns])
+            .output();
+    }
+}
+
+/// `tcpcong record` running in the background.
+pub struct Recorder {
+    child: Child,
+}
+
+impl Recorder {
+    pub fn start(out: &Path, args: &[&str]) -> Recorder {
+        let child = Command::new(bin())
+            .arg("record")
+            .arg("-o")
+            .arg(out)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("record starts");
+        let rec = Recorder { child };
+        // Attached once the in-progress file exists (created before load,
+        // kept only when loading worked); give loading a moment more.
+        for _ in 0..100 {
+            if out.parent().is_some_and(|d| {
+                d.join(format!(
+                    ".{}.inprogress",
+                    out.file_name().unwrap().to_string_lossy()
+                ))
+                .exists()
+            }) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(700));
+        rec
+    }
+
+    /// Ends the capture with SIGINT and returns its output.
+    pub fn stop(self) -> Output {
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.wait()
+    }
+
+    pub fn wait(self) -> Output {
+        let o = self.child.wait_with_output().expect("record finishes");
+        assert!(o.status.success(), "record failed: {}", stderr(&o));
+        o
+    }
+}
+
+/// One row of a recording, as the test reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ev {
+    pub time: i64,
+    pub ktime: u64,
+    pub kind: String,
+    pub flow: u64,
+    pub family: u8,
+    pub saddr: String,
+    pub daddr: String,
+    pub sport: u16,
+    pub dport: u16,
+    pub old: String,
+    pub new: String,
+    pub netns: u32,
+    pub cong_algo: String,
+    pub snd_cwnd: u32,
+}
+
+pub fn read_events(path: &Path) -> Vec<Ev> {
+    let f = File::open(path).expect("recording exists");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+        .expect("parquet")
+        .build()
+        .expect("reader");
+    let mut out = Vec::new();
+    for b in reader {
+        let b = b.expect("batch");
+        let c = |n: &str| {
+            b.column_by_name(n)
+                .unwrap_or_else(|| panic!("column {n}"))
+                .clone()
+        };
+        let time = c("time");
+        let time = time.as_primitive::<arrow_array::types::TimestampNanosecondType>();
+        let (ktime, kind, flow, family) = (c("ktime_ns"), c("kind"), c("flow"), c("family"));
+        let (saddr, daddr, sport, dport) = (c("saddr"), c("daddr"), c("sport"), c("dport"));
+        let (old, new, netns, algo, cwnd) = (
+            c("old_state"),
+            c("new_state"),
+            c("netns"),
+            c("cong_algo"),
+            c("snd_cwnd"),
+        );
+        for i in 0..b.num_rows() {
+            out.push(Ev {
+                time: time.value(i),
+                ktime: ktime.as_primitive::<UInt64Type>().value(i),
+                kind: kind.as_string::<i32>().value(i).to_string(),
+                flow: flow.as_primitive::<UInt64Type>().value(i),
+                family: family.as_primitive::<UInt8Type>().value(i),
+                saddr: saddr.as_string::<i32>().value(i).to_string(),
+                daddr: daddr.as_string::<i32>().value(i).to_string(),
+                sport: sport.as_primitive::<UInt16Type>().value(i),
+                dport: dport.as_primitive::<UInt16Type>().value(i),
+                old: old.as_string::<i32>().value(i).to_string(),
+                new: new.as_string::<i32>().value(i).to_string(),
+                netns: netns.as_primitive::<UInt32Type>().value(i),
+                cong_algo: algo.as_string::<i32>().value(i).to_string(),
+                snd_cwnd: cwnd.as_primitive::<UInt32Type>().value(i),
+            });
+        }
+    }
+    out
+}
+
+/// The `tcpcong` object from the Parquet footer.
+pub fn read_meta(path: &Path) -> serde_json::Value {
+    let f = File::open(path).expect("recording exists");
+    let b = ParquetRecordBatchReaderBuilder::try_new(f).expect("parquet");
+    let kv = b
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|k| k.key == "tcpcong"))
+        .and_then(|k| k.value.clone())
+        .expect("tcpcong metadata in the footer");
+    let from_schema = b.schema().metadata().get("tcpcong").cloned();
+    assert_eq!(
+        from_schema.as_deref(),
+        Some(kv.as_str()),
+        "footer and Arrow schema metadata differ"
+    );
+    serde_json::from_str(&kv).expect("metadata is JSON")
+}
+
+/// Congestion events only.
+pub fn ca(events: &[Ev]) -> Vec<&Ev> {
+    events.iter().filter(|e| e.kind == "ca_state").collect()
+}
