@@ -142,6 +142,14 @@ pub struct LiveArgs {
 
     #[command(flatten)]
     pub interval: Interval,
+
+    /// Also record the captured events into this Parquet file.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Overwrite an existing output file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

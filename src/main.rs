@@ -8,13 +8,13 @@ mod analyze;
 mod cli;
 mod error;
 mod event;
+mod live;
 mod record;
 mod schema;
 
 use clap::Parser;
 
 use cli::{Cli, Command};
-use error::Error;
 
 fn main() {
     let mut cli = match Cli::try_parse() {
@@ -30,7 +30,7 @@ fn main() {
     let res = match &cli.command {
         Some(Command::Record(args)) => record::run(args),
         Some(Command::Analyze(args)) => analyze::run(args),
-        None => Err(Error::Usage("live mode is not available yet".into())),
+        None => live::run(&cli.live),
     };
     if let Err(e) = res {
         if e.is_broken_pipe() {

@@ -84,6 +84,16 @@ pub struct EngineConfig {
     pub hist_unit: Unit,
 }
 
+/// The capture that a boot's events come from: a flow's head starts at
+/// `start_ns` of the span its first event arrives in, its tail ends at the
+/// boot's last span's `end_ns`, and only with `lifecycle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub lifecycle: bool,
+}
+
 /// Number of log2 slots: slot 64 holds values from 2^63 up.
 const SLOTS: usize = 64;
 
@@ -240,7 +250,7 @@ impl Flow {
                 if full && !self.reused {
                     self.head = Some(Head {
                         state: old,
-                        from: led.cfg.start_ns,
+                        from: led.span_start(key.boot),
                         to: t,
                     });
                 }
@@ -321,9 +331,26 @@ struct Ledger {
     mismatches: u64,
     late_ns: u64,
     late_events: u64,
+    /// Per boot, the capture its latest events came from (offline only).
+    spans: HashMap<u32, Span>,
 }
 
 impl Ledger {
+    fn span_start(&self, boot: u32) -> u64 {
+        self.spans
+            .get(&boot)
+            .map_or(self.cfg.start_ns, |s| s.start_ns)
+    }
+
+    /// Where a flow's tail ends and whether it has one.
+    fn tail(&self, boot: u32, end_ns: u64) -> (u64, bool) {
+        self.spans
+            .get(&boot)
+            .map_or((end_ns, self.cfg.lifecycle), |s| {
+                (s.end_ns.min(end_ns), s.lifecycle)
+            })
+    }
+
     fn in_range(&self, t: u64) -> bool {
         t >= self.cfg.start_ns && t < self.until
     }
@@ -440,6 +467,7 @@ impl Engine {
                 mismatches: 0,
                 late_ns: 0,
                 late_events: 0,
+                spans: HashMap::new(),
             },
         }
     }
@@ -477,6 +505,13 @@ impl Engine {
         }
     }
 
+    /// Offline, several captures: the events of `boot` pushed from now on
+    /// come from `span` (product.md §3: a flow's timeline is bounded by the
+    /// capture it was seen in, not by the whole dataset's).
+    pub fn set_span(&mut self, boot: u32, span: Span) {
+        self.led.spans.insert(boot, span);
+    }
+
     /// Live mode: closes every window whose end is <= `now_ns` and returns
     /// them, oldest first. Without an interval there is nothing to close.
     pub fn drain_until(&mut self, now_ns: u64) -> Vec<WindowReport> {
@@ -504,9 +539,9 @@ impl Engine {
     /// what the accounting mode says and returns the remaining windows.
     pub fn finish(mut self, end_ns: u64) -> Summary {
         if self.led.cfg.accounting == Accounting::Full {
-            let tail = self.led.cfg.lifecycle;
             for (key, flow) in &mut self.flows {
-                flow.credit_open(*key, end_ns, tail, &mut self.led);
+                let (end, tail) = self.led.tail(key.boot, end_ns);
+                flow.credit_open(*key, end, tail, &mut self.led);
             }
         }
         let start = self.led.cfg.start_ns;

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use crate::cli::{AnalyzeArgs, Format, ReportArgs};
 use crate::error::{Error, Result};
-use engine::{Engine, EngineConfig, Summary, Unit, WindowReport};
+use engine::{Engine, EngineConfig, Span, Summary, Unit, WindowReport};
 use reader::{Recording, RowFilter};
 
 /// The largest number of windows a report may have: a guard against an
@@ -199,14 +199,24 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     };
 
     let mut engine = Engine::new(engine_config(&args.report, start_ns, until, lifecycle));
-    let mut feed = |row: reader::Row| {
+    let feed = |engine: &mut Engine, row: reader::Row| {
         let addr = row.addr;
         engine.push(row.t_ns, row.key, row.change, move || addr);
     };
     for mut group in overlapping_groups(&mut inputs) {
+        let span = Span {
+            start_ns: group.iter().map(|i| i.start_ns).min().unwrap_or(start_ns),
+            end_ns: group.iter().map(|i| i.end_ns).max().unwrap_or(end_ns),
+            lifecycle: group.iter().all(|i| i.rec.meta.lifecycle),
+        };
+        if let Some(first) = group.first() {
+            engine.set_span(first.boot, span);
+        }
         if group.len() == 1 && group[0].rec.meta.sorted {
             let i = group.remove(0);
-            reader::for_each_row(i.rec, i.boot, i.offset_ns, &filter, &mut feed)?;
+            reader::for_each_row(i.rec, i.boot, i.offset_ns, &filter, &mut |r| {
+                feed(&mut engine, r)
+            })?;
         } else {
             // Out of order: merge in memory, stable so that ties keep file order.
             let mut rows = Vec::new();
@@ -214,7 +224,9 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
                 reader::for_each_row(i.rec, i.boot, i.offset_ns, &filter, &mut |r| rows.push(r))?;
             }
             rows.sort_by_key(|r| r.t_ns);
-            rows.into_iter().for_each(&mut feed);
+            for r in rows {
+                feed(&mut engine, r);
+            }
         }
     }
     let summary = engine.finish(end_ns);

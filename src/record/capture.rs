@@ -62,9 +62,13 @@ impl CaptureStats {
 /// Receives ordered events; `complete_until` is the ktime before which no
 /// further event will come.
 pub trait Sink {
-    /// The programs are attached: events from now on are captured.
-    fn started(&mut self);
+    /// The programs are attached: events from `start_ktime_ns` on are captured.
+    fn started(&mut self, start_ktime_ns: u64);
     fn events(&mut self, events: &[Event], complete_until: u64) -> Result<()>;
+    /// Whether the sink has all it wants (live mode's `outputs`).
+    fn done(&self) -> bool {
+        false
+    }
 }
 
 /// Runs a capture until `deadline`, a stop signal, or a sink error.
@@ -78,54 +82,47 @@ pub fn run(
     let skel = load(&mut obj, cfg)?;
     let inbox = Rc::new(RefCell::new(Inbox::default()));
     let consumer = Consumer::new(&skel, cfg.buffer, Rc::clone(&inbox))?;
-    sink.started();
-
     let mut stats = CaptureStats {
         start_ktime_ns: ktime_now(),
         ..Default::default()
     };
+    sink.started(stats.start_ktime_ns);
+
     let mut pending: Vec<Event> = Vec::new();
     let mut released_until = 0u64;
-    let mut release = |pending: &mut Vec<Event>, cutoff: u64, stats: &mut CaptureStats| {
-        pending.sort_by_key(|e| e.ktime_ns);
-        let n = pending.partition_point(|e| e.ktime_ns < cutoff);
-        stats.late += pending[..n]
-            .iter()
-            .filter(|e| e.ktime_ns < released_until)
-            .count() as u64;
-        released_until = released_until.max(cutoff);
-        let ready: Vec<Event> = pending.drain(..n).collect();
-        (ready, released_until)
-    };
-
     loop {
-        let stopping = STOP.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
-        let drain_start = ktime_now();
-        if stopping {
-            stats.end_ktime_ns = drain_start;
-        } else {
+        let stopping = STOP.load(Ordering::SeqCst)
+            || sink.done()
+            || deadline.is_some_and(|d| Instant::now() >= d);
+        if !stopping {
             consumer.poll(POLL)?;
         }
+        let drain_start = ktime_now();
         consumer.drain()?;
         pending.append(&mut inbox.borrow_mut().events);
+        pending.sort_by_key(|e| e.ktime_ns);
 
         let cutoff = if stopping {
             u64::MAX
         } else {
             drain_start.saturating_sub(SLACK_NS)
         };
-        let (ready, complete) = release(&mut pending, cutoff, &mut stats);
-        let complete = if stopping {
-            stats.end_ktime_ns
+        let n = pending.partition_point(|e| e.ktime_ns < cutoff);
+        stats.late += pending[..n]
+            .iter()
+            .filter(|e| e.ktime_ns < released_until)
+            .count() as u64;
+        if stopping {
+            // Events stamped while the last drain ran belong to the capture.
+            stats.end_ktime_ns = pending
+                .last()
+                .map_or(drain_start, |e| e.ktime_ns.max(drain_start));
+            released_until = stats.end_ktime_ns;
         } else {
-            complete
-        };
-        if let Some(last) = ready.last() {
-            stats.end_ktime_ns = stats
-                .end_ktime_ns
-                .max(if stopping { last.ktime_ns } else { 0 });
+            released_until = released_until.max(cutoff);
         }
-        sink.events(&ready, complete)?;
+        sink.events(&pending[..n], released_until)?;
+        pending.drain(..n);
         if stopping {
             break;
         }

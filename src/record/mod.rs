@@ -29,7 +29,7 @@ struct FileSink<'a> {
 }
 
 impl Sink for FileSink<'_> {
-    fn started(&mut self) {
+    fn started(&mut self, _start_ktime_ns: u64) {
         eprintln!(
             "Recording TCP congestion-state transitions into {}{}... Hit Ctrl-C to end.",
             self.writer.target().display(),
