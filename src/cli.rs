@@ -44,6 +44,10 @@ pub enum Command {
     Record(RecordArgs),
     /// Duration tables and histograms from one or many recordings.
     Analyze(AnalyzeArgs),
+    /// The raw transitions of recordings, in time order.
+    Events(EventsArgs),
+    /// What this kernel supports for recording, and why.
+    Doctor,
 }
 
 /// Which flows to keep, by port: shared by every subcommand.
@@ -220,22 +224,49 @@ pub struct AnalyzeArgs {
     pub inputs: Vec<String>,
 
     #[command(flatten)]
+    pub select: Selection,
+
+    #[command(flatten)]
+    pub report: ReportArgs,
+}
+
+/// Which events of the recordings to use: shared by `analyze` and `events`.
+#[derive(Debug, Clone, Args)]
+pub struct Selection {
+    #[command(flatten)]
     pub ports: PortFilter,
 
     /// Only this flow (socket cookie).
     #[arg(long, value_name = "COOKIE")]
     pub flow: Option<u64>,
 
-    /// Start of the span to report: RFC 3339, or seconds from the recording's start.
+    /// Start of the span to use: RFC 3339, or seconds from the recording's start.
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
 
-    /// End of the span to report: RFC 3339, or seconds from the recording's start.
+    /// End of the span to use: RFC 3339, or seconds from the recording's start.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventsFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EventsArgs {
+    /// Recordings: files, folders (every *.parquet inside) or globs.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
 
     #[command(flatten)]
-    pub report: ReportArgs,
+    pub select: Selection,
+
+    /// text: one line per event; json: one object per line, every column.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: EventsFormat,
 }
 
 /// `N` or `N-M` as BCC's tcpcong takes it; a reversed range is swapped.

@@ -159,6 +159,14 @@ pub struct Event {
 pub struct AlgoName(pub [u8; 16]);
 
 impl AlgoName {
+    /// From a recording's string column; longer names are cut at 16 bytes.
+    pub fn from_str_lossy(name: &str) -> AlgoName {
+        let mut b = [0u8; 16];
+        let n = name.len().min(16);
+        b[..n].copy_from_slice(&name.as_bytes()[..n]);
+        AlgoName(b)
+    }
+
     pub fn as_str(&self) -> &str {
         let end = self.0.iter().position(|&c| c == 0).unwrap_or(self.0.len());
         std::str::from_utf8(&self.0[..end]).unwrap_or("?")

@@ -6,8 +6,10 @@
 
 mod analyze;
 mod cli;
+mod doctor;
 mod error;
 mod event;
+mod events;
 mod live;
 mod record;
 mod schema;
@@ -30,6 +32,8 @@ fn main() {
     let res = match &cli.command {
         Some(Command::Record(args)) => record::run(args),
         Some(Command::Analyze(args)) => analyze::run(args),
+        Some(Command::Events(args)) => events::run(args),
+        Some(Command::Doctor) => doctor::run(),
         None => live::run(&cli.live),
     };
     if let Err(e) = res {

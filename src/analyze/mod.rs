@@ -10,14 +10,12 @@ pub mod engine;
 pub mod reader;
 pub mod report;
 
-use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
 
-use crate::cli::{AnalyzeArgs, Format, ReportArgs};
+use crate::cli::{AnalyzeArgs, Format, ReportArgs, Selection};
 use crate::error::{Error, Result};
-use engine::{Engine, EngineConfig, Span, Summary, Unit, WindowReport};
-use reader::{Recording, RowFilter};
+use engine::{Engine, EngineConfig, Summary, Unit, WindowReport};
+use reader::{Columns, Dataset, Item, RowFilter};
 
 /// The largest number of windows a report may have: a guard against an
 /// interval far too small for the recording, which would exhaust memory.
@@ -113,37 +111,18 @@ pub fn warn_losses(lost_events: u64, s: &Summary) {
     }
 }
 
-struct Input {
-    rec: Recording,
-    boot: u32,
-    offset_ns: i64,
-    start_ns: u64,
-    end_ns: u64,
-}
-
-/// Opens every input and places it on the dataset's timeline: one boot, one
-/// clock offset (the first file's), so that files of one boot keep exact
-/// ktime order and durations.
-fn open_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
-    let mut boots: HashMap<String, (u32, i64)> = HashMap::new();
-    let mut inputs = Vec::new();
-    for p in paths {
-        let rec = Recording::open(p)?;
-        let n = boots.len() as u32;
-        let &mut (boot, offset_ns) = boots
-            .entry(rec.meta.boot_id.clone())
-            .or_insert((n, rec.meta.clock_offset_ns));
-        let wall = |k: u64| (k as i64).saturating_add(offset_ns).max(0) as u64;
-        inputs.push(Input {
-            start_ns: wall(rec.meta.start_ktime_ns),
-            end_ns: wall(rec.meta.end_ktime_ns),
-            rec,
-            boot,
-            offset_ns,
-        });
-    }
-    inputs.sort_by_key(|i| (i.boot, i.start_ns));
-    Ok(inputs)
+/// The span `--since`/`--until` select within the dataset: start, end,
+/// and the `--until` bound if given.
+pub fn time_span(sel: &Selection, data: &Dataset) -> Result<(u64, u64, Option<u64>)> {
+    let at = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|s| parse_time(flag, s, data.start_ns))
+            .transpose()
+    };
+    let (since, until) = (at("--since", &sel.since)?, at("--until", &sel.until)?);
+    let start_ns = since.unwrap_or(data.start_ns).max(data.start_ns);
+    let end_ns = until.unwrap_or(data.end_ns).min(data.end_ns).max(start_ns);
+    Ok((start_ns, end_ns, until))
 }
 
 /// RFC 3339, or seconds (fractions allowed) from the dataset's start.
@@ -165,22 +144,8 @@ fn parse_time(flag: &str, s: &str, start_ns: u64) -> Result<u64> {
 }
 
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
-    let paths = reader::discover(&args.inputs)?;
-    let mut inputs = open_inputs(&paths)?;
-    let data_start = inputs.iter().map(|i| i.start_ns).min().unwrap_or(0);
-    let data_end = inputs.iter().map(|i| i.end_ns).max().unwrap_or(0);
-    let since = args
-        .since
-        .as_deref()
-        .map(|s| parse_time("--since", s, data_start))
-        .transpose()?;
-    let until = args
-        .until
-        .as_deref()
-        .map(|s| parse_time("--until", s, data_start))
-        .transpose()?;
-    let start_ns = since.unwrap_or(data_start).max(data_start);
-    let end_ns = until.unwrap_or(data_end).min(data_end).max(start_ns);
+    let data = Dataset::open(&reader::discover(&args.inputs)?)?;
+    let (start_ns, end_ns, until) = time_span(&args.select, &data)?;
     if let Some(iv) = args.report.interval {
         let windows = (end_ns - start_ns) as u128 / iv.as_nanos().max(1);
         if windows > u128::from(MAX_WINDOWS) {
@@ -190,45 +155,21 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
             )));
         }
     }
-    let lifecycle = inputs.iter().all(|i| i.rec.meta.lifecycle);
-    let lost_events: u64 = inputs.iter().map(|i| i.rec.meta.lost_events).sum();
-    let filter = RowFilter {
-        localport: args.ports.localport,
-        remoteport: args.ports.remoteport,
-        flow: args.flow,
-    };
-
+    let lost_events = data.lost_events;
+    let filter = RowFilter::from(&args.select);
+    let lifecycle = data.lifecycle;
     let mut engine = Engine::new(engine_config(&args.report, start_ns, until, lifecycle));
-    let feed = |engine: &mut Engine, row: reader::Row| {
-        let addr = row.addr;
-        engine.push(row.t_ns, row.key, row.change, move || addr);
-    };
-    for mut group in overlapping_groups(&mut inputs) {
-        let span = Span {
-            start_ns: group.iter().map(|i| i.start_ns).min().unwrap_or(start_ns),
-            end_ns: group.iter().map(|i| i.end_ns).max().unwrap_or(end_ns),
-            lifecycle: group.iter().all(|i| i.rec.meta.lifecycle),
-        };
-        if let Some(first) = group.first() {
-            engine.set_span(first.boot, span);
+    data.scan(&filter, Columns::Analysis, &mut |item| match item {
+        Item::Span(boot, span) => {
+            engine.set_span(boot, span);
+            Ok(())
         }
-        if group.len() == 1 && group[0].rec.meta.sorted {
-            let i = group.remove(0);
-            reader::for_each_row(i.rec, i.boot, i.offset_ns, &filter, &mut |r| {
-                feed(&mut engine, r)
-            })?;
-        } else {
-            // Out of order: merge in memory, stable so that ties keep file order.
-            let mut rows = Vec::new();
-            for i in group.drain(..) {
-                reader::for_each_row(i.rec, i.boot, i.offset_ns, &filter, &mut |r| rows.push(r))?;
-            }
-            rows.sort_by_key(|r| r.t_ns);
-            for r in rows {
-                feed(&mut engine, r);
-            }
+        Item::Row(row) => {
+            let addr = row.ev.addr;
+            engine.push(row.t_ns, row.key, row.ev.change, move || addr);
+            Ok(())
         }
-    }
+    })?;
     let summary = engine.finish(end_ns);
 
     let stdout = io::stdout().lock();
@@ -254,27 +195,4 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
 
 pub fn stdout_err(e: io::Error) -> Error {
     Error::io(std::path::Path::new("<stdout>"), e)
-}
-
-/// Splits inputs (sorted by boot and start) into runs that must be merged:
-/// files of one boot whose capture spans overlap.
-fn overlapping_groups(inputs: &mut Vec<Input>) -> Vec<Vec<Input>> {
-    let mut groups: Vec<Vec<Input>> = Vec::new();
-    let mut group_end = 0u64;
-    for i in inputs.drain(..) {
-        let joins = groups
-            .last()
-            .and_then(|g| g.last())
-            .is_some_and(|last| last.boot == i.boot && i.start_ns < group_end);
-        if joins {
-            group_end = group_end.max(i.end_ns);
-            if let Some(g) = groups.last_mut() {
-                g.push(i);
-            }
-        } else {
-            group_end = i.end_ns;
-            groups.push(vec![i]);
-        }
-    }
-    groups
 }

@@ -13,15 +13,15 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{UInt16Type, UInt64Type, UInt8Type};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
-use crate::analyze::engine::FlowKey;
+use crate::analyze::engine::{FlowKey, Span};
 use crate::error::{Error, Result};
-use crate::event::{CaState, Change, FlowAddr, TcpState};
+use crate::event::{AlgoName, CaState, Change, Event, FlowAddr, TcpInfo, TcpState};
 use crate::schema::{self, Metadata, METADATA_KEY, SCHEMA_VERSION};
 
 /// The columns analysis reads; the rest of a recording is never decoded.
@@ -147,10 +147,13 @@ impl Recording {
         })
     }
 
-    /// Wall clock minus ktime that this file's rows use.
-    fn rows(self) -> Result<ParquetRecordBatchReader> {
+    fn rows(self, columns: Columns) -> Result<ParquetRecordBatchReader> {
         let schema = self.builder.parquet_schema();
-        let indices: Vec<usize> = NEEDED
+        let wanted: Vec<&str> = match columns {
+            Columns::Analysis => NEEDED.to_vec(),
+            Columns::All => schema::columns().iter().map(|(n, _)| *n).collect(),
+        };
+        let indices: Vec<usize> = wanted
             .iter()
             .filter_map(|n| schema.columns().iter().position(|c| c.name() == *n))
             .collect();
@@ -204,13 +207,27 @@ fn check_columns(path: &Path, schema: &arrow_schema::Schema) -> Result<()> {
     Ok(())
 }
 
-/// One event as analysis sees it.
+/// Which columns to decode: analysis needs ten, `events` shows them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Columns {
+    Analysis,
+    All,
+}
+
+/// One event placed on the dataset's timeline. With [`Columns::Analysis`]
+/// the columns analysis does not read are left at their defaults.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub t_ns: u64,
     pub key: FlowKey,
-    pub change: Change,
-    pub addr: FlowAddr,
+    pub ev: Event,
+}
+
+/// What a scan hands out: rows, and before each run of files the capture
+/// span their flows are timed in.
+pub enum Item {
+    Span(u32, Span),
+    Row(Row),
 }
 
 /// Which rows to keep.
@@ -221,6 +238,16 @@ pub struct RowFilter {
     pub flow: Option<u64>,
 }
 
+impl From<&crate::cli::Selection> for RowFilter {
+    fn from(s: &crate::cli::Selection) -> RowFilter {
+        RowFilter {
+            localport: s.ports.localport,
+            remoteport: s.ports.remoteport,
+            flow: s.flow,
+        }
+    }
+}
+
 impl RowFilter {
     fn keeps(&self, flow: u64, sport: u16, dport: u16) -> bool {
         self.flow.is_none_or(|f| f == flow)
@@ -229,23 +256,151 @@ impl RowFilter {
     }
 }
 
-/// Calls `f` for each kept row of `rec`, in file order. `boot` and
-/// `offset_ns` place the file on the dataset's timeline.
-pub fn for_each_row(
+struct Input {
     rec: Recording,
     boot: u32,
     offset_ns: i64,
-    filter: &RowFilter,
-    f: &mut dyn FnMut(Row),
-) -> Result<u64> {
-    let path = rec.path.clone();
-    let mut rows = 0u64;
-    let mut addrs = HashMap::new();
-    for batch in rec.rows()? {
-        let batch = batch.map_err(|e| Error::bad_input(&path, format!("reading rows: {e}")))?;
-        rows += decode_batch(&path, &batch, (boot, offset_ns), filter, &mut addrs, f)?;
+    start_ns: u64,
+    end_ns: u64,
+}
+
+/// Many recordings as one dataset on one timeline: per boot one clock
+/// offset (its first file's), so that files of one boot keep exact ktime
+/// order and durations.
+pub struct Dataset {
+    inputs: Vec<Input>,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub lost_events: u64,
+    /// Every file recorded lifecycle events.
+    pub lifecycle: bool,
+}
+
+impl Dataset {
+    pub fn open(paths: &[PathBuf]) -> Result<Dataset> {
+        let mut boots: HashMap<String, (u32, i64)> = HashMap::new();
+        let mut inputs = Vec::new();
+        for p in paths {
+            let rec = Recording::open(p)?;
+            let n = boots.len() as u32;
+            let &mut (boot, offset_ns) = boots
+                .entry(rec.meta.boot_id.clone())
+                .or_insert((n, rec.meta.clock_offset_ns));
+            let wall = |k: u64| (k as i64).saturating_add(offset_ns).max(0) as u64;
+            inputs.push(Input {
+                start_ns: wall(rec.meta.start_ktime_ns),
+                end_ns: wall(rec.meta.end_ktime_ns),
+                rec,
+                boot,
+                offset_ns,
+            });
+        }
+        inputs.sort_by_key(|i| (i.boot, i.start_ns));
+        Ok(Dataset {
+            start_ns: inputs.iter().map(|i| i.start_ns).min().unwrap_or(0),
+            end_ns: inputs.iter().map(|i| i.end_ns).max().unwrap_or(0),
+            lost_events: inputs.iter().map(|i| i.rec.meta.lost_events).sum(),
+            lifecycle: inputs.iter().all(|i| i.rec.meta.lifecycle),
+            inputs,
+        })
     }
-    Ok(rows)
+
+    /// Hands out every kept row, in time order within each boot. A sorted
+    /// file that overlaps no other streams; overlapping or unsorted files
+    /// are merged in memory (stable: ties keep file order).
+    pub fn scan(
+        self,
+        filter: &RowFilter,
+        columns: Columns,
+        on: &mut dyn FnMut(Item) -> Result<()>,
+    ) -> Result<()> {
+        for mut group in overlapping_groups(self.inputs) {
+            let span = Span {
+                start_ns: group
+                    .iter()
+                    .map(|i| i.start_ns)
+                    .min()
+                    .unwrap_or(self.start_ns),
+                end_ns: group.iter().map(|i| i.end_ns).max().unwrap_or(self.end_ns),
+                lifecycle: group.iter().all(|i| i.rec.meta.lifecycle),
+            };
+            if let Some(first) = group.first() {
+                on(Item::Span(first.boot, span))?;
+            }
+            if group.len() == 1 && group[0].rec.meta.sorted {
+                let i = group.remove(0);
+                scan_file(i, filter, columns, &mut |r| on(Item::Row(r)))?;
+            } else {
+                let mut rows = Vec::new();
+                for i in group {
+                    scan_file(i, filter, columns, &mut |r| {
+                        rows.push(r);
+                        Ok(())
+                    })?;
+                }
+                rows.sort_by_key(|r| r.t_ns);
+                for r in rows {
+                    on(Item::Row(r))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits inputs (sorted by boot and start) into runs of files of one boot
+/// whose capture spans overlap.
+fn overlapping_groups(inputs: Vec<Input>) -> Vec<Vec<Input>> {
+    let mut groups: Vec<Vec<Input>> = Vec::new();
+    let mut group_end = 0u64;
+    for i in inputs {
+        match groups.last_mut() {
+            Some(g) if g.last().is_some_and(|l| l.boot == i.boot) && i.start_ns < group_end => {
+                group_end = group_end.max(i.end_ns);
+                g.push(i);
+            }
+            _ => {
+                group_end = i.end_ns;
+                groups.push(vec![i]);
+            }
+        }
+    }
+    groups
+}
+
+fn scan_file(
+    i: Input,
+    filter: &RowFilter,
+    columns: Columns,
+    f: &mut dyn FnMut(Row) -> Result<()>,
+) -> Result<()> {
+    let path = i.rec.path.clone();
+    let mut addrs = HashMap::new();
+    for batch in i.rec.rows(columns)? {
+        let batch = batch.map_err(|e| Error::bad_input(&path, format!("reading rows: {e}")))?;
+        decode_batch(&path, &batch, (i.boot, i.offset_ns), filter, &mut addrs, f)?;
+    }
+    Ok(())
+}
+
+/// Typed access to a batch's columns; absent optional columns read as 0.
+struct Cols<'a> {
+    b: &'a RecordBatch,
+    path: &'a Path,
+}
+
+impl<'a> Cols<'a> {
+    fn get(&self, name: &str) -> Result<&'a ArrayRef> {
+        self.b
+            .column_by_name(name)
+            .ok_or_else(|| Error::bad_input(self.path, format!("column {name} is missing")))
+    }
+
+    fn u32s(&self, name: &str) -> Option<&'a PrimitiveArray<UInt32Type>> {
+        self.b
+            .column_by_name(name)
+            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+    }
 }
 
 fn decode_batch(
@@ -254,27 +409,36 @@ fn decode_batch(
     (boot, offset_ns): (u32, i64),
     filter: &RowFilter,
     addrs: &mut HashMap<u64, FlowAddr>,
-    f: &mut dyn FnMut(Row),
-) -> Result<u64> {
-    let col = |name: &str| {
-        b.column_by_name(name)
-            .ok_or_else(|| Error::bad_input(path, format!("column {name} is missing")))
-    };
-    let ktime = col("ktime_ns")?.as_primitive::<UInt64Type>();
-    let kind = col("kind")?.as_string::<i32>();
-    let flow = col("flow")?.as_primitive::<UInt64Type>();
-    let family = col("family")?.as_primitive::<UInt8Type>();
-    let saddr = col("saddr")?.as_string::<i32>();
-    let daddr = col("daddr")?.as_string::<i32>();
-    let sport = col("sport")?.as_primitive::<UInt16Type>();
-    let dport = col("dport")?.as_primitive::<UInt16Type>();
-    let old = col("old_state")?.as_string::<i32>();
-    let new = col("new_state")?.as_string::<i32>();
-    if [ktime.null_count(), flow.null_count(), kind.null_count()]
-        .iter()
-        .any(|&n| n > 0)
-    {
-        return Err(Error::bad_input(path, "null values in required columns"));
+    f: &mut dyn FnMut(Row) -> Result<()>,
+) -> Result<()> {
+    let c = Cols { b, path };
+    let ktime = c.get("ktime_ns")?.as_primitive::<UInt64Type>();
+    let kind = c.get("kind")?.as_string::<i32>();
+    let flow = c.get("flow")?.as_primitive::<UInt64Type>();
+    let family = c.get("family")?.as_primitive::<UInt8Type>();
+    let saddr = c.get("saddr")?.as_string::<i32>();
+    let daddr = c.get("daddr")?.as_string::<i32>();
+    let sport = c.get("sport")?.as_primitive::<UInt16Type>();
+    let dport = c.get("dport")?.as_primitive::<UInt16Type>();
+    let old = c.get("old_state")?.as_string::<i32>();
+    let new = c.get("new_state")?.as_string::<i32>();
+    let cpu = b
+        .column_by_name("cpu")
+        .and_then(|a| a.as_primitive_opt::<UInt16Type>());
+    let netns = c.u32s("netns");
+    let cgroup = b
+        .column_by_name("cgroup")
+        .and_then(|a| a.as_primitive_opt::<UInt64Type>());
+    let algo = b
+        .column_by_name("cong_algo")
+        .and_then(|a| a.as_string_opt::<i32>());
+    let tcp: Vec<Option<&PrimitiveArray<UInt32Type>>> =
+        TCP_COLUMNS.iter().map(|n| c.u32s(n)).collect();
+    if b.columns().iter().any(|a| a.null_count() > 0) {
+        return Err(Error::bad_input(
+            path,
+            "null values in a column that has none in schema v1",
+        ));
     }
 
     for i in 0..b.num_rows() {
@@ -312,12 +476,46 @@ fn decode_batch(
                 a
             }
         };
+        let u32_at = |k: usize| tcp[k].map_or(0, |a| a.value(i));
         f(Row {
             t_ns,
             key: FlowKey { boot, cookie: fl },
-            change,
-            addr,
-        });
+            ev: Event {
+                ktime_ns: ktime.value(i),
+                flow: fl,
+                addr,
+                change,
+                cpu: cpu.map_or(0, |a| a.value(i)),
+                netns: netns.map_or(0, |a| a.value(i)),
+                cgroup: cgroup.map_or(0, |a| a.value(i)),
+                cong_algo: algo.map_or(AlgoName::default(), |a| {
+                    AlgoName::from_str_lossy(a.value(i))
+                }),
+                tcp: TcpInfo {
+                    snd_cwnd: u32_at(0),
+                    snd_ssthresh: u32_at(1),
+                    srtt_us: u32_at(2),
+                    mss: u32_at(3),
+                    packets_out: u32_at(4),
+                    retrans_out: u32_at(5),
+                    lost_out: u32_at(6),
+                    sacked_out: u32_at(7),
+                    total_retrans: u32_at(8),
+                },
+            },
+        })?;
     }
-    Ok(b.num_rows() as u64)
+    Ok(())
 }
+
+const TCP_COLUMNS: [&str; 9] = [
+    "snd_cwnd",
+    "snd_ssthresh",
+    "srtt_us",
+    "mss",
+    "packets_out",
+    "retrans_out",
+    "lost_out",
+    "sacked_out",
+    "total_retrans",
+];

@@ -112,13 +112,16 @@ pub fn has_btf() -> bool {
 
 /// Whether the kernel's BTF describes a tracepoint (`btf_trace_<name>`).
 pub fn has_tracepoint(name: &str) -> bool {
-    libbpf_rs::btf::Btf::from_vmlinux()
-        .ok()
-        .and_then(|btf| {
-            btf.type_by_name::<libbpf_rs::btf::types::Typedef<'_>>(&format!("btf_trace_{name}"))
-                .map(|_| ())
-        })
-        .is_some()
+    has_btf_type(&format!("btf_trace_{name}"))
+}
+
+/// Whether the kernel's BTF has a type of this name (a struct or typedef).
+pub fn has_btf_type(name: &str) -> bool {
+    use libbpf_rs::btf::types::{Struct, Typedef};
+    libbpf_rs::btf::Btf::from_vmlinux().is_ok_and(|btf| {
+        btf.type_by_name::<Typedef<'_>>(name).is_some()
+            || btf.type_by_name::<Struct<'_>>(name).is_some()
+    })
 }
 
 /// The checks that turn an opaque EPERM or ENOENT from libbpf into advice.

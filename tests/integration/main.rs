@@ -7,6 +7,7 @@
 
 mod analyze;
 mod cli;
+mod live;
 mod record;
 mod schema;
 mod util;

@@ -1,0 +1,178 @@
+//! Live mode (the drop-in for BCC's tcpcong), `events` and `doctor`, as a
+//! user runs them. Live tests need root and build their own lab.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::util::*;
+
+/// Starts live tcpcong with `args`, runs lab traffic, returns its output.
+fn live_during_traffic(lab: &Lab, args: &[&str], secs: u32) -> std::process::Output {
+    let child = Command::new(bin())
+        .args(args)
+        .args(["--netns", &lab.netns_path()])
+        .env("TZ", "UTC")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("live tcpcong starts");
+    std::thread::sleep(Duration::from_millis(800));
+    lab.traffic(secs, &[]);
+    let o = child.wait_with_output().expect("live tcpcong ends");
+    assert!(o.status.success(), "{}", stderr(&o));
+    o
+}
+
+#[test]
+fn live_intervals_print_tables_and_agree_with_a_recording() {
+    let lab = Lab::new("live", &["--loss", "2"]);
+    let dir = TempDir::new("live");
+    let out = dir.join("same.parquet");
+    let o = live_during_traffic(&lab, &["-T", "1", "4", "-o", out.to_str().unwrap()], 2);
+    let text = stdout(&o);
+    assert!(
+        text.starts_with("Tracing tcp congestion control status duration"),
+        "{text}"
+    );
+    let stamps = text
+        .lines()
+        .filter(|l| l.len() == 8 && l.as_bytes()[2] == b':')
+        .count();
+    assert_eq!(stamps, 4, "{text}");
+    assert!(
+        text.contains("LAddrPort") && text.contains("/5201"),
+        "{text}"
+    );
+
+    // One capture, two outputs: the live JSON of the same run would be
+    // redundant, so compare the live table's change counts with analyze of
+    // the recording made by that very run, window by window.
+    let replay = analyze_chgs(&tcpcong(&[
+        "analyze",
+        out.to_str().unwrap(),
+        "-T",
+        "1",
+        "4",
+    ]));
+    let live = chgs(&text);
+    assert!(!live.is_empty());
+    assert_eq!(live, replay, "live:\n{text}");
+}
+
+/// (flow label, Chgs) per table row.
+fn chgs(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| l.contains('/') && !l.starts_with("LAddr"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (format!("{} {}", f[0], f[1]), f[f.len() - 1].to_string())
+        })
+        .collect()
+}
+
+fn analyze_chgs(o: &std::process::Output) -> Vec<(String, String)> {
+    assert!(o.status.success(), "{}", stderr(o));
+    chgs(&stdout(o))
+}
+
+#[test]
+fn live_filters_histograms_and_json() {
+    let lab = Lab::new("livef", &["--loss", "2"]);
+    let o = live_during_traffic(&lab, &["-d", "-R", "5201", "3", "1"], 2);
+    let text = stdout(&o);
+    assert!(text.contains("tcp_congest_state = open"), "{text}");
+    assert!(
+        text.contains("msecs               : count     distribution"),
+        "{text}"
+    );
+
+    let o = live_during_traffic(
+        &lab,
+        &["-L", "5201", "--all", "--format", "json", "3", "1"],
+        2,
+    );
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert!(!lines.is_empty(), "{}", stderr(&o));
+    assert!(lines.iter().all(|v| v["sport"] == 5201), "{lines:?}");
+}
+
+#[test]
+fn events_stream_in_time_order() {
+    let f = fixture("multi-flow.parquet");
+    let text = stdout(&tcpcong(&["events", f.to_str().unwrap()]));
+    insta::assert_snapshot!(
+        "events_multi_head",
+        text.lines().take(12).collect::<Vec<_>>().join("\n")
+    );
+    let json = stdout(&tcpcong(&[
+        "events",
+        f.to_str().unwrap(),
+        "--format",
+        "json",
+    ]));
+    let rows: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), read_events(&f).len());
+    assert!(rows
+        .windows(2)
+        .all(|w| w[0]["ktime_ns"].as_u64() <= w[1]["ktime_ns"].as_u64()));
+    assert_eq!(rows[0].as_object().unwrap().len(), 24, "every column");
+
+    let only = stdout(&tcpcong(&[
+        "events",
+        f.to_str().unwrap(),
+        "-R",
+        "5201",
+        "--format",
+        "json",
+    ]));
+    assert!(only.lines().all(|l| l.contains("\"dport\":5201")));
+
+    // `| head -1`: the reader goes away, tcpcong ends quietly.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{} events {} | head -1", bin(), f.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(stdout(&o).lines().count(), 1);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn doctor_reports_what_works_and_what_does_not() {
+    let o = tcpcong(&["doctor"]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}{}", stderr(&o));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok") && l.contains("tcp_cong_state_set")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok") && l.contains("load test")),
+        "{text}"
+    );
+
+    let o = Command::new("setpriv")
+        .args([
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ])
+        .arg(bin())
+        .arg("doctor")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o)
+        .lines()
+        .any(|l| l.starts_with("missing") && l.contains("privileges")));
+}
