@@ -22,6 +22,9 @@
 //!   before the first event, not part of the unknown span) and at a drain,
 //!   so a passive child whose `established` arrives after a drain keeps the
 //!   head that was credited already.
+//! * Several captures (offline): a flow is timed only inside the captures it
+//!   was seen in (see [`Engine::set_span`]); time between captures, when
+//!   nothing was recorded, is never credited.
 //! * An interval of 0 means no windowing (one window), rather than a
 //!   division by zero.
 //! * Live draining credits open periods up to the drained boundary in Full
@@ -213,6 +216,8 @@ struct Flow {
     head: Option<Head>,
     /// Closed at least once: its time before a new first event is not a head.
     reused: bool,
+    /// The capture (index into the ledger's spans) of its latest event.
+    span: Option<usize>,
 }
 
 impl Flow {
@@ -225,6 +230,7 @@ impl Flow {
             credited_to: 0,
             head: None,
             reused: false,
+            span: None,
         }
     }
 
@@ -308,6 +314,21 @@ impl Flow {
         self.reused = true;
     }
 
+    /// The flow's events now come from another capture than its last ones.
+    /// Nothing was recorded in between, so its timeline ends as at that
+    /// capture's end and starts again as if first seen in the new one.
+    fn enter_span(&mut self, key: FlowKey, span: usize, led: &mut Ledger) {
+        if let Some(prev) = self.span {
+            if led.cfg.accounting == Accounting::Full {
+                let (end, tail) = led.tail(Some(prev), u64::MAX);
+                self.credit_open(key, end, tail, led);
+            }
+            self.cur = None;
+            self.head = None;
+        }
+        self.span = Some(span);
+    }
+
     /// Credits what Full accounting knows up to `to` without ending the
     /// period: the head, and the current state if `tail`.
     fn credit_open(&mut self, key: FlowKey, to: u64, tail: bool, led: &mut Ledger) {
@@ -332,20 +353,23 @@ struct Ledger {
     late_ns: u64,
     late_events: u64,
     /// Per boot, the capture its latest events came from (offline only).
-    spans: HashMap<u32, Span>,
+    spans: Vec<Span>,
+    /// Per boot, the index of the span its events come from now.
+    current: HashMap<u32, usize>,
 }
 
 impl Ledger {
     fn span_start(&self, boot: u32) -> u64 {
-        self.spans
+        self.current
             .get(&boot)
+            .and_then(|&i| self.spans.get(i))
             .map_or(self.cfg.start_ns, |s| s.start_ns)
     }
 
-    /// Where a flow's tail ends and whether it has one.
-    fn tail(&self, boot: u32, end_ns: u64) -> (u64, bool) {
-        self.spans
-            .get(&boot)
+    /// Where a flow's tail ends and whether it has one: its own capture's
+    /// end and lifecycle (live mode has no spans: the engine's).
+    fn tail(&self, span: Option<usize>, end_ns: u64) -> (u64, bool) {
+        span.and_then(|i| self.spans.get(i))
             .map_or((end_ns, self.cfg.lifecycle), |s| {
                 (s.end_ns.min(end_ns), s.lifecycle)
             })
@@ -467,7 +491,8 @@ impl Engine {
                 mismatches: 0,
                 late_ns: 0,
                 late_events: 0,
-                spans: HashMap::new(),
+                spans: Vec::new(),
+                current: HashMap::new(),
             },
         }
     }
@@ -495,6 +520,11 @@ impl Engine {
             .or_insert_with(move || Flow::new(addr()));
         let led = &mut self.led;
         let full = led.cfg.accounting == Accounting::Full;
+        if let Some(&now) = led.current.get(&key.boot) {
+            if flow.span != Some(now) {
+                flow.enter_span(key, now, led);
+            }
+        }
         match change {
             Change::Ca { old, new } => flow.on_ca(key, t_ns, old, new, led),
             Change::Tcp { new, .. } if new == TcpState::ESTABLISHED && full => {
@@ -506,10 +536,15 @@ impl Engine {
     }
 
     /// Offline, several captures: the events of `boot` pushed from now on
-    /// come from `span` (product.md §3: a flow's timeline is bounded by the
-    /// capture it was seen in, not by the whole dataset's).
+    /// come from `span`. Product.md §3 bounds a flow's timeline by the
+    /// capture it was seen in: its head starts at that capture's start, its
+    /// tail ends at the end of its last event's capture (and only if that
+    /// capture recorded lifecycle events); a flow seen again in a later
+    /// capture starts afresh there, so a gap between captures, when
+    /// nothing was recorded, counts for nothing.
     pub fn set_span(&mut self, boot: u32, span: Span) {
-        self.led.spans.insert(boot, span);
+        self.led.spans.push(span);
+        self.led.current.insert(boot, self.led.spans.len() - 1);
     }
 
     /// Live mode: closes every window whose end is <= `now_ns` and returns
@@ -540,7 +575,7 @@ impl Engine {
     pub fn finish(mut self, end_ns: u64) -> Summary {
         if self.led.cfg.accounting == Accounting::Full {
             for (key, flow) in &mut self.flows {
-                let (end, tail) = self.led.tail(key.boot, end_ns);
+                let (end, tail) = self.led.tail(flow.span, end_ns);
                 flow.credit_open(*key, end, tail, &mut self.led);
             }
         }
@@ -695,6 +730,54 @@ mod tests {
             .filter(|&i| h.count(i) > 0)
             .map(|i| (i, h.count(i)))
             .collect()
+    }
+
+    /// Two captures of one boot with a gap: a flow is timed only inside
+    /// the captures it was seen in, each with its own head and tail.
+    #[test]
+    fn captures_bound_each_flow_and_gaps_are_not_counted() {
+        let span = |a: u64, b: u64, lifecycle| Span {
+            start_ns: S + a * SEC,
+            end_ns: S + b * SEC,
+            lifecycle,
+        };
+        let go = |accounting, second_lifecycle| {
+            let mut e = Engine::new(cfg(accounting, true, None));
+            e.set_span(1, span(0, 10, true));
+            for (t, c, ch) in [
+                (2000, 1, ca(Open, Disorder)),
+                (3000, 1, ca(Disorder, Open)),
+                (1000, 2, ca(Open, Cwr)),
+                (1500, 2, ca(Cwr, Open)),
+            ] {
+                e.push(S + t * MS, key(c), ch, || addr(40000 + c as u16));
+            }
+            e.set_span(1, span(20, 30, second_lifecycle));
+            for (t, c, ch) in [
+                (25000, 1, ca(Open, Recovery)),
+                (26000, 1, ca(Recovery, Open)),
+            ] {
+                e.push(S + t * MS, key(c), ch, || addr(40000 + c as u16));
+            }
+            e.finish(S + 30 * SEC)
+        };
+        let s = go(Accounting::Full, true);
+        let w = &s.windows[0];
+        // Flow 1: head 2 s + tail 7 s in the first capture, head 5 s + tail
+        // 4 s in the second; the 10 s gap counts for nothing.
+        assert_eq!(ms(w, 1), Some(([18000, 1000, 0, 1000, 0], 4)));
+        // Flow 2 was only in the first capture: its tail ends there.
+        assert_eq!(ms(w, 2), Some(([9500, 0, 500, 0, 0], 2)));
+
+        // The second capture without lifecycle: flow 1 has no tail there;
+        // flow 2's tail still follows its own capture's lifecycle.
+        let s = go(Accounting::Full, false);
+        assert_eq!(ms(&s.windows[0], 1), Some(([14000, 1000, 0, 1000, 0], 4)));
+        assert_eq!(ms(&s.windows[0], 2), Some(([9500, 0, 500, 0, 0], 2)));
+
+        // Between: the period that spans the gap is not a period at all.
+        let s = go(Accounting::Between, true);
+        assert_eq!(ms(&s.windows[0], 1), Some(([0, 1000, 0, 1000, 0], 4)));
     }
 
     #[test]
