@@ -6,20 +6,26 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const SRC: &str = "bpf/tcpcong.bpf.c";
+/// (source, skeleton): the capture, and the benchmark's empty floor.
+const OBJECTS: [(&str, &str); 2] = [
+    ("bpf/tcpcong.bpf.c", "tcpcong.skel.rs"),
+    ("bench/floor.bpf.c", "floor.skel.rs"),
+];
 
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    if let Err(e) = SkeletonBuilder::new()
-        .source(SRC)
-        .clang_args(["-Wall", "-Werror", "-O2", "-g"])
-        .build_and_generate(out.join("tcpcong.skel.rs"))
-    {
-        // A plain message, not a panic: the usual cause is a missing clang.
-        eprintln!("error: building {SRC} failed: {e:#}");
-        eprintln!("hint: `make deps` installs clang, libelf-dev and zlib1g-dev");
-        std::process::exit(1);
+    for (src, skel) in OBJECTS {
+        if let Err(e) = SkeletonBuilder::new()
+            .source(src)
+            .clang_args(["-Wall", "-Werror", "-O2", "-g"])
+            .build_and_generate(out.join(skel))
+        {
+            // A plain message, not a panic: the usual cause is a missing clang.
+            eprintln!("error: building {src} failed: {e:#}");
+            eprintln!("hint: `make deps` installs clang, libelf-dev and zlib1g-dev");
+            std::process::exit(1);
+        }
+        println!("cargo:rerun-if-changed={src}");
     }
-    println!("cargo:rerun-if-changed={SRC}");
     println!("cargo:rerun-if-changed=bpf/kernel_types.h");
 }

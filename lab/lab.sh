@@ -6,7 +6,8 @@
 # addresses used are 127.0.0.1 and ::1 inside it.
 #
 #   lab.sh up NS [--loss PCT] [--ecn PCT] [--port PORT]   create (idempotent: recreated)
-#   lab.sh traffic NS SECONDS [--ipv6] [--parallel N] [--port PORT] [--cc ALGO]
+#   lab.sh traffic NS SECONDS [--ipv6] [--parallel N] [--port PORT] [--cc ALGO] [--bps]
+#                                         (--bps: print the received bits/s)
 #   lab.sh blackout NS MS [--port PORT]   drop everything to PORT for MS ms (RTOs: loss state)
 #   lab.sh inode NS                       the namespace's inode (for --netns)
 #   lab.sh nstat NS                       TcpExt counters, "name value" lines
@@ -17,7 +18,7 @@ die() { echo "lab.sh: $*" >&2; exit 1; }
 [ $# -ge 2 ] || die "usage: lab.sh up|traffic|blackout|inode|nstat|down NS ..."
 cmd=$1 ns=$2
 shift 2
-port=5201 loss=0 ecn=0 ipv6=0 parallel=1 cc=cubic
+port=5201 loss=0 ecn=0 ipv6=0 parallel=1 cc=cubic bps=0
 parse() {
   while [ $# -gt 0 ]; do
     case $1 in
@@ -27,6 +28,7 @@ parse() {
       --ipv6) ipv6=1; shift ;;
       --parallel) parallel=$2; shift 2 ;;
       --cc) cc=$2; shift 2 ;;
+      --bps) bps=1; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -64,7 +66,12 @@ case $cmd in
       inns ss -ltn "sport = :$port" | grep -q LISTEN && break
       sleep 0.1
     done
-    inns timeout $((secs + 10)) iperf3 -c "$addr" "$fam" -p "$port" -t "$secs" -P "$parallel" -C "$cc" >/dev/null 2>&1 || true
+    if [ "$bps" = 1 ]; then
+      inns timeout $((secs + 10)) iperf3 -c "$addr" "$fam" -p "$port" -t "$secs" -P "$parallel" -C "$cc" -J 2>/dev/null |
+        python3 -c 'import json, sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]))' || true
+    else
+      inns timeout $((secs + 10)) iperf3 -c "$addr" "$fam" -p "$port" -t "$secs" -P "$parallel" -C "$cc" >/dev/null 2>&1 || true
+    fi
     kill "$server" 2>/dev/null || true
     wait "$server" 2>/dev/null || true
     ;;

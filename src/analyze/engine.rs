@@ -87,9 +87,8 @@ pub struct EngineConfig {
     pub hist_unit: Unit,
 }
 
-/// The capture that a boot's events come from: a flow's head starts at
-/// `start_ns` of the span its first event arrives in, its tail ends at the
-/// boot's last span's `end_ns`, and only with `lifecycle`.
+/// A capture (one recording, or overlapping ones) that a boot's events come
+/// from; see [`Engine::set_span`] for how it bounds a flow's timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
     pub start_ns: u64,
@@ -352,7 +351,7 @@ struct Ledger {
     mismatches: u64,
     late_ns: u64,
     late_events: u64,
-    /// Per boot, the capture its latest events came from (offline only).
+    /// Every capture announced by `set_span` (offline only), all boots.
     spans: Vec<Span>,
     /// Per boot, the index of the span its events come from now.
     current: HashMap<u32, usize>,

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""`make bench`: tcpcong's figures, each a ratio to a baseline measured in
+the same run on the same machine (these machines are shared and noisy, so
+absolute times do not compare across runs). Writes BENCHMARKS.md.
+
+Run as root from the repository root, after `cargo build --release
+--examples`. Nothing here is a test: no figure passes or fails.
+
+Measured:
+  1. in-kernel cost per event (kernel.bpf_stats_enabled): tcpcong's program
+     next to an empty tp_btf program on the same tracepoint, same events;
+     ring and perf buffers, filters off and on;
+  2. analyze throughput and peak RSS on a large generated recording, next to
+     DuckDB running schemas/durations.sql on the same file;
+  3. size: bytes per event of the fixtures and the generated file, next to
+     the in-memory Arrow size and the same events as JSON lines;
+  4. effect on the traced workload: lab throughput with and without record,
+     alternating repetitions.
+"""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = os.environ.get("TCPCONG", "target/release/tcpcong")
+FLOOR = os.environ.get("FLOOR", "target/release/examples/floor")
+LAB = "lab/lab.sh"
+EVENTS = int(os.environ.get("BENCH_EVENTS", "20000000"))
+FLOWS = int(os.environ.get("BENCH_FLOWS", "2000"))
+CACHE = Path(os.environ.get("BENCH_CACHE", "target/bench"))
+out_lines = []
+
+
+def say(line=""):
+    print(line, flush=True)
+    out_lines.append(line)
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def run_measured(args, stdout=subprocess.DEVNULL, env=None):
+    """Wall seconds and peak RSS (KiB) of one child process."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(args, stdout=stdout, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.monotonic() - t0
+    err = p.stderr.read().decode()
+    if status != 0:
+        sys.exit(f"bench: {args[0]} failed: {err}")
+    return wall, usage.ru_maxrss
+
+
+class Lab:
+    def __init__(self, tag, *opts):
+        self.ns = f"tc-bench-{tag}-{os.getpid()}"
+        sh(LAB, "up", self.ns, *opts)
+
+    def traffic(self, secs, *opts):
+        return sh(LAB, "traffic", self.ns, str(secs), *opts).strip()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.run([LAB, "down", self.ns])
+
+
+def prog_stats():
+    """run_time_ns and run_cnt per program name prefix."""
+    progs = json.loads(sh("bpftool", "prog", "show", "-j"))
+    return {p.get("name", ""): (p.get("run_time_ns", 0), p.get("run_cnt", 0)) for p in progs}
+
+
+def find(stats, prefix):
+    hits = [v for k, v in stats.items() if k and prefix.startswith(k)]
+    if len(hits) != 1:
+        sys.exit(f"bench: expected one program named {prefix}, found {len(hits)}")
+    return hits[0]
+
+
+def kernel_cost():
+    say("## 1. In-kernel cost per event")
+    say()
+    say("`kernel.bpf_stats_enabled=1`; `run_time_ns / run_cnt` of tcpcong's `tp_btf/tcp_cong_state_set` "
+        "program, next to an empty `tp_btf` program attached to the same tracepoint at the same time "
+        "(`examples/floor.rs`), over the same 3 s of lab traffic (2 % loss). Budget: ≤ 3× the empty program.")
+    say()
+    say("| buffer | filters | events | tcpcong ns/event | empty ns/event | ratio |")
+    say("|---|---|---:|---:|---:|---:|")
+    old = Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip()
+    Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
+    results = []
+    try:
+        for buffer in ("ring", "perf"):
+            for filtered in (False, True):
+                with Lab("cost", "--loss", "2") as lab, tempfile.TemporaryDirectory() as d:
+                    floor = subprocess.Popen([FLOOR], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                    floor.stdout.readline()
+                    args = [BIN, "record", "-o", f"{d}/r.parquet", "--buffer", buffer]
+                    if filtered:
+                        args += ["--netns", f"/var/run/netns/{lab.ns}", "-R", "5201", "--family", "4"]
+                    rec = subprocess.Popen(args, stderr=subprocess.PIPE)
+                    time.sleep(1.0)
+                    lab.traffic(3)
+                    stats = prog_stats()
+                    rec.send_signal(2)
+                    rec.wait()
+                    floor.stdin.close()
+                    floor.wait()
+                t_rt, t_cnt = find(stats, "on_cong_state_set")
+                f_rt, f_cnt = find(stats, "floor_cong_state")
+                t_ns, f_ns = t_rt / max(t_cnt, 1), f_rt / max(f_cnt, 1)
+                results.append((buffer, filtered, t_ns / f_ns))
+                say(f"| {buffer} | {'netns, -R, family' if filtered else 'none'} | {t_cnt} | "
+                    f"{t_ns:.0f} | {f_ns:.0f} | {t_ns / f_ns:.2f}× |")
+    finally:
+        Path("/proc/sys/kernel/bpf_stats_enabled").write_text(old)
+    say()
+    return results
+
+
+def generated_file():
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"synthetic-{EVENTS}-{FLOWS}.parquet"
+    if not path.exists():
+        sh(sys.executable, "bench/gen_events.py", str(path), str(EVENTS), str(FLOWS))
+    return path
+
+
+DUCKDB_SCRIPT = """
+import duckdb, sys
+con = duckdb.connect()
+con.execute(f"SET threads = {int(sys.argv[3])}")
+con.execute("SET VARIABLE tcpcong_files = ?", [sys.argv[1]])
+con.execute("SET VARIABLE tcpcong_accounting = 'full'")
+sql = open(sys.argv[2]).read()
+rows = con.execute(sql).fetchall()
+print(len(rows))
+"""
+
+
+def analyze_speed(path):
+    say("## 2. Analyze throughput")
+    say()
+    say(f"A generated recording of {EVENTS:,} events of {FLOWS:,} flows (`bench/gen_events.py`, "
+        "consistent per-flow state chains, the writer's encodings). tcpcong computes the whole-recording "
+        "table (`analyze FILE --all --format json`, one thread); DuckDB runs `schemas/durations.sql` on the "
+        "same file, the same table, with 1 and with 2 threads. Budget: faster than DuckDB.")
+    say()
+    say("| what | threads | seconds | events/s | peak RSS MiB | tcpcong speed-up |")
+    say("|---|---:|---:|---:|---:|---:|")
+    wall, rss = run_measured([BIN, "analyze", str(path), "--all", "--format", "json"])
+    say(f"| tcpcong analyze | 1 | {wall:.2f} | {EVENTS / wall:,.0f} | {rss / 1024:.0f} | |")
+    script = CACHE / "duckdb_durations.py"
+    script.write_text(DUCKDB_SCRIPT)
+    for threads in (1, 2):
+        d_wall, d_rss = run_measured([sys.executable, str(script), str(path), "schemas/durations.sql", str(threads)])
+        say(f"| DuckDB durations.sql | {threads} | {d_wall:.2f} | {EVENTS / d_wall:,.0f} | {d_rss / 1024:.0f} | "
+            f"{d_wall / wall:.2f}× |")
+    say()
+
+
+def sizes(path):
+    import pyarrow.parquet as pq
+
+    say("## 3. Size")
+    say()
+    say("Bytes per event of the file, next to the same rows in memory (Arrow) and as JSON lines "
+        "(`tcpcong events --format json`). Budget: ≤ 12 bytes per event on realistic recordings.")
+    say()
+    say("| recording | events | file B/event | Arrow in memory B/event | JSON lines B/event |")
+    say("|---|---:|---:|---:|---:|")
+    files = sorted(Path("fixtures").glob("*.parquet")) + [path]
+    for f in files:
+        n = pq.ParquetFile(f).metadata.num_rows
+        mem = pq.read_table(f).nbytes
+        json_bytes = 0
+        if n <= 1_000_000:
+            p = subprocess.run([BIN, "events", str(f), "--format", "json"], capture_output=True, check=True)
+            json_bytes = len(p.stdout)
+        js = f"{json_bytes / n:.0f}" if json_bytes else "(not measured: too large)"
+        say(f"| {f.name} | {n:,} | {f.stat().st_size / n:.1f} | {mem / n:.0f} | {js} |")
+    say()
+
+
+def workload_effect(reps=4):
+    say("## 4. Effect on the traced workload")
+    say()
+    say(f"Lab bulk transfer (3 s, 1 % loss, cubic) throughput with and without `tcpcong record` running, "
+        f"{reps} alternating pairs in one namespace.")
+    say()
+    with_r, without = [], []
+    with Lab("load", "--loss", "1") as lab, tempfile.TemporaryDirectory() as d:
+        for i in range(reps):
+            without.append(int(lab.traffic(3, "--bps")))
+            rec = subprocess.Popen([BIN, "record", "-o", f"{d}/w{i}.parquet"], stderr=subprocess.PIPE)
+            time.sleep(1.0)
+            with_r.append(int(lab.traffic(3, "--bps")))
+            rec.send_signal(2)
+            rec.wait()
+    ratios = [w / o for w, o in zip(with_r, without)]
+    say("| | Gbit/s (median) | min | max |")
+    say("|---|---:|---:|---:|")
+    for name, xs in (("without record", without), ("with record", with_r)):
+        say(f"| {name} | {statistics.median(xs) / 1e9:.2f} | {min(xs) / 1e9:.2f} | {max(xs) / 1e9:.2f} |")
+    say()
+    say(f"Ratio with/without, per pair: {', '.join(f'{r:.3f}' for r in ratios)}; "
+        f"median {statistics.median(ratios):.3f}.")
+    say()
+
+
+def main():
+    os.chdir(Path(__file__).resolve().parent.parent)
+    for b in (BIN, FLOOR):
+        if not Path(b).exists():
+            sys.exit(f"bench: {b} is missing: run `cargo build --release --examples` (make bench does)")
+    say("# tcpcong benchmarks")
+    say()
+    say(f"Generated by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
+        f"{platform.node()}, Linux {platform.release()}, {os.cpu_count()} CPUs, "
+        f"tcpcong {sh(BIN, '--version').split()[-1]}. Every figure is a ratio to a baseline measured "
+        "in the same run; absolute numbers vary with the machine's other load.")
+    say()
+    kernel_cost()
+    path = generated_file()
+    analyze_speed(path)
+    sizes(path)
+    workload_effect()
+    Path("BENCHMARKS.md").write_text("\n".join(out_lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
