@@ -7,7 +7,7 @@ PY_PACKAGES := pytest pyarrow pandas duckdb
 DEBUG_BIN := target/debug/tcpcong
 RELEASE_BIN := target/release/tcpcong
 
-.PHONY: deps build release demo test lint unit e2e interop fixtures clean
+.PHONY: deps build release demo test lint fixtures bench clean
 
 # Installs only what is missing, so it is a quick no-op on a set-up machine.
 deps:
@@ -39,6 +39,11 @@ test: deps lint
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# Figures for BENCHMARKS.md, each a ratio measured side by side (as root).
+bench: deps
+	$(CARGO) build --release --examples
+	TCPCONG=$(RELEASE_BIN) python3 bench/run.py
 
 fixtures: build
 	TCPCONG=$(DEBUG_BIN) fixtures/regenerate.sh

@@ -33,6 +33,9 @@ LAB = "lab/lab.sh"
 EVENTS = int(os.environ.get("BENCH_EVENTS", "20000000"))
 FLOWS = int(os.environ.get("BENCH_FLOWS", "2000"))
 CACHE = Path(os.environ.get("BENCH_CACHE", "target/bench"))
+# A subset while working on one figure, e.g. BENCH_PARTS=cost (BENCHMARKS.md
+# is then not rewritten).
+PARTS = os.environ.get("BENCH_PARTS", "cost,analyze,size,load").split(",")
 out_lines = []
 
 
@@ -228,12 +231,18 @@ def main():
         f"tcpcong {sh(BIN, '--version').split()[-1]}. Every figure is a ratio to a baseline measured "
         "in the same run; absolute numbers vary with the machine's other load.")
     say()
-    kernel_cost()
-    path = generated_file()
-    analyze_speed(path)
-    sizes(path)
-    workload_effect()
-    Path("BENCHMARKS.md").write_text("\n".join(out_lines) + "\n")
+    if "cost" in PARTS:
+        kernel_cost()
+    if "analyze" in PARTS or "size" in PARTS:
+        path = generated_file()
+        if "analyze" in PARTS:
+            analyze_speed(path)
+        if "size" in PARTS:
+            sizes(path)
+    if "load" in PARTS:
+        workload_effect()
+    if "BENCH_PARTS" not in os.environ:
+        Path("BENCHMARKS.md").write_text("\n".join(out_lines) + "\n")
 
 
 if __name__ == "__main__":
