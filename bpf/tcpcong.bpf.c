@@ -94,49 +94,63 @@ static __always_inline bool port_in(__u16 port, __u16 lo, __u16 hi)
 	return port >= lo && port <= hi;
 }
 
-/*
- * Reads the flow identity and applies every filter. Returns false for a
- * socket the user did not ask for; fills `e`'s identity fields otherwise.
- */
-static __always_inline bool flow_wanted(struct sock *sk, struct event *e)
+/* The flow identity, read once and checked against the filters before
+ * anything is reserved. */
+struct ident {
+	__u64 cgroup;
+	__u32 netns;
+	__u16 sport;
+	__u16 dport;
+	__u8 family;
+};
+
+static __always_inline bool flow_wanted(struct sock *sk, struct ident *id)
 {
 	__u16 family = sk->__sk_common.skc_family;
 
 	if (family != AF_INET && family != AF_INET6)
 		return false;
-	e->family = family == AF_INET ? 4 : 6;
-	if (family_only && e->family != family_only)
+	id->family = family == AF_INET ? 4 : 6;
+	if (family_only && id->family != family_only)
 		return false;
 
-	e->sport = sk->__sk_common.skc_num;
-	e->dport = bpf_ntohs(sk->__sk_common.skc_dport);
-	if (!port_in(e->sport, lport_lo, lport_hi) || !port_in(e->dport, rport_lo, rport_hi))
+	id->sport = sk->__sk_common.skc_num;
+	id->dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (!port_in(id->sport, lport_lo, lport_hi) || !port_in(id->dport, rport_lo, rport_hi))
 		return false;
 
-	e->netns = sk->__sk_common.skc_net.net->ns.inum;
-	if (netns_only && e->netns != netns_only)
+	id->netns = sk->__sk_common.skc_net.net->ns.inum;
+	if (netns_only && id->netns != netns_only)
 		return false;
 
-	e->cgroup = sk->sk_cgrp_data.cgroup->kn->id;
-	if (cgroup_only && e->cgroup != cgroup_only)
+	id->cgroup = sk->sk_cgrp_data.cgroup->kn->id;
+	if (cgroup_only && id->cgroup != cgroup_only)
 		return false;
+	return true;
+}
 
-	if (family == AF_INET) {
-		__builtin_memset(e->saddr, 0, sizeof(e->saddr));
-		__builtin_memset(e->daddr, 0, sizeof(e->daddr));
-		*(__u32 *)e->saddr = sk->__sk_common.skc_rcv_saddr;
-		*(__u32 *)e->daddr = sk->__sk_common.skc_daddr;
+/* Writes every byte of `e` (the perf path passes stack memory, which the
+ * verifier wants fully initialised). */
+static __always_inline void fill(struct event *e, struct sock *sk, struct tcp_sock *tp,
+				 const struct ident *id, __u8 kind, __u8 old, __u8 new)
+{
+	const struct tcp_congestion_ops *ops = tp->inet_conn.icsk_ca_ops;
+
+	e->ktime_ns = bpf_ktime_get_ns();
+	e->cookie = bpf_get_socket_cookie(sk);
+	e->cgroup = id->cgroup;
+	if (id->family == 4) {
+		__u64 *s = (__u64 *)e->saddr, *d = (__u64 *)e->daddr;
+
+		s[0] = sk->__sk_common.skc_rcv_saddr;
+		s[1] = 0;
+		d[0] = sk->__sk_common.skc_daddr;
+		d[1] = 0;
 	} else {
 		__builtin_memcpy(e->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
 		__builtin_memcpy(e->daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
 	}
-	return true;
-}
-
-static __always_inline void fill_tcp(struct tcp_sock *tp, struct event *e)
-{
-	const struct tcp_congestion_ops *ops = tp->inet_conn.icsk_ca_ops;
-
+	e->netns = id->netns;
 	e->snd_cwnd = tp->snd_cwnd;
 	e->snd_ssthresh = tp->snd_ssthresh;
 	e->srtt_us = tp->srtt_us >> 3;
@@ -146,10 +160,22 @@ static __always_inline void fill_tcp(struct tcp_sock *tp, struct event *e)
 	e->lost_out = tp->lost_out;
 	e->sacked_out = tp->sacked_out;
 	e->total_retrans = tp->total_retrans;
-	if (ops)
+	if (ops) {
 		__builtin_memcpy(e->cong_algo, ops->name, sizeof(e->cong_algo));
-	else
-		__builtin_memset(e->cong_algo, 0, sizeof(e->cong_algo));
+	} else {
+		__u64 *a = (__u64 *)e->cong_algo;
+
+		a[0] = 0;
+		a[1] = 0;
+	}
+	e->sport = id->sport;
+	e->dport = id->dport;
+	e->cpu = bpf_get_smp_processor_id();
+	e->family = id->family;
+	e->kind = kind;
+	e->old_state = old;
+	e->new_state = new;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
 }
 
 static __always_inline void count_lost(void)
@@ -161,18 +187,17 @@ static __always_inline void count_lost(void)
 		*n += 1;
 }
 
-static __always_inline void emit(void *ctx, struct sock *sk, struct tcp_sock *tp, struct event *tmpl)
+static __always_inline void emit(void *ctx, struct sock *sk, struct tcp_sock *tp,
+				 const struct ident *id, __u8 kind, __u8 old, __u8 new)
 {
 	struct event *e;
 
-	tmpl->ktime_ns = bpf_ktime_get_ns();
-	tmpl->cookie = bpf_get_socket_cookie(sk);
-	tmpl->cpu = bpf_get_smp_processor_id();
-
 	if (!use_ringbuf) {
-		fill_tcp(tp, tmpl);
+		struct event ev;
+
+		fill(&ev, sk, tp, id, kind, old, new);
 		/* A full perf buffer is reported by its lost callback. */
-		bpf_perf_event_output(ctx, &events_perf, BPF_F_CURRENT_CPU, tmpl, sizeof(*tmpl));
+		bpf_perf_event_output(ctx, &events_perf, BPF_F_CURRENT_CPU, &ev, sizeof(ev));
 		return;
 	}
 
@@ -181,8 +206,7 @@ static __always_inline void emit(void *ctx, struct sock *sk, struct tcp_sock *tp
 		count_lost();
 		return;
 	}
-	__builtin_memcpy(e, tmpl, sizeof(*e));
-	fill_tcp(tp, e);
+	fill(e, sk, tp, id, kind, old, new);
 
 	/*
 	 * Wake the consumer only when this record crosses the watermark;
@@ -200,37 +224,28 @@ static __always_inline void emit(void *ctx, struct sock *sk, struct tcp_sock *tp
 SEC("tp_btf/tcp_cong_state_set")
 int BPF_PROG(on_cong_state_set, struct sock *sk, __u8 ca_state)
 {
-	struct event e = {};
+	struct ident id;
 	struct tcp_sock *tp;
 
 	tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp)
+	if (!tp || !flow_wanted(sk, &id))
 		return 0;
-	if (!flow_wanted(sk, &e))
-		return 0;
-	e.kind = KIND_CA_STATE;
-	e.old_state = BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state);
-	e.new_state = ca_state;
-	emit(ctx, sk, tp, &e);
+	emit(ctx, sk, tp, &id, KIND_CA_STATE,
+	     BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state), ca_state);
 	return 0;
 }
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
-	struct event e = {};
+	struct ident id;
 	struct tcp_sock *tp;
 
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp)
+	if (!tp || !flow_wanted(sk, &id))
 		return 0;
-	if (!flow_wanted(sk, &e))
-		return 0;
-	e.kind = KIND_TCP_STATE;
-	e.old_state = oldstate;
-	e.new_state = newstate;
-	emit(ctx, sk, tp, &e);
+	emit(ctx, sk, tp, &id, KIND_TCP_STATE, oldstate, newstate);
 	return 0;
 }
