@@ -121,6 +121,10 @@ pub struct Metadata {
     /// version writes, unless an event arrived implausibly late).
     #[serde(default)]
     pub sorted: bool,
+    /// `ca_state` events that did not start where their flow's previous
+    /// one ended: a transition happened without an event.
+    #[serde(default)]
+    pub gaps: u64,
 }
 
 #[cfg(test)]
@@ -149,6 +153,7 @@ mod tests {
             events: 0,
             flows: 0,
             sorted: true,
+            gaps: 0,
         };
         let mut v = serde_json::to_value(&m).unwrap();
         v["from_the_future"] = serde_json::json!(42);

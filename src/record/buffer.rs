@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
-use libbpf_rs::{RingBuffer, RingBufferBuilder};
+use libbpf_rs::{AsRawLibbpf, RingBuffer, RingBufferBuilder};
 
 use super::raw::decode;
 use super::skel::TcpcongSkel;
@@ -44,17 +44,17 @@ impl Inbox {
     }
 }
 
-pub enum Consumer<'a> {
-    Ring(RingBuffer<'a>),
+pub enum Consumer {
+    Ring(RingBuffer<'static>),
     Perf(PerfReader),
 }
 
-impl<'a> Consumer<'a> {
+impl Consumer {
     pub fn new(
-        skel: &'a TcpcongSkel<'_>,
+        skel: &TcpcongSkel<'_>,
         kind: BufferKind,
         inbox: Rc<RefCell<Inbox>>,
-    ) -> Result<Consumer<'a>> {
+    ) -> Result<Consumer> {
         match kind {
             BufferKind::Ring => {
                 let mut b = RingBufferBuilder::new();
@@ -86,6 +86,35 @@ impl<'a> Consumer<'a> {
             Consumer::Perf(pb) => pb.poll(timeout),
         };
         check("polling the event buffer", ret)
+    }
+
+    /// Ring buffer only: how far producers have reserved, in bytes.
+    /// Records are consumed in reservation order, so once the consumer is
+    /// past a position read before a drain, every event reserved before
+    /// that moment is in hand, committed or not at the time (a program can
+    /// be preempted between reserving and committing).
+    pub fn producer_pos(&self) -> Option<u64> {
+        self.ring()
+            .map(|r| unsafe { libbpf_rs::libbpf_sys::ring__producer_pos(r) } as u64)
+    }
+
+    pub fn consumer_pos(&self) -> Option<u64> {
+        self.ring()
+            .map(|r| unsafe { libbpf_rs::libbpf_sys::ring__consumer_pos(r) } as u64)
+    }
+
+    fn ring(&self) -> Option<*const libbpf_rs::libbpf_sys::ring> {
+        match self {
+            // SAFETY: the ring buffer has exactly one ring (one map added),
+            // valid as long as `rb`; the position reads are atomic loads.
+            Consumer::Ring(rb) => {
+                let r = unsafe {
+                    libbpf_rs::libbpf_sys::ring_buffer__ring(rb.as_libbpf_object().as_ptr(), 0)
+                };
+                (!r.is_null()).then_some(r.cast_const())
+            }
+            Consumer::Perf(_) => None,
+        }
     }
 
     /// Takes everything the buffers hold now.

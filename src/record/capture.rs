@@ -3,11 +3,15 @@
 //! with the time up to which the stream is complete.
 //!
 //! Order needs care because the perf buffer delivers per CPU and even the
-//! ring buffer orders by reservation, not by timestamp. An event's
-//! timestamp is taken a few microseconds before it is committed (BPF
-//! programs do not sleep), so after a full drain that started at time T,
-//! every event stamped before T - SLACK is in hand: those are sorted and
-//! released, the rest wait for the next round.
+//! ring buffer orders by reservation, not by timestamp, and a program can
+//! be preempted between reserving a record and committing it. The BPF side
+//! stamps an event after reserving it, so with the ring buffer the loop
+//! knows exactly when the stream is complete: once the consumer has passed
+//! the producer position read at time T, every event stamped before T is in
+//! hand. Perf buffers have no such positions; there the loop waits a margin
+//! and counts any event that still comes late (the file then says it is not
+//! fully sorted). At the end the programs are detached first, and records
+//! still in flight are waited for, or counted as lost.
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -18,13 +22,20 @@ use std::time::{Duration, Instant};
 
 use super::buffer::{Consumer, Inbox};
 use super::host::ktime_now;
-use super::load::{kernel_lost, load, KernelConfig};
+use super::load::{kernel_lost, load, recursion_misses, KernelConfig};
 use crate::cli::BufferKind;
 use crate::error::{Error, Result};
 use crate::event::Event;
 
 const POLL: Duration = Duration::from_millis(50);
-const SLACK_NS: u64 = 20_000_000;
+/// Perf buffers give no positions to prove completeness: events stamped
+/// more than this before a drain are taken to be all in.
+const PERF_SLACK_NS: u64 = 100_000_000;
+const PERF_SETTLE: Duration = Duration::from_millis(50);
+/// How long the end of a capture waits for reserved records to be committed.
+const SETTLE: Duration = Duration::from_secs(1);
+/// A ring-buffer record: the event and libbpf's 8-byte header.
+const RING_RECORD_BYTES: u64 = super::raw::RAW_EVENT_SIZE as u64 + 8;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static HANDLER: Once = Once::new();
@@ -48,6 +59,9 @@ pub struct CaptureStats {
     pub lost: u64,
     /// Records that did not decode.
     pub malformed: u64,
+    /// Calls the kernel skipped because the program was already running on
+    /// that CPU (see `load::recursion_misses`).
+    pub missed: u64,
     /// Events that arrived after later ones had been released.
     pub late: u64,
 }
@@ -55,7 +69,7 @@ pub struct CaptureStats {
 impl CaptureStats {
     /// Everything that did not make it into the stream, for reports.
     pub fn lost_events(&self) -> u64 {
-        self.lost + self.malformed
+        self.lost + self.malformed + self.missed
     }
 }
 
@@ -79,7 +93,7 @@ pub fn run(
 ) -> Result<CaptureStats> {
     install_stop_handler()?;
     let mut obj = MaybeUninit::uninit();
-    let skel = load(&mut obj, cfg)?;
+    let mut skel = load(&mut obj, cfg)?;
     let inbox = Rc::new(RefCell::new(Inbox::default()));
     let consumer = Consumer::new(&skel, cfg.buffer, Rc::clone(&inbox))?;
     let mut stats = CaptureStats {
@@ -88,51 +102,99 @@ pub fn run(
     };
     sink.started(stats.start_ktime_ns);
 
-    let mut pending: Vec<Event> = Vec::new();
-    let mut released_until = 0u64;
+    let mut order = Reorder::default();
     loop {
         let stopping = STOP.load(Ordering::SeqCst)
             || sink.done()
             || deadline.is_some_and(|d| Instant::now() >= d);
-        if !stopping {
-            consumer.poll(POLL)?;
-        }
-        let drain_start = ktime_now();
-        consumer.drain()?;
-        pending.append(&mut inbox.borrow_mut().events);
-        pending.sort_by_key(|e| e.ktime_ns);
-
-        let cutoff = if stopping {
-            u64::MAX
-        } else {
-            drain_start.saturating_sub(SLACK_NS)
-        };
-        let n = pending.partition_point(|e| e.ktime_ns < cutoff);
-        stats.late += pending[..n]
-            .iter()
-            .filter(|e| e.ktime_ns < released_until)
-            .count() as u64;
-        if stopping {
-            // Events stamped while the last drain ran belong to the capture.
-            stats.end_ktime_ns = pending
-                .last()
-                .map_or(drain_start, |e| e.ktime_ns.max(drain_start));
-            released_until = stats.end_ktime_ns;
-        } else {
-            released_until = released_until.max(cutoff);
-        }
-        sink.events(&pending[..n], released_until)?;
-        pending.drain(..n);
         if stopping {
             break;
         }
+        consumer.poll(POLL)?;
+        let drain_start = ktime_now();
+        let reserved = consumer.producer_pos();
+        consumer.drain()?;
+        order.take(&mut inbox.borrow_mut().events);
+        let complete_until = match (reserved, consumer.consumer_pos()) {
+            // Everything reserved before the drain began has been read.
+            (Some(p), Some(c)) if c >= p => drain_start,
+            // A record reserved before the drain is not committed yet.
+            (Some(_), _) => order.released_until,
+            // Perf buffer: per CPU, no positions; trust a margin.
+            (None, _) => drain_start.saturating_sub(PERF_SLACK_NS),
+        };
+        let ready = order.release(complete_until, &mut stats);
+        sink.events(&ready, order.released_until)?;
     }
+
+    // Detach first, so that nothing new arrives, then collect what is in
+    // flight: a program may still be between reserving and committing.
+    stats.end_ktime_ns = ktime_now();
+    skel.links = Default::default();
+    let give_up = Instant::now() + SETTLE;
+    loop {
+        let reserved = consumer.producer_pos();
+        consumer.drain()?;
+        match (reserved, consumer.consumer_pos()) {
+            (Some(p), Some(c)) if c < p && Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (Some(p), Some(c)) => {
+                // Never committed: counted as lost, not silently dropped.
+                stats.lost += p.saturating_sub(c).div_ceil(RING_RECORD_BYTES);
+                break;
+            }
+            // Perf: a sample is written whole; give preempted programs a moment.
+            _ => {
+                std::thread::sleep(PERF_SETTLE);
+                consumer.drain()?;
+                break;
+            }
+        }
+    }
+    order.take(&mut inbox.borrow_mut().events);
+    if let Some(last) = order.pending.last() {
+        stats.end_ktime_ns = stats.end_ktime_ns.max(last.ktime_ns);
+    }
+    let ready = order.release(u64::MAX, &mut stats);
+    sink.events(&ready, stats.end_ktime_ns)?;
 
     let inbox = inbox.borrow();
     stats.malformed = inbox.malformed;
-    stats.lost = match cfg.buffer {
+    stats.missed = recursion_misses(&skel);
+    stats.lost += match cfg.buffer {
         BufferKind::Ring => kernel_lost(&skel),
         BufferKind::Perf => inbox.perf_lost,
     };
     Ok(stats)
+}
+
+/// Events waiting until the stream is known complete up to their time.
+#[derive(Default)]
+struct Reorder {
+    pending: Vec<Event>,
+    released_until: u64,
+}
+
+impl Reorder {
+    fn take(&mut self, events: &mut Vec<Event>) {
+        self.pending.append(events);
+    }
+
+    /// Sorts, and hands out the events stamped before `until`. An event
+    /// older than what was already handed out (possible only with the perf
+    /// buffer) is still handed out, and counted.
+    fn release(&mut self, until: u64, stats: &mut CaptureStats) -> Vec<Event> {
+        self.pending.sort_by_key(|e| e.ktime_ns);
+        let n = self.pending.partition_point(|e| e.ktime_ns < until);
+        let before = self.released_until;
+        stats.late += self.pending[..n]
+            .iter()
+            .filter(|e| e.ktime_ns < before)
+            .count() as u64;
+        if until != u64::MAX {
+            self.released_until = self.released_until.max(until);
+        }
+        self.pending.drain(..n).collect()
+    }
 }

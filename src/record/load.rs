@@ -225,3 +225,30 @@ pub fn kernel_lost(skel: &TcpcongSkel<'_>) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Events the kernel did not give the programs at all: a program that is
+/// interrupted (by a softirq handling another socket's ACK on the same CPU)
+/// and re-entered is skipped by the kernel's recursion guard for that
+/// nested call, which bpf_prog_info counts as `recursion_misses`.
+pub fn recursion_misses(skel: &TcpcongSkel<'_>) -> u64 {
+    use std::os::fd::{AsFd, AsRawFd};
+    [
+        skel.progs.on_cong_state_set.as_fd().as_raw_fd(),
+        skel.progs.on_inet_sock_set_state.as_fd().as_raw_fd(),
+    ]
+    .into_iter()
+    .filter(|&fd| fd >= 0)
+    .map(|fd| {
+        let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+        let mut len = std::mem::size_of_val(&info) as u32;
+        // SAFETY: fd is a loaded program of the skeleton; info and len are
+        // valid out-pointers of the size given.
+        let rc = unsafe { libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
+        if rc == 0 {
+            info.recursion_misses
+        } else {
+            0
+        }
+    })
+    .sum()
+}

@@ -67,6 +67,7 @@ pub fn metadata(cfg: &KernelConfig, stats: &CaptureStats, clock_offset_ns: i64) 
         events: 0,
         flows: 0,
         sorted: true,
+        gaps: 0,
     }
 }
 
@@ -83,21 +84,45 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     };
     let stats = capture::run(&cfg, deadline, &mut sink)?;
     let meta = metadata(&cfg, &stats, clock_offset_ns);
-    let (events, flows, target) = (
-        writer.events(),
-        writer.flows(),
-        writer.target().to_path_buf(),
-    );
+    let (events, flows, gaps) = (writer.events(), writer.flows(), writer.gaps());
+    let target = writer.target().to_path_buf();
     let size = writer.finish(meta)?;
+    if gaps > 0 {
+        eprintln!(
+            "tcpcong: {gaps} transitions happened without an event (a ca_state event did not start where its flow's previous one ended); analyze counts them as mismatches"
+        );
+    }
+    if stats.late > 0 {
+        eprintln!(
+            "tcpcong: {} events arrived after later ones were written (a preempted program, perf buffer); the file is marked unsorted and analyze sorts it",
+            stats.late
+        );
+    }
     eprintln!(
         "tcpcong: wrote {events} events of {flows} flows to {} ({size} bytes), {} lost events{}",
         target.display(),
         stats.lost_events(),
-        if stats.lost_events() > 0 {
-            " (the kernel could not hand them over: see lost_events in the file)"
-        } else {
-            ""
-        }
+        loss_detail(&stats)
     );
     Ok(())
+}
+
+/// Why events were lost, for the one summary line.
+pub fn loss_detail(stats: &CaptureStats) -> String {
+    if stats.lost_events() == 0 {
+        return String::new();
+    }
+    let parts: Vec<String> = [
+        (stats.lost, "buffer full or never committed"),
+        (
+            stats.missed,
+            "skipped by the kernel: program re-entered on one CPU",
+        ),
+        (stats.malformed, "undecodable"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, why)| format!("{n} {why}"))
+    .collect();
+    format!(" ({}; see lost_events in the file)", parts.join(", "))
 }

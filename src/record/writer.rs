@@ -26,11 +26,11 @@ use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::{encode_arrow_schema, ArrowWriter, ARROW_SCHEMA_META_KEY};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{CaState, Change, Event, TcpState};
 use crate::schema::{arrow_schema, Metadata, METADATA_KEY};
 
 const BATCH_ROWS: usize = 65_536;
@@ -63,6 +63,9 @@ pub struct RecordingWriter {
     events: u64,
     last_ktime: u64,
     sorted: bool,
+    /// Per open flow, the congestion state its last event left it in.
+    ca_state: HashMap<u64, CaState>,
+    gaps: u64,
 }
 
 impl RecordingWriter {
@@ -104,7 +107,12 @@ impl RecordingWriter {
                 ZstdLevel::try_new(3).map_err(|e| parquet_err(&tmp, e))?,
             ))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_created_by(format!("tcpcong {}", env!("CARGO_PKG_VERSION")));
+            .set_created_by(format!("tcpcong {}", env!("CARGO_PKG_VERSION")))
+            // Min/max per column chunk is what readers use to skip row
+            // groups; page indexes would add a footer larger than a small
+            // recording's data (measured: 6 KiB on the fixtures).
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_offset_index_disabled(true);
         let props = DELTA_COLUMNS
             .iter()
             .fold(props, |p, &c| {
@@ -130,6 +138,8 @@ impl RecordingWriter {
             events: 0,
             last_ktime: 0,
             sorted: true,
+            ca_state: HashMap::new(),
+            gaps: 0,
         })
     }
 
@@ -145,6 +155,30 @@ impl RecordingWriter {
         self.flows.len() as u64
     }
 
+    pub fn gaps(&self) -> u64 {
+        self.gaps
+    }
+
+    /// Counts a transition that happened without an event; forgets
+    /// closed flows so that memory follows open flows.
+    fn check_chain(&mut self, e: &Event) {
+        match e.change {
+            Change::Ca { old, new } => {
+                if self
+                    .ca_state
+                    .insert(e.flow, new)
+                    .is_some_and(|prev| prev != old)
+                {
+                    self.gaps += 1;
+                }
+            }
+            Change::Tcp { new, .. } if new == TcpState::CLOSE => {
+                self.ca_state.remove(&e.flow);
+            }
+            Change::Tcp { .. } => {}
+        }
+    }
+
     pub fn write(&mut self, events: &[Event]) -> Result<()> {
         for e in events {
             if self.addr_cache.len() >= ADDR_CACHE_MAX {
@@ -157,6 +191,7 @@ impl RecordingWriter {
                 )
             });
             self.cols.push(e, s, d);
+            self.check_chain(e);
             self.flows.insert(e.flow);
             self.sorted &= e.ktime_ns >= self.last_ktime;
             self.last_ktime = e.ktime_ns;
@@ -188,6 +223,7 @@ impl RecordingWriter {
         meta.events = self.events;
         meta.flows = self.flows.len() as u64;
         meta.sorted = self.sorted;
+        meta.gaps = self.gaps;
         let json = serde_json::to_string(&meta)
             .map_err(|e| Error::Runtime(format!("encoding metadata: {e}")))?;
         let with_meta = self

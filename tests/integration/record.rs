@@ -16,19 +16,37 @@ fn recovery_counter(lab: &Lab) -> u64 {
         .sum()
 }
 
-/// Each flow's chain of congestion events is consistent: every event starts
-/// from the state the previous one left.
-fn assert_chains(events: &[Ev]) {
+/// Chain breaks: congestion events that do not start from the state their
+/// flow's previous event left. With no lost events each one is a state
+/// change the kernel made without its tracepoint (seen here on 6.18 under
+/// load, about one per few thousand events: the program's run count equals
+/// the events written, so nothing was dropped on the way).
+fn chain_breaks(events: &[Ev]) -> Vec<String> {
     let mut last: HashMap<u64, &str> = HashMap::new();
+    let mut breaks = Vec::new();
     for e in ca(events) {
         if let Some(prev) = last.insert(e.flow, e.new.as_str()) {
-            assert_eq!(
-                e.old, prev,
-                "flow {} jumps from {prev} to {} -> {}",
-                e.flow, e.old, e.new
-            );
+            if e.old != prev {
+                breaks.push(format!(
+                    "flow {} from {prev} to {} -> {}",
+                    e.flow, e.old, e.new
+                ));
+            }
         }
     }
+    breaks
+}
+
+/// The recording reports every chain break, and they stay rare.
+fn assert_chains(events: &[Ev], meta: &serde_json::Value) {
+    let breaks = chain_breaks(events);
+    assert_eq!(meta["gaps"], breaks.len() as u64, "{breaks:?}");
+    let allowed = (ca(events).len() / 500).max(2);
+    assert!(
+        breaks.len() <= allowed,
+        "{} breaks: {breaks:?}",
+        breaks.len()
+    );
 }
 
 /// Events entering recovery from another state.
@@ -60,22 +78,34 @@ fn lossy_capture(tag: &str, buffer: &str, traffic: &[&str], family: u8) {
         std::thread::sleep(std::time::Duration::from_millis(1500));
         lab.blackout(400);
     });
-    let o = rec.stop();
+    // Read the counter while still recording, so that every transition it
+    // counts was stamped before `counted_at` and is in the file.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let counted_at = ktime_now();
     let after = recovery_counter(&lab);
+    let o = rec.stop();
 
     let events = read_events(&out);
     let meta = read_meta(&out);
-    assert!(stderr(&o).contains("0 lost events"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(", 0 lost events"), "{}", stderr(&o));
+    assert_eq!(meta["lost_events"], 0);
 
     let seen = states(&events);
     for s in ["open", "disorder", "recovery", "loss"] {
         assert!(seen.contains(s), "no {s} in {seen:?}");
     }
-    assert_chains(&events);
-    assert_eq!(
-        recovery_entries(&events),
-        after - before,
-        "recovery entries vs {RECOVERY_COUNTERS:?}"
+    assert_chains(&events, &meta);
+    // Exact, but for entries that a chain break may hide.
+    let counted: Vec<Ev> = events
+        .iter()
+        .filter(|e| e.ktime < counted_at)
+        .cloned()
+        .collect();
+    let (entries, kernel) = (recovery_entries(&counted), after - before);
+    let gaps = meta["gaps"].as_u64().unwrap();
+    assert!(
+        entries <= kernel && kernel - entries <= gaps,
+        "{entries} recovery entries recorded, {kernel} counted by {RECOVERY_COUNTERS:?}, {gaps} chain breaks"
     );
     assert!(
         events.iter().all(|e| e.netns as u64 == lab.inode()),
@@ -233,7 +263,7 @@ fn ecn_marks_give_cwr_events() {
     let events = read_events(&out);
     let cwr = ca(&events).iter().filter(|e| e.new == "cwr").count();
     assert!(cwr > 10, "only {cwr} cwr events");
-    assert_chains(&events);
+    assert_chains(&events, &read_meta(&out));
 }
 
 #[test]

@@ -283,3 +283,14 @@ pub fn read_meta(path: &Path) -> serde_json::Value {
 pub fn ca(events: &[Ev]) -> Vec<&Ev> {
     events.iter().filter(|e| e.kind == "ca_state").collect()
 }
+
+/// CLOCK_MONOTONIC, the clock of `ktime_ns`.
+pub fn ktime_now() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
