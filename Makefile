@@ -7,7 +7,9 @@ PY_PACKAGES := pytest pyarrow pandas duckdb
 DEBUG_BIN := target/debug/tcpcong
 RELEASE_BIN := target/release/tcpcong
 
-.PHONY: deps build release demo test lint fixtures bench clean
+.PHONY: deps build release install demo test lint fixtures bench clean
+
+PREFIX ?= /usr/local
 
 # Installs only what is missing, so it is a quick no-op on a set-up machine.
 deps:
@@ -24,6 +26,16 @@ build: deps
 
 release: deps
 	$(CARGO) build --release
+
+# The binary, its man page and shell completions (bash, zsh, fish).
+install: release
+	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/tcpcong
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	$(RELEASE_BIN) man > $(DESTDIR)$(PREFIX)/share/man/man1/tcpcong.1
+	$(RELEASE_BIN) completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/tcpcong
+	$(RELEASE_BIN) completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_tcpcong
+	$(RELEASE_BIN) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/tcpcong.fish
 
 # A private lossy namespace, a few seconds of bulk traffic recorded into
 # demo.parquet, and the report.

@@ -48,6 +48,13 @@ pub enum Command {
     Events(EventsArgs),
     /// What this kernel supports for recording, and why.
     Doctor,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
 }
 
 /// Which flows to keep, by port: shared by every subcommand.
@@ -267,6 +274,27 @@ pub struct EventsArgs {
     /// text: one line per event; json: one object per line, every column.
     #[arg(long, value_enum, default_value = "text")]
     pub format: EventsFormat,
+}
+
+/// Writes a completion script for `shell` to stdout (`make install` puts
+/// them in place), generated from these definitions so it never drifts.
+pub fn completions(shell: clap_complete::Shell) -> crate::error::Result<()> {
+    use clap::CommandFactory;
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "tcpcong",
+        &mut std::io::stdout(),
+    );
+    Ok(())
+}
+
+/// Writes the man page (roff) to stdout, generated from these definitions.
+pub fn man_page() -> crate::error::Result<()> {
+    use clap::CommandFactory;
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut std::io::stdout())
+        .map_err(|e| crate::error::Error::io(std::path::Path::new("<stdout>"), e))
 }
 
 /// `N` or `N-M` as BCC's tcpcong takes it; a reversed range is swapped.

@@ -34,6 +34,8 @@ fn main() {
         Some(Command::Analyze(args)) => analyze::run(args),
         Some(Command::Events(args)) => events::run(args),
         Some(Command::Doctor) => doctor::run(),
+        Some(Command::Completions { shell }) => cli::completions(*shell),
+        Some(Command::Man) => cli::man_page(),
         None => live::run(&cli.live),
     };
     if let Err(e) = res {

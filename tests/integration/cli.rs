@@ -120,3 +120,21 @@ fn help_and_version_work() {
     let o = tcpcong(&["--version"]);
     assert!(stdout(&o).starts_with("tcpcong "));
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_flag_definitions() {
+    let o = tcpcong(&["completions", "bash"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let script = stdout(&o);
+    for word in ["analyze", "record", "--localport", "--accounting"] {
+        assert!(script.contains(word), "bash completion lacks {word}");
+    }
+    let o = tcpcong(&["man"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = stdout(&o);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH tcpcong"),
+        "{page}"
+    );
+    assert!(page.contains("record"));
+}
