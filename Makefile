@@ -54,7 +54,7 @@ lint: deps
 
 # Figures for BENCHMARKS.md, each a ratio measured side by side (as root).
 bench: deps
-	$(CARGO) build --release --examples
+	$(CARGO) build --release --bins --examples
 	TCPCONG=$(RELEASE_BIN) python3 bench/run.py
 
 fixtures: build

@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-/// (source, skeleton): the capture, and the benchmark's empty floor.
-const OBJECTS: [(&str, &str); 2] = [
+/// (source, skeleton): the capture, and the benchmark's empty floor and
+/// synthetic producer.
+const OBJECTS: [(&str, &str); 3] = [
     ("bpf/tcpcong.bpf.c", "tcpcong.skel.rs"),
     ("bench/floor.bpf.c", "floor.skel.rs"),
+    ("bench/synth.bpf.c", "synth.skel.rs"),
 ];
 
 fn main() {
@@ -28,4 +30,5 @@ fn main() {
         println!("cargo:rerun-if-changed={src}");
     }
     println!("cargo:rerun-if-changed=bpf/kernel_types.h");
+    println!("cargo:rerun-if-changed=bpf/event.h");
 }

@@ -10,16 +10,19 @@ Measured:
   1. in-kernel cost per event (kernel.bpf_stats_enabled): tcpcong's program
      next to an empty tp_btf program on the same tracepoint, same events;
      ring and perf buffers, filters off and on;
-  2. analyze throughput and peak RSS on a large generated recording, next to
+  2. pipeline throughput: synthetic events through record's real ring
+     buffer, decoder and Parquet writer (examples/synth.rs), rate by rate;
+  3. analyze throughput and peak RSS on a large generated recording, next to
      DuckDB running schemas/durations.sql on the same file;
-  3. size: bytes per event of the fixtures and the generated file, next to
+  4. size: bytes per event of the fixtures and the generated file, next to
      the in-memory Arrow size and the same events as JSON lines;
-  4. effect on the traced workload: lab throughput with and without record,
+  5. effect on the traced workload: lab throughput with and without record,
      alternating repetitions.
 """
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -29,13 +32,14 @@ from pathlib import Path
 
 BIN = os.environ.get("TCPCONG", "target/release/tcpcong")
 FLOOR = os.environ.get("FLOOR", "target/release/examples/floor")
+SYNTH = os.environ.get("SYNTH", "target/release/examples/synth")
 LAB = "lab/lab.sh"
 EVENTS = int(os.environ.get("BENCH_EVENTS", "20000000"))
 FLOWS = int(os.environ.get("BENCH_FLOWS", "2000"))
 CACHE = Path(os.environ.get("BENCH_CACHE", "target/bench"))
 # A subset while working on one figure, e.g. BENCH_PARTS=cost (BENCHMARKS.md
 # is then not rewritten).
-PARTS = os.environ.get("BENCH_PARTS", "cost,analyze,size,load").split(",")
+PARTS = os.environ.get("BENCH_PARTS", "cost,pipeline,analyze,size,load").split(",")
 out_lines = []
 
 
@@ -129,6 +133,48 @@ def kernel_cost():
     return results
 
 
+def pipeline(seconds=3):
+    say("## 2. Record pipeline throughput")
+    say()
+    say("Real TCP cannot make transitions fast enough, so `examples/synth.rs` runs `bench/synth.bpf.c` "
+        "with BPF_PROG_TEST_RUN: 256 schema-shaped events per run, reserved, filled and submitted into "
+        "`tcpcong record`'s own ring buffer (reused through a pin) exactly as the capture does, paced to "
+        f"the offered rate for {seconds} s. Lost = ring-buffer reserve failures + record's own losses. "
+        "Recorder CPU = its user + system time over the run's wall time. Budget: >= 1 M events/s with zero loss.")
+    say()
+    say("| offered events/s | offered | written | lost | recorder CPU | written events/s |")
+    say("|---:|---:|---:|---:|---:|---:|")
+    knee = 0
+    for rate in (250_000, 500_000, 1_000_000, 2_000_000, 4_000_000):
+        with tempfile.TemporaryDirectory() as d:
+            pin = f"/sys/fs/bpf/tcpcong-bench-{os.getpid()}"
+            args = [BIN, "record", "-o", f"{d}/p.parquet", "--pin-buffer", pin, "-L", "1", "--no-lifecycle"]
+            t0 = time.monotonic()
+            rec = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+            for _ in range(100):
+                if Path(pin).exists():
+                    break
+                time.sleep(0.05)
+            synth = json.loads(sh(SYNTH, pin, str(rate), str(seconds)))
+            rec.send_signal(2)
+            _, status, usage = os.wait4(rec.pid, 0)
+            wall = time.monotonic() - t0
+            err = rec.stderr.read()
+            if status != 0:
+                sys.exit(f"bench: record failed: {err}")
+            m = re.search(r"wrote (\d+) events .*?, (\d+) lost events", err)
+            written, rec_lost = int(m.group(1)), int(m.group(2))
+            offered = synth["offered"] + synth["reserve_failed"]
+            lost = synth["reserve_failed"] + rec_lost
+            cpu = (usage.ru_utime + usage.ru_stime) / wall
+            if lost == 0 and written == offered:
+                knee = rate
+            say(f"| {rate:,} | {offered:,} | {written:,} | {lost:,} | {cpu:.0%} | {written / synth['seconds']:,.0f} |")
+    say()
+    say(f"Highest offered rate with zero loss: {knee:,} events/s.")
+    say()
+
+
 def generated_file():
     CACHE.mkdir(parents=True, exist_ok=True)
     path = CACHE / f"synthetic-{EVENTS}-{FLOWS}.parquet"
@@ -150,7 +196,7 @@ print(len(rows))
 
 
 def analyze_speed(path):
-    say("## 2. Analyze throughput")
+    say("## 3. Analyze throughput")
     say()
     say(f"A generated recording of {EVENTS:,} events of {FLOWS:,} flows (`bench/gen_events.py`, "
         "consistent per-flow state chains, the writer's encodings). tcpcong computes the whole-recording "
@@ -173,14 +219,23 @@ def analyze_speed(path):
 def sizes(path):
     import pyarrow.parquet as pq
 
-    say("## 3. Size")
+    say("## 4. Size")
     say()
     say("Bytes per event of the file, next to the same rows in memory (Arrow) and as JSON lines "
         "(`tcpcong events --format json`). Budget: ≤ 12 bytes per event on realistic recordings.")
     say()
     say("| recording | events | file B/event | Arrow in memory B/event | JSON lines B/event |")
     say("|---|---:|---:|---:|---:|")
-    files = sorted(Path("fixtures").glob("*.parquet")) + [path]
+    # A realistic recording larger than the fixtures: 10 s, 4 flows, 2 % loss.
+    lab_file = CACHE / "lab-10s.parquet"
+    with Lab("size", "--loss", "2") as lab:
+        rec = subprocess.Popen([BIN, "record", "-o", str(lab_file), "--force",
+                                "--netns", f"/var/run/netns/{lab.ns}"], stderr=subprocess.PIPE)
+        time.sleep(1.0)
+        lab.traffic(10, "--parallel", "4")
+        rec.send_signal(2)
+        rec.wait()
+    files = sorted(Path("fixtures").glob("*.parquet")) + [lab_file, path]
     for f in files:
         n = pq.ParquetFile(f).metadata.num_rows
         mem = pq.read_table(f).nbytes
@@ -194,7 +249,7 @@ def sizes(path):
 
 
 def workload_effect(reps=4):
-    say("## 4. Effect on the traced workload")
+    say("## 5. Effect on the traced workload")
     say()
     say(f"Lab bulk transfer (3 s, 1 % loss, cubic) throughput with and without `tcpcong record` running, "
         f"{reps} alternating pairs in one namespace.")
@@ -221,9 +276,9 @@ def workload_effect(reps=4):
 
 def main():
     os.chdir(Path(__file__).resolve().parent.parent)
-    for b in (BIN, FLOOR):
+    for b in (BIN, FLOOR, SYNTH):
         if not Path(b).exists():
-            sys.exit(f"bench: {b} is missing: run `cargo build --release --examples` (make bench does)")
+            sys.exit(f"bench: {b} is missing: run `cargo build --release --bins --examples` (make bench does)")
     say("# tcpcong benchmarks")
     say()
     say(f"Generated by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
@@ -233,6 +288,8 @@ def main():
     say()
     if "cost" in PARTS:
         kernel_cost()
+    if "pipeline" in PARTS:
+        pipeline()
     if "analyze" in PARTS or "size" in PARTS:
         path = generated_file()
         if "analyze" in PARTS:

@@ -16,47 +16,9 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include "event.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-#define AF_INET 2
-#define AF_INET6 10
-#define IPPROTO_TCP 6
-
-enum event_kind {
-	KIND_CA_STATE = 0,
-	KIND_TCP_STATE = 1,
-};
-
-/* Mirrored by src/record/raw.rs; the size check on both sides keeps them in step. */
-struct event {
-	__u64 ktime_ns;
-	__u64 cookie;
-	__u64 cgroup;
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__u32 netns;
-	__u32 snd_cwnd;
-	__u32 snd_ssthresh;
-	__u32 srtt_us;
-	__u32 mss;
-	__u32 packets_out;
-	__u32 retrans_out;
-	__u32 lost_out;
-	__u32 sacked_out;
-	__u32 total_retrans;
-	char cong_algo[16];
-	__u16 sport;
-	__u16 dport;
-	__u16 cpu;
-	__u8 family;
-	__u8 kind;
-	__u8 old_state;
-	__u8 new_state;
-	__u8 pad[6];
-};
-
-_Static_assert(sizeof(struct event) == 128, "struct event layout changed: update src/record/raw.rs");
 
 /* Filters and buffer choice, fixed by user space before load so that the
  * verifier prunes whatever is switched off. */
@@ -208,16 +170,7 @@ static __always_inline void emit(void *ctx, struct sock *sk, struct tcp_sock *tp
 	}
 	fill(e, sk, tp, id, kind, old, new);
 
-	/*
-	 * Wake the consumer only when this record crosses the watermark;
-	 * below it the consumer's own timer drains the buffer.
-	 */
-	__u64 avail = bpf_ringbuf_query(&events_rb, BPF_RB_AVAIL_DATA);
-	__u64 flags = BPF_RB_NO_WAKEUP;
-
-	if (avail >= wakeup_bytes && avail < wakeup_bytes + 2 * (sizeof(*e) + 8))
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(e, flags);
+	submit_watermarked(&events_rb, e, wakeup_bytes);
 }
 
 /* Runs before the kernel stores the new state, so the old one is still there. */

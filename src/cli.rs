@@ -200,6 +200,11 @@ pub struct CaptureArgs {
     /// Do not record TCP state changes (flow start and end).
     #[arg(long)]
     pub no_lifecycle: bool,
+
+    /// Benchmarks only: pin the ring buffer at this bpffs path so that a
+    /// synthetic producer (bench/synth.bpf.c) can write into it.
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub pin_buffer: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

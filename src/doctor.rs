@@ -160,6 +160,7 @@ fn try_load(buffer: BufferKind) -> Result<()> {
         filters: Filters::default(),
         buffer,
         lifecycle: true,
+        pin_buffer: None,
     };
     let mut obj = MaybeUninit::uninit();
     load::load(&mut obj, &cfg).map(drop)

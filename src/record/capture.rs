@@ -131,6 +131,10 @@ pub fn run(
     // flight: a program may still be between reserving and committing.
     stats.end_ktime_ns = ktime_now();
     skel.links = Default::default();
+    if let Some(path) = &cfg.pin_buffer {
+        // The producer's reference keeps the map alive; only the name goes.
+        let _ = std::fs::remove_file(path);
+    }
     let give_up = Instant::now() + SETTLE;
     loop {
         let reserved = consumer.producer_pos();

@@ -33,6 +33,8 @@ pub struct KernelConfig {
     pub filters: Filters,
     pub buffer: BufferKind,
     pub lifecycle: bool,
+    /// Where to pin the ring buffer for a benchmark's producer.
+    pub pin_buffer: Option<std::path::PathBuf>,
 }
 
 impl KernelConfig {
@@ -47,6 +49,7 @@ impl KernelConfig {
             },
             buffer: c.buffer,
             lifecycle: !c.no_lifecycle,
+            pin_buffer: c.pin_buffer.clone(),
         })
     }
 }
@@ -200,6 +203,12 @@ pub fn load<'obj>(
         .map_err(bpf_err("the kernel refused the BPF programs"))?;
     skel.attach()
         .map_err(bpf_err("attaching to tcp_cong_state_set"))?;
+    if let Some(path) = &cfg.pin_buffer {
+        skel.maps
+            .events_rb
+            .pin(path)
+            .map_err(bpf_err("pinning the ring buffer"))?;
+    }
     Ok(skel)
 }
 

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The record every capture program emits, and how it is handed over. Shared
+ * by the capture (tcpcong.bpf.c) and the benchmark's synthetic producer
+ * (bench/synth.bpf.c), so that the benchmark drives exactly this path.
+ */
+#ifndef TCPCONG_EVENT_H
+#define TCPCONG_EVENT_H
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+enum event_kind {
+	KIND_CA_STATE = 0,
+	KIND_TCP_STATE = 1,
+};
+
+/* Mirrored by src/record/raw.rs; the size check on both sides keeps them in step. */
+struct event {
+	__u64 ktime_ns;
+	__u64 cookie;
+	__u64 cgroup;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 netns;
+	__u32 snd_cwnd;
+	__u32 snd_ssthresh;
+	__u32 srtt_us;
+	__u32 mss;
+	__u32 packets_out;
+	__u32 retrans_out;
+	__u32 lost_out;
+	__u32 sacked_out;
+	__u32 total_retrans;
+	char cong_algo[16];
+	__u16 sport;
+	__u16 dport;
+	__u16 cpu;
+	__u8 family;
+	__u8 kind;
+	__u8 old_state;
+	__u8 new_state;
+	__u8 pad[6];
+};
+
+_Static_assert(sizeof(struct event) == 128, "struct event layout changed: update src/record/raw.rs");
+
+/*
+ * Commits a reserved record, waking the consumer only when this record
+ * crosses the fill watermark: a wake-up per event costs an IPI (~8 us here),
+ * and below the watermark the consumer's own timer drains the buffer.
+ */
+static __always_inline void submit_watermarked(void *rb, struct event *e, __u64 wakeup_bytes)
+{
+	__u64 avail = bpf_ringbuf_query(rb, BPF_RB_AVAIL_DATA);
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (avail >= wakeup_bytes && avail < wakeup_bytes + 2 * (sizeof(*e) + 8))
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
+#endif /* TCPCONG_EVENT_H */
