@@ -160,17 +160,7 @@ fn doctor_reports_what_works_and_what_does_not() {
         "{text}"
     );
 
-    let o = Command::new("setpriv")
-        .args([
-            "--inh-caps=-all",
-            "--ambient-caps=-all",
-            "--bounding-set=-all",
-            "--",
-        ])
-        .arg(bin())
-        .arg("doctor")
-        .output()
-        .unwrap();
+    let o = tcpcong_without_capabilities(&["doctor"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o)
         .lines()

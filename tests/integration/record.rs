@@ -283,18 +283,7 @@ fn duration_ends_the_capture_by_itself() {
 fn without_privileges_record_says_so() {
     let dir = TempDir::new("priv");
     let out = dir.join("p.parquet");
-    let o = std::process::Command::new("setpriv")
-        .args([
-            "--inh-caps=-all",
-            "--ambient-caps=-all",
-            "--bounding-set=-all",
-            "--",
-        ])
-        .arg(bin())
-        .args(["record", "-o"])
-        .arg(&out)
-        .output()
-        .expect("setpriv runs");
+    let o = tcpcong_without_capabilities(&["record", "-o", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");

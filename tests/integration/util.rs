@@ -35,6 +35,22 @@ pub fn tcpcong(args: &[&str]) -> Output {
         .expect("tcpcong runs")
 }
 
+/// Runs tcpcong as root without any capability, as an unprivileged user
+/// would be (setpriv drops them all, also for children).
+pub fn tcpcong_without_capabilities(args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--inh-caps=-all",
+            "--ambient-caps=-all",
+            "--bounding-set=-all",
+            "--",
+        ])
+        .arg(bin())
+        .args(args)
+        .output()
+        .expect("setpriv runs")
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
