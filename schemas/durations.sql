@@ -32,9 +32,10 @@
 --   The start clips every credited interval and every change and mismatch
 --   (events before it set state only).
 -- * Captures. Per boot, files sorted by (start, path) form runs of
---   time-overlapping files: a file joins the current capture if its start
---   is before the latest end of the files so far in it; otherwise it starts
---   a new capture (reader.rs `overlapping_groups`). A capture's span is
+--   overlapping or touching files: a file joins the current capture if its
+--   start is not after the latest end of the files so far in it (a rotated
+--   series, where each file starts where the last ended, is one capture);
+--   otherwise it starts a new capture (reader.rs `Dataset::scan`). A capture's span is
 --   [min start, max end] of its files, and it has lifecycle events only if
 --   all its files have (`lifecycle`).
 -- * Per flow (boot_id, flow) events are taken in (capture, time, file start,
@@ -148,12 +149,12 @@ dataset AS (
     FROM files_on_timeline
 ),
 -- Captures: per boot, in (start, path) order, a file joins the current
--- capture if it starts before the latest end of the boot's files before it
+-- capture if it starts no later than the latest end of the boot's files before it
 -- (with ends >= starts, that latest end is the current capture's), and
 -- starts a new capture otherwise.
 file_starts_capture AS (
     SELECT *,
-           NOT coalesce(file_start_ns < max(file_end_ns) OVER (
+           NOT coalesce(file_start_ns <= max(file_end_ns) OVER (
                             PARTITION BY boot_id ORDER BY file_start_ns, filename
                             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
                         false) AS starts_capture

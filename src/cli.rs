@@ -209,8 +209,8 @@ pub struct CaptureArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct RecordArgs {
-    /// The Parquet file to write.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    /// The Parquet file to write, or a directory (DIR/) for a rotated series.
+    #[arg(short = 'o', long = "output", value_name = "FILE|DIR/")]
     pub output: PathBuf,
 
     /// Stop after this long (e.g. 30, 10s, 5m, 2h); default: until Ctrl-C.
@@ -220,6 +220,18 @@ pub struct RecordArgs {
     /// Overwrite an existing output file.
     #[arg(long)]
     pub force: bool,
+
+    /// With -o DIR/: start a new file every N seconds.
+    #[arg(long, value_name = "N", value_parser = parse_duration)]
+    pub rotate_seconds: Option<Duration>,
+
+    /// With -o DIR/: start a new file when one reaches SIZE (e.g. 64MB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub rotate_size: Option<u64>,
+
+    /// With -o DIR/: delete the oldest files of the series beyond SIZE in all.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_total: Option<u64>,
 
     #[command(flatten)]
     pub ports: PortFilter,
@@ -348,6 +360,30 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Bytes, with an optional unit: B, KB/MB/GB (powers of 1000), K/M/G or
+/// KiB/MiB/GiB (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("expected a size such as 64MB, 512KiB or 1G, not '{s}'");
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num.trim().parse().map_err(|_| bad())?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(bad()),
+    };
+    let bytes = value * scale;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > 1e18 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
 fn parse_outputs(s: &str) -> Result<u64, String> {
     match s.parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
@@ -411,6 +447,17 @@ mod tests {
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
         for bad in ["", "0", "-1", "5x", "abc", "inf", "NaN"] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn sizes_take_units() {
+        assert_eq!(parse_size("64MB"), Ok(64_000_000));
+        assert_eq!(parse_size("512KiB"), Ok(524_288));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("100"), Ok(100));
+        for bad in ["", "0", "-1", "5x", "MB", "1e30"] {
+            assert!(parse_size(bad).is_err(), "{bad:?} was accepted");
         }
     }
 

@@ -12,7 +12,7 @@ use crate::analyze::{engine_config, stdout_err, warn_losses, Printer};
 use crate::cli::{Format, LiveArgs};
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::record::capture::{self, Sink};
+use crate::record::capture::{self, Progress, Sink};
 use crate::record::host;
 use crate::record::load::{self, KernelConfig};
 use crate::record::writer::RecordingWriter;
@@ -62,11 +62,11 @@ impl<W: Write> Sink for LiveSink<W> {
         )));
     }
 
-    fn events(&mut self, events: &[Event], complete_until: u64) -> Result<()> {
+    fn events(&mut self, events: &[Event], progress: Progress) -> Result<()> {
         if let Some(w) = self.recording.as_mut() {
             w.write(events)?;
         }
-        let now = self.wall(complete_until);
+        let now = self.wall(progress.complete_until);
         let offset = self.clock_offset_ns;
         let Some(engine) = self.engine.as_mut() else {
             return Ok(());

@@ -314,23 +314,33 @@ impl Dataset {
         columns: Columns,
         on: &mut dyn FnMut(Item) -> Result<()>,
     ) -> Result<()> {
-        for mut group in overlapping_groups(self.inputs) {
+        // A capture is a run of files where each starts no later than the
+        // files before it end: overlapping (concurrent recorders) or
+        // touching (one recorder's rotation). Touching files stream one
+        // after the other; only overlapping ones need merging.
+        for capture in runs(self.inputs, |start, end| start <= end) {
             let span = Span {
-                start_ns: group
+                start_ns: capture
                     .iter()
                     .map(|i| i.start_ns)
                     .min()
                     .unwrap_or(self.start_ns),
-                end_ns: group.iter().map(|i| i.end_ns).max().unwrap_or(self.end_ns),
-                lifecycle: group.iter().all(|i| i.rec.meta.lifecycle),
+                end_ns: capture
+                    .iter()
+                    .map(|i| i.end_ns)
+                    .max()
+                    .unwrap_or(self.end_ns),
+                lifecycle: capture.iter().all(|i| i.rec.meta.lifecycle),
             };
-            if let Some(first) = group.first() {
+            if let Some(first) = capture.first() {
                 on(Item::Span(first.boot, span))?;
             }
-            if group.len() == 1 && group[0].rec.meta.sorted {
-                let i = group.remove(0);
-                scan_file(i, filter, columns, &mut |r| on(Item::Row(r)))?;
-            } else {
+            for mut group in runs(capture, |start, end| start < end) {
+                if group.len() == 1 && group[0].rec.meta.sorted {
+                    let i = group.remove(0);
+                    scan_file(i, filter, columns, &mut |r| on(Item::Row(r)))?;
+                    continue;
+                }
                 let mut rows = Vec::new();
                 for i in group {
                     scan_file(i, filter, columns, &mut |r| {
@@ -348,14 +358,16 @@ impl Dataset {
     }
 }
 
-/// Splits inputs (sorted by boot and start) into runs of files of one boot
-/// whose capture spans overlap.
-fn overlapping_groups(inputs: Vec<Input>) -> Vec<Vec<Input>> {
+/// Splits inputs (sorted by boot and start) into runs of files of one
+/// boot: a file joins the run when `joins(its start, the run's end)`.
+fn runs(inputs: Vec<Input>, joins: impl Fn(u64, u64) -> bool) -> Vec<Vec<Input>> {
     let mut groups: Vec<Vec<Input>> = Vec::new();
     let mut group_end = 0u64;
     for i in inputs {
         match groups.last_mut() {
-            Some(g) if g.last().is_some_and(|l| l.boot == i.boot) && i.start_ns < group_end => {
+            Some(g)
+                if g.last().is_some_and(|l| l.boot == i.boot) && joins(i.start_ns, group_end) =>
+            {
                 group_end = group_end.max(i.end_ns);
                 g.push(i);
             }

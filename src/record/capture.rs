@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use super::buffer::{Consumer, Inbox};
 use super::host::ktime_now;
 use super::load::{kernel_lost, load, recursion_misses, KernelConfig};
+use super::skel::TcpcongSkel;
 use crate::cli::BufferKind;
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -71,14 +72,32 @@ impl CaptureStats {
     pub fn lost_events(&self) -> u64 {
         self.lost + self.malformed + self.missed
     }
+
+    /// Losses so far, read from the kernel during the capture (the final
+    /// figure adds records never committed at stop).
+    fn losses_so_far(&self, skel: &TcpcongSkel<'_>, inbox: &Inbox, buffer: BufferKind) -> u64 {
+        let transport = match buffer {
+            BufferKind::Ring => kernel_lost(skel),
+            BufferKind::Perf => inbox.perf_lost,
+        };
+        transport + inbox.malformed + recursion_misses(skel)
+    }
 }
 
-/// Receives ordered events; `complete_until` is the ktime before which no
-/// further event will come.
+/// Where a capture stands after a round.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// No event stamped before this ktime is still to come.
+    pub complete_until: u64,
+    /// Events lost so far, all causes (see [`CaptureStats::lost_events`]).
+    pub lost: u64,
+}
+
+/// Receives ordered events after each round of the capture loop.
 pub trait Sink {
     /// The programs are attached: events from `start_ktime_ns` on are captured.
     fn started(&mut self, start_ktime_ns: u64);
-    fn events(&mut self, events: &[Event], complete_until: u64) -> Result<()>;
+    fn events(&mut self, events: &[Event], progress: Progress) -> Result<()>;
     /// Whether the sink has all it wants (live mode's `outputs`).
     fn done(&self) -> bool {
         false
@@ -124,7 +143,14 @@ pub fn run(
             (None, _) => drain_start.saturating_sub(PERF_SLACK_NS),
         };
         let ready = order.release(complete_until, &mut stats);
-        sink.events(&ready, order.released_until)?;
+        let lost = stats.losses_so_far(&skel, &inbox.borrow(), cfg.buffer);
+        sink.events(
+            &ready,
+            Progress {
+                complete_until: order.released_until,
+                lost,
+            },
+        )?;
     }
 
     // Detach first, so that nothing new arrives, then collect what is in
@@ -161,15 +187,22 @@ pub fn run(
         stats.end_ktime_ns = stats.end_ktime_ns.max(last.ktime_ns);
     }
     let ready = order.release(u64::MAX, &mut stats);
-    sink.events(&ready, stats.end_ktime_ns)?;
-
-    let inbox = inbox.borrow();
-    stats.malformed = inbox.malformed;
-    stats.missed = recursion_misses(&skel);
-    stats.lost += match cfg.buffer {
-        BufferKind::Ring => kernel_lost(&skel),
-        BufferKind::Perf => inbox.perf_lost,
-    };
+    {
+        let inbox = inbox.borrow();
+        stats.malformed = inbox.malformed;
+        stats.missed = recursion_misses(&skel);
+        stats.lost += match cfg.buffer {
+            BufferKind::Ring => kernel_lost(&skel),
+            BufferKind::Perf => inbox.perf_lost,
+        };
+    }
+    sink.events(
+        &ready,
+        Progress {
+            complete_until: stats.end_ktime_ns,
+            lost: stats.lost_events(),
+        },
+    )?;
     Ok(stats)
 }
 

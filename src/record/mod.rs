@@ -10,37 +10,60 @@ pub mod capture;
 pub mod host;
 pub mod load;
 pub mod raw;
+pub mod series;
 pub mod skel;
 pub mod writer;
 
 use std::time::{Duration, Instant};
 
 use crate::cli::RecordArgs;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::schema::{Metadata, SCHEMA_VERSION};
-use capture::{CaptureStats, Sink};
+use capture::{CaptureStats, Progress, Sink};
 use load::KernelConfig;
+use series::{Rotation, Series};
 use writer::RecordingWriter;
 
-struct FileSink<'a> {
-    writer: &'a mut RecordingWriter,
-    duration: Option<Duration>,
+/// Where a capture goes: one file, or a rotated series in a directory.
+enum Output {
+    File(RecordingWriter),
+    Series(Series),
 }
 
-impl Sink for FileSink<'_> {
-    fn started(&mut self, _start_ktime_ns: u64) {
+struct RecordSink {
+    out: Output,
+    duration: Option<Duration>,
+    /// The series' first file could not be created: reported at the first
+    /// write, so that no event is dropped unnoticed.
+    failed: Option<Error>,
+}
+
+impl Sink for RecordSink {
+    fn started(&mut self, start_ktime_ns: u64) {
+        let target = match &mut self.out {
+            Output::File(w) => w.target().display().to_string(),
+            Output::Series(s) => {
+                self.failed = s.begin(start_ktime_ns, 0).err();
+                format!("a series of files in {}", s.root().display())
+            }
+        };
         eprintln!(
-            "Recording TCP congestion-state transitions into {}{}... Hit Ctrl-C to end.",
-            self.writer.target().display(),
+            "Recording TCP congestion-state transitions into {target}{}... Hit Ctrl-C to end.",
             self.duration
                 .map(|d| format!(" for {:.1}s", d.as_secs_f64()))
                 .unwrap_or_default()
         );
     }
 
-    fn events(&mut self, events: &[Event], _complete_until: u64) -> Result<()> {
-        self.writer.write(events)
+    fn events(&mut self, events: &[Event], progress: Progress) -> Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        match &mut self.out {
+            Output::File(w) => w.write(events),
+            Output::Series(s) => s.write(events, progress),
+        }
     }
 }
 
@@ -71,22 +94,76 @@ pub fn metadata(cfg: &KernelConfig, stats: &CaptureStats, clock_offset_ns: i64) 
     }
 }
 
+/// A directory (existing, or named with a trailing slash) means a series.
+fn wants_series(path: &std::path::Path) -> bool {
+    path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/')
+}
+
 pub fn run(args: &RecordArgs) -> Result<()> {
     let cfg = KernelConfig::from_args(&args.ports, &args.capture)?;
+    let series = wants_series(&args.output);
+    let rotation = Rotation {
+        every_ns: args
+            .rotate_seconds
+            .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64),
+        bytes: args.rotate_size,
+        max_total: args.max_total,
+    };
+    if !series
+        && (rotation.every_ns.is_some() || rotation.bytes.is_some() || rotation.max_total.is_some())
+    {
+        return Err(Error::Usage(format!(
+            "--rotate-seconds, --rotate-size and --max-total need a directory: -o {}/",
+            args.output.display()
+        )));
+    }
     load::preflight()?;
     let clock_offset_ns = host::clock_offset_ns();
-    let mut writer = RecordingWriter::create(&args.output, args.force, clock_offset_ns)?;
-    let deadline = args.duration.map(|d| Instant::now() + d);
-
-    let mut sink = FileSink {
-        writer: &mut writer,
-        duration: args.duration,
+    let out = if series {
+        Output::Series(Series::open(&args.output, rotation, &cfg, clock_offset_ns)?)
+    } else {
+        Output::File(RecordingWriter::create(
+            &args.output,
+            args.force,
+            clock_offset_ns,
+        )?)
     };
-    let stats = capture::run(&cfg, deadline, &mut sink)?;
-    let meta = metadata(&cfg, &stats, clock_offset_ns);
-    let (events, flows, gaps) = (writer.events(), writer.flows(), writer.gaps());
-    let target = writer.target().to_path_buf();
-    let size = writer.finish(meta)?;
+    let deadline = args.duration.map(|d| Instant::now() + d);
+    let mut sink = RecordSink {
+        out,
+        duration: args.duration,
+        failed: None,
+    };
+    let stats = match capture::run(&cfg, deadline, &mut sink) {
+        Ok(stats) => stats,
+        Err(e) => return Err(abandon(sink.out, e)),
+    };
+
+    let (summary, gaps) = match sink.out {
+        Output::File(w) => {
+            let (events, flows, gaps) = (w.events(), w.flows(), w.gaps());
+            let target = w.target().to_path_buf();
+            let size = w.finish(metadata(&cfg, &stats, clock_offset_ns))?;
+            let summary = format!(
+                "wrote {events} events of {flows} flows to {} ({size} bytes)",
+                target.display()
+            );
+            (summary, gaps)
+        }
+        Output::Series(mut s) => {
+            if let Err(e) = s.finish(&stats) {
+                return Err(abandon(Output::Series(s), e));
+            }
+            let summary = format!(
+                "wrote {} events in {} files to {} ({} bytes)",
+                s.events,
+                s.files,
+                s.root().display(),
+                s.bytes
+            );
+            (summary, s.gaps)
+        }
+    };
     if gaps > 0 {
         eprintln!(
             "tcpcong: {gaps} transitions happened without an event (a ca_state event did not start where its flow's previous one ended); analyze counts them as mismatches"
@@ -99,12 +176,28 @@ pub fn run(args: &RecordArgs) -> Result<()> {
         );
     }
     eprintln!(
-        "tcpcong: wrote {events} events of {flows} flows to {} ({size} bytes), {} lost events{}",
-        target.display(),
+        "tcpcong: {summary}, {} lost events{}",
         stats.lost_events(),
         loss_detail(&stats)
     );
     Ok(())
+}
+
+/// After a failure (a full disk, say): the file being written cannot get
+/// its footer, so it is removed and its events are counted as lost; files
+/// completed before stay valid.
+fn abandon(out: Output, err: Error) -> Error {
+    let lost = match out {
+        Output::File(w) => Some(w.abandon()),
+        Output::Series(mut s) => s.abandon(),
+    };
+    match lost {
+        Some((path, events)) => Error::Runtime(format!(
+            "{err}; {} could not be completed: its {events} events are lost (earlier files are complete)",
+            path.display()
+        )),
+        None => err,
+    }
 }
 
 /// Why events were lost, for the one summary line.

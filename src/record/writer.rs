@@ -159,6 +159,13 @@ impl RecordingWriter {
         self.gaps
     }
 
+    /// Bytes on disk plus those encoded but not flushed (rotation by size).
+    pub fn size_estimate(&self) -> u64 {
+        self.writer
+            .as_ref()
+            .map_or(0, |w| (w.bytes_written() + w.in_progress_size()) as u64)
+    }
+
     /// Counts a transition that happened without an event; forgets
     /// closed flows so that memory follows open flows.
     fn check_chain(&mut self, e: &Event) {
@@ -218,7 +225,16 @@ impl RecordingWriter {
 
     /// Writes the footer with `meta` (events, flows and order filled in
     /// here), syncs, and renames the file into place. Returns its size.
-    pub fn finish(mut self, mut meta: Metadata) -> Result<u64> {
+    pub fn finish(mut self, meta: Metadata) -> Result<u64> {
+        let res = self.complete(meta);
+        if res.is_err() {
+            // Without its footer the file is unreadable: do not leave it.
+            let _ = fs::remove_file(&self.tmp);
+        }
+        res
+    }
+
+    fn complete(&mut self, mut meta: Metadata) -> Result<u64> {
         self.flush()?;
         meta.events = self.events;
         meta.flows = self.flows.len() as u64;
@@ -246,6 +262,17 @@ impl RecordingWriter {
         let size = file.metadata().map_err(|e| Error::io(&tmp, e))?.len();
         fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
         Ok(size)
+    }
+}
+
+impl RecordingWriter {
+    /// Gives up on an incomplete recording after a failure: removes the
+    /// in-progress file (its events cannot be read without a footer) and
+    /// says which file and how many events that was.
+    pub fn abandon(mut self) -> (PathBuf, u64) {
+        self.writer = None;
+        let _ = fs::remove_file(&self.tmp);
+        (self.target.clone(), self.events)
     }
 }
 

@@ -1,0 +1,211 @@
+//! A recording as a series of complete files (`record -o DIR/`), rotated by
+//! time and/or size, named to sort by time and to read as hive partitions:
+//! `DIR/host=NAME/date=YYYY-MM-DD/tcpcong-YYYYMMDDTHHMMSSZ-SEQ.parquet`.
+//!
+//! Each file is a recording on its own: its metadata covers its own span
+//! and the events lost during it. Files are cut between two rounds of the
+//! capture loop, at the time up to which the stream is complete, so one
+//! file ends exactly where the next starts and `analyze DIR` times flows
+//! across them without a gap. With `--max-total` the oldest files of the
+//! series are deleted to stay within the budget.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::capture::{CaptureStats, Progress};
+use super::host::hostname;
+use super::load::KernelConfig;
+use super::writer::RecordingWriter;
+use crate::error::{Error, Result};
+use crate::event::Event;
+
+/// When to start a new file, and how much to keep.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rotation {
+    pub every_ns: Option<u64>,
+    pub bytes: Option<u64>,
+    pub max_total: Option<u64>,
+}
+
+pub struct Series {
+    root: PathBuf,
+    rotation: Rotation,
+    cfg: KernelConfig,
+    clock_offset_ns: i64,
+    current: Option<Current>,
+    seq: u32,
+    /// Complete files of this series, oldest first, with their sizes.
+    done: Vec<(PathBuf, u64)>,
+    /// Totals over all files, for the summary line.
+    pub events: u64,
+    pub files: u64,
+    pub bytes: u64,
+    pub gaps: u64,
+}
+
+struct Current {
+    writer: RecordingWriter,
+    start_ktime: u64,
+    lost_before: u64,
+}
+
+impl Series {
+    pub fn open(
+        root: &Path,
+        rotation: Rotation,
+        cfg: &KernelConfig,
+        clock_offset_ns: i64,
+    ) -> Result<Series> {
+        fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        let leftovers = in_progress_files(root);
+        if !leftovers.is_empty() {
+            eprintln!(
+                "tcpcong: {} unfinished file(s) from an earlier capture left in {} (e.g. {}): not complete recordings; inspect or remove them",
+                leftovers.len(),
+                root.display(),
+                leftovers[0].display()
+            );
+        }
+        Ok(Series {
+            root: root.to_path_buf(),
+            rotation,
+            cfg: cfg.clone(),
+            clock_offset_ns,
+            current: None,
+            seq: 0,
+            done: Vec::new(),
+            events: 0,
+            files: 0,
+            bytes: 0,
+            gaps: 0,
+        })
+    }
+
+    fn wall(&self, ktime: u64) -> i64 {
+        ktime as i64 + self.clock_offset_ns
+    }
+
+    /// The next file's path, from its start time.
+    fn next_path(&mut self, start_ktime: u64) -> Result<PathBuf> {
+        self.seq += 1;
+        let t = chrono::DateTime::from_timestamp_nanos(self.wall(start_ktime));
+        let host: String = hostname()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let dir = self
+            .root
+            .join(format!("host={host}"))
+            .join(format!("date={}", t.format("%Y-%m-%d")));
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(dir.join(format!(
+            "tcpcong-{}-{:06}.parquet",
+            t.format("%Y%m%dT%H%M%S%.3fZ"),
+            self.seq
+        )))
+    }
+
+    pub fn begin(&mut self, start_ktime: u64, lost_before: u64) -> Result<()> {
+        let path = self.next_path(start_ktime)?;
+        let writer = RecordingWriter::create(&path, false, self.clock_offset_ns)?;
+        self.current = Some(Current {
+            writer,
+            start_ktime,
+            lost_before,
+        });
+        Ok(())
+    }
+
+    pub fn write(&mut self, events: &[Event], progress: Progress) -> Result<()> {
+        let Some(cur) = self.current.as_mut() else {
+            return Ok(());
+        };
+        cur.writer.write(events)?;
+        let by_time = self
+            .rotation
+            .every_ns
+            .is_some_and(|n| progress.complete_until.saturating_sub(cur.start_ktime) >= n);
+        let by_size = self
+            .rotation
+            .bytes
+            .is_some_and(|b| cur.writer.size_estimate() >= b);
+        if by_time || by_size {
+            self.cut(progress.complete_until, progress.lost)?;
+            self.begin(progress.complete_until, progress.lost)?;
+        }
+        Ok(())
+    }
+
+    /// Completes the current file as covering up to `end_ktime`.
+    fn cut(&mut self, end_ktime: u64, lost_now: u64) -> Result<()> {
+        let Some(cur) = self.current.take() else {
+            return Ok(());
+        };
+        let span = CaptureStats {
+            start_ktime_ns: cur.start_ktime,
+            end_ktime_ns: end_ktime,
+            lost: lost_now.saturating_sub(cur.lost_before),
+            ..Default::default()
+        };
+        let meta = super::metadata(&self.cfg, &span, self.clock_offset_ns);
+        let path = cur.writer.target().to_path_buf();
+        self.events += cur.writer.events();
+        self.gaps += cur.writer.gaps();
+        let size = cur.writer.finish(meta)?;
+        self.files += 1;
+        self.bytes += size;
+        self.done.push((path, size));
+        self.enforce_budget()
+    }
+
+    /// Deletes the oldest complete files while the series is over budget.
+    fn enforce_budget(&mut self) -> Result<()> {
+        let Some(max) = self.rotation.max_total else {
+            return Ok(());
+        };
+        let mut total: u64 = self.done.iter().map(|(_, s)| s).sum();
+        while total > max && self.done.len() > 1 {
+            let (oldest, size) = self.done.remove(0);
+            fs::remove_file(&oldest).map_err(|e| Error::io(&oldest, e))?;
+            total -= size;
+        }
+        Ok(())
+    }
+
+    pub fn finish(&mut self, stats: &CaptureStats) -> Result<()> {
+        self.cut(stats.end_ktime_ns, stats.lost_events())
+    }
+
+    /// After a failure: the file being written cannot be completed.
+    pub fn abandon(&mut self) -> Option<(PathBuf, u64)> {
+        self.current.take().map(|c| c.writer.abandon())
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// Hidden in-progress files below `dir`, which a crashed capture leaves.
+fn in_progress_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(in_progress_files(&p));
+        } else if e.file_name().to_string_lossy().ends_with(".inprogress") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
