@@ -27,8 +27,8 @@ use writer::RecordingWriter;
 
 /// Where a capture goes: one file, or a rotated series in a directory.
 enum Output {
-    File(RecordingWriter),
-    Series(Series),
+    File(Box<RecordingWriter>),
+    Series(Box<Series>),
 }
 
 struct RecordSink {
@@ -120,13 +120,11 @@ pub fn run(args: &RecordArgs) -> Result<()> {
     load::preflight()?;
     let clock_offset_ns = host::clock_offset_ns();
     let out = if series {
-        Output::Series(Series::open(&args.output, rotation, &cfg, clock_offset_ns)?)
+        let s = Series::open(&args.output, rotation, &cfg, clock_offset_ns)?;
+        Output::Series(Box::new(s))
     } else {
-        Output::File(RecordingWriter::create(
-            &args.output,
-            args.force,
-            clock_offset_ns,
-        )?)
+        let w = RecordingWriter::create(&args.output, args.force, clock_offset_ns)?;
+        Output::File(Box::new(w))
     };
     let deadline = args.duration.map(|d| Instant::now() + d);
     let mut sink = RecordSink {
@@ -188,7 +186,7 @@ pub fn run(args: &RecordArgs) -> Result<()> {
 /// completed before stay valid.
 fn abandon(out: Output, err: Error) -> Error {
     let lost = match out {
-        Output::File(w) => Some(w.abandon()),
+        Output::File(w) => Some((*w).abandon()),
         Output::Series(mut s) => s.abandon(),
     };
     match lost {
