@@ -225,7 +225,8 @@ pub struct RecordArgs {
     #[arg(long, value_name = "N", value_parser = parse_duration)]
     pub rotate_seconds: Option<Duration>,
 
-    /// With -o DIR/: start a new file when one reaches SIZE (e.g. 64MB).
+    /// With -o DIR/: start a new file before one exceeds SIZE (e.g. 64MB;
+    /// estimated before compression, so files come out smaller).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub rotate_size: Option<u64>,
 

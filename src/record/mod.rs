@@ -190,12 +190,17 @@ fn abandon(out: Output, err: Error) -> Error {
         Output::Series(mut s) => s.abandon(),
     };
     match lost {
-        Some((path, events)) => Error::Runtime(format!(
-            "{err}; {} could not be completed: its {events} events are lost (earlier files are complete)",
-            path.display()
-        )),
+        Some((path, events)) => incomplete(err, &path, events),
         None => err,
     }
+}
+
+/// The error for a recording file that could not be completed.
+pub fn incomplete(err: Error, path: &std::path::Path, events: u64) -> Error {
+    Error::Runtime(format!(
+        "{err}; {} could not be completed: its {events} events are lost (earlier files are complete)",
+        path.display()
+    ))
 }
 
 /// Why events were lost, for the one summary line.

@@ -19,6 +19,9 @@ use super::writer::RecordingWriter;
 use crate::error::{Error, Result};
 use crate::event::Event;
 
+/// Rotation by size checks the file's size this often (events).
+const SIZE_CHECK_EVERY: usize = 2048;
+
 /// When to start a new file, and how much to keep.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Rotation {
@@ -122,22 +125,44 @@ impl Series {
         Ok(())
     }
 
-    pub fn write(&mut self, events: &[Event], progress: Progress) -> Result<()> {
-        let Some(cur) = self.current.as_mut() else {
-            return Ok(());
-        };
-        cur.writer.write(events)?;
-        let by_time = self
-            .rotation
-            .every_ns
-            .is_some_and(|n| progress.complete_until.saturating_sub(cur.start_ktime) >= n);
-        let by_size = self
-            .rotation
-            .bytes
-            .is_some_and(|b| cur.writer.size_estimate() >= b);
-        if by_time || by_size {
-            self.cut(progress.complete_until, progress.lost)?;
-            self.begin(progress.complete_until, progress.lost)?;
+    /// Writes a round's events, cutting files inside it where a time or size
+    /// boundary falls, so that files hold what the flags say, not whole
+    /// rounds.
+    pub fn write(&mut self, mut events: &[Event], progress: Progress) -> Result<()> {
+        while let Some(cur) = self.current.as_mut() {
+            let time_limit = self
+                .rotation
+                .every_ns
+                .map(|n| cur.start_ktime.saturating_add(n));
+            let before_limit =
+                events.partition_point(|e| time_limit.is_none_or(|t| e.ktime_ns < t));
+            let n = before_limit.min(SIZE_CHECK_EVERY);
+            cur.writer.write(&events[..n])?;
+            events = &events[n..];
+
+            let cut_at = if self
+                .rotation
+                .bytes
+                .is_some_and(|b| cur.writer.size_estimate() >= b)
+            {
+                Some(
+                    events
+                        .first()
+                        .map_or(progress.complete_until, |e| e.ktime_ns),
+                )
+            } else {
+                // Every event before the limit is in this file once the
+                // stream is complete up to it.
+                time_limit.filter(|&t| n == before_limit && t <= progress.complete_until)
+            };
+            match cut_at {
+                Some(t) => {
+                    self.cut(t, progress.lost)?;
+                    self.begin(t, progress.lost)?;
+                }
+                None if events.is_empty() => break,
+                None => {}
+            }
         }
         Ok(())
     }
@@ -155,9 +180,13 @@ impl Series {
         };
         let meta = super::metadata(&self.cfg, &span, self.clock_offset_ns);
         let path = cur.writer.target().to_path_buf();
-        self.events += cur.writer.events();
-        self.gaps += cur.writer.gaps();
-        let size = cur.writer.finish(meta)?;
+        let (events, gaps) = (cur.writer.events(), cur.writer.gaps());
+        let size = cur
+            .writer
+            .finish(meta)
+            .map_err(|e| super::incomplete(e, &path, events))?;
+        self.events += events;
+        self.gaps += gaps;
         self.files += 1;
         self.bytes += size;
         self.done.push((path, size));

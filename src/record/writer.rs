@@ -159,11 +159,14 @@ impl RecordingWriter {
         self.gaps
     }
 
-    /// Bytes on disk plus those encoded but not flushed (rotation by size).
+    /// Bytes on disk, plus those encoded but not flushed, plus the rows not
+    /// yet encoded at the size budget per event (rotation by size).
     pub fn size_estimate(&self) -> u64 {
+        let buffered = (self.cols.rows * 12) as u64;
         self.writer
             .as_ref()
             .map_or(0, |w| (w.bytes_written() + w.in_progress_size()) as u64)
+            + buffered
     }
 
     /// Counts a transition that happened without an event; forgets

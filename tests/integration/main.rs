@@ -10,4 +10,5 @@ mod cli;
 mod live;
 mod record;
 mod schema;
+mod series;
 mod util;

@@ -79,8 +79,13 @@ impl TempDir {
 }
 
 impl Drop for TempDir {
+    /// Kept when a test fails, to look at: its path is in the panic message.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::thread::panicking() {
+            eprintln!("kept {} for inspection", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
@@ -177,16 +182,10 @@ impl Recorder {
             .spawn()
             .expect("record starts");
         let rec = Recorder { child };
-        // Attached once the in-progress file exists (created before load,
-        // kept only when loading worked); give loading a moment more.
+        // Attached once an in-progress file exists (created before load for
+        // one file, after attaching for a series); give loading a moment.
         for _ in 0..100 {
-            if out.parent().is_some_and(|d| {
-                d.join(format!(
-                    ".{}.inprogress",
-                    out.file_name().unwrap().to_string_lossy()
-                ))
-                .exists()
-            }) {
+            if !in_progress_below(out).is_empty() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -200,6 +199,15 @@ impl Recorder {
         // SAFETY: kill on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         self.wait()
+    }
+
+    /// Ends two captures with one signal each, sent back to back.
+    pub fn stop_together(a: Recorder, b: Recorder) -> (Output, Output) {
+        for r in [&a, &b] {
+            // SAFETY: kill on our own children's pids.
+            unsafe { libc::kill(r.child.id() as i32, libc::SIGINT) };
+        }
+        (a.wait(), b.wait())
     }
 
     pub fn wait(self) -> Output {
@@ -309,4 +317,30 @@ pub fn ktime_now() -> u64 {
     // SAFETY: ts is a valid out-pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// In-progress files next to `out` (a file) or anywhere below it (a series).
+pub fn in_progress_below(out: &Path) -> Vec<PathBuf> {
+    let is_series = out.as_os_str().to_string_lossy().ends_with('/');
+    let root = if is_series {
+        out.to_path_buf()
+    } else {
+        out.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
+    let mut found = Vec::new();
+    let mut stack = vec![root];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() && is_series {
+                stack.push(p);
+            } else if e.file_name().to_string_lossy().ends_with(".inprogress") {
+                found.push(p);
+            }
+        }
+    }
+    found
 }

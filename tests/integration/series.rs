@@ -1,0 +1,250 @@
+//! Long captures (`record -o DIR/`): rotation, the budget, a crash, a full
+//! disk. Synthetic load comes from examples/synth.rs through record's own
+//! ring buffer; real traffic from the lab where flows must be compared.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::util::*;
+
+/// Complete recordings below `dir`, in name (= time) order.
+fn series_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Per flow: (changes, ns per state) from `analyze --all --format json`.
+fn per_flow(input: &Path) -> BTreeMap<u64, (u64, [u64; 5])> {
+    let o = tcpcong(&[
+        "analyze",
+        input.to_str().unwrap(),
+        "--all",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let ns = ["open_ns", "disorder_ns", "cwr_ns", "recovery_ns", "loss_ns"]
+                .map(|k| v[k].as_u64().unwrap());
+            (
+                v["flow"].as_u64().unwrap(),
+                (v["changes"].as_u64().unwrap(), ns),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_rotated_series_equals_one_recording_of_the_same_traffic() {
+    let lab = Lab::new("rot", &["--loss", "2"]);
+    let dir = TempDir::new("rot");
+    let series = dir.join("series");
+    let one = dir.join("one.parquet");
+    let netns = lab.netns_path();
+    let rotated = Recorder::start(
+        Path::new(&format!("{}/", series.display())),
+        &["--netns", &netns, "--rotate-seconds", "1"],
+    );
+    let whole = Recorder::start(&one, &["--netns", &netns]);
+    lab.traffic(3, &[]);
+    // Let the flows close, then end both captures at the same moment.
+    std::thread::sleep(Duration::from_millis(500));
+    let (r, _) = Recorder::stop_together(rotated, whole);
+    assert!(stderr(&r).contains("files to"), "{}", stderr(&r));
+
+    let files = series_files(&series);
+    assert!(files.len() >= 3, "{files:?}");
+    assert!(files[0].to_string_lossy().contains("/host="), "{files:?}");
+    assert!(files[0].to_string_lossy().contains("/date="), "{files:?}");
+    // Each file is complete, and each starts where the one before ended.
+    let metas: Vec<serde_json::Value> = files.iter().map(|f| read_meta(f)).collect();
+    for (f, m) in files.iter().zip(&metas) {
+        assert_eq!(m["events"], read_events(f).len() as u64, "{}", f.display());
+    }
+    for w in metas.windows(2) {
+        assert_eq!(w[0]["end_ktime_ns"], w[1]["start_ktime_ns"]);
+    }
+
+    // The same flows, the same changes; durations equal up to the two
+    // recorders' own timestamps of each event (a few µs apart).
+    let (a, b) = (per_flow(&series), per_flow(&one));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (flow, (changes, ns)) in &a {
+        let (changes_b, ns_b) = &b[flow];
+        assert_eq!(changes, changes_b, "flow {flow}");
+        for (x, y) in ns.iter().zip(ns_b) {
+            assert!(
+                x.abs_diff(*y) < 5_000_000,
+                "flow {flow}: {ns:?} vs {ns_b:?}"
+            );
+        }
+    }
+}
+
+/// `record -o DIR/ ARGS` with synthetic load at `rate` events/s for `secs`.
+fn synthetic_series(dir: &Path, args: &[&str], rate: u32, secs: f32) -> std::process::Child {
+    let pin = format!(
+        "/sys/fs/bpf/tcpcong-test-{}-{}",
+        std::process::id(),
+        dir.file_name().unwrap().to_string_lossy()
+    );
+    let child = Command::new(bin())
+        .args([
+            "record",
+            "-o",
+            &format!("{}/", dir.display()),
+            "--pin-buffer",
+            &pin,
+            "-L",
+            "1",
+            "--no-lifecycle",
+        ])
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if Path::new(&pin).exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let synth = Path::new(bin()).parent().unwrap().join("examples/synth");
+    let o = Command::new(synth)
+        .args([&pin, &rate.to_string(), &secs.to_string()])
+        .output()
+        .expect("examples/synth is built by cargo test");
+    assert!(o.status.success(), "synth: {}", stderr(&o));
+    child
+}
+
+#[test]
+fn rotation_by_size_keeps_within_the_budget() {
+    let dir = TempDir::new("size");
+    let out = dir.join("s");
+    let mut rec = synthetic_series(
+        &out,
+        &["--rotate-size", "40KB", "--max-total", "200KB"],
+        200_000,
+        2.0,
+    );
+    unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
+    let status = rec.wait().unwrap();
+    assert!(status.success());
+    let files = series_files(&out);
+    let sizes: Vec<u64> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .collect();
+    assert!(files.len() >= 2, "{sizes:?}");
+    assert!(sizes.iter().sum::<u64>() <= 200_000, "{sizes:?}");
+    // The oldest files went: the series no longer starts at number 1.
+    assert!(
+        !files[0].to_string_lossy().ends_with("-000001.parquet"),
+        "{files:?}"
+    );
+    for f in &files {
+        read_meta(f);
+    }
+}
+
+#[test]
+fn a_killed_capture_leaves_its_finished_files_intact() {
+    let dir = TempDir::new("kill");
+    let out = dir.join("k");
+    let mut rec = synthetic_series(&out, &["--rotate-seconds", "0.5"], 50_000, 1.7);
+    unsafe { libc::kill(rec.id() as i32, libc::SIGKILL) };
+    rec.wait().unwrap();
+
+    let files = series_files(&out);
+    assert!(files.len() >= 2, "{files:?}");
+    let o = tcpcong(&["analyze", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let left = in_progress_below(Path::new(&format!("{}/", out.display())));
+    assert_eq!(left.len(), 1, "{left:?}");
+    let o = tcpcong(&["analyze", left[0].to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("truncated") || stderr(&o).contains("empty file"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The next capture into the folder says what it found.
+    let o = Command::new(bin())
+        .args([
+            "record",
+            "-o",
+            &format!("{}/", out.display()),
+            "--duration",
+            "0.3",
+            "-L",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unfinished file"), "{}", stderr(&o));
+}
+
+/// A small tmpfs, unmounted at drop.
+struct SmallDisk(PathBuf);
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_reported_and_earlier_files_stay_valid() {
+    let dir = TempDir::new("full");
+    let mnt = dir.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=256k",
+            "tcpcong-test",
+            mnt.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mounting a tmpfs");
+    let _disk = SmallDisk(mnt.clone());
+
+    let rec = synthetic_series(&mnt, &["--rotate-size", "30KB"], 300_000, 3.0);
+    let o = rec.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("events are lost"), "{err}");
+    assert!(
+        in_progress_below(Path::new(&format!("{}/", mnt.display()))).is_empty(),
+        "an incomplete file was left"
+    );
+    let files = series_files(&mnt);
+    assert!(!files.is_empty());
+    for f in &files {
+        read_meta(f);
+    }
+}
