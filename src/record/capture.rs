@@ -113,6 +113,9 @@ pub fn run(
     install_stop_handler()?;
     let mut obj = MaybeUninit::uninit();
     let mut skel = load(&mut obj, cfg)?;
+    // A pinned map outlives the process: the name must go however the
+    // capture ends (the map itself goes with its last user).
+    let _unpin = cfg.pin_buffer.as_deref().map(Unpin);
     let inbox = Rc::new(RefCell::new(Inbox::default()));
     let consumer = Consumer::new(&skel, cfg.buffer, Rc::clone(&inbox))?;
     let mut stats = CaptureStats {
@@ -157,10 +160,7 @@ pub fn run(
     // flight: a program may still be between reserving and committing.
     stats.end_ktime_ns = ktime_now();
     skel.links = Default::default();
-    if let Some(path) = &cfg.pin_buffer {
-        // The producer's reference keeps the map alive; only the name goes.
-        let _ = std::fs::remove_file(path);
-    }
+
     let give_up = Instant::now() + SETTLE;
     loop {
         let reserved = consumer.producer_pos();
@@ -204,6 +204,15 @@ pub fn run(
         },
     )?;
     Ok(stats)
+}
+
+/// Removes a pinned map's name when dropped.
+struct Unpin<'a>(&'a std::path::Path);
+
+impl Drop for Unpin<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
 }
 
 /// Events waiting until the stream is known complete up to their time.

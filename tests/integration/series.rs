@@ -98,8 +98,27 @@ fn a_rotated_series_equals_one_recording_of_the_same_traffic() {
     }
 }
 
+/// A recorder fed by the synthetic producer; its pinned ring buffer's name
+/// is removed at drop, also when the test killed the recorder.
+struct Synthetic {
+    child: Option<std::process::Child>,
+    pin: PathBuf,
+}
+
+impl Synthetic {
+    fn take(&mut self) -> std::process::Child {
+        self.child.take().expect("the recorder")
+    }
+}
+
+impl Drop for Synthetic {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.pin);
+    }
+}
+
 /// `record -o DIR/ ARGS` with synthetic load at `rate` events/s for `secs`.
-fn synthetic_series(dir: &Path, args: &[&str], rate: u32, secs: f32) -> std::process::Child {
+fn synthetic_series(dir: &Path, args: &[&str], rate: u32, secs: f32) -> Synthetic {
     let pin = format!(
         "/sys/fs/bpf/tcpcong-test-{}-{}",
         std::process::id(),
@@ -132,19 +151,23 @@ fn synthetic_series(dir: &Path, args: &[&str], rate: u32, secs: f32) -> std::pro
         .output()
         .expect("examples/synth is built by cargo test");
     assert!(o.status.success(), "synth: {}", stderr(&o));
-    child
+    Synthetic {
+        child: Some(child),
+        pin: PathBuf::from(pin),
+    }
 }
 
 #[test]
 fn rotation_by_size_keeps_within_the_budget() {
     let dir = TempDir::new("size");
     let out = dir.join("s");
-    let mut rec = synthetic_series(
+    let mut synthetic = synthetic_series(
         &out,
         &["--rotate-size", "40KB", "--max-total", "200KB"],
         200_000,
         2.0,
     );
+    let mut rec = synthetic.take();
     unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
     let status = rec.wait().unwrap();
     assert!(status.success());
@@ -169,7 +192,8 @@ fn rotation_by_size_keeps_within_the_budget() {
 fn a_killed_capture_leaves_its_finished_files_intact() {
     let dir = TempDir::new("kill");
     let out = dir.join("k");
-    let mut rec = synthetic_series(&out, &["--rotate-seconds", "0.5"], 50_000, 1.7);
+    let mut synthetic = synthetic_series(&out, &["--rotate-seconds", "0.5"], 50_000, 1.7);
+    let mut rec = synthetic.take();
     unsafe { libc::kill(rec.id() as i32, libc::SIGKILL) };
     rec.wait().unwrap();
 
@@ -232,8 +256,8 @@ fn a_full_disk_is_reported_and_earlier_files_stay_valid() {
     assert!(ok.success(), "mounting a tmpfs");
     let _disk = SmallDisk(mnt.clone());
 
-    let rec = synthetic_series(&mnt, &["--rotate-size", "30KB"], 300_000, 3.0);
-    let o = rec.wait_with_output().unwrap();
+    let mut synthetic = synthetic_series(&mnt, &["--rotate-size", "30KB"], 300_000, 3.0);
+    let o = synthetic.take().wait_with_output().unwrap();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("No space left on device"), "{err}");
