@@ -7,7 +7,7 @@ PY_PACKAGES := pytest pyarrow pandas duckdb
 DEBUG_BIN := target/debug/tcpcong
 RELEASE_BIN := target/release/tcpcong
 
-.PHONY: deps build release install demo test lint fixtures bench clean
+.PHONY: deps build release install demo test lint fixtures bench fuzz clean
 
 PREFIX ?= /usr/local
 
@@ -56,6 +56,19 @@ lint: deps
 bench: deps
 	$(CARGO) build --release --bins --examples
 	TCPCONG=$(RELEASE_BIN) python3 bench/run.py
+
+# Fuzz the reader and the engine for FUZZ_SECONDS each (cargo-fuzz, with
+# RUSTC_BOOTSTRAP so that the stable toolchain builds with sanitizers); new
+# inputs that find something go to fuzz/artifacts, the corpus grows in
+# fuzz/corpus (committed, and replayed by `make test`).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	mkdir -p fuzz/corpus/reader fuzz/corpus/engine
+	cp -n fixtures/*.parquet fuzz/corpus/reader/ 2>/dev/null || true
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run reader corpus/reader -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run engine corpus/engine -- -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -rss_limit_mb=2048
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz cmin reader corpus/reader && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz cmin engine corpus/engine
 
 fixtures: build
 	TCPCONG=$(DEBUG_BIN) fixtures/regenerate.sh

@@ -4,19 +4,10 @@
 //! turns every error into one line on stderr with the promised exit code
 //! (2 usage, 1 runtime), never a panic.
 
-mod analyze;
-mod cli;
-mod doctor;
-mod error;
-mod event;
-mod events;
-mod live;
-mod record;
-mod schema;
-
 use clap::Parser;
 
-use cli::{Cli, Command};
+use tcpcong::cli::{self, Cli, Command};
+use tcpcong::{analyze, doctor, events, live, record};
 
 fn main() {
     let mut cli = match Cli::try_parse() {

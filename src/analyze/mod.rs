@@ -7,6 +7,7 @@
 //! and says on stderr what the numbers cannot show (lost events).
 
 pub mod engine;
+pub mod hardening;
 pub mod reader;
 pub mod report;
 

@@ -387,10 +387,31 @@ fn scan_file(
     f: &mut dyn FnMut(Row) -> Result<()>,
 ) -> Result<()> {
     let path = i.rec.path.clone();
+    let claims_sorted = i.rec.meta.sorted;
     let mut addrs = HashMap::new();
+    let mut last = 0u64;
+    let mut in_order = |r: Row| {
+        // A file that says it is sorted streams straight to the engine,
+        // which relies on it: hold the file to its word.
+        if claims_sorted && r.t_ns < last {
+            return Err(Error::bad_input(
+                &path,
+                "rows are not in time order although the file's metadata says they are",
+            ));
+        }
+        last = r.t_ns;
+        f(r)
+    };
     for batch in i.rec.rows(columns)? {
         let batch = batch.map_err(|e| Error::bad_input(&path, format!("reading rows: {e}")))?;
-        decode_batch(&path, &batch, (i.boot, i.offset_ns), filter, &mut addrs, f)?;
+        decode_batch(
+            &path,
+            &batch,
+            (i.boot, i.offset_ns),
+            filter,
+            &mut addrs,
+            &mut in_order,
+        )?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 mod analyze;
 mod cli;
+mod fuzz_corpus;
 mod live;
 mod record;
 mod schema;

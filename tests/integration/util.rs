@@ -194,6 +194,10 @@ impl Recorder {
         rec
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Ends the capture with SIGINT and returns its output.
     pub fn stop(self) -> Output {
         // SAFETY: kill on our own child's pid.
