@@ -82,6 +82,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         let path = entry.path();
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
         if hidden {
+            if entry.file_name().to_string_lossy().ends_with(".inprogress") {
+                eprintln!(
+                    "tcpcong: ignoring {}: a capture that has not finished (still running, or killed)",
+                    path.display()
+                );
+            }
             continue;
         }
         if path.is_dir() {
