@@ -79,3 +79,37 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+thread_local! {
+    static GUARDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic inside it into `Err(message)`. For third-party
+/// decoders fed untrusted bytes (a malformed Parquet page can make the
+/// parquet crate panic): the panic becomes an input error, and the hook
+/// installed by [`install_panic_hook`] stays silent about it.
+pub fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    GUARDED.with(|g| g.set(true));
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(false));
+    res.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown failure".into())
+    })
+}
+
+/// Installs a panic hook that leaves panics inside [`guarded`] to it and
+/// hands every other one to `unguarded` (the binary prints one line; the
+/// fuzz targets abort, so that the fuzzer sees a crash).
+pub fn install_panic_hook(
+    unguarded: impl Fn(&std::panic::PanicHookInfo<'_>) + Send + Sync + 'static,
+) {
+    std::panic::set_hook(Box::new(move |info| {
+        if !GUARDED.with(|g| g.get()) {
+            unguarded(info);
+        }
+    }));
+}

@@ -10,6 +10,16 @@ use tcpcong::cli::{self, Cli, Command};
 use tcpcong::{analyze, doctor, events, live, record};
 
 fn main() {
+    // A bug must still end in one line and exit code 1, not a backtrace.
+    tcpcong::error::install_panic_hook(|info| {
+        eprintln!("tcpcong: internal error: {info}; this is a bug, please report it");
+    });
+    if std::panic::catch_unwind(run).is_err() {
+        std::process::exit(1);
+    }
+}
+
+fn run() {
     let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => exit_on_clap_error(e),

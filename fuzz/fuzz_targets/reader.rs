@@ -2,6 +2,12 @@
 //! an error, never a panic, an abort or unbounded memory.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+libfuzzer_sys::fuzz_target!(
+    init: {
+        // Panics the reader turns into input errors are fine; any other is a crash.
+        tcpcong::error::install_panic_hook(|_| std::process::abort());
+    },
+    |data: &[u8]| {
     let _ = tcpcong::analyze::hardening::read_recording(data);
-});
+    }
+);

@@ -394,21 +394,39 @@ fn scan_file(
 ) -> Result<()> {
     let path = i.rec.path.clone();
     let claims_sorted = i.rec.meta.sorted;
+    let end_ktime = i.rec.meta.end_ktime_ns;
     let mut addrs = HashMap::new();
     let mut last = 0u64;
     let mut in_order = |r: Row| {
-        // A file that says it is sorted streams straight to the engine,
-        // which relies on it: hold the file to its word.
+        // The engine relies on what the metadata promises: rows in time
+        // order when it says sorted, and none after the capture's end (the
+        // recorder extends the end to its last event). Hold files to it.
         if claims_sorted && r.t_ns < last {
             return Err(Error::bad_input(
                 &path,
                 "rows are not in time order although the file's metadata says they are",
             ));
         }
+        if r.ev.ktime_ns > end_ktime {
+            return Err(Error::bad_input(
+                &path,
+                format!(
+                    "a row at ktime {} is after the recording's end ({end_ktime}) in its metadata",
+                    r.ev.ktime_ns
+                ),
+            ));
+        }
         last = r.t_ns;
         f(r)
     };
-    for batch in i.rec.rows(columns)? {
+    let mut batches = i.rec.rows(columns)?;
+    loop {
+        // The decoder panics on some malformed pages: an input error.
+        let next = crate::error::guarded(|| batches.next())
+            .map_err(|why| Error::bad_input(&path, format!("malformed Parquet data ({why})")))?;
+        let Some(batch) = next else {
+            break;
+        };
         let batch = batch.map_err(|e| Error::bad_input(&path, format!("reading rows: {e}")))?;
         decode_batch(
             &path,
