@@ -11,20 +11,7 @@ use crate::util::*;
 
 /// Complete recordings below `dir`, in name (= time) order.
 fn series_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    files_below(dir, |name| name.ends_with(".parquet"))
 }
 
 /// Per flow: (changes, ns per state) from `analyze --all --format json`.

@@ -323,28 +323,41 @@ pub fn ktime_now() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// In-progress files next to `out` (a file) or anywhere below it (a series).
-pub fn in_progress_below(out: &Path) -> Vec<PathBuf> {
-    let is_series = out.as_os_str().to_string_lossy().ends_with('/');
-    let root = if is_series {
-        out.to_path_buf()
-    } else {
-        out.parent().map(Path::to_path_buf).unwrap_or_default()
-    };
+/// Files below `dir` (recursively) whose name passes `keep`, sorted.
+pub fn files_below(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let mut stack = vec![root];
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
         };
         for e in entries.flatten() {
             let p = e.path();
-            if p.is_dir() && is_series {
+            if p.is_dir() {
                 stack.push(p);
-            } else if e.file_name().to_string_lossy().ends_with(".inprogress") {
+            } else if keep(&e.file_name().to_string_lossy()) {
                 found.push(p);
             }
         }
     }
+    found.sort();
     found
+}
+
+/// In-progress files next to `out` (a file) or anywhere below it (a series).
+pub fn in_progress_below(out: &Path) -> Vec<PathBuf> {
+    let unfinished = |name: &str| name.ends_with(".inprogress");
+    if out.as_os_str().to_string_lossy().ends_with('/') {
+        files_below(out, unfinished)
+    } else {
+        let dir = out.parent().map(Path::to_path_buf).unwrap_or_default();
+        std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| unfinished(&p.file_name().unwrap_or_default().to_string_lossy()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
