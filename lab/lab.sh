@@ -59,21 +59,36 @@ case $cmd in
     parse "$@"
     addr=127.0.0.1; fam=-4
     if [ "$ipv6" = 1 ]; then addr=::1; fam=-6; fi
-    # One-off server, bounded: it exits after one test or when killed below.
-    inns timeout $((secs + 15)) iperf3 -s "$fam" -B "$addr" -p "$port" -1 >/dev/null 2>&1 &
-    server=$!
-    for _ in $(seq 50); do
-      inns ss -ltn "sport = :$port" | grep -q LISTEN && break
-      sleep 0.1
+    # One-off server per attempt, bounded: it exits after one test or when
+    # killed below. Under a loaded machine a first attempt can fail to
+    # connect; a failed transfer is retried, then reported, never ignored
+    # (a test that silently got no traffic would fail for the wrong reason).
+    err=$(mktemp)
+    for attempt in 1 2 3; do
+      inns timeout $((secs + 15)) iperf3 -s "$fam" -B "$addr" -p "$port" -1 >/dev/null 2>&1 &
+      server=$!
+      for _ in $(seq 100); do
+        inns ss -ltn "sport = :$port" | grep -q LISTEN && break
+        sleep 0.1
+      done
+      ok=0
+      if [ "$bps" = 1 ]; then
+        out=$(inns timeout $((secs + 10)) iperf3 -c "$addr" "$fam" -p "$port" -t "$secs" -P "$parallel" -C "$cc" -J 2>"$err") &&
+          python3 -c 'import json, sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]))' <<<"$out" && ok=1
+      else
+        inns timeout $((secs + 10)) iperf3 -c "$addr" "$fam" -p "$port" -t "$secs" -P "$parallel" -C "$cc" >/dev/null 2>"$err" && ok=1
+      fi
+      kill "$server" 2>/dev/null || true
+      wait "$server" 2>/dev/null || true
+      [ "$ok" = 1 ] && break
+      sleep 0.5
     done
-    if [ "$bps" = 1 ]; then
-      inns timeout $((secs + 10)) iperf3 -c "$addr" "$fam" -p "$port" -t "$secs" -P "$parallel" -C "$cc" -J 2>/dev/null |
-        python3 -c 'import json, sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]))' || true
-    else
-      inns timeout $((secs + 10)) iperf3 -c "$addr" "$fam" -p "$port" -t "$secs" -P "$parallel" -C "$cc" >/dev/null 2>&1 || true
+    if [ "$ok" != 1 ]; then
+      echo "lab.sh: iperf3 failed 3 times in $ns: $(tail -1 "$err")" >&2
+      rm -f "$err"
+      exit 1
     fi
-    kill "$server" 2>/dev/null || true
-    wait "$server" 2>/dev/null || true
+    rm -f "$err"
     ;;
   blackout)
     [ $# -ge 1 ] || die "blackout needs MS"

@@ -104,10 +104,11 @@ pub trait Sink {
     }
 }
 
-/// Runs a capture until `deadline`, a stop signal, or a sink error.
+/// Runs a capture for `duration` from the moment it is attached (or until a
+/// stop signal, or a sink error).
 pub fn run(
     cfg: &KernelConfig,
-    deadline: Option<Instant>,
+    duration: Option<Duration>,
     sink: &mut dyn Sink,
 ) -> Result<CaptureStats> {
     install_stop_handler()?;
@@ -123,6 +124,7 @@ pub fn run(
         ..Default::default()
     };
     sink.started(stats.start_ktime_ns);
+    let deadline = duration.map(|d| Instant::now() + d);
 
     let mut order = Reorder::default();
     loop {

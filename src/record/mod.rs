@@ -14,7 +14,7 @@ pub mod series;
 pub mod skel;
 pub mod writer;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::cli::RecordArgs;
 use crate::error::{Error, Result};
@@ -126,13 +126,12 @@ pub fn run(args: &RecordArgs) -> Result<()> {
         let w = RecordingWriter::create(&args.output, args.force, clock_offset_ns)?;
         Output::File(Box::new(w))
     };
-    let deadline = args.duration.map(|d| Instant::now() + d);
     let mut sink = RecordSink {
         out,
         duration: args.duration,
         failed: None,
     };
-    let stats = match capture::run(&cfg, deadline, &mut sink) {
+    let stats = match capture::run(&cfg, args.duration, &mut sink) {
         Ok(stats) => stats,
         Err(e) => return Err(abandon(sink.out, e)),
     };

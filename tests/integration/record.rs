@@ -247,9 +247,27 @@ fn port_and_family_filters_keep_only_matching_flows() {
     for r in [remote, local, v6, all] {
         r.stop();
     }
-    let remote = read_events(&dir.join("r.parquet"));
-    let local = read_events(&dir.join("l.parquet"));
-    let all = read_events(&dir.join("all.parquet"));
+    // The recorders started and stopped one after another: compare the
+    // span all of them covered.
+    let names = ["r.parquet", "l.parquet", "all.parquet"];
+    let metas: Vec<serde_json::Value> = names.iter().map(|n| read_meta(&dir.join(n))).collect();
+    let from = metas
+        .iter()
+        .map(|m| m["start_ktime_ns"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    let to = metas
+        .iter()
+        .map(|m| m["end_ktime_ns"].as_u64().unwrap())
+        .min()
+        .unwrap();
+    let common = |name: &str| -> Vec<Ev> {
+        read_events(&dir.join(name))
+            .into_iter()
+            .filter(|e| e.ktime >= from && e.ktime <= to)
+            .collect()
+    };
+    let (remote, local, all) = (common(names[0]), common(names[1]), common(names[2]));
     assert!(!ca(&remote).is_empty() && !local.is_empty());
     assert!(remote.iter().all(|e| e.dport == 5201));
     assert!(local.iter().all(|e| e.sport == 5201));
