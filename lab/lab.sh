@@ -48,9 +48,11 @@ case $cmd in
       inns nft add rule inet lab in tcp dport "$port" numgen random mod 100 '<' "$loss" drop
     fi
     if [ "$ecn" != 0 ]; then
+      # Never mark a SYN: a SYN arriving ECT/CE makes Linux refuse ECN for
+      # the connection, which would then see no CWR at all.
       inns sysctl -qw net.ipv4.tcp_ecn=1
-      inns nft add rule inet lab out meta nfproto ipv4 tcp dport "$port" numgen random mod 100 '<' "$ecn" ip ecn set ce
-      inns nft add rule inet lab out meta nfproto ipv6 tcp dport "$port" numgen random mod 100 '<' "$ecn" ip6 ecn set ce
+      inns nft add rule inet lab out meta nfproto ipv4 tcp dport "$port" tcp flags '&' syn == 0 numgen random mod 100 '<' "$ecn" ip ecn set ce
+      inns nft add rule inet lab out meta nfproto ipv6 tcp dport "$port" tcp flags '&' syn == 0 numgen random mod 100 '<' "$ecn" ip6 ecn set ce
     fi
     ;;
   traffic)
