@@ -30,11 +30,16 @@ typedef _Bool bool;
 enum bpf_map_type {
 	BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
 
 enum {
 	BPF_F_CURRENT_CPU = 0xffffffffULL,
+};
+
+enum {
+	BPF_ANY = 0,
 };
 
 enum {

@@ -26,6 +26,7 @@ const volatile __u16 lport_lo = 0;
 const volatile __u16 lport_hi = 0xffff;
 const volatile __u16 rport_lo = 0;
 const volatile __u16 rport_hi = 0xffff;
+const volatile bool port_filtered = false;
 const volatile __u8 family_only = 0;
 const volatile __u32 netns_only = 0;
 const volatile __u64 cgroup_only = 0;
@@ -42,6 +43,19 @@ struct {
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, sizeof(__u32));
 } events_perf SEC(".maps");
+
+/*
+ * Flows that passed a port filter. By the time a socket enters TCP_CLOSE
+ * the kernel has released its local port (skc_num is 0), so the port
+ * filter alone would drop every flow's close event; remembered flows keep
+ * theirs. Only used when a port filter is set.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} port_matched SEC(".maps");
 
 /* Ring-buffer reserve failures, per CPU so that counting never contends. */
 struct {
@@ -78,8 +92,17 @@ static __always_inline bool flow_wanted(struct sock *sk, struct ident *id)
 
 	id->sport = sk->__sk_common.skc_num;
 	id->dport = bpf_ntohs(sk->__sk_common.skc_dport);
-	if (!port_in(id->sport, lport_lo, lport_hi) || !port_in(id->dport, rport_lo, rport_hi))
-		return false;
+	if (port_filtered) {
+		__u64 cookie = bpf_get_socket_cookie(sk);
+
+		if (port_in(id->sport, lport_lo, lport_hi) && port_in(id->dport, rport_lo, rport_hi)) {
+			__u8 one = 1;
+
+			bpf_map_update_elem(&port_matched, &cookie, &one, BPF_ANY);
+		} else if (id->sport != 0 || !bpf_map_lookup_elem(&port_matched, &cookie)) {
+			return false;
+		}
+	}
 
 	id->netns = sk->__sk_common.skc_net.net->ns.inum;
 	if (netns_only && id->netns != netns_only)

@@ -236,12 +236,16 @@ pub enum Item {
     Row(Row),
 }
 
-/// Which rows to keep.
+/// Which rows to keep. Port filters select flows, not single rows: a
+/// socket's local port reads 0 before it is bound (`syn_sent`) and after
+/// the kernel released it (`close`), and those rows belong to the flow.
 #[derive(Debug, Clone, Default)]
 pub struct RowFilter {
     pub localport: Option<crate::schema::PortRange>,
     pub remoteport: Option<crate::schema::PortRange>,
     pub flow: Option<u64>,
+    /// Per flow, whether its ports matched, once seen with a local port.
+    matched: std::cell::RefCell<HashMap<u64, bool>>,
 }
 
 impl From<&crate::cli::Selection> for RowFilter {
@@ -250,15 +254,27 @@ impl From<&crate::cli::Selection> for RowFilter {
             localport: s.ports.localport,
             remoteport: s.ports.remoteport,
             flow: s.flow,
+            matched: Default::default(),
         }
     }
 }
 
 impl RowFilter {
     fn keeps(&self, flow: u64, sport: u16, dport: u16) -> bool {
-        self.flow.is_none_or(|f| f == flow)
-            && self.localport.is_none_or(|p| p.contains(sport))
-            && self.remoteport.is_none_or(|p| p.contains(dport))
+        if self.flow.is_some_and(|f| f != flow) {
+            return false;
+        }
+        if self.localport.is_none() && self.remoteport.is_none() {
+            return true;
+        }
+        let mut matched = self.matched.borrow_mut();
+        if sport == 0 {
+            return matched.get(&flow).copied().unwrap_or(false);
+        }
+        let ok = self.localport.is_none_or(|p| p.contains(sport))
+            && self.remoteport.is_none_or(|p| p.contains(dport));
+        matched.insert(flow, ok);
+        ok
     }
 }
 
@@ -576,3 +592,27 @@ const TCP_COLUMNS: [&str; 9] = [
     "sacked_out",
     "total_retrans",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::PortRange;
+
+    #[test]
+    fn port_filters_choose_flows_and_keep_their_portless_rows() {
+        let f = RowFilter {
+            localport: Some(PortRange { lo: 5201, hi: 5201 }),
+            ..Default::default()
+        };
+        assert!(!f.keeps(1, 0, 5201), "unknown flow without a port");
+        assert!(f.keeps(1, 5201, 40000));
+        assert!(f.keeps(1, 0, 40000), "its close, after the port was released");
+        assert!(!f.keeps(2, 40000, 5201));
+        assert!(!f.keeps(2, 0, 5201));
+        let by_flow = RowFilter {
+            flow: Some(2),
+            ..Default::default()
+        };
+        assert!(by_flow.keeps(2, 0, 0) && !by_flow.keeps(1, 5201, 1));
+    }
+}

@@ -112,6 +112,8 @@ pub fn run(
     sink: &mut dyn Sink,
 ) -> Result<CaptureStats> {
     install_stop_handler()?;
+    // Taken before attaching, so that no event is stamped before the start.
+    let start_ktime_ns = ktime_now();
     let mut obj = MaybeUninit::uninit();
     let mut skel = load(&mut obj, cfg)?;
     // A pinned map outlives the process: the name must go however the
@@ -120,7 +122,7 @@ pub fn run(
     let inbox = Rc::new(RefCell::new(Inbox::default()));
     let consumer = Consumer::new(&skel, cfg.buffer, Rc::clone(&inbox))?;
     let mut stats = CaptureStats {
-        start_ktime_ns: ktime_now(),
+        start_ktime_ns,
         ..Default::default()
     };
     sink.started(stats.start_ktime_ns);

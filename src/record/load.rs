@@ -176,6 +176,7 @@ pub fn load<'obj>(
         rodata.rport_lo = p.lo;
         rodata.rport_hi = p.hi;
     }
+    rodata.port_filtered = f.localport.is_some() || f.remoteport.is_some();
     rodata.family_only = f.family.unwrap_or(0);
     rodata.netns_only = f.netns.unwrap_or(0);
     rodata.cgroup_only = f.cgroup.unwrap_or(0);
