@@ -61,11 +61,11 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct PortFilter {
     /// Trace local ports only: N or N-M.
-    #[arg(short = 'L', long = "localport", value_name = "PORTS", value_parser = parse_ports)]
+    #[arg(short = 'L', long = "localport", value_name = "PORTS", value_parser = parse_ports, allow_hyphen_values = true)]
     pub localport: Option<PortRange>,
 
     /// Trace remote ports only: N or N-M.
-    #[arg(short = 'R', long = "remoteport", value_name = "PORTS", value_parser = parse_ports)]
+    #[arg(short = 'R', long = "remoteport", value_name = "PORTS", value_parser = parse_ports, allow_hyphen_values = true)]
     pub remoteport: Option<PortRange>,
 }
 
@@ -214,7 +214,7 @@ pub struct RecordArgs {
     pub output: PathBuf,
 
     /// Stop after this long (e.g. 30, 10s, 5m, 2h); default: until Ctrl-C.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub duration: Option<Duration>,
 
     /// Overwrite an existing output file.
@@ -318,8 +318,11 @@ pub fn man_page() -> crate::error::Result<()> {
 /// `N` or `N-M` as BCC's tcpcong takes it; a reversed range is swapped.
 pub fn parse_ports(s: &str) -> Result<PortRange, String> {
     let port = |p: &str| -> Result<u16, String> {
-        p.parse::<u16>()
-            .map_err(|_| format!("'{p}' is not a port (0-65535); use N or N-M"))
+        p.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| p.parse::<u16>().ok())
+            .flatten()
+            .ok_or_else(|| format!("'{p}' is not a port (0-65535); use N or N-M"))
     };
     let parts: Vec<&str> = s.split('-').collect();
     let (lo, hi) = match parts.as_slice() {
@@ -435,7 +438,7 @@ mod tests {
             Ok(PortRange { lo: 3000, hi: 3006 })
         );
         assert_eq!(parse_ports("9-1"), Ok(PortRange { lo: 1, hi: 9 }));
-        for bad in ["", "abc", "70000", "1-2-3", "-5", "5-", " 5"] {
+        for bad in ["", "abc", "70000", "1-2-3", "-5", "5-", " 5", "+5", "0x10"] {
             assert!(parse_ports(bad).is_err(), "{bad:?} was accepted");
         }
     }

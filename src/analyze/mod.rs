@@ -121,6 +121,17 @@ pub fn time_span(sel: &Selection, data: &Dataset) -> Result<(u64, u64, Option<u6
             .transpose()
     };
     let (since, until) = (at("--since", &sel.since)?, at("--until", &sel.until)?);
+    if let (Some(s), Some(u)) = (since, until) {
+        if u <= s {
+            return Err(Error::Usage("--until must be later than --since".into()));
+        }
+    }
+    if since.is_some_and(|s| s >= data.end_ns) {
+        return Err(Error::Usage(format!(
+            "--since is after the end of the recordings ({})",
+            crate::record::host::rfc3339(data.end_ns as i64)
+        )));
+    }
     let start_ns = since.unwrap_or(data.start_ns).max(data.start_ns);
     let end_ns = until.unwrap_or(data.end_ns).min(data.end_ns).max(start_ns);
     Ok((start_ns, end_ns, until))
@@ -147,6 +158,11 @@ fn parse_time(flag: &str, s: &str, start_ns: u64) -> Result<u64> {
 pub fn run(args: &AnalyzeArgs) -> Result<()> {
     let data = Dataset::open(&reader::discover(&args.inputs)?)?;
     let (start_ns, end_ns, until) = time_span(&args.select, &data)?;
+    if args.report.dist && args.report.format != Format::Table {
+        return Err(Error::Usage(
+            "-d draws text histograms: use it without --format json/csv".into(),
+        ));
+    }
     if let Some(iv) = args.report.interval {
         let windows = (end_ns - start_ns) as u128 / iv.as_nanos().max(1);
         if windows > u128::from(MAX_WINDOWS) {
@@ -185,8 +201,13 @@ pub fn run(args: &AnalyzeArgs) -> Result<()> {
     }
     printer.flush().map_err(stdout_err)?;
     if printer.visible_rows == 0 && !args.report.dist {
+        let hint = if args.report.all {
+            ""
+        } else {
+            "; --all also shows flows without changes"
+        };
         eprintln!(
-            "tcpcong: no flow changed congestion state in the selected data ({} flows seen; --all also shows flows without changes)",
+            "tcpcong: no flow changed congestion state in the selected data ({} flows seen{hint})",
             summary.flows
         );
     }

@@ -606,7 +606,10 @@ mod tests {
         };
         assert!(!f.keeps(1, 0, 5201), "unknown flow without a port");
         assert!(f.keeps(1, 5201, 40000));
-        assert!(f.keeps(1, 0, 40000), "its close, after the port was released");
+        assert!(
+            f.keeps(1, 0, 40000),
+            "its close, after the port was released"
+        );
         assert!(!f.keeps(2, 40000, 5201));
         assert!(!f.keeps(2, 0, 5201));
         let by_flow = RowFilter {

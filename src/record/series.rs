@@ -208,6 +208,20 @@ impl Series {
     }
 
     pub fn finish(&mut self, stats: &CaptureStats) -> Result<()> {
+        // A stop right after a rotation leaves a last file with nothing in
+        // it: drop it rather than keep an empty recording, unless it is the
+        // only one (then it says the capture saw nothing).
+        let empty = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.writer.events() == 0);
+        let lost_in_it = stats.lost_events() > self.current.as_ref().map_or(0, |c| c.lost_before);
+        if empty && !lost_in_it && self.files > 0 {
+            if let Some(cur) = self.current.take() {
+                cur.writer.abandon();
+            }
+            return Ok(());
+        }
         self.cut(stats.end_ktime_ns, stats.lost_events())
     }
 

@@ -138,3 +138,30 @@ fn completions_and_man_page_come_from_the_flag_definitions() {
     );
     assert!(page.contains("record"));
 }
+
+#[test]
+fn impossible_report_requests_are_usage_errors() {
+    let f = fixture("ipv4-loss.parquet");
+    let f = f.to_str().unwrap();
+    assert_one_line_error(&["analyze", f, "-d", "--format", "json"], 2, &["-d"]);
+    assert_one_line_error(
+        &["analyze", f, "--since", "100"],
+        2,
+        &["--since", "after the end"],
+    );
+    assert_one_line_error(
+        &["analyze", f, "--since", "2", "--until", "1"],
+        2,
+        &["--until"],
+    );
+    assert_one_line_error(
+        &["record", "-o", "/tmp/x.parquet", "-R", "+5"],
+        2,
+        &["--remoteport", "'+5'"],
+    );
+    assert_one_line_error(
+        &["record", "-o", "/tmp/x.parquet", "-L", "-5"],
+        2,
+        &["--localport", "'-5'"],
+    );
+}
