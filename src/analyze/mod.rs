@@ -64,7 +64,7 @@ impl<W: Write> Printer<W> {
                     report::write_csv_header(out)?;
                     self.header_done = true;
                 }
-                report::write_csv(out, w, a.all)
+                report::write_csv(out, w, a.all, self.lost_events)
             }
         }
     }

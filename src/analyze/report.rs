@@ -207,6 +207,9 @@ struct Record<'a> {
     recovery_ns: u64,
     loss_ns: u64,
     changes: u64,
+    /// Events of this flow that did not start from its state: a
+    /// transition happened unseen (lost, or not reported by the kernel).
+    mismatches: u64,
     lost_events: u64,
 }
 
@@ -237,6 +240,7 @@ fn records<'a>(
                 recovery_ns: ns(CaState::Recovery),
                 loss_ns: ns(CaState::Loss),
                 changes: r.changes,
+                mismatches: r.mismatches,
                 lost_events,
             }
         })
@@ -261,18 +265,23 @@ pub fn write_csv_header(out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "window_start,window_end,flow,family,saddr,sport,daddr,dport,\
-         open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes"
+         open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events"
     )
 }
 
 /// One CSV line per visible row; no field can hold a comma or a quote.
 /// Lost events are a per-recording figure, reported on stderr, not a column.
-pub fn write_csv(out: &mut dyn Write, w: &WindowReport, all: bool) -> io::Result<()> {
+pub fn write_csv(
+    out: &mut dyn Write,
+    w: &WindowReport,
+    all: bool,
+    lost_events: u64,
+) -> io::Result<()> {
     let (start, end) = (rfc3339(w.start_ns), rfc3339(w.end_ns));
-    for r in records(w, all, &start, &end, 0) {
+    for r in records(w, all, &start, &end, lost_events) {
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.window_start,
             r.window_end,
             r.flow,
@@ -286,7 +295,9 @@ pub fn write_csv(out: &mut dyn Write, w: &WindowReport, all: bool) -> io::Result
             r.cwr_ns,
             r.recovery_ns,
             r.loss_ns,
-            r.changes
+            r.changes,
+            r.mismatches,
+            r.lost_events
         )?;
     }
     Ok(())
@@ -499,7 +510,7 @@ tcp_congest_state = loss
         let want = concat!(
             r#"{"window_start":"2026-11-26T08:03:58.123456789Z","window_end":"2026-11-26T08:03:59.123456789Z","#,
             r#""flow":10,"family":6,"saddr":"::ffff:127.0.0.1","sport":8080,"daddr":"2001:db8::1","dport":443,"#,
-            r#""open_ns":0,"disorder_ns":0,"cwr_ns":0,"recovery_ns":3000000,"loss_ns":0,"changes":1,"lost_events":3}"#,
+            r#""open_ns":0,"disorder_ns":0,"cwr_ns":0,"recovery_ns":3000000,"loss_ns":0,"changes":1,"mismatches":0,"lost_events":3}"#,
             "\n"
         );
         let mut w = sample();
@@ -518,13 +529,13 @@ tcp_congest_state = loss
     fn csv_lines() {
         let got = text(|out| {
             write_csv_header(out)?;
-            write_csv(out, &sample(), false)
+            write_csv(out, &sample(), false, 0)
         });
         let want = "\
-window_start,window_end,flow,family,saddr,sport,daddr,dport,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,7,4,192.168.219.3,34968,192.168.219.4,5201,2857400000,5999999,1000,108000001,0,19
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,9,6,::1,22,::1,51000,1500000,0,0,0,2000000,2
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,10,6,::ffff:127.0.0.1,8080,2001:db8::1,443,0,0,0,3000000,0,1
+window_start,window_end,flow,family,saddr,sport,daddr,dport,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,7,4,192.168.219.3,34968,192.168.219.4,5201,2857400000,5999999,1000,108000001,0,19,0,0
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,9,6,::1,22,::1,51000,1500000,0,0,0,2000000,2,0,0
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,10,6,::ffff:127.0.0.1,8080,2001:db8::1,443,0,0,0,3000000,0,1,0,0
 ";
         assert_eq!(got, want);
     }
