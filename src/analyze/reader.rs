@@ -66,6 +66,10 @@ pub fn discover(inputs: &[String]) -> Result<Vec<PathBuf>> {
                 return Err(Error::bad_input(path, "no file matches this pattern"));
             }
             files.extend(matches);
+        } else if input.parse::<f64>().is_ok() {
+            return Err(Error::Usage(format!(
+                "'{input}' is not a recording: [interval] [outputs] come last and are both numbers"
+            )));
         } else {
             return Err(Error::bad_input(path, "no such file or folder"));
         }
