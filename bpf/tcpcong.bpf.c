@@ -98,7 +98,9 @@ static __always_inline bool flow_wanted(struct sock *sk, struct ident *id)
 		if (port_in(id->sport, lport_lo, lport_hi) && port_in(id->dport, rport_lo, rport_hi)) {
 			__u8 one = 1;
 
-			bpf_map_update_elem(&port_matched, &cookie, &one, BPF_ANY);
+			/* A lookup is lock-free; only a flow's first event writes. */
+			if (!bpf_map_lookup_elem(&port_matched, &cookie))
+				bpf_map_update_elem(&port_matched, &cookie, &one, BPF_ANY);
 		} else if (id->sport != 0 || !bpf_map_lookup_elem(&port_matched, &cookie)) {
 			return false;
 		}
