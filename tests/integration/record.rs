@@ -224,13 +224,16 @@ fn ring_and_perf_buffers_record_the_same_events() {
         .min(pm["end_ktime_ns"].as_u64())
         .unwrap();
     let common = |name: &str| -> Vec<_> {
-        read_events(&dir.join(name))
+        let mut seq: Vec<_> = read_events(&dir.join(name))
             .into_iter()
             .filter(|e| e.ktime > from + 1_000_000 && e.ktime + 1_000_000 < to)
             // Each program stamps its own ktime, a few µs apart: compare
-            // the sequences without it.
+            // the sequences without it, flow by flow (events of different
+            // flows stamped microseconds apart may interleave differently).
             .map(|e| (e.flow, e.kind, e.old, e.new, e.snd_cwnd))
-            .collect()
+            .collect();
+        seq.sort_by_key(|e| e.0);
+        seq
     };
     let (r, p) = (common("ring.parquet"), common("perf.parquet"));
     assert!(r.len() > 50, "too few events to compare: {}", r.len());
