@@ -31,4 +31,5 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=bpf/kernel_types.h");
     println!("cargo:rerun-if-changed=bpf/event.h");
+    println!("cargo:rerun-if-changed=bpf/handlers.h");
 }

@@ -12,6 +12,10 @@
 #ifndef TCPCONG_KERNEL_TYPES_H
 #define TCPCONG_KERNEL_TYPES_H
 
+/* This header stands in for vmlinux.h: libbpf's bpf_tracing.h then names
+ * the kernel's struct pt_regs members (di, si, ...) for kprobes. */
+#define __VMLINUX_H__
+
 typedef signed char __s8;
 typedef unsigned char __u8;
 typedef short __s16;
@@ -28,6 +32,7 @@ typedef _Bool bool;
 #define false 0
 
 enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
@@ -40,6 +45,7 @@ enum {
 
 enum {
 	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
 };
 
 enum {
@@ -77,6 +83,13 @@ struct cgroup {
 
 struct sock_cgroup_data {
 	struct cgroup *cgroup;
+};
+
+/* Older kernels (5.10 among them) keep the socket's cgroup as a tagged
+ * word: a struct cgroup pointer when the low bit is clear, net_prio/net_cls
+ * data when it is set. */
+struct sock_cgroup_data___old {
+	__u64 val;
 };
 
 struct sock_common {
@@ -121,6 +134,19 @@ struct tcp_sock {
 	__u32 lost_out;
 	__u32 sacked_out;
 	__u32 total_retrans;
+};
+
+struct pt_regs {
+	unsigned long di;
+	unsigned long si;
+	unsigned long dx;
+	unsigned long cx;
+	unsigned long r8;
+	unsigned long r9;
+	unsigned long ax;
+	unsigned long bp;
+	unsigned long sp;
+	unsigned long ip;
 };
 
 #pragma clang attribute pop

@@ -1,15 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * tcpcong's capture programs: one event per call of tcp_set_ca_state()
- * (tp_btf/tcp_cong_state_set) and, for flow lifecycle, one per TCP state
- * change (tp_btf/inet_sock_set_state).
+ * tcpcong's capture programs: one event per congestion-state transition of
+ * a TCP socket and, for flow lifecycle, one per TCP state change. Three
+ * ways to see the transitions, one chosen by user space per kernel (the
+ * others are never loaded):
+ *
+ *   tracepoint  tp_btf/tcp_cong_state_set, every call of tcp_set_ca_state()
+ *               (Linux >= 5.19);
+ *   fentry      fentry/fexit on the five functions that call it (BTF
+ *               kernels whose tcp_set_ca_state() is still inline);
+ *   kprobe      kprobe/kretprobe on the same five, for kernels without
+ *               BPF trampolines.
  *
  * Cost is the design constraint: this runs in softirq for every ACK that
- * moves a congestion state. So all socket fields are read by direct
- * (BTF-typed) loads rather than bpf_probe_read helper calls, filtering
- * happens before anything is reserved, and the consumer is woken only when
- * the ring buffer crosses a fill watermark (waking per event costs an IPI,
- * ~8 us here); a timer in user space collects the rest.
+ * moves a congestion state. So socket fields are read by direct (BTF-typed)
+ * loads wherever the program type allows it, filtering happens before
+ * anything is reserved, and the consumer is woken only when the ring buffer
+ * crosses a fill watermark (waking per event costs an IPI, ~8 us here); a
+ * timer in user space collects the rest.
  */
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>
@@ -19,6 +27,10 @@
 #include "event.h"
 
 char LICENSE[] SEC("license") = "GPL";
+
+#define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
+#define TCP_CLOSE 7
 
 /* Filters and buffer choice, fixed by user space before load so that the
  * verifier prunes whatever is switched off. */
@@ -32,6 +44,15 @@ const volatile __u32 netns_only = 0;
 const volatile __u64 cgroup_only = 0;
 const volatile bool use_ringbuf = true;
 const volatile __u64 wakeup_bytes = 1 << 20;
+/* Whether flows are named by their socket cookie (tp_btf and fentry on
+ * >= 5.12) or by an id from flow_ids below. */
+const volatile bool use_cookie = true;
+/* tcpcong-assigned flow ids: top bit set, then 21 random bits per
+ * recording, the CPU that first saw the flow, a per-CPU sequence number. */
+const volatile __u64 flow_id_base = 1ULL << 63;
+/* The lifecycle program also runs without lifecycle events when it must
+ * retire assigned flow ids. */
+const volatile bool emit_lifecycle = true;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -57,6 +78,54 @@ struct {
 	__type(value, __u8);
 } port_matched SEC(".maps");
 
+/* Socket address -> assigned flow id, from a flow's first event to its
+ * close (or the socket's reuse for a new connection). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} flow_ids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} flow_seq SEC(".maps");
+
+/* Fallback modes: a socket's calls of the hooked functions in progress
+ * (they nest: tcp_fastretrans_alert calls tcp_enter_recovery). The socket
+ * lock serialises them, so the entry is never shared between CPUs. */
+struct call {
+	__u8 last;
+	__u8 depth;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct call);
+} calls SEC(".maps");
+
+/* kprobe mode: a kretprobe does not see its function's arguments, so each
+ * entry pushes its socket on a stack of the running task (or, for the
+ * idle task, of the CPU), tagged with the function so that an exit whose
+ * entry was skipped pops nothing. */
+#define FRAMES 8
+struct frames {
+	__u64 sk[FRAMES];
+	__u32 depth;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct frames);
+} task_frames SEC(".maps");
+
 /* Ring-buffer reserve failures, per CPU so that counting never contends. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -73,97 +142,13 @@ static __always_inline bool port_in(__u16 port, __u16 lo, __u16 hi)
 /* The flow identity, read once and checked against the filters before
  * anything is reserved. */
 struct ident {
+	__u64 flow;
 	__u64 cgroup;
 	__u32 netns;
 	__u16 sport;
 	__u16 dport;
 	__u8 family;
 };
-
-static __always_inline bool flow_wanted(struct sock *sk, struct ident *id)
-{
-	__u16 family = sk->__sk_common.skc_family;
-
-	if (family != AF_INET && family != AF_INET6)
-		return false;
-	id->family = family == AF_INET ? 4 : 6;
-	if (family_only && id->family != family_only)
-		return false;
-
-	id->sport = sk->__sk_common.skc_num;
-	id->dport = bpf_ntohs(sk->__sk_common.skc_dport);
-	if (port_filtered) {
-		__u64 cookie = bpf_get_socket_cookie(sk);
-
-		if (port_in(id->sport, lport_lo, lport_hi) && port_in(id->dport, rport_lo, rport_hi)) {
-			__u8 one = 1;
-
-			/* A lookup is lock-free; only a flow's first event writes. */
-			if (!bpf_map_lookup_elem(&port_matched, &cookie))
-				bpf_map_update_elem(&port_matched, &cookie, &one, BPF_ANY);
-		} else if (id->sport != 0 || !bpf_map_lookup_elem(&port_matched, &cookie)) {
-			return false;
-		}
-	}
-
-	id->netns = sk->__sk_common.skc_net.net->ns.inum;
-	if (netns_only && id->netns != netns_only)
-		return false;
-
-	id->cgroup = sk->sk_cgrp_data.cgroup->kn->id;
-	if (cgroup_only && id->cgroup != cgroup_only)
-		return false;
-	return true;
-}
-
-/* Writes every byte of `e` (the perf path passes stack memory, which the
- * verifier wants fully initialised). */
-static __always_inline void fill(struct event *e, struct sock *sk, struct tcp_sock *tp,
-				 const struct ident *id, __u8 kind, __u8 old, __u8 new)
-{
-	const struct tcp_congestion_ops *ops = tp->inet_conn.icsk_ca_ops;
-
-	e->ktime_ns = bpf_ktime_get_ns();
-	e->cookie = bpf_get_socket_cookie(sk);
-	e->cgroup = id->cgroup;
-	if (id->family == 4) {
-		__u64 *s = (__u64 *)e->saddr, *d = (__u64 *)e->daddr;
-
-		s[0] = sk->__sk_common.skc_rcv_saddr;
-		s[1] = 0;
-		d[0] = sk->__sk_common.skc_daddr;
-		d[1] = 0;
-	} else {
-		__builtin_memcpy(e->saddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
-		__builtin_memcpy(e->daddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
-	}
-	e->netns = id->netns;
-	e->snd_cwnd = tp->snd_cwnd;
-	e->snd_ssthresh = tp->snd_ssthresh;
-	e->srtt_us = tp->srtt_us >> 3;
-	e->mss = tp->mss_cache;
-	e->packets_out = tp->packets_out;
-	e->retrans_out = tp->retrans_out;
-	e->lost_out = tp->lost_out;
-	e->sacked_out = tp->sacked_out;
-	e->total_retrans = tp->total_retrans;
-	if (ops) {
-		__builtin_memcpy(e->cong_algo, ops->name, sizeof(e->cong_algo));
-	} else {
-		__u64 *a = (__u64 *)e->cong_algo;
-
-		a[0] = 0;
-		a[1] = 0;
-	}
-	e->sport = id->sport;
-	e->dport = id->dport;
-	e->cpu = bpf_get_smp_processor_id();
-	e->family = id->family;
-	e->kind = kind;
-	e->old_state = old;
-	e->new_state = new;
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
-}
 
 static __always_inline void count_lost(void)
 {
@@ -174,56 +159,178 @@ static __always_inline void count_lost(void)
 		*n += 1;
 }
 
-static __always_inline void emit(void *ctx, struct sock *sk, struct tcp_sock *tp,
-				 const struct ident *id, __u8 kind, __u8 old, __u8 new)
+static __always_inline __u64 assigned_flow(struct sock *sk)
 {
-	struct event *e;
+	__u64 key = (__u64)sk, id, *known;
+	__u32 zero = 0;
+	__u64 *seq;
 
-	if (!use_ringbuf) {
-		struct event ev;
+	known = bpf_map_lookup_elem(&flow_ids, &key);
+	if (known)
+		return *known;
+	/* Per CPU, because atomic fetch-and-add needs 5.12. */
+	seq = bpf_map_lookup_elem(&flow_seq, &zero);
+	if (!seq)
+		return 0;
+	id = flow_id_base | (__u64)(bpf_get_smp_processor_id() & 0x3ff) << 32 |
+	     (*seq & 0xffffffff);
+	*seq += 1;
+	bpf_map_update_elem(&flow_ids, &key, &id, BPF_ANY);
+	return id;
+}
 
-		fill(&ev, sk, tp, id, kind, old, new);
-		/* A full perf buffer is reported by its lost callback. */
-		bpf_perf_event_output(ctx, &events_perf, BPF_F_CURRENT_CPU, &ev, sizeof(ev));
+static __always_inline void forget_flow(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+
+	if (!use_cookie)
+		bpf_map_delete_elem(&flow_ids, &key);
+}
+
+static __always_inline __u64 frames_key(void)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	/* Every CPU's idle task is pid 0. */
+	return (__u32)id ? id : 1ULL << 63 | bpf_get_smp_processor_id();
+}
+
+static __always_inline void push_frame(struct sock *sk, __u32 fn)
+{
+	__u64 key = frames_key();
+	struct frames *f = bpf_map_lookup_elem(&task_frames, &key);
+	__u32 d;
+
+	if (!f) {
+		struct frames fresh = { .sk = { (__u64)sk | fn }, .depth = 1 };
+
+		if (bpf_map_update_elem(&task_frames, &key, &fresh, BPF_NOEXIST))
+			count_lost();
 		return;
 	}
-
-	e = bpf_ringbuf_reserve(&events_rb, sizeof(*e), 0);
-	if (!e) {
+	d = f->depth;
+	if (d >= FRAMES) {
 		count_lost();
 		return;
 	}
-	fill(e, sk, tp, id, kind, old, new);
-
-	submit_watermarked(&events_rb, e, wakeup_bytes);
+	f->sk[d] = (__u64)sk | fn;
+	f->depth = d + 1;
 }
+
+static __always_inline struct sock *pop_frame(__u32 fn)
+{
+	__u64 key = frames_key(), top;
+	struct frames *f = bpf_map_lookup_elem(&task_frames, &key);
+	__u32 d;
+
+	if (!f || f->depth == 0 || f->depth > FRAMES)
+		return NULL;
+	d = f->depth - 1;
+	if (d >= FRAMES)
+		return NULL;
+	top = f->sk[d];
+	/* Socket pointers are 8-byte aligned: the tag lives in the low bits. */
+	if ((top & 7) != fn)
+		return NULL;
+	if (d == 0)
+		bpf_map_delete_elem(&task_frames, &key);
+	else
+		f->depth = d;
+	return (struct sock *)(top & ~7ULL);
+}
+
+/* BTF-typed programs: direct loads. */
+#define NAME(f) f##_btf
+#define LD(p, f) ((p)->f)
+#define LD_BITS(p, f) BPF_CORE_READ_BITFIELD(p, f)
+#define LD_BYTES(dst, p, f) __builtin_memcpy(dst, (p)->f, sizeof(dst))
+#define TCP_SOCK(sk) bpf_skc_to_tcp_sock(sk)
+#define COOKIE(sk) bpf_get_socket_cookie(sk)
+#include "handlers.h"
+#undef NAME
+#undef LD
+#undef LD_BITS
+#undef LD_BYTES
+#undef TCP_SOCK
+#undef COOKIE
+
+/* kprobes and raw tracepoints: probe reads. */
+#define NAME(f) f##_probed
+#define LD(p, f) BPF_CORE_READ(p, f)
+#define LD_BITS(p, f) BPF_CORE_READ_BITFIELD_PROBED(p, f)
+#define LD_BYTES(dst, p, f) bpf_core_read(dst, sizeof(dst), &(p)->f)
+#define TCP_SOCK(sk) ((struct tcp_sock *)(sk))
+#define COOKIE(sk) 0
+#include "handlers.h"
 
 /* Runs before the kernel stores the new state, so the old one is still there. */
 SEC("tp_btf/tcp_cong_state_set")
 int BPF_PROG(on_cong_state_set, struct sock *sk, __u8 ca_state)
 {
-	struct ident id;
-	struct tcp_sock *tp;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 
-	tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp || !flow_wanted(sk, &id))
-		return 0;
-	emit(ctx, sk, tp, &id, KIND_CA_STATE,
-	     BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state), ca_state);
+	if (tp)
+		transition_btf(ctx, sk, tp, BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state),
+			       ca_state);
 	return 0;
 }
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
-	struct ident id;
-	struct tcp_sock *tp;
-
-	if (sk->sk_protocol != IPPROTO_TCP)
-		return 0;
-	tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp || !flow_wanted(sk, &id))
-		return 0;
-	emit(ctx, sk, tp, &id, KIND_TCP_STATE, oldstate, newstate);
+	lifecycle_btf(ctx, sk, oldstate, newstate);
 	return 0;
 }
+
+/* The kprobe mode's lifecycle hook: needs no BTF for attaching. */
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(raw_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	lifecycle_probed(ctx, sk, oldstate, newstate);
+	return 0;
+}
+
+/* The five callers of tcp_set_ca_state(), each with its first argument the
+ * socket. Names are fixed: user space picks programs by their prefix
+ * (fentry_, fexit_, kprobe_, kretprobe_) and function. */
+#define FENTRY_PAIR(func, repeats)                                  \
+	SEC("fentry/" #func)                                        \
+	int BPF_PROG(fentry_##func, struct sock *sk)                \
+	{                                                           \
+		call_enter_btf(ctx, sk);                            \
+		return 0;                                           \
+	}                                                           \
+	SEC("fexit/" #func)                                         \
+	int BPF_PROG(fexit_##func, struct sock *sk)                 \
+	{                                                           \
+		call_exit_btf(ctx, sk, repeats);                    \
+		return 0;                                           \
+	}
+
+#define KPROBE_PAIR(func, tag, repeats)                             \
+	SEC("kprobe/" #func)                                        \
+	int BPF_KPROBE(kprobe_##func, struct sock *sk)              \
+	{                                                           \
+		push_frame(sk, tag);                                \
+		call_enter_probed(ctx, sk);                         \
+		return 0;                                           \
+	}                                                           \
+	SEC("kretprobe/" #func)                                     \
+	int BPF_KRETPROBE(kretprobe_##func)                         \
+	{                                                           \
+		struct sock *sk = pop_frame(tag);                   \
+									    \
+		if (sk)                                             \
+			call_exit_probed(ctx, sk, repeats);         \
+		return 0;                                           \
+	}
+
+#define CALLER(func, tag, repeats) \
+	FENTRY_PAIR(func, repeats) \
+	KPROBE_PAIR(func, tag, repeats)
+
+CALLER(tcp_fastretrans_alert, 0, false)
+CALLER(tcp_enter_cwr, 1, false)
+CALLER(tcp_enter_loss, 2, true)
+CALLER(tcp_enter_recovery, 3, false)
+CALLER(tcp_process_tlp_ack, 4, false)

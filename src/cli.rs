@@ -169,6 +169,28 @@ pub enum BufferKind {
     Perf,
 }
 
+/// `--buffer`: a transport, or the best this kernel has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BufferChoice {
+    /// The ring buffer where the kernel has one (5.8+), the perf buffer otherwise.
+    Auto,
+    Ring,
+    Perf,
+}
+
+/// `--attach`: how the kernel's congestion-state changes are seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttachKind {
+    /// The best this kernel offers: tracepoint, then fentry, then kprobe.
+    Auto,
+    /// tp_btf/tcp_cong_state_set (Linux 5.19+): every transition, exactly.
+    Tracepoint,
+    /// fentry/fexit on the five callers of tcp_set_ca_state (BTF kernels).
+    Fentry,
+    /// kprobe/kretprobe on the same five (kernels without BPF trampolines).
+    Kprobe,
+}
+
 impl BufferKind {
     pub fn name(self) -> &'static str {
         match self {
@@ -194,8 +216,12 @@ pub struct CaptureArgs {
     pub cgroup: Option<PathBuf>,
 
     /// Kernel-to-user transport.
-    #[arg(long, value_enum, default_value = "ring")]
-    pub buffer: BufferKind,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub buffer: BufferChoice,
+
+    /// Kernel hook for congestion-state changes.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub attach: AttachKind,
 
     /// Do not record TCP state changes (flow start and end).
     #[arg(long)]

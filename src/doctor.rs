@@ -3,11 +3,11 @@
 //! beyond what it checks for: unprivileged, it says what it cannot see.
 //! Exit status 0 when `record` can work here, 1 otherwise.
 
-use std::mem::MaybeUninit;
 use std::path::Path;
 
 use crate::cli::BufferKind;
 use crate::error::{Error, Result};
+use crate::record::attach::{self, AttachMode};
 use crate::record::host;
 use crate::record::load::{self, KernelConfig};
 use crate::schema::Filters;
@@ -61,17 +61,6 @@ pub fn run() -> Result<()> {
         },
         true,
     );
-    let tp = btf && load::has_tracepoint("tcp_cong_state_set");
-    r.line(
-        if btf { status(tp) } else { Status::Unknown },
-        "tcp_cong_state_set",
-        if tp {
-            "tracepoint present (tp_btf attach)"
-        } else {
-            "no tracepoint: it arrived in Linux 5.19; older kernels are not supported yet"
-        },
-        true,
-    );
     let life = btf && load::has_tracepoint("inet_sock_set_state");
     r.line(
         if btf { status(life) } else { Status::Unknown },
@@ -88,9 +77,9 @@ pub fn run() -> Result<()> {
         if btf { status(ring) } else { Status::Unknown },
         "BPF ring buffer",
         if ring {
-            "available (--buffer ring, the default)"
+            "available (--buffer auto uses it)"
         } else {
-            "not in this kernel (< 5.8): use --buffer perf"
+            "not in this kernel (< 5.8): --buffer auto uses the perf buffer"
         },
         false,
     );
@@ -118,33 +107,12 @@ pub fn run() -> Result<()> {
         false,
     );
 
-    let buffer = if ring { "ring" } else { "perf" };
-    if privileged && tp {
-        let loaded = try_load(if ring {
-            BufferKind::Ring
-        } else {
-            BufferKind::Perf
-        });
-        r.line(
-            status(loaded.is_ok()),
-            "load test",
-            &match loaded {
-                Ok(()) => format!(
-                    "programs loaded and attached: record would use {} with the {buffer} buffer",
-                    load::ATTACH
-                ),
-                Err(e) => format!("loading failed: {e}"),
-            },
-            true,
-        );
+    let buffer = if ring {
+        BufferKind::Ring
     } else {
-        r.line(
-            Status::Unknown,
-            "load test",
-            &format!("not tried (needs privileges and the tracepoint); record would use {} with the {buffer} buffer", load::ATTACH),
-            false,
-        );
-    }
+        BufferKind::Perf
+    };
+    modes(&mut r, privileged, buffer);
     if r.fatal {
         Err(Error::Runtime(
             "recording cannot work here: see the lines above".into(),
@@ -154,14 +122,78 @@ pub fn run() -> Result<()> {
     }
 }
 
-/// Loads and attaches the programs, then drops them at once.
-fn try_load(buffer: BufferKind) -> Result<()> {
+/// One line per attach mode: what the kernel offers, and (privileged) a
+/// real load of each, since a kernel can offer a hook that policy refuses.
+/// Fatal only when no mode works.
+fn modes(r: &mut Report, privileged: bool, buffer: BufferKind) {
+    let facts = load::facts();
+    // Each verdict is the line doctor prints; libbpf's log would bury it.
+    libbpf_rs::set_print(None);
+    // What auto would pick: the first mode that works.
+    let mut auto = None;
+    for mode in AttachMode::ALL {
+        let what = format!("--attach {}", mode.name());
+        let hook = attach::describe(mode, facts);
+        let missing: Vec<_> = attach::CALLERS
+            .iter()
+            .filter(|c| mode != AttachMode::Tracepoint && !facts.hooked(mode).contains(c))
+            .copied()
+            .collect();
+        let inlined = if missing.is_empty() {
+            String::new()
+        } else {
+            format!(" (inlined here, not hooked: {})", missing.join(", "))
+        };
+        if let Some(why) = facts.unavailable(mode) {
+            r.line(Status::Missing, &what, &format!("out: {why}"), false);
+        } else if !privileged {
+            r.line(
+                Status::Unknown,
+                &what,
+                &format!("offered: {hook}{inlined}; load not tried without privileges"),
+                false,
+            );
+            auto = auto.or(Some(mode));
+        } else {
+            match try_load(mode, buffer) {
+                Ok(()) => {
+                    auto = auto.or(Some(mode));
+                    r.line(
+                        Status::Ok,
+                        &what,
+                        &format!("loads and attaches: {hook}{inlined}"),
+                        false,
+                    );
+                }
+                Err(e) => r.line(
+                    Status::Missing,
+                    &what,
+                    &format!("out: offered, but {e}"),
+                    false,
+                ),
+            }
+        }
+    }
+    r.line(
+        status(auto.is_some()),
+        "record would use",
+        &match auto {
+            None => "nothing: no attach mode works here".to_string(),
+            Some(mode) => format!("--attach {} with the {} buffer", mode.name(), buffer.name()),
+        },
+        true,
+    );
+}
+
+/// Loads and attaches the programs of one mode, then drops them at once.
+fn try_load(mode: AttachMode, buffer: BufferKind) -> Result<()> {
     let cfg = KernelConfig {
         filters: Filters::default(),
         buffer,
+        attach: mode.into(),
         lifecycle: true,
         pin_buffer: None,
     };
-    let mut obj = MaybeUninit::uninit();
-    load::load(&mut obj, &cfg).map(drop)
+    let mut slots = load::object_slots();
+    load::load(&mut slots, &cfg).map(drop)
 }

@@ -45,7 +45,7 @@ impl<W: Write> LiveSink<W> {
 }
 
 impl<W: Write> Sink for LiveSink<W> {
-    fn started(&mut self, start_ktime_ns: u64) {
+    fn started(&mut self, start_ktime_ns: u64, _attach: &str) {
         let banner = "Tracing tcp congestion control status duration... Hit Ctrl-C to end.";
         // As the seed prints it, on stdout, unless stdout is for machines.
         if self.args.report.format == Format::Table {
@@ -103,7 +103,7 @@ pub fn run(args: &LiveArgs) -> Result<()> {
         ));
     }
     let cfg = KernelConfig::from_args(&args.ports, &args.capture)?;
-    load::preflight()?;
+    load::preflight(cfg.attach)?;
     let clock_offset_ns = host::clock_offset_ns();
     let recording = args
         .output

@@ -14,7 +14,6 @@
 //! still in flight are waited for, or counted as lost.
 
 use std::cell::RefCell;
-use std::mem::MaybeUninit;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
@@ -22,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::buffer::{Consumer, Inbox};
 use super::host::ktime_now;
-use super::load::{kernel_lost, load, recursion_misses, KernelConfig};
+use super::load::{kernel_lost, load, object_slots, recursion_misses, KernelConfig};
 use super::skel::TcpcongSkel;
 use crate::cli::BufferKind;
 use crate::error::{Error, Result};
@@ -65,6 +64,8 @@ pub struct CaptureStats {
     pub missed: u64,
     /// Events that arrived after later ones had been released.
     pub late: u64,
+    /// What the programs attached to (metadata `attach`).
+    pub attach: String,
 }
 
 impl CaptureStats {
@@ -95,8 +96,9 @@ pub struct Progress {
 
 /// Receives ordered events after each round of the capture loop.
 pub trait Sink {
-    /// The programs are attached: events from `start_ktime_ns` on are captured.
-    fn started(&mut self, start_ktime_ns: u64);
+    /// The programs are attached (to `attach`): events from
+    /// `start_ktime_ns` on are captured.
+    fn started(&mut self, start_ktime_ns: u64, attach: &str);
     fn events(&mut self, events: &[Event], progress: Progress) -> Result<()>;
     /// Whether the sink has all it wants (live mode's `outputs`).
     fn done(&self) -> bool {
@@ -114,8 +116,9 @@ pub fn run(
     install_stop_handler()?;
     // Taken before attaching, so that no event is stamped before the start.
     let start_ktime_ns = ktime_now();
-    let mut obj = MaybeUninit::uninit();
-    let mut skel = load(&mut obj, cfg)?;
+    let mut slots = object_slots();
+    let loaded = load(&mut slots, cfg)?;
+    let mut skel = loaded.skel;
     // A pinned map outlives the process: the name must go however the
     // capture ends (the map itself goes with its last user).
     let _unpin = cfg.pin_buffer.as_deref().map(Unpin);
@@ -123,9 +126,10 @@ pub fn run(
     let consumer = Consumer::new(&skel, cfg.buffer, Rc::clone(&inbox))?;
     let mut stats = CaptureStats {
         start_ktime_ns,
+        attach: loaded.attach,
         ..Default::default()
     };
-    sink.started(stats.start_ktime_ns);
+    sink.started(stats.start_ktime_ns, &stats.attach);
     let deadline = duration.map(|d| Instant::now() + d);
 
     let mut order = Reorder::default();

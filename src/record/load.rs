@@ -1,23 +1,25 @@
 //! Loading the capture programs: checks that explain failures in advance
-//! (privileges, BTF, the tracepoint), resolution of filter arguments into
-//! what the kernel compares, and the skeleton's open → configure → load →
-//! attach sequence.
+//! (privileges, BTF, a hook this kernel offers), resolution of filter
+//! arguments into what the kernel compares, and the skeleton's open →
+//! configure → load → attach sequence, for the attach mode chosen by
+//! [`super::attach`].
 
 use std::fs;
+use std::hash::{BuildHasher, Hasher};
 use std::mem::MaybeUninit;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{MapCore, OpenObject};
+use libbpf_rs::{MapCore, MapType, OpenObject};
 
-use super::skel::{TcpcongSkel, TcpcongSkelBuilder};
-use crate::cli::{BufferKind, CaptureArgs, PortFilter};
+use super::attach::{self, AttachMode, KernelFacts};
+use super::skel::{OpenTcpcongSkel, TcpcongSkel, TcpcongSkelBuilder};
+use crate::cli::{AttachKind, BufferChoice, BufferKind, CaptureArgs, PortFilter};
 use crate::error::{Error, Result};
 use crate::schema::Filters;
 
-/// The hook this version attaches to, as named in the file metadata.
-pub const ATTACH: &str = "tp_btf/tcp_cong_state_set";
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 const CAP_SYS_ADMIN: u32 = 21;
@@ -32,6 +34,7 @@ const RING_BYTES: u32 = 32 << 20;
 pub struct KernelConfig {
     pub filters: Filters,
     pub buffer: BufferKind,
+    pub attach: AttachKind,
     pub lifecycle: bool,
     /// Where to pin the ring buffer for a benchmark's producer.
     pub pin_buffer: Option<std::path::PathBuf>,
@@ -47,11 +50,31 @@ impl KernelConfig {
                 netns: c.netns.as_deref().map(resolve_netns).transpose()?,
                 cgroup: c.cgroup.as_deref().map(resolve_cgroup).transpose()?,
             },
-            buffer: c.buffer,
+            buffer: resolve_buffer(c.buffer),
+            attach: c.attach,
             lifecycle: !c.no_lifecycle,
             pin_buffer: c.pin_buffer.clone(),
         })
     }
+}
+
+/// `auto` is the ring buffer wherever the kernel can create one.
+pub fn resolve_buffer(choice: BufferChoice) -> BufferKind {
+    match choice {
+        BufferChoice::Ring => BufferKind::Ring,
+        BufferChoice::Perf => BufferKind::Perf,
+        // Unprivileged, the probe cannot tell; preflight refuses anyway.
+        BufferChoice::Auto => match MapType::RingBuf.is_supported() {
+            Ok(false) => BufferKind::Perf,
+            Ok(true) | Err(_) => BufferKind::Ring,
+        },
+    }
+}
+
+/// The kernel's facts, read once per process (kallsyms is large).
+pub fn facts() -> &'static KernelFacts {
+    static FACTS: OnceLock<KernelFacts> = OnceLock::new();
+    FACTS.get_or_init(KernelFacts::probe)
 }
 
 /// A netns inode, given as a number or as a path to a namespace file.
@@ -128,7 +151,7 @@ pub fn has_btf_type(name: &str) -> bool {
 }
 
 /// The checks that turn an opaque EPERM or ENOENT from libbpf into advice.
-pub fn preflight() -> Result<()> {
+pub fn preflight(attach: AttachKind) -> Result<()> {
     if !has_privileges() {
         return Err(Error::Privilege(
             "loading BPF programs needs root or CAP_BPF + CAP_PERFMON: run with sudo".into(),
@@ -139,29 +162,144 @@ pub fn preflight() -> Result<()> {
             "{VMLINUX_BTF} is missing: this kernel has no BTF (needs CONFIG_DEBUG_INFO_BTF=y)"
         )));
     }
-    if !has_tracepoint("tcp_cong_state_set") {
-        return Err(Error::Kernel(format!(
-            "kernel {} has no tcp_cong_state_set tracepoint (added in Linux 5.19)",
-            super::host::kernel_release()
-        )));
-    }
-    Ok(())
+    modes(attach).map(drop)
 }
 
-fn bpf_err(what: &'static str) -> impl FnOnce(libbpf_rs::Error) -> Error {
+/// The attach modes to try for this request, as a one-line error when none fits.
+fn modes(request: AttachKind) -> Result<Vec<AttachMode>> {
+    attach::plan(request, facts()).map_err(|why| {
+        let kernel = super::host::kernel_release();
+        Error::Kernel(match request {
+            AttachKind::Auto => format!("kernel {kernel} offers no hook tcpcong can use ({why})"),
+            _ => format!("{why} on kernel {kernel}; try --attach auto"),
+        })
+    })
+}
+
+fn bpf_err(what: &'static str) -> impl Fn(libbpf_rs::Error) -> Error {
     move |source| Error::Bpf { what, source }
 }
 
-/// Opens, configures, loads and attaches the capture programs. Commands
-/// call [`preflight`] first, before they create files.
-pub fn load<'obj>(
-    obj: &'obj mut MaybeUninit<OpenObject>,
+/// Storage for the BPF object, one slot per attach mode that may be tried
+/// (a failed attempt keeps its slot borrowed).
+pub type ObjectSlots = [MaybeUninit<OpenObject>; AttachMode::ALL.len()];
+
+pub fn object_slots() -> ObjectSlots {
+    [const { MaybeUninit::uninit() }; AttachMode::ALL.len()]
+}
+
+/// Loaded and attached programs, and what they attached to.
+pub struct Loaded<'obj> {
+    pub skel: TcpcongSkel<'obj>,
+    pub mode: AttachMode,
+    /// As the file's `attach` metadata names it.
+    pub attach: String,
+}
+
+/// Opens, configures, loads and attaches the capture programs, trying the
+/// planned attach modes in order. Commands call [`preflight`] first, before
+/// they create files.
+pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &KernelConfig) -> Result<Loaded<'obj>> {
+    let modes = modes(cfg.attach)?;
+    let mut free: &'obj mut [MaybeUninit<OpenObject>] = slots;
+    let mut failed = Vec::new();
+    for mode in modes {
+        let (slot, rest) = free
+            .split_first_mut()
+            .ok_or_else(|| Error::Runtime("more attach modes than object slots".into()))?;
+        free = rest;
+        match load_mode(slot, cfg, mode) {
+            Ok(skel) => {
+                let attach = attach::describe(mode, facts());
+                if !failed.is_empty() || mode != AttachMode::Tracepoint {
+                    eprintln!(
+                        "tcpcong: attached to {attach}{}",
+                        failed
+                            .iter()
+                            .map(|(m, e): &(AttachMode, Error)| format!(
+                                " ({} failed: {e})",
+                                m.name()
+                            ))
+                            .collect::<String>()
+                    );
+                }
+                return Ok(Loaded { skel, mode, attach });
+            }
+            Err(e) => failed.push((mode, e)),
+        }
+    }
+    // Only the last failure is the user's to act on; the others were
+    // printed by libbpf above it.
+    Err(failed
+        .pop()
+        .map(|(_, e)| e)
+        .unwrap_or_else(|| Error::Runtime("no attach mode was tried".into())))
+}
+
+fn load_mode<'obj>(
+    slot: &'obj mut MaybeUninit<OpenObject>,
     cfg: &KernelConfig,
+    mode: AttachMode,
 ) -> Result<TcpcongSkel<'obj>> {
     let mut open = TcpcongSkelBuilder::default()
-        .open(obj)
+        .open(slot)
         .map_err(bpf_err("opening the BPF object"))?;
+    let facts = facts();
+    let use_cookie = mode != AttachMode::Kprobe && facts.cookie_in_tracing;
+    configure(&mut open, cfg, use_cookie)?;
+    // Assigned flow ids are retired by the lifecycle hook, so it runs even
+    // when its events are not wanted.
+    let lifecycle = cfg.lifecycle || !use_cookie;
+    let hooked = facts.hooked(mode);
+    for mut prog in open.open_object_mut().progs_mut() {
+        let name = prog.name().to_string_lossy();
+        let wanted = match name.as_ref() {
+            "on_cong_state_set" => mode == AttachMode::Tracepoint,
+            "on_inet_sock_set_state" => lifecycle && mode != AttachMode::Kprobe,
+            "raw_inet_sock_set_state" => lifecycle && mode == AttachMode::Kprobe,
+            n => fallback_program(n).is_some_and(|(m, func)| m == mode && hooked.contains(&func)),
+        };
+        prog.set_autoload(wanted);
+    }
 
+    // Privileges were checked before: a refusal now is the verifier's (its
+    // log is on stderr above) or a lockdown policy.
+    let mut skel = open.load().map_err(bpf_err(match mode {
+        AttachMode::Tracepoint => "the kernel refused the tracepoint programs",
+        AttachMode::Fentry => "the kernel refused the fentry/fexit programs",
+        AttachMode::Kprobe => "the kernel refused the kprobe programs",
+    }))?;
+    skel.attach().map_err(bpf_err(match mode {
+        AttachMode::Tracepoint => "attaching to tcp_cong_state_set",
+        AttachMode::Fentry => "attaching fentry/fexit to the callers of tcp_set_ca_state",
+        AttachMode::Kprobe => "attaching kprobes to the callers of tcp_set_ca_state",
+    }))?;
+    if let Some(path) = &cfg.pin_buffer {
+        skel.maps
+            .events_rb
+            .pin(path)
+            .map_err(bpf_err("pinning the ring buffer"))?;
+    }
+    Ok(skel)
+}
+
+/// A fallback program's mode and hooked function, from its name
+/// (`fentry_tcp_enter_cwr`, `kretprobe_tcp_enter_loss`, ...).
+fn fallback_program(name: &str) -> Option<(AttachMode, &'static str)> {
+    let (prefix, func) = name.split_once('_')?;
+    let mode = match prefix {
+        "fentry" | "fexit" => AttachMode::Fentry,
+        "kprobe" | "kretprobe" => AttachMode::Kprobe,
+        _ => return None,
+    };
+    attach::CALLERS
+        .into_iter()
+        .find(|c| *c == func)
+        .map(|c| (mode, c))
+}
+
+/// Filters, transport and flow naming, fixed in read-only data before load.
+fn configure(open: &mut OpenTcpcongSkel<'_>, cfg: &KernelConfig, use_cookie: bool) -> Result<()> {
     let rodata = open
         .maps
         .rodata_data
@@ -176,41 +314,43 @@ pub fn load<'obj>(
         rodata.rport_lo = p.lo;
         rodata.rport_hi = p.hi;
     }
-    rodata.port_filtered = f.localport.is_some() || f.remoteport.is_some();
+    let port_filtered = f.localport.is_some() || f.remoteport.is_some();
+    rodata.port_filtered = port_filtered;
     rodata.family_only = f.family.unwrap_or(0);
     rodata.netns_only = f.netns.unwrap_or(0);
     rodata.cgroup_only = f.cgroup.unwrap_or(0);
     rodata.use_ringbuf = cfg.buffer == BufferKind::Ring;
     rodata.wakeup_bytes = u64::from(RING_BYTES / 8);
+    rodata.use_cookie = use_cookie;
+    rodata.emit_lifecycle = cfg.lifecycle;
+    rodata.flow_id_base = flow_id_base();
 
-    // The unused transport still exists as a map: keep it minimal.
-    let page = page_size();
+    // Maps this configuration never touches still exist: keep them minimal.
     let rb_size = match cfg.buffer {
         BufferKind::Ring => RING_BYTES,
-        BufferKind::Perf => page,
+        BufferKind::Perf => page_size(),
     };
+    let sizing = bpf_err("sizing the BPF maps");
     open.maps
         .events_rb
         .set_max_entries(rb_size)
-        .map_err(bpf_err("sizing the ring buffer"))?;
-    open.progs
-        .on_inet_sock_set_state
-        .set_autoload(cfg.lifecycle);
-
-    // Privileges were checked before: a refusal now is the verifier's (its
-    // log is on stderr above) or a lockdown policy.
-    let mut skel = open
-        .load()
-        .map_err(bpf_err("the kernel refused the BPF programs"))?;
-    skel.attach()
-        .map_err(bpf_err("attaching to tcp_cong_state_set"))?;
-    if let Some(path) = &cfg.pin_buffer {
-        skel.maps
-            .events_rb
-            .pin(path)
-            .map_err(bpf_err("pinning the ring buffer"))?;
+        .map_err(&sizing)?;
+    if !port_filtered {
+        open.maps.port_matched.set_max_entries(1).map_err(&sizing)?;
     }
-    Ok(skel)
+    if use_cookie {
+        open.maps.flow_ids.set_max_entries(1).map_err(&sizing)?;
+    }
+    Ok(())
+}
+
+/// Top bit set, then 21 random bits that keep two recordings of one boot
+/// from naming different flows alike (see schemas/events-v1.md, `flow`).
+fn flow_id_base() -> u64 {
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    1 << 63 | (random & 0x1f_ffff) << 42
 }
 
 fn page_size() -> u32 {
@@ -242,23 +382,26 @@ pub fn kernel_lost(skel: &TcpcongSkel<'_>) -> u64 {
 /// nested call, which bpf_prog_info counts as `recursion_misses`.
 pub fn recursion_misses(skel: &TcpcongSkel<'_>) -> u64 {
     use std::os::fd::{AsFd, AsRawFd};
-    [
-        skel.progs.on_cong_state_set.as_fd().as_raw_fd(),
-        skel.progs.on_inet_sock_set_state.as_fd().as_raw_fd(),
-    ]
-    .into_iter()
-    .filter(|&fd| fd >= 0)
-    .map(|fd| {
-        let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
-        let mut len = std::mem::size_of_val(&info) as u32;
-        // SAFETY: fd is a loaded program of the skeleton; info and len are
-        // valid out-pointers of the size given.
-        let rc = unsafe { libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
-        if rc == 0 {
-            info.recursion_misses
-        } else {
-            0
-        }
-    })
-    .sum()
+    skel.object()
+        .progs()
+        .filter(|p| p.autoload())
+        .map(|p| {
+            let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+            let mut len = std::mem::size_of_val(&info) as u32;
+            // SAFETY: the program is loaded, so its fd is valid; info and
+            // len are valid out-pointers of the size given.
+            let rc = unsafe {
+                libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(
+                    p.as_fd().as_raw_fd(),
+                    &mut info,
+                    &mut len,
+                )
+            };
+            if rc == 0 {
+                info.recursion_misses
+            } else {
+                0
+            }
+        })
+        .sum()
 }

@@ -1,10 +1,12 @@
 //! `tcpcong record`: capture every congestion-state transition (and, by
 //! default, flow lifecycle) into a schema v1 Parquet file.
 //!
-//! The pieces, in the order data flows: `load` (checks, skeleton, filters)
+//! The pieces, in the order data flows: `attach` (which hook this kernel
+//! offers) → `load` (checks, skeleton, filters)
 //! → `buffer` (ring or perf transport) → `raw` (decoding) → `capture`
 //! (ordering, the loop) → `writer` (Parquet).
 
+pub mod attach;
 pub mod buffer;
 pub mod capture;
 pub mod host;
@@ -40,10 +42,11 @@ struct RecordSink {
 }
 
 impl Sink for RecordSink {
-    fn started(&mut self, start_ktime_ns: u64) {
+    fn started(&mut self, start_ktime_ns: u64, attach: &str) {
         let target = match &mut self.out {
             Output::File(w) => w.target().display().to_string(),
             Output::Series(s) => {
+                s.set_attach(attach);
                 self.failed = s.begin(start_ktime_ns, 0).err();
                 format!("a series of files in {}", s.root().display())
             }
@@ -81,7 +84,7 @@ pub fn metadata(cfg: &KernelConfig, stats: &CaptureStats, clock_offset_ns: i64) 
         start_ktime_ns: stats.start_ktime_ns,
         end_ktime_ns: stats.end_ktime_ns,
         clock_offset_ns,
-        attach: load::ATTACH.to_string(),
+        attach: stats.attach.clone(),
         buffer: cfg.buffer.name().to_string(),
         filters: cfg.filters.clone(),
         lifecycle: cfg.lifecycle,
@@ -117,7 +120,7 @@ pub fn run(args: &RecordArgs) -> Result<()> {
             args.output.display()
         )));
     }
-    load::preflight()?;
+    load::preflight(cfg.attach)?;
     let clock_offset_ns = host::clock_offset_ns();
     let out = if series {
         let s = Series::open(&args.output, rotation, &cfg, clock_offset_ns)?;
@@ -189,8 +192,9 @@ fn abandon(out: Output, err: Error) -> Error {
         Output::Series(mut s) => s.abandon(),
     };
     match lost {
-        Some((path, events)) => incomplete(err, &path, events),
-        None => err,
+        // Nothing was lost (e.g. the programs never loaded): the error alone.
+        Some((path, events)) if events > 0 => incomplete(err, &path, events),
+        _ => err,
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Series {
     rotation: Rotation,
     cfg: KernelConfig,
     clock_offset_ns: i64,
+    /// What the capture attached to, for every file's metadata.
+    attach: String,
     current: Option<Current>,
     seq: u32,
     /// Complete files of this series, oldest first, with their sizes.
@@ -74,6 +76,7 @@ impl Series {
             rotation,
             cfg: cfg.clone(),
             clock_offset_ns,
+            attach: String::new(),
             current: None,
             seq: 0,
             done: Vec::new(),
@@ -112,6 +115,10 @@ impl Series {
             t.format("%Y%m%dT%H%M%S%.3fZ"),
             self.seq
         )))
+    }
+
+    pub fn set_attach(&mut self, attach: &str) {
+        self.attach = attach.to_string();
     }
 
     pub fn begin(&mut self, start_ktime: u64, lost_before: u64) -> Result<()> {
@@ -176,6 +183,7 @@ impl Series {
             start_ktime_ns: cur.start_ktime,
             end_ktime_ns: end_ktime,
             lost: lost_now.saturating_sub(cur.lost_before),
+            attach: self.attach.clone(),
             ..Default::default()
         };
         let meta = super::metadata(&self.cfg, &span, self.clock_offset_ns);

@@ -1,0 +1,293 @@
+//! Which hook sees the congestion-state transitions on this kernel, decided
+//! from what the kernel has (its BTF and its symbols), never from its
+//! version number: distributions backport, and configs differ.
+//!
+//! The facts are gathered once ([`KernelFacts::probe`]); the choice
+//! ([`plan`]) is a pure function of them, so that it is tested here for
+//! kernels this machine is not.
+
+use std::collections::HashSet;
+use std::fs;
+
+use crate::cli::AttachKind;
+
+/// The five kernel functions that call `tcp_set_ca_state()`, which is
+/// inline before Linux 5.19; the fallback modes hook their entry and exit.
+pub const CALLERS: [&str; 5] = [
+    "tcp_fastretrans_alert",
+    "tcp_enter_cwr",
+    "tcp_enter_loss",
+    "tcp_enter_recovery",
+    "tcp_process_tlp_ack",
+];
+
+/// Without it the fallback would see neither recovery nor disorder.
+const ESSENTIAL_CALLER: &str = "tcp_fastretrans_alert";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    Tracepoint,
+    Fentry,
+    Kprobe,
+}
+
+impl AttachMode {
+    pub const ALL: [AttachMode; 3] = [
+        AttachMode::Tracepoint,
+        AttachMode::Fentry,
+        AttachMode::Kprobe,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Tracepoint => "tracepoint",
+            AttachMode::Fentry => "fentry",
+            AttachMode::Kprobe => "kprobe",
+        }
+    }
+}
+
+impl From<AttachMode> for AttachKind {
+    fn from(mode: AttachMode) -> AttachKind {
+        match mode {
+            AttachMode::Tracepoint => AttachKind::Tracepoint,
+            AttachMode::Fentry => AttachKind::Fentry,
+            AttachMode::Kprobe => AttachKind::Kprobe,
+        }
+    }
+}
+
+/// What the running kernel offers, as far as the modes care.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelFacts {
+    /// `/sys/kernel/btf/vmlinux`: CO-RE, which every mode's reads rely on.
+    pub btf: bool,
+    /// BTF has `btf_trace_tcp_cong_state_set`.
+    pub tracepoint: bool,
+    /// BTF has `btf_trace_inet_sock_set_state` (lifecycle with tp_btf).
+    pub lifecycle_tracepoint: bool,
+    /// The kernel can build BPF trampolines (fentry/fexit).
+    pub trampolines: bool,
+    /// The kernel was built with kprobes.
+    pub kprobes: bool,
+    /// Callers described in BTF as functions (fentry can attach to them).
+    pub btf_callers: Vec<&'static str>,
+    /// Callers with a symbol of their own (not inlined: kprobes can attach).
+    pub symbol_callers: Vec<&'static str>,
+    /// Tracing programs may call bpf_get_socket_cookie() (5.12+).
+    pub cookie_in_tracing: bool,
+}
+
+/// Kernel symbols whose presence answers a question.
+const SYM_TRAMPOLINE: &str = "arch_prepare_bpf_trampoline";
+const SYM_KPROBES: &str = "register_kprobe";
+const SYM_COOKIE: &str = "bpf_get_socket_ptr_cookie";
+
+impl KernelFacts {
+    /// Reads BTF and /proc/kallsyms (symbol names are visible without
+    /// privileges; only their addresses are hidden).
+    pub fn probe() -> KernelFacts {
+        let btf = libbpf_rs::btf::Btf::from_vmlinux().ok();
+        let has_type = |name: &str| {
+            use libbpf_rs::btf::types::{Func, Struct, Typedef};
+            btf.as_ref().is_some_and(|b| {
+                b.type_by_name::<Typedef<'_>>(name).is_some()
+                    || b.type_by_name::<Struct<'_>>(name).is_some()
+                    || b.type_by_name::<Func<'_>>(name).is_some()
+            })
+        };
+        let mut wanted: HashSet<&str> = CALLERS.into_iter().collect();
+        wanted.extend([SYM_TRAMPOLINE, SYM_KPROBES, SYM_COOKIE]);
+        let syms = kallsyms(&wanted);
+        KernelFacts {
+            btf: btf.is_some(),
+            tracepoint: has_type("btf_trace_tcp_cong_state_set"),
+            lifecycle_tracepoint: has_type("btf_trace_inet_sock_set_state"),
+            trampolines: syms.contains(SYM_TRAMPOLINE),
+            kprobes: syms.contains(SYM_KPROBES),
+            btf_callers: CALLERS.into_iter().filter(|f| has_type(f)).collect(),
+            symbol_callers: CALLERS.into_iter().filter(|f| syms.contains(*f)).collect(),
+            cookie_in_tracing: syms.contains(SYM_COOKIE),
+        }
+    }
+
+    /// Why `mode` cannot run here, or None when it can.
+    pub fn unavailable(&self, mode: AttachMode) -> Option<String> {
+        if !self.btf {
+            return Some("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into());
+        }
+        match mode {
+            AttachMode::Tracepoint if !self.tracepoint => {
+                Some("no tcp_cong_state_set tracepoint (it arrived in Linux 5.19)".into())
+            }
+            AttachMode::Fentry if !self.trampolines => {
+                Some("the kernel cannot build BPF trampolines".into())
+            }
+            AttachMode::Fentry if !self.lifecycle_tracepoint => {
+                Some("no inet_sock_set_state tracepoint in BTF".into())
+            }
+            AttachMode::Fentry if !self.btf_callers.contains(&ESSENTIAL_CALLER) => {
+                Some(format!("{ESSENTIAL_CALLER} is not in the kernel's BTF"))
+            }
+            AttachMode::Kprobe if !self.kprobes => {
+                Some("the kernel has no kprobes (CONFIG_KPROBES)".into())
+            }
+            AttachMode::Kprobe if !self.symbol_callers.contains(&ESSENTIAL_CALLER) => {
+                Some(format!("{ESSENTIAL_CALLER} has no symbol (inlined)"))
+            }
+            _ => None,
+        }
+    }
+
+    /// The callers a fallback mode hooks (the others are inlined here).
+    pub fn hooked(&self, mode: AttachMode) -> &[&'static str] {
+        match mode {
+            AttachMode::Tracepoint => &[],
+            AttachMode::Fentry => &self.btf_callers,
+            AttachMode::Kprobe => &self.symbol_callers,
+        }
+    }
+}
+
+/// The symbols of /proc/kallsyms that are in `wanted`.
+fn kallsyms(wanted: &HashSet<&str>) -> HashSet<String> {
+    let Ok(text) = fs::read_to_string("/proc/kallsyms") else {
+        return HashSet::new();
+    };
+    text.lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .filter(|s| wanted.contains(s))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The modes to try, best first: one for an explicit request, every
+/// available one for `auto` (a later one is used if an earlier one fails to
+/// load). An error says why nothing fits.
+pub fn plan(request: AttachKind, facts: &KernelFacts) -> Result<Vec<AttachMode>, String> {
+    let wanted: &[AttachMode] = match request {
+        AttachKind::Auto => &AttachMode::ALL,
+        AttachKind::Tracepoint => &[AttachMode::Tracepoint],
+        AttachKind::Fentry => &[AttachMode::Fentry],
+        AttachKind::Kprobe => &[AttachMode::Kprobe],
+    };
+    let mut why = Vec::new();
+    let mut modes = Vec::new();
+    for &m in wanted {
+        match facts.unavailable(m) {
+            None => modes.push(m),
+            Some(reason) => why.push(format!("{}: {reason}", m.name())),
+        }
+    }
+    if modes.is_empty() {
+        return Err(why.join("; "));
+    }
+    Ok(modes)
+}
+
+/// What a capture attached to, as the file's `attach` metadata says it:
+/// the tracepoint keeps the name older files carry; a fallback names the
+/// functions it hooks, so that a reader sees what it may have missed.
+pub fn describe(mode: AttachMode, facts: &KernelFacts) -> String {
+    match mode {
+        AttachMode::Tracepoint => "tp_btf/tcp_cong_state_set".into(),
+        AttachMode::Fentry => format!("fentry+fexit/{}", facts.hooked(mode).join(",")),
+        AttachMode::Kprobe => format!("kprobe+kretprobe/{}", facts.hooked(mode).join(",")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 6.x kernel with everything.
+    fn modern() -> KernelFacts {
+        KernelFacts {
+            btf: true,
+            tracepoint: true,
+            lifecycle_tracepoint: true,
+            trampolines: true,
+            kprobes: true,
+            btf_callers: CALLERS.to_vec(),
+            symbol_callers: CALLERS.to_vec(),
+            cookie_in_tracing: true,
+        }
+    }
+
+    /// Debian 11's 5.10: no tracepoint, no cookie in tracing programs.
+    fn bullseye() -> KernelFacts {
+        KernelFacts {
+            tracepoint: false,
+            cookie_in_tracing: false,
+            ..modern()
+        }
+    }
+
+    #[test]
+    fn auto_prefers_the_tracepoint_then_fentry_then_kprobes() {
+        use AttachMode::*;
+        assert_eq!(
+            plan(AttachKind::Auto, &modern()),
+            Ok(vec![Tracepoint, Fentry, Kprobe])
+        );
+        assert_eq!(
+            plan(AttachKind::Auto, &bullseye()),
+            Ok(vec![Fentry, Kprobe])
+        );
+        let no_trampolines = KernelFacts {
+            trampolines: false,
+            ..bullseye()
+        };
+        assert_eq!(plan(AttachKind::Auto, &no_trampolines), Ok(vec![Kprobe]));
+    }
+
+    #[test]
+    fn an_explicit_mode_is_tried_alone_or_refused_with_the_reason() {
+        assert_eq!(
+            plan(AttachKind::Kprobe, &modern()),
+            Ok(vec![AttachMode::Kprobe])
+        );
+        assert_eq!(
+            plan(AttachKind::Tracepoint, &bullseye()),
+            Err("tracepoint: no tcp_cong_state_set tracepoint (it arrived in Linux 5.19)".into())
+        );
+        let no_kprobes = KernelFacts {
+            kprobes: false,
+            ..modern()
+        };
+        assert_eq!(
+            plan(AttachKind::Kprobe, &no_kprobes),
+            Err("kprobe: the kernel has no kprobes (CONFIG_KPROBES)".into())
+        );
+    }
+
+    #[test]
+    fn without_btf_nothing_can_run_and_every_mode_says_so() {
+        let err = plan(AttachKind::Auto, &KernelFacts::default()).unwrap_err();
+        assert_eq!(err.matches("no BTF").count(), 3, "{err}");
+    }
+
+    #[test]
+    fn an_inlined_caller_is_left_out_and_named_in_the_description() {
+        let partly_inlined = KernelFacts {
+            symbol_callers: vec!["tcp_fastretrans_alert", "tcp_enter_cwr", "tcp_enter_loss"],
+            ..bullseye()
+        };
+        assert_eq!(
+            describe(AttachMode::Kprobe, &partly_inlined),
+            "kprobe+kretprobe/tcp_fastretrans_alert,tcp_enter_cwr,tcp_enter_loss"
+        );
+        let essential_inlined = KernelFacts {
+            symbol_callers: vec!["tcp_enter_cwr"],
+            ..bullseye()
+        };
+        assert_eq!(
+            plan(AttachKind::Kprobe, &essential_inlined),
+            Err("kprobe: tcp_fastretrans_alert has no symbol (inlined)".into())
+        );
+        assert_eq!(
+            describe(AttachMode::Tracepoint, &modern()),
+            "tp_btf/tcp_cong_state_set"
+        );
+    }
+}
