@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::buffer::{Consumer, Inbox};
 use super::host::ktime_now;
-use super::load::{kernel_lost, load, object_slots, recursion_misses, KernelConfig};
+use super::load::{kernel_lost, load, object_slots, prog_stats, KernelConfig};
 use super::skel::TcpcongSkel;
 use crate::cli::BufferKind;
 use crate::error::{Error, Result};
@@ -60,8 +60,11 @@ pub struct CaptureStats {
     /// Records that did not decode.
     pub malformed: u64,
     /// Calls the kernel skipped because the program was already running on
-    /// that CPU (see `load::recursion_misses`).
+    /// that CPU (see `load::ProgStats`).
     pub missed: u64,
+    /// Time in the programs and their runs, while bpf_stats was enabled.
+    pub bpf_run_ns: u64,
+    pub bpf_runs: u64,
     /// Events that arrived after later ones had been released.
     pub late: u64,
     /// What the programs attached to (metadata `attach`).
@@ -81,7 +84,7 @@ impl CaptureStats {
             BufferKind::Ring => kernel_lost(skel),
             BufferKind::Perf => inbox.perf_lost,
         };
-        transport + inbox.malformed + recursion_misses(skel)
+        transport + inbox.malformed + prog_stats(skel).recursion_misses
     }
 }
 
@@ -198,7 +201,10 @@ pub fn run(
     {
         let inbox = inbox.borrow();
         stats.malformed = inbox.malformed;
-        stats.missed = recursion_misses(&skel);
+        let progs = prog_stats(&skel);
+        stats.missed = progs.recursion_misses;
+        stats.bpf_run_ns = progs.run_time_ns;
+        stats.bpf_runs = progs.run_cnt;
         stats.lost += match cfg.buffer {
             BufferKind::Ring => kernel_lost(&skel),
             BufferKind::Perf => inbox.perf_lost,

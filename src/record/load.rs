@@ -376,32 +376,40 @@ pub fn kernel_lost(skel: &TcpcongSkel<'_>) -> u64 {
         .unwrap_or(0)
 }
 
-/// Events the kernel did not give the programs at all: a program that is
-/// interrupted (by a softirq handling another socket's ACK on the same CPU)
-/// and re-entered is skipped by the kernel's recursion guard for that
-/// nested call, which bpf_prog_info counts as `recursion_misses`.
-pub fn recursion_misses(skel: &TcpcongSkel<'_>) -> u64 {
+/// What the kernel counts about the loaded programs, summed over them.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProgStats {
+    /// Time spent in the programs and how often they ran: counted only
+    /// while `kernel.bpf_stats_enabled` is 1.
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
+    /// Calls the kernel did not give the programs at all: a program that
+    /// is interrupted (by a softirq handling another socket's ACK on the
+    /// same CPU) and re-entered is skipped by the kernel's recursion guard
+    /// for that nested call.
+    pub recursion_misses: u64,
+}
+
+pub fn prog_stats(skel: &TcpcongSkel<'_>) -> ProgStats {
     use std::os::fd::{AsFd, AsRawFd};
-    skel.object()
-        .progs()
-        .filter(|p| p.autoload())
-        .map(|p| {
-            let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
-            let mut len = std::mem::size_of_val(&info) as u32;
-            // SAFETY: the program is loaded, so its fd is valid; info and
-            // len are valid out-pointers of the size given.
-            let rc = unsafe {
-                libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(
-                    p.as_fd().as_raw_fd(),
-                    &mut info,
-                    &mut len,
-                )
-            };
-            if rc == 0 {
-                info.recursion_misses
-            } else {
-                0
-            }
-        })
-        .sum()
+    let mut sum = ProgStats::default();
+    for p in skel.object().progs().filter(|p| p.autoload()) {
+        let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+        let mut len = std::mem::size_of_val(&info) as u32;
+        // SAFETY: the program is loaded, so its fd is valid; info and len
+        // are valid out-pointers of the size given.
+        let rc = unsafe {
+            libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(
+                p.as_fd().as_raw_fd(),
+                &mut info,
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            sum.run_time_ns += info.run_time_ns;
+            sum.run_cnt += info.run_cnt;
+            sum.recursion_misses += info.recursion_misses;
+        }
+    }
+    sum
 }

@@ -139,7 +139,7 @@ pub fn run(args: &RecordArgs) -> Result<()> {
         Err(e) => return Err(abandon(sink.out, e)),
     };
 
-    let (summary, gaps) = match sink.out {
+    let (summary, events, gaps) = match sink.out {
         Output::File(w) => {
             let (events, flows, gaps) = (w.events(), w.flows(), w.gaps());
             let target = w.target().to_path_buf();
@@ -148,7 +148,7 @@ pub fn run(args: &RecordArgs) -> Result<()> {
                 "wrote {events} events of {flows} flows to {} ({size} bytes)",
                 target.display()
             );
-            (summary, gaps)
+            (summary, events, gaps)
         }
         Output::Series(mut s) => {
             if let Err(e) = s.finish(&stats) {
@@ -161,7 +161,7 @@ pub fn run(args: &RecordArgs) -> Result<()> {
                 s.root().display(),
                 s.bytes
             );
-            (summary, s.gaps)
+            (summary, s.events, s.gaps)
         }
     };
     if gaps > 0 {
@@ -180,6 +180,14 @@ pub fn run(args: &RecordArgs) -> Result<()> {
         stats.lost_events(),
         loss_detail(&stats)
     );
+    if stats.bpf_run_ns > 0 && events > 0 {
+        eprintln!(
+            "tcpcong: in-kernel cost {} ns per event ({} ns in {} program runs; kernel.bpf_stats_enabled is on)",
+            stats.bpf_run_ns / events,
+            stats.bpf_run_ns,
+            stats.bpf_runs
+        );
+    }
     Ok(())
 }
 
