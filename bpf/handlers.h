@@ -98,9 +98,12 @@ static __always_inline void NAME(fill)(struct event *e, struct sock *sk, struct 
 	if (id->family == 4) {
 		__u64 *s = (__u64 *)e->saddr, *d = (__u64 *)e->daddr;
 
-		s[0] = LD(sk, __sk_common.skc_rcv_saddr);
+		/* Both addresses in one read: daddr is the low half. */
+		__u64 pair = LD(sk, __sk_common.skc_addrpair);
+
+		s[0] = pair >> 32;
 		s[1] = 0;
-		d[0] = LD(sk, __sk_common.skc_daddr);
+		d[0] = pair & 0xffffffff;
 		d[1] = 0;
 	} else {
 		LD_BYTES(e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
@@ -165,26 +168,6 @@ static __always_inline void NAME(transition)(void *ctx, struct sock *sk, struct 
 
 	if (NAME(flow_wanted)(sk, &id))
 		NAME(emit)(ctx, sk, tp, &id, KIND_CA_STATE, old, new);
-}
-
-/* A TCP state change: a lifecycle event, and the end (or a reused
- * socket's new start) of a tcpcong-assigned flow id. */
-static __always_inline void NAME(lifecycle)(void *ctx, struct sock *sk, int oldstate, int newstate)
-{
-	struct tcp_sock *tp;
-	struct ident id;
-
-	if (LD(sk, sk_protocol) != IPPROTO_TCP)
-		return;
-	tp = TCP_SOCK(sk);
-	if (!tp)
-		return;
-	if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV)
-		forget_flow(sk);
-	if (emit_lifecycle && NAME(flow_wanted)(sk, &id))
-		NAME(emit)(ctx, sk, tp, &id, KIND_TCP_STATE, oldstate, newstate);
-	if (newstate == TCP_CLOSE)
-		forget_flow(sk);
 }
 
 /*

@@ -93,8 +93,7 @@ struct sock_cgroup_data___old {
 };
 
 struct sock_common {
-	__be32 skc_daddr;
-	__be32 skc_rcv_saddr;
+	__u64 skc_addrpair;
 	__be16 skc_dport;
 	__u16 skc_num;
 	unsigned short skc_family;

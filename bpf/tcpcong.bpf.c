@@ -113,7 +113,7 @@ struct {
  * entry pushes its socket on a stack of the running task (or, for the
  * idle task, of the CPU), tagged with the function so that an exit whose
  * entry was skipped pops nothing. */
-#define FRAMES 8
+#define FRAMES 8 /* a power of two: indexes are masked with FRAMES - 1 */
 struct frames {
 	__u64 sk[FRAMES];
 	__u32 depth;
@@ -126,13 +126,19 @@ struct {
 	__type(value, struct frames);
 } task_frames SEC(".maps");
 
-/* Ring-buffer reserve failures, per CPU so that counting never contends. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} lost SEC(".maps");
+/*
+ * Events that could not be handed over (ring buffer full, a table full),
+ * one cache line per CPU so that counting never contends. User space reads
+ * them through the mmapped .bss, never with a bpf() map syscall: while one
+ * runs, the kernel skips kprobe programs on that CPU (bpf_prog_active), and
+ * on kernels before 6.7 without counting the skip.
+ */
+#define LOST_SLOTS 1024
+struct lost_slot {
+	__u64 n;
+	__u64 pad[7];
+};
+struct lost_slot lost[LOST_SLOTS];
 
 static __always_inline bool port_in(__u16 port, __u16 lo, __u16 hi)
 {
@@ -152,11 +158,8 @@ struct ident {
 
 static __always_inline void count_lost(void)
 {
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
-
-	if (n)
-		*n += 1;
+	/* Atomic because CPUs beyond LOST_SLOTS share slots. */
+	__sync_fetch_and_add(&lost[bpf_get_smp_processor_id() & (LOST_SLOTS - 1)].n, 1);
 }
 
 static __always_inline __u64 assigned_flow(struct sock *sk)
@@ -213,7 +216,7 @@ static __always_inline void push_frame(struct sock *sk, __u32 fn)
 		count_lost();
 		return;
 	}
-	f->sk[d] = (__u64)sk | fn;
+	f->sk[d & (FRAMES - 1)] = (__u64)sk | fn;
 	f->depth = d + 1;
 }
 
@@ -225,9 +228,8 @@ static __always_inline struct sock *pop_frame(__u32 fn)
 
 	if (!f || f->depth == 0 || f->depth > FRAMES)
 		return NULL;
-	d = f->depth - 1;
-	if (d >= FRAMES)
-		return NULL;
+	/* The mask, not the check above, is what the verifier can follow. */
+	d = (f->depth - 1) & (FRAMES - 1);
 	top = f->sk[d];
 	/* Socket pointers are 8-byte aligned: the tag lives in the low bits. */
 	if ((top & 7) != fn)
@@ -263,6 +265,26 @@ static __always_inline struct sock *pop_frame(__u32 fn)
 #define COOKIE(sk) 0
 #include "handlers.h"
 
+/* A TCP state change: a lifecycle event, and the end (or a reused
+ * socket's new start) of a tcpcong-assigned flow id. */
+static __always_inline void lifecycle(void *ctx, struct sock *sk, int oldstate, int newstate)
+{
+	struct tcp_sock *tp;
+	struct ident id;
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return;
+	if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV)
+		forget_flow(sk);
+	if (emit_lifecycle && flow_wanted_btf(sk, &id))
+		emit_btf(ctx, sk, tp, &id, KIND_TCP_STATE, oldstate, newstate);
+	if (newstate == TCP_CLOSE)
+		forget_flow(sk);
+}
+
 /* Runs before the kernel stores the new state, so the old one is still there. */
 SEC("tp_btf/tcp_cong_state_set")
 int BPF_PROG(on_cong_state_set, struct sock *sk, __u8 ca_state)
@@ -275,18 +297,12 @@ int BPF_PROG(on_cong_state_set, struct sock *sk, __u8 ca_state)
 	return 0;
 }
 
+/* Lifecycle for every mode: tp_btf needs BTF (as all modes' reads do) but
+ * no trampolines, so it also serves kprobe mode. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
-	lifecycle_btf(ctx, sk, oldstate, newstate);
-	return 0;
-}
-
-/* The kprobe mode's lifecycle hook: needs no BTF for attaching. */
-SEC("raw_tp/inet_sock_set_state")
-int BPF_PROG(raw_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
-{
-	lifecycle_probed(ctx, sk, oldstate, newstate);
+	lifecycle(ctx, sk, oldstate, newstate);
 	return 0;
 }
 

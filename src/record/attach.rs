@@ -64,7 +64,8 @@ pub struct KernelFacts {
     pub btf: bool,
     /// BTF has `btf_trace_tcp_cong_state_set`.
     pub tracepoint: bool,
-    /// BTF has `btf_trace_inet_sock_set_state` (lifecycle with tp_btf).
+    /// BTF has `btf_trace_inet_sock_set_state`: lifecycle events, and the
+    /// retirement of assigned flow ids, in every mode.
     pub lifecycle_tracepoint: bool,
     /// The kernel can build BPF trampolines (fentry/fexit).
     pub trampolines: bool,
@@ -123,7 +124,7 @@ impl KernelFacts {
             AttachMode::Fentry if !self.trampolines => {
                 Some("the kernel cannot build BPF trampolines".into())
             }
-            AttachMode::Fentry if !self.lifecycle_tracepoint => {
+            AttachMode::Fentry | AttachMode::Kprobe if !self.lifecycle_tracepoint => {
                 Some("no inet_sock_set_state tracepoint in BTF".into())
             }
             AttachMode::Fentry if !self.btf_callers.contains(&ESSENTIAL_CALLER) => {

@@ -255,8 +255,7 @@ fn load_mode<'obj>(
         let name = prog.name().to_string_lossy();
         let wanted = match name.as_ref() {
             "on_cong_state_set" => mode == AttachMode::Tracepoint,
-            "on_inet_sock_set_state" => lifecycle && mode != AttachMode::Kprobe,
-            "raw_inet_sock_set_state" => lifecycle && mode == AttachMode::Kprobe,
+            "on_inet_sock_set_state" => lifecycle,
             n => fallback_program(n).is_some_and(|(m, func)| m == mode && hooked.contains(&func)),
         };
         prog.set_autoload(wanted);
@@ -359,21 +358,33 @@ fn page_size() -> u32 {
     u32::try_from(p).unwrap_or(4096)
 }
 
-/// Reserve failures counted by the ring-buffer path, summed over CPUs.
+/// Events the programs could not hand over, summed over CPUs. Read from
+/// the mmapped .bss: a bpf() syscall here would make kprobes skip events
+/// (see `lost` in bpf/tcpcong.bpf.c).
 pub fn kernel_lost(skel: &TcpcongSkel<'_>) -> u64 {
-    skel.maps
-        .lost
-        .lookup_percpu(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
-        .ok()
-        .flatten()
-        .map(|per_cpu| {
-            per_cpu
-                .iter()
-                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
-                .map(u64::from_ne_bytes)
-                .sum()
-        })
-        .unwrap_or(0)
+    match skel.maps.bss_data.as_deref() {
+        Some(bss) => bss
+            .lost
+            .iter()
+            // SAFETY: an aligned u64 that the programs only add to, read
+            // through a valid reference; volatile so that each call re-reads.
+            .map(|slot| unsafe { std::ptr::read_volatile(&slot.n) })
+            .sum(),
+        // Kernels before 5.5 cannot mmap global data: the one syscall way.
+        None => skel
+            .maps
+            .bss
+            .lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+            .ok()
+            .flatten()
+            .map_or(0, |bytes| {
+                bytes
+                    .chunks_exact(std::mem::size_of::<super::skel::types::lost_slot>())
+                    .filter_map(|slot| slot.get(..8)?.try_into().ok())
+                    .map(u64::from_ne_bytes)
+                    .sum()
+            }),
+    }
 }
 
 /// What the kernel counts about the loaded programs, summed over them.

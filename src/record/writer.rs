@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
+use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,7 +41,9 @@ const BATCH_ROWS: usize = 65_536;
 const DELTA_COLUMNS: [&str; 4] = ["time", "ktime_ns", "srtt_us", "total_retrans"];
 const ROW_GROUP_ROWS: usize = 1 << 20;
 /// The address-string cache is a speed-up, not a record of flows: clearing
-/// it when large keeps memory flat under a storm of short flows.
+/// it when large keeps memory flat under a storm of short flows. It is keyed
+/// by the addresses, not the flow: a flow's addresses change (an accepted
+/// socket's first event comes before its peer address is set).
 const ADDR_CACHE_MAX: usize = 100_000;
 
 /// The hidden name a recording has until it is complete.
@@ -58,7 +61,7 @@ pub struct RecordingWriter {
     writer: Option<ArrowWriter<File>>,
     schema: SchemaRef,
     cols: Columns,
-    addr_cache: HashMap<u64, (Box<str>, Box<str>)>,
+    addr_cache: HashMap<(IpAddr, IpAddr), (Box<str>, Box<str>)>,
     flows: HashSet<u64>,
     events: u64,
     last_ktime: u64,
@@ -194,12 +197,15 @@ impl RecordingWriter {
             if self.addr_cache.len() >= ADDR_CACHE_MAX {
                 self.addr_cache.clear();
             }
-            let (s, d) = self.addr_cache.entry(e.flow).or_insert_with(|| {
-                (
-                    e.addr.saddr.to_string().into_boxed_str(),
-                    e.addr.daddr.to_string().into_boxed_str(),
-                )
-            });
+            let (s, d) = self
+                .addr_cache
+                .entry((e.addr.saddr, e.addr.daddr))
+                .or_insert_with(|| {
+                    (
+                        e.addr.saddr.to_string().into_boxed_str(),
+                        e.addr.daddr.to_string().into_boxed_str(),
+                    )
+                });
             self.cols.push(e, s, d);
             self.check_chain(e);
             self.flows.insert(e.flow);
