@@ -2,12 +2,13 @@
 # both install what they need on a fresh Debian machine (as root).
 
 CARGO ?= cargo
-APT_PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make nftables iproute2 iperf3 bpftool util-linux procps python3-pip
+APT_PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make nftables iproute2 iperf3 bpftool util-linux procps python3-pip \
+  qemu-system-x86 busybox-static cpio binutils
 PY_PACKAGES := pytest pyarrow pandas duckdb
 DEBUG_BIN := target/debug/tcpcong
 RELEASE_BIN := target/release/tcpcong
 
-.PHONY: deps build release install demo test lint fixtures bench fuzz clean
+.PHONY: deps build release install demo test test-vm lint fixtures bench fuzz clean
 
 PREFIX ?= /usr/local
 
@@ -43,10 +44,19 @@ demo: release
 	TCPCONG=$(RELEASE_BIN) lab/demo.sh
 
 # The whole suite, as CI runs it: lint, unit and integration tests (the
-# end-to-end ones need root and BPF, and fail without them), Python interop.
+# end-to-end ones need root and BPF, and fail without them), Python interop,
+# and the VM tests (TCPCONG_VM=0 skips them).
 test: deps lint
 	$(CARGO) test
 	TCPCONG=$(DEBUG_BIN) python3 -m pytest -q tests/python
+	$(MAKE) --no-print-directory test-vm
+
+# The attach modes on Debian's 6.1 and 5.10 kernels, booted under qemu
+# (software emulation; about a minute). Kernels are downloaded once into
+# /var/cache/tcpcong-vm (TCPCONG_VM_CACHE elsewhere).
+test-vm: deps
+	$(CARGO) build
+	TCPCONG=$(DEBUG_BIN) python3 -m pytest -q -s tests/vm
 
 lint: deps
 	$(CARGO) fmt --all -- --check

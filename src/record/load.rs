@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::mem::MaybeUninit;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapType, OpenObject};
@@ -203,14 +203,23 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &KernelConfig) -> Result<Lo
     let modes = modes(cfg.attach)?;
     let mut free: &'obj mut [MaybeUninit<OpenObject>] = slots;
     let mut failed = Vec::new();
+    // libbpf's log of an attempt is shown only if the last one fails too: a
+    // mode that auto tried and left is no error.
+    let shown = libbpf_rs::get_print();
+    libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Info, keep_libbpf_log)));
     for mode in modes {
+        LIBBPF_LOG.lock().map(|mut l| l.clear()).ok();
         let (slot, rest) = free
             .split_first_mut()
             .ok_or_else(|| Error::Runtime("more attach modes than object slots".into()))?;
         free = rest;
         match load_mode(slot, cfg, mode) {
             Ok(skel) => {
+                libbpf_rs::set_print(shown);
                 let attach = attach::describe(mode, facts());
+                if mode == AttachMode::Kprobe {
+                    eprintln!("tcpcong: note: the kernel skips a kprobe that fires while another BPF program runs on its CPU, and counts the skip (in lost events) only since Linux 6.7; --attach fentry has no such blind spot");
+                }
                 if !failed.is_empty() || mode != AttachMode::Tracepoint {
                     eprintln!(
                         "tcpcong: attached to {attach}{}",
@@ -228,12 +237,24 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &KernelConfig) -> Result<Lo
             Err(e) => failed.push((mode, e)),
         }
     }
+    libbpf_rs::set_print(shown);
+    if let (Some((_, print)), Ok(mut log)) = (shown, LIBBPF_LOG.lock()) {
+        print(libbpf_rs::PrintLevel::Warn, std::mem::take(&mut *log));
+    }
     // Only the last failure is the user's to act on; the others were
     // printed by libbpf above it.
     Err(failed
         .pop()
         .map(|(_, e)| e)
         .unwrap_or_else(|| Error::Runtime("no attach mode was tried".into())))
+}
+
+static LIBBPF_LOG: Mutex<String> = Mutex::new(String::new());
+
+fn keep_libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
+    if level != libbpf_rs::PrintLevel::Debug {
+        LIBBPF_LOG.lock().map(|mut l| l.push_str(&msg)).ok();
+    }
 }
 
 fn load_mode<'obj>(

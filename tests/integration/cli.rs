@@ -54,6 +54,11 @@ fn other_bad_flags_are_usage_errors() {
         2,
         &["--buffer", "pipe"],
     );
+    assert_one_line_error(
+        &["record", "-o", "/tmp/x.parquet", "--attach", "uprobe"],
+        2,
+        &["--attach", "uprobe"],
+    );
     assert_one_line_error(&["record"], 2, &["--output"]);
     assert_one_line_error(&["analyze"], 2, &["INPUT"]);
     assert_one_line_error(&["analyze", "--accounting", "some"], 2, &["--accounting"]);
@@ -164,4 +169,19 @@ fn impossible_report_requests_are_usage_errors() {
         2,
         &["--localport", "'-5'"],
     );
+}
+
+/// A mode this kernel does not offer (lab.md: no kprobes here) is refused
+/// before any file is created, with the reason and what to do.
+#[test]
+fn an_attach_mode_the_kernel_lacks_is_a_one_line_error() {
+    let dir = TempDir::new("attach");
+    let out = dir.join("x.parquet");
+    let out = out.to_str().unwrap();
+    assert_one_line_error(
+        &["record", "-o", out, "--attach", "kprobe"],
+        1,
+        &["kprobe", "CONFIG_KPROBES", "--attach auto"],
+    );
+    assert!(std::fs::read_dir(&dir.0).unwrap().next().is_none());
 }
