@@ -79,7 +79,8 @@ static __always_inline bool NAME(flow_wanted)(struct sock *sk, struct ident *id)
 	id->cgroup = NAME(cgroup_of)(sk);
 	if (cgroup_only && id->cgroup != cgroup_only)
 		return false;
-	/* Only flows that pass get an id: unwanted ones cost no map entry. */
+	/* Without a port filter, only flows that pass get an id: unwanted
+	 * ones cost no map entry. */
 	if (!port_filtered)
 		id->flow = NAME(flow_of)(sk);
 	return true;
@@ -170,6 +171,16 @@ static __always_inline void NAME(transition)(void *ctx, struct sock *sk, struct 
 		NAME(emit)(ctx, sk, tp, &id, KIND_CA_STATE, old, new);
 }
 
+/* Reports the state a hooked call found or left, when it is news. */
+static __always_inline void NAME(note)(void *ctx, struct sock *sk, struct tcp_sock *tp,
+				       struct call *c, __u8 now, bool always)
+{
+	if (now != c->last || always) {
+		NAME(transition)(ctx, sk, tp, c->last, now);
+		c->last = now;
+	}
+}
+
 /*
  * Entry to one of the functions that change a socket's congestion state.
  * The outermost call on a socket only notes the state; a nested call (the
@@ -196,10 +207,7 @@ static __always_inline void NAME(call_enter)(void *ctx, struct sock *sk)
 		return;
 	}
 	c->depth++;
-	if (now != c->last) {
-		NAME(transition)(ctx, sk, tp, c->last, now);
-		c->last = now;
-	}
+	NAME(note)(ctx, sk, tp, c, now, false);
 }
 
 /*
@@ -212,7 +220,6 @@ static __always_inline void NAME(call_exit)(void *ctx, struct sock *sk, bool rep
 	struct tcp_sock *tp = TCP_SOCK(sk);
 	__u64 key = (__u64)sk;
 	struct call *c;
-	__u8 now;
 
 	if (!tp)
 		return;
@@ -220,11 +227,7 @@ static __always_inline void NAME(call_exit)(void *ctx, struct sock *sk, bool rep
 	/* No entry: the call began before the programs were attached. */
 	if (!c)
 		return;
-	now = LD_BITS(&tp->inet_conn, icsk_ca_state);
-	if (now != c->last || repeats) {
-		NAME(transition)(ctx, sk, tp, c->last, now);
-		c->last = now;
-	}
+	NAME(note)(ctx, sk, tp, c, LD_BITS(&tp->inet_conn, icsk_ca_state), repeats);
 	if (c->depth > 1)
 		c->depth--;
 	else

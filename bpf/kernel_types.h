@@ -135,6 +135,14 @@ struct tcp_sock {
 	__u32 total_retrans;
 };
 
+/* What kprobes see, per architecture (bpf_tracing.h names the members). */
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+};
+
 struct pt_regs {
 	unsigned long di;
 	unsigned long si;

@@ -7,10 +7,10 @@
  *
  *   tracepoint  tp_btf/tcp_cong_state_set, every call of tcp_set_ca_state()
  *               (Linux >= 5.19);
- *   fentry      fentry/fexit on the five functions that call it (BTF
- *               kernels whose tcp_set_ca_state() is still inline);
- *   kprobe      kprobe/kretprobe on the same five, for kernels without
- *               BPF trampolines.
+ *   fentry      fentry/fexit on the functions that call it (BTF kernels
+ *               whose tcp_set_ca_state() is still inline);
+ *   kprobe      kprobe/kretprobe on the same functions, for kernels
+ *               without BPF trampolines.
  *
  * Cost is the design constraint: this runs in softirq for every ACK that
  * moves a congestion state. So socket fields are read by direct (BTF-typed)
@@ -53,6 +53,8 @@ const volatile __u64 flow_id_base = 1ULL << 63;
 /* The lifecycle program also runs without lifecycle events when it must
  * retire assigned flow ids. */
 const volatile bool emit_lifecycle = true;
+/* A fallback mode: the calls map is in use. */
+const volatile bool track_calls = false;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -96,14 +98,16 @@ struct {
 
 /* Fallback modes: a socket's calls of the hooked functions in progress
  * (they nest: tcp_fastretrans_alert calls tcp_enter_recovery). The socket
- * lock serialises them, so the entry is never shared between CPUs. */
+ * lock serialises them, so the entry is never shared between CPUs. An
+ * entry whose exit was never seen (a missed kretprobe, a call in flight at
+ * attach) goes when its socket closes or starts over, or by LRU. */
 struct call {
 	__u8 last;
 	__u8 depth;
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct call);
@@ -182,12 +186,16 @@ static __always_inline __u64 assigned_flow(struct sock *sk)
 	return id;
 }
 
-static __always_inline void forget_flow(struct sock *sk)
+/* What the programs keep per socket address, which the next socket at
+ * that address must not inherit. */
+static __always_inline void forget_socket(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
 
 	if (!use_cookie)
 		bpf_map_delete_elem(&flow_ids, &key);
+	if (track_calls)
+		bpf_map_delete_elem(&calls, &key);
 }
 
 static __always_inline __u64 frames_key(void)
@@ -198,7 +206,8 @@ static __always_inline __u64 frames_key(void)
 	return (__u32)id ? id : 1ULL << 63 | bpf_get_smp_processor_id();
 }
 
-static __always_inline void push_frame(struct sock *sk, __u32 fn)
+/* False when the frame could not be kept: the exit will not find it. */
+static __always_inline bool push_frame(struct sock *sk, __u32 fn)
 {
 	__u64 key = frames_key();
 	struct frames *f = bpf_map_lookup_elem(&task_frames, &key);
@@ -207,40 +216,53 @@ static __always_inline void push_frame(struct sock *sk, __u32 fn)
 	if (!f) {
 		struct frames fresh = { .sk = { (__u64)sk | fn }, .depth = 1 };
 
-		if (bpf_map_update_elem(&task_frames, &key, &fresh, BPF_NOEXIST))
+		if (bpf_map_update_elem(&task_frames, &key, &fresh, BPF_NOEXIST)) {
 			count_lost();
-		return;
+			return false;
+		}
+		return true;
 	}
 	d = f->depth;
 	if (d >= FRAMES) {
 		count_lost();
-		return;
+		return false;
 	}
 	f->sk[d & (FRAMES - 1)] = (__u64)sk | fn;
 	f->depth = d + 1;
+	return true;
 }
 
+/*
+ * The socket of the innermost call of `fn` on this stack. Frames above it
+ * are calls whose exits the kernel never ran (a missed kretprobe): they are
+ * dropped with it. No frame of `fn`: its entry was skipped, nothing to do.
+ */
 static __always_inline struct sock *pop_frame(__u32 fn)
 {
-	__u64 key = frames_key(), top;
+	__u64 key = frames_key(), frame;
 	struct frames *f = bpf_map_lookup_elem(&task_frames, &key);
-	__u32 d;
+	__u32 depth, d, i;
 
-	if (!f || f->depth == 0 || f->depth > FRAMES)
+	if (!f)
 		return NULL;
-	/* The mask, not the check above, is what the verifier can follow. */
-	d = (f->depth - 1) & (FRAMES - 1);
-	top = f->sk[d];
-	/* Socket pointers are 8-byte aligned: the tag lives in the low bits. */
-	if ((top & 7) != fn)
-		return NULL;
-	if (d == 0)
-		bpf_map_delete_elem(&task_frames, &key);
-	else
-		f->depth = d;
-	return (struct sock *)(top & ~7ULL);
+	depth = f->depth;
+	for (i = 0; i < FRAMES; i++) {
+		if (i >= depth)
+			break;
+		/* The mask, not the bound, is what the verifier can follow. */
+		d = (depth - 1 - i) & (FRAMES - 1);
+		frame = f->sk[d];
+		/* Socket pointers are 8-byte aligned: the tag lives in the low bits. */
+		if ((frame & 7) != fn)
+			continue;
+		if (d == 0)
+			bpf_map_delete_elem(&task_frames, &key);
+		else
+			f->depth = d;
+		return (struct sock *)(frame & ~7ULL);
+	}
+	return NULL;
 }
-
 /* BTF-typed programs: direct loads. */
 #define NAME(f) f##_btf
 #define LD(p, f) ((p)->f)
@@ -278,11 +300,11 @@ static __always_inline void lifecycle(void *ctx, struct sock *sk, int oldstate, 
 	if (!tp)
 		return;
 	if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV)
-		forget_flow(sk);
+		forget_socket(sk);
 	if (emit_lifecycle && flow_wanted_btf(sk, &id))
 		emit_btf(ctx, sk, tp, &id, KIND_TCP_STATE, oldstate, newstate);
 	if (newstate == TCP_CLOSE)
-		forget_flow(sk);
+		forget_socket(sk);
 }
 
 /* Runs before the kernel stores the new state, so the old one is still there. */
@@ -306,8 +328,9 @@ int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 	return 0;
 }
 
-/* The five callers of tcp_set_ca_state(), each with its first argument the
- * socket. Names are fixed: user space picks programs by their prefix
+/* The callers of tcp_set_ca_state() that change congestion states (BCC's
+ * five, and tcp_simple_retransmit for Loss after a path MTU drop), each
+ * with its first argument the socket. Names are fixed: user space picks programs by their prefix
  * (fentry_, fexit_, kprobe_, kretprobe_) and function. */
 #define FENTRY_PAIR(func, repeats)                                  \
 	SEC("fentry/" #func)                                        \
@@ -327,8 +350,8 @@ int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 	SEC("kprobe/" #func)                                        \
 	int BPF_KPROBE(kprobe_##func, struct sock *sk)              \
 	{                                                           \
-		push_frame(sk, tag);                                \
-		call_enter_probed(ctx, sk);                         \
+		if (push_frame(sk, tag))                            \
+			call_enter_probed(ctx, sk);                 \
 		return 0;                                           \
 	}                                                           \
 	SEC("kretprobe/" #func)                                     \
@@ -350,3 +373,4 @@ CALLER(tcp_enter_cwr, 1, false)
 CALLER(tcp_enter_loss, 2, true)
 CALLER(tcp_enter_recovery, 3, false)
 CALLER(tcp_process_tlp_ack, 4, false)
+CALLER(tcp_simple_retransmit, 5, false)

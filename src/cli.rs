@@ -185,9 +185,9 @@ pub enum AttachKind {
     Auto,
     /// tp_btf/tcp_cong_state_set (Linux 5.19+): every transition, exactly.
     Tracepoint,
-    /// fentry/fexit on the five callers of tcp_set_ca_state (BTF kernels).
+    /// fentry/fexit on the callers of tcp_set_ca_state (BTF kernels).
     Fentry,
-    /// kprobe/kretprobe on the same five (kernels without BPF trampolines).
+    /// kprobe/kretprobe on the same callers (kernels without BPF trampolines).
     Kprobe,
 }
 

@@ -61,7 +61,7 @@ pub fn run() -> Result<()> {
         },
         true,
     );
-    let life = btf && load::has_tracepoint("inet_sock_set_state");
+    let life = load::facts().lifecycle_tracepoint;
     r.line(
         if btf { status(life) } else { Status::Unknown },
         "sock:inet_sock_set_state",
@@ -72,17 +72,23 @@ pub fn run() -> Result<()> {
         },
         false,
     );
-    let ring = btf && load::has_btf_type("bpf_ringbuf");
+    // The probe that record --buffer auto uses; it needs privileges.
+    let ring = libbpf_rs::MapType::RingBuf.is_supported();
     r.line(
-        if btf { status(ring) } else { Status::Unknown },
+        match ring {
+            Ok(true) => Status::Ok,
+            Ok(false) => Status::Missing,
+            Err(_) => Status::Unknown,
+        },
         "BPF ring buffer",
-        if ring {
-            "available (--buffer auto uses it)"
-        } else {
-            "not in this kernel (< 5.8): --buffer auto uses the perf buffer"
+        match ring {
+            Ok(true) => "available (--buffer auto uses it)",
+            Ok(false) => "not in this kernel (< 5.8): --buffer auto uses the perf buffer",
+            Err(_) => "cannot be probed without privileges",
         },
         false,
     );
+    let ring = !matches!(ring, Ok(false));
     let privileged = load::has_privileges();
     r.line(
         status(privileged),

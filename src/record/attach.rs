@@ -11,14 +11,18 @@ use std::fs;
 
 use crate::cli::AttachKind;
 
-/// The five kernel functions that call `tcp_set_ca_state()`, which is
-/// inline before Linux 5.19; the fallback modes hook their entry and exit.
-pub const CALLERS: [&str; 5] = [
+/// The kernel functions that call `tcp_set_ca_state()`, which is inline
+/// before Linux 5.19, to change a congestion state: BCC's five, and
+/// tcp_simple_retransmit (Loss after a path MTU drop). The fallback modes
+/// hook their entry and exit. (tcp_disconnect's reset to Open is not a
+/// transition of a live flow.)
+pub const CALLERS: [&str; 6] = [
     "tcp_fastretrans_alert",
     "tcp_enter_cwr",
     "tcp_enter_loss",
     "tcp_enter_recovery",
     "tcp_process_tlp_ack",
+    "tcp_simple_retransmit",
 ];
 
 /// Without it the fallback would see neither recovery nor disorder.
@@ -62,6 +66,8 @@ impl From<AttachMode> for AttachKind {
 pub struct KernelFacts {
     /// `/sys/kernel/btf/vmlinux`: CO-RE, which every mode's reads rely on.
     pub btf: bool,
+    /// /proc/kallsyms could be read (the facts below from it are known).
+    pub symbols: bool,
     /// BTF has `btf_trace_tcp_cong_state_set`.
     pub tracepoint: bool,
     /// BTF has `btf_trace_inet_sock_set_state`: lifecycle events, and the
@@ -100,15 +106,17 @@ impl KernelFacts {
         let mut wanted: HashSet<&str> = CALLERS.into_iter().collect();
         wanted.extend([SYM_TRAMPOLINE, SYM_KPROBES, SYM_COOKIE]);
         let syms = kallsyms(&wanted);
+        let has_sym = |name: &str| syms.as_ref().is_some_and(|s| s.contains(name));
         KernelFacts {
             btf: btf.is_some(),
+            symbols: syms.is_some(),
             tracepoint: has_type("btf_trace_tcp_cong_state_set"),
             lifecycle_tracepoint: has_type("btf_trace_inet_sock_set_state"),
-            trampolines: syms.contains(SYM_TRAMPOLINE),
-            kprobes: syms.contains(SYM_KPROBES),
+            trampolines: has_sym(SYM_TRAMPOLINE),
+            kprobes: has_sym(SYM_KPROBES),
             btf_callers: CALLERS.into_iter().filter(|f| has_type(f)).collect(),
-            symbol_callers: CALLERS.into_iter().filter(|f| syms.contains(*f)).collect(),
-            cookie_in_tracing: syms.contains(SYM_COOKIE),
+            symbol_callers: CALLERS.into_iter().filter(|f| has_sym(f)).collect(),
+            cookie_in_tracing: has_sym(SYM_COOKIE),
         }
     }
 
@@ -116,6 +124,9 @@ impl KernelFacts {
     pub fn unavailable(&self, mode: AttachMode) -> Option<String> {
         if !self.btf {
             return Some("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into());
+        }
+        if mode != AttachMode::Tracepoint && !self.symbols {
+            return Some("/proc/kallsyms cannot be read, so its functions are unknown".into());
         }
         match mode {
             AttachMode::Tracepoint if !self.tracepoint => {
@@ -150,16 +161,16 @@ impl KernelFacts {
     }
 }
 
-/// The symbols of /proc/kallsyms that are in `wanted`.
-fn kallsyms(wanted: &HashSet<&str>) -> HashSet<String> {
-    let Ok(text) = fs::read_to_string("/proc/kallsyms") else {
-        return HashSet::new();
-    };
-    text.lines()
-        .filter_map(|l| l.split_whitespace().nth(2))
-        .filter(|s| wanted.contains(s))
-        .map(str::to_string)
-        .collect()
+/// The symbols of /proc/kallsyms that are in `wanted`, if it can be read.
+fn kallsyms(wanted: &HashSet<&str>) -> Option<HashSet<String>> {
+    let text = fs::read_to_string("/proc/kallsyms").ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_whitespace().nth(2))
+            .filter(|s| wanted.contains(s))
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 /// The modes to try, best first: one for an explicit request, every
@@ -205,6 +216,7 @@ mod tests {
     fn modern() -> KernelFacts {
         KernelFacts {
             btf: true,
+            symbols: true,
             tracepoint: true,
             lifecycle_tracepoint: true,
             trampolines: true,
@@ -266,6 +278,21 @@ mod tests {
     fn without_btf_nothing_can_run_and_every_mode_says_so() {
         let err = plan(AttachKind::Auto, &KernelFacts::default()).unwrap_err();
         assert_eq!(err.matches("no BTF").count(), 3, "{err}");
+    }
+
+    #[test]
+    fn without_kallsyms_only_the_tracepoint_can_be_chosen() {
+        let blind = KernelFacts {
+            symbols: false,
+            ..modern()
+        };
+        assert_eq!(
+            plan(AttachKind::Auto, &blind),
+            Ok(vec![AttachMode::Tracepoint])
+        );
+        assert!(plan(AttachKind::Fentry, &blind)
+            .unwrap_err()
+            .contains("/proc/kallsyms"));
     }
 
     #[test]

@@ -80,11 +80,12 @@ impl CaptureStats {
     /// Losses so far, read from the kernel during the capture (the final
     /// figure adds records never committed at stop).
     fn losses_so_far(&self, skel: &TcpcongSkel<'_>, inbox: &Inbox, buffer: BufferKind) -> u64 {
+        // Tables full count in the kernel whatever the transport.
         let transport = match buffer {
-            BufferKind::Ring => kernel_lost(skel),
+            BufferKind::Ring => 0,
             BufferKind::Perf => inbox.perf_lost,
         };
-        transport + inbox.malformed + prog_stats(skel).recursion_misses
+        kernel_lost(skel) + transport + inbox.malformed + prog_stats(skel).recursion_misses
     }
 }
 
@@ -121,6 +122,9 @@ pub fn run(
     let start_ktime_ns = ktime_now();
     let mut slots = object_slots();
     let loaded = load(&mut slots, cfg)?;
+    for note in &loaded.notes {
+        eprintln!("tcpcong: {note}");
+    }
     let mut skel = loaded.skel;
     // A pinned map outlives the process: the name must go however the
     // capture ends (the map itself goes with its last user).
@@ -205,10 +209,11 @@ pub fn run(
         stats.missed = progs.recursion_misses;
         stats.bpf_run_ns = progs.run_time_ns;
         stats.bpf_runs = progs.run_cnt;
-        stats.lost += match cfg.buffer {
-            BufferKind::Ring => kernel_lost(&skel),
-            BufferKind::Perf => inbox.perf_lost,
-        };
+        stats.lost += kernel_lost(&skel)
+            + match cfg.buffer {
+                BufferKind::Ring => 0,
+                BufferKind::Perf => inbox.perf_lost,
+            };
     }
     sink.events(
         &ready,

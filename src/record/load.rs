@@ -136,20 +136,6 @@ pub fn has_btf() -> bool {
     Path::new(VMLINUX_BTF).exists()
 }
 
-/// Whether the kernel's BTF describes a tracepoint (`btf_trace_<name>`).
-pub fn has_tracepoint(name: &str) -> bool {
-    has_btf_type(&format!("btf_trace_{name}"))
-}
-
-/// Whether the kernel's BTF has a type of this name (a struct or typedef).
-pub fn has_btf_type(name: &str) -> bool {
-    use libbpf_rs::btf::types::{Struct, Typedef};
-    libbpf_rs::btf::Btf::from_vmlinux().is_ok_and(|btf| {
-        btf.type_by_name::<Typedef<'_>>(name).is_some()
-            || btf.type_by_name::<Struct<'_>>(name).is_some()
-    })
-}
-
 /// The checks that turn an opaque EPERM or ENOENT from libbpf into advice.
 pub fn preflight(attach: AttachKind) -> Result<()> {
     if !has_privileges() {
@@ -191,9 +177,10 @@ pub fn object_slots() -> ObjectSlots {
 /// Loaded and attached programs, and what they attached to.
 pub struct Loaded<'obj> {
     pub skel: TcpcongSkel<'obj>,
-    pub mode: AttachMode,
     /// As the file's `attach` metadata names it.
     pub attach: String,
+    /// What a capture tells its user about the choice (doctor does not).
+    pub notes: Vec<String>,
 }
 
 /// Opens, configures, loads and attaches the capture programs, trying the
@@ -201,38 +188,34 @@ pub struct Loaded<'obj> {
 /// they create files.
 pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &KernelConfig) -> Result<Loaded<'obj>> {
     let modes = modes(cfg.attach)?;
-    let mut free: &'obj mut [MaybeUninit<OpenObject>] = slots;
+    let tried = modes.len();
     let mut failed = Vec::new();
     // libbpf's log of an attempt is shown only if the last one fails too: a
     // mode that auto tried and left is no error.
     let shown = libbpf_rs::get_print();
     libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Info, keep_libbpf_log)));
-    for mode in modes {
+    for (mode, slot) in modes.into_iter().zip(slots.iter_mut()) {
         LIBBPF_LOG.lock().map(|mut l| l.clear()).ok();
-        let (slot, rest) = free
-            .split_first_mut()
-            .ok_or_else(|| Error::Runtime("more attach modes than object slots".into()))?;
-        free = rest;
         match load_mode(slot, cfg, mode) {
             Ok(skel) => {
                 libbpf_rs::set_print(shown);
                 let attach = attach::describe(mode, facts());
+                let mut notes = Vec::new();
+                if mode != AttachMode::Tracepoint || !failed.is_empty() {
+                    let passed: String = failed
+                        .iter()
+                        .map(|(m, e): &(AttachMode, Error)| format!(" ({} failed: {e})", m.name()))
+                        .collect();
+                    notes.push(format!("attached to {attach}{passed}"));
+                }
                 if mode == AttachMode::Kprobe {
-                    eprintln!("tcpcong: note: the kernel skips a kprobe that fires while another BPF program runs on its CPU, and counts the skip (in lost events) only since Linux 6.7; --attach fentry has no such blind spot");
+                    notes.push("note: the kernel skips a kprobe that fires while another BPF program runs on its CPU, and counts the skip (in lost events) only since Linux 6.7; --attach fentry has no such blind spot".into());
                 }
-                if !failed.is_empty() || mode != AttachMode::Tracepoint {
-                    eprintln!(
-                        "tcpcong: attached to {attach}{}",
-                        failed
-                            .iter()
-                            .map(|(m, e): &(AttachMode, Error)| format!(
-                                " ({} failed: {e})",
-                                m.name()
-                            ))
-                            .collect::<String>()
-                    );
-                }
-                return Ok(Loaded { skel, mode, attach });
+                return Ok(Loaded {
+                    skel,
+                    attach,
+                    notes,
+                });
             }
             Err(e) => failed.push((mode, e)),
         }
@@ -241,12 +224,19 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &KernelConfig) -> Result<Lo
     if let (Some((_, print)), Ok(mut log)) = (shown, LIBBPF_LOG.lock()) {
         print(libbpf_rs::PrintLevel::Warn, std::mem::take(&mut *log));
     }
-    // Only the last failure is the user's to act on; the others were
-    // printed by libbpf above it.
-    Err(failed
-        .pop()
-        .map(|(_, e)| e)
-        .unwrap_or_else(|| Error::Runtime("no attach mode was tried".into())))
+    if tried == 1 {
+        if let Some((_, e)) = failed.pop() {
+            return Err(e);
+        }
+    }
+    Err(Error::Kernel(format!(
+        "no attach mode could be loaded: {}",
+        failed
+            .iter()
+            .map(|(m, e)| format!("{}: {e}", m.name()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )))
 }
 
 static LIBBPF_LOG: Mutex<String> = Mutex::new(String::new());
@@ -267,10 +257,10 @@ fn load_mode<'obj>(
         .map_err(bpf_err("opening the BPF object"))?;
     let facts = facts();
     let use_cookie = mode != AttachMode::Kprobe && facts.cookie_in_tracing;
-    configure(&mut open, cfg, use_cookie)?;
-    // Assigned flow ids are retired by the lifecycle hook, so it runs even
-    // when its events are not wanted.
-    let lifecycle = cfg.lifecycle || !use_cookie;
+    configure(&mut open, cfg, mode, use_cookie)?;
+    // Assigned flow ids and a fallback's call records are retired by the
+    // lifecycle hook, so it runs even when its events are not wanted.
+    let lifecycle = cfg.lifecycle || mode != AttachMode::Tracepoint;
     let hooked = facts.hooked(mode);
     for mut prog in open.open_object_mut().progs_mut() {
         let name = prog.name().to_string_lossy();
@@ -319,7 +309,12 @@ fn fallback_program(name: &str) -> Option<(AttachMode, &'static str)> {
 }
 
 /// Filters, transport and flow naming, fixed in read-only data before load.
-fn configure(open: &mut OpenTcpcongSkel<'_>, cfg: &KernelConfig, use_cookie: bool) -> Result<()> {
+fn configure(
+    open: &mut OpenTcpcongSkel<'_>,
+    cfg: &KernelConfig,
+    mode: AttachMode,
+    use_cookie: bool,
+) -> Result<()> {
     let rodata = open
         .maps
         .rodata_data
@@ -343,6 +338,7 @@ fn configure(open: &mut OpenTcpcongSkel<'_>, cfg: &KernelConfig, use_cookie: boo
     rodata.wakeup_bytes = u64::from(RING_BYTES / 8);
     rodata.use_cookie = use_cookie;
     rodata.emit_lifecycle = cfg.lifecycle;
+    rodata.track_calls = mode != AttachMode::Tracepoint;
     rodata.flow_id_base = flow_id_base();
 
     // Maps this configuration never touches still exist: keep them minimal.
@@ -360,6 +356,12 @@ fn configure(open: &mut OpenTcpcongSkel<'_>, cfg: &KernelConfig, use_cookie: boo
     }
     if use_cookie {
         open.maps.flow_ids.set_max_entries(1).map_err(&sizing)?;
+    }
+    if mode == AttachMode::Tracepoint {
+        open.maps.calls.set_max_entries(1).map_err(&sizing)?;
+    }
+    if mode != AttachMode::Kprobe {
+        open.maps.task_frames.set_max_entries(1).map_err(&sizing)?;
     }
     Ok(())
 }

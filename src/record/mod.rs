@@ -220,7 +220,7 @@ pub fn loss_detail(stats: &CaptureStats) -> String {
         return String::new();
     }
     let parts: Vec<String> = [
-        (stats.lost, "buffer full or never committed"),
+        (stats.lost, "buffer or table full, or never committed"),
         (
             stats.missed,
             "skipped by the kernel: program re-entered on one CPU",

@@ -361,3 +361,12 @@ pub fn in_progress_below(out: &Path) -> Vec<PathBuf> {
             .unwrap_or_default()
     }
 }
+
+/// Whether this kernel was built with kprobes (their register function is
+/// in kallsyms), which decides what `--attach kprobe` must do here.
+pub fn kernel_has_kprobes() -> bool {
+    std::fs::read_to_string("/proc/kallsyms")
+        .expect("/proc/kallsyms")
+        .lines()
+        .any(|l| l.split_whitespace().nth(2) == Some("register_kprobe"))
+}

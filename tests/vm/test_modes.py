@@ -36,6 +36,8 @@ REPO = Path(__file__).resolve().parents[2]
 LAB_SH = REPO / "lab" / "lab.sh"
 TCPCONG = Path(os.environ.get("TCPCONG", REPO / "target" / "debug" / "tcpcong")).resolve()
 
+# Neither kernel inlines a caller (test_smoke.py), so all are hooked.
+ALL_CALLERS = "tcp_fastretrans_alert,tcp_enter_cwr,tcp_enter_loss,tcp_enter_recovery,tcp_process_tlp_ack,tcp_simple_retransmit"
 # Seconds of traffic; a blackout in the middle forces RTOs (the Loss state).
 TRAFFIC_S = 4
 # Durations of one flow may differ between modes by this much per state:
@@ -146,8 +148,13 @@ class Recording:
         """Calls of the hooked functions this kprobe recording's programs
         did not run for, though `reference` (fentry on the same functions,
         same traffic) did: each call runs an entry and an exit program in
-        both, and the kernel counts fentry's skips but not these."""
-        return max(0, reference.ns_per_event()[1] - self.ns_per_event()[1]) // 2
+        both, and the kernel counts fentry's skips but not these (before
+        6.7). Bounded: a few calls interrupted inside a slow emulated
+        program, not a broken mode."""
+        assert self.meta["attach"].split("/")[1] == reference.meta["attach"].split("/")[1]
+        runs, ref_runs = self.ns_per_event()[1], reference.ns_per_event()[1]
+        assert ref_runs - runs <= ref_runs // 50, f"kprobe ran {runs} programs, fentry {ref_runs}"
+        return max(0, ref_runs - runs) // 2
 
     def ns_per_event(self):
         m = re.search(r"in-kernel cost (\d+) ns per event \((\d+) ns in (\d+) program runs", self.stderr)
@@ -202,8 +209,8 @@ def test_three_modes_agree_on_debian_6_1(tmp_path):
     for rec in recs.values():
         print(rec.summary())
     assert recs["tracepoint"].meta["attach"] == "tp_btf/tcp_cong_state_set"
-    assert recs["fentry"].meta["attach"].startswith("fentry+fexit/tcp_fastretrans_alert")
-    assert recs["kprobe"].meta["attach"].startswith("kprobe+kretprobe/tcp_fastretrans_alert")
+    assert recs["fentry"].meta["attach"] == "fentry+fexit/" + ALL_CALLERS
+    assert recs["kprobe"].meta["attach"] == "kprobe+kretprobe/" + ALL_CALLERS
     for rec in recs.values():
         assert rec.meta["kernel"] == k.release
         uncounted = rec.skipped_calls(recs["fentry"]) if rec.mode == "kprobe" else 0
@@ -239,8 +246,8 @@ def test_auto_picks_a_fallback_on_debian_5_10(tmp_path):
     recs = {m: Recording(out, m) for m in modes}
     for rec in recs.values():
         print(rec.summary())
-    assert recs["auto"].meta["attach"].startswith("fentry+fexit/tcp_fastretrans_alert")
-    assert recs["kprobe"].meta["attach"].startswith("kprobe+kretprobe/tcp_fastretrans_alert")
+    assert recs["auto"].meta["attach"] == "fentry+fexit/" + ALL_CALLERS
+    assert recs["kprobe"].meta["attach"] == "kprobe+kretprobe/" + ALL_CALLERS
     assert "attached to fentry+fexit/" in recs["auto"].stderr
     for rec in recs.values():
         assert rec.meta["kernel"] == k.release
