@@ -70,7 +70,9 @@ case $cmd in
       inns timeout $((secs + 15)) iperf3 -s "$fam" -B "$addr" -p "$port" -1 >/dev/null 2>&1 &
       server=$!
       for _ in $(seq 100); do
-        inns ss -ltn "sport = :$port" | grep -q LISTEN && break
+        # grep reads to the end: with pipefail, `grep -q` quitting early
+        # would fail the pipeline on ss's SIGPIPE.
+        inns ss -ltn "sport = :$port" | grep LISTEN >/dev/null && break
         sleep 0.1
       done
       ok=0
@@ -98,7 +100,9 @@ case $cmd in
     parse "$@"
     inns nft insert rule inet lab in tcp dport "$port" drop
     sleep "$(awk "BEGIN { print $ms / 1000 }")"
-    handle=$(inns nft -a list chain inet lab in | awk '/tcp dport '"$port"' drop # handle/ && !/numgen/ { print $NF; exit }')
+    # awk reads to the end (no early exit): nft must not die of SIGPIPE,
+    # which pipefail and set -e would turn into this script's exit 141.
+    handle=$(inns nft -a list chain inet lab in | awk '/tcp dport '"$port"' drop # handle/ && !/numgen/ && !h { h = $NF } END { print h }')
     inns nft delete rule inet lab in handle "$handle"
     ;;
   inode)
