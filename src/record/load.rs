@@ -155,9 +155,15 @@ pub fn preflight(attach: AttachKind) -> Result<()> {
 fn modes(request: AttachKind) -> Result<Vec<AttachMode>> {
     attach::plan(request, facts()).map_err(|why| {
         let kernel = super::host::kernel_release();
-        Error::Kernel(match request {
-            AttachKind::Auto => format!("kernel {kernel} offers no hook tcpcong can use ({why})"),
-            _ => format!("{why} on kernel {kernel}; try --attach auto"),
+        Error::Kernel(match (request, attach::plan(AttachKind::Auto, facts())) {
+            (AttachKind::Auto, _) => {
+                format!("kernel {kernel} offers no hook tcpcong can use ({why})")
+            }
+            (_, Ok(offered)) => format!(
+                "{why} on kernel {kernel}; --attach auto would use {}",
+                offered[0].name()
+            ),
+            (_, Err(_)) => format!("{why} on kernel {kernel}, and no other mode is offered"),
         })
     })
 }

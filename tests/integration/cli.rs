@@ -185,7 +185,11 @@ fn an_attach_mode_the_kernel_lacks_is_a_one_line_error() {
     assert_one_line_error(
         &["record", "-o", out, "--attach", "kprobe"],
         1,
-        &["kprobe", "CONFIG_KPROBES", "--attach auto"],
+        &[
+            "kprobe",
+            "CONFIG_KPROBES",
+            "--attach auto would use tracepoint",
+        ],
     );
     assert!(std::fs::read_dir(&dir.0).unwrap().next().is_none());
 }

@@ -260,3 +260,4 @@ def test_auto_picks_a_fallback_on_debian_5_10(tmp_path):
     refused = (out / "refused.stderr").read_text()
     assert (out / "refused.rc").read_text().strip() == "1"
     assert refused.count("\n") == 1 and "no tcp_cong_state_set tracepoint" in refused, refused
+    assert "--attach auto would use fentry" in refused, refused
