@@ -174,7 +174,7 @@ pub enum BufferKind {
 pub enum BufferChoice {
     /// The ring buffer where the kernel has one (5.8+), the perf buffer otherwise.
     Auto,
-    /// The BPF ring buffer: one for all CPUs, in order (Linux 5.8+).
+    /// The BPF ring buffer, one for all CPUs (Linux 5.8+).
     Ring,
     /// The perf event array: a buffer per CPU (any kernel).
     Perf,
