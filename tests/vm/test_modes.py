@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 LAB_SH = REPO / "lab" / "lab.sh"
 TCPCONG = Path(os.environ.get("TCPCONG", REPO / "target" / "debug" / "tcpcong")).resolve()
 
+STATES = ("open", "disorder", "cwr", "recovery", "loss")
 # Neither kernel inlines a caller (test_smoke.py), so all are hooked.
 ALL_CALLERS = "tcp_fastretrans_alert,tcp_enter_cwr,tcp_enter_loss,tcp_enter_recovery,tcp_process_tlp_ack,tcp_simple_retransmit"
 # Seconds of traffic; a blackout in the middle forces RTOs (the Loss state).
@@ -141,6 +142,17 @@ class Recording:
             row = json.loads(line)
             self.flows[(row["saddr"], row["sport"], row["daddr"], row["dport"])] = row
 
+    def connections(self):
+        """The 4-tuples of the connections established during the capture."""
+        return {
+            (r["saddr"], r["sport"], r["daddr"], r["dport"])
+            for r in self.rows
+            if r["kind"] == "tcp_state" and r["new_state"] == "established"
+        }
+
+    def changed(self):
+        return {key: row for key, row in self.flows.items() if row["changes"] > 0}
+
     def recovery_entries(self):
         return sum(1 for r in self.ca if r["new_state"] == "recovery" and r["old_state"] != "recovery")
 
@@ -222,14 +234,22 @@ def test_three_modes_agree_on_debian_6_1(tmp_path):
     reference = recs["tracepoint"]
     for mode in ("fentry", "kprobe"):
         rec = recs[mode]
-        assert rec.flows.keys() == reference.flows.keys(), f"{mode}: other flows"
-        for key, want in reference.flows.items():
-            got = rec.flows[key]
+        assert rec.connections() == reference.connections(), f"{mode}: other flows"
+        # Timed flows: those with changes. A fallback never invents one; it
+        # can miss a flow whose only changes are a short excursion made
+        # outside the hooked functions (seen: Open -> CWR -> Open within
+        # 70 us as the iperf3 control connection closes).
+        assert rec.changed().keys() <= reference.changed().keys(), f"{mode}: other changing flows"
+        for key, want in reference.changed().items():
+            got = rec.flows.get(key, {"changes": 0} | {f"{st}_ns": 0 for st in STATES})
+            if got["changes"] == 0:
+                assert want["changes"] <= 2, (mode, key, want)
+                continue
             # A fallback can merge two transitions made in one call (see
             # schemas/events-v1.md, Attach modes); it never invents one.
             assert got["changes"] <= want["changes"], (mode, key, got, want)
             assert got["changes"] >= want["changes"] * 0.9 - 2, (mode, key, got, want)
-            for state in ("open", "disorder", "cwr", "recovery", "loss"):
+            for state in STATES:
                 a, b = got[f"{state}_ns"], want[f"{state}_ns"]
                 assert abs(a - b) <= DURATION_SLACK_NS + DURATION_TOLERANCE * b, (mode, key, state, a, b)
 
@@ -255,7 +275,8 @@ def test_auto_picks_a_fallback_on_debian_5_10(tmp_path):
         check_recording(rec, delta, uncounted)
         # No socket cookie for tracing programs before 5.12: assigned ids.
         assert all(r["flow"] >= 2**63 for r in rec.rows)
-    assert recs["auto"].flows.keys() == recs["kprobe"].flows.keys()
+    assert recs["auto"].connections() == recs["kprobe"].connections()
+    assert recs["kprobe"].changed().keys() <= recs["auto"].changed().keys()
 
     refused = (out / "refused.stderr").read_text()
     assert (out / "refused.rc").read_text().strip() == "1"
