@@ -16,7 +16,12 @@ enum event_kind {
 	KIND_TCP_STATE = 1,
 };
 
-/* Mirrored by src/record/raw.rs; the size check on both sides keeps them in step. */
+/*
+ * User space decodes it with the skeleton's generated copy (see
+ * event_layout in tcpcong.bpf.c). The fields after the addresses that are
+ * plain values are columns of the same name: a new one is added here and
+ * to the column list in src/event.rs.
+ */
 struct event {
 	__u64 ktime_ns;
 	__u64 cookie;
@@ -44,7 +49,6 @@ struct event {
 	__u8 pad[6];
 };
 
-_Static_assert(sizeof(struct event) == 128, "struct event layout changed: update src/record/raw.rs");
 
 /*
  * Commits a reserved record, waking the consumer only when this record

@@ -55,6 +55,10 @@ const volatile __u64 flow_id_base = 1ULL << 63;
 const volatile bool emit_lifecycle = true;
 /* A fallback mode: the calls map is in use. */
 const volatile bool track_calls = false;
+/* Never read: it puts struct event into the skeleton's types, so that user
+ * space decodes records with the generated type instead of a mirror kept
+ * by hand. */
+const volatile struct event event_layout = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
 mod floor {
-    #![allow(clippy::all, non_camel_case_types)]
+    #![allow(clippy::all, clippy::undocumented_unsafe_blocks, non_camel_case_types)]
     include!(concat!(env!("OUT_DIR"), "/floor.skel.rs"));
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 mod synth {
-    #![allow(clippy::all, non_camel_case_types)]
+    #![allow(clippy::all, clippy::undocumented_unsafe_blocks, non_camel_case_types)]
     include!(concat!(env!("OUT_DIR"), "/synth.skel.rs"));
 }
 

@@ -1,6 +1,8 @@
 //! Typed errors for everything below `main`, each rendered as the one line a
 //! user reads, and classified into the two exit codes the product promises:
 //! 2 for usage mistakes, 1 for everything that went wrong at run time.
+//! Variants keep their source error, so that the line names the cause and
+//! a caller can still tell a full disk from a closed pipe.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -12,10 +14,10 @@ pub enum Error {
     Usage(String),
 
     /// Not allowed to load BPF programs.
-    #[error("{0}")]
-    Privilege(String),
+    #[error("loading BPF programs needs root or CAP_BPF + CAP_PERFMON: run with sudo")]
+    NoPrivilege,
 
-    /// This kernel lacks something the capture needs.
+    /// This kernel lacks something the capture needs; the reason names it.
     #[error("{0}")]
     Kernel(String),
 
@@ -26,6 +28,18 @@ pub enum Error {
         #[source]
         source: libbpf_rs::Error,
     },
+
+    /// Polling or reading the kernel's event buffer failed.
+    #[error("{what}: {source}")]
+    Buffer {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+
+    /// The Ctrl-C / SIGTERM handler could not be installed.
+    #[error("installing the Ctrl-C handler: {0}")]
+    Signal(#[from] ctrlc::Error),
 
     /// A recording given to analyze is unreadable or not one of ours.
     #[error("{}: {reason}", path.display())]
@@ -38,6 +52,16 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// Writing the report to standard output failed.
+    #[error("writing to standard output: {0}")]
+    Stdout(#[source] io::Error),
+
+    #[error("{} already exists: pass --force to overwrite it", path.display())]
+    Exists { path: PathBuf },
+
+    #[error("{} is left over from an earlier capture that did not finish: inspect or remove it, then retry", path.display())]
+    Leftover { path: PathBuf },
+
     #[error("writing {}: {source}", path.display())]
     Parquet {
         path: PathBuf,
@@ -45,13 +69,32 @@ pub enum Error {
         source: parquet::errors::ParquetError,
     },
 
-    /// Anything else that must stop the run, already phrased for people.
-    #[error("{0}")]
-    Runtime(String),
+    #[error("building a batch of rows: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+
+    #[error("encoding the recording's metadata: {0}")]
+    Metadata(#[from] serde_json::Error),
+
+    /// A recording file could not be completed: its events are lost.
+    #[error("{source}; {} could not be completed: its {events} events are lost (earlier files are complete)", path.display())]
+    Incomplete {
+        path: PathBuf,
+        events: u64,
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// `doctor` found that recording cannot work here (its lines say why).
+    #[error("recording cannot work here: see the lines above")]
+    NotReady,
+
+    /// A broken promise inside tcpcong, phrased for the bug report.
+    #[error("internal error: {0}; this is a bug, please report it")]
+    Internal(&'static str),
 }
 
 impl Error {
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 2,
             _ => 1,
@@ -72,9 +115,16 @@ impl Error {
         }
     }
 
+    pub fn parquet(path: &Path, source: parquet::errors::ParquetError) -> Error {
+        Error::Parquet {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
     /// Output that ended because its reader went away (`| head`): not a failure.
     pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
+        matches!(self, Error::Stdout(source) if source.kind() == io::ErrorKind::BrokenPipe)
     }
 }
 

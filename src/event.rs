@@ -1,10 +1,19 @@
-//! The vocabulary shared by capture and analysis: congestion states, TCP
-//! states, and one event as schema v1 describes it.
+//! The vocabulary every layer shares: congestion states, TCP states, one
+//! event as schema v1 describes it, and the capture filters.
 //!
 //! Names here are part of the file format (`old_state`/`new_state` hold
 //! them as strings), so they never change once released.
+//!
+//! The per-event columns that are plain values (CPU, namespaces, cgroup,
+//! congestion control, the TCP counters) are declared once, in
+//! [`detail_columns!`]: the event's [`Detail`] struct, the record decoding,
+//! the Arrow schema, the writer, the reader and `events --format json` are
+//! all expanded from that list. A new column of that kind is one line there
+//! and the same field in the BPF program's `struct event` (bpf/event.h).
 
 use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
 
 /// The kernel's `enum tcp_ca_state`, in its numeric order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -114,6 +123,25 @@ impl Change {
     }
 }
 
+/// Which flow: socket cookies are unique per boot only, so the boot (its
+/// index in a dataset) is part of the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub boot: u32,
+    pub cookie: u64,
+}
+
+/// A capture (one recording, or overlapping ones) that a boot's events
+/// come from, in wall-clock ns: it bounds the timelines of the flows seen
+/// in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Whether it recorded `tcp_state` events.
+    pub lifecycle: bool,
+}
+
 /// The flow identity columns: what a report row is labelled with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FlowAddr {
@@ -124,19 +152,48 @@ pub struct FlowAddr {
     pub dport: u16,
 }
 
-/// The TCP snapshot a `ca_state` event carries (schema v1's uint32 columns).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TcpInfo {
-    pub snd_cwnd: u32,
-    pub snd_ssthresh: u32,
-    pub srtt_us: u32,
-    pub mss: u32,
-    pub packets_out: u32,
-    pub retrans_out: u32,
-    pub lost_out: u32,
-    pub sacked_out: u32,
-    pub total_retrans: u32,
+/// The per-event columns after the flow's identity and states, in file
+/// order, each `name: type` as the BPF record (`struct event`) names it.
+/// The list is handed to a macro `$m` that expands it (the "X macro"
+/// pattern), so that every place that deals with columns follows it.
+macro_rules! detail_columns {
+    ($m:ident) => {
+        $m! {
+            cpu: u16,
+            netns: u32,
+            cgroup: u64,
+            cong_algo: AlgoName,
+            snd_cwnd: u32,
+            snd_ssthresh: u32,
+            srtt_us: u32,
+            mss: u32,
+            packets_out: u32,
+            retrans_out: u32,
+            lost_out: u32,
+            sacked_out: u32,
+            total_retrans: u32,
+        }
+    };
 }
+pub(crate) use detail_columns;
+
+macro_rules! detail_struct {
+    ($($name:ident: $ty:ty,)*) => {
+        /// What an event carries besides its flow and states: the CPU it
+        /// ran on, the socket's namespace, cgroup and congestion control,
+        /// and the TCP counters at the event (`srtt_us` in microseconds).
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+        pub struct Detail {
+            $(pub $name: $ty,)*
+        }
+
+        impl Detail {
+            /// Column names, in file order.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
+        }
+    };
+}
+detail_columns!(detail_struct);
 
 /// One row of a recording: every schema v1 column except `time`, which is
 /// `ktime_ns` plus the recording's clock offset.
@@ -146,11 +203,7 @@ pub struct Event {
     pub flow: u64,
     pub addr: FlowAddr,
     pub change: Change,
-    pub cpu: u16,
-    pub netns: u32,
-    pub cgroup: u64,
-    pub cong_algo: AlgoName,
-    pub tcp: TcpInfo,
+    pub detail: Detail,
 }
 
 /// A congestion-control name as the kernel stores it (`TCP_CA_NAME_MAX`
@@ -173,10 +226,57 @@ impl AlgoName {
     }
 }
 
+/// The kernel's `char name[16]`, as the skeleton types it.
+impl From<[i8; 16]> for AlgoName {
+    fn from(c: [i8; 16]) -> AlgoName {
+        AlgoName(c.map(|b| b as u8))
+    }
+}
+
 impl std::fmt::Debug for AlgoName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+impl Serialize for AlgoName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// A port filter as the user gave it, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRange {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl PortRange {
+    pub fn contains(&self, port: u16) -> bool {
+        (self.lo..=self.hi).contains(&port)
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// The capture filters in force, as the kernel applies them and the
+/// metadata stores them (netns and cgroup resolved to their ids).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filters {
+    pub localport: Option<PortRange>,
+    pub remoteport: Option<PortRange>,
+    pub family: Option<u8>,
+    pub netns: Option<u32>,
+    pub cgroup: Option<u64>,
 }
 
 #[cfg(test)]
@@ -194,6 +294,12 @@ mod tests {
         assert_eq!(TcpState(10).name(), "listen");
         assert_eq!(TcpState(99).name(), "unknown");
         assert_eq!(TcpState::from_name("unknown"), None);
+    }
+
+    #[test]
+    fn port_ranges_print_as_given() {
+        assert_eq!(PortRange { lo: 80, hi: 80 }.to_string(), "80");
+        assert_eq!(PortRange { lo: 1, hi: 9 }.to_string(), "1-9");
     }
 
     #[test]

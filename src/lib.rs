@@ -2,17 +2,25 @@
 //! that the fuzz targets (`fuzz/`) can drive the reader and the engine
 //! directly. The binary (`main.rs`) is the only supported interface.
 //!
-//! Where things live: `record` (capture: BPF loading, buffers, decoding,
-//! Parquet writing), `analyze` (reading recordings, the engine, reports),
-//! `live`, `events` and `doctor` (the other commands), `cli` (flags),
-//! `schema` and `event` (the file format and its vocabulary).
+//! Where things live, and who may use whom (a test holds the rule):
+//!
+//! * `cli`: the flags and their resolution into a plan per command;
+//! * `cmd`: one file per command, connecting the layers below;
+//! * `record`: capture (`record::capture`, the kernel side) and the file
+//!   format (`record::format`: schema, writer, series, reader);
+//! * `analyze`: the engine and the reports (no BPF, no files);
+//! * `event`, `time`, `host`, `error`, `messages`: shared by all.
+//!
+//! `main` uses `cli` and `cmd`; `cmd` uses the layers; the layers
+//! (capture, format, engine, report) never use `cli` or `cmd`, and format
+//! never uses capture.
 
 pub mod analyze;
 pub mod cli;
-pub mod doctor;
+pub mod cmd;
 pub mod error;
 pub mod event;
-pub mod events;
-pub mod live;
+pub mod host;
+pub mod messages;
 pub mod record;
-pub mod schema;
+pub mod time;

@@ -3,7 +3,8 @@
 //!
 //! It is pure (no I/O, no clock, no formatting) so that `analyze` replaying a
 //! recording and the live tool share one arithmetic, and so that every rule
-//! of product.md §3 can be pinned by tests on hand-built event sequences.
+//! of the schema's semantics (schemas/events-v1.md) can be pinned by tests
+//! on hand-built event sequences.
 //!
 //! Memory grows with the number of flows and of windows not yet handed out,
 //! never with the number of events: each flow keeps only the state it is in
@@ -38,16 +39,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::event::{CaState, Change, FlowAddr, TcpState};
+use crate::event::{CaState, Change, FlowAddr, FlowKey, Span, TcpState};
 
-/// Which flow: socket cookies are unique per boot only, so the boot is part of the key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FlowKey {
-    pub boot: u32,
-    pub cookie: u64,
-}
-
-/// How much of a flow's life is timed (product.md §3, `--accounting`).
+/// How much of a flow's life is timed (`--accounting`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Accounting {
     /// Also the time before the first event and after the last one.
@@ -85,15 +79,6 @@ pub struct EngineConfig {
     /// Window length; `None` (or 0) is one window covering everything.
     pub interval_ns: Option<u64>,
     pub hist_unit: Unit,
-}
-
-/// A capture (one recording, or overlapping ones) that a boot's events come
-/// from; see [`Engine::set_span`] for how it bounds a flow's timeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
-    pub start_ns: u64,
-    pub end_ns: u64,
-    pub lifecycle: bool,
 }
 
 /// Number of log2 slots: slot 64 holds values from 2^63 up.
@@ -535,7 +520,7 @@ impl Engine {
     }
 
     /// Offline, several captures: the events of `boot` pushed from now on
-    /// come from `span`. Product.md §3 bounds a flow's timeline by the
+    /// come from `span`. A flow's timeline is bounded by the
     /// capture it was seen in: its head starts at that capture's start, its
     /// tail ends at the end of its last event's capture (and only if that
     /// capture recorded lifecycle events); a flow seen again in a later

@@ -7,10 +7,10 @@
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::engine::{Accounting, Engine, EngineConfig, FlowKey, Span, Unit};
-use super::reader::{Columns, Dataset, Item, RowFilter};
+use super::engine::{Accounting, Engine, EngineConfig, Unit};
 use crate::error::Result;
-use crate::event::{CaState, Change, FlowAddr, TcpState};
+use crate::event::{CaState, Change, FlowAddr, FlowKey, Span, TcpState};
+use crate::record::format::reader::{Columns, Dataset, Item, RowFilter};
 
 /// Reads `bytes` as a recording file (through a temporary file, as the
 /// reader needs a path) and runs every row through the engine.

@@ -1,5 +1,6 @@
 //! Rendering of engine windows: the seed's duration tables, BCC's log2
-//! histograms, JSON lines and CSV (product.md §4).
+//! histograms, JSON lines and CSV, behind one [`Printer`] that live mode
+//! and `analyze` share.
 //!
 //! The text formats reproduce the seed's output byte for byte where the spec
 //! asks for it (so scripts written against BCC `tcpcong` keep working),
@@ -10,17 +11,83 @@
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use chrono::{DateTime, Local, SecondsFormat, TimeZone, Utc};
 use serde::Serialize;
 
 use crate::analyze::engine::{FlowRow, Log2Hist, WindowReport};
 use crate::event::CaState;
+use crate::time::{local_hms, rfc3339};
+
+/// What a report looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// BCC's duration table per window.
+    Table,
+    /// BCC's log2 histograms of dwell times (`-d`).
+    Histogram,
+    /// One JSON object per flow and window.
+    Json,
+    /// The same fields as CSV, with a header line.
+    Csv,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TableOpts {
+pub struct ReportConfig {
+    pub style: Style,
+    /// Microseconds instead of milliseconds (`-u`).
     pub micros: bool,
+    /// A `HH:MM:SS` line per window (`-T`, text styles).
     pub timestamp: bool,
+    /// Also rows without changes.
     pub all: bool,
+}
+
+/// Renders windows in the configured style.
+pub struct Printer<W: Write> {
+    out: W,
+    cfg: ReportConfig,
+    lost_events: u64,
+    header_done: bool,
+    /// Rows printed: an empty report says so instead of printing nothing.
+    pub visible_rows: u64,
+}
+
+impl<W: Write> Printer<W> {
+    pub fn new(out: W, cfg: ReportConfig) -> Printer<W> {
+        Printer {
+            out,
+            cfg,
+            lost_events: 0,
+            header_done: false,
+            visible_rows: 0,
+        }
+    }
+
+    /// The events lost so far, which JSON and CSV rows carry.
+    pub fn set_lost_events(&mut self, n: u64) {
+        self.lost_events = n;
+    }
+
+    pub fn window(&mut self, w: &WindowReport) -> io::Result<()> {
+        let c = self.cfg;
+        self.visible_rows += w.rows.iter().filter(|r| visible(r, c.all)).count() as u64;
+        let out: &mut dyn Write = &mut self.out;
+        match c.style {
+            Style::Histogram => write_hist(out, w, c.micros, c.timestamp),
+            Style::Table => write_table(out, w, &c),
+            Style::Json => write_json(out, w, c.all, self.lost_events),
+            Style::Csv => {
+                if !self.header_done {
+                    write_csv_header(out)?;
+                    self.header_done = true;
+                }
+                write_csv(out, w, c.all, self.lost_events)
+            }
+        }
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 fn per_unit(micros: bool) -> u64 {
@@ -39,47 +106,28 @@ fn line(out: &mut dyn Write, s: &str) -> io::Result<()> {
     writeln!(out, "{}", s.trim_end())
 }
 
-/// `HH:MM:SS` of `ns` since the epoch, in `tz`.
-fn clock<Tz: TimeZone>(ns: u64, tz: &Tz) -> String
-where
-    Tz::Offset: std::fmt::Display,
-{
-    utc(ns)
-        .map(|d| d.with_timezone(tz).format("%H:%M:%S").to_string())
-        .unwrap_or_default()
-}
-
-fn utc(ns: u64) -> Option<DateTime<Utc>> {
-    // u64 nanoseconds end in 2554, well inside chrono's range; the Option
-    // only exists because chrono's constructor is fallible.
-    let secs = i64::try_from(ns / 1_000_000_000).ok()?;
-    DateTime::from_timestamp(secs, (ns % 1_000_000_000) as u32)
-}
-
-/// RFC 3339 UTC with nanoseconds, e.g. `2026-11-26T08:03:58.123456789Z`.
-fn rfc3339(ns: u64) -> String {
-    utc(ns)
-        .map(|d| d.to_rfc3339_opts(SecondsFormat::Nanos, true))
-        .unwrap_or_default()
-}
-
 /// The leading empty line and, with `timestamp`, the window end's local time.
 fn window_head(out: &mut dyn Write, w: &WindowReport, timestamp: bool) -> io::Result<()> {
     writeln!(out)?;
     if timestamp {
-        line(out, &clock(w.end_ns, &Local))?;
+        line(out, &local_hms(w.end_ns))?;
     }
     Ok(())
 }
 
 /// One window as the seed prints it: IPv4 table, then IPv6 table.
-pub fn write_table(out: &mut dyn Write, w: &WindowReport, o: &TableOpts) -> io::Result<()> {
+fn write_table(out: &mut dyn Write, w: &WindowReport, o: &ReportConfig) -> io::Result<()> {
     window_head(out, w, o.timestamp)?;
     write_family(out, w, o, false)?;
     write_family(out, w, o, true)
 }
 
-fn write_family(out: &mut dyn Write, w: &WindowReport, o: &TableOpts, v6: bool) -> io::Result<()> {
+fn write_family(
+    out: &mut dyn Write,
+    w: &WindowReport,
+    o: &ReportConfig,
+    v6: bool,
+) -> io::Result<()> {
     let rows: Vec<&FlowRow> = w
         .rows
         .iter()
@@ -132,7 +180,7 @@ fn endpoint(ip: IpAddr, port: u16) -> String {
 }
 
 /// One window's histograms: a section per state with samples, state order.
-pub fn write_hist(
+fn write_hist(
     out: &mut dyn Write,
     w: &WindowReport,
     micros: bool,
@@ -247,7 +295,7 @@ fn records<'a>(
 }
 
 /// One JSON object per visible row, one per line.
-pub fn write_json(
+fn write_json(
     out: &mut dyn Write,
     w: &WindowReport,
     all: bool,
@@ -261,7 +309,7 @@ pub fn write_json(
     Ok(())
 }
 
-pub fn write_csv_header(out: &mut dyn Write) -> io::Result<()> {
+fn write_csv_header(out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "window_start,window_end,flow,family,saddr,sport,daddr,dport,\
@@ -271,12 +319,7 @@ pub fn write_csv_header(out: &mut dyn Write) -> io::Result<()> {
 
 /// One CSV line per visible row; no field can hold a comma or a quote.
 /// Lost events are a per-recording figure, reported on stderr, not a column.
-pub fn write_csv(
-    out: &mut dyn Write,
-    w: &WindowReport,
-    all: bool,
-    lost_events: u64,
-) -> io::Result<()> {
+fn write_csv(out: &mut dyn Write, w: &WindowReport, all: bool, lost_events: u64) -> io::Result<()> {
     let (start, end) = (rfc3339(w.start_ns), rfc3339(w.end_ns));
     for r in records(w, all, &start, &end, lost_events) {
         writeln!(
@@ -306,8 +349,7 @@ pub fn write_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::engine::FlowKey;
-    use crate::event::FlowAddr;
+    use crate::event::{FlowAddr, FlowKey};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     const MS: u64 = 1_000_000;
@@ -379,7 +421,8 @@ mod tests {
 
     #[test]
     fn table_ms() {
-        let o = TableOpts {
+        let o = ReportConfig {
+            style: Style::Table,
             micros: false,
             timestamp: false,
             all: false,
@@ -397,7 +440,8 @@ LAddrPort6                       RAddrPort6                       Open_ms Dod_ms
 
     #[test]
     fn table_us_all_shows_quiet_rows() {
-        let o = TableOpts {
+        let o = ReportConfig {
+            style: Style::Table,
             micros: true,
             timestamp: false,
             all: true,
@@ -415,7 +459,8 @@ LAddrPort             RAddrPort             Open_us Dod_us Rcov_us Cwr_us  Los_u
 
     #[test]
     fn table_without_visible_rows_is_a_blank_line() {
-        let o = TableOpts {
+        let o = ReportConfig {
+            style: Style::Table,
             micros: false,
             timestamp: false,
             all: false,
@@ -427,14 +472,14 @@ LAddrPort             RAddrPort             Open_us Dod_us Rcov_us Cwr_us  Los_u
 
     #[test]
     fn clock_is_hh_mm_ss() {
-        assert_eq!(clock(T0, &Utc), "08:03:58");
-        let o = TableOpts {
+        let o = ReportConfig {
+            style: Style::Table,
             micros: false,
             timestamp: true,
             all: false,
         };
         let got = text(|out| write_table(out, &window(vec![]), &o));
-        let want = format!("\n{}\n", clock(T0 + 1_000 * MS, &Local));
+        let want = format!("\n{}\n", local_hms(T0 + 1_000 * MS));
         assert_eq!(got, want);
     }
 

@@ -166,7 +166,7 @@ fn rotation_by_size_keeps_within_the_budget() {
         2.0,
     );
     let mut rec = synthetic.take();
-    unsafe { libc::kill(rec.id() as i32, libc::SIGINT) };
+    signal(rec.id(), libc::SIGINT);
     let status = rec.wait().unwrap();
     assert!(status.success());
     let files = series_files(&out);
@@ -192,7 +192,7 @@ fn a_killed_capture_leaves_its_finished_files_intact() {
     let out = dir.join("k");
     let mut synthetic = synthetic_series(&out, &["--rotate-seconds", "0.5"], 50_000, 1.7);
     let mut rec = synthetic.take();
-    unsafe { libc::kill(rec.id() as i32, libc::SIGKILL) };
+    signal(rec.id(), libc::SIGKILL);
     rec.wait().unwrap();
 
     let files = series_files(&out);

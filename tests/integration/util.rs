@@ -51,6 +51,12 @@ pub fn tcpcong_without_capabilities(args: &[&str]) -> Output {
         .expect("setpriv runs")
 }
 
+/// Sends `sig` to a child process of this test.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill has no memory effects; the pid is our own child's.
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -200,16 +206,14 @@ impl Recorder {
 
     /// Ends the capture with SIGINT and returns its output.
     pub fn stop(self) -> Output {
-        // SAFETY: kill on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        signal(self.child.id(), libc::SIGINT);
         self.wait()
     }
 
     /// Ends two captures with one signal each, sent back to back.
     pub fn stop_together(a: Recorder, b: Recorder) -> (Output, Output) {
         for r in [&a, &b] {
-            // SAFETY: kill on our own children's pids.
-            unsafe { libc::kill(r.child.id() as i32, libc::SIGINT) };
+            signal(r.child.id(), libc::SIGINT);
         }
         (a.wait(), b.wait())
     }

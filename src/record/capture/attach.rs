@@ -9,8 +9,6 @@
 use std::collections::HashSet;
 use std::fs;
 
-use crate::cli::AttachKind;
-
 /// The kernel functions that call `tcp_set_ca_state()`, which is inline
 /// before Linux 5.19, to change a congestion state: BCC's five, and
 /// tcp_simple_retransmit (Loss after a path MTU drop). The fallback modes
@@ -47,16 +45,6 @@ impl AttachMode {
             AttachMode::Tracepoint => "tracepoint",
             AttachMode::Fentry => "fentry",
             AttachMode::Kprobe => "kprobe",
-        }
-    }
-}
-
-impl From<AttachMode> for AttachKind {
-    fn from(mode: AttachMode) -> AttachKind {
-        match mode {
-            AttachMode::Tracepoint => AttachKind::Tracepoint,
-            AttachMode::Fentry => AttachKind::Fentry,
-            AttachMode::Kprobe => AttachKind::Kprobe,
         }
     }
 }
@@ -173,15 +161,13 @@ fn kallsyms(wanted: &HashSet<&str>) -> Option<HashSet<String>> {
     )
 }
 
-/// The modes to try, best first: one for an explicit request, every
-/// available one for `auto` (a later one is used if an earlier one fails to
-/// load). An error says why nothing fits.
-pub fn plan(request: AttachKind, facts: &KernelFacts) -> Result<Vec<AttachMode>, String> {
-    let wanted: &[AttachMode] = match request {
-        AttachKind::Auto => &AttachMode::ALL,
-        AttachKind::Tracepoint => &[AttachMode::Tracepoint],
-        AttachKind::Fentry => &[AttachMode::Fentry],
-        AttachKind::Kprobe => &[AttachMode::Kprobe],
+/// The modes to try, best first: the one requested, or (`None`, auto)
+/// every available one, a later one being used if an earlier one fails to
+/// load. An error says why nothing fits.
+pub fn plan(request: Option<AttachMode>, facts: &KernelFacts) -> Result<Vec<AttachMode>, String> {
+    let wanted: &[AttachMode] = match &request {
+        None => &AttachMode::ALL,
+        Some(one) => std::slice::from_ref(one),
     };
     let mut why = Vec::new();
     let mut modes = Vec::new();
@@ -239,29 +225,23 @@ mod tests {
     #[test]
     fn auto_prefers_the_tracepoint_then_fentry_then_kprobes() {
         use AttachMode::*;
-        assert_eq!(
-            plan(AttachKind::Auto, &modern()),
-            Ok(vec![Tracepoint, Fentry, Kprobe])
-        );
-        assert_eq!(
-            plan(AttachKind::Auto, &bullseye()),
-            Ok(vec![Fentry, Kprobe])
-        );
+        assert_eq!(plan(None, &modern()), Ok(vec![Tracepoint, Fentry, Kprobe]));
+        assert_eq!(plan(None, &bullseye()), Ok(vec![Fentry, Kprobe]));
         let no_trampolines = KernelFacts {
             trampolines: false,
             ..bullseye()
         };
-        assert_eq!(plan(AttachKind::Auto, &no_trampolines), Ok(vec![Kprobe]));
+        assert_eq!(plan(None, &no_trampolines), Ok(vec![Kprobe]));
     }
 
     #[test]
     fn an_explicit_mode_is_tried_alone_or_refused_with_the_reason() {
         assert_eq!(
-            plan(AttachKind::Kprobe, &modern()),
+            plan(Some(AttachMode::Kprobe), &modern()),
             Ok(vec![AttachMode::Kprobe])
         );
         assert_eq!(
-            plan(AttachKind::Tracepoint, &bullseye()),
+            plan(Some(AttachMode::Tracepoint), &bullseye()),
             Err("tracepoint: no tcp_cong_state_set tracepoint (it arrived in Linux 5.19)".into())
         );
         let no_kprobes = KernelFacts {
@@ -269,14 +249,14 @@ mod tests {
             ..modern()
         };
         assert_eq!(
-            plan(AttachKind::Kprobe, &no_kprobes),
+            plan(Some(AttachMode::Kprobe), &no_kprobes),
             Err("kprobe: the kernel has no kprobes (CONFIG_KPROBES)".into())
         );
     }
 
     #[test]
     fn without_btf_nothing_can_run_and_every_mode_says_so() {
-        let err = plan(AttachKind::Auto, &KernelFacts::default()).unwrap_err();
+        let err = plan(None, &KernelFacts::default()).unwrap_err();
         assert_eq!(err.matches("no BTF").count(), 3, "{err}");
     }
 
@@ -286,11 +266,8 @@ mod tests {
             symbols: false,
             ..modern()
         };
-        assert_eq!(
-            plan(AttachKind::Auto, &blind),
-            Ok(vec![AttachMode::Tracepoint])
-        );
-        assert!(plan(AttachKind::Fentry, &blind)
+        assert_eq!(plan(None, &blind), Ok(vec![AttachMode::Tracepoint]));
+        assert!(plan(Some(AttachMode::Fentry), &blind)
             .unwrap_err()
             .contains("/proc/kallsyms"));
     }
@@ -310,7 +287,7 @@ mod tests {
             ..bullseye()
         };
         assert_eq!(
-            plan(AttachKind::Kprobe, &essential_inlined),
+            plan(Some(AttachMode::Kprobe), &essential_inlined),
             Err("kprobe: tcp_fastretrans_alert has no symbol (inlined)".into())
         );
         assert_eq!(

@@ -1,6 +1,10 @@
-//! The capture loop: the live event source that both `record` and live
-//! mode consume. It hands its sink events in `ktime_ns` order, together
-//! with the time up to which the stream is complete.
+//! The kernel side of a capture, and its loop: which hook this kernel
+//! offers (`attach`), checks and loading (`load`), the ring and perf
+//! transports (`buffer`, with the raw libbpf calls in `ffi`), decoding of
+//! the BPF record (`raw`), and here the loop that `record` and live mode
+//! both consume. It hands its sink events in `ktime_ns` order, together
+//! with the time up to which the stream is complete. It knows nothing of
+//! files or reports.
 //!
 //! Order needs care because the perf buffer delivers per CPU and even the
 //! ring buffer orders by reservation, not by timestamp, and a program can
@@ -19,13 +23,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use super::buffer::{Consumer, Inbox};
-use super::host::ktime_now;
-use super::load::{kernel_lost, load, object_slots, prog_stats, KernelConfig};
-use super::skel::TcpcongSkel;
-use crate::cli::BufferKind;
-use crate::error::{Error, Result};
+pub mod attach;
+pub mod buffer;
+mod ffi;
+pub mod load;
+pub mod raw;
+pub mod skel;
+
+use buffer::{BufferKind, Consumer, Inbox};
+use load::{kernel_lost, load, object_slots, prog_stats, CaptureConfig};
+use skel::TcpcongSkel;
+
+use crate::error::Result;
 use crate::event::Event;
+use crate::time::ktime_now;
 
 const POLL: Duration = Duration::from_millis(50);
 /// Perf buffers give no positions to prove completeness: events stamped
@@ -35,7 +46,7 @@ const PERF_SETTLE: Duration = Duration::from_millis(50);
 /// How long the end of a capture waits for reserved records to be committed.
 const SETTLE: Duration = Duration::from_secs(1);
 /// A ring-buffer record: the event and libbpf's 8-byte header.
-const RING_RECORD_BYTES: u64 = super::raw::RAW_EVENT_SIZE as u64 + 8;
+const RING_RECORD_BYTES: u64 = raw::RAW_EVENT_SIZE as u64 + 8;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static HANDLER: Once = Once::new();
@@ -44,8 +55,7 @@ static HANDLER: Once = Once::new();
 fn install_stop_handler() -> Result<()> {
     let mut res = Ok(());
     HANDLER.call_once(|| {
-        res = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst))
-            .map_err(|e| Error::Runtime(format!("installing the Ctrl-C handler: {e}")));
+        res = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).map_err(Into::into);
     });
     res
 }
@@ -98,11 +108,22 @@ pub struct Progress {
     pub lost: u64,
 }
 
+/// What a capture attached to, once it has.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// Events from this ktime on are captured.
+    pub start_ktime_ns: u64,
+    /// As the file's `attach` metadata names it.
+    pub attach: String,
+    /// What the user should know about the choice (a fallback mode, its
+    /// blind spots), one line each.
+    pub notes: Vec<String>,
+}
+
 /// Receives ordered events after each round of the capture loop.
 pub trait Sink {
-    /// The programs are attached (to `attach`): events from
-    /// `start_ktime_ns` on are captured.
-    fn started(&mut self, start_ktime_ns: u64, attach: &str);
+    /// The programs are attached; an error ends the capture at once.
+    fn started(&mut self, started: &Started) -> Result<()>;
     fn events(&mut self, events: &[Event], progress: Progress) -> Result<()>;
     /// Whether the sink has all it wants (live mode's `outputs`).
     fn done(&self) -> bool {
@@ -113,7 +134,7 @@ pub trait Sink {
 /// Runs a capture for `duration` from the moment it is attached (or until a
 /// stop signal, or a sink error).
 pub fn run(
-    cfg: &KernelConfig,
+    cfg: &CaptureConfig,
     duration: Option<Duration>,
     sink: &mut dyn Sink,
 ) -> Result<CaptureStats> {
@@ -122,9 +143,6 @@ pub fn run(
     let start_ktime_ns = ktime_now();
     let mut slots = object_slots();
     let loaded = load(&mut slots, cfg)?;
-    for note in &loaded.notes {
-        eprintln!("tcpcong: {note}");
-    }
     let mut skel = loaded.skel;
     // A pinned map outlives the process: the name must go however the
     // capture ends (the map itself goes with its last user).
@@ -133,10 +151,14 @@ pub fn run(
     let consumer = Consumer::new(&skel, cfg.buffer, Rc::clone(&inbox))?;
     let mut stats = CaptureStats {
         start_ktime_ns,
-        attach: loaded.attach,
+        attach: loaded.attach.clone(),
         ..Default::default()
     };
-    sink.started(stats.start_ktime_ns, &stats.attach);
+    sink.started(&Started {
+        start_ktime_ns,
+        attach: loaded.attach,
+        notes: loaded.notes,
+    })?;
     let deadline = duration.map(|d| Instant::now() + d);
 
     let mut order = Reorder::default();

@@ -12,18 +12,18 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::capture::{CaptureStats, Progress};
-use super::host::hostname;
-use super::load::KernelConfig;
+use super::schema::{CaptureInfo, Metadata};
 use super::writer::RecordingWriter;
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::host::hostname;
+use crate::time::{file_stamp, Clock};
 
 /// Rotation by size checks the file's size this often (events).
 const SIZE_CHECK_EVERY: usize = 2048;
 
 /// When to start a new file, and how much to keep.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rotation {
     pub every_ns: Option<u64>,
     pub bytes: Option<u64>,
@@ -33,10 +33,10 @@ pub struct Rotation {
 pub struct Series {
     root: PathBuf,
     rotation: Rotation,
-    cfg: KernelConfig,
-    clock_offset_ns: i64,
-    /// What the capture attached to, for every file's metadata.
-    attach: String,
+    clock: Clock,
+    /// How the capture was made, for every file's metadata (known once
+    /// the programs are attached).
+    info: Option<CaptureInfo>,
     current: Option<Current>,
     seq: u32,
     /// Complete files of this series, oldest first, with their sizes.
@@ -55,28 +55,16 @@ struct Current {
 }
 
 impl Series {
-    pub fn open(
-        root: &Path,
-        rotation: Rotation,
-        cfg: &KernelConfig,
-        clock_offset_ns: i64,
-    ) -> Result<Series> {
+    /// Creates the folder. Also returns the unfinished files an earlier
+    /// capture left in it, for the caller to report.
+    pub fn open(root: &Path, rotation: Rotation, clock: Clock) -> Result<(Series, Vec<PathBuf>)> {
         fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
         let leftovers = in_progress_files(root);
-        if !leftovers.is_empty() {
-            eprintln!(
-                "tcpcong: {} unfinished file(s) from an earlier capture left in {} (e.g. {}): not complete recordings; inspect or remove them",
-                leftovers.len(),
-                root.display(),
-                leftovers[0].display()
-            );
-        }
-        Ok(Series {
+        let series = Series {
             root: root.to_path_buf(),
             rotation,
-            cfg: cfg.clone(),
-            clock_offset_ns,
-            attach: String::new(),
+            clock,
+            info: None,
             current: None,
             seq: 0,
             done: Vec::new(),
@@ -84,17 +72,14 @@ impl Series {
             files: 0,
             bytes: 0,
             gaps: 0,
-        })
-    }
-
-    fn wall(&self, ktime: u64) -> i64 {
-        ktime as i64 + self.clock_offset_ns
+        };
+        Ok((series, leftovers))
     }
 
     /// The next file's path, from its start time.
     fn next_path(&mut self, start_ktime: u64) -> Result<PathBuf> {
         self.seq += 1;
-        let t = chrono::DateTime::from_timestamp_nanos(self.wall(start_ktime));
+        let (stamp, date) = file_stamp(self.clock.wall(start_ktime));
         let host: String = hostname()
             .chars()
             .map(|c| {
@@ -108,22 +93,20 @@ impl Series {
         let dir = self
             .root
             .join(format!("host={host}"))
-            .join(format!("date={}", t.format("%Y-%m-%d")));
+            .join(format!("date={date}"));
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        Ok(dir.join(format!(
-            "tcpcong-{}-{:06}.parquet",
-            t.format("%Y%m%dT%H%M%S%.3fZ"),
-            self.seq
-        )))
+        Ok(dir.join(format!("tcpcong-{stamp}-{:06}.parquet", self.seq)))
     }
 
-    pub fn set_attach(&mut self, attach: &str) {
-        self.attach = attach.to_string();
+    /// The capture is attached: its first file starts at `start_ktime`.
+    pub fn start(&mut self, info: CaptureInfo, start_ktime: u64) -> Result<()> {
+        self.info = Some(info);
+        self.begin(start_ktime, 0)
     }
 
-    pub fn begin(&mut self, start_ktime: u64, lost_before: u64) -> Result<()> {
+    fn begin(&mut self, start_ktime: u64, lost_before: u64) -> Result<()> {
         let path = self.next_path(start_ktime)?;
-        let writer = RecordingWriter::create(&path, false, self.clock_offset_ns)?;
+        let writer = RecordingWriter::create(&path, false, self.clock)?;
         self.current = Some(Current {
             writer,
             start_ktime,
@@ -135,7 +118,9 @@ impl Series {
     /// Writes a round's events, cutting files inside it where a time or size
     /// boundary falls, so that files hold what the flags say, not whole
     /// rounds.
-    pub fn write(&mut self, mut events: &[Event], progress: Progress) -> Result<()> {
+    /// `complete_until`: no event stamped before it is still to come;
+    /// `lost`: the capture's losses so far.
+    pub fn write(&mut self, mut events: &[Event], complete_until: u64, lost: u64) -> Result<()> {
         while let Some(cur) = self.current.as_mut() {
             let time_limit = self
                 .rotation
@@ -152,20 +137,16 @@ impl Series {
                 .bytes
                 .is_some_and(|b| cur.writer.size_estimate() >= b)
             {
-                Some(
-                    events
-                        .first()
-                        .map_or(progress.complete_until, |e| e.ktime_ns),
-                )
+                Some(events.first().map_or(complete_until, |e| e.ktime_ns))
             } else {
                 // Every event before the limit is in this file once the
                 // stream is complete up to it.
-                time_limit.filter(|&t| n == before_limit && t <= progress.complete_until)
+                time_limit.filter(|&t| n == before_limit && t <= complete_until)
             };
             match cut_at {
                 Some(t) => {
-                    self.cut(t, progress.lost)?;
-                    self.begin(t, progress.lost)?;
+                    self.cut(t, lost)?;
+                    self.begin(t, lost)?;
                 }
                 None if events.is_empty() => break,
                 None => {}
@@ -179,20 +160,18 @@ impl Series {
         let Some(cur) = self.current.take() else {
             return Ok(());
         };
-        let span = CaptureStats {
-            start_ktime_ns: cur.start_ktime,
-            end_ktime_ns: end_ktime,
-            lost: lost_now.saturating_sub(cur.lost_before),
-            attach: self.attach.clone(),
-            ..Default::default()
-        };
-        let meta = super::metadata(&self.cfg, &span, self.clock_offset_ns);
+        let info = self.info.as_ref().ok_or(Error::Internal(
+            "a series file was cut before the capture started",
+        ))?;
+        let lost = lost_now.saturating_sub(cur.lost_before);
+        let meta = Metadata::new(info, cur.start_ktime, end_ktime, lost);
         let path = cur.writer.target().to_path_buf();
         let (events, gaps) = (cur.writer.events(), cur.writer.gaps());
-        let size = cur
-            .writer
-            .finish(meta)
-            .map_err(|e| super::incomplete(e, &path, events))?;
+        let size = cur.writer.finish(meta).map_err(|e| Error::Incomplete {
+            path: path.clone(),
+            events,
+            source: Box::new(e),
+        })?;
         self.events += events;
         self.gaps += gaps;
         self.files += 1;
@@ -215,7 +194,8 @@ impl Series {
         Ok(())
     }
 
-    pub fn finish(&mut self, stats: &CaptureStats) -> Result<()> {
+    /// The capture ended at `end_ktime`, having lost `lost` in all.
+    pub fn finish(&mut self, end_ktime: u64, lost: u64) -> Result<()> {
         // A stop right after a rotation leaves a last file with nothing in
         // it: drop it rather than keep an empty recording, unless it is the
         // only one (then it says the capture saw nothing).
@@ -223,14 +203,14 @@ impl Series {
             .current
             .as_ref()
             .is_some_and(|c| c.writer.events() == 0);
-        let lost_in_it = stats.lost_events() > self.current.as_ref().map_or(0, |c| c.lost_before);
+        let lost_in_it = lost > self.current.as_ref().map_or(0, |c| c.lost_before);
         if empty && !lost_in_it && self.files > 0 {
             if let Some(cur) = self.current.take() {
                 cur.writer.abandon();
             }
             return Ok(());
         }
-        self.cut(stats.end_ktime_ns, stats.lost_events())
+        self.cut(end_ktime, lost)
     }
 
     /// After a failure: the file being written cannot be completed.

@@ -12,16 +12,19 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{MapCore, MapType, OpenObject};
+use libbpf_rs::{MapCore, OpenObject};
 
 use super::attach::{self, AttachMode, KernelFacts};
+use super::buffer::BufferKind;
+use super::ffi;
 use super::skel::{OpenTcpcongSkel, TcpcongSkel, TcpcongSkelBuilder};
-use crate::cli::{AttachKind, BufferChoice, BufferKind, CaptureArgs, PortFilter};
 use crate::error::{Error, Result};
-use crate::schema::Filters;
+use crate::event::Filters;
 
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+const BPFFS: &str = "/sys/fs/bpf";
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
@@ -30,45 +33,17 @@ const CAP_BPF: u32 = 39;
 const RING_BYTES: u32 = 32 << 20;
 
 /// Everything the kernel side needs to know before load.
-#[derive(Debug, Clone)]
-pub struct KernelConfig {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// Applied in the kernel (netns and cgroup as their ids).
     pub filters: Filters,
     pub buffer: BufferKind,
-    pub attach: AttachKind,
+    /// `None`: the best mode this kernel offers (see [`attach::plan`]).
+    pub attach: Option<AttachMode>,
+    /// Emit `tcp_state` events.
     pub lifecycle: bool,
     /// Where to pin the ring buffer for a benchmark's producer.
     pub pin_buffer: Option<std::path::PathBuf>,
-}
-
-impl KernelConfig {
-    pub fn from_args(ports: &PortFilter, c: &CaptureArgs) -> Result<KernelConfig> {
-        Ok(KernelConfig {
-            filters: Filters {
-                localport: ports.localport,
-                remoteport: ports.remoteport,
-                family: c.family,
-                netns: c.netns.as_deref().map(resolve_netns).transpose()?,
-                cgroup: c.cgroup.as_deref().map(resolve_cgroup).transpose()?,
-            },
-            buffer: resolve_buffer(c.buffer),
-            attach: c.attach,
-            lifecycle: !c.no_lifecycle,
-            pin_buffer: c.pin_buffer.clone(),
-        })
-    }
-}
-
-/// `auto` is the ring buffer wherever the kernel can create one.
-pub fn resolve_buffer(choice: BufferChoice) -> BufferKind {
-    match choice {
-        BufferChoice::Ring => BufferKind::Ring,
-        BufferChoice::Perf => BufferKind::Perf,
-        // Unprivileged, the probe cannot tell; preflight refuses anyway.
-        BufferChoice::Auto => match MapType::RingBuf.is_supported() {
-            Ok(false) => BufferKind::Perf,
-            Ok(true) | Err(_) => BufferKind::Ring,
-        },
-    }
 }
 
 /// The kernel's facts, read once per process (kallsyms is large).
@@ -77,40 +52,80 @@ pub fn facts() -> &'static KernelFacts {
     FACTS.get_or_init(KernelFacts::probe)
 }
 
-/// A netns inode, given as a number or as a path to a namespace file.
-fn resolve_netns(s: &str) -> Result<u32> {
+/// A netns inode, given as a number or as a path to a namespace file; the
+/// error says why the path is none.
+pub fn netns_inode(s: &str) -> Result<u32, String> {
     if let Ok(ino) = s.parse::<u32>() {
         return Ok(ino);
     }
     let meta = fs::metadata(s).map_err(|e| {
-        Error::Usage(format!(
-            "--netns {s}: {e}; give a namespace file (e.g. /var/run/netns/NAME, /proc/PID/ns/net) or its inode number"
-        ))
+        format!("{e}; give a namespace file (e.g. /var/run/netns/NAME, /proc/PID/ns/net) or its inode number")
     })?;
-    u32::try_from(meta.ino())
-        .map_err(|_| Error::Usage(format!("--netns {s}: inode {} is out of range", meta.ino())))
+    u32::try_from(meta.ino()).map_err(|_| format!("inode {} is out of range", meta.ino()))
 }
 
-/// A cgroup v2 directory's id, which is its inode number on cgroup2fs.
-fn resolve_cgroup(p: &Path) -> Result<u64> {
-    let usage = |why: String| Error::Usage(format!("--cgroup {}: {why}", p.display()));
-    let meta = fs::metadata(p).map_err(|e| usage(e.to_string()))?;
+/// A cgroup v2 directory's id, which is its inode number on cgroup2fs; the
+/// error says why the path is none.
+pub fn cgroup_id(p: &Path) -> Result<u64, String> {
+    let meta = fs::metadata(p).map_err(|e| e.to_string())?;
     if !meta.is_dir() {
-        return Err(usage("not a directory".into()));
+        return Err("not a directory".into());
     }
+    if fs_type(p).map_err(|e| e.to_string())? != CGROUP2_SUPER_MAGIC {
+        return Err(
+            "not on a cgroup v2 file system (see the cgroup2 line of /proc/self/mountinfo)".into(),
+        );
+    }
+    Ok(meta.ino())
+}
+
+/// The magic number of the file system `p` is on.
+fn fs_type(p: &Path) -> std::io::Result<i64> {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
-        .map_err(|_| usage("path contains a NUL byte".into()))?;
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: statfs is plain old data, for which all zeroes is valid.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: c is a valid NUL-terminated path, st a valid out-pointer.
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(usage(std::io::Error::last_os_error().to_string()));
+        return Err(std::io::Error::last_os_error());
     }
-    if st.f_type as i64 != CGROUP2_SUPER_MAGIC {
-        return Err(usage(
-            "not on a cgroup v2 file system (see the cgroup2 line of /proc/self/mountinfo)".into(),
-        ));
+    Ok(st.f_type as i64)
+}
+
+/// A folder to pin maps in must be on a BPF file system. A machine as it
+/// boots often has none mounted: mount one at its usual place, as bpftool
+/// does; anywhere else, say so.
+fn ensure_bpffs(pin: &Path) -> Result<()> {
+    let dir = pin.parent().unwrap_or(Path::new("/"));
+    if fs_type(dir).ok() == Some(BPF_FS_MAGIC) {
+        return Ok(());
     }
-    Ok(meta.ino())
+    let not_bpffs = || {
+        Error::Usage(format!(
+            "--pin-buffer {}: {} is not on a BPF file system (mount -t bpf bpf {})",
+            pin.display(),
+            dir.display(),
+            dir.display()
+        ))
+    };
+    if dir != Path::new(BPFFS) {
+        return Err(not_bpffs());
+    }
+    // SAFETY: every argument is a NUL-terminated string literal, the data
+    // pointer may be NULL.
+    let rc = unsafe {
+        libc::mount(
+            c"bpf".as_ptr(),
+            c"/sys/fs/bpf".as_ptr(),
+            c"bpf".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(Error::io(dir, std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 /// Effective capabilities of this process, from /proc/self/status.
@@ -136,27 +151,29 @@ pub fn has_btf() -> bool {
     Path::new(VMLINUX_BTF).exists()
 }
 
-/// The checks that turn an opaque EPERM or ENOENT from libbpf into advice.
-pub fn preflight(attach: AttachKind) -> Result<()> {
+/// The checks that turn an opaque EPERM or ENOENT from libbpf into advice:
+/// commands run them before they create files.
+pub fn preflight(cfg: &CaptureConfig) -> Result<()> {
     if !has_privileges() {
-        return Err(Error::Privilege(
-            "loading BPF programs needs root or CAP_BPF + CAP_PERFMON: run with sudo".into(),
-        ));
+        return Err(Error::NoPrivilege);
+    }
+    if let Some(pin) = &cfg.pin_buffer {
+        ensure_bpffs(pin)?;
     }
     if !has_btf() {
         return Err(Error::Kernel(format!(
             "{VMLINUX_BTF} is missing: this kernel has no BTF (needs CONFIG_DEBUG_INFO_BTF=y)"
         )));
     }
-    modes(attach).map(drop)
+    modes(cfg.attach).map(drop)
 }
 
 /// The attach modes to try for this request, as a one-line error when none fits.
-fn modes(request: AttachKind) -> Result<Vec<AttachMode>> {
+fn modes(request: Option<AttachMode>) -> Result<Vec<AttachMode>> {
     attach::plan(request, facts()).map_err(|why| {
-        let kernel = super::host::kernel_release();
-        Error::Kernel(match (request, attach::plan(AttachKind::Auto, facts())) {
-            (AttachKind::Auto, _) => {
+        let kernel = crate::host::kernel_release();
+        Error::Kernel(match (request, attach::plan(None, facts())) {
+            (None, _) => {
                 format!("kernel {kernel} offers no hook tcpcong can use ({why})")
             }
             (_, Ok(offered)) => format!(
@@ -192,7 +209,7 @@ pub struct Loaded<'obj> {
 /// Opens, configures, loads and attaches the capture programs, trying the
 /// planned attach modes in order. Commands call [`preflight`] first, before
 /// they create files.
-pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &KernelConfig) -> Result<Loaded<'obj>> {
+pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<Loaded<'obj>> {
     let modes = modes(cfg.attach)?;
     let tried = modes.len();
     let mut failed = Vec::new();
@@ -255,7 +272,7 @@ fn keep_libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
 
 fn load_mode<'obj>(
     slot: &'obj mut MaybeUninit<OpenObject>,
-    cfg: &KernelConfig,
+    cfg: &CaptureConfig,
     mode: AttachMode,
 ) -> Result<TcpcongSkel<'obj>> {
     let mut open = TcpcongSkelBuilder::default()
@@ -317,15 +334,13 @@ fn fallback_program(name: &str) -> Option<(AttachMode, &'static str)> {
 /// Filters, transport and flow naming, fixed in read-only data before load.
 fn configure(
     open: &mut OpenTcpcongSkel<'_>,
-    cfg: &KernelConfig,
+    cfg: &CaptureConfig,
     mode: AttachMode,
     use_cookie: bool,
 ) -> Result<()> {
-    let rodata = open
-        .maps
-        .rodata_data
-        .as_deref_mut()
-        .ok_or_else(|| Error::Runtime("BPF object has no read-only data section".into()))?;
+    let rodata = open.maps.rodata_data.as_deref_mut().ok_or(Error::Internal(
+        "the BPF object has no read-only data section",
+    ))?;
     let f = &cfg.filters;
     if let Some(p) = f.localport {
         rodata.lport_lo = p.lo;
@@ -431,25 +446,16 @@ pub struct ProgStats {
 }
 
 pub fn prog_stats(skel: &TcpcongSkel<'_>) -> ProgStats {
-    use std::os::fd::{AsFd, AsRawFd};
     let mut sum = ProgStats::default();
-    for p in skel.object().progs().filter(|p| p.autoload()) {
-        let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
-        let mut len = std::mem::size_of_val(&info) as u32;
-        // SAFETY: the program is loaded, so its fd is valid; info and len
-        // are valid out-pointers of the size given.
-        let rc = unsafe {
-            libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(
-                p.as_fd().as_raw_fd(),
-                &mut info,
-                &mut len,
-            )
-        };
-        if rc == 0 {
-            sum.run_time_ns += info.run_time_ns;
-            sum.run_cnt += info.run_cnt;
-            sum.recursion_misses += info.recursion_misses;
-        }
+    for info in skel
+        .object()
+        .progs()
+        .filter(|p| p.autoload())
+        .filter_map(|p| ffi::prog_info(&p))
+    {
+        sum.run_time_ns += info.run_time_ns;
+        sum.run_cnt += info.run_cnt;
+        sum.recursion_misses += info.recursion_misses;
     }
     sum
 }

@@ -1,5 +1,12 @@
 //! The generated BPF skeleton (see build.rs), kept in a module of its own so
 //! that its generated code is isolated from lints meant for ours.
-#![allow(clippy::all, missing_docs, unused_qualifications, non_camel_case_types)]
+#![allow(
+    clippy::all,
+    clippy::undocumented_unsafe_blocks,
+    missing_docs,
+    unused_qualifications,
+    non_camel_case_types,
+    unsafe_op_in_unsafe_fn
+)]
 
 include!(concat!(env!("OUT_DIR"), "/tcpcong.skel.rs"));

@@ -1,42 +1,13 @@
-//! Decoding of the fixed-size records the BPF programs emit
-//! (`struct event` in bpf/tcpcong.bpf.c) into [`Event`]s.
+//! Decoding of the records the BPF programs emit (`struct event` in
+//! bpf/event.h) into [`Event`]s, through the skeleton's generated copy of
+//! that struct: the layout is never written down twice.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::event::{AlgoName, CaState, Change, Event, FlowAddr, TcpInfo, TcpState};
+use super::skel::types::event as RawEvent;
+use crate::event::{detail_columns, CaState, Change, Detail, Event, FlowAddr, TcpState};
 
-/// Byte-for-byte the C `struct event`; both sides check the size.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct RawEvent {
-    ktime_ns: u64,
-    cookie: u64,
-    cgroup: u64,
-    saddr: [u8; 16],
-    daddr: [u8; 16],
-    netns: u32,
-    snd_cwnd: u32,
-    snd_ssthresh: u32,
-    srtt_us: u32,
-    mss: u32,
-    packets_out: u32,
-    retrans_out: u32,
-    lost_out: u32,
-    sacked_out: u32,
-    total_retrans: u32,
-    cong_algo: [u8; 16],
-    sport: u16,
-    dport: u16,
-    cpu: u16,
-    family: u8,
-    kind: u8,
-    old_state: u8,
-    new_state: u8,
-    _pad: [u8; 6],
-}
-
-pub const RAW_EVENT_SIZE: usize = 128;
-const _: () = assert!(std::mem::size_of::<RawEvent>() == RAW_EVENT_SIZE);
+pub const RAW_EVENT_SIZE: usize = std::mem::size_of::<RawEvent>();
 
 const KIND_CA_STATE: u8 = 0;
 const KIND_TCP_STATE: u8 = 1;
@@ -45,13 +16,25 @@ const KIND_TCP_STATE: u8 = 1;
 #[derive(Debug, PartialEq, Eq)]
 pub struct Malformed;
 
+macro_rules! detail_from_raw {
+    ($($name:ident: $ty:ty,)*) => {
+        fn detail(r: &RawEvent) -> Detail {
+            Detail {
+                $($name: r.$name.into(),)*
+            }
+        }
+    };
+}
+detail_columns!(detail_from_raw);
+
 pub fn decode(bytes: &[u8]) -> Result<Event, Malformed> {
     // The perf buffer pads samples to 8 bytes, so only a short record is wrong.
     if bytes.len() < RAW_EVENT_SIZE {
         return Err(Malformed);
     }
-    // SAFETY: the length is checked above, RawEvent is plain old data for
-    // which every bit pattern is valid, and read_unaligned needs no alignment.
+    // SAFETY: the length is checked above, the generated struct is plain
+    // old data for which every bit pattern is valid, and read_unaligned
+    // needs no alignment.
     let r: RawEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
 
     let (saddr, daddr) = match r.family {
@@ -84,21 +67,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, Malformed> {
             dport: r.dport,
         },
         change,
-        cpu: r.cpu,
-        netns: r.netns,
-        cgroup: r.cgroup,
-        cong_algo: AlgoName(r.cong_algo),
-        tcp: TcpInfo {
-            snd_cwnd: r.snd_cwnd,
-            snd_ssthresh: r.snd_ssthresh,
-            srtt_us: r.srtt_us,
-            mss: r.mss,
-            packets_out: r.packets_out,
-            retrans_out: r.retrans_out,
-            lost_out: r.lost_out,
-            sacked_out: r.sacked_out,
-            total_retrans: r.total_retrans,
-        },
+        detail: detail(&r),
     })
 }
 
@@ -110,20 +79,29 @@ fn v4(b: &[u8; 16]) -> IpAddr {
 mod tests {
     use super::*;
 
+    /// A record as the kernel would write it, through the same generated type.
     fn raw(family: u8, kind: u8, old: u8, new: u8) -> Vec<u8> {
-        let mut b = vec![0u8; RAW_EVENT_SIZE];
-        b[0..8].copy_from_slice(&42u64.to_ne_bytes());
-        b[8..16].copy_from_slice(&7u64.to_ne_bytes());
-        b[24..28].copy_from_slice(&[127, 0, 0, 1]);
-        b[40..44].copy_from_slice(&[10, 0, 0, 2]);
-        b[96..101].copy_from_slice(b"cubic");
-        b[112..114].copy_from_slice(&5201u16.to_ne_bytes());
-        b[114..116].copy_from_slice(&80u16.to_ne_bytes());
-        b[118] = family;
-        b[119] = kind;
-        b[120] = old;
-        b[121] = new;
-        b
+        let mut r = RawEvent {
+            ktime_ns: 42,
+            cookie: 7,
+            sport: 5201,
+            dport: 80,
+            family,
+            kind,
+            old_state: old,
+            new_state: new,
+            snd_cwnd: 10,
+            total_retrans: 3,
+            ..Default::default()
+        };
+        r.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        r.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        for (d, s) in r.cong_algo.iter_mut().zip(b"cubic") {
+            *d = *s as i8;
+        }
+        // SAFETY: RawEvent is plain old data; the slice covers exactly it.
+        unsafe { std::slice::from_raw_parts((&r as *const RawEvent).cast::<u8>(), RAW_EVENT_SIZE) }
+            .to_vec()
     }
 
     #[test]
@@ -134,7 +112,8 @@ mod tests {
         assert_eq!(e.addr.saddr.to_string(), "127.0.0.1");
         assert_eq!(e.addr.daddr.to_string(), "10.0.0.2");
         assert_eq!((e.addr.sport, e.addr.dport), (5201, 80));
-        assert_eq!(e.cong_algo.as_str(), "cubic");
+        assert_eq!(e.detail.cong_algo.as_str(), "cubic");
+        assert_eq!((e.detail.snd_cwnd, e.detail.total_retrans), (10, 3));
         assert_eq!(
             e.change,
             Change::Ca {

@@ -3,14 +3,15 @@
 //! beyond what it checks for: unprivileged, it says what it cannot see.
 //! Exit status 0 when `record` can work here, 1 otherwise.
 
+use std::io::Write;
 use std::path::Path;
 
-use crate::cli::BufferKind;
 use crate::error::{Error, Result};
-use crate::record::attach::{self, AttachMode};
-use crate::record::host;
-use crate::record::load::{self, KernelConfig};
-use crate::schema::Filters;
+use crate::event::Filters;
+use crate::host;
+use crate::record::capture::attach::{self, AttachMode};
+use crate::record::capture::buffer::BufferKind;
+use crate::record::capture::load::{self, CaptureConfig};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -34,7 +35,9 @@ impl Report {
         if status != Status::Ok && needed {
             self.fatal = true;
         }
-        println!("{tag:<8} {what:<26} {detail}");
+        let mut out = std::io::stdout().lock();
+        // A report nobody can read has nothing left to say.
+        let _ = writeln!(out, "{tag:<8} {what:<26} {detail}");
     }
 }
 
@@ -120,9 +123,7 @@ pub fn run() -> Result<()> {
     };
     modes(&mut r, privileged, buffer);
     if r.fatal {
-        Err(Error::Runtime(
-            "recording cannot work here: see the lines above".into(),
-        ))
+        Err(Error::NotReady)
     } else {
         Ok(())
     }
@@ -193,10 +194,10 @@ fn modes(r: &mut Report, privileged: bool, buffer: BufferKind) {
 
 /// Loads and attaches the programs of one mode, then drops them at once.
 fn try_load(mode: AttachMode, buffer: BufferKind) -> Result<()> {
-    let cfg = KernelConfig {
+    let cfg = CaptureConfig {
         filters: Filters::default(),
         buffer,
-        attach: mode.into(),
+        attach: Some(mode),
         lifecycle: true,
         pin_buffer: None,
     };

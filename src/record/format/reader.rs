@@ -13,18 +13,18 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type, UInt8Type};
-use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch};
-use arrow_schema::DataType;
+use arrow_array::types::{UInt16Type, UInt64Type, UInt8Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
-use crate::analyze::engine::{FlowKey, Span};
+use super::schema::{self, DetailArrays, Metadata, METADATA_KEY, SCHEMA_VERSION};
 use crate::error::{Error, Result};
-use crate::event::{AlgoName, CaState, Change, Event, FlowAddr, TcpInfo, TcpState};
-use crate::schema::{self, Metadata, METADATA_KEY, SCHEMA_VERSION};
+use crate::event::{CaState, Change, Detail, Event, FlowAddr, FlowKey, PortRange, Span, TcpState};
+use crate::time::Clock;
 
-/// The columns analysis reads; the rest of a recording is never decoded.
+/// The columns analysis reads (all but `time` of the core); the rest of a
+/// recording is never decoded.
 const NEEDED: [&str; 10] = [
     "ktime_ns",
     "kind",
@@ -39,15 +39,26 @@ const NEEDED: [&str; 10] = [
 ];
 const BATCH_ROWS: usize = 65_536;
 
-/// Expands the command line's inputs into recording files, sorted by path.
-/// Hidden files (in-progress captures) are skipped inside folders.
-pub fn discover(inputs: &[String]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
+/// The recordings the inputs name, and what was passed over.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    /// Recording files, sorted by path.
+    pub files: Vec<PathBuf>,
+    /// Hidden in-progress files inside folders: captures still running,
+    /// or killed before they finished.
+    pub unfinished: Vec<PathBuf>,
+}
+
+/// Expands inputs (files, folders, globs) into recording files. Hidden
+/// files are skipped inside folders.
+pub fn discover(inputs: &[String]) -> Result<Discovered> {
+    let mut found = Discovered::default();
+    let files = &mut found.files;
     for input in inputs {
         let path = Path::new(input);
         if path.is_dir() {
             let before = files.len();
-            walk(path, &mut files)?;
+            walk(path, files, &mut found.unfinished)?;
             if files.len() == before {
                 return Err(Error::bad_input(
                     path,
@@ -76,10 +87,10 @@ pub fn discover(inputs: &[String]) -> Result<Vec<PathBuf>> {
     }
     files.sort();
     files.dedup();
-    Ok(files)
+    Ok(found)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, unfinished: &mut Vec<PathBuf>) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -87,15 +98,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
         if hidden {
             if entry.file_name().to_string_lossy().ends_with(".inprogress") {
-                eprintln!(
-                    "tcpcong: ignoring {}: a capture that has not finished (still running, or killed)",
-                    path.display()
-                );
+                unfinished.push(path);
             }
             continue;
         }
         if path.is_dir() {
-            walk(&path, out)?;
+            walk(&path, out, unfinished)?;
         } else if path.extension().is_some_and(|x| x == "parquet") {
             out.push(path);
         }
@@ -161,7 +169,7 @@ impl Recording {
         let schema = self.builder.parquet_schema();
         let wanted: Vec<&str> = match columns {
             Columns::Analysis => NEEDED.to_vec(),
-            Columns::All => schema::columns().iter().map(|(n, _)| *n).collect(),
+            Columns::All => schema::columns().into_iter().map(|(n, _)| n).collect(),
         };
         let indices: Vec<usize> = wanted
             .iter()
@@ -193,25 +201,25 @@ fn footer_problem(path: &Path, detail: &str) -> String {
     }
 }
 
-/// Every column analysis reads must be there with its schema v1 type.
+/// Every column analysis reads must be there, and every schema v1 column
+/// that is there must have its schema v1 type.
 fn check_columns(path: &Path, schema: &arrow_schema::Schema) -> Result<()> {
-    let expected: HashMap<&str, DataType> = schema::columns().into_iter().collect();
-    for name in NEEDED {
-        let want = &expected[name];
+    for (name, want) in schema::columns() {
         match schema.field_with_name(name) {
-            Ok(f) if f.data_type() == want => {}
+            Ok(f) if *f.data_type() == want => {}
             Ok(f) => {
                 return Err(Error::bad_input(
                     path,
                     format!("column {name} has type {}, expected {want}", f.data_type()),
                 ))
             }
-            Err(_) => {
+            Err(_) if NEEDED.contains(&name) => {
                 return Err(Error::bad_input(
                     path,
                     format!("column {name} is missing: not a tcpcong event file"),
                 ))
             }
+            Err(_) => {}
         }
     }
     Ok(())
@@ -245,25 +253,27 @@ pub enum Item {
 /// the kernel released it (`close`), and those rows belong to the flow.
 #[derive(Debug, Clone, Default)]
 pub struct RowFilter {
-    pub localport: Option<crate::schema::PortRange>,
-    pub remoteport: Option<crate::schema::PortRange>,
-    pub flow: Option<u64>,
+    localport: Option<PortRange>,
+    remoteport: Option<PortRange>,
+    flow: Option<u64>,
     /// Per flow, whether its ports matched, once seen with a local port.
     matched: std::cell::RefCell<HashMap<u64, bool>>,
 }
 
-impl From<&crate::cli::Selection> for RowFilter {
-    fn from(s: &crate::cli::Selection) -> RowFilter {
+impl RowFilter {
+    pub fn new(
+        localport: Option<PortRange>,
+        remoteport: Option<PortRange>,
+        flow: Option<u64>,
+    ) -> RowFilter {
         RowFilter {
-            localport: s.ports.localport,
-            remoteport: s.ports.remoteport,
-            flow: s.flow,
+            localport,
+            remoteport,
+            flow,
             matched: Default::default(),
         }
     }
-}
 
-impl RowFilter {
     fn keeps(&self, flow: u64, sport: u16, dport: u16) -> bool {
         if self.flow.is_some_and(|f| f != flow) {
             return false;
@@ -285,7 +295,7 @@ impl RowFilter {
 struct Input {
     rec: Recording,
     boot: u32,
-    offset_ns: i64,
+    clock: Clock,
     start_ns: u64,
     end_ns: u64,
 }
@@ -312,13 +322,13 @@ impl Dataset {
             let &mut (boot, offset_ns) = boots
                 .entry(rec.meta.boot_id.clone())
                 .or_insert((n, rec.meta.clock_offset_ns));
-            let wall = |k: u64| (k as i64).saturating_add(offset_ns).max(0) as u64;
+            let clock = Clock::new(offset_ns);
             inputs.push(Input {
-                start_ns: wall(rec.meta.start_ktime_ns),
-                end_ns: wall(rec.meta.end_ktime_ns),
+                start_ns: clock.wall(rec.meta.start_ktime_ns),
+                end_ns: clock.wall(rec.meta.end_ktime_ns),
                 rec,
                 boot,
-                offset_ns,
+                clock,
             });
         }
         inputs.sort_by_key(|i| (i.boot, i.start_ns));
@@ -451,7 +461,7 @@ fn scan_file(
         decode_batch(
             &path,
             &batch,
-            (i.boot, i.offset_ns),
+            (i.boot, i.clock),
             filter,
             &mut addrs,
             &mut in_order,
@@ -460,57 +470,32 @@ fn scan_file(
     Ok(())
 }
 
-/// Typed access to a batch's columns; absent optional columns read as 0.
-struct Cols<'a> {
-    b: &'a RecordBatch,
-    path: &'a Path,
-}
-
-impl<'a> Cols<'a> {
-    fn get(&self, name: &str) -> Result<&'a ArrayRef> {
-        self.b
-            .column_by_name(name)
-            .ok_or_else(|| Error::bad_input(self.path, format!("column {name} is missing")))
-    }
-
-    fn u32s(&self, name: &str) -> Option<&'a PrimitiveArray<UInt32Type>> {
-        self.b
-            .column_by_name(name)
-            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
-    }
+fn column<'a>(b: &'a RecordBatch, path: &Path, name: &str) -> Result<&'a ArrayRef> {
+    b.column_by_name(name)
+        .ok_or_else(|| Error::bad_input(path, format!("column {name} is missing")))
 }
 
 fn decode_batch(
     path: &Path,
     b: &RecordBatch,
-    (boot, offset_ns): (u32, i64),
+    (boot, clock): (u32, Clock),
     filter: &RowFilter,
     addrs: &mut HashMap<u64, FlowAddr>,
     f: &mut dyn FnMut(Row) -> Result<()>,
 ) -> Result<()> {
-    let c = Cols { b, path };
-    let ktime = c.get("ktime_ns")?.as_primitive::<UInt64Type>();
-    let kind = c.get("kind")?.as_string::<i32>();
-    let flow = c.get("flow")?.as_primitive::<UInt64Type>();
-    let family = c.get("family")?.as_primitive::<UInt8Type>();
-    let saddr = c.get("saddr")?.as_string::<i32>();
-    let daddr = c.get("daddr")?.as_string::<i32>();
-    let sport = c.get("sport")?.as_primitive::<UInt16Type>();
-    let dport = c.get("dport")?.as_primitive::<UInt16Type>();
-    let old = c.get("old_state")?.as_string::<i32>();
-    let new = c.get("new_state")?.as_string::<i32>();
-    let cpu = b
-        .column_by_name("cpu")
-        .and_then(|a| a.as_primitive_opt::<UInt16Type>());
-    let netns = c.u32s("netns");
-    let cgroup = b
-        .column_by_name("cgroup")
-        .and_then(|a| a.as_primitive_opt::<UInt64Type>());
-    let algo = b
-        .column_by_name("cong_algo")
-        .and_then(|a| a.as_string_opt::<i32>());
-    let tcp: Vec<Option<&PrimitiveArray<UInt32Type>>> =
-        TCP_COLUMNS.iter().map(|n| c.u32s(n)).collect();
+    let c = |name| column(b, path, name);
+    let ktime = c("ktime_ns")?.as_primitive::<UInt64Type>();
+    let kind = c("kind")?.as_string::<i32>();
+    let flow = c("flow")?.as_primitive::<UInt64Type>();
+    let family = c("family")?.as_primitive::<UInt8Type>();
+    let saddr = c("saddr")?.as_string::<i32>();
+    let daddr = c("daddr")?.as_string::<i32>();
+    let sport = c("sport")?.as_primitive::<UInt16Type>();
+    let dport = c("dport")?.as_primitive::<UInt16Type>();
+    let old = c("old_state")?.as_string::<i32>();
+    let new = c("new_state")?.as_string::<i32>();
+    let detail = DetailArrays::of(b);
+    let with_detail = b.num_columns() > NEEDED.len();
     if b.columns().iter().any(|a| a.null_count() > 0) {
         return Err(Error::bad_input(
             path,
@@ -536,7 +521,6 @@ fn decode_batch(
             // Kinds added by later schema versions are not ours to judge.
             _ => continue,
         };
-        let t_ns = (ktime.value(i) as i64).saturating_add(offset_ns).max(0) as u64;
         // Parsing addresses is the costly part of a row: once per flow. A
         // socket's local port can change once (bound after `syn_sent`).
         let addr = match addrs.get(&fl) {
@@ -553,31 +537,18 @@ fn decode_batch(
                 a
             }
         };
-        let u32_at = |k: usize| tcp[k].map_or(0, |a| a.value(i));
         f(Row {
-            t_ns,
+            t_ns: clock.wall(ktime.value(i)),
             key: FlowKey { boot, cookie: fl },
             ev: Event {
                 ktime_ns: ktime.value(i),
                 flow: fl,
                 addr,
                 change,
-                cpu: cpu.map_or(0, |a| a.value(i)),
-                netns: netns.map_or(0, |a| a.value(i)),
-                cgroup: cgroup.map_or(0, |a| a.value(i)),
-                cong_algo: algo.map_or(AlgoName::default(), |a| {
-                    AlgoName::from_str_lossy(a.value(i))
-                }),
-                tcp: TcpInfo {
-                    snd_cwnd: u32_at(0),
-                    snd_ssthresh: u32_at(1),
-                    srtt_us: u32_at(2),
-                    mss: u32_at(3),
-                    packets_out: u32_at(4),
-                    retrans_out: u32_at(5),
-                    lost_out: u32_at(6),
-                    sacked_out: u32_at(7),
-                    total_retrans: u32_at(8),
+                detail: if with_detail {
+                    detail.at(i)
+                } else {
+                    Detail::default()
                 },
             },
         })?;
@@ -585,29 +556,13 @@ fn decode_batch(
     Ok(())
 }
 
-const TCP_COLUMNS: [&str; 9] = [
-    "snd_cwnd",
-    "snd_ssthresh",
-    "srtt_us",
-    "mss",
-    "packets_out",
-    "retrans_out",
-    "lost_out",
-    "sacked_out",
-    "total_retrans",
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::PortRange;
 
     #[test]
     fn port_filters_choose_flows_and_keep_their_portless_rows() {
-        let f = RowFilter {
-            localport: Some(PortRange { lo: 5201, hi: 5201 }),
-            ..Default::default()
-        };
+        let f = RowFilter::new(Some(PortRange { lo: 5201, hi: 5201 }), None, None);
         assert!(!f.keeps(1, 0, 5201), "unknown flow without a port");
         assert!(f.keeps(1, 5201, 40000));
         assert!(
@@ -616,10 +571,7 @@ mod tests {
         );
         assert!(!f.keeps(2, 40000, 5201));
         assert!(!f.keeps(2, 0, 5201));
-        let by_flow = RowFilter {
-            flow: Some(2),
-            ..Default::default()
-        };
+        let by_flow = RowFilter::new(None, None, Some(2));
         assert!(by_flow.keeps(2, 0, 0) && !by_flow.keeps(1, 5201, 1));
     }
 }

@@ -18,8 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
-    UInt8Builder,
+    StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt64Builder, UInt8Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
@@ -30,9 +29,10 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use super::schema::{arrow_schema, DetailBuilders, Metadata, METADATA_KEY};
 use crate::error::{Error, Result};
 use crate::event::{CaState, Change, Event, TcpState};
-use crate::schema::{arrow_schema, Metadata, METADATA_KEY};
+use crate::time::Clock;
 
 const BATCH_ROWS: usize = 65_536;
 /// Columns that change by small steps from row to row: the clocks, and
@@ -75,7 +75,7 @@ impl RecordingWriter {
     /// Creates the in-progress file (mode 0600). Refuses to overwrite an
     /// existing recording without `force`, and never reuses a leftover
     /// in-progress file.
-    pub fn create(target: &Path, force: bool, clock_offset_ns: i64) -> Result<RecordingWriter> {
+    pub fn create(target: &Path, force: bool, clock: Clock) -> Result<RecordingWriter> {
         if target.is_dir() {
             return Err(Error::Usage(format!(
                 "{} is a directory: give a file name such as {}/run.parquet",
@@ -84,10 +84,9 @@ impl RecordingWriter {
             )));
         }
         if target.exists() && !force {
-            return Err(Error::Runtime(format!(
-                "{} already exists: pass --force to overwrite it",
-                target.display()
-            )));
+            return Err(Error::Exists {
+                path: target.to_path_buf(),
+            });
         }
         let tmp = in_progress_path(target);
         let file = OpenOptions::new()
@@ -96,18 +95,14 @@ impl RecordingWriter {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => Error::Runtime(format!(
-                    "{} is left over from an earlier capture that did not finish: \
-                     inspect or remove it, then retry",
-                    tmp.display()
-                )),
+                std::io::ErrorKind::AlreadyExists => Error::Leftover { path: tmp.clone() },
                 _ => Error::io(&tmp, e),
             })?;
 
         let schema = arrow_schema();
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).map_err(|e| parquet_err(&tmp, e))?,
+                ZstdLevel::try_new(3).map_err(|e| Error::parquet(&tmp, e))?,
             ))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_created_by(format!("tcpcong {}", env!("CARGO_PKG_VERSION")))
@@ -129,13 +124,13 @@ impl RecordingWriter {
             .with_properties(props)
             .with_skip_arrow_metadata(true);
         let writer = ArrowWriter::try_new_with_options(file, Arc::clone(&schema), opts)
-            .map_err(|e| parquet_err(&tmp, e))?;
+            .map_err(|e| Error::parquet(&tmp, e))?;
         Ok(RecordingWriter {
             target: target.to_path_buf(),
             tmp,
             writer: Some(writer),
             schema,
-            cols: Columns::new(clock_offset_ns),
+            cols: Columns::new(clock),
             addr_cache: HashMap::new(),
             flows: HashSet::new(),
             events: 0,
@@ -223,11 +218,10 @@ impl RecordingWriter {
         if self.cols.rows == 0 {
             return Ok(());
         }
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), self.cols.finish())
-            .map_err(|e| Error::Runtime(format!("building a record batch: {e}")))?;
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), self.cols.finish())?;
         let tmp = self.tmp.clone();
         if let Some(w) = self.writer.as_mut() {
-            w.write(&batch).map_err(|e| parquet_err(&tmp, e))?;
+            w.write(&batch).map_err(|e| Error::parquet(&tmp, e))?;
         }
         Ok(())
     }
@@ -249,8 +243,7 @@ impl RecordingWriter {
         meta.flows = self.flows.len() as u64;
         meta.sorted = self.sorted;
         meta.gaps = self.gaps;
-        let json = serde_json::to_string(&meta)
-            .map_err(|e| Error::Runtime(format!("encoding metadata: {e}")))?;
+        let json = serde_json::to_string(&meta)?;
         let with_meta = self
             .schema
             .as_ref()
@@ -260,13 +253,13 @@ impl RecordingWriter {
         let mut w = self
             .writer
             .take()
-            .ok_or_else(|| Error::Runtime("recording already finished".into()))?;
+            .ok_or(Error::Internal("a recording was finished twice"))?;
         w.append_key_value_metadata(KeyValue::new(
             ARROW_SCHEMA_META_KEY.to_string(),
             encode_arrow_schema(&with_meta),
         ));
         w.append_key_value_metadata(KeyValue::new(METADATA_KEY.to_string(), json));
-        let file = w.into_inner().map_err(|e| parquet_err(&tmp, e))?;
+        let file = w.into_inner().map_err(|e| Error::parquet(&tmp, e))?;
         file.sync_all().map_err(|e| Error::io(&tmp, e))?;
         let size = file.metadata().map_err(|e| Error::io(&tmp, e))?.len();
         fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
@@ -295,16 +288,9 @@ impl Drop for RecordingWriter {
     }
 }
 
-fn parquet_err(path: &Path, source: parquet::errors::ParquetError) -> Error {
-    Error::Parquet {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// One Arrow builder per schema column, in schema order.
 struct Columns {
-    clock_offset_ns: i64,
+    clock: Clock,
     rows: usize,
     time: TimestampNanosecondBuilder,
     ktime: UInt64Builder,
@@ -317,17 +303,13 @@ struct Columns {
     dport: UInt16Builder,
     old_state: StringBuilder,
     new_state: StringBuilder,
-    cpu: UInt16Builder,
-    netns: UInt32Builder,
-    cgroup: UInt64Builder,
-    cong_algo: StringBuilder,
-    tcp: [UInt32Builder; 9],
+    detail: DetailBuilders,
 }
 
 impl Columns {
-    fn new(clock_offset_ns: i64) -> Columns {
+    fn new(clock: Clock) -> Columns {
         Columns {
-            clock_offset_ns,
+            clock,
             rows: 0,
             time: TimestampNanosecondBuilder::new().with_timezone("UTC"),
             ktime: UInt64Builder::new(),
@@ -340,17 +322,12 @@ impl Columns {
             dport: UInt16Builder::new(),
             old_state: StringBuilder::new(),
             new_state: StringBuilder::new(),
-            cpu: UInt16Builder::new(),
-            netns: UInt32Builder::new(),
-            cgroup: UInt64Builder::new(),
-            cong_algo: StringBuilder::new(),
-            tcp: std::array::from_fn(|_| UInt32Builder::new()),
+            detail: DetailBuilders::default(),
         }
     }
 
     fn push(&mut self, e: &Event, saddr: &str, daddr: &str) {
-        self.time
-            .append_value(e.ktime_ns as i64 + self.clock_offset_ns);
+        self.time.append_value(self.clock.wall_i64(e.ktime_ns));
         self.ktime.append_value(e.ktime_ns);
         self.kind.append_value(e.change.kind());
         self.flow.append_value(e.flow);
@@ -362,25 +339,7 @@ impl Columns {
         let (old, new) = e.change.names();
         self.old_state.append_value(old);
         self.new_state.append_value(new);
-        self.cpu.append_value(e.cpu);
-        self.netns.append_value(e.netns);
-        self.cgroup.append_value(e.cgroup);
-        self.cong_algo.append_value(e.cong_algo.as_str());
-        let t = &e.tcp;
-        let values = [
-            t.snd_cwnd,
-            t.snd_ssthresh,
-            t.srtt_us,
-            t.mss,
-            t.packets_out,
-            t.retrans_out,
-            t.lost_out,
-            t.sacked_out,
-            t.total_retrans,
-        ];
-        for (b, v) in self.tcp.iter_mut().zip(values) {
-            b.append_value(v);
-        }
+        self.detail.push(&e.detail);
         self.rows += 1;
     }
 
@@ -398,16 +357,8 @@ impl Columns {
             Arc::new(self.dport.finish()),
             Arc::new(self.old_state.finish()),
             Arc::new(self.new_state.finish()),
-            Arc::new(self.cpu.finish()),
-            Arc::new(self.netns.finish()),
-            Arc::new(self.cgroup.finish()),
-            Arc::new(self.cong_algo.finish()),
         ];
-        cols.extend(
-            self.tcp
-                .iter_mut()
-                .map(|b| Arc::new(b.finish()) as ArrayRef),
-        );
+        self.detail.finish(&mut cols);
         cols
     }
 }

@@ -1,0 +1,510 @@
+//! From parsed flags to a validated plan per command (ripgrep's low-level
+//! to high-level arguments): every usage error is raised here, before any
+//! command starts, and every command gets its layers' own configs, so
+//! that nothing below the command line sees a clap type.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+
+use super::args::{
+    AccountingArg, AnalyzeArgs, AttachKind, BufferChoice, CaptureArgs, Cli, Command, EventsArgs,
+    EventsFormat, Format, LiveArgs, PortFilter, RecordArgs, ReportArgs, Selection as SelectArgs,
+};
+use super::values::{parse_duration, parse_outputs};
+use crate::analyze::engine::Accounting;
+use crate::analyze::report::{ReportConfig, Style};
+use crate::cmd::{self, Plan, ReportPlan, Selection, TimeBound};
+use crate::error::{Error, Result};
+use crate::event::Filters;
+use crate::record::capture::attach::AttachMode;
+use crate::record::capture::buffer::BufferKind;
+use crate::record::capture::load::{cgroup_id, netns_inode, CaptureConfig};
+use crate::record::format::output::Target;
+use crate::record::format::series::Rotation;
+
+/// Parses `args` (the program name first) and resolves them into a plan.
+/// Help, version, completions and the man page become text to print.
+pub fn resolve<I, T>(args: I) -> Result<Plan>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let command = args
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e),
+    };
+    if let Some(text) = clap_text(&cli) {
+        return Ok(Plan::Print(text));
+    }
+    match cli.command {
+        Some(Command::Record(a)) => record(&a, command).map(Plan::Record),
+        Some(Command::Analyze(a)) => analyze(&a).map(Plan::Analyze),
+        Some(Command::Events(a)) => events(&a).map(Plan::Events),
+        Some(Command::Doctor) => Ok(Plan::Doctor),
+        Some(Command::Completions { .. } | Command::Man) => {
+            Err(Error::Internal("completions and man are printed before"))
+        }
+        None => live(&cli.live, command).map(Plan::Live),
+    }
+}
+
+/// Completions and the man page, generated from the flag definitions so
+/// that they never drift.
+fn clap_text(cli: &Cli) -> Option<String> {
+    let mut out = Vec::new();
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(*shell, &mut Cli::command(), "tcpcong", &mut out);
+        }
+        Some(Command::Man) => {
+            // Writing into a Vec cannot fail.
+            let _ = clap_mangen::Man::new(Cli::command()).render(&mut out);
+        }
+        _ => return None,
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Help and version are text to print; a usage error is reduced to its
+/// first paragraph on one line (which names the flag and the bad value).
+fn clap_error(e: clap::Error) -> Result<Plan> {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            Ok(Plan::Print(e.render().to_string()))
+        }
+        _ => {
+            // clap puts the names of missing arguments on the lines after
+            // its first.
+            let text = e.render().to_string();
+            let para: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            Err(Error::Usage(
+                para.join(" ").trim_start_matches("error: ").to_string(),
+            ))
+        }
+    }
+}
+
+fn record(a: &RecordArgs, command: String) -> Result<cmd::record::Plan> {
+    let capture = capture(&a.ports, &a.capture)?;
+    let rotation = Rotation {
+        every_ns: a.rotate_seconds.map(nanos),
+        bytes: a.rotate_size,
+        max_total: a.max_total,
+    };
+    let target = if Target::wants_series(&a.output) {
+        Target::Series {
+            root: a.output.clone(),
+            rotation,
+        }
+    } else {
+        if rotation != Rotation::default() {
+            return Err(Error::Usage(format!(
+                "--rotate-seconds, --rotate-size and --max-total need a directory: -o {}/",
+                a.output.display()
+            )));
+        }
+        file_target(&a.output, a.force)?
+    };
+    Ok(cmd::record::Plan {
+        capture,
+        target,
+        duration: a.duration,
+        command,
+    })
+}
+
+/// A single output file: its folder must exist, and it must not be one.
+fn file_target(path: &Path, force: bool) -> Result<Target> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(Error::Usage(format!(
+            "-o {}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        )));
+    }
+    Ok(Target::File {
+        path: path.to_path_buf(),
+        force,
+    })
+}
+
+fn live(a: &LiveArgs, command: String) -> Result<cmd::live::Plan> {
+    let report = report(
+        &a.report,
+        a.interval.interval,
+        a.interval.outputs,
+        "outputs needs an interval: tcpcong [interval] [outputs]",
+    )?;
+    let output = match &a.output {
+        Some(p) if Target::wants_series(p) => Some(Target::Series {
+            root: p.clone(),
+            rotation: Rotation::default(),
+        }),
+        Some(p) => Some(file_target(p, a.force)?),
+        None => None,
+    };
+    Ok(cmd::live::Plan {
+        capture: capture(&a.ports, &a.capture)?,
+        output,
+        report,
+        command,
+    })
+}
+
+fn analyze(a: &AnalyzeArgs) -> Result<cmd::analyze::Plan> {
+    let (inputs, interval, outputs) = split_positionals(&a.inputs)?;
+    let report = report(
+        &a.report,
+        interval,
+        outputs,
+        "outputs needs an interval: tcpcong analyze INPUT... [interval] [outputs]",
+    )?;
+    Ok(cmd::analyze::Plan {
+        inputs,
+        select: selection(&a.select)?,
+        report,
+    })
+}
+
+fn events(a: &EventsArgs) -> Result<cmd::events::Plan> {
+    Ok(cmd::events::Plan {
+        inputs: a.inputs.clone(),
+        select: selection(&a.select)?,
+        json: a.format == EventsFormat::Json,
+    })
+}
+
+/// BCC's trailing `[interval] [outputs]` after analyze's inputs: trailing
+/// numbers that are not files. `analyze run.parquet 1 3` is BCC's
+/// `tcpcong 1 3` replayed.
+fn split_positionals(all: &[String]) -> Result<(Vec<String>, Option<Duration>, Option<u64>)> {
+    let is_number = |s: &&String| s.parse::<f64>().is_ok() && !Path::new(s.as_str()).exists();
+    let trailing = all.iter().rev().take_while(is_number).count();
+    if trailing > 2 {
+        return Err(Error::Usage(format!(
+            "too many numbers after the inputs: expected [interval] [outputs], got {trailing}"
+        )));
+    }
+    let (inputs, nums) = all.split_at(all.len() - trailing);
+    if inputs.is_empty() {
+        return Err(Error::Usage(
+            "no recording given: tcpcong analyze INPUT... [interval] [outputs]".into(),
+        ));
+    }
+    let interval = nums
+        .first()
+        .map(|i| parse_duration(i).map_err(|e| Error::Usage(format!("interval: {e}"))))
+        .transpose()?;
+    let outputs = nums
+        .get(1)
+        .map(|o| parse_outputs(o).map_err(|e| Error::Usage(format!("outputs: {e}"))))
+        .transpose()?;
+    Ok((inputs.to_vec(), interval, outputs))
+}
+
+/// How reports look, for live mode and analyze alike: the one place that
+/// decides which combinations make sense.
+fn report(
+    a: &ReportArgs,
+    interval: Option<Duration>,
+    outputs: Option<u64>,
+    outputs_alone: &str,
+) -> Result<ReportPlan> {
+    let style = match (a.format, a.dist) {
+        (Format::Table, false) => Style::Table,
+        (Format::Table, true) => Style::Histogram,
+        (Format::Json | Format::Csv, true) => {
+            return Err(Error::Usage(
+                "-d draws text histograms: use it without --format json/csv".into(),
+            ))
+        }
+        (Format::Json, false) => Style::Json,
+        (Format::Csv, false) => Style::Csv,
+    };
+    if outputs.is_some() && interval.is_none() {
+        return Err(Error::Usage(outputs_alone.into()));
+    }
+    Ok(ReportPlan {
+        report: ReportConfig {
+            style,
+            micros: a.microseconds,
+            timestamp: a.timestamp,
+            all: a.all,
+        },
+        accounting: match a.accounting {
+            AccountingArg::Full => Accounting::Full,
+            AccountingArg::Between => Accounting::Between,
+        },
+        interval_ns: interval.map(nanos),
+        outputs,
+    })
+}
+
+/// What the kernel side captures, with paths resolved to the ids the
+/// kernel compares.
+fn capture(ports: &PortFilter, c: &CaptureArgs) -> Result<CaptureConfig> {
+    let netns = c
+        .netns
+        .as_deref()
+        .map(|s| netns_inode(s).map_err(|why| Error::Usage(format!("--netns {s}: {why}"))))
+        .transpose()?;
+    let cgroup = c
+        .cgroup
+        .as_deref()
+        .map(|p| {
+            cgroup_id(p).map_err(|why| Error::Usage(format!("--cgroup {}: {why}", p.display())))
+        })
+        .transpose()?;
+    Ok(CaptureConfig {
+        filters: Filters {
+            localport: ports.localport,
+            remoteport: ports.remoteport,
+            family: c.family,
+            netns,
+            cgroup,
+        },
+        buffer: match c.buffer {
+            BufferChoice::Auto => BufferKind::best(),
+            BufferChoice::Ring => BufferKind::Ring,
+            BufferChoice::Perf => BufferKind::Perf,
+        },
+        attach: match c.attach {
+            AttachKind::Auto => None,
+            AttachKind::Tracepoint => Some(AttachMode::Tracepoint),
+            AttachKind::Fentry => Some(AttachMode::Fentry),
+            AttachKind::Kprobe => Some(AttachMode::Kprobe),
+        },
+        lifecycle: !c.no_lifecycle,
+        pin_buffer: c.pin_buffer.clone(),
+    })
+}
+
+fn selection(s: &SelectArgs) -> Result<Selection> {
+    let bound =
+        |flag: &str, v: &Option<String>| v.as_deref().map(|v| time_bound(flag, v)).transpose();
+    let (since, until) = (bound("--since", &s.since)?, bound("--until", &s.until)?);
+    if let (Some(a), Some(b)) = (since, until) {
+        if a.same_kind(&b) && b <= a {
+            return Err(Error::Usage("--until must be later than --since".into()));
+        }
+    }
+    Ok(Selection {
+        localport: s.ports.localport,
+        remoteport: s.ports.remoteport,
+        flow: s.flow,
+        since,
+        until,
+    })
+}
+
+/// RFC 3339, or seconds (fractions allowed) from the recordings' start.
+fn time_bound(flag: &str, s: &str) -> Result<TimeBound> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(TimeBound::FromStart((secs * 1e9) as u64));
+        }
+    }
+    crate::time::parse_rfc3339(s).map(TimeBound::At).ok_or_else(|| {
+        Error::Usage(format!(
+            "{flag} {s}: expected RFC 3339 (2026-11-26T08:00:00Z) or seconds from the recording's start"
+        ))
+    })
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(args: &[&str]) -> String {
+        match resolve(std::iter::once("tcpcong").chain(args.iter().copied())) {
+            Err(Error::Usage(msg)) => msg,
+            Err(e) => panic!("{args:?}: not a usage error: {e}"),
+            Ok(_) => panic!("{args:?} was accepted"),
+        }
+    }
+
+    fn plan(args: &[&str]) -> Plan {
+        resolve(std::iter::once("tcpcong").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn histograms_need_the_text_format_in_every_command() {
+        for args in [
+            &["-d", "--format", "json", "2", "1"][..],
+            &["-d", "--format", "csv"],
+            &["analyze", "x.parquet", "-d", "--format", "json"],
+        ] {
+            assert!(usage(args).contains("-d draws text histograms"), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn outputs_need_an_interval() {
+        // Live mode's positionals: a second number needs the first.
+        assert!(
+            matches!(plan(&["2"]), Plan::Live(p) if p.report.interval_ns == Some(2_000_000_000))
+        );
+        let Plan::Analyze(p) = plan(&["analyze", "a.parquet", "0.5", "3"]) else {
+            panic!("not analyze");
+        };
+        assert_eq!(p.inputs, vec!["a.parquet".to_string()]);
+        assert_eq!(
+            (p.report.interval_ns, p.report.outputs),
+            (Some(500_000_000), Some(3))
+        );
+        assert!(usage(&["analyze", "a.parquet", "1", "2", "3"]).contains("too many numbers"));
+        assert!(usage(&["analyze", "5"]).contains("no recording given"));
+        assert!(usage(&["analyze", "a.parquet", "0"]).starts_with("interval:"));
+    }
+
+    #[test]
+    fn report_flags_become_a_report_config() {
+        let Plan::Analyze(p) = plan(&[
+            "analyze",
+            "a.parquet",
+            "-uT",
+            "--all",
+            "--accounting",
+            "between",
+        ]) else {
+            panic!("not analyze");
+        };
+        assert_eq!(
+            p.report.report,
+            ReportConfig {
+                style: Style::Table,
+                micros: true,
+                timestamp: true,
+                all: true
+            }
+        );
+        assert_eq!(p.report.accounting, Accounting::Between);
+        let Plan::Live(p) = plan(&["-d"]) else {
+            panic!("not live")
+        };
+        assert_eq!(p.report.report.style, Style::Histogram);
+    }
+
+    #[test]
+    fn record_targets_and_rotation() {
+        let Plan::Record(p) = plan(&["record", "-o", "/tmp/", "--rotate-seconds", "30"]) else {
+            panic!("not record");
+        };
+        assert!(
+            matches!(p.target, Target::Series { rotation, .. } if rotation.every_ns == Some(30_000_000_000))
+        );
+        assert!(
+            usage(&["record", "-o", "/tmp/x.parquet", "--max-total", "1G"])
+                .contains("need a directory")
+        );
+        let missing = usage(&["record", "-o", "/nonexistent/dir/x.parquet"]);
+        assert!(
+            missing.contains("/nonexistent/dir does not exist"),
+            "{missing}"
+        );
+        let Plan::Record(p) = plan(&[
+            "record",
+            "-o",
+            "x.parquet",
+            "--attach",
+            "kprobe",
+            "--buffer",
+            "perf",
+            "-L",
+            "9-1",
+        ]) else {
+            panic!("not record");
+        };
+        assert_eq!(p.capture.attach, Some(AttachMode::Kprobe));
+        assert_eq!(p.capture.buffer, BufferKind::Perf);
+        assert_eq!(
+            p.capture.filters.localport.map(|r| (r.lo, r.hi)),
+            Some((1, 9))
+        );
+        assert!(p
+            .command
+            .ends_with("record -o x.parquet --attach kprobe --buffer perf -L 9-1"));
+    }
+
+    #[test]
+    fn filter_targets_must_exist() {
+        assert!(
+            usage(&["record", "-o", "x.parquet", "--netns", "/nonexistent"])
+                .starts_with("--netns /nonexistent:")
+        );
+        assert!(usage(&["record", "-o", "x.parquet", "--cgroup", "/proc"])
+            .contains("not on a cgroup v2"));
+    }
+
+    #[test]
+    fn time_bounds() {
+        assert!(
+            usage(&["events", "a.parquet", "--since", "5", "--until", "2"])
+                .contains("--until must be later")
+        );
+        assert!(
+            usage(&["events", "a.parquet", "--since", "yesterday"]).contains("expected RFC 3339")
+        );
+        let Plan::Events(p) = plan(&[
+            "events",
+            "a.parquet",
+            "--since",
+            "1.5",
+            "--until",
+            "1970-01-01T00:00:03Z",
+        ]) else {
+            panic!("not events");
+        };
+        assert_eq!(p.select.since, Some(TimeBound::FromStart(1_500_000_000)));
+        assert_eq!(p.select.until, Some(TimeBound::At(3_000_000_000)));
+    }
+
+    #[test]
+    fn help_version_and_generated_texts_are_printed() {
+        for args in [
+            &["--help"][..],
+            &["--version"],
+            &["man"],
+            &["completions", "bash"],
+        ] {
+            let r = resolve(std::iter::once("tcpcong").chain(args.iter().copied()));
+            match r {
+                Ok(Plan::Print(text)) => {
+                    assert!(text.contains("tcpcong"), "{args:?}: {text}")
+                }
+                Err(e) => panic!("{args:?}: {e}"),
+                Ok(_) => panic!("{args:?}: not text"),
+            }
+        }
+    }
+
+    #[test]
+    fn clap_errors_are_one_line() {
+        let msg = usage(&["record"]);
+        assert!(!msg.contains('\n') && msg.contains("--output"), "{msg}");
+        assert!(usage(&["-L", "abc"]).contains("'abc' is not a port"));
+    }
+}

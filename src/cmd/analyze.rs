@@ -1,0 +1,80 @@
+//! `tcpcong analyze`: the seed's duration tables and histograms, recomputed
+//! offline from one or many recordings. The reader streams the recordings
+//! on one timeline, the engine does the arithmetic (the same engine live
+//! mode feeds), the printer renders; this decides the span to report and
+//! says on stderr what the numbers cannot show.
+
+use std::io::{self, BufWriter};
+
+use super::{open_dataset, warn_losses, ReportPlan, Selection};
+use crate::analyze::engine::Engine;
+use crate::analyze::report::{Printer, Style};
+use crate::error::{Error, Result};
+use crate::messages;
+use crate::record::format::reader::{Columns, Item};
+
+/// The largest number of windows a report may have: a guard against an
+/// interval far too small for the recording, which would exhaust memory.
+const MAX_WINDOWS: u64 = 1_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Files, folders and globs.
+    pub inputs: Vec<String>,
+    pub select: Selection,
+    pub report: ReportPlan,
+}
+
+pub fn run(plan: &Plan) -> Result<()> {
+    let data = open_dataset(&plan.inputs)?;
+    let span = plan.select.span(&data)?;
+    if let Some(iv) = plan.report.interval_ns {
+        let windows = (span.end_ns - span.start_ns) / iv.max(1);
+        if windows > MAX_WINDOWS {
+            return Err(Error::Usage(format!(
+                "an interval of {:?} makes {windows} windows of this recording; choose a longer one",
+                std::time::Duration::from_nanos(iv)
+            )));
+        }
+    }
+    let lost_events = data.lost_events;
+    let filter = plan.select.rows();
+    let lifecycle = data.lifecycle;
+    let mut engine = Engine::new(plan.report.engine(span.start_ns, span.until_ns, lifecycle));
+    data.scan(&filter, Columns::Analysis, &mut |item| {
+        match item {
+            Item::Span(boot, s) => engine.set_span(boot, s),
+            Item::Row(row) => {
+                let addr = row.ev.addr;
+                engine.push(row.t_ns, row.key, row.ev.change, move || addr);
+            }
+        }
+        Ok(())
+    })?;
+    let summary = engine.finish(span.end_ns);
+
+    let mut printer = Printer::new(BufWriter::new(io::stdout().lock()), plan.report.report);
+    printer.set_lost_events(lost_events);
+    let limit = plan.report.outputs.unwrap_or(u64::MAX);
+    for w in summary
+        .windows
+        .iter()
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+    {
+        printer.window(w).map_err(Error::Stdout)?;
+    }
+    printer.flush().map_err(Error::Stdout)?;
+    if printer.visible_rows == 0 && plan.report.report.style != Style::Histogram {
+        let hint = if plan.report.report.all {
+            ""
+        } else {
+            "; --all also shows flows without changes"
+        };
+        messages::say(format_args!(
+            "no flow changed congestion state in the selected data ({} flows seen{hint})",
+            summary.flows
+        ));
+    }
+    warn_losses(lost_events, &summary);
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! `tcpcong record`: capture every congestion-state transition (and, by
+//! default, flow lifecycle) into a schema v1 recording, one file or a
+//! rotated series. Live mode's `-o` goes through the same [`Recording`],
+//! so that both create, finish, give up on and report files alike.
+
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::event::Event;
+use crate::messages;
+use crate::record::capture::load::{preflight, CaptureConfig};
+use crate::record::capture::{self, CaptureStats, Progress, Sink, Started};
+use crate::record::format::output::{Output, Target};
+use crate::record::format::schema::CaptureInfo;
+use crate::time::Clock;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub capture: CaptureConfig,
+    pub target: Target,
+    /// From the moment the programs are attached; `None`: until Ctrl-C.
+    pub duration: Option<Duration>,
+    /// The command line, for the files' metadata.
+    pub command: String,
+}
+
+/// A capture's events on their way into an [`Output`].
+pub struct Recording {
+    out: Output,
+    clock: Clock,
+    info: CaptureInfo,
+}
+
+impl Recording {
+    /// Creates the output before anything is loaded, so that a bad path
+    /// fails first, and says what an earlier capture left in its folder.
+    pub fn create(target: &Target, cfg: &CaptureConfig, command: &str) -> Result<Recording> {
+        let clock = Clock::of_host();
+        let (out, leftovers) = Output::create(target, clock)?;
+        if let Some(first) = leftovers.first() {
+            messages::say(format_args!(
+                "{} unfinished file(s) from an earlier capture left in the output folder (e.g. {}): not complete recordings; inspect or remove them",
+                leftovers.len(),
+                first.display()
+            ));
+        }
+        Ok(Recording {
+            out,
+            clock,
+            info: CaptureInfo {
+                attach: String::new(),
+                buffer: cfg.buffer.name().to_string(),
+                filters: cfg.filters.clone(),
+                lifecycle: cfg.lifecycle,
+                command: command.to_string(),
+                clock,
+            },
+        })
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    pub fn describe(&self) -> String {
+        self.out.describe()
+    }
+
+    pub fn started(&mut self, s: &Started) -> Result<()> {
+        self.info.attach = s.attach.clone();
+        self.out.start(self.info.clone(), s.start_ktime_ns)
+    }
+
+    pub fn write(&mut self, events: &[Event], p: Progress) -> Result<()> {
+        self.out.write(events, p.complete_until, p.lost)
+    }
+
+    /// Ends the recording with the capture's outcome: its files are
+    /// completed after a capture that finished, given up on (and their
+    /// events counted as lost) after one that failed.
+    pub fn end(self, outcome: Result<CaptureStats>) -> Result<CaptureStats> {
+        let out = self.out;
+        let stats = match outcome {
+            Ok(stats) => stats,
+            Err(e) => return Err(out.abandon(e)),
+        };
+        let w = out.finish(stats.end_ktime_ns, stats.lost_events())?;
+        let summary = match w.flows {
+            Some(flows) => format!(
+                "wrote {} events of {flows} flows to {} ({} bytes)",
+                w.events,
+                w.place.display(),
+                w.bytes
+            ),
+            None => format!(
+                "wrote {} events in {} files to {} ({} bytes)",
+                w.events,
+                w.files,
+                w.place.display(),
+                w.bytes
+            ),
+        };
+        if w.gaps > 0 {
+            messages::say(format_args!(
+                "{} transitions happened without an event (a ca_state event did not start where its flow's previous one ended); analyze counts them as mismatches",
+                w.gaps
+            ));
+        }
+        if stats.late > 0 {
+            messages::say(format_args!(
+                "{} events arrived after later ones were written (a preempted program, perf buffer); the file is marked unsorted and analyze sorts it",
+                stats.late
+            ));
+        }
+        messages::say(format_args!(
+            "{summary}, {} lost events{}",
+            stats.lost_events(),
+            loss_detail(&stats)
+        ));
+        if stats.bpf_run_ns > 0 && w.events > 0 {
+            messages::say(format_args!(
+                "in-kernel cost {} ns per event ({} ns in {} program runs; kernel.bpf_stats_enabled is on)",
+                stats.bpf_run_ns / w.events,
+                stats.bpf_run_ns,
+                stats.bpf_runs
+            ));
+        }
+        Ok(stats)
+    }
+}
+
+/// Says what the capture attached to, when it is worth knowing.
+pub fn tell_started(s: &Started) {
+    for note in &s.notes {
+        messages::say(note);
+    }
+}
+
+struct RecordSink {
+    rec: Recording,
+    duration: Option<Duration>,
+}
+
+impl Sink for RecordSink {
+    fn started(&mut self, s: &Started) -> Result<()> {
+        tell_started(s);
+        messages::raw(format_args!(
+            "Recording TCP congestion-state transitions into {}{}... Hit Ctrl-C to end.",
+            self.rec.describe(),
+            self.duration
+                .map(|d| format!(" for {:.1}s", d.as_secs_f64()))
+                .unwrap_or_default()
+        ));
+        self.rec.started(s)
+    }
+
+    fn events(&mut self, events: &[Event], progress: Progress) -> Result<()> {
+        self.rec.write(events, progress)
+    }
+}
+
+pub fn run(plan: &Plan) -> Result<()> {
+    preflight(&plan.capture)?;
+    let rec = Recording::create(&plan.target, &plan.capture, &plan.command)?;
+    let mut sink = RecordSink {
+        rec,
+        duration: plan.duration,
+    };
+    let outcome = capture::run(&plan.capture, plan.duration, &mut sink);
+    sink.rec.end(outcome).map(drop)
+}
+
+/// Why events were lost, for the one summary line.
+fn loss_detail(stats: &CaptureStats) -> String {
+    if stats.lost_events() == 0 {
+        return String::new();
+    }
+    let parts: Vec<String> = [
+        (stats.lost, "buffer or table full, or never committed"),
+        (
+            stats.missed,
+            "skipped by the kernel: program re-entered on one CPU",
+        ),
+        (stats.malformed, "undecodable"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, why)| format!("{n} {why}"))
+    .collect();
+    format!(" ({}; see lost_events in the file)", parts.join(", "))
+}

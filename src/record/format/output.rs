@@ -1,0 +1,191 @@
+//! Where a capture's events go: one recording file, or a rotated series in
+//! a folder. `record` and live mode's `-o` both write through [`Output`],
+//! so that they create, finish and give up on files the same way: a
+//! failed capture never leaves an in-progress file behind, and always says
+//! how many events the unfinished file held.
+
+use std::path::{Path, PathBuf};
+
+use super::schema::{CaptureInfo, Metadata};
+use super::series::{Rotation, Series};
+use super::writer::RecordingWriter;
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::time::Clock;
+
+/// What the user asked to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One file; `force` replaces an existing one.
+    File { path: PathBuf, force: bool },
+    /// A folder of rotated files.
+    Series { root: PathBuf, rotation: Rotation },
+}
+
+impl Target {
+    /// `-o DIR/` (or an existing directory) is a series, anything else a file.
+    pub fn wants_series(path: &Path) -> bool {
+        path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/')
+    }
+}
+
+enum Sink {
+    File {
+        writer: Box<RecordingWriter>,
+        info: Option<CaptureInfo>,
+        start_ktime: u64,
+    },
+    Series(Box<Series>),
+}
+
+pub struct Output {
+    sink: Sink,
+}
+
+/// What a finished output holds, for the summary line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub events: u64,
+    /// Distinct flows (one file only: a series counts them per file).
+    pub flows: Option<u64>,
+    pub files: u64,
+    pub bytes: u64,
+    /// Transitions that happened without an event (see the writer).
+    pub gaps: u64,
+    pub place: PathBuf,
+}
+
+impl Output {
+    /// Creates the file (or the folder) before the capture starts, so that
+    /// a bad path fails before any event is taken. Also returns the
+    /// unfinished files an earlier capture left in a series folder.
+    pub fn create(target: &Target, clock: Clock) -> Result<(Output, Vec<PathBuf>)> {
+        Ok(match target {
+            Target::File { path, force } => {
+                let writer = RecordingWriter::create(path, *force, clock)?;
+                let sink = Sink::File {
+                    writer: Box::new(writer),
+                    info: None,
+                    start_ktime: 0,
+                };
+                (Output { sink }, Vec::new())
+            }
+            Target::Series { root, rotation } => {
+                let (series, leftovers) = Series::open(root, *rotation, clock)?;
+                let sink = Sink::Series(Box::new(series));
+                (Output { sink }, leftovers)
+            }
+        })
+    }
+
+    /// Where the events go, for the banner.
+    pub fn describe(&self) -> String {
+        match &self.sink {
+            Sink::File { writer, .. } => writer.target().display().to_string(),
+            Sink::Series(s) => format!("a series of files in {}", s.root().display()),
+        }
+    }
+
+    /// The capture is attached: events from `start_ktime` on follow.
+    pub fn start(&mut self, info: CaptureInfo, start_ktime: u64) -> Result<()> {
+        match &mut self.sink {
+            Sink::File {
+                info: slot,
+                start_ktime: start,
+                ..
+            } => {
+                *slot = Some(info);
+                *start = start_ktime;
+                Ok(())
+            }
+            Sink::Series(s) => s.start(info, start_ktime),
+        }
+    }
+
+    /// A round of ordered events; the stream is complete up to
+    /// `complete_until`, and the capture has lost `lost` so far.
+    pub fn write(&mut self, events: &[Event], complete_until: u64, lost: u64) -> Result<()> {
+        match &mut self.sink {
+            Sink::File { writer, .. } => writer.write(events),
+            Sink::Series(s) => s.write(events, complete_until, lost),
+        }
+    }
+
+    /// The capture ended at `end_ktime` having lost `lost` events: writes
+    /// the footers. On failure the unfinished file is removed and the
+    /// error says how many events it held.
+    pub fn finish(self, end_ktime: u64, lost: u64) -> Result<Written> {
+        match self.sink {
+            Sink::File {
+                writer,
+                info,
+                start_ktime,
+            } => {
+                let Some(info) = info else {
+                    return Err(give_up(
+                        Sink::File {
+                            writer,
+                            info: None,
+                            start_ktime,
+                        },
+                        Error::Internal("a recording was finished before it started"),
+                    ));
+                };
+                let (events, flows, gaps) = (writer.events(), writer.flows(), writer.gaps());
+                let place = writer.target().to_path_buf();
+                let meta = Metadata::new(&info, start_ktime, end_ktime, lost);
+                let bytes = writer
+                    .finish(meta)
+                    .map_err(|e| incomplete(e, &place, events))?;
+                Ok(Written {
+                    events,
+                    flows: Some(flows),
+                    files: 1,
+                    bytes,
+                    gaps,
+                    place,
+                })
+            }
+            Sink::Series(mut s) => match s.finish(end_ktime, lost) {
+                Ok(()) => Ok(Written {
+                    events: s.events,
+                    flows: None,
+                    files: s.files,
+                    bytes: s.bytes,
+                    gaps: s.gaps,
+                    place: s.root().to_path_buf(),
+                }),
+                Err(e) => Err(give_up(Sink::Series(s), e)),
+            },
+        }
+    }
+
+    /// After a failure (a full disk, a capture that broke): the file being
+    /// written cannot get its footer, so it is removed, and `err` says how
+    /// many events it held; files completed before stay valid.
+    pub fn abandon(self, err: Error) -> Error {
+        give_up(self.sink, err)
+    }
+}
+
+fn give_up(sink: Sink, err: Error) -> Error {
+    let lost = match sink {
+        Sink::File { writer, .. } => Some(writer.abandon()),
+        Sink::Series(mut s) => s.abandon(),
+    };
+    match lost {
+        // Already counted (the error came from completing that file), or
+        // nothing was lost (e.g. the programs never loaded): the error alone.
+        _ if matches!(err, Error::Incomplete { .. }) => err,
+        Some((path, events)) if events > 0 => incomplete(err, &path, events),
+        _ => err,
+    }
+}
+
+fn incomplete(err: Error, path: &Path, events: u64) -> Error {
+    Error::Incomplete {
+        path: path.to_path_buf(),
+        events,
+        source: Box::new(err),
+    }
+}

@@ -1,0 +1,304 @@
+//! Event schema v1: the Arrow schema every recording has, how an event's
+//! values become Arrow columns and back, and the `tcpcong` metadata object
+//! stored with it.
+//!
+//! This is the file format's single source of truth in code; `schemas/`
+//! describes the same thing for people and other tools, and a test holds
+//! the two together. The first columns (time, identity, states) are the
+//! core every reader needs and are spelled out here; the rest are expanded
+//! from [`crate::event::detail_columns!`]. Columns may be added in later
+//! versions, never renamed or re-typed.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{ArrayBuilder, PrimitiveBuilder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+use crate::event::{detail_columns, AlgoName, Detail, Filters};
+use crate::host;
+use crate::time::{rfc3339, Clock};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The key of the metadata object, in the Parquet footer and in the Arrow
+/// schema metadata alike.
+pub const METADATA_KEY: &str = "tcpcong";
+
+/// The core columns, in file order: what identifies an event and its change.
+pub const CORE: [&str; 11] = [
+    "time",
+    "ktime_ns",
+    "kind",
+    "flow",
+    "family",
+    "saddr",
+    "daddr",
+    "sport",
+    "dport",
+    "old_state",
+    "new_state",
+];
+
+fn core_type(name: &str) -> DataType {
+    use DataType::*;
+    match name {
+        "time" => Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+        "ktime_ns" | "flow" => UInt64,
+        "family" => UInt8,
+        "sport" | "dport" => UInt16,
+        _ => Utf8,
+    }
+}
+
+/// A Rust type a detail column holds, and how it is built into and read
+/// out of Arrow arrays.
+pub trait ColumnValue: Copy + Default {
+    fn data_type() -> DataType;
+    type Builder: ArrayBuilder + Default;
+    type Array: 'static;
+    fn append(b: &mut Self::Builder, v: Self);
+    fn array(a: &ArrayRef) -> Option<&Self::Array>;
+    fn at(a: &Self::Array, i: usize) -> Self;
+}
+
+macro_rules! primitive_value {
+    ($($ty:ty => $arrow:ty, $dt:ident;)*) => {$(
+        impl ColumnValue for $ty {
+            fn data_type() -> DataType {
+                DataType::$dt
+            }
+            type Builder = PrimitiveBuilder<$arrow>;
+            type Array = PrimitiveArray<$arrow>;
+            fn append(b: &mut Self::Builder, v: Self) {
+                b.append_value(v);
+            }
+            fn array(a: &ArrayRef) -> Option<&Self::Array> {
+                a.as_primitive_opt::<$arrow>()
+            }
+            fn at(a: &Self::Array, i: usize) -> Self {
+                a.value(i)
+            }
+        }
+    )*};
+}
+primitive_value! {
+    u8 => UInt8Type, UInt8;
+    u16 => UInt16Type, UInt16;
+    u32 => UInt32Type, UInt32;
+    u64 => UInt64Type, UInt64;
+}
+
+impl ColumnValue for AlgoName {
+    fn data_type() -> DataType {
+        DataType::Utf8
+    }
+    type Builder = StringBuilder;
+    type Array = StringArray;
+    fn append(b: &mut Self::Builder, v: Self) {
+        b.append_value(v.as_str());
+    }
+    fn array(a: &ArrayRef) -> Option<&Self::Array> {
+        a.as_string_opt::<i32>()
+    }
+    fn at(a: &Self::Array, i: usize) -> Self {
+        AlgoName::from_str_lossy(a.value(i))
+    }
+}
+
+macro_rules! detail_arrow {
+    ($($name:ident: $ty:ty,)*) => {
+        fn detail_types() -> Vec<(&'static str, DataType)> {
+            vec![$((stringify!($name), <$ty as ColumnValue>::data_type()),)*]
+        }
+
+        /// One Arrow builder per detail column.
+        #[derive(Default)]
+        pub struct DetailBuilders {
+            $($name: <$ty as ColumnValue>::Builder,)*
+        }
+
+        impl DetailBuilders {
+            pub fn push(&mut self, d: &Detail) {
+                $(<$ty as ColumnValue>::append(&mut self.$name, d.$name);)*
+            }
+
+            /// The columns built so far, in file order; the builders start over.
+            pub fn finish(&mut self, out: &mut Vec<ArrayRef>) {
+                $(out.push(ArrayBuilder::finish(&mut self.$name));)*
+            }
+        }
+
+        /// A batch's detail columns; one a file lacks (or a projection left
+        /// out) reads as 0 or empty.
+        pub struct DetailArrays<'a> {
+            $($name: Option<&'a <$ty as ColumnValue>::Array>,)*
+        }
+
+        impl<'a> DetailArrays<'a> {
+            pub fn of(b: &'a RecordBatch) -> DetailArrays<'a> {
+                DetailArrays {
+                    $($name: b.column_by_name(stringify!($name)).and_then(<$ty as ColumnValue>::array),)*
+                }
+            }
+
+            pub fn at(&self, i: usize) -> Detail {
+                Detail {
+                    $($name: self.$name.map_or_else(Default::default, |a| <$ty as ColumnValue>::at(a, i)),)*
+                }
+            }
+        }
+    };
+}
+detail_columns!(detail_arrow);
+
+/// Column names and types in file order.
+pub fn columns() -> Vec<(&'static str, DataType)> {
+    let mut all: Vec<(&'static str, DataType)> = CORE.iter().map(|&n| (n, core_type(n))).collect();
+    all.extend(detail_types());
+    all
+}
+
+/// The Arrow schema of a recording, without metadata.
+pub fn arrow_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(
+        columns()
+            .into_iter()
+            .map(|(name, ty)| Field::new(name, ty, false))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// The `tcpcong` metadata object (schemas/events-v1.md, *File metadata*). Unknown keys written by
+/// later versions are ignored on read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub schema_version: u32,
+    pub tool_version: String,
+    pub hostname: String,
+    pub kernel: String,
+    pub boot_id: String,
+    pub start: String,
+    pub end: String,
+    pub start_ktime_ns: u64,
+    pub end_ktime_ns: u64,
+    pub clock_offset_ns: i64,
+    pub attach: String,
+    pub buffer: String,
+    pub filters: Filters,
+    pub lifecycle: bool,
+    pub lost_events: u64,
+    pub command: String,
+    /// Rows in the file.
+    #[serde(default)]
+    pub events: u64,
+    /// Distinct `flow` values in the file.
+    #[serde(default)]
+    pub flows: u64,
+    /// Whether rows are in `ktime_ns` order (true for every file this
+    /// version writes, unless an event arrived implausibly late).
+    #[serde(default)]
+    pub sorted: bool,
+    /// `ca_state` events that did not start where their flow's previous
+    /// one ended: a transition happened without an event.
+    #[serde(default)]
+    pub gaps: u64,
+}
+
+/// What every file of a capture says about how it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureInfo {
+    /// The kernel hook (`tp_btf/tcp_cong_state_set`, ...).
+    pub attach: String,
+    /// `ring` or `perf`.
+    pub buffer: String,
+    pub filters: Filters,
+    pub lifecycle: bool,
+    /// The command line that recorded it.
+    pub command: String,
+    pub clock: Clock,
+}
+
+impl Metadata {
+    /// The metadata of a file covering `[start, end)` of a capture on this
+    /// host, which lost `lost_events` in that span. What only the writer
+    /// knows (events, flows, order, gaps) it fills in when it finishes.
+    pub fn new(
+        info: &CaptureInfo,
+        start_ktime_ns: u64,
+        end_ktime_ns: u64,
+        lost_events: u64,
+    ) -> Metadata {
+        Metadata {
+            schema_version: SCHEMA_VERSION,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            hostname: host::hostname(),
+            kernel: host::kernel_release(),
+            boot_id: host::boot_id(),
+            start: rfc3339(info.clock.wall(start_ktime_ns)),
+            end: rfc3339(info.clock.wall(end_ktime_ns)),
+            start_ktime_ns,
+            end_ktime_ns,
+            clock_offset_ns: info.clock.offset_ns,
+            attach: info.attach.clone(),
+            buffer: info.buffer.clone(),
+            filters: info.filters.clone(),
+            lifecycle: info.lifecycle,
+            lost_events,
+            command: info.command.clone(),
+            events: 0,
+            flows: 0,
+            sorted: true,
+            gaps: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_ignores_unknown_keys() {
+        let m = Metadata {
+            schema_version: 1,
+            tool_version: "0".into(),
+            hostname: "h".into(),
+            kernel: "k".into(),
+            boot_id: "b".into(),
+            start: "s".into(),
+            end: "e".into(),
+            start_ktime_ns: 1,
+            end_ktime_ns: 2,
+            clock_offset_ns: -3,
+            attach: "a".into(),
+            buffer: "ring".into(),
+            filters: Filters::default(),
+            lifecycle: true,
+            lost_events: 0,
+            command: "c".into(),
+            events: 0,
+            flows: 0,
+            sorted: true,
+            gaps: 0,
+        };
+        let mut v = serde_json::to_value(&m).unwrap();
+        v["from_the_future"] = serde_json::json!(42);
+        let back: Metadata = serde_json::from_value(v).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn columns_follow_schema_v1_order() {
+        let names: Vec<&str> = columns().iter().map(|(n, _)| *n).collect();
+        assert_eq!(names.len(), 24);
+        assert_eq!(&names[..11], &CORE);
+        assert_eq!(&names[11..], Detail::NAMES);
+        assert_eq!(names[14], "cong_algo");
+        assert_eq!(columns()[14].1, DataType::Utf8);
+        assert_eq!(columns()[23], ("total_retrans", DataType::UInt32));
+    }
+}
