@@ -22,10 +22,12 @@ deps:
 	@python3 -c "import pytest, pyarrow, pandas, duckdb" 2>/dev/null || \
 	  python3 -m pip install --quiet --disable-pip-version-check $(PY_PACKAGES)
 
-build: deps
+# Building needs no root and no apt: `make deps` (as root, on Debian)
+# installs the build dependencies once.
+build:
 	$(CARGO) build
 
-release: deps
+release:
 	$(CARGO) build --release
 
 # The binary, its man page and shell completions (bash, zsh, fish).
@@ -40,13 +42,14 @@ install: release
 
 # A private lossy namespace, a few seconds of bulk traffic recorded into
 # demo.parquet, and the report.
-demo: release
+demo: deps release
 	TCPCONG=$(RELEASE_BIN) lab/demo.sh
 
 # The whole suite, as CI runs it: lint, unit and integration tests (the
 # end-to-end ones need root and BPF, and fail without them), Python interop,
 # and the VM tests (TCPCONG_VM=0 skips them).
 test: deps lint
+	$(CARGO) build -p tcpcong-bench
 	$(CARGO) test
 	TCPCONG=$(DEBUG_BIN) python3 -m pytest -q tests/python
 	$(MAKE) --no-print-directory test-vm
@@ -60,11 +63,11 @@ test-vm: deps
 
 lint: deps
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Figures for BENCHMARKS.md, each a ratio measured side by side (as root).
 bench: deps
-	$(CARGO) build --release --bins --examples
+	$(CARGO) build --release --workspace --bins
 	TCPCONG=$(RELEASE_BIN) python3 bench/run.py
 
 # Fuzz the reader and the engine for FUZZ_SECONDS each (cargo-fuzz, with
@@ -80,7 +83,7 @@ fuzz: deps
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run engine corpus/engine -- -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -rss_limit_mb=2048
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz cmin reader corpus/reader && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz cmin engine corpus/engine
 
-fixtures: build
+fixtures: deps build
 	TCPCONG=$(DEBUG_BIN) fixtures/regenerate.sh
 
 clean:

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """A long rotated capture under steady synthetic load (issue: captures that
 survive): `tcpcong record -o DIR/ --rotate-seconds R --max-total SIZE` for
-MINUTES while examples/synth.rs offers RATE events/s through the recorder's
+MINUTES while bench/src/bin/synth.rs offers RATE events/s through the recorder's
 own ring buffer. Reports the recorder's peak RSS, files kept, events offered,
 written (summed over the files ever written, from record's summary) and lost.
 
-usage: soak.py [MINUTES] [RATE] (as root, after cargo build --release --bins --examples)
+usage: soak.py [MINUTES] [RATE] (as root, after cargo build --release --workspace --bins)
 """
 import json
 import os
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 BIN = os.environ.get("TCPCONG", "target/release/tcpcong")
-SYNTH = os.environ.get("SYNTH", "target/release/examples/synth")
+SYNTH = os.environ.get("SYNTH", "target/release/synth")
 
 
 def main():

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The lab of ../shared/spec/lab.md as one script: a private network
+# The lab as one script: a private network
 # namespace whose loopback drops or ECN-marks packets, and bounded bulk
 # traffic inside it. Tests, the demo, fixtures and benchmarks all use it, so
 # there is one recipe. Traffic never leaves the namespace: the only

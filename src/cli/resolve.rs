@@ -127,18 +127,19 @@ fn record(a: &RecordArgs, command: String) -> Result<cmd::record::Plan> {
     })
 }
 
-/// A single output file: its folder must exist, and it must not be one.
+/// A single output file: its folder must exist before the capture starts
+/// (a runtime error: the command line itself is fine).
 fn file_target(path: &Path, force: bool) -> Result<Target> {
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     if !folder.is_dir() {
-        return Err(Error::Usage(format!(
-            "-o {}: the folder {} does not exist",
-            path.display(),
-            folder.display()
-        )));
+        let why = format!("no such folder for -o {}", path.display());
+        return Err(Error::io(
+            folder,
+            std::io::Error::new(std::io::ErrorKind::NotFound, why),
+        ));
     }
     Ok(Target::File {
         path: path.to_path_buf(),
@@ -420,10 +421,15 @@ mod tests {
             usage(&["record", "-o", "/tmp/x.parquet", "--max-total", "1G"])
                 .contains("need a directory")
         );
-        let missing = usage(&["record", "-o", "/nonexistent/dir/x.parquet"]);
-        assert!(
-            missing.contains("/nonexistent/dir does not exist"),
-            "{missing}"
+        let missing = resolve(["tcpcong", "record", "-o", "/nonexistent/dir/x.parquet"])
+            .map(drop)
+            .map_err(|e| (e.exit_code(), e.to_string()));
+        assert_eq!(
+            missing,
+            Err((
+                1,
+                "/nonexistent/dir: no such folder for -o /nonexistent/dir/x.parquet".into()
+            ))
         );
         let Plan::Record(p) = plan(&[
             "record",

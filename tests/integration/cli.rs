@@ -123,6 +123,7 @@ fn help_and_version_work() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("tcpcong -L 3000-3006 1"));
     let o = tcpcong(&["--version"]);
+    assert!(o.status.success());
     assert!(stdout(&o).starts_with("tcpcong "));
 }
 
@@ -173,15 +174,29 @@ fn impossible_report_requests_are_usage_errors() {
 
 /// A mode this kernel does not offer is refused before any file is
 /// created, with the reason and what to do. The project's machines have no
-/// kprobes (lab.md); a kernel with them has nothing to refuse here.
+/// kprobes; on a kernel with them the mode must work instead.
 #[test]
 fn an_attach_mode_the_kernel_lacks_is_a_one_line_error() {
-    if kernel_has_kprobes() {
-        return;
-    }
     let dir = TempDir::new("attach");
     let out = dir.join("x.parquet");
     let out = out.to_str().unwrap();
+    if kernel_has_kprobes() {
+        let o = tcpcong(&[
+            "record",
+            "-o",
+            out,
+            "--attach",
+            "kprobe",
+            "--duration",
+            "0.2",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(read_meta(std::path::Path::new(out))["attach"]
+            .as_str()
+            .unwrap()
+            .starts_with("kprobe+kretprobe/"));
+        return;
+    }
     assert_one_line_error(
         &["record", "-o", out, "--attach", "kprobe"],
         1,
@@ -192,4 +207,26 @@ fn an_attach_mode_the_kernel_lacks_is_a_one_line_error() {
         ],
     );
     assert!(std::fs::read_dir(&dir.0).unwrap().next().is_none());
+}
+
+/// An error that cannot be told (stderr is a pipe nobody reads) still
+/// ends with its exit code, not an abort from a panic while panicking.
+#[test]
+fn a_closed_stderr_does_not_crash_the_error_path() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = std::process::Command::new(bin())
+        .args(["analyze", "/nonexistent.parquet"])
+        .stderr(writer)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = std::process::Command::new(bin())
+        .args(["-L", "abc"])
+        .stderr(writer)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
 }

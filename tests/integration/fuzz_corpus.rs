@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use tcpcong::analyze::hardening::{engine_sequence, read_recording};
+use tcpcong::error::Error;
 
 use crate::util::repo;
 
@@ -26,8 +27,23 @@ fn inputs(target: &str) -> Vec<Vec<u8>> {
 fn the_reader_corpus_still_gives_results_or_errors() {
     let corpus = inputs("reader");
     assert!(!corpus.is_empty());
+    for name in [
+        "ipv4-loss.parquet",
+        "ipv6-ecn.parquet",
+        "multi-flow.parquet",
+    ] {
+        let rows = read_recording(&std::fs::read(crate::util::fixture(name)).unwrap());
+        assert!(rows.as_ref().is_ok_and(|&n| n > 0), "{name}: {rows:?}");
+    }
     for bytes in corpus {
-        let _ = read_recording(&bytes);
+        match read_recording(&bytes) {
+            Ok(_) => {}
+            // A refusal is an input error in one line, as a user sees it.
+            Err(e @ (Error::BadInput { .. } | Error::Io { .. })) => {
+                assert!(!e.to_string().contains('\n'), "{e}");
+            }
+            Err(e) => panic!("not an input error: {e}"),
+        }
     }
 }
 

@@ -131,6 +131,7 @@ fn events_stream_in_time_order() {
         "--format",
         "json",
     ]));
+    assert!(!only.is_empty());
     assert!(only.lines().all(|l| l.contains("\"dport\":5201")));
 
     // `| head -1`: the reader goes away, tcpcong ends quietly.
@@ -163,7 +164,7 @@ fn doctor_reports_what_works_and_what_does_not() {
         "{text}"
     );
     // Every mode has its verdict, found out rather than assumed: on the
-    // project's machines (lab.md) ftrace refuses fentry at load time and
+    // project's machines ftrace refuses fentry at load time and
     // the kernel has no kprobes at all.
     for mode in ["fentry", "kprobe"] {
         let l = line(&text, &format!("--attach {mode}"));

@@ -8,6 +8,7 @@
 mod analyze;
 mod cli;
 mod fuzz_corpus;
+mod layout;
 mod live;
 mod record;
 mod schema;

@@ -1,5 +1,5 @@
 //! Long captures (`record -o DIR/`): rotation, the budget, a crash, a full
-//! disk. Synthetic load comes from examples/synth.rs through record's own
+//! disk. Synthetic load comes from bench/src/bin/synth.rs through record's own
 //! ring buffer; real traffic from the lab where flows must be compared.
 
 use std::collections::BTreeMap;
@@ -117,37 +117,43 @@ impl Drop for Synthetic {
 
 /// `record -o DIR/ ARGS` with synthetic load at `rate` events/s for `secs`.
 fn synthetic_series(dir: &Path, args: &[&str], rate: u32, secs: f32) -> Synthetic {
+    let out = format!("{}/", dir.display());
+    let mut all = vec!["record", "-o", &out];
+    all.extend(args);
+    synthetic(dir, &all, rate, secs)
+}
+
+/// tcpcong with `args` and the synthetic producer's ring buffer, named
+/// after `out`, with synthetic load at `rate` events/s for `secs`.
+fn synthetic(out: &Path, args: &[&str], rate: u32, secs: f32) -> Synthetic {
     let pin = format!(
         "/sys/fs/bpf/tcpcong-test-{}-{}",
         std::process::id(),
-        dir.file_name().unwrap().to_string_lossy()
+        out.file_stem().unwrap().to_string_lossy()
     );
-    let child = Command::new(bin())
-        .args([
-            "record",
-            "-o",
-            &format!("{}/", dir.display()),
-            "--pin-buffer",
-            &pin,
-            "-L",
-            "1",
-            "--no-lifecycle",
-        ])
+    let mut child = Command::new(bin())
         .args(args)
+        .args(["--pin-buffer", &pin, "-L", "1", "--no-lifecycle"])
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     for _ in 0..100 {
-        if Path::new(&pin).exists() {
+        if Path::new(&pin).exists() || child.try_wait().unwrap().is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let synth = Path::new(bin()).parent().unwrap().join("examples/synth");
+    if !Path::new(&pin).exists() {
+        signal(child.id(), libc::SIGKILL);
+        let o = child.wait_with_output().unwrap();
+        panic!("the recorder never pinned its ring buffer: {}", stderr(&o));
+    }
+    let synth = Path::new(bin()).parent().unwrap().join("synth");
     let o = Command::new(synth)
         .args([&pin, &rate.to_string(), &secs.to_string()])
         .output()
-        .expect("examples/synth is built by cargo test");
+        .expect("the synthetic producer: cargo build -p tcpcong-bench (make test does)");
     assert!(o.status.success(), "synth: {}", stderr(&o));
     Synthetic {
         child: Some(child),
@@ -235,24 +241,25 @@ impl Drop for SmallDisk {
     }
 }
 
+impl SmallDisk {
+    fn mount(dir: &TempDir, size: &str) -> SmallDisk {
+        let mnt = dir.join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tcpcong-test"])
+            .arg(&mnt)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mounting a tmpfs");
+        SmallDisk(mnt)
+    }
+}
+
 #[test]
 fn a_full_disk_is_reported_and_earlier_files_stay_valid() {
     let dir = TempDir::new("full");
-    let mnt = dir.join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let ok = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=256k",
-            "tcpcong-test",
-            mnt.to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    assert!(ok.success(), "mounting a tmpfs");
-    let _disk = SmallDisk(mnt.clone());
+    let disk = SmallDisk::mount(&dir, "256k");
+    let mnt = disk.0.clone();
 
     let mut synthetic = synthetic_series(&mnt, &["--rotate-size", "30KB"], 300_000, 3.0);
     let o = synthetic.take().wait_with_output().unwrap();
@@ -269,4 +276,25 @@ fn a_full_disk_is_reported_and_earlier_files_stay_valid() {
     for f in &files {
         read_meta(f);
     }
+}
+
+/// Live mode's `-o` writes through record's output: a capture that fails
+/// (here: the disk fills up) removes the unfinished file and says how many
+/// events it held, so that the next run is not blocked by a leftover.
+#[test]
+fn live_mode_gives_up_on_its_recording_as_record_does() {
+    let dir = TempDir::new("livefull");
+    let disk = SmallDisk::mount(&dir, "64k");
+    let out = disk.0.join("live.parquet");
+    let mut synthetic = synthetic(&out, &["-o", out.to_str().unwrap(), "1", "3"], 300_000, 2.0);
+    let o = synthetic.take().wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("events are lost"), "{err}");
+    assert!(
+        std::fs::read_dir(&disk.0).unwrap().next().is_none(),
+        "a file was left in {}",
+        disk.0.display()
+    );
 }

@@ -96,6 +96,15 @@ fn fs_type(p: &Path) -> std::io::Result<i64> {
 /// boots often has none mounted: mount one at its usual place, as bpftool
 /// does; anywhere else, say so.
 fn ensure_bpffs(pin: &Path) -> Result<()> {
+    if pin
+        .file_name()
+        .is_some_and(|n| n.as_encoded_bytes().contains(&b'.'))
+    {
+        return Err(Error::Usage(format!(
+            "--pin-buffer {}: a BPF file system refuses names with a dot",
+            pin.display()
+        )));
+    }
     let dir = pin.parent().unwrap_or(Path::new("/"));
     if fs_type(dir).ok() == Some(BPF_FS_MAGIC) {
         return Ok(());
@@ -220,8 +229,15 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
     for (mode, slot) in modes.into_iter().zip(slots.iter_mut()) {
         LIBBPF_LOG.lock().map(|mut l| l.clear()).ok();
         match load_mode(slot, cfg, mode) {
-            Ok(skel) => {
+            Ok(mut skel) => {
                 libbpf_rs::set_print(shown);
+                // Not a failure of the mode: no other mode would fare better.
+                if let Some(path) = &cfg.pin_buffer {
+                    skel.maps
+                        .events_rb
+                        .pin(path)
+                        .map_err(bpf_err("pinning the ring buffer"))?;
+                }
                 let attach = attach::describe(mode, facts());
                 let mut notes = Vec::new();
                 if mode != AttachMode::Tracepoint || !failed.is_empty() {
@@ -307,12 +323,6 @@ fn load_mode<'obj>(
         AttachMode::Fentry => "attaching fentry/fexit to the callers of tcp_set_ca_state",
         AttachMode::Kprobe => "attaching kprobes to the callers of tcp_set_ca_state",
     }))?;
-    if let Some(path) = &cfg.pin_buffer {
-        skel.maps
-            .events_rb
-            .pin(path)
-            .map_err(bpf_err("pinning the ring buffer"))?;
-    }
     Ok(skel)
 }
 
@@ -458,4 +468,38 @@ pub fn prog_stats(skel: &TcpcongSkel<'_>) -> ProgStats {
         sum.recursion_misses += info.recursion_misses;
     }
     sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The programs in the BPF object and the planner's list of callers
+    /// name the same functions: a caller without its programs, or a
+    /// program the planner does not know, would never be loaded.
+    #[test]
+    fn every_caller_has_its_programs_and_every_program_a_mode() {
+        let mut slot = MaybeUninit::uninit();
+        let open = TcpcongSkelBuilder::default()
+            .open(&mut slot)
+            .expect("opening the BPF object needs no privileges");
+        let names: Vec<String> = open
+            .open_object()
+            .progs()
+            .map(|p| p.name().to_string_lossy().into_owned())
+            .collect();
+        for name in &names {
+            assert!(
+                fallback_program(name).is_some()
+                    || ["on_cong_state_set", "on_inet_sock_set_state"].contains(&name.as_str()),
+                "{name} belongs to no attach mode"
+            );
+        }
+        for caller in attach::CALLERS {
+            for prefix in ["fentry", "fexit", "kprobe", "kretprobe"] {
+                let want = format!("{prefix}_{caller}");
+                assert!(names.contains(&want), "{want} is missing from {names:?}");
+            }
+        }
+    }
 }

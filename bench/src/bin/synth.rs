@@ -1,4 +1,4 @@
-//! Benchmark helper (`make bench`): drives tcpcong record's real ring buffer
+//! Benchmark helper (`make bench`, and the series tests): drives tcpcong record's real ring buffer
 //! and writer with synthetic events at a chosen rate. It reuses the ring
 //! buffer that `record --pin-buffer PATH` pinned, and runs
 //! bench/synth.bpf.c with BPF_PROG_TEST_RUN, each run emitting a batch
