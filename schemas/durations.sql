@@ -22,7 +22,7 @@
 -- .NAME.inprogress, so they never match *.parquet).
 --
 -- The engine's rules (src/analyze/engine.rs; files, clocks and captures in
--- src/analyze/reader.rs `Dataset`), as expressed here:
+-- src/record/format/reader.rs `Dataset`), as expressed here:
 --
 -- * Clock. All files of one boot share one clock: wall time = ktime_ns +
 --   the clock_offset_ns of that boot's first file in path order (as analyze
@@ -35,7 +35,7 @@
 --   overlapping or touching files: a file joins the current capture if its
 --   start is not after the latest end of the files so far in it (a rotated
 --   series, where each file starts where the last ended, is one capture);
---   otherwise it starts a new capture (reader.rs `Dataset::scan`). A capture's span is
+--   otherwise it starts a new capture (format/reader.rs `Dataset::scan`). A capture's span is
 --   [min start, max end] of its files, and it has lifecycle events only if
 --   all its files have (`lifecycle`).
 -- * Per flow (boot_id, flow) events are taken in (capture, time, file start,
@@ -104,7 +104,7 @@
 -- formed assuming every file ends no earlier than it starts (the writer
 -- guarantees it), and ties are broken by path as a string (analyze compares
 -- paths component by component; they differ only for exotic names). Every
--- event is assumed to lie within its file's [start, end] (capture.rs makes
+-- event is assumed to lie within its file's [start, end] (record/capture/mod.rs makes
 -- the end at least the last event; the start is read just after attaching):
 -- the engine never credits a stretch twice (`credited_to`), which only
 -- differs from the periods computed here if an event of a later capture is

@@ -48,7 +48,11 @@ pub enum Command {
     /// The raw transitions of recordings, in time order.
     Events(EventsArgs),
     /// What this kernel supports for recording, and why.
-    Doctor,
+    Doctor {
+        /// Also show libbpf's log of every mode that does not load.
+        #[arg(short = 'v', long)]
+        verbose: bool,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -197,6 +201,10 @@ pub struct CaptureArgs {
     /// Do not record TCP state changes (flow start and end).
     #[arg(long)]
     pub no_lifecycle: bool,
+
+    /// Also show libbpf's log (the verifier's, when the kernel refuses a program).
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 
     /// Benchmarks only: pin the ring buffer at this bpffs path so that a
     /// synthetic producer (bench/synth.bpf.c) can write into it.

@@ -49,7 +49,7 @@ where
         Some(Command::Record(a)) => record(&a, command).map(Plan::Record),
         Some(Command::Analyze(a)) => analyze(&a).map(Plan::Analyze),
         Some(Command::Events(a)) => events(&a).map(Plan::Events),
-        Some(Command::Doctor) => Ok(Plan::Doctor),
+        Some(Command::Doctor { verbose }) => Ok(Plan::Doctor { verbose }),
         Some(Command::Completions { .. } | Command::Man) => {
             Err(Error::Internal("completions and man are printed before"))
         }
@@ -124,6 +124,7 @@ fn record(a: &RecordArgs, command: String) -> Result<cmd::record::Plan> {
         target,
         duration: a.duration,
         command,
+        verbose: a.capture.verbose,
     })
 }
 
@@ -167,6 +168,7 @@ fn live(a: &LiveArgs, command: String) -> Result<cmd::live::Plan> {
         output,
         report,
         command,
+        verbose: a.capture.verbose,
     })
 }
 

@@ -49,7 +49,7 @@ fn status(ok: bool) -> Status {
     }
 }
 
-pub fn run() -> Result<()> {
+pub fn run(verbose: bool) -> Result<()> {
     let mut r = Report { fatal: false };
     r.line(Status::Ok, "kernel", &host::kernel_release(), false);
 
@@ -121,7 +121,7 @@ pub fn run() -> Result<()> {
     } else {
         BufferKind::Perf
     };
-    modes(&mut r, privileged, buffer);
+    modes(&mut r, privileged, buffer, verbose);
     if r.fatal {
         Err(Error::NotReady)
     } else {
@@ -132,10 +132,8 @@ pub fn run() -> Result<()> {
 /// One line per attach mode: what the kernel offers, and (privileged) a
 /// real load of each, since a kernel can offer a hook that policy refuses.
 /// Fatal only when no mode works.
-fn modes(r: &mut Report, privileged: bool, buffer: BufferKind) {
+fn modes(r: &mut Report, privileged: bool, buffer: BufferKind, verbose: bool) {
     let facts = load::facts();
-    // Each verdict is the line doctor prints; libbpf's log would bury it.
-    libbpf_rs::set_print(None);
     // What auto would pick: the first mode that works.
     let mut auto = None;
     for mode in AttachMode::ALL {
@@ -172,12 +170,15 @@ fn modes(r: &mut Report, privileged: bool, buffer: BufferKind) {
                         false,
                     );
                 }
-                Err(e) => r.line(
-                    Status::Missing,
-                    &what,
-                    &format!("out: offered, but {e}"),
-                    false,
-                ),
+                Err(e) => {
+                    r.line(
+                        Status::Missing,
+                        &what,
+                        &format!("out: offered, but {e}"),
+                        false,
+                    );
+                    super::show_libbpf_log(verbose);
+                }
             }
         }
     }
@@ -202,5 +203,7 @@ fn try_load(mode: AttachMode, buffer: BufferKind) -> Result<()> {
         pin_buffer: None,
     };
     let mut slots = load::object_slots();
+    // The log of this load only.
+    drop(load::take_libbpf_log());
     load::load(&mut slots, &cfg).map(drop)
 }

@@ -26,6 +26,8 @@ pub struct Plan {
     pub output: Option<Target>,
     pub report: ReportPlan,
     pub command: String,
+    /// Show libbpf's log.
+    pub verbose: bool,
 }
 
 struct LiveSink<'p, W: Write> {
@@ -66,6 +68,7 @@ impl<W: Write> Sink for LiveSink<'_, W> {
         } else {
             messages::raw(format_args!("{banner}"));
         }
+        super::show_libbpf_log(self.plan.verbose);
         tell_started(s);
         let start = self.clock.wall(s.start_ktime_ns);
         self.engine = Some(Engine::new(self.plan.report.engine(
@@ -126,6 +129,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         print_err: None,
     };
     let outcome = capture::run(&plan.capture, None, &mut sink);
+    super::show_libbpf_log(plan.verbose);
     let summary: Option<Summary> = match &outcome {
         Ok(stats) => sink.engine.take().map(|e| {
             let s = e.finish(clock.wall(stats.end_ktime_ns));

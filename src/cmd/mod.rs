@@ -26,7 +26,9 @@ pub enum Plan {
     Live(live::Plan),
     Analyze(analyze::Plan),
     Events(events::Plan),
-    Doctor,
+    Doctor {
+        verbose: bool,
+    },
     /// Text for standard output: help, version, completions, man page.
     Print(String),
 }
@@ -37,7 +39,7 @@ pub fn run(plan: Plan) -> Result<()> {
         Plan::Live(p) => live::run(&p),
         Plan::Analyze(p) => analyze::run(&p),
         Plan::Events(p) => events::run(&p),
-        Plan::Doctor => doctor::run(),
+        Plan::Doctor { verbose } => doctor::run(verbose),
         Plan::Print(text) => {
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())
@@ -162,6 +164,14 @@ fn open_dataset(inputs: &[String]) -> Result<Dataset> {
         ));
     }
     Dataset::open(&found.files)
+}
+
+/// libbpf's log of the loads so far, for `-v`.
+fn show_libbpf_log(verbose: bool) {
+    let log = crate::record::capture::load::take_libbpf_log();
+    if verbose && !log.is_empty() {
+        messages::raw(format_args!("{}", log.trim_end()));
+    }
 }
 
 /// What stderr must say beside any report: what the numbers cannot show.

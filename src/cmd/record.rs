@@ -22,6 +22,8 @@ pub struct Plan {
     pub duration: Option<Duration>,
     /// The command line, for the files' metadata.
     pub command: String,
+    /// Show libbpf's log.
+    pub verbose: bool,
 }
 
 /// A capture's events on their way into an [`Output`].
@@ -139,10 +141,12 @@ pub fn tell_started(s: &Started) {
 struct RecordSink {
     rec: Recording,
     duration: Option<Duration>,
+    verbose: bool,
 }
 
 impl Sink for RecordSink {
     fn started(&mut self, s: &Started) -> Result<()> {
+        super::show_libbpf_log(self.verbose);
         tell_started(s);
         messages::raw(format_args!(
             "Recording TCP congestion-state transitions into {}{}... Hit Ctrl-C to end.",
@@ -165,8 +169,10 @@ pub fn run(plan: &Plan) -> Result<()> {
     let mut sink = RecordSink {
         rec,
         duration: plan.duration,
+        verbose: plan.verbose,
     };
     let outcome = capture::run(&plan.capture, plan.duration, &mut sink);
+    super::show_libbpf_log(plan.verbose);
     sink.rec.end(outcome).map(drop)
 }
 

@@ -230,3 +230,45 @@ fn a_closed_stderr_does_not_crash_the_error_path() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{o:?}");
 }
+
+/// A mode the kernel refuses at load time is one line; libbpf's log (the
+/// verifier's, or its guesses such as `ulimit -l`) only with -v. On the
+/// project's machines ftrace refuses fentry; where it loads, it must work.
+#[test]
+fn a_refused_load_is_one_line_and_verbose_shows_libbpf() {
+    let dir = TempDir::new("verbose");
+    let out = dir.join("x.parquet");
+    let out = out.to_str().unwrap();
+    let args = [
+        "record",
+        "-o",
+        out,
+        "--attach",
+        "fentry",
+        "--duration",
+        "0.2",
+    ];
+    let o = tcpcong(&args);
+    if o.status.success() {
+        let attach = read_meta(std::path::Path::new(out))["attach"].clone();
+        assert!(
+            attach.as_str().unwrap().starts_with("fentry+fexit/"),
+            "{attach}"
+        );
+        return;
+    }
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("tcpcong: ") && err.contains("fentry"),
+        "{err}"
+    );
+    let o = tcpcong(&[&args[..], &["-v"]].concat());
+    let err = stderr(&o);
+    assert!(err.lines().count() > 1 && err.contains("libbpf"), "{err}");
+    assert!(
+        err.lines().last().unwrap().starts_with("tcpcong: "),
+        "{err}"
+    );
+}

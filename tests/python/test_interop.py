@@ -195,7 +195,7 @@ def test_metadata_tells_the_truth(path):
     assert rfc3339_ns(meta["start"]) == meta["start_ktime_ns"] + off
     assert rfc3339_ns(meta["end"]) == meta["end_ktime_ns"] + off
     assert meta["start_ktime_ns"] < meta["end_ktime_ns"]
-    # capture.rs: end_ktime_ns = max(time the stop was seen, last event), so
+    # record/capture/mod.rs: end_ktime_ns = max(time the stop was seen, last event), so
     # no row is after it. start_ktime_ns is read just after attaching, so an
     # event in that microsecond-wide gap could precede it; the lab starts
     # traffic only later, so in these fixtures every row is within the span.

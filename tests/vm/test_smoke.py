@@ -20,7 +20,7 @@ import vm  # noqa: E402
 pytestmark = pytest.mark.skipif(os.environ.get("TCPCONG_VM") == "0", reason="TCPCONG_VM=0")
 
 LAB_SH = Path(__file__).resolve().parents[2] / "lab" / "lab.sh"
-# As src/record/attach.rs hooks them, by exact name.
+# As src/record/capture/attach.rs hooks them, by exact name.
 CALLERS = ("tcp_fastretrans_alert", "tcp_enter_cwr", "tcp_enter_loss", "tcp_enter_recovery", "tcp_process_tlp_ack", "tcp_simple_retransmit")
 SYMBOLS = (*CALLERS, "tcp_set_ca_state", "bpf_get_socket_ptr_cookie")
 

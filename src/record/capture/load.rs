@@ -222,15 +222,16 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
     let modes = modes(cfg.attach)?;
     let tried = modes.len();
     let mut failed = Vec::new();
-    // libbpf's log of an attempt is shown only if the last one fails too: a
-    // mode that auto tried and left is no error.
-    let shown = libbpf_rs::get_print();
+    // libbpf's log is kept, not printed: the error names what failed in
+    // one line, and a command shows the log when asked (`-v`).
     libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Info, keep_libbpf_log)));
     for (mode, slot) in modes.into_iter().zip(slots.iter_mut()) {
-        LIBBPF_LOG.lock().map(|mut l| l.clear()).ok();
+        keep_libbpf_log(
+            libbpf_rs::PrintLevel::Info,
+            format!("tcpcong: loading --attach {}\n", mode.name()),
+        );
         match load_mode(slot, cfg, mode) {
             Ok(mut skel) => {
-                libbpf_rs::set_print(shown);
                 // Not a failure of the mode: no other mode would fare better.
                 if let Some(path) = &cfg.pin_buffer {
                     skel.maps
@@ -259,10 +260,6 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
             Err(e) => failed.push((mode, e)),
         }
     }
-    libbpf_rs::set_print(shown);
-    if let (Some((_, print)), Ok(mut log)) = (shown, LIBBPF_LOG.lock()) {
-        print(libbpf_rs::PrintLevel::Warn, std::mem::take(&mut *log));
-    }
     if tried == 1 {
         if let Some((_, e)) = failed.pop() {
             return Err(e);
@@ -284,6 +281,15 @@ fn keep_libbpf_log(level: libbpf_rs::PrintLevel, msg: String) {
     if level != libbpf_rs::PrintLevel::Debug {
         LIBBPF_LOG.lock().map(|mut l| l.push_str(&msg)).ok();
     }
+}
+
+/// What libbpf said while loading since the last call (the verifier's log
+/// when the kernel refused a program), for `-v`.
+pub fn take_libbpf_log() -> String {
+    LIBBPF_LOG
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default()
 }
 
 fn load_mode<'obj>(
