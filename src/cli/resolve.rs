@@ -77,12 +77,20 @@ fn clap_text(cli: &Cli) -> Option<String> {
 /// Help and version are text to print; a usage error is reduced to its
 /// first paragraph on one line (which names the flag and the bad value).
 fn clap_error(e: clap::Error) -> Result<Plan> {
-    use clap::error::ErrorKind;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             Ok(Plan::Print(e.render().to_string()))
         }
         _ => {
+            // `tcpcong 1 2 3`: clap takes the third number for a subcommand.
+            if let Some(ContextValue::String(sub)) = e.get(ContextKind::InvalidSubcommand) {
+                if sub.parse::<f64>().is_ok() {
+                    return Err(Error::Usage(format!(
+                        "too many numbers: expected [interval] [outputs], and '{sub}' is a third"
+                    )));
+                }
+            }
             // clap puts the names of missing arguments on the lines after
             // its first.
             let text = e.render().to_string();
@@ -196,10 +204,12 @@ fn events(a: &EventsArgs) -> Result<cmd::events::Plan> {
 }
 
 /// BCC's trailing `[interval] [outputs]` after analyze's inputs: trailing
-/// numbers that are not files. `analyze run.parquet 1 3` is BCC's
-/// `tcpcong 1 3` replayed.
+/// durations (`1`, `2s`, `500ms`, as live mode takes them) that are not
+/// files. `analyze run.parquet 1 3` is BCC's `tcpcong 1 3` replayed.
 fn split_positionals(all: &[String]) -> Result<(Vec<String>, Option<Duration>, Option<u64>)> {
-    let is_number = |s: &&String| s.parse::<f64>().is_ok() && !Path::new(s.as_str()).exists();
+    let is_number = |s: &&String| {
+        (s.parse::<f64>().is_ok() || parse_duration(s).is_ok()) && !Path::new(s.as_str()).exists()
+    };
     let trailing = all.iter().rev().take_while(is_number).count();
     if trailing > 2 {
         return Err(Error::Usage(format!(
@@ -380,7 +390,12 @@ mod tests {
         );
         assert!(usage(&["analyze", "a.parquet", "1", "2", "3"]).contains("too many numbers"));
         assert!(usage(&["analyze", "5"]).contains("no recording given"));
-        assert!(usage(&["analyze", "a.parquet", "0"]).starts_with("interval:"));
+        assert!(usage(&["analyze", "a.parquet", "1", "0"]).starts_with("outputs:"));
+        let Plan::Analyze(p) = plan(&["analyze", "a.parquet", "2s"]) else {
+            panic!("not analyze");
+        };
+        assert_eq!(p.report.interval_ns, Some(2_000_000_000));
+        assert!(usage(&["1", "2", "3"]).contains("'3' is a third"));
     }
 
     #[test]

@@ -8,6 +8,9 @@ use crate::event::PortRange;
 /// `N` or `N-M` as BCC's tcpcong takes it; a reversed range is swapped.
 pub fn parse_ports(s: &str) -> Result<PortRange, String> {
     let port = |p: &str| -> Result<u16, String> {
+        if p.is_empty() {
+            return Err(format!("'{s}' lacks a port: use N or N-M"));
+        }
         p.bytes()
             .all(|b| b.is_ascii_digit())
             .then(|| p.parse::<u16>().ok())
@@ -100,6 +103,14 @@ mod tests {
         for bad in ["", "abc", "70000", "1-2-3", "-5", "5-", " 5", "+5", "0x10"] {
             assert!(parse_ports(bad).is_err(), "{bad:?} was accepted");
         }
+        assert_eq!(
+            parse_ports("3000-"),
+            Err("'3000-' lacks a port: use N or N-M".into())
+        );
+        assert_eq!(
+            parse_ports("-5"),
+            Err("'-5' lacks a port: use N or N-M".into())
+        );
     }
 
     #[test]

@@ -75,24 +75,28 @@ pub fn run(verbose: bool) -> Result<()> {
         },
         false,
     );
-    // The probe that record --buffer auto uses; it needs privileges.
-    let ring = libbpf_rs::MapType::RingBuf.is_supported();
+    let privileged = load::has_privileges();
+    // The probe that record --buffer auto uses: without privileges its
+    // answer is no answer, so it is not asked.
+    let ring = if privileged {
+        libbpf_rs::MapType::RingBuf.is_supported().ok()
+    } else {
+        None
+    };
     r.line(
         match ring {
-            Ok(true) => Status::Ok,
-            Ok(false) => Status::Missing,
-            Err(_) => Status::Unknown,
+            Some(true) => Status::Ok,
+            Some(false) => Status::Missing,
+            None => Status::Unknown,
         },
         "BPF ring buffer",
         match ring {
-            Ok(true) => "available (--buffer auto uses it)",
-            Ok(false) => "not in this kernel (< 5.8): --buffer auto uses the perf buffer",
-            Err(_) => "cannot be probed without privileges",
+            Some(true) => "available (--buffer auto uses it)",
+            Some(false) => "not in this kernel (< 5.8): --buffer auto uses the perf buffer",
+            None => "unknown (probing needs CAP_BPF)",
         },
         false,
     );
-    let ring = !matches!(ring, Ok(false));
-    let privileged = load::has_privileges();
     r.line(
         status(privileged),
         "privileges",
@@ -116,12 +120,11 @@ pub fn run(verbose: bool) -> Result<()> {
         false,
     );
 
-    let buffer = if ring {
-        BufferKind::Ring
-    } else {
-        BufferKind::Perf
+    let buffer = match ring {
+        Some(false) => BufferKind::Perf,
+        _ => BufferKind::Ring,
     };
-    modes(&mut r, privileged, buffer, verbose);
+    modes(&mut r, privileged, ring.map(|_| buffer), verbose);
     if r.fatal {
         Err(Error::NotReady)
     } else {
@@ -132,7 +135,8 @@ pub fn run(verbose: bool) -> Result<()> {
 /// One line per attach mode: what the kernel offers, and (privileged) a
 /// real load of each, since a kernel can offer a hook that policy refuses.
 /// Fatal only when no mode works.
-fn modes(r: &mut Report, privileged: bool, buffer: BufferKind, verbose: bool) {
+/// `buffer`: the transport record would use, if known.
+fn modes(r: &mut Report, privileged: bool, buffer: Option<BufferKind>, verbose: bool) {
     let facts = load::facts();
     // What auto would pick: the first mode that works.
     let mut auto = None;
@@ -160,7 +164,7 @@ fn modes(r: &mut Report, privileged: bool, buffer: BufferKind, verbose: bool) {
             );
             auto = auto.or(Some(mode));
         } else {
-            match try_load(mode, buffer) {
+            match try_load(mode, buffer.unwrap_or(BufferKind::Ring)) {
                 Ok(()) => {
                     auto = auto.or(Some(mode));
                     r.line(
@@ -187,7 +191,13 @@ fn modes(r: &mut Report, privileged: bool, buffer: BufferKind, verbose: bool) {
         "record would use",
         &match auto {
             None => "nothing: no attach mode works here".to_string(),
-            Some(mode) => format!("--attach {} with the {} buffer", mode.name(), buffer.name()),
+            Some(mode) => match buffer {
+                Some(b) => format!("--attach {} with the {} buffer", mode.name(), b.name()),
+                None => format!(
+                    "--attach {} (the buffer cannot be probed without privileges)",
+                    mode.name()
+                ),
+            },
         },
         true,
     );

@@ -194,4 +194,10 @@ fn doctor_reports_what_works_and_what_does_not() {
         line(&text, "--attach tracepoint").contains("load not tried"),
         "{text}"
     );
+    // What cannot be probed without privileges is unknown, not a false fact.
+    assert!(
+        line(&text, "BPF ring buffer").starts_with("unknown"),
+        "{text}"
+    );
+    assert!(!line(&text, "record would use").contains("perf"), "{text}");
 }

@@ -68,15 +68,21 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
         } else if path.exists() {
             files.push(path.to_path_buf());
         } else if input.contains(['*', '?', '[']) {
+            let before = files.len();
             let matches = glob::glob(input)
                 .map_err(|e| Error::Usage(format!("bad pattern '{input}': {e}")))?
-                .filter_map(|m| m.ok())
-                .filter(|p| p.is_file())
-                .collect::<Vec<_>>();
-            if matches.is_empty() {
-                return Err(Error::bad_input(path, "no file matches this pattern"));
+                .filter_map(|m| m.ok());
+            // A folder that matches is taken as a folder argument is.
+            for m in matches {
+                if m.is_dir() {
+                    walk(&m, files, &mut found.unfinished)?;
+                } else if m.is_file() {
+                    files.push(m);
+                }
             }
-            files.extend(matches);
+            if files.len() == before {
+                return Err(Error::bad_input(path, "no recording matches this pattern"));
+            }
         } else if input.parse::<f64>().is_ok() {
             return Err(Error::Usage(format!(
                 "'{input}' is not a recording: [interval] [outputs] come last and are both numbers"
