@@ -162,7 +162,7 @@ def pipeline(seconds=3):
             err = rec.stderr.read()
             if status != 0:
                 sys.exit(f"bench: record failed: {err}")
-            m = re.search(r"wrote (\d+) events .*?, (\d+) lost events", err)
+            m = re.search(r"wrote (\d+) events? .*?, (\d+) lost events", err)
             written, rec_lost = int(m.group(1)), int(m.group(2))
             offered = synth["offered"] + synth["reserve_failed"]
             lost = synth["reserve_failed"] + rec_lost

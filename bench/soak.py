@@ -39,7 +39,7 @@ def main():
         _, status, usage = os.wait4(rec.pid, 0)
         wall = time.monotonic() - t0
         err = rec.stderr.read()
-        m = re.search(r"wrote (\d+) events in (\d+) files .*?, (\d+) lost events", err)
+        m = re.search(r"wrote (\d+) events? of \d+ flows? in (\d+) files? .*?, (\d+) lost events", err)
         kept = sorted(Path(d).rglob("*.parquet"))
         offered = synth["offered"] + synth["reserve_failed"]
         print(json.dumps({

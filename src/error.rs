@@ -59,8 +59,11 @@ pub enum Error {
     #[error("{} already exists: pass --force to overwrite it", path.display())]
     Exists { path: PathBuf },
 
-    #[error("{} is left over from an earlier capture that did not finish: inspect or remove it, then retry", path.display())]
+    #[error("{} is left over from an earlier capture that did not finish: inspect or remove it, or pass --force to replace it", path.display())]
     Leftover { path: PathBuf },
+
+    #[error("{} is being written by another tcpcong that is still running: stop it, or choose another output", path.display())]
+    Busy { path: PathBuf },
 
     #[error("writing {}: {source}", path.display())]
     Parquet {

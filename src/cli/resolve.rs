@@ -106,8 +106,18 @@ fn clap_error(e: clap::Error) -> Result<Plan> {
     }
 }
 
+/// Shorter rotation makes a file of a handful of events each time: a
+/// mistake (a unit slip), not a series anyone wants.
+const MIN_ROTATE: Duration = Duration::from_secs(1);
+
 fn record(a: &RecordArgs, command: String) -> Result<cmd::record::Plan> {
     let capture = capture(&a.ports, &a.capture)?;
+    if a.rotate_seconds.is_some_and(|d| d < MIN_ROTATE) {
+        return Err(Error::Usage(format!(
+            "--rotate-seconds must be at least {} s",
+            MIN_ROTATE.as_secs()
+        )));
+    }
     let rotation = Rotation {
         every_ns: a.rotate_seconds.map(nanos),
         bytes: a.rotate_size,
@@ -437,6 +447,9 @@ mod tests {
         assert!(
             usage(&["record", "-o", "/tmp/x.parquet", "--max-total", "1G"])
                 .contains("need a directory")
+        );
+        assert!(
+            usage(&["record", "-o", "/tmp/", "--rotate-seconds", "0.01"]).contains("at least 1 s")
         );
         let missing = resolve(["tcpcong", "record", "-o", "/nonexistent/dir/x.parquet"])
             .map(drop)

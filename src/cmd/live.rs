@@ -7,7 +7,7 @@
 
 use std::io::{self, Write};
 
-use super::record::{tell_started, Recording};
+use super::record::{check_filters, tell_started, Recording};
 use super::{warn_losses, ReportPlan};
 use crate::analyze::engine::{Engine, Summary, WindowReport};
 use crate::analyze::report::Printer;
@@ -111,6 +111,7 @@ impl<W: Write> Sink for LiveSink<'_, W> {
 
 pub fn run(plan: &Plan) -> Result<()> {
     preflight(&plan.capture)?;
+    check_filters(&plan.capture);
     let recording = plan
         .output
         .as_ref()

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::event::PortRange;
 use crate::messages;
 use crate::record::format::reader::{Dataset, RowFilter};
+use crate::record::format::writer::is_being_written;
 use crate::time::rfc3339;
 
 /// What to do, as the command line resolved it.
@@ -158,10 +159,12 @@ impl Selection {
 fn open_dataset(inputs: &[String]) -> Result<Dataset> {
     let found = crate::record::format::reader::discover(inputs)?;
     for p in &found.unfinished {
-        messages::say(format_args!(
-            "ignoring {}: a capture that has not finished (still running, or killed)",
-            p.display()
-        ));
+        let what = if is_being_written(p) {
+            "a capture that is still running"
+        } else {
+            "a capture that was killed before it finished"
+        };
+        messages::say(format_args!("ignoring {}: {what}", p.display()));
     }
     Dataset::open(&found.files)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::event::Event;
 use crate::messages;
-use crate::record::capture::load::{preflight, CaptureConfig};
+use crate::record::capture::load::{netns_in_use, preflight, CaptureConfig};
 use crate::record::capture::{self, CaptureStats, Progress, Sink, Started};
 use crate::record::format::output::{Output, Target};
 use crate::record::format::schema::CaptureInfo;
@@ -87,20 +87,30 @@ impl Recording {
             Err(e) => return Err(out.abandon(e)),
         };
         let w = out.finish(stats.end_ktime_ns, stats.lost_events())?;
-        let summary = match w.flows {
-            Some(flows) => format!(
-                "wrote {} events of {flows} flows to {} ({} bytes)",
-                w.events,
+        let summary = if w.series {
+            let deleted = match w.deleted {
+                0 => String::new(),
+                n => format!(
+                    ", {} deleted to keep within --max-total",
+                    plural(n, "old file")
+                ),
+            };
+            format!(
+                "wrote {} of {} in {} to {} ({} bytes{deleted})",
+                plural(w.events, "event"),
+                plural(w.flows, "flow"),
+                plural(w.files, "file"),
                 w.place.display(),
                 w.bytes
-            ),
-            None => format!(
-                "wrote {} events in {} files to {} ({} bytes)",
-                w.events,
-                w.files,
+            )
+        } else {
+            format!(
+                "wrote {} of {} to {} ({} bytes)",
+                plural(w.events, "event"),
+                plural(w.flows, "flow"),
                 w.place.display(),
                 w.bytes
-            ),
+            )
         };
         if w.gaps > 0 {
             messages::say(format_args!(
@@ -128,6 +138,17 @@ impl Recording {
             ));
         }
         Ok(stats)
+    }
+}
+
+/// Warns about filters that can match nothing (before loading anything).
+pub fn check_filters(cfg: &CaptureConfig) {
+    if let Some(ino) = cfg.filters.netns {
+        if !netns_in_use(ino) {
+            messages::warn(format_args!(
+                "--netns {ino}: no process is in a network namespace with this inode and none is bound under /run/netns; the capture may see nothing"
+            ));
+        }
     }
 }
 
@@ -165,6 +186,7 @@ impl Sink for RecordSink {
 
 pub fn run(plan: &Plan) -> Result<()> {
     preflight(&plan.capture)?;
+    check_filters(&plan.capture);
     let rec = Recording::create(&plan.target, &plan.capture, &plan.command)?;
     let mut sink = RecordSink {
         rec,
@@ -174,6 +196,15 @@ pub fn run(plan: &Plan) -> Result<()> {
     let outcome = capture::run(&plan.capture, plan.duration, &mut sink);
     super::show_libbpf_log(plan.verbose);
     sink.rec.end(outcome).map(drop)
+}
+
+/// `1 event`, `2 events`.
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 /// Why events were lost, for the one summary line.

@@ -272,3 +272,102 @@ fn a_refused_load_is_one_line_and_verbose_shows_libbpf() {
         "{err}"
     );
 }
+
+/// A second recorder on the output of a running one is told so (the
+/// in-progress file is locked while written); a killed capture's leftover
+/// is reported as such, and --force replaces it; analyze tells the two
+/// apart when it passes over them.
+#[test]
+fn running_captures_and_leftovers_are_told_apart() {
+    let dir = TempDir::new("busy");
+    let out = dir.join("busy.parquet");
+    let first = Recorder::start(&out, &["-L", "1"]);
+    let o = tcpcong(&["record", "-o", out.to_str().unwrap(), "--duration", "0.2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("being written by another tcpcong"),
+        "{}",
+        stderr(&o)
+    );
+    let a = tcpcong(&["analyze", dir.0.to_str().unwrap()]);
+    assert!(
+        stderr(&a).contains("a capture that is still running"),
+        "{}",
+        stderr(&a)
+    );
+    first.stop();
+    read_meta(&out);
+
+    let left = dir.join("left.parquet");
+    std::fs::write(dir.join(".left.parquet.inprogress"), b"").unwrap();
+    let a = tcpcong(&["analyze", dir.0.to_str().unwrap()]);
+    assert!(
+        stderr(&a).contains("killed before it finished"),
+        "{}",
+        stderr(&a)
+    );
+    let args = [
+        "record",
+        "-o",
+        left.to_str().unwrap(),
+        "--duration",
+        "0.2",
+        "-L",
+        "1",
+    ];
+    let o = tcpcong(&args);
+    assert!(
+        stderr(&o).contains("--force to replace it"),
+        "{}",
+        stderr(&o)
+    );
+    let o = tcpcong(&[&args[..], &["--force"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_meta(&left)["events"], 0);
+    assert!(!dir.join(".left.parquet.inprogress").exists());
+}
+
+/// Live mode's -o DIR/ is a series, created before the capture starts.
+#[test]
+fn live_mode_records_into_a_new_folder() {
+    let dir = TempDir::new("livedir");
+    let out = dir.join("new");
+    let o = tcpcong(&["-o", &format!("{}/", out.display()), "-L", "1", "0.3", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let files = files_below(&out, |n| n.ends_with(".parquet"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    read_meta(&files[0]);
+    assert!(
+        stderr(&o).contains("wrote 0 events of 0 flows in 1 file to"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A namespace filter that can match nothing is said so, not recorded
+/// silently; a real namespace gets no such word.
+#[test]
+fn a_netns_nobody_is_in_is_warned_about() {
+    let dir = TempDir::new("netns");
+    let out = dir.join("n.parquet");
+    let out = out.to_str().unwrap();
+    let o = tcpcong(&["record", "-o", out, "--netns", "123", "--duration", "0.2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("WARNING: --netns 123: no process"),
+        "{}",
+        stderr(&o)
+    );
+    let o = tcpcong(&[
+        "record",
+        "-o",
+        out,
+        "--force",
+        "--netns",
+        "/proc/self/ns/net",
+        "--duration",
+        "0.2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("WARNING"), "{}", stderr(&o));
+}

@@ -196,7 +196,7 @@ fn rotation_by_size_keeps_within_the_budget() {
 fn a_killed_capture_leaves_its_finished_files_intact() {
     let dir = TempDir::new("kill");
     let out = dir.join("k");
-    let mut synthetic = synthetic_series(&out, &["--rotate-seconds", "0.5"], 50_000, 1.7);
+    let mut synthetic = synthetic_series(&out, &["--rotate-seconds", "1"], 50_000, 2.7);
     let mut rec = synthetic.take();
     signal(rec.id(), libc::SIGKILL);
     rec.wait().unwrap();

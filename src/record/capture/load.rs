@@ -64,6 +64,29 @@ pub fn netns_inode(s: &str) -> Result<u32, String> {
     u32::try_from(meta.ino()).map_err(|_| format!("inode {} is out of range", meta.ino()))
 }
 
+/// Whether a network namespace with this inode is in use: some process is
+/// in it, or it is bound under /run/netns (as `ip netns` does). One that is
+/// neither may still exist (held by a file descriptor), so this is for a
+/// warning, not a refusal.
+pub fn netns_in_use(ino: u32) -> bool {
+    let has = |p: &Path| fs::metadata(p).is_ok_and(|m| m.ino() == u64::from(ino));
+    let procs = fs::read_dir("/proc").into_iter().flatten().flatten();
+    let bound = ["/run/netns", "/var/run/netns"]
+        .into_iter()
+        .flat_map(fs::read_dir)
+        .flatten()
+        .flatten();
+    procs
+        .filter(|e| {
+            e.file_name()
+                .as_encoded_bytes()
+                .iter()
+                .all(u8::is_ascii_digit)
+        })
+        .any(|e| has(&e.path().join("ns/net")))
+        || bound.into_iter().any(|e| has(&e.path()))
+}
+
 /// A cgroup v2 directory's id, which is its inode number on cgroup2fs; the
 /// error says why the path is none.
 pub fn cgroup_id(p: &Path) -> Result<u64, String> {

@@ -46,9 +46,14 @@ pub struct Output {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     pub events: u64,
-    /// Distinct flows (one file only: a series counts them per file).
-    pub flows: Option<u64>,
+    /// Distinct flows.
+    pub flows: u64,
+    /// Files written, and (a series with `--max-total`) how many of them
+    /// were deleted again to keep within the budget.
     pub files: u64,
+    pub deleted: u64,
+    /// A series (a folder) rather than one file.
+    pub series: bool,
     pub bytes: u64,
     /// Transitions that happened without an event (see the writer).
     pub gaps: u64,
@@ -139,8 +144,10 @@ impl Output {
                     .map_err(|e| incomplete(e, &place, events))?;
                 Ok(Written {
                     events,
-                    flows: Some(flows),
+                    flows,
                     files: 1,
+                    deleted: 0,
+                    series: false,
                     bytes,
                     gaps,
                     place,
@@ -149,8 +156,10 @@ impl Output {
             Sink::Series(mut s) => match s.finish(end_ktime, lost) {
                 Ok(()) => Ok(Written {
                     events: s.events,
-                    flows: None,
+                    flows: s.flows.len() as u64,
                     files: s.files,
+                    deleted: s.deleted,
+                    series: true,
                     bytes: s.bytes,
                     gaps: s.gaps,
                     place: s.root().to_path_buf(),

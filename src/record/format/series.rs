@@ -9,11 +9,12 @@
 //! across them without a gap. With `--max-total` the oldest files of the
 //! series are deleted to stay within the budget.
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::schema::{CaptureInfo, Metadata};
-use super::writer::RecordingWriter;
+use super::writer::{is_being_written, RecordingWriter};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::host::hostname;
@@ -46,6 +47,10 @@ pub struct Series {
     pub files: u64,
     pub bytes: u64,
     pub gaps: u64,
+    /// Distinct flows over all files.
+    pub flows: HashSet<u64>,
+    /// Old files removed to keep within `--max-total`.
+    pub deleted: u64,
 }
 
 struct Current {
@@ -56,10 +61,12 @@ struct Current {
 
 impl Series {
     /// Creates the folder. Also returns the unfinished files an earlier
-    /// capture left in it, for the caller to report.
+    /// capture left in it (not those a running one is writing), for the
+    /// caller to report.
     pub fn open(root: &Path, rotation: Rotation, clock: Clock) -> Result<(Series, Vec<PathBuf>)> {
         fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
-        let leftovers = in_progress_files(root);
+        let mut leftovers = in_progress_files(root);
+        leftovers.retain(|p| !is_being_written(p));
         let series = Series {
             root: root.to_path_buf(),
             rotation,
@@ -72,6 +79,8 @@ impl Series {
             files: 0,
             bytes: 0,
             gaps: 0,
+            flows: HashSet::new(),
+            deleted: 0,
         };
         Ok((series, leftovers))
     }
@@ -167,6 +176,7 @@ impl Series {
         let meta = Metadata::new(info, cur.start_ktime, end_ktime, lost);
         let path = cur.writer.target().to_path_buf();
         let (events, gaps) = (cur.writer.events(), cur.writer.gaps());
+        self.flows.extend(cur.writer.flow_ids());
         let size = cur.writer.finish(meta).map_err(|e| Error::Incomplete {
             path: path.clone(),
             events,
@@ -190,6 +200,7 @@ impl Series {
             let (oldest, size) = self.done.remove(0);
             fs::remove_file(&oldest).map_err(|e| Error::io(&oldest, e))?;
             total -= size;
+            self.deleted += 1;
         }
         Ok(())
     }

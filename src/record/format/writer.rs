@@ -55,6 +55,24 @@ pub fn in_progress_path(target: &Path) -> PathBuf {
     target.with_file_name(format!(".{name}.inprogress"))
 }
 
+/// Creates `path` (mode 0600, never an existing file) and locks it for as
+/// long as it is open, so that others can tell a capture that is running
+/// from one that was killed.
+fn create_locked(path: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.try_lock().map_err(std::io::Error::from)?;
+    Ok(file)
+}
+
+/// Whether a running tcpcong holds `path` (an in-progress file) open.
+pub fn is_being_written(path: &Path) -> bool {
+    File::open(path).is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+}
+
 pub struct RecordingWriter {
     target: PathBuf,
     tmp: PathBuf,
@@ -89,15 +107,22 @@ impl RecordingWriter {
             });
         }
         let tmp = in_progress_path(target);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => Error::Leftover { path: tmp.clone() },
-                _ => Error::io(&tmp, e),
-            })?;
+        let file = match create_locked(&tmp) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if is_being_written(&tmp) {
+                    return Err(Error::Busy { path: tmp });
+                }
+                if !force {
+                    return Err(Error::Leftover { path: tmp });
+                }
+                // A killed capture's file: --force replaces it as it
+                // would replace a finished recording.
+                fs::remove_file(&tmp).map_err(|e| Error::io(&tmp, e))?;
+                create_locked(&tmp)
+            }
+            other => other,
+        }
+        .map_err(|e| Error::io(&tmp, e))?;
 
         let schema = arrow_schema();
         let props = WriterProperties::builder()
@@ -151,6 +176,11 @@ impl RecordingWriter {
 
     pub fn flows(&self) -> u64 {
         self.flows.len() as u64
+    }
+
+    /// The distinct flows written so far.
+    pub fn flow_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.flows.iter().copied()
     }
 
     pub fn gaps(&self) -> u64 {
