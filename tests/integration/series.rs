@@ -298,3 +298,30 @@ fn live_mode_gives_up_on_its_recording_as_record_does() {
         disk.0.display()
     );
 }
+
+/// One file on a full disk: the capture stops at the first failed write
+/// (not at the end of its --duration), says how many events the file held,
+/// and removes it.
+#[test]
+fn a_full_disk_stops_a_single_file_capture_at_once() {
+    let dir = TempDir::new("fullfile");
+    let disk = SmallDisk::mount(&dir, "256k");
+    let out = disk.0.join("one.parquet");
+    let started = std::time::Instant::now();
+    let args = ["record", "-o", out.to_str().unwrap(), "--duration", "60"];
+    let mut synthetic = synthetic(&out, &args, 400_000, 3.0);
+    let o = synthetic.take().wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("events are lost"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "ran its whole duration: {err}"
+    );
+    assert!(
+        std::fs::read_dir(&disk.0).unwrap().next().is_none(),
+        "a file was left in {}",
+        disk.0.display()
+    );
+}

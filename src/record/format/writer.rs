@@ -13,6 +13,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::net::IpAddr;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +41,8 @@ const BATCH_ROWS: usize = 65_536;
 /// halves srtt_us and shrinks total_retrans sixfold against dictionaries).
 const DELTA_COLUMNS: [&str; 4] = ["time", "ktime_ns", "srtt_us", "total_retrans"];
 const ROW_GROUP_ROWS: usize = 1 << 20;
+/// Disk space is claimed ahead of writing in steps of this many bytes.
+const RESERVE_STEP: u64 = 64 << 10;
 /// The address-string cache is a speed-up, not a record of flows: clearing
 /// it when large keeps memory flat under a storm of short flows. It is keyed
 /// by the addresses, not the flow: a flow's addresses change (an accepted
@@ -68,6 +71,19 @@ fn create_locked(path: &Path) -> std::io::Result<File> {
     Ok(file)
 }
 
+/// Allocates disk blocks for the first `len` bytes of `file` without
+/// changing its size.
+fn reserve_space(file: &File, len: u64) -> std::io::Result<()> {
+    let len = libc::off_t::try_from(len).unwrap_or(libc::off_t::MAX);
+    // SAFETY: fallocate only acts on the open descriptor `file` owns.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Whether a running tcpcong holds `path` (an in-progress file) open.
 pub fn is_being_written(path: &Path) -> bool {
     File::open(path).is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
@@ -87,6 +103,10 @@ pub struct RecordingWriter {
     /// Per open flow, the congestion state its last event left it in.
     ca_state: HashMap<u64, CaState>,
     gaps: u64,
+    /// The in-progress file again, to claim disk space through.
+    space: File,
+    /// Bytes claimed so far.
+    reserved: u64,
 }
 
 impl RecordingWriter {
@@ -123,6 +143,7 @@ impl RecordingWriter {
             other => other,
         }
         .map_err(|e| Error::io(&tmp, e))?;
+        let space = file.try_clone().map_err(|e| Error::io(&tmp, e))?;
 
         let schema = arrow_schema();
         let props = WriterProperties::builder()
@@ -163,6 +184,8 @@ impl RecordingWriter {
             sorted: true,
             ca_state: HashMap::new(),
             gaps: 0,
+            space,
+            reserved: 0,
         })
     }
 
@@ -241,6 +264,25 @@ impl RecordingWriter {
                 self.flush()?;
             }
         }
+        self.reserve()
+    }
+
+    /// Claims the disk space the file will need (as far as estimated) now:
+    /// rows wait in memory until their row group is complete, so without
+    /// this a full disk would show only when a group or the footer is
+    /// written, perhaps at the end of a long capture. The claim is released
+    /// at the end where it exceeds the file.
+    fn reserve(&mut self) -> Result<()> {
+        let want = self.size_estimate().next_multiple_of(RESERVE_STEP);
+        if want <= self.reserved {
+            return Ok(());
+        }
+        match reserve_space(&self.space, want) {
+            Ok(()) => self.reserved = want,
+            // A file system without fallocate: errors show when written.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => self.reserved = u64::MAX,
+            Err(e) => return Err(Error::io(&self.tmp, e)),
+        }
         Ok(())
     }
 
@@ -290,8 +332,11 @@ impl RecordingWriter {
         ));
         w.append_key_value_metadata(KeyValue::new(METADATA_KEY.to_string(), json));
         let file = w.into_inner().map_err(|e| Error::parquet(&tmp, e))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
         let size = file.metadata().map_err(|e| Error::io(&tmp, e))?.len();
+        // Blocks claimed beyond the end go back (truncating to the size
+        // frees what was allocated past it).
+        file.set_len(size).map_err(|e| Error::io(&tmp, e))?;
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
         fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
         Ok(size)
     }
