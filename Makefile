@@ -4,7 +4,7 @@
 CARGO ?= cargo
 APT_PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make nftables iproute2 iperf3 bpftool util-linux procps python3-pip \
   qemu-system-x86 busybox-static cpio binutils
-PY_PACKAGES := pytest pyarrow pandas duckdb
+PY_PACKAGES := pytest pyarrow pandas duckdb polars
 DEBUG_BIN := target/debug/tcpcong
 RELEASE_BIN := target/release/tcpcong
 
@@ -19,7 +19,7 @@ deps:
 	  echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@python3 -c "import pytest, pyarrow, pandas, duckdb" 2>/dev/null || \
+	@python3 -c "import pytest, pyarrow, pandas, duckdb, polars" 2>/dev/null || \
 	  python3 -m pip install --quiet --disable-pip-version-check $(PY_PACKAGES)
 
 # Building needs no root and no apt: `make deps` (as root, on Debian)

@@ -36,6 +36,7 @@ import re
 from datetime import datetime
 
 import subprocess
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -645,3 +646,71 @@ def test_two_captures_of_one_boot_pinned_by_hand(tmp_path):
     # clock in capture 2; established is ignored)
     assert between[406] == (3000, 200, 0, 0, 0, 3)
     assert 407 not in between
+
+
+# ------------------------------------------------ files other tools wrote
+
+def rewritten(tmp_path, path, how) -> Path:
+    """The fixture at `path` written back by another tool, the way a user
+    filtering a recording would, keeping the tcpcong metadata."""
+    meta = pq.read_schema(path).metadata[b"tcpcong"].decode()
+    out = tmp_path / f"{how}.parquet"
+    table = pq.read_table(path)
+    if how.startswith("pyarrow-"):
+        # pyarrow's own defaults: snappy, dictionary-encoded strings, or
+        # another codec, or strings read back as dictionaries.
+        codec = how.split("-", 1)[1]
+        if codec == "dictionary":
+            table = pq.read_table(path, read_dictionary=["kind", "saddr", "daddr", "old_state",
+                                                         "new_state", "cong_algo"])
+            codec = "snappy"
+        pq.write_table(table, out, compression=codec)
+    elif how == "pandas":
+        pd.read_parquet(path).to_parquet(out)
+    elif how == "polars":
+        import polars as pl
+        # polars' own writer: string views, its own defaults.
+        pl.read_parquet(path).write_parquet(out, metadata={"tcpcong": meta})
+        return out
+    elif how == "polars-large-strings":
+        import polars as pl
+        t = pl.read_parquet(path).to_arrow()
+        t = t.cast(pa.schema([pa.field(f.name, pa.large_string() if pa.types.is_string(f.type)
+                                       or pa.types.is_string_view(f.type) else f.type, False)
+                              for f in t.schema]))
+        pq.write_table(t, out, compression="lz4")
+    elif how == "duckdb":
+        con = duckdb.connect()
+        escaped = meta.replace("'", "''")
+        con.execute(f"COPY (SELECT * FROM '{path}') TO '{out}' "
+                    f"(FORMAT parquet, COMPRESSION gzip, KV_METADATA {{tcpcong: '{escaped}'}})")
+        return out
+    else:
+        raise ValueError(how)
+    # Writers that keep only the Arrow schema's metadata: put it back.
+    t = pq.read_table(out)
+    pq.write_table(t.replace_schema_metadata({"tcpcong": meta}), out,
+                   compression=pq.ParquetFile(out).metadata.row_group(0).column(0).compression.lower()
+                   if pq.ParquetFile(out).metadata.num_row_groups else "snappy")
+    return out
+
+
+WRITERS = ["pyarrow-snappy", "pyarrow-gzip", "pyarrow-brotli", "pyarrow-lz4",
+           "pyarrow-dictionary", "pandas", "polars", "polars-large-strings", "duckdb"]
+
+
+@pytest.mark.parametrize("how", WRITERS)
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=IDS)
+def test_analyze_reads_what_other_tools_wrote(tmp_path, path, how):
+    out = rewritten(tmp_path, path, how)
+    for mode in MODES:
+        assert run_analyze([out], mode) == run_analyze([path], mode), (how, mode)
+
+
+def test_a_file_without_the_metadata_is_refused_in_one_line(tmp_path):
+    out = tmp_path / "copied.parquet"
+    duckdb.sql(f"COPY (SELECT * FROM '{FIXTURE_FILES[0]}') TO '{out}' (FORMAT parquet)")
+    r = subprocess.run([str(binary()), "analyze", str(out)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1, r.stderr
+    assert "tcpcong's columns but not its metadata" in r.stderr, r.stderr

@@ -11,10 +11,12 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt16Type, UInt64Type, UInt8Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
@@ -141,9 +143,16 @@ impl Recording {
             .and_then(|kv| kv.iter().find(|k| k.key == METADATA_KEY))
             .and_then(|k| k.value.clone())
             .ok_or_else(|| {
+                let has_columns = NEEDED
+                    .iter()
+                    .all(|n| builder.schema().field_with_name(n).is_ok());
                 Error::bad_input(
                     path,
-                    "a Parquet file but not a tcpcong recording (no tcpcong metadata)",
+                    if has_columns {
+                        "tcpcong's columns but not its metadata, which holds the capture's span, clock and losses (DuckDB's COPY and Spark drop it): filter with tcpcong's own --since/--until/-L/-R/--flow, or write the file with its schema metadata (pyarrow keeps it; DuckDB: COPY ... (KV_METADATA {tcpcong: '...'}))"
+                    } else {
+                        "a Parquet file but not a tcpcong recording (no tcpcong metadata)"
+                    },
                 )
             })?;
         let version = serde_json::from_str::<serde_json::Value>(&kv)
@@ -207,12 +216,73 @@ fn footer_problem(path: &Path, detail: &str) -> String {
     }
 }
 
+/// Whether a column written as `found` holds what schema v1 keeps as
+/// `want`: the same kind of value in any layout other tools write (large,
+/// view and dictionary strings; any integer width, checked per value).
+fn compatible(found: &DataType, want: &DataType) -> bool {
+    let string = |t: &DataType| match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => matches!(
+            **v,
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ),
+        _ => false,
+    };
+    match want {
+        DataType::Utf8 => string(found),
+        DataType::Timestamp(..) => matches!(found, DataType::Timestamp(..)),
+        w if w.is_integer() => found.is_integer(),
+        w => found == w,
+    }
+}
+
+/// A batch with every column in its schema v1 type: other tools' layouts
+/// are converted, and a value that does not fit (a negative port, say) is
+/// an input error.
+fn conform(path: &Path, batch: RecordBatch) -> Result<RecordBatch> {
+    let want: HashMap<&str, DataType> = schema::columns().into_iter().collect();
+    let needs = |f: &arrow_schema::Field| {
+        want.get(f.name().as_str())
+            .is_some_and(|w| w != f.data_type())
+    };
+    if !batch.schema().fields().iter().any(|f| needs(f)) {
+        return Ok(batch);
+    }
+    let strict = arrow_cast::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let schema = batch.schema();
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        match want.get(f.name().as_str()) {
+            Some(w) if w != f.data_type() => {
+                let cast = arrow_cast::cast_with_options(c, w, &strict)
+                    .map_err(|e| Error::bad_input(path, format!("column {}: {e}", f.name())))?;
+                fields.push(arrow_schema::Field::new(
+                    f.name(),
+                    w.clone(),
+                    f.is_nullable(),
+                ));
+                columns.push(cast);
+            }
+            _ => {
+                fields.push(f.as_ref().clone());
+                columns.push(Arc::clone(c));
+            }
+        }
+    }
+    RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns)
+        .map_err(|e| Error::bad_input(path, e.to_string()))
+}
+
 /// Every column analysis reads must be there, and every schema v1 column
-/// that is there must have its schema v1 type.
+/// that is there must hold its schema v1 kind of value.
 fn check_columns(path: &Path, schema: &arrow_schema::Schema) -> Result<()> {
     for (name, want) in schema::columns() {
         match schema.field_with_name(name) {
-            Ok(f) if *f.data_type() == want => {}
+            Ok(f) if compatible(f.data_type(), &want) => {}
             Ok(f) => {
                 return Err(Error::bad_input(
                     path,
@@ -464,6 +534,7 @@ fn scan_file(
             break;
         };
         let batch = batch.map_err(|e| Error::bad_input(&path, format!("reading rows: {e}")))?;
+        let batch = conform(&path, batch)?;
         decode_batch(
             &path,
             &batch,
