@@ -17,14 +17,12 @@ use crate::analyze::engine::{FlowRow, Log2Hist, WindowReport};
 use crate::event::CaState;
 use crate::time::{local_hms, rfc3339};
 
-/// What a report looks like.
+/// How a report is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
-    /// BCC's duration table per window.
+    /// For people: BCC's tables and histograms.
     Table,
-    /// BCC's log2 histograms of dwell times (`-d`).
-    Histogram,
-    /// One JSON object per flow and window.
+    /// One JSON object per line.
     Json,
     /// The same fields as CSV, with a header line.
     Csv,
@@ -33,6 +31,9 @@ pub enum Style {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportConfig {
     pub style: Style,
+    /// Dwell-time histograms (`-d`) instead of per-flow durations: BCC's
+    /// log2 histograms as text, their buckets in JSON and CSV.
+    pub histogram: bool,
     /// Microseconds instead of milliseconds (`-u`).
     pub micros: bool,
     /// A `HH:MM:SS` line per window (`-T`, text styles).
@@ -71,16 +72,25 @@ impl<W: Write> Printer<W> {
         let c = self.cfg;
         self.visible_rows += w.rows.iter().filter(|r| visible(r, c.all)).count() as u64;
         let out: &mut dyn Write = &mut self.out;
-        match c.style {
-            Style::Histogram => write_hist(out, w, c.micros, c.timestamp),
-            Style::Table => write_table(out, w, &c),
-            Style::Json => write_json(out, w, c.all, self.lost_events),
-            Style::Csv => {
+        match (c.style, c.histogram) {
+            (Style::Table, true) => write_hist(out, w, c.micros, c.timestamp),
+            (Style::Table, false) => write_table(out, w, &c),
+            (Style::Json, false) => write_json(out, w, c.all, self.lost_events),
+            (Style::Json, true) => write_hist_json(out, w, c.micros, self.lost_events),
+            (Style::Csv, hist) => {
                 if !self.header_done {
-                    write_csv_header(out)?;
+                    if hist {
+                        writeln!(out, "{HIST_CSV_HEADER}")?;
+                    } else {
+                        write_csv_header(out)?;
+                    }
                     self.header_done = true;
                 }
-                write_csv(out, w, c.all, self.lost_events)
+                if hist {
+                    write_hist_csv(out, w, c.micros, self.lost_events)
+                } else {
+                    write_csv(out, w, c.all, self.lost_events)
+                }
             }
         }
     }
@@ -187,13 +197,116 @@ fn write_hist(
     timestamp: bool,
 ) -> io::Result<()> {
     window_head(out, w, timestamp)?;
-    let label = if micros { "usecs" } else { "msecs" };
+    let label = unit_name(micros);
     for s in CaState::ALL {
         let h = &w.hist[s.index()];
         if let Some(top) = h.max_slot() {
             writeln!(out)?;
             line(out, &format!("tcp_congest_state = {}", s.name()))?;
             write_log2(out, h, top, label)?;
+        }
+    }
+    Ok(())
+}
+
+/// One bucket of a dwell-time histogram, as JSON and CSV give it: dwell
+/// periods of `low..=high` units (the text histogram's slot).
+#[derive(Serialize)]
+struct Bucket {
+    low: u64,
+    high: u64,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct HistRecord<'a> {
+    window_start: &'a str,
+    window_end: &'a str,
+    state: &'static str,
+    unit: &'static str,
+    buckets: Vec<Bucket>,
+    lost_events: u64,
+}
+
+/// The buckets of a histogram with samples, from slot 1 to its highest
+/// (leading empty slots included, as the text prints them).
+fn buckets(h: &Log2Hist) -> Option<Vec<Bucket>> {
+    let top = h.max_slot()?;
+    Some(
+        (1..=top)
+            .map(|i| {
+                let (low, high) = slot_range(i);
+                Bucket {
+                    low,
+                    high,
+                    count: h.count(i),
+                }
+            })
+            .collect(),
+    )
+}
+
+/// `low -> high` of slot i as BCC prints it (slot 1 reads `0 -> 1`).
+fn slot_range(i: usize) -> (u64, u64) {
+    let high = u64::try_from((1u128 << i) - 1).unwrap_or(u64::MAX);
+    let low = u64::try_from((1u128 << i) >> 1).unwrap_or(u64::MAX);
+    (if low == high { low - 1 } else { low }, high)
+}
+
+fn unit_name(micros: bool) -> &'static str {
+    if micros {
+        "usecs"
+    } else {
+        "msecs"
+    }
+}
+
+/// One JSON object per window and state with samples.
+fn write_hist_json(
+    out: &mut dyn Write,
+    w: &WindowReport,
+    micros: bool,
+    lost_events: u64,
+) -> io::Result<()> {
+    let (start, end) = (rfc3339(w.start_ns), rfc3339(w.end_ns));
+    for s in CaState::ALL {
+        if let Some(buckets) = buckets(&w.hist[s.index()]) {
+            let rec = HistRecord {
+                window_start: &start,
+                window_end: &end,
+                state: s.name(),
+                unit: unit_name(micros),
+                buckets,
+                lost_events,
+            };
+            serde_json::to_writer(&mut *out, &rec)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+const HIST_CSV_HEADER: &str = "window_start,window_end,state,unit,low,high,count,lost_events";
+
+/// One CSV line per bucket.
+fn write_hist_csv(
+    out: &mut dyn Write,
+    w: &WindowReport,
+    micros: bool,
+    lost_events: u64,
+) -> io::Result<()> {
+    let (start, end) = (rfc3339(w.start_ns), rfc3339(w.end_ns));
+    for s in CaState::ALL {
+        for b in buckets(&w.hist[s.index()]).unwrap_or_default() {
+            writeln!(
+                out,
+                "{start},{end},{},{},{},{},{},{lost_events}",
+                s.name(),
+                unit_name(micros),
+                b.low,
+                b.high,
+                b.count
+            )?;
         }
     }
     Ok(())
@@ -214,9 +327,7 @@ fn write_log2(out: &mut dyn Write, h: &Log2Hist, top: usize, label: &str) -> io:
         (20, 20)
     };
     for i in 1..=top {
-        let high = (1u128 << i) - 1;
-        let low = (1u128 << i) >> 1;
-        let low = if low == high { low - 1 } else { low };
+        let (low, high) = slot_range(i);
         let count = h.count(i);
         line(
             out,
@@ -423,6 +534,7 @@ mod tests {
     fn table_ms() {
         let o = ReportConfig {
             style: Style::Table,
+            histogram: false,
             micros: false,
             timestamp: false,
             all: false,
@@ -442,6 +554,7 @@ LAddrPort6                       RAddrPort6                       Open_ms Dod_ms
     fn table_us_all_shows_quiet_rows() {
         let o = ReportConfig {
             style: Style::Table,
+            histogram: false,
             micros: true,
             timestamp: false,
             all: true,
@@ -461,6 +574,7 @@ LAddrPort             RAddrPort             Open_us Dod_us Rcov_us Cwr_us  Los_u
     fn table_without_visible_rows_is_a_blank_line() {
         let o = ReportConfig {
             style: Style::Table,
+            histogram: false,
             micros: false,
             timestamp: false,
             all: false,
@@ -474,6 +588,7 @@ LAddrPort             RAddrPort             Open_us Dod_us Rcov_us Cwr_us  Los_u
     fn clock_is_hh_mm_ss() {
         let o = ReportConfig {
             style: Style::Table,
+            histogram: false,
             micros: false,
             timestamp: true,
             all: false,
@@ -539,6 +654,32 @@ tcp_congest_state = loss
             lines[36],
             "          4294967296 -> 8589934591           : 1        |********************|"
         );
+    }
+
+    #[test]
+    fn histogram_buckets_for_programs() {
+        let mut w = window(vec![]);
+        for v in [0, 1, 3] {
+            w.hist[CaState::Open.index()].add(v);
+        }
+        w.hist[CaState::Loss.index()].add(4);
+        let json = text(|out| write_hist_json(out, &w, false, 2));
+        let want = concat!(
+            r#"{"window_start":"2026-11-26T08:03:58.123456789Z","window_end":"2026-11-26T08:03:59.123456789Z","state":"open","unit":"msecs","#,
+            r#""buckets":[{"low":0,"high":1,"count":2},{"low":2,"high":3,"count":1}],"lost_events":2}"#,
+            "\n",
+            r#"{"window_start":"2026-11-26T08:03:58.123456789Z","window_end":"2026-11-26T08:03:59.123456789Z","state":"loss","unit":"msecs","#,
+            r#""buckets":[{"low":0,"high":1,"count":0},{"low":2,"high":3,"count":0},{"low":4,"high":7,"count":1}],"lost_events":2}"#,
+            "\n"
+        );
+        assert_eq!(json, want);
+        let csv = text(|out| write_hist_csv(out, &w, true, 0));
+        assert_eq!(csv.lines().count(), 5);
+        assert_eq!(
+            csv.lines().next().unwrap(),
+            "2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,open,usecs,0,1,2,0"
+        );
+        assert_eq!(slot_range(64), (1 << 63, u64::MAX));
     }
 
     #[test]

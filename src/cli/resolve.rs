@@ -251,16 +251,10 @@ fn report(
     outputs: Option<u64>,
     outputs_alone: &str,
 ) -> Result<ReportPlan> {
-    let style = match (a.format, a.dist) {
-        (Format::Table, false) => Style::Table,
-        (Format::Table, true) => Style::Histogram,
-        (Format::Json | Format::Csv, true) => {
-            return Err(Error::Usage(
-                "-d draws text histograms: use it without --format json/csv".into(),
-            ))
-        }
-        (Format::Json, false) => Style::Json,
-        (Format::Csv, false) => Style::Csv,
+    let style = match a.format {
+        Format::Table => Style::Table,
+        Format::Json => Style::Json,
+        Format::Csv => Style::Csv,
     };
     if outputs.is_some() && interval.is_none() {
         return Err(Error::Usage(outputs_alone.into()));
@@ -268,6 +262,7 @@ fn report(
     Ok(ReportPlan {
         report: ReportConfig {
             style,
+            histogram: a.dist,
             micros: a.microseconds,
             timestamp: a.timestamp,
             all: a.all,
@@ -374,14 +369,26 @@ mod tests {
     }
 
     #[test]
-    fn histograms_need_the_text_format_in_every_command() {
-        for args in [
-            &["-d", "--format", "json", "2", "1"][..],
-            &["-d", "--format", "csv"],
-            &["analyze", "x.parquet", "-d", "--format", "json"],
+    fn histograms_go_to_every_format_in_every_command() {
+        for (args, style) in [
+            (&["-d", "--format", "json", "2", "1"][..], Style::Json),
+            (&["-d", "--format", "csv"], Style::Csv),
         ] {
-            assert!(usage(args).contains("-d draws text histograms"), "{args:?}");
+            let Plan::Live(p) = plan(args) else {
+                panic!("not live")
+            };
+            assert_eq!(
+                (p.report.report.style, p.report.report.histogram),
+                (style, true)
+            );
         }
+        let Plan::Analyze(p) = plan(&["analyze", "x.parquet", "-d", "--format", "json"]) else {
+            panic!("not analyze");
+        };
+        assert_eq!(
+            (p.report.report.style, p.report.report.histogram),
+            (Style::Json, true)
+        );
     }
 
     #[test]
@@ -424,6 +431,7 @@ mod tests {
             p.report.report,
             ReportConfig {
                 style: Style::Table,
+                histogram: false,
                 micros: true,
                 timestamp: true,
                 all: true
@@ -433,7 +441,7 @@ mod tests {
         let Plan::Live(p) = plan(&["-d"]) else {
             panic!("not live")
         };
-        assert_eq!(p.report.report.style, Style::Histogram);
+        assert!(p.report.report.histogram);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::io::{self, BufWriter};
 
 use super::{open_dataset, warn_losses, ReportPlan, Selection};
 use crate::analyze::engine::Engine;
-use crate::analyze::report::{Printer, Style};
+use crate::analyze::report::Printer;
 use crate::error::{Error, Result};
 use crate::messages;
 use crate::record::format::reader::{Columns, Item};
@@ -64,7 +64,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         printer.window(w).map_err(Error::Stdout)?;
     }
     printer.flush().map_err(Error::Stdout)?;
-    if printer.visible_rows == 0 && plan.report.report.style != Style::Histogram {
+    if printer.visible_rows == 0 && !plan.report.report.histogram {
         let hint = if plan.report.report.all {
             ""
         } else {

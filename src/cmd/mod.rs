@@ -79,7 +79,7 @@ impl ReportPlan {
     /// Whether stdout is for people (the banner and notes go there, as the
     /// seed prints them) rather than for machines.
     pub fn for_people(&self) -> bool {
-        matches!(self.report.style, Style::Table | Style::Histogram)
+        self.report.style == Style::Table
     }
 }
 

@@ -229,3 +229,43 @@ fn output_to_a_closed_pipe_is_not_an_error() {
     assert!(!stderr(&o).contains("panicked"));
     let _ = std::io::stdout().flush();
 }
+
+/// `-d` with JSON or CSV gives the text histogram's buckets, window by
+/// window and state by state.
+#[test]
+fn histograms_for_programs_hold_the_text_histograms_counts() {
+    let f = f("multi-flow.parquet");
+    let text = analyze_ok(&[&f, "-d", "1"]);
+    // (state, low, count) from the text: sections `tcp_congest_state = S`.
+    let mut from_text = Vec::new();
+    let mut state = String::new();
+    for l in text.lines() {
+        if let Some(s) = l.strip_prefix("tcp_congest_state = ") {
+            state = s.to_string();
+        } else if l.contains(" -> ") {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            from_text.push((
+                state.clone(),
+                f[0].parse::<u64>().unwrap(),
+                f[4].parse::<u64>().unwrap(),
+            ));
+        }
+    }
+    assert!(from_text.iter().any(|(_, _, c)| *c > 0), "{text}");
+    let json = analyze_ok(&[&f, "-d", "1", "--format", "json"]);
+    let mut from_json = Vec::new();
+    for l in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        for b in v["buckets"].as_array().unwrap() {
+            from_json.push((
+                v["state"].as_str().unwrap().to_string(),
+                b["low"].as_u64().unwrap(),
+                b["count"].as_u64().unwrap(),
+            ));
+        }
+    }
+    assert_eq!(from_json, from_text);
+    let csv = analyze_ok(&[&f, "-d", "1", "--format", "csv"]);
+    assert!(csv.starts_with("window_start,window_end,state,unit,low,high,count,lost_events\n"));
+    assert_eq!(csv.lines().count(), from_text.len() + 1);
+}

@@ -149,7 +149,6 @@ fn completions_and_man_page_come_from_the_flag_definitions() {
 fn impossible_report_requests_are_usage_errors() {
     let f = fixture("ipv4-loss.parquet");
     let f = f.to_str().unwrap();
-    assert_one_line_error(&["analyze", f, "-d", "--format", "json"], 2, &["-d"]);
     assert_one_line_error(
         &["analyze", f, "--since", "100"],
         2,
