@@ -190,6 +190,12 @@ macro_rules! detail_struct {
         impl Detail {
             /// Column names, in file order.
             pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
+
+            /// The values as CSV fields, each after a comma.
+            pub fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+                $(write!(out, ",{}", self.$name)?;)*
+                Ok(())
+            }
         }
     };
 }
@@ -234,6 +240,12 @@ impl From<[i8; 16]> for AlgoName {
 }
 
 impl std::fmt::Debug for AlgoName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for AlgoName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }

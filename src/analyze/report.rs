@@ -40,6 +40,56 @@ pub struct ReportConfig {
     pub timestamp: bool,
     /// Also rows without changes.
     pub all: bool,
+    /// Order of each window's rows (default: the engine's, by local port).
+    pub sort: Option<SortKey>,
+    /// Only the first rows of each window.
+    pub top: Option<usize>,
+}
+
+/// What `--sort` orders rows by, largest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    State(CaState),
+    /// Loss and recovery together: where a flow was in trouble.
+    Trouble,
+    Changes,
+    Mismatches,
+}
+
+impl SortKey {
+    fn of(self, r: &FlowRow) -> u64 {
+        match self {
+            SortKey::State(s) => r.ns[s.index()],
+            SortKey::Trouble => {
+                r.ns[CaState::Loss.index()].saturating_add(r.ns[CaState::Recovery.index()])
+            }
+            SortKey::Changes => r.changes,
+            SortKey::Mismatches => r.mismatches,
+        }
+    }
+}
+
+/// The window's visible rows in the order and number asked for.
+fn chosen(w: &WindowReport, c: &ReportConfig) -> Option<WindowReport> {
+    if c.sort.is_none() && c.top.is_none() {
+        return None;
+    }
+    let mut rows: Vec<FlowRow> = w
+        .rows
+        .iter()
+        .filter(|r| visible(r, c.all))
+        .cloned()
+        .collect();
+    if let Some(k) = c.sort {
+        // Stable: ties keep the engine's order.
+        rows.sort_by_key(|r| std::cmp::Reverse(k.of(r)));
+    }
+    rows.truncate(c.top.unwrap_or(usize::MAX));
+    Some(WindowReport {
+        rows,
+        hist: w.hist.clone(),
+        ..*w
+    })
 }
 
 /// Renders windows in the configured style.
@@ -70,6 +120,8 @@ impl<W: Write> Printer<W> {
 
     pub fn window(&mut self, w: &WindowReport) -> io::Result<()> {
         let c = self.cfg;
+        let picked = chosen(w, &c);
+        let w = picked.as_ref().unwrap_or(w);
         self.visible_rows += w.rows.iter().filter(|r| visible(r, c.all)).count() as u64;
         let out: &mut dyn Write = &mut self.out;
         match (c.style, c.histogram) {
@@ -535,6 +587,8 @@ mod tests {
         let o = ReportConfig {
             style: Style::Table,
             histogram: false,
+            sort: None,
+            top: None,
             micros: false,
             timestamp: false,
             all: false,
@@ -555,6 +609,8 @@ LAddrPort6                       RAddrPort6                       Open_ms Dod_ms
         let o = ReportConfig {
             style: Style::Table,
             histogram: false,
+            sort: None,
+            top: None,
             micros: true,
             timestamp: false,
             all: true,
@@ -575,6 +631,8 @@ LAddrPort             RAddrPort             Open_us Dod_us Rcov_us Cwr_us  Los_u
         let o = ReportConfig {
             style: Style::Table,
             histogram: false,
+            sort: None,
+            top: None,
             micros: false,
             timestamp: false,
             all: false,
@@ -589,6 +647,8 @@ LAddrPort             RAddrPort             Open_us Dod_us Rcov_us Cwr_us  Los_u
         let o = ReportConfig {
             style: Style::Table,
             histogram: false,
+            sort: None,
+            top: None,
             micros: false,
             timestamp: true,
             all: false,

@@ -108,6 +108,14 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+
+    /// Order each window's flows by this, largest first (default: by local port, as BCC).
+    #[arg(long, value_enum, value_name = "COLUMN")]
+    pub sort: Option<SortArg>,
+
+    /// Only the first N flows of each window (after --sort).
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
 }
 
 /// BCC's trailing positionals: `[interval] [outputs]`.
@@ -277,12 +285,50 @@ pub struct Selection {
     /// End of the span to use: RFC 3339, or seconds from the recording's start.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+
+    /// Only IPv4 (4) or IPv6 (6) flows.
+    #[arg(long, value_parser = parse_family)]
+    pub family: Option<u8>,
+
+    /// Only flows of this network namespace: its inode, or a namespace file.
+    #[arg(long, value_name = "INODE|PATH")]
+    pub netns: Option<String>,
+
+    /// Only flows of this cgroup v2: its id, or its path under the cgroup2 mount.
+    #[arg(long, value_name = "ID|PATH")]
+    pub cgroup: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EventsFormat {
     Text,
     Json,
+    Csv,
+}
+
+/// `events --kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    /// Congestion-state transitions.
+    #[value(name = "ca_state")]
+    CaState,
+    /// TCP state changes (flow lifecycle).
+    #[value(name = "tcp_state")]
+    TcpState,
+}
+
+/// `--sort`: the per-flow figure that orders rows, largest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortArg {
+    Open,
+    Disorder,
+    Cwr,
+    Recovery,
+    Loss,
+    /// Time in loss and recovery together.
+    Trouble,
+    Changes,
+    Mismatches,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -294,9 +340,14 @@ pub struct EventsArgs {
     #[command(flatten)]
     pub select: Selection,
 
-    /// text: one line per event; json: one object per line, every column.
+    /// text: one line per event; json: one object per line, every column;
+    /// csv: every column, with a header line.
     #[arg(long, value_enum, default_value = "text")]
     pub format: EventsFormat,
+
+    /// Only events of this kind.
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
 }
 
 #[cfg(test)]

@@ -11,14 +11,15 @@ use clap::{CommandFactory, Parser};
 
 use super::args::{
     AccountingArg, AnalyzeArgs, AttachKind, BufferChoice, CaptureArgs, Cli, Command, EventsArgs,
-    EventsFormat, Format, LiveArgs, PortFilter, RecordArgs, ReportArgs, Selection as SelectArgs,
+    EventsFormat, Format, KindArg, LiveArgs, PortFilter, RecordArgs, ReportArgs,
+    Selection as SelectArgs, SortArg,
 };
 use super::values::{parse_duration, parse_outputs};
 use crate::analyze::engine::Accounting;
-use crate::analyze::report::{ReportConfig, Style};
+use crate::analyze::report::{ReportConfig, SortKey, Style};
 use crate::cmd::{self, Plan, ReportPlan, Selection, TimeBound};
 use crate::error::{Error, Result};
-use crate::event::Filters;
+use crate::event::{CaState, Filters};
 use crate::record::capture::attach::AttachMode;
 use crate::record::capture::buffer::BufferKind;
 use crate::record::capture::load::{cgroup_id, netns_inode, CaptureConfig};
@@ -209,7 +210,15 @@ fn events(a: &EventsArgs) -> Result<cmd::events::Plan> {
     Ok(cmd::events::Plan {
         inputs: a.inputs.clone(),
         select: selection(&a.select)?,
-        json: a.format == EventsFormat::Json,
+        format: match a.format {
+            EventsFormat::Text => cmd::events::Format::Text,
+            EventsFormat::Json => cmd::events::Format::Json,
+            EventsFormat::Csv => cmd::events::Format::Csv,
+        },
+        kind: a.kind.map(|k| match k {
+            KindArg::CaState => "ca_state",
+            KindArg::TcpState => "tcp_state",
+        }),
     })
 }
 
@@ -266,6 +275,17 @@ fn report(
             micros: a.microseconds,
             timestamp: a.timestamp,
             all: a.all,
+            sort: a.sort.map(|s| match s {
+                SortArg::Open => SortKey::State(CaState::Open),
+                SortArg::Disorder => SortKey::State(CaState::Disorder),
+                SortArg::Cwr => SortKey::State(CaState::Cwr),
+                SortArg::Recovery => SortKey::State(CaState::Recovery),
+                SortArg::Loss => SortKey::State(CaState::Loss),
+                SortArg::Trouble => SortKey::Trouble,
+                SortArg::Changes => SortKey::Changes,
+                SortArg::Mismatches => SortKey::Mismatches,
+            }),
+            top: a.top,
         },
         accounting: match a.accounting {
             AccountingArg::Full => Accounting::Full,
@@ -324,10 +344,27 @@ fn selection(s: &SelectArgs) -> Result<Selection> {
             return Err(Error::Usage("--until must be later than --since".into()));
         }
     }
+    let netns = s
+        .netns
+        .as_deref()
+        .map(|v| netns_inode(v).map_err(|why| Error::Usage(format!("--netns {v}: {why}"))))
+        .transpose()?;
+    let cgroup =
+        s.cgroup
+            .as_deref()
+            .map(|v| match v.parse::<u64>() {
+                Ok(id) => Ok(id),
+                Err(_) => cgroup_id(Path::new(v))
+                    .map_err(|why| Error::Usage(format!("--cgroup {v}: {why}"))),
+            })
+            .transpose()?;
     Ok(Selection {
         localport: s.ports.localport,
         remoteport: s.ports.remoteport,
         flow: s.flow,
+        family: s.family,
+        netns,
+        cgroup,
         since,
         until,
     })
@@ -434,7 +471,9 @@ mod tests {
                 histogram: false,
                 micros: true,
                 timestamp: true,
-                all: true
+                all: true,
+                sort: None,
+                top: None,
             }
         );
         assert_eq!(p.report.accounting, Accounting::Between);

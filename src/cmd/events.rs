@@ -10,14 +10,26 @@ use super::{open_dataset, Selection};
 use crate::error::{Error, Result};
 use crate::event::Detail;
 use crate::record::format::reader::{Columns, Item, Row};
+use crate::record::format::schema::columns;
 use crate::time::rfc3339;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One line per event, for people.
+    Text,
+    /// One JSON object per line, every column.
+    Json,
+    /// Every column, with a header line.
+    Csv,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub inputs: Vec<String>,
     pub select: Selection,
-    /// One JSON object per line with every column, instead of text.
-    pub json: bool,
+    pub format: Format,
+    /// Only events of this `kind` (`ca_state`, `tcp_state`).
+    pub kind: Option<&'static str>,
 }
 
 fn endpoint(addr: &std::net::IpAddr, port: u16) -> String {
@@ -86,6 +98,26 @@ fn json_line(out: &mut dyn Write, r: &Row) -> io::Result<()> {
     writeln!(out)
 }
 
+fn csv_line(out: &mut dyn Write, r: &Row) -> io::Result<()> {
+    let e = &r.ev;
+    let (old, new) = e.change.names();
+    write!(
+        out,
+        "{},{},{},{},{},{},{},{},{},{old},{new}",
+        rfc3339(r.t_ns),
+        e.ktime_ns,
+        e.change.kind(),
+        e.flow,
+        e.addr.family,
+        e.addr.saddr,
+        e.addr.daddr,
+        e.addr.sport,
+        e.addr.dport,
+    )?;
+    e.detail.write_csv(out)?;
+    writeln!(out)
+}
+
 pub fn run(plan: &Plan) -> Result<()> {
     let data = open_dataset(&plan.inputs)?;
     let span = plan.select.span(&data)?;
@@ -97,9 +129,18 @@ pub fn run(plan: &Plan) -> Result<()> {
     };
     let filter = plan.select.rows();
     let mut out = BufWriter::new(io::stdout().lock());
-    let write = if plan.json { json_line } else { text };
+    let write = match plan.format {
+        Format::Text => text,
+        Format::Json => json_line,
+        Format::Csv => {
+            let names: Vec<&str> = columns().into_iter().map(|(n, _)| n).collect();
+            writeln!(out, "{}", names.join(",")).map_err(Error::Stdout)?;
+            csv_line
+        }
+    };
+    let wanted = |r: &Row| plan.kind.is_none_or(|k| k == r.ev.change.kind());
     data.scan(&filter, Columns::All, &mut |item| match item {
-        Item::Row(r) if r.t_ns >= span.start_ns && r.t_ns < end => {
+        Item::Row(r) if r.t_ns >= span.start_ns && r.t_ns < end && wanted(&r) => {
             write(&mut out, &r).map_err(Error::Stdout)
         }
         _ => Ok(()),

@@ -112,6 +112,9 @@ pub struct Selection {
     pub localport: Option<PortRange>,
     pub remoteport: Option<PortRange>,
     pub flow: Option<u64>,
+    pub family: Option<u8>,
+    pub netns: Option<u32>,
+    pub cgroup: Option<u64>,
     pub since: Option<TimeBound>,
     pub until: Option<TimeBound>,
 }
@@ -126,7 +129,11 @@ struct Span {
 
 impl Selection {
     fn rows(&self) -> RowFilter {
-        RowFilter::new(self.localport, self.remoteport, self.flow)
+        RowFilter::new(self.localport, self.remoteport, self.flow).socket(
+            self.family,
+            self.netns,
+            self.cgroup,
+        )
     }
 
     /// Places the bounds on the dataset's timeline.

@@ -269,3 +269,71 @@ fn histograms_for_programs_hold_the_text_histograms_counts() {
     assert!(csv.starts_with("window_start,window_end,state,unit,low,high,count,lost_events\n"));
     assert_eq!(csv.lines().count(), from_text.len() + 1);
 }
+
+/// The column filters of analyze and events, --sort and --top, events'
+/// --kind and CSV, each checked against the recording read directly.
+#[test]
+fn column_filters_sort_and_top() {
+    let multi = fixture("multi-flow.parquet");
+    let m = multi.to_str().unwrap();
+    let rows = read_events(&multi);
+    let json = |args: &[&str]| -> Vec<serde_json::Value> {
+        analyze_ok(args)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let all = json(&[m, "--all", "--format", "json"]);
+    // Every flow of this recording is IPv4, in one namespace and cgroup.
+    let netns = rows[0].netns.to_string();
+    let cgroup = rows[0].cgroup.to_string();
+    assert!(rows
+        .iter()
+        .all(|e| e.family == 4 && e.netns == rows[0].netns));
+    assert_eq!(
+        json(&[m, "--all", "--format", "json", "--family", "4"]),
+        all
+    );
+    assert_eq!(
+        json(&[m, "--all", "--format", "json", "--netns", &netns]),
+        all
+    );
+    assert_eq!(
+        json(&[m, "--all", "--format", "json", "--cgroup", &cgroup]),
+        all
+    );
+    assert!(json(&[m, "--all", "--format", "json", "--family", "6"]).is_empty());
+    assert!(json(&[m, "--all", "--format", "json", "--netns", "1"]).is_empty());
+
+    let top = json(&[m, "--format", "json", "--sort", "trouble", "--top", "2"]);
+    let trouble =
+        |v: &serde_json::Value| v["loss_ns"].as_u64().unwrap() + v["recovery_ns"].as_u64().unwrap();
+    let mut want: Vec<u64> = all
+        .iter()
+        .filter(|v| v["changes"] != 0)
+        .map(trouble)
+        .collect();
+    want.sort_by(|a, b| b.cmp(a));
+    want.truncate(2);
+    assert_eq!(top.iter().map(trouble).collect::<Vec<_>>(), want);
+
+    let csv = stdout(&tcpcong(&["events", m, "--format", "csv"]));
+    let mut lines = csv.lines();
+    assert_eq!(lines.next().unwrap().split(',').count(), 24);
+    assert_eq!(lines.count(), rows.len());
+    let tcp = stdout(&tcpcong(&[
+        "events",
+        m,
+        "--kind",
+        "tcp_state",
+        "--format",
+        "csv",
+    ]));
+    let n = rows.iter().filter(|e| e.kind == "tcp_state").count();
+    assert!(n > 0);
+    assert_eq!(tcp.lines().count(), n + 1);
+    assert!(tcp
+        .lines()
+        .skip(1)
+        .all(|l| l.split(',').nth(2) == Some("tcp_state")));
+}

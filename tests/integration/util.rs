@@ -240,6 +240,7 @@ pub struct Ev {
     pub old: String,
     pub new: String,
     pub netns: u32,
+    pub cgroup: u64,
     pub cong_algo: String,
     pub snd_cwnd: u32,
 }
@@ -269,6 +270,7 @@ pub fn read_events(path: &Path) -> Vec<Ev> {
             c("cong_algo"),
             c("snd_cwnd"),
         );
+        let cgroup = c("cgroup");
         for i in 0..b.num_rows() {
             out.push(Ev {
                 time: time.value(i),
@@ -283,6 +285,7 @@ pub fn read_events(path: &Path) -> Vec<Ev> {
                 old: old.as_string::<i32>().value(i).to_string(),
                 new: new.as_string::<i32>().value(i).to_string(),
                 netns: netns.as_primitive::<UInt32Type>().value(i),
+                cgroup: cgroup.as_primitive::<UInt64Type>().value(i),
                 cong_algo: algo.as_string::<i32>().value(i).to_string(),
                 snd_cwnd: cwnd.as_primitive::<UInt32Type>().value(i),
             });

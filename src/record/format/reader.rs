@@ -180,12 +180,13 @@ impl Recording {
         })
     }
 
-    fn rows(self, columns: Columns) -> Result<ParquetRecordBatchReader> {
+    fn rows(self, columns: Columns, extra: &[&str]) -> Result<ParquetRecordBatchReader> {
         let schema = self.builder.parquet_schema();
-        let wanted: Vec<&str> = match columns {
+        let mut wanted: Vec<&str> = match columns {
             Columns::Analysis => NEEDED.to_vec(),
             Columns::All => schema::columns().into_iter().map(|(n, _)| n).collect(),
         };
+        wanted.extend(extra);
         let indices: Vec<usize> = wanted
             .iter()
             .filter_map(|n| schema.columns().iter().position(|c| c.name() == *n))
@@ -332,6 +333,9 @@ pub struct RowFilter {
     localport: Option<PortRange>,
     remoteport: Option<PortRange>,
     flow: Option<u64>,
+    family: Option<u8>,
+    netns: Option<u32>,
+    cgroup: Option<u64>,
     /// Per flow, whether its ports matched, once seen with a local port.
     matched: std::cell::RefCell<HashMap<u64, bool>>,
 }
@@ -346,8 +350,37 @@ impl RowFilter {
             localport,
             remoteport,
             flow,
-            matched: Default::default(),
+            ..Default::default()
         }
+    }
+
+    /// Also only flows of this family, network namespace and cgroup.
+    pub fn socket(
+        mut self,
+        family: Option<u8>,
+        netns: Option<u32>,
+        cgroup: Option<u64>,
+    ) -> RowFilter {
+        self.family = family;
+        self.netns = netns;
+        self.cgroup = cgroup;
+        self
+    }
+
+    /// The columns beyond analysis's that the filter reads.
+    fn columns(&self) -> Vec<&'static str> {
+        let mut c = Vec::new();
+        if self.netns.is_some() {
+            c.push("netns");
+        }
+        if self.cgroup.is_some() {
+            c.push("cgroup");
+        }
+        c
+    }
+
+    fn keeps_socket(&self, d: &Detail) -> bool {
+        self.netns.is_none_or(|n| n == d.netns) && self.cgroup.is_none_or(|c| c == d.cgroup)
     }
 
     fn keeps(&self, flow: u64, sport: u16, dport: u16) -> bool {
@@ -525,7 +558,7 @@ fn scan_file(
         last = r.t_ns;
         f(r)
     };
-    let mut batches = i.rec.rows(columns)?;
+    let mut batches = i.rec.rows(columns, &filter.columns())?;
     loop {
         // The decoder panics on some malformed pages: an input error.
         let next = crate::error::guarded(|| batches.next())
@@ -582,7 +615,15 @@ fn decode_batch(
 
     for i in 0..b.num_rows() {
         let (fl, sp, dp) = (flow.value(i), sport.value(i), dport.value(i));
-        if !filter.keeps(fl, sp, dp) {
+        if !filter.keeps(fl, sp, dp) || filter.family.is_some_and(|f| f != family.value(i)) {
+            continue;
+        }
+        let detail = if with_detail {
+            detail.at(i)
+        } else {
+            Detail::default()
+        };
+        if !filter.keeps_socket(&detail) {
             continue;
         }
         let bad = |what: &str| Error::bad_input(path, format!("row with {what}"));
@@ -622,11 +663,7 @@ fn decode_batch(
                 flow: fl,
                 addr,
                 change,
-                detail: if with_detail {
-                    detail.at(i)
-                } else {
-                    Detail::default()
-                },
+                detail,
             },
         })?;
     }
