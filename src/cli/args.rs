@@ -247,6 +247,10 @@ pub struct RecordArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_total: Option<u64>,
 
+    /// No banner and no status line (the summary and warnings remain).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
     #[command(flatten)]
     pub ports: PortFilter,
 

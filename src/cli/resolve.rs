@@ -144,6 +144,7 @@ fn record(a: &RecordArgs, command: String) -> Result<cmd::record::Plan> {
         duration: a.duration,
         command,
         verbose: a.capture.verbose,
+        quiet: a.quiet,
     })
 }
 

@@ -3,7 +3,10 @@
 //! rotated series. Live mode's `-o` goes through the same [`Recording`],
 //! so that both create, finish, give up on and report files alike.
 
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::Result;
 use crate::event::Event;
@@ -24,6 +27,8 @@ pub struct Plan {
     pub command: String,
     /// Show libbpf's log.
     pub verbose: bool,
+    /// No banner, no status line.
+    pub quiet: bool,
 }
 
 /// A capture's events on their way into an [`Output`].
@@ -66,6 +71,22 @@ impl Recording {
 
     pub fn describe(&self) -> String {
         self.out.describe()
+    }
+
+    /// One line on how far the recording has got.
+    fn status(&self, lost: u64) -> String {
+        let (events, flows, bytes, files) = self.out.progress();
+        let files = if files > 1 {
+            format!(", {}", plural(files, "file"))
+        } else {
+            String::new()
+        };
+        format!(
+            "recording: {} of {}, {lost} lost, {} written{files}",
+            plural(events, "event"),
+            plural(flows, "flow"),
+            HumanBytes(bytes)
+        )
     }
 
     pub fn started(&mut self, s: &Started) -> Result<()> {
@@ -159,28 +180,52 @@ pub fn tell_started(s: &Started) {
     }
 }
 
+/// How often the status line changes: often enough to see it move.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
 struct RecordSink {
     rec: Recording,
     duration: Option<Duration>,
     verbose: bool,
+    quiet: bool,
+    /// The status line, on a terminal only, and when it was last redrawn.
+    status: Option<(ProgressBar, Instant)>,
 }
 
 impl Sink for RecordSink {
     fn started(&mut self, s: &Started) -> Result<()> {
         super::show_libbpf_log(self.verbose);
         tell_started(s);
-        messages::raw(format_args!(
-            "Recording TCP congestion-state transitions into {}{}... Hit Ctrl-C to end.",
-            self.rec.describe(),
-            self.duration
-                .map(|d| format!(" for {:.1}s", d.as_secs_f64()))
-                .unwrap_or_default()
-        ));
+        if !self.quiet {
+            messages::raw(format_args!(
+                "Recording TCP congestion-state transitions into {}{}... Hit Ctrl-C to end.",
+                self.rec.describe(),
+                self.duration
+                    .map(|d| format!(" for {:.1}s", d.as_secs_f64()))
+                    .unwrap_or_default()
+            ));
+            if std::io::stderr().is_terminal() {
+                let bar =
+                    ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(1));
+                bar.set_style(
+                    ProgressStyle::with_template("{msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                self.status = Some((bar, Instant::now() - STATUS_EVERY));
+            }
+        }
         self.rec.started(s)
     }
 
     fn events(&mut self, events: &[Event], progress: Progress) -> Result<()> {
-        self.rec.write(events, progress)
+        self.rec.write(events, progress)?;
+        if let Some((bar, last)) = &mut self.status {
+            if last.elapsed() >= STATUS_EVERY {
+                bar.set_message(self.rec.status(progress.lost));
+                *last = Instant::now();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -192,8 +237,13 @@ pub fn run(plan: &Plan) -> Result<()> {
         rec,
         duration: plan.duration,
         verbose: plan.verbose,
+        quiet: plan.quiet,
+        status: None,
     };
     let outcome = capture::run(&plan.capture, plan.duration, &mut sink);
+    if let Some((bar, _)) = sink.status.take() {
+        bar.finish_and_clear();
+    }
     super::show_libbpf_log(plan.verbose);
     sink.rec.end(outcome).map(drop)
 }

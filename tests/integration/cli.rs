@@ -370,3 +370,52 @@ fn a_netns_nobody_is_in_is_warned_about() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stderr(&o).contains("WARNING"), "{}", stderr(&o));
 }
+
+/// On a terminal, record shows a status line that it clears at the end;
+/// not with --quiet, and not when stderr is not a terminal.
+#[test]
+fn record_shows_a_status_line_on_a_terminal_only() {
+    let dir = TempDir::new("status");
+    let out = dir.join("s.parquet");
+    let on_terminal = |extra: &str| {
+        let cmd = format!(
+            "{} record -o {} --force --duration 1.5 -L 1 {extra}",
+            bin(),
+            out.display()
+        );
+        // script(1) gives the command a terminal and copies what it wrote.
+        let o = std::process::Command::new("script")
+            .args(["-qfec", &cmd, "/dev/null"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let shown = on_terminal("");
+    assert!(
+        shown.contains("recording: 0 events of 0 flows, 0 lost"),
+        "{shown:?}"
+    );
+    // Cleared (erase line) before the summary line.
+    assert!(
+        shown.contains("\u{1b}[2Ktcpcong: wrote 0 events"),
+        "{shown:?}"
+    );
+    let quiet = on_terminal("--quiet");
+    assert!(
+        !quiet.contains("recording:") && !quiet.contains("Recording TCP"),
+        "{quiet:?}"
+    );
+    assert!(quiet.contains("tcpcong: wrote 0 events"), "{quiet:?}");
+    let piped = tcpcong(&[
+        "record",
+        "-o",
+        out.to_str().unwrap(),
+        "--force",
+        "--duration",
+        "0.3",
+        "-L",
+        "1",
+    ]);
+    assert!(!stderr(&piped).contains("recording:"), "{}", stderr(&piped));
+}

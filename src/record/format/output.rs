@@ -83,6 +83,17 @@ impl Output {
         })
     }
 
+    /// How far the output has got: events, distinct flows, bytes (the
+    /// file being written estimated), files begun.
+    pub fn progress(&self) -> (u64, u64, u64, u64) {
+        match &self.sink {
+            Sink::File { writer, .. } => {
+                (writer.events(), writer.flows(), writer.size_estimate(), 1)
+            }
+            Sink::Series(s) => s.progress(),
+        }
+    }
+
     /// Where the events go, for the banner.
     pub fn describe(&self) -> String {
         match &self.sink {

@@ -229,6 +229,18 @@ impl Series {
         self.current.take().map(|c| c.writer.abandon())
     }
 
+    /// Events, distinct flows (of the finished files, and of the current
+    /// one as far as its own), bytes and files so far.
+    pub fn progress(&self) -> (u64, u64, u64, u64) {
+        let cur = self.current.as_ref().map(|c| &c.writer);
+        (
+            self.events + cur.map_or(0, |w| w.events()),
+            (self.flows.len() as u64).max(cur.map_or(0, |w| w.flows())),
+            self.bytes + cur.map_or(0, |w| w.size_estimate()),
+            self.files + u64::from(cur.is_some()),
+        )
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
