@@ -30,12 +30,12 @@ build:
 release:
 	$(CARGO) build --release
 
-# The binary, its man page and shell completions (bash, zsh, fish).
+# The binary, its man pages (one per command) and shell completions (bash, zsh, fish).
 install: release
 	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/tcpcong
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
 	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
-	$(RELEASE_BIN) man > $(DESTDIR)$(PREFIX)/share/man/man1/tcpcong.1
+	$(RELEASE_BIN) man --dir $(DESTDIR)$(PREFIX)/share/man/man1
 	$(RELEASE_BIN) completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/tcpcong
 	$(RELEASE_BIN) completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_tcpcong
 	$(RELEASE_BIN) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/tcpcong.fish

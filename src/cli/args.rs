@@ -58,8 +58,14 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print a man page (roff): tcpcong(1), or a subcommand's.
+    Man {
+        /// The subcommand whose page to print (record, analyze, ...).
+        page: Option<String>,
+        /// Write every page into this folder instead (as `make install` does).
+        #[arg(long, value_name = "DIR", conflicts_with = "page")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Which flows to keep, by port: shared by every subcommand.

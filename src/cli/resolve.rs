@@ -43,6 +43,9 @@ where
         Ok(cli) => cli,
         Err(e) => return clap_error(e),
     };
+    if let Some(Command::Man { page, dir }) = &cli.command {
+        return man(page.as_deref(), dir.as_deref());
+    }
     if let Some(text) = clap_text(&cli) {
         return Ok(Plan::Print(text));
     }
@@ -51,28 +54,117 @@ where
         Some(Command::Analyze(a)) => analyze(&a).map(Plan::Analyze),
         Some(Command::Events(a)) => events(&a).map(Plan::Events),
         Some(Command::Doctor { verbose }) => Ok(Plan::Doctor { verbose }),
-        Some(Command::Completions { .. } | Command::Man) => {
+        Some(Command::Completions { .. } | Command::Man { .. }) => {
             Err(Error::Internal("completions and man are printed before"))
         }
         None => live(&cli.live, command).map(Plan::Live),
     }
 }
 
-/// Completions and the man page, generated from the flag definitions so
-/// that they never drift.
+/// Completions, generated from the flag definitions so that they never
+/// drift.
 fn clap_text(cli: &Cli) -> Option<String> {
     let mut out = Vec::new();
     match &cli.command {
         Some(Command::Completions { shell }) => {
             clap_complete::generate(*shell, &mut Cli::command(), "tcpcong", &mut out);
         }
-        Some(Command::Man) => {
-            // Writing into a Vec cannot fail.
-            let _ = clap_mangen::Man::new(Cli::command()).render(&mut out);
-        }
         _ => return None,
     }
     Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// `tcpcong man [PAGE]` prints one page, `--dir DIR` writes them all.
+fn man(page: Option<&str>, dir: Option<&Path>) -> Result<Plan> {
+    let pages = man_pages();
+    if let Some(dir) = dir {
+        return Ok(Plan::Files(
+            pages
+                .into_iter()
+                .map(|(name, roff)| (dir.join(name), roff))
+                .collect(),
+        ));
+    }
+    let want = match page {
+        None => "tcpcong.1".to_string(),
+        Some(p) => format!("tcpcong-{}.1", p.trim_start_matches("tcpcong-")),
+    };
+    let names: Vec<String> = pages
+        .iter()
+        .map(|(n, _)| n.trim_end_matches(".1").to_string())
+        .collect();
+    pages
+        .into_iter()
+        .find(|(name, _)| *name == want)
+        .map(|(_, roff)| Plan::Print(roff))
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "no man page {want}: the pages are {}",
+                names.join(", ")
+            ))
+        })
+}
+
+/// Every man page as (file name, roff), generated from the flag
+/// definitions: tcpcong(1) and one per subcommand.
+fn man_pages() -> Vec<(String, String)> {
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    let mut pages = vec![man_page(&cmd)];
+    pages.extend(
+        cmd.get_subcommands()
+            .filter(|s| !s.is_hide_set())
+            .map(man_page),
+    );
+    pages
+}
+
+fn man_page(cmd: &clap::Command) -> (String, String) {
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut out: Vec<u8> = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = (|| -> std::io::Result<()> {
+        man.render_title(&mut out)?;
+        man.render_name_section(&mut out)?;
+        man.render_synopsis_section(&mut out)?;
+        man.render_description_section(&mut out)?;
+        if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+            man.render_options_section(&mut out)?;
+        }
+        if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+            man.render_subcommands_section(&mut out)?;
+        }
+        if let Some(examples) = cmd.get_after_help() {
+            out.extend(verbatim_examples(&examples.to_string()).as_bytes());
+        }
+        if cmd.get_version().is_some() {
+            man.render_version_section(&mut out)?;
+        }
+        Ok(())
+    })();
+    (
+        man.get_filename(),
+        String::from_utf8_lossy(&out).into_owned(),
+    )
+}
+
+/// The examples of `--help` as a roff section that keeps their lines (man
+/// would otherwise fill them into one paragraph).
+fn verbatim_examples(text: &str) -> String {
+    let mut roff = String::from(".SH EXAMPLES\n.nf\n");
+    for line in text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && l.trim_end() != "examples:")
+    {
+        let line = line.trim_start().replace('\\', "\\e").replace('-', "\\-");
+        if line.starts_with(['.', '\'']) {
+            roff.push_str("\\&");
+        }
+        roff.push_str(&line);
+        roff.push('\n');
+    }
+    roff.push_str(".fi\n");
+    roff
 }
 
 /// Help and version are text to print; a usage error is reduced to its
@@ -583,6 +675,30 @@ mod tests {
                 Ok(_) => panic!("{args:?}: not text"),
             }
         }
+    }
+
+    #[test]
+    fn a_man_page_per_command_with_examples_verbatim() {
+        let names: Vec<String> = man_pages().into_iter().map(|(n, _)| n).collect();
+        for n in [
+            "tcpcong.1",
+            "tcpcong-record.1",
+            "tcpcong-analyze.1",
+            "tcpcong-events.1",
+            "tcpcong-doctor.1",
+        ] {
+            assert!(names.contains(&n.to_string()), "{names:?}");
+        }
+        let Ok(Plan::Print(top)) = resolve(["tcpcong", "man"]) else {
+            panic!("no page")
+        };
+        assert!(top.contains(".SH EXAMPLES\n.nf\ntcpcong                          # show tcp congestion status duration\n"), "{top}");
+        assert!(top.contains("tcpcong \\-L 3000\\-3006 1"), "{top}");
+        let Ok(Plan::Print(rec)) = resolve(["tcpcong", "man", "record"]) else {
+            panic!("no page")
+        };
+        assert!(rec.contains("\\-\\-rotate\\-seconds"), "{rec}");
+        assert!(usage(&["man", "nosuch"]).contains("no man page tcpcong-nosuch.1"));
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub enum Plan {
     },
     /// Text for standard output: help, version, completions, man page.
     Print(String),
+    /// Files to write (the man pages into a folder).
+    Files(Vec<(std::path::PathBuf, String)>),
 }
 
 pub fn run(plan: Plan) -> Result<()> {
@@ -41,6 +43,15 @@ pub fn run(plan: Plan) -> Result<()> {
         Plan::Analyze(p) => analyze::run(&p),
         Plan::Events(p) => events::run(&p),
         Plan::Doctor { verbose } => doctor::run(verbose),
+        Plan::Files(files) => {
+            for (path, text) in files {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                }
+                std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+            }
+            Ok(())
+        }
         Plan::Print(text) => {
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())
