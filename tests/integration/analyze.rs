@@ -337,3 +337,19 @@ fn column_filters_sort_and_top() {
         .skip(1)
         .all(|l| l.split(',').nth(2) == Some("tcp_state")));
 }
+
+/// A glob that matches folders reads them as a folder argument does.
+#[test]
+fn globs_that_match_folders_read_them() {
+    let dir = TempDir::new("globdirs");
+    for (host, name) in [("a", "ipv4-loss.parquet"), ("b", "multi-flow.parquet")] {
+        let d = dir.join(&format!("runs/host={host}/date=2026-11-26"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(fixture(name), d.join(name)).unwrap();
+    }
+    let root = dir.join("runs");
+    let whole = analyze_ok(&[root.to_str().unwrap(), "--all", "--format", "json"]);
+    let pattern = format!("{}/host=*/date=2026-*", root.display());
+    assert_eq!(analyze_ok(&[&pattern, "--all", "--format", "json"]), whole);
+    assert!(whole.lines().count() > 3);
+}

@@ -419,3 +419,29 @@ fn record_shows_a_status_line_on_a_terminal_only() {
     ]);
     assert!(!stderr(&piped).contains("recording:"), "{}", stderr(&piped));
 }
+
+/// --pin-buffer needs a BPF file system (mounted at /sys/fs/bpf when
+/// missing, as on a machine as it boots) and a name it accepts.
+#[test]
+fn pinning_explains_what_the_kernel_refuses() {
+    let dir = TempDir::new("pin");
+    let out = dir.join("p.parquet");
+    let out = out.to_str().unwrap();
+    assert_one_line_error(
+        &["record", "-o", out, "--pin-buffer", "/sys/fs/bpf/a.b"],
+        2,
+        &["refuses names with a dot"],
+    );
+    let elsewhere = dir.join("pin");
+    assert_one_line_error(
+        &[
+            "record",
+            "-o",
+            out,
+            "--pin-buffer",
+            elsewhere.to_str().unwrap(),
+        ],
+        2,
+        &["is not on a BPF file system", "mount -t bpf"],
+    );
+}

@@ -171,11 +171,24 @@ fn rotation_by_size_keeps_within_the_budget() {
         200_000,
         2.0,
     );
-    let mut rec = synthetic.take();
+    let rec = synthetic.take();
     signal(rec.id(), libc::SIGINT);
-    let status = rec.wait().unwrap();
-    assert!(status.success());
+    let o = rec.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
     let files = series_files(&out);
+    // The summary counts the files it wrote and those it deleted again.
+    let err = stderr(&o);
+    // The number before the first of `words` found.
+    let said = |words: &[&str]| -> usize {
+        let i = words
+            .iter()
+            .find_map(|w| err.find(w))
+            .unwrap_or_else(|| panic!("none of {words:?} in {err}"));
+        err[..i].rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let written = said(&[" files to ", " file to "]);
+    let deleted = said(&[" old files deleted", " old file deleted"]);
+    assert_eq!(written, files.len() + deleted, "{err}");
     let sizes: Vec<u64> = files
         .iter()
         .map(|f| std::fs::metadata(f).unwrap().len())
