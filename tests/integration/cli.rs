@@ -280,6 +280,7 @@ fn a_refused_load_is_one_line_and_verbose_shows_libbpf() {
 fn running_captures_and_leftovers_are_told_apart() {
     let dir = TempDir::new("busy");
     let out = dir.join("busy.parquet");
+    std::fs::copy(fixture("ipv4-loss.parquet"), dir.join("done.parquet")).unwrap();
     let first = Recorder::start(&out, &["-L", "1"]);
     let o = tcpcong(&["record", "-o", out.to_str().unwrap(), "--duration", "0.2"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));

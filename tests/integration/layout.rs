@@ -31,29 +31,82 @@ fn uses(file: &Path) -> Vec<String> {
         .collect();
     let text = std::fs::read_to_string(file).unwrap();
     let mut found = Vec::new();
+    let path_chars = |c: &char| c.is_alphanumeric() || *c == '_' || *c == ':';
+    // `a::{b, c::{d, e}}` as the paths a::b, a::c::d, a::c::e (enough for
+    // a rule about prefixes: every leaf keeps its full prefix).
+    let expand = |start: usize| -> Vec<String> {
+        let head: String = text[start..].chars().take_while(path_chars).collect();
+        let rest = &text[start + head.len()..];
+        if !rest.starts_with('{') {
+            return vec![head];
+        }
+        let mut depth = 0;
+        let mut end = 0;
+        for (i, c) in rest.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = i;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let inner = &rest[1..end];
+        let mut out = Vec::new();
+        let mut prefix = vec![head.clone()];
+        let mut item = String::new();
+        for c in inner.chars() {
+            match c {
+                '{' => {
+                    prefix.push(format!("{}{}", prefix.last().unwrap(), item.trim()));
+                    item.clear();
+                }
+                ',' | '}' => {
+                    if !item.trim().is_empty() {
+                        out.push(format!("{}{}", prefix.last().unwrap(), item.trim()));
+                    }
+                    item.clear();
+                    if c == '}' {
+                        prefix.pop();
+                    }
+                }
+                c => item.push(c),
+            }
+        }
+        if !item.trim().is_empty() {
+            out.push(format!("{}{}", prefix.last().unwrap(), item.trim()));
+        }
+        out
+    };
     for (i, _) in text.match_indices("crate::") {
-        let path: String = text[i + 7..]
-            .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
-            .collect();
-        found.push(path);
+        found.extend(expand(i + 7));
     }
     for (i, _) in text.match_indices("super::") {
-        // Only the first `super` of a chain: count how many follow.
+        // Only the first `super` of a chain.
         if text[..i].ends_with("super::") {
             continue;
         }
-        let rest: String = text[i..]
+        let ups = text[i..]
             .chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
-            .collect();
-        let ups = rest.matches("super::").count();
-        let tail = rest.trim_start_matches("super::");
+            .take_while(path_chars)
+            .collect::<String>()
+            .matches("super::")
+            .count();
         // A file `a/b.rs` is module a::b: its `super` is `a`.
         let base = module.len().saturating_sub(ups);
-        let mut p: Vec<String> = module[..base].to_vec();
-        p.extend(tail.split("::").map(str::to_string));
-        found.push(p.join("::"));
+        for tail in expand(i + 7 * ups) {
+            let mut p: Vec<String> = module[..base].to_vec();
+            p.extend(
+                tail.split("::")
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            );
+            found.push(p.join("::"));
+        }
     }
     found
 }
@@ -105,5 +158,11 @@ fn the_rule_checker_sees_imports() {
         u.iter()
             .any(|p| p == "record::format::writer::RecordingWriter"),
         "{u:?}"
+    );
+    // A group names each of its members.
+    let cmd_mod = uses(&repo().join("src/cmd/mod.rs"));
+    assert!(
+        cmd_mod.iter().any(|p| p == "analyze::report::Style"),
+        "{cmd_mod:?}"
     );
 }

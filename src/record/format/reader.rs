@@ -59,13 +59,17 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
     for input in inputs {
         let path = Path::new(input);
         if path.is_dir() {
-            let before = files.len();
+            let (before, unfinished) = (files.len(), found.unfinished.len());
             walk(path, files, &mut found.unfinished)?;
             if files.len() == before {
-                return Err(Error::bad_input(
-                    path,
-                    "no recordings (*.parquet) in this folder",
-                ));
+                let reason = match found.unfinished.get(unfinished) {
+                    Some(p) => format!(
+                        "no finished recordings in this folder, only captures that have not finished (e.g. {})",
+                        p.display()
+                    ),
+                    None => "no recordings (*.parquet) in this folder".to_string(),
+                };
+                return Err(Error::bad_input(path, reason));
             }
         } else if path.exists() {
             files.push(path.to_path_buf());
