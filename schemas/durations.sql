@@ -73,7 +73,9 @@
 --     - old = s, new <> s: the period in s is credited [period start, t);
 --                          a period in `new` starts at t.
 --   Every ca_state event with new <> old is a change (in each of the three
---   cases above that is exactly when the engine counts one).
+--   cases above that is exactly when the engine counts one), except, with
+--   --accounting between, one with s none: as in BCC, the first event of a
+--   timeline only starts the clock.
 -- * `close` ends the timeline: cur becomes none, and the flow counts as
 --   closed from then on (per flow, in later captures too). In Full
 --   accounting the period in progress is credited up to the close.
@@ -354,7 +356,10 @@ counts_per_flow AS (
            any_value(sport)  FILTER (WHERE seq = 1) AS sport,
            any_value(daddr)  FILTER (WHERE seq = 1) AS daddr,
            any_value(dport)  FILTER (WHERE seq = 1) AS dport,
-           count(*) FILTER (WHERE is_ca AND new_state <> old_state AND t >= start_ns) AS changes,
+           -- Between accounting: a timeline's first event (no state yet)
+           -- only starts the clock, as in BCC
+           count(*) FILTER (WHERE is_ca AND new_state <> old_state AND t >= start_ns
+                                  AND (full_acc OR cur_before IS NOT NULL)) AS changes,
            count(*) FILTER (WHERE is_mismatch AND t >= start_ns) AS mismatches
     FROM timed GROUP BY boot_id, flow
 )

@@ -28,14 +28,17 @@
 //!   nothing was recorded, is never credited.
 //! * An interval of 0 means no windowing (one window), rather than a
 //!   division by zero.
-//! * Live draining credits open periods up to the drained boundary in Full
-//!   accounting even without lifecycle events: a period cut by an interval
-//!   boundary would otherwise lose its early part to already printed
-//!   windows. Offline, without lifecycle events, the time after a flow's last
-//!   event is not counted; live, it is counted up to the last drained
-//!   boundary. In Between accounting nothing is credited before the period
-//!   ends, so the part of a period that falls in an already drained window is
-//!   dropped into `late_ns`.
+//! * Interval boundaries: what is known of a period in progress when a
+//!   window ends is credited up to that boundary, live (where the window is
+//!   printed then) and offline alike, so that both give the same windows.
+//!   "Known" is what the accounting mode credits before the period ends: in
+//!   Full accounting every period (and a pending head, which is then kept
+//!   even if a later `established` would have discarded it); in Between
+//!   accounting a period since the clock started (the timeline's first
+//!   event). So a period that
+//!   ends without a change (a mismatch; in Between accounting also a close
+//!   or the capture's end) keeps what it got up to the last boundary it
+//!   crossed; without an interval there are no boundaries.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -218,6 +221,21 @@ impl Flow {
         }
     }
 
+    /// Credits what the accounting mode knows of the period in progress up
+    /// to the window boundary `to` (see the module doc).
+    fn catch_up(&mut self, key: FlowKey, to: u64, led: &mut Ledger) {
+        match led.cfg.accounting {
+            Accounting::Full => self.credit_open(key, to, true, led),
+            // The clock runs from a timeline's first event on.
+            Accounting::Between => {
+                if let Some(s) = self.cur {
+                    led.credit(key, s, self.credited_to, to);
+                    self.credited_to = self.credited_to.max(to);
+                }
+            }
+        }
+    }
+
     fn begin(&mut self, state: CaState, t: u64, observed: bool) {
         self.cur = Some(state);
         self.period_start = t;
@@ -245,9 +263,13 @@ impl Flow {
                     });
                 }
                 self.begin(new, t, new != old);
+                // As BCC, Between accounting's first event of a timeline
+                // only starts the clock.
                 if new != old {
                     self.settle_head(key, led);
-                    led.count_change(key, t);
+                    if full {
+                        led.count_change(key, t);
+                    }
                 }
             }
             Some(s) if old != s => {
@@ -303,8 +325,11 @@ impl Flow {
     /// capture's end and starts again as if first seen in the new one.
     fn enter_span(&mut self, key: FlowKey, span: usize, led: &mut Ledger) {
         if let Some(prev) = self.span {
+            let (end, tail) = led.tail(Some(prev), u64::MAX);
+            if let Some(b) = led.boundary_at(end) {
+                self.catch_up(key, b, led);
+            }
             if led.cfg.accounting == Accounting::Full {
-                let (end, tail) = led.tail(Some(prev), u64::MAX);
                 self.credit_open(key, end, tail, led);
             }
             self.cur = None;
@@ -369,6 +394,14 @@ impl Ledger {
             Some(iv) => t.saturating_sub(self.cfg.start_ns) / iv,
             None => 0,
         }
+    }
+
+    /// The last window boundary at or before `t`, if there is one after
+    /// the start (with an interval).
+    fn boundary_at(&self, t: u64) -> Option<u64> {
+        self.interval?;
+        let k = self.index(t.max(self.cfg.start_ns));
+        (k > 0).then(|| self.window_start(k))
     }
 
     fn window_start(&self, k: u64) -> u64 {
@@ -509,6 +542,13 @@ impl Engine {
                 flow.enter_span(key, now, led);
             }
         }
+        // Window boundaries passed since the flow's last event get what a
+        // live run credits when it prints those windows.
+        if let Some(b) = led.boundary_at(t_ns.min(led.until)) {
+            if flow.credited_to < b {
+                flow.catch_up(key, b, led);
+            }
+        }
         match change {
             Change::Ca { old, new } => flow.on_ca(key, t_ns, old, new, led),
             Change::Tcp { new, .. } if new == TcpState::ESTABLISHED && full => {
@@ -542,10 +582,8 @@ impl Engine {
             return Vec::new();
         }
         let boundary = self.led.window_start(closed);
-        if self.led.cfg.accounting == Accounting::Full {
-            for (key, flow) in &mut self.flows {
-                flow.credit_open(*key, boundary, true, &mut self.led);
-            }
+        for (key, flow) in &mut self.flows {
+            flow.catch_up(*key, boundary, &mut self.led);
         }
         let out = (self.led.first_open..closed)
             .map(|k| self.take_window(k, self.led.nominal_end(k)))
@@ -557,9 +595,12 @@ impl Engine {
     /// End of capture at `end_ns` (already clamped to `--until`): credits
     /// what the accounting mode says and returns the remaining windows.
     pub fn finish(mut self, end_ns: u64) -> Summary {
-        if self.led.cfg.accounting == Accounting::Full {
-            for (key, flow) in &mut self.flows {
-                let (end, tail) = self.led.tail(flow.span, end_ns);
+        for (key, flow) in &mut self.flows {
+            let (end, tail) = self.led.tail(flow.span, end_ns);
+            if let Some(b) = self.led.boundary_at(end) {
+                flow.catch_up(*key, b, &mut self.led);
+            }
+            if self.led.cfg.accounting == Accounting::Full {
                 flow.credit_open(*key, end, tail, &mut self.led);
             }
         }
@@ -759,9 +800,10 @@ mod tests {
         assert_eq!(ms(&s.windows[0], 1), Some(([14000, 1000, 0, 1000, 0], 4)));
         assert_eq!(ms(&s.windows[0], 2), Some(([9500, 0, 500, 0, 0], 2)));
 
-        // Between: the period that spans the gap is not a period at all.
+        // Between: the period that spans the gap is not a period at all,
+        // and each capture's first change only starts its clock.
         let s = go(Accounting::Between, true);
-        assert_eq!(ms(&s.windows[0], 1), Some(([0, 1000, 0, 1000, 0], 4)));
+        assert_eq!(ms(&s.windows[0], 1), Some(([0, 1000, 0, 1000, 0], 2)));
     }
 
     #[test]
@@ -779,7 +821,7 @@ mod tests {
 
         let between = run(cfg(Accounting::Between, false, None), &ev, 1000);
         let w = &between.windows[0];
-        assert_eq!(ms(w, 1), Some(([0, 50, 0, 0, 0], 2)));
+        assert_eq!(ms(w, 1), Some(([0, 50, 0, 0, 0], 1)));
         assert_eq!(hist(w, Disorder), vec![(6, 1)]);
 
         let full_lc = run(cfg(Accounting::Full, true, None), &ev, 1000);
@@ -803,7 +845,7 @@ mod tests {
 
         let between = run(cfg(Accounting::Between, true, None), &ev, 1000);
         let w = &between.windows[0];
-        assert_eq!(ms(w, 1), Some(([0, 0, 0, 50, 0], 2)));
+        assert_eq!(ms(w, 1), Some(([0, 0, 0, 50, 0], 1)));
         assert_eq!(hist(w, Open), vec![]);
         assert_eq!(hist(w, Recovery), vec![(6, 1)]);
     }
@@ -843,9 +885,10 @@ mod tests {
         assert_eq!(hist(w, Loss), vec![(10, 1)]);
         assert_eq!(hist(w, Open), vec![(7, 1)]);
 
+        // Between: the first change only starts the clock, as in BCC.
         let between = run(cfg(Accounting::Between, true, None), &ev, 1500);
         let w = &between.windows[0];
-        assert_eq!(ms(w, 1), Some(([0, 0, 0, 0, 900], 2)));
+        assert_eq!(ms(w, 1), Some(([0, 0, 0, 0, 900], 1)));
         assert_eq!(hist(w, Loss), vec![(10, 1)]);
     }
 
@@ -869,7 +912,7 @@ mod tests {
         let between = run(cfg(Accounting::Between, true, None), &ev, 500);
         assert_eq!(between.mismatches, 1);
         let w = &between.windows[0];
-        assert_eq!(ms(w, 1), Some(([100, 0, 0, 0, 0], 3)));
+        assert_eq!(ms(w, 1), Some(([100, 0, 0, 0, 0], 2)));
         assert_eq!(hist(w, Open), vec![(7, 1)]);
     }
 
@@ -928,7 +971,9 @@ mod tests {
         let w = &between.windows;
         assert_eq!(w.len(), 4);
         assert!(w[0].rows.is_empty() && w[1].rows.is_empty() && w[3].rows.is_empty());
-        assert_eq!(ms(&w[2], 1), Some(([0; 5], 1)));
+        // The first event starts the clock (no change); the loss period it
+        // began is credited up to the boundary it crossed, not beyond.
+        assert_eq!(ms(&w[2], 1), Some(([0, 0, 0, 0, 500], 0)));
     }
 
     #[test]
@@ -1057,7 +1102,7 @@ mod tests {
 
     #[test]
     fn rows_sorted_by_local_port_then_key() {
-        let mut e = Engine::new(cfg(Accounting::Between, false, None));
+        let mut e = Engine::new(cfg(Accounting::Full, false, None));
         for (cookie, port) in [(1, 9000), (2, 80), (3, 9000), (4, 443)] {
             let k = key(cookie);
             e.push(S, k, ca(Open, Loss), || addr(port));
@@ -1130,21 +1175,43 @@ mod tests {
         assert_eq!(ms(&live[2], 1), Some(([400, 0, 0, 0, 600], 1)));
     }
 
+    /// Between accounting with an interval: a live run credits at each
+    /// boundary what is known (a period begun at an observed change), and
+    /// the offline run of the same events gives the same windows.
     #[test]
-    fn between_drain_drops_late_parts() {
-        let ev = [(100, 1, ca(Open, Disorder)), (1300, 1, ca(Disorder, Open))];
-        let mut e = Engine::new(cfg(Accounting::Between, true, Some(SEC)));
+    fn between_drain_credits_what_is_known_as_offline_does() {
+        let ev = [
+            (100, 1, ca(Open, Disorder)),
+            (1300, 1, ca(Disorder, Open)),
+            (1400, 2, ca(Open, Recovery)),
+            (2500, 2, ca(Cwr, Open)),
+            (2600, 1, close()),
+        ];
+        let c = cfg(Accounting::Between, true, Some(SEC));
+        let mut e = Engine::new(c.clone());
         let mut live = Vec::new();
         for &(t, cookie, ch) in &ev {
             let now = S + t * MS;
             live.extend(e.drain_until(now));
-            e.push(now, key(cookie), ch, || addr(1));
+            e.push(now, key(cookie), ch, || addr(40000 + cookie as u16));
         }
-        let s = e.finish(S + 2 * SEC);
-        assert_eq!(live.len(), 1);
-        assert_eq!(ms(&live[0], 1), Some(([0; 5], 1)));
-        assert_eq!(s.late_ns, 900 * MS);
-        assert_eq!(ms(&s.windows[0], 1), Some(([0, 300, 0, 0, 0], 1)));
+        let rest = e.finish(S + 3200 * MS);
+        assert_eq!((rest.late_ns, rest.late_events), (0, 0));
+        live.extend(rest.windows);
+        let offline = run(c, &ev, 3200);
+        assert_eq!(live, offline.windows);
+        let w = &offline.windows;
+        assert_eq!(ms(&w[0], 1), Some(([0, 900, 0, 0, 0], 0)));
+        assert_eq!(ms(&w[1], 1), Some(([700, 300, 0, 0, 0], 1)));
+        // Flow 2's recovery period ends in a mismatch: it keeps what it got
+        // up to the boundary it crossed, nothing after.
+        assert_eq!(ms(&w[1], 2), Some(([0, 0, 0, 600, 0], 0)));
+        // The mismatch's own change (cwr -> open) starts a period seen from
+        // its start: credited up to the next boundary.
+        assert_eq!(ms(&w[2], 2), Some(([500, 0, 0, 0, 0], 1)));
+        assert_eq!(offline.mismatches, 1);
+        // Flow 1's open period ended by a close: up to the boundary only.
+        assert_eq!(ms(&w[2], 1), None);
     }
 
     #[test]
