@@ -139,6 +139,12 @@ impl Recording {
                 w.gaps
             ));
         }
+        if stats.after_end > 0 {
+            messages::say(format_args!(
+                "{} events stamped after the --duration ended (while detaching) are outside the capture and were not written",
+                stats.after_end
+            ));
+        }
         if stats.late > 0 {
             messages::say(format_args!(
                 "{} events arrived after later ones were written (a preempted program, perf buffer); the file is marked unsorted and analyze sorts it",

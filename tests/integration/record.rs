@@ -331,9 +331,40 @@ fn duration_ends_the_capture_by_itself() {
     let o = rec.wait();
     let meta = read_meta(&out);
     let span = meta["end_ktime_ns"].as_u64().unwrap() - meta["start_ktime_ns"].as_u64().unwrap();
-    assert!(span >= 1_400_000_000, "captured for {span} ns");
+    assert_eq!(span, 1_500_000_000, "captured for {span} ns");
     assert!(stderr(&o).contains("wrote 0 events"), "{}", stderr(&o));
     assert!(!dir.join(".d.parquet.inprogress").exists());
+    // Replayed in 500 ms windows: exactly three, no sliver at the end.
+    let o = tcpcong(&[
+        "analyze",
+        out.to_str().unwrap(),
+        "--all",
+        "--format",
+        "csv",
+        "0.5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lab = Lab::new("dur", &["--loss", "2"]);
+    let busy = dir.join("busy.parquet");
+    let rec = Recorder::start(&busy, &["--duration", "3", "--netns", &lab.netns_path()]);
+    lab.traffic(2, &[]);
+    rec.wait();
+    let o = tcpcong(&[
+        "analyze",
+        busy.to_str().unwrap(),
+        "--all",
+        "--format",
+        "json",
+        "1",
+    ]);
+    let windows: std::collections::BTreeSet<String> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["window_start"].to_string())
+        .collect();
+    assert_eq!(windows.len(), 3, "{}", stdout(&o));
+    let meta = read_meta(&busy);
+    let span = meta["end_ktime_ns"].as_u64().unwrap() - meta["start_ktime_ns"].as_u64().unwrap();
+    assert_eq!(span, 3_000_000_000);
 }
 
 #[test]

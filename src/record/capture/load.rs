@@ -232,6 +232,8 @@ pub fn object_slots() -> ObjectSlots {
 /// Loaded and attached programs, and what they attached to.
 pub struct Loaded<'obj> {
     pub skel: TcpcongSkel<'obj>,
+    /// Read just before the programs were attached: no event is earlier.
+    pub start_ktime_ns: u64,
     /// As the file's `attach` metadata names it.
     pub attach: String,
     /// What a capture tells its user about the choice (doctor does not).
@@ -254,7 +256,7 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
             format!("tcpcong: loading --attach {}\n", mode.name()),
         );
         match load_mode(slot, cfg, mode) {
-            Ok(mut skel) => {
+            Ok((mut skel, start_ktime_ns)) => {
                 // Not a failure of the mode: no other mode would fare better.
                 if let Some(path) = &cfg.pin_buffer {
                     skel.maps
@@ -276,6 +278,7 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
                 }
                 return Ok(Loaded {
                     skel,
+                    start_ktime_ns,
                     attach,
                     notes,
                 });
@@ -319,7 +322,7 @@ fn load_mode<'obj>(
     slot: &'obj mut MaybeUninit<OpenObject>,
     cfg: &CaptureConfig,
     mode: AttachMode,
-) -> Result<TcpcongSkel<'obj>> {
+) -> Result<(TcpcongSkel<'obj>, u64)> {
     let mut open = TcpcongSkelBuilder::default()
         .open(slot)
         .map_err(bpf_err("opening the BPF object"))?;
@@ -347,12 +350,14 @@ fn load_mode<'obj>(
         AttachMode::Fentry => "the kernel refused the fentry/fexit programs",
         AttachMode::Kprobe => "the kernel refused the kprobe programs",
     }))?;
+    // No event can be stamped before this: the capture's start.
+    let attached_ktime_ns = crate::time::ktime_now();
     skel.attach().map_err(bpf_err(match mode {
         AttachMode::Tracepoint => "attaching to tcp_cong_state_set",
         AttachMode::Fentry => "attaching fentry/fexit to the callers of tcp_set_ca_state",
         AttachMode::Kprobe => "attaching kprobes to the callers of tcp_set_ca_state",
     }))?;
-    Ok(skel)
+    Ok((skel, attached_ktime_ns))
 }
 
 /// A fallback program's mode and hooked function, from its name

@@ -77,6 +77,9 @@ pub struct CaptureStats {
     pub bpf_runs: u64,
     /// Events that arrived after later ones had been released.
     pub late: u64,
+    /// Events stamped after the end of a `--duration` capture (between its
+    /// deadline and the detach): outside the capture, so not written.
+    pub after_end: u64,
     /// What the programs attached to (metadata `attach`).
     pub attach: String,
 }
@@ -139,10 +142,9 @@ pub fn run(
     sink: &mut dyn Sink,
 ) -> Result<CaptureStats> {
     install_stop_handler()?;
-    // Taken before attaching, so that no event is stamped before the start.
-    let start_ktime_ns = ktime_now();
     let mut slots = object_slots();
     let loaded = load(&mut slots, cfg)?;
+    let start_ktime_ns = loaded.start_ktime_ns;
     let mut skel = loaded.skel;
     // A pinned map outlives the process: the name must go however the
     // capture ends (the map itself goes with its last user).
@@ -159,17 +161,23 @@ pub fn run(
         attach: loaded.attach,
         notes: loaded.notes,
     })?;
-    let deadline = duration.map(|d| Instant::now() + d);
+    // A --duration capture covers exactly [start, start + duration): the
+    // loop wakes at the deadline, and events stamped after it (between the
+    // deadline and the detach) are outside the capture.
+    let deadline = duration
+        .map(|d| start_ktime_ns.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)));
+    let until_deadline = |t: u64| deadline.map_or(t, |d| t.min(d));
 
     let mut order = Reorder::default();
     loop {
-        let stopping = STOP.load(Ordering::SeqCst)
-            || sink.done()
-            || deadline.is_some_and(|d| Instant::now() >= d);
+        let now = ktime_now();
+        let stopping =
+            STOP.load(Ordering::SeqCst) || sink.done() || deadline.is_some_and(|d| now >= d);
         if stopping {
             break;
         }
-        consumer.poll(POLL)?;
+        let wait = deadline.map_or(POLL, |d| POLL.min(Duration::from_nanos(d - now)));
+        consumer.poll(wait)?;
         let drain_start = ktime_now();
         let reserved = consumer.producer_pos();
         consumer.drain()?;
@@ -182,7 +190,7 @@ pub fn run(
             // Perf buffer: per CPU, no positions; trust a margin.
             (None, _) => drain_start.saturating_sub(PERF_SLACK_NS),
         };
-        let ready = order.release(complete_until, &mut stats);
+        let ready = order.release(until_deadline(complete_until), &mut stats);
         let lost = stats.losses_so_far(&skel, &inbox.borrow(), cfg.buffer);
         sink.events(
             &ready,
@@ -195,7 +203,7 @@ pub fn run(
 
     // Detach first, so that nothing new arrives, then collect what is in
     // flight: a program may still be between reserving and committing.
-    stats.end_ktime_ns = ktime_now();
+    stats.end_ktime_ns = until_deadline(ktime_now());
     skel.links = Default::default();
 
     let give_up = Instant::now() + SETTLE;
@@ -220,10 +228,21 @@ pub fn run(
         }
     }
     order.take(&mut inbox.borrow_mut().events);
-    if let Some(last) = order.pending.last() {
-        stats.end_ktime_ns = stats.end_ktime_ns.max(last.ktime_ns);
-    }
-    let ready = order.release(u64::MAX, &mut stats);
+    let ready = match deadline {
+        Some(end) => {
+            let ready = order.release(end, &mut stats);
+            stats.after_end = order.pending.len() as u64;
+            ready
+        }
+        None => {
+            // Events stamped while the stop was being seen belong in.
+            order.pending.sort_by_key(|e| e.ktime_ns);
+            if let Some(last) = order.pending.last() {
+                stats.end_ktime_ns = stats.end_ktime_ns.max(last.ktime_ns);
+            }
+            order.release(u64::MAX, &mut stats)
+        }
+    };
     {
         let inbox = inbox.borrow();
         stats.malformed = inbox.malformed;
