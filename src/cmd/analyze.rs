@@ -76,5 +76,6 @@ pub fn run(plan: &Plan) -> Result<()> {
         ));
     }
     warn_losses(lost_events, &summary);
+    super::warn_without_lifecycle(plan.report.accounting, lifecycle);
     Ok(())
 }

@@ -112,6 +112,7 @@ impl<W: Write> Sink for LiveSink<'_, W> {
 pub fn run(plan: &Plan) -> Result<()> {
     preflight(&plan.capture)?;
     check_filters(&plan.capture);
+    super::warn_without_lifecycle(plan.report.accounting, plan.capture.lifecycle);
     let recording = plan
         .output
         .as_ref()

@@ -195,6 +195,16 @@ fn show_libbpf_log(verbose: bool) {
     }
 }
 
+/// Full accounting without lifecycle events cannot bound a flow's
+/// timeline by its birth and its close: say so rather than over-count.
+fn warn_without_lifecycle(accounting: Accounting, lifecycle: bool) {
+    if accounting == Accounting::Full && !lifecycle {
+        messages::warn(
+            "no lifecycle events (recorded with --no-lifecycle): full accounting times each flow from the capture's start to its last event, so flows born or closed during the capture are credited time they did not have or miss time they had; --accounting between needs no lifecycle events",
+        );
+    }
+}
+
 /// What stderr must say beside any report: what the numbers cannot show.
 fn warn_losses(lost_events: u64, s: &Summary) {
     if lost_events > 0 {

@@ -418,3 +418,21 @@ fn a_storm_of_lossy_flows_is_recorded_within_bounds() {
     assert!(rss < 100 * 1024, "recorder peak RSS {rss} KiB");
     check_recovery_counter(&events, &meta, (read_start, read_end), after - before);
 }
+
+/// Full accounting over a recording without lifecycle events says what it
+/// cannot know; between accounting needs none and says nothing.
+#[test]
+fn full_accounting_without_lifecycle_says_what_it_cannot_know() {
+    let dir = TempDir::new("nolc");
+    let out = dir.join("n.parquet");
+    Recorder::start(&out, &["--duration", "0.3", "-L", "1", "--no-lifecycle"]).wait();
+    let o = tcpcong(&["analyze", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("WARNING: no lifecycle events"),
+        "{}",
+        stderr(&o)
+    );
+    let o = tcpcong(&["analyze", out.to_str().unwrap(), "--accounting", "between"]);
+    assert!(!stderr(&o).contains("lifecycle"), "{}", stderr(&o));
+}
