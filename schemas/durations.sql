@@ -101,7 +101,9 @@
 -- * A flow has a row when it got credited time > 0, a change or a mismatch
 --   (the engine creates its row accumulator exactly then).
 --
--- Limitations: analyze clamps negative wall times to 0; times before 1970
+-- Limitations: an event that two overlapping captures both recorded (two
+-- recorders at once) is counted twice here; analyze counts it once (same
+-- flow and change from two files within 1 ms). analyze clamps negative wall times to 0; times before 1970
 -- cannot occur in real recordings and are not handled here. Captures are
 -- formed assuming every file ends no earlier than it starts (the writer
 -- guarantees it), and ties are broken by path as a string (analyze compares

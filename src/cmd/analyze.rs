@@ -41,7 +41,7 @@ pub fn run(plan: &Plan) -> Result<()> {
     let filter = plan.select.rows();
     let lifecycle = data.lifecycle;
     let mut engine = Engine::new(plan.report.engine(span.start_ns, span.until_ns, lifecycle));
-    data.scan(&filter, Columns::Analysis, &mut |item| {
+    let duplicates = data.scan(&filter, Columns::Analysis, &mut |item| {
         match item {
             Item::Span(boot, s) => engine.set_span(boot, s),
             Item::Row(row) => {
@@ -51,6 +51,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         }
         Ok(())
     })?;
+    super::tell_duplicates(duplicates);
     let summary = engine.finish(span.end_ns);
 
     let mut printer = Printer::new(BufWriter::new(io::stdout().lock()), plan.report.report);

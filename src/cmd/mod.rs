@@ -195,6 +195,15 @@ fn show_libbpf_log(verbose: bool) {
     }
 }
 
+/// Overlapping captures (two recorders at once) recorded some events twice.
+fn tell_duplicates(n: u64) {
+    if n > 0 {
+        messages::say(format_args!(
+            "{n} events were recorded by two overlapping captures and are counted once"
+        ));
+    }
+}
+
 /// Full accounting without lifecycle events cannot bound a flow's
 /// timeline by its birth and its close: say so rather than over-count.
 fn warn_without_lifecycle(accounting: Accounting, lifecycle: bool) {

@@ -456,13 +456,16 @@ impl Dataset {
 
     /// Hands out every kept row, in time order within each boot. A sorted
     /// file that overlaps no other streams; overlapping or unsorted files
-    /// are merged in memory (stable: ties keep file order).
+    /// are merged in memory (stable: ties keep file order), and an event
+    /// that two overlapping captures both recorded is handed out once.
+    /// Returns how many such duplicates were dropped.
     pub fn scan(
         self,
         filter: &RowFilter,
         columns: Columns,
         on: &mut dyn FnMut(Item) -> Result<()>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
+        let mut duplicates = 0;
         // A capture is a run of files where each starts no later than the
         // files before it end: overlapping (concurrent recorders) or
         // touching (one recorder's rotation). Touching files stream one
@@ -491,19 +494,58 @@ impl Dataset {
                     continue;
                 }
                 let mut rows = Vec::new();
-                for i in group {
+                for (file, i) in group.into_iter().enumerate() {
                     scan_file(i, filter, columns, &mut |r| {
-                        rows.push(r);
+                        rows.push((file, r));
                         Ok(())
                     })?;
                 }
-                rows.sort_by_key(|r| r.t_ns);
-                for r in rows {
-                    on(Item::Row(r))?;
+                rows.sort_by_key(|(_, r)| r.t_ns);
+                let mut seen = Seen::default();
+                for (file, r) in rows {
+                    if seen.duplicate(file, &r) {
+                        duplicates += 1;
+                    } else {
+                        on(Item::Row(r))?;
+                    }
                 }
             }
         }
-        Ok(())
+        Ok(duplicates)
+    }
+}
+
+/// Two recorders attached at once stamp the same kernel call each with its
+/// own clock read, microseconds apart: events of one flow with the same
+/// change, from different files, this close together are one event. (One
+/// flow cannot make the same change twice this fast: the change in between
+/// would be closer still.)
+const DUPLICATE_WITHIN_NS: u64 = 1_000_000;
+/// Recent events kept per flow to match duplicates against: enough for the
+/// few a flow can make within the window above.
+const DUPLICATE_MEMORY: usize = 4;
+
+/// The latest events handed out per flow of an overlapping group.
+#[derive(Default)]
+struct Seen {
+    recent: HashMap<FlowKey, std::collections::VecDeque<(usize, u64, Change)>>,
+}
+
+impl Seen {
+    /// Whether `r` (from `file`) repeats an event another file gave;
+    /// remembers it if not.
+    fn duplicate(&mut self, file: usize, r: &Row) -> bool {
+        let recent = self.recent.entry(r.key).or_default();
+        let dup = recent.iter().any(|&(f, t, change)| {
+            f != file && change == r.ev.change && r.t_ns.saturating_sub(t) <= DUPLICATE_WITHIN_NS
+        });
+        if !dup {
+            if recent.len() == DUPLICATE_MEMORY {
+                recent.pop_front();
+            }
+            recent.push_back((file, r.t_ns, r.ev.change));
+        }
+        dup
     }
 }
 
@@ -677,6 +719,67 @@ fn decode_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{CaState, Detail};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn row(cookie: u64, t_ns: u64, old: CaState, new: CaState) -> Row {
+        let addr = FlowAddr {
+            family: 4,
+            saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            sport: 1,
+            daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            dport: 2,
+        };
+        Row {
+            t_ns,
+            key: FlowKey { boot: 0, cookie },
+            ev: Event {
+                ktime_ns: t_ns,
+                flow: cookie,
+                addr,
+                change: Change::Ca { old, new },
+                detail: Detail::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn an_event_two_captures_recorded_is_one_event() {
+        use CaState::*;
+        let mut seen = Seen::default();
+        // File 0 and file 1 saw the same three changes, 2 us apart; file 0
+        // alone saw a fourth. Merged by time, as the scan does.
+        let merged = [
+            (0, row(7, 1_000, Open, Disorder)),
+            (1, row(7, 3_000, Open, Disorder)),
+            (0, row(7, 50_000, Disorder, Open)),
+            (0, row(7, 51_000, Open, Disorder)),
+            (1, row(7, 52_000, Disorder, Open)),
+            (1, row(7, 53_000, Open, Disorder)),
+            (0, row(8, 53_000, Open, Disorder)),
+            (0, row(7, 900_000_000, Disorder, Open)),
+        ];
+        let kept: Vec<(usize, u64)> = merged
+            .iter()
+            .filter(|(f, r)| !seen.duplicate(*f, r))
+            .map(|(f, r)| (*f, r.t_ns))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                (0, 1_000),
+                (0, 50_000),
+                (0, 51_000),
+                (0, 53_000),
+                (0, 900_000_000)
+            ]
+        );
+        // The same change in one file is never a duplicate, nor far apart.
+        let mut seen = Seen::default();
+        assert!(!seen.duplicate(0, &row(7, 0, Open, Loss)));
+        assert!(!seen.duplicate(0, &row(7, 10, Open, Loss)));
+        assert!(!seen.duplicate(1, &row(7, 5_000_000, Open, Loss)));
+    }
 
     #[test]
     fn port_filters_choose_flows_and_keep_their_portless_rows() {
