@@ -9,13 +9,15 @@
 #   lab.sh traffic NS SECONDS [--ipv6] [--parallel N] [--port PORT] [--cc ALGO] [--bps]
 #                                         (--bps: print the received bits/s)
 #   lab.sh blackout NS MS [--port PORT]   drop everything to PORT for MS ms (RTOs: loss state)
+#   lab.sh synblock NS MS [--port PORT]   drop SYNs and SYN-ACKs of PORT for MS ms (handshake
+#                                         retransmits: open -> loss while in syn_sent)
 #   lab.sh inode NS                       the namespace's inode (for --netns)
 #   lab.sh nstat NS                       TcpExt counters, "name value" lines
 #   lab.sh down NS                        delete (never fails)
 set -euo pipefail
 
 die() { echo "lab.sh: $*" >&2; exit 1; }
-[ $# -ge 2 ] || die "usage: lab.sh up|traffic|blackout|inode|nstat|down NS ..."
+[ $# -ge 2 ] || die "usage: lab.sh up|traffic|blackout|synblock|inode|nstat|down NS ..."
 cmd=$1 ns=$2
 shift 2
 port=5201 loss=0 ecn=0 ipv6=0 parallel=1 cc=cubic bps=0
@@ -104,6 +106,19 @@ case $cmd in
     # which pipefail and set -e would turn into this script's exit 141.
     handle=$(inns nft -a list chain inet lab in | awk '/tcp dport '"$port"' drop # handle/ && !/numgen/ && !h { h = $NF } END { print h }')
     inns nft delete rule inet lab in handle "$handle"
+    ;;
+  synblock)
+    [ $# -ge 1 ] || die "synblock needs MS"
+    ms=$1; shift
+    parse "$@"
+    inns nft add chain inet lab synblock
+    inns nft add rule inet lab synblock tcp dport "$port" tcp flags '&' syn == syn drop
+    inns nft add rule inet lab synblock tcp sport "$port" tcp flags '&' syn == syn drop
+    inns nft insert rule inet lab in jump synblock
+    sleep "$(awk "BEGIN { print $ms / 1000 }")"
+    handle=$(inns nft -a list chain inet lab in | awk '/jump synblock # handle/ && !h { h = $NF } END { print h }')
+    inns nft delete rule inet lab in handle "$handle"
+    inns nft delete chain inet lab synblock
     ;;
   inode)
     stat -L -c %i "/var/run/netns/$ns"

@@ -53,8 +53,9 @@
 --   across it, and the next segment starts as if the flow were first seen
 --   there. Everything below is per segment unless it says per flow.
 -- * Only ca_state events and tcp_state events whose new state is
---   `established` or `close` count; other TCP states (syn_sent, fin_wait1,
---   ...) are ignored entirely: a flow with only those has no row. (With
+--   `established` or `close` count; other TCP states (fin_wait1, ...) are
+--   ignored entirely, and syn_sent/syn_recv only mark a birth (below): a
+--   flow with only those has no row. (With
 --   --accounting between an `established` still counts as the flow's event
 --   of its capture -- it starts a segment and labels a new flow -- but moves
 --   nothing.)
@@ -79,6 +80,13 @@
 -- * `close` ends the timeline: cur becomes none, and the flow counts as
 --   closed from then on (per flow, in later captures too). In Full
 --   accounting the period in progress is credited up to the close.
+-- * Birth (Full accounting only): a `syn_sent` or `syn_recv` of the flow
+--   in the capture of its first counted event, before that event (the
+--   earliest), is its birth. A timeline never starts before it: the head
+--   (below) starts at the birth instead of the capture's start; if the first
+--   event is a self-transition, or an `established`, the flow has been in
+--   that state (Open) since its birth: one period from the birth, no head,
+--   and a later `established` discards nothing.
 -- * Head (Full accounting only): if a segment's first event is a ca_state
 --   event and the flow was never closed before it (per flow: no `close` in
 --   an earlier segment either), the time [capture start, t) is credited to
@@ -205,6 +213,16 @@ ev AS (
     WHERE e.kind = 'ca_state'
        OR (e.kind = 'tcp_state' AND e.new_state IN ('established', 'close'))
 ),
+-- Births: a socket's `syn_sent` (active open) or `syn_recv` (passive
+-- child), the earliest per flow and capture.
+births AS (
+    SELECT f.boot_id, f.capture_no, e.flow,
+           min(e.ktime_ns::BIGINT + f.boot_offset) AS birth_t
+    FROM read_parquet(getvariable('tcpcong_files'), filename = true) e
+    JOIN files_in_captures f USING (filename)
+    WHERE e.kind = 'tcp_state' AND e.new_state IN ('syn_sent', 'syn_recv')
+    GROUP BY f.boot_id, f.capture_no, e.flow
+),
 -- What came before each event in its segment: the last ca_state/close
 -- "anchor" (its new state, or '' for a close), and whether an `established`
 -- followed it; the segment's first event (head); whether the flow was
@@ -256,24 +274,43 @@ head_end AS (
 -- and end, and its own capture's span (head start, tail end) and lifecycle.
 bounded AS (
     SELECT h.*, d.start_ns, d.full_acc,
-           c.cap_start_ns                 AS head_from_ns,
+           c.cap_start_ns                 AS cap_start_ns,
            least(c.cap_end_ns, d.end_ns)  AS tail_end_ns,
-           c.cap_lifecycle                AS tail_lifecycle
+           c.cap_lifecycle                AS tail_lifecycle,
+           first_value(h.capture_no) OVER fl AS flow_first_capture,
+           first_value(h.t) OVER fl          AS flow_first_t,
+           b.birth_t
     FROM head_end h
     CROSS JOIN dataset d
     JOIN captures c ON c.boot_id = h.boot_id AND c.capture_no = h.capture_no
+    LEFT JOIN births b ON b.boot_id = h.boot_id AND b.flow = h.flow AND b.capture_no = h.capture_no
+    WINDOW fl AS (PARTITION BY h.boot_id, h.flow ORDER BY h.seq
+                  ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+),
+-- The socket's birth bounds its first timeline: a birth in the capture of
+-- the flow's first counted event, before it (Full accounting only).
+born AS (
+    SELECT *,
+           CASE WHEN full_acc AND capture_no = flow_first_capture AND birth_t < flow_first_t
+                THEN birth_t END AS born_t
+    FROM bounded
 ),
 heads AS (
     SELECT *,
+           coalesce(born_t, cap_start_ns) AS head_from_ns,
            -- the segment has a head: Full, first event a ca_state event,
-           -- the flow never closed before
-           full_acc AND seg_first_is_ca AND NOT seg_reused AS has_head
-    FROM bounded
+           -- the flow never closed before; unless born and that first event
+           -- is a self-transition (then it has been in that state since
+           -- its birth: one period, no head)
+           full_acc AND seg_first_is_ca AND NOT seg_reused
+               AND NOT (born_t IS NOT NULL AND seg_first_old = seg_first_new) AS has_head
+    FROM born
 ),
 classified AS (
     SELECT *,
            -- head pending until g_seq, and g_seq is an `established`: discarded
-           (has_head AND seg_first_old = seg_first_new
+           -- (never when born before: the birth bounded the head already)
+           (has_head AND born_t IS NULL AND seg_first_old = seg_first_new
                 AND g_seq IS NOT NULL
                 AND max(CASE WHEN seq = g_seq AND is_est THEN 1 ELSE 0 END)
                         OVER (PARTITION BY boot_id, flow, capture_no) = 1) AS head_discarded,
@@ -293,6 +330,12 @@ periods AS (
     SELECT *,
            -- the established that discards a head also restarts the period
            begins_plain OR (head_discarded AND seq = g_seq) AS begins,
+           -- when the period it begins started: at the birth for the first
+           -- event of a born socket that is a self-transition or its
+           -- `established` (in Open since then), at the event otherwise
+           CASE WHEN seg_seq = 1 AND born_t IS NOT NULL
+                     AND (is_est OR (is_ca AND old_state = new_state))
+                THEN born_t ELSE t END AS begin_t,
            -- state after the event
            CASE WHEN is_ca THEN new_state
                 WHEN is_close THEN NULL
@@ -304,10 +347,10 @@ periods AS (
 -- Periods never run from one segment into the next.
 timed AS (
     SELECT *,
-           max(CASE WHEN begins THEN t END) OVER (
+           max(CASE WHEN begins THEN begin_t END) OVER (
                PARTITION BY boot_id, flow, capture_no ORDER BY seq
                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS period_start,
-           max(CASE WHEN begins THEN t END) OVER (
+           max(CASE WHEN begins THEN begin_t END) OVER (
                PARTITION BY boot_id, flow, capture_no ORDER BY seq
                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS period_start_after,
            seq = max(seq) OVER (PARTITION BY boot_id, flow, capture_no) AS is_seg_last

@@ -80,6 +80,8 @@ pub struct TcpState(pub u8);
 
 impl TcpState {
     pub const ESTABLISHED: TcpState = TcpState(1);
+    pub const SYN_SENT: TcpState = TcpState(2);
+    pub const SYN_RECV: TcpState = TcpState(3);
     pub const CLOSE: TcpState = TcpState(7);
 
     pub fn name(self) -> &'static str {

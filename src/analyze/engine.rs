@@ -10,6 +10,13 @@
 //! never with the number of events: each flow keeps only the state it is in
 //! and since when, and each window only one accumulator per flow it touched.
 //!
+//! A socket's timeline never starts before its birth: a lifecycle event
+//! that shows it being created (`syn_sent` for an active open, `syn_recv`
+//! for a passive child) before its first other event bounds its head, and
+//! an `established` with no birth seen bounds it there. Nothing before is
+//! credited, so a client whose SYNs were retransmitted (`open -> loss` in
+//! `syn_sent`) is timed from its connect, not from the capture's start.
+//!
 //! Rules the spec leaves open, as decided here:
 //! * A `close` ends a flow's timeline; a later event of the same cookie (a
 //!   socket reconnected after `close`) starts a new timeline on the same row
@@ -28,6 +35,11 @@
 //!   nothing was recorded, is never credited.
 //! * An interval of 0 means no windowing (one window), rather than a
 //!   division by zero.
+//! * With an interval, a flow is timed from the window it is first seen in
+//!   (its first event other than a birth), as a live run must: before
+//!   that it had no row to print (an active socket's port is bound after its
+//!   `syn_sent`). So a head, or the time since a birth, starts no earlier
+//!   than that window's start. Without an interval this changes nothing.
 //! * Interval boundaries: what is known of a period in progress when a
 //!   window ends is credited up to that boundary, live (where the window is
 //!   printed then) and offline alike, so that both give the same windows.
@@ -203,6 +215,9 @@ struct Flow {
     head: Option<Head>,
     /// Closed at least once: its time before a new first event is not a head.
     reused: bool,
+    /// When the socket was born (`syn_sent`, `syn_recv`, or an
+    /// `established` with no earlier birth), in its current capture.
+    born: Option<u64>,
     /// The capture (index into the ledger's spans) of its latest event.
     span: Option<usize>,
 }
@@ -217,6 +232,7 @@ impl Flow {
             credited_to: 0,
             head: None,
             reused: false,
+            born: None,
             span: None,
         }
     }
@@ -255,17 +271,35 @@ impl Flow {
         let full = led.cfg.accounting == Accounting::Full;
         match self.cur {
             None => {
-                if full && !self.reused {
-                    self.head = Some(Head {
-                        state: old,
-                        from: led.span_start(key.boot),
-                        to: t,
-                    });
+                // Not before the window it is first seen in (see the
+                // module doc).
+                let seen = led.window_start(led.index(t.max(led.cfg.start_ns)));
+                match self.born {
+                    // In `new` since its birth (a passive child's open ->
+                    // open): one period, seen from its start.
+                    Some(b) if full && new == old => self.begin(new, b.max(seen), b >= seen),
+                    born => {
+                        if full && !self.reused {
+                            let from = born.unwrap_or_else(|| led.span_start(key.boot));
+                            self.head = Some(Head {
+                                state: old,
+                                from: from.max(seen),
+                                to: t,
+                            });
+                        }
+                        self.begin(new, t, new != old);
+                    }
                 }
-                self.begin(new, t, new != old);
                 // As BCC, Between accounting's first event of a timeline
                 // only starts the clock.
                 if new != old {
+                    if let (Some(b), true) = (self.born, full) {
+                        // Born in `old`: that period's start was seen (in
+                        // the window it is first seen in).
+                        if b >= seen {
+                            led.sample(t, old, t.saturating_sub(b));
+                        }
+                    }
                     self.settle_head(key, led);
                     if full {
                         led.count_change(key, t);
@@ -295,10 +329,18 @@ impl Flow {
         }
     }
 
-    fn on_established(&mut self, t: u64) {
-        match self.cur {
-            None => self.begin(CaState::Open, t, true),
-            Some(s) => {
+    fn on_established(&mut self, t: u64, led: &Ledger) {
+        match (self.cur, self.born) {
+            // In Open since its birth (a new socket's state, not before the
+            // window it is first seen in), or since now.
+            (None, born) => {
+                let seen = led.window_start(led.index(t.max(led.cfg.start_ns)));
+                let from = born.map_or(t, |b| b.max(seen));
+                self.begin(CaState::Open, from, born.is_none_or(|b| b >= seen));
+            }
+            // Born before its first event: the head was bounded already.
+            (Some(_), Some(_)) => {}
+            (Some(s), None) => {
                 // A passive child reports `open -> open` just before it is
                 // established: it did not exist before, so no head.
                 if self.head.take().is_some() {
@@ -306,6 +348,7 @@ impl Flow {
                 }
             }
         }
+        self.born.get_or_insert(t);
     }
 
     fn on_close(&mut self, key: FlowKey, t: u64, led: &mut Ledger) {
@@ -318,6 +361,7 @@ impl Flow {
         self.cur = None;
         self.head = None;
         self.reused = true;
+        self.born = None;
     }
 
     /// The flow's events now come from another capture than its last ones.
@@ -334,6 +378,7 @@ impl Flow {
             }
             self.cur = None;
             self.head = None;
+            self.born = None;
         }
         self.span = Some(span);
     }
@@ -490,6 +535,10 @@ impl Ledger {
 #[derive(Debug)]
 pub struct Engine {
     flows: HashMap<FlowKey, Flow>,
+    /// Births of sockets not seen otherwise yet (their label, port
+    /// included, comes from their first other event), with the capture
+    /// they were seen in.
+    births: HashMap<FlowKey, (u64, Option<usize>)>,
     led: Ledger,
 }
 
@@ -499,6 +548,7 @@ impl Engine {
         let interval = cfg.interval_ns.filter(|&iv| iv > 0);
         Engine {
             flows: HashMap::new(),
+            births: HashMap::new(),
             led: Ledger {
                 cfg,
                 until,
@@ -526,15 +576,30 @@ impl Engine {
     ) {
         // Other TCP states do not move the arithmetic, and must not label a
         // flow: an active socket's `syn_sent` comes before its port is bound.
+        // A birth is noted for the flow's first other event.
         if let Change::Tcp { new, .. } = change {
+            if new == TcpState::SYN_SENT || new == TcpState::SYN_RECV {
+                if !self.flows.contains_key(&key) {
+                    let span = self.led.current.get(&key.boot).copied();
+                    self.births.entry(key).or_insert((t_ns, span));
+                }
+                return;
+            }
             if new != TcpState::ESTABLISHED && new != TcpState::CLOSE {
                 return;
             }
         }
-        let flow = self
-            .flows
-            .entry(key)
-            .or_insert_with(move || Flow::new(addr()));
+        let births = &mut self.births;
+        let now_span = self.led.current.get(&key.boot).copied();
+        let flow = self.flows.entry(key).or_insert_with(move || {
+            let mut f = Flow::new(addr());
+            // Only a birth in the capture the flow is first timed in.
+            f.born = births
+                .remove(&key)
+                .filter(|&(_, span)| span == now_span)
+                .map(|(t, _)| t);
+            f
+        });
         let led = &mut self.led;
         let full = led.cfg.accounting == Accounting::Full;
         if let Some(&now) = led.current.get(&key.boot) {
@@ -552,7 +617,7 @@ impl Engine {
         match change {
             Change::Ca { old, new } => flow.on_ca(key, t_ns, old, new, led),
             Change::Tcp { new, .. } if new == TcpState::ESTABLISHED && full => {
-                flow.on_established(t_ns)
+                flow.on_established(t_ns, led)
             }
             Change::Tcp { new, .. } if new == TcpState::CLOSE => flow.on_close(key, t_ns, led),
             Change::Tcp { .. } => {}
@@ -1040,13 +1105,76 @@ mod tests {
 
     #[test]
     fn other_tcp_states_are_ignored() {
-        let syn_sent = Change::Tcp {
-            old: TcpState::CLOSE,
-            new: TcpState(2),
+        let fin_wait1 = Change::Tcp {
+            old: TcpState::ESTABLISHED,
+            new: TcpState(4),
         };
-        let ev = [(50, 1, syn_sent), (100, 1, ca(Open, Cwr))];
+        let ev = [(50, 1, fin_wait1), (100, 1, ca(Open, Cwr))];
         let s = run(cfg(Accounting::Full, false, None), &ev, 1000);
         assert_eq!(ms(&s.windows[0], 1), Some(([100, 0, 0, 0, 0], 1)));
+    }
+
+    fn tcp(old: u8, new: u8) -> Change {
+        Change::Tcp {
+            old: TcpState(old),
+            new: TcpState(new),
+        }
+    }
+
+    /// An active open whose SYN was retransmitted: `open -> loss` while in
+    /// syn_sent. Its timeline starts at its connect, not at the capture's
+    /// start.
+    #[test]
+    fn a_connection_is_timed_from_its_birth() {
+        let ev = [
+            (2000, 1, tcp(7, 2)),
+            (3000, 1, ca(Open, Loss)),
+            (4000, 1, tcp(2, 1)),
+            (4100, 1, ca(Loss, Open)),
+            (6000, 1, close()),
+        ];
+        let full = run(cfg(Accounting::Full, true, None), &ev, 10_000);
+        let w = &full.windows[0];
+        assert_eq!(ms(w, 1), Some(([1000 + 1900, 0, 0, 0, 1100], 2)));
+        // Born in open: that first period is a sample (1000 ms, slot 10);
+        // the one a close ends is not.
+        assert_eq!(hist(w, Open), vec![(10, 1)]);
+        assert_eq!(hist(w, Loss), vec![(11, 1)]);
+        // Without the birth event, the old rule: from the capture's start.
+        let ev2: Vec<_> = ev[1..].to_vec();
+        let w2 = run(cfg(Accounting::Full, true, None), &ev2, 10_000);
+        assert_eq!(
+            ms(&w2.windows[0], 1),
+            Some(([3000 + 1900, 0, 0, 0, 1100], 2))
+        );
+        // Between: births change nothing.
+        let b = run(cfg(Accounting::Between, true, None), &ev, 10_000);
+        assert_eq!(ms(&b.windows[0], 1), Some(([0, 0, 0, 0, 1100], 1)));
+
+        // A passive child: born in syn_recv, its open -> open and its
+        // established later; one open period from its birth.
+        let child = [
+            (1000, 2, tcp(10, 3)),
+            (1001, 2, ca(Open, Open)),
+            (1100, 2, tcp(3, 1)),
+            (2000, 2, ca(Open, Disorder)),
+            (2500, 2, ca(Disorder, Open)),
+        ];
+        let full = run(cfg(Accounting::Full, true, None), &child, 3000);
+        let w = &full.windows[0];
+        assert_eq!(ms(w, 2), Some(([1000 + 500, 500, 0, 0, 0], 2)));
+        assert_eq!(hist(w, Open), vec![(10, 1)]);
+        // The label is the first event's that is not a birth (its port).
+        assert_eq!(w.rows[0].addr.sport, 40002);
+        // A reused socket (closed before) gets no head even when reborn.
+        let reborn = [
+            (100, 3, est()),
+            (200, 3, close()),
+            (300, 3, tcp(7, 2)),
+            (400, 3, ca(Open, Cwr)),
+        ];
+        let s = run(cfg(Accounting::Full, true, None), &reborn, 1000);
+        assert_eq!(ms(&s.windows[0], 3), Some(([100, 0, 600, 0, 0], 1)));
     }
 
     #[test]
@@ -1212,6 +1340,50 @@ mod tests {
         assert_eq!(offline.mismatches, 1);
         // Flow 1's open period ended by a close: up to the boundary only.
         assert_eq!(ms(&w[2], 1), None);
+    }
+
+    /// With an interval, flows first seen in a later window (a long-lived
+    /// one with a head, a socket whose SYN was retransmitted across a
+    /// boundary) are timed from that window: live and offline agree.
+    #[test]
+    fn flows_are_timed_from_the_window_they_are_first_seen_in() {
+        let ev = [
+            (450, 1, tcp(7, 2)),
+            (1450, 1, ca(Open, Loss)),
+            (1470, 1, tcp(2, 1)),
+            (1480, 1, ca(Loss, Open)),
+            (2500, 2, ca(Open, Disorder)),
+            (2600, 2, ca(Disorder, Open)),
+        ];
+        let c = cfg(Accounting::Full, true, Some(SEC));
+        let mut e = Engine::new(c.clone());
+        let mut live = Vec::new();
+        for &(t, cookie, ch) in &ev {
+            let now = S + t * MS;
+            live.extend(e.drain_until(now));
+            e.push(now, key(cookie), ch, || addr(40000 + cookie as u16));
+        }
+        let rest = e.finish(S + 3000 * MS);
+        assert_eq!((rest.late_ns, rest.late_events), (0, 0));
+        live.extend(rest.windows);
+        let offline = run(c, &ev, 3000);
+        assert_eq!(live, offline.windows);
+        let w = &offline.windows;
+        assert_eq!(ms(&w[0], 1), None);
+        assert_eq!(ms(&w[1], 1), Some(([450 + 520, 0, 0, 0, 30], 2)));
+        assert_eq!(ms(&w[2], 2), Some(([500 + 400, 100, 0, 0, 0], 2)));
+        assert_eq!(ms(&w[1], 2), None);
+        // Without an interval, the whole life from the birth, and the head
+        // from the capture's start.
+        let whole = run(cfg(Accounting::Full, true, None), &ev, 3000);
+        assert_eq!(
+            ms(&whole.windows[0], 1),
+            Some(([1000 + 1520, 0, 0, 0, 30], 2))
+        );
+        assert_eq!(
+            ms(&whole.windows[0], 2),
+            Some(([2500 + 400, 100, 0, 0, 0], 2))
+        );
     }
 
     #[test]

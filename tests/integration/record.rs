@@ -506,3 +506,84 @@ fn two_overlapping_recordings_analyzed_together_count_each_event_once() {
         mb["events"]
     );
 }
+
+/// Real connection lifecycles against an independent computation: while
+/// SYNs and SYN-ACKs are dropped, a client's handshake is retransmitted
+/// (`open -> loss` while in syn_sent) and the server's is too. Every
+/// connection is timed from its birth (syn_sent, or syn_recv for the
+/// passive child) to its close, never from the capture's start: per flow,
+/// the time in all states is exactly close - birth.
+#[test]
+fn connections_are_timed_from_their_birth_through_syn_retransmits() {
+    let lab = Lab::new("synrtx", &[]);
+    let dir = TempDir::new("synrtx");
+    let out = dir.join("s.parquet");
+    let rec = Recorder::start(&out, &["--netns", &lab.netns_path()]);
+    let block = lab.synblock(1500);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    lab.traffic(1, &[]);
+    block.join().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let o = rec.stop();
+    assert_no_transport_loss(&stderr(&o), &read_meta(&out));
+
+    // From the file itself: each flow's birth and close.
+    let events = read_events(&out);
+    let mut life: HashMap<u64, (Option<u64>, Option<u64>, bool)> = HashMap::new();
+    for e in &events {
+        let l = life.entry(e.flow).or_insert((None, None, false));
+        match (e.kind.as_str(), e.new.as_str()) {
+            ("tcp_state", "syn_sent" | "syn_recv") => l.0 = l.0.or(Some(e.ktime)),
+            ("tcp_state", "close") => l.1 = Some(e.ktime),
+            // A congestion event before the handshake completed.
+            ("ca_state", _)
+                if l.0.is_some()
+                    && !events.iter().any(|x| {
+                        x.flow == e.flow && x.new == "established" && x.ktime <= e.ktime
+                    }) =>
+            {
+                l.2 = true
+            }
+            _ => {}
+        }
+    }
+    let retransmitted: Vec<u64> = life.iter().filter(|(_, l)| l.2).map(|(f, _)| *f).collect();
+    assert!(
+        !retransmitted.is_empty(),
+        "no handshake was retransmitted: {life:?}"
+    );
+
+    let o = tcpcong(&[
+        "analyze",
+        out.to_str().unwrap(),
+        "--all",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut checked = 0;
+    for l in stdout(&o).lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let flow = v["flow"].as_u64().unwrap();
+        let Some(&(Some(born), Some(closed), _)) = life.get(&flow) else {
+            continue;
+        };
+        assert_eq!(v["mismatches"], 0, "{l}");
+        let total: u64 = ["open_ns", "disorder_ns", "cwr_ns", "recovery_ns", "loss_ns"]
+            .iter()
+            .map(|k| v[k].as_u64().unwrap())
+            .sum();
+        assert_eq!(total, closed - born, "flow {flow}: {l}");
+        checked += 1;
+    }
+    assert!(
+        checked >= 2 + retransmitted.len().min(1),
+        "{checked} flows checked"
+    );
+    for f in &retransmitted {
+        assert!(
+            stdout(&o).contains(&format!("\"flow\":{f},")),
+            "flow {f} has no row"
+        );
+    }
+}

@@ -152,6 +152,15 @@ impl Lab {
         lab_sh(&["blackout", &self.ns, &ms.to_string()]);
     }
 
+    /// Drops handshake packets (SYN, SYN-ACK) of the lab's port for `ms`,
+    /// in the background: connections opened meanwhile retransmit them.
+    pub fn synblock(&self, ms: u32) -> std::thread::JoinHandle<()> {
+        let ns = self.ns.clone();
+        std::thread::spawn(move || {
+            lab_sh(&["synblock", &ns, &ms.to_string()]);
+        })
+    }
+
     pub fn nstat(&self) -> HashMap<String, u64> {
         stdout(&lab_sh(&["nstat", &self.ns]))
             .lines()

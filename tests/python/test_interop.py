@@ -434,6 +434,9 @@ def test_handmade_values_pinned_by_hand(handmade):
     assert full[108] == (2000, 0, 0, 0, 0, 0)
     # 114: head 1000-2000, open 2000-10000 (tail)
     assert full[114] == (9000, 0, 0, 0, 0, 0)
+    # 110: born at its syn_sent (2000), not at its established (2001): open
+    # 2000-2500, disorder 2500-2600, open to 10000
+    assert full[110] == (500 + 7400, 100, 0, 0, 0, 2)
     between = {f: ms_of(r) for f, r in run_analyze_rows(handmade, "between").items()}
     assert between[101] == (1000, 0, 1000, 0, 0, 2)
     # between ignores established: 3000 starts the clock (and, as in BCC, is
