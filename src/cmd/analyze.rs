@@ -37,7 +37,7 @@ pub fn run(plan: &Plan) -> Result<()> {
             )));
         }
     }
-    let lost_events = data.lost_events;
+    let (lost_events, gaps) = (data.lost_events, data.gaps);
     let filter = plan.select.rows();
     let lifecycle = data.lifecycle;
     let mut engine = Engine::new(plan.report.engine(span.start_ns, span.until_ns, lifecycle));
@@ -76,7 +76,7 @@ pub fn run(plan: &Plan) -> Result<()> {
             summary.flows
         ));
     }
-    warn_losses(lost_events, &summary);
+    warn_losses(lost_events, Some(gaps), &summary);
     super::warn_without_lifecycle(plan.report.accounting, lifecycle);
     Ok(())
 }

@@ -150,7 +150,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         return Err(e);
     }
     if let Some(s) = &summary {
-        warn_losses(stats.lost_events(), s);
+        warn_losses(stats.lost_events(), None, s);
     }
     Ok(())
 }

@@ -214,16 +214,21 @@ fn warn_without_lifecycle(accounting: Accounting, lifecycle: bool) {
     }
 }
 
-/// What stderr must say beside any report: what the numbers cannot show.
-fn warn_losses(lost_events: u64, s: &Summary) {
+/// What stderr must say beside any report: what the numbers cannot show,
+/// in terms of what is known. `gaps`: the recordings' own count of
+/// transitions that came without an event (None live, where the capture
+/// reports them itself).
+fn warn_losses(lost_events: u64, gaps: Option<u64>, s: &Summary) {
     if lost_events > 0 {
         messages::warn(format_args!(
-            "the recording lost {lost_events} events (the kernel could not hand them over); flows around them may be incomplete"
+            "the capture lost {lost_events} events (not handed over, or runs the kernel skipped; which sockets they were of is not known): a flow that lost one of its own shows a mismatch ({} here)",
+            s.mismatches
         ));
     }
     if s.mismatches > 0 {
+        let gaps = gaps.map_or(String::new(), |g| format!("; the recordings counted {g} such gaps"));
         messages::warn(format_args!(
-            "{} transitions did not start from the state their flow was in (lost or missed events); the unknown spans are not counted",
+            "{} transitions did not start from the state their flow was last in (a transition happened without an event){gaps}; the time since each flow's previous event is not counted",
             s.mismatches
         ));
     }

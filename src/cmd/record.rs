@@ -156,13 +156,8 @@ impl Recording {
             stats.lost_events(),
             loss_detail(&stats)
         ));
-        if stats.bpf_run_ns > 0 && w.events > 0 {
-            messages::say(format_args!(
-                "in-kernel cost {} ns per event ({} ns in {} program runs; kernel.bpf_stats_enabled is on)",
-                stats.bpf_run_ns / w.events,
-                stats.bpf_run_ns,
-                stats.bpf_runs
-            ));
+        if stats.bpf_run_ns > 0 && stats.bpf_runs > 0 {
+            messages::say(cost_line(&stats, w.events));
         }
         Ok(stats)
     }
@@ -252,6 +247,27 @@ pub fn run(plan: &Plan) -> Result<()> {
     }
     super::show_libbpf_log(plan.verbose);
     sink.rec.end(outcome).map(drop)
+}
+
+/// The programs' in-kernel cost per run (all events divided by those
+/// written would charge the filtered-out runs to the written ones).
+fn cost_line(stats: &CaptureStats, events: u64) -> String {
+    let per = |ns: u64, runs: u64| ns.checked_div(runs).unwrap_or(0);
+    let programs: Vec<String> = stats
+        .programs
+        .iter()
+        .filter(|p| p.runs > 0)
+        .map(|p| format!("{} {} ns x {}", p.name, per(p.run_time_ns, p.runs), p.runs))
+        .collect();
+    format!(
+        "in-kernel cost {} ns per program run ({} ns in {} runs: {}); {} written, {} runs wrote none (filtered out, or the entry half of a fallback's pair); kernel.bpf_stats_enabled is on",
+        per(stats.bpf_run_ns, stats.bpf_runs),
+        stats.bpf_run_ns,
+        stats.bpf_runs,
+        programs.join(", "),
+        plural(events, "event"),
+        stats.bpf_runs.saturating_sub(events)
+    )
 }
 
 /// `1 event`, `2 events`.

@@ -169,9 +169,9 @@ class Recording:
         return max(0, ref_runs - runs) // 2
 
     def ns_per_event(self):
-        m = re.search(r"in-kernel cost (\d+) ns per event \((\d+) ns in (\d+) program runs", self.stderr)
+        m = re.search(r"in-kernel cost \d+ ns per program run \((\d+) ns in (\d+) runs", self.stderr)
         assert m, f"{self.mode}: no cost line (bpf_stats) in:\n{self.stderr}"
-        return int(m.group(1)), int(m.group(3))
+        return int(m.group(1)) // max(1, len(self.rows)), int(m.group(2))
 
     def summary(self):
         ns, runs = self.ns_per_event()

@@ -489,6 +489,29 @@ pub struct ProgStats {
     pub recursion_misses: u64,
 }
 
+/// One loaded program's cost, while `kernel.bpf_stats_enabled` was 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramCost {
+    pub name: String,
+    pub runs: u64,
+    pub run_time_ns: u64,
+}
+
+pub fn program_costs(skel: &TcpcongSkel<'_>) -> Vec<ProgramCost> {
+    skel.object()
+        .progs()
+        .filter(|p| p.autoload())
+        .filter_map(|p| {
+            let info = ffi::prog_info(&p)?;
+            Some(ProgramCost {
+                name: p.name().to_string_lossy().into_owned(),
+                runs: info.run_cnt,
+                run_time_ns: info.run_time_ns,
+            })
+        })
+        .collect()
+}
+
 pub fn prog_stats(skel: &TcpcongSkel<'_>) -> ProgStats {
     let mut sum = ProgStats::default();
     for info in skel

@@ -75,6 +75,8 @@ pub struct CaptureStats {
     /// Time in the programs and their runs, while bpf_stats was enabled.
     pub bpf_run_ns: u64,
     pub bpf_runs: u64,
+    /// The same per program.
+    pub programs: Vec<load::ProgramCost>,
     /// Events that arrived after later ones had been released.
     pub late: u64,
     /// Events stamped after the end of a `--duration` capture (between its
@@ -250,6 +252,7 @@ pub fn run(
         stats.missed = progs.recursion_misses;
         stats.bpf_run_ns = progs.run_time_ns;
         stats.bpf_runs = progs.run_cnt;
+        stats.programs = load::program_costs(&skel);
         stats.lost += kernel_lost(&skel)
             + match cfg.buffer {
                 BufferKind::Ring => 0,

@@ -421,6 +421,8 @@ pub struct Dataset {
     pub start_ns: u64,
     pub end_ns: u64,
     pub lost_events: u64,
+    /// Transitions the recorders saw arrive without an event (`gaps`).
+    pub gaps: u64,
     /// Every file recorded lifecycle events.
     pub lifecycle: bool,
 }
@@ -449,6 +451,7 @@ impl Dataset {
             start_ns: inputs.iter().map(|i| i.start_ns).min().unwrap_or(0),
             end_ns: inputs.iter().map(|i| i.end_ns).max().unwrap_or(0),
             lost_events: inputs.iter().map(|i| i.rec.meta.lost_events).sum(),
+            gaps: inputs.iter().map(|i| i.rec.meta.gaps).sum(),
             lifecycle: inputs.iter().all(|i| i.rec.meta.lifecycle),
             inputs,
         })
