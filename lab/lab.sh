@@ -11,6 +11,9 @@
 #   lab.sh blackout NS MS [--port PORT]   drop everything to PORT for MS ms (RTOs: loss state)
 #   lab.sh synblock NS MS [--port PORT]   drop SYNs and SYN-ACKs of PORT for MS ms (handshake
 #                                         retransmits: open -> loss while in syn_sent)
+#   lab.sh reset NS MS [--port PORT]      answer packets to PORT with a TCP reset for MS ms
+#   lab.sh reuse NS [--port PORT]         two short connections from the same local port
+#                                         (one 4-tuple, two sockets)
 #   lab.sh inode NS                       the namespace's inode (for --netns)
 #   lab.sh nstat NS                       TcpExt counters, "name value" lines
 #   lab.sh down NS                        delete (never fails)
@@ -119,6 +122,40 @@ case $cmd in
     handle=$(inns nft -a list chain inet lab in | awk '/jump synblock # handle/ && !h { h = $NF } END { print h }')
     inns nft delete rule inet lab in handle "$handle"
     inns nft delete chain inet lab synblock
+    ;;
+  reset)
+    [ $# -ge 1 ] || die "reset needs MS"
+    ms=$1; shift
+    parse "$@"
+    inns nft insert rule inet lab in tcp dport "$port" reject with tcp reset
+    sleep "$(awk "BEGIN { print $ms / 1000 }")"
+    handle=$(inns nft -a list chain inet lab in | awk '/reject with tcp reset # handle/ && !h { h = $NF } END { print h }')
+    inns nft delete rule inet lab in handle "$handle"
+    ;;
+  reuse)
+    parse "$@"
+    # The server closes first, so that its side keeps the TIME_WAIT and the
+    # client may bind the same port again at once.
+    inns timeout 20 python3 - "$port" <<'PY'
+import socket, sys
+port = int(sys.argv[1])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port))
+srv.listen()
+for _ in range(2):
+    cli = socket.socket()
+    cli.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    cli.bind(("127.0.0.1", 45999))
+    cli.connect(("127.0.0.1", port))
+    conn, _ = srv.accept()
+    conn.sendall(b"x" * 65536)
+    conn.close()
+    while cli.recv(65536):
+        pass
+    cli.close()
+srv.close()
+PY
     ;;
   inode)
     stat -L -c %i "/var/run/netns/$ns"

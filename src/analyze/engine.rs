@@ -1386,6 +1386,23 @@ mod tests {
         );
     }
 
+    /// A connection reset while in recovery: its recovery runs to the close
+    /// (full), and nothing after; between credits nothing unfinished.
+    #[test]
+    fn a_close_in_recovery_ends_the_recovery() {
+        let ev = [
+            (100, 1, tcp(7, 2)),
+            (101, 1, tcp(2, 1)),
+            (500, 1, ca(Open, Disorder)),
+            (510, 1, ca(Disorder, Recovery)),
+            (800, 1, close()),
+        ];
+        let full = run(cfg(Accounting::Full, true, None), &ev, 1000);
+        assert_eq!(ms(&full.windows[0], 1), Some(([400, 10, 0, 290, 0], 2)));
+        let between = run(cfg(Accounting::Between, true, None), &ev, 1000);
+        assert_eq!(ms(&between.windows[0], 1), Some(([0, 10, 0, 0, 0], 1)));
+    }
+
     #[test]
     fn no_interval_never_drains() {
         let mut e = Engine::new(cfg(Accounting::Full, true, None));

@@ -226,7 +226,9 @@ fn warn_losses(lost_events: u64, gaps: Option<u64>, s: &Summary) {
         ));
     }
     if s.mismatches > 0 {
-        let gaps = gaps.map_or(String::new(), |g| format!("; the recordings counted {g} such gaps"));
+        let gaps = gaps.map_or(String::new(), |g| {
+            format!("; the recordings counted {g} such gaps")
+        });
         messages::warn(format_args!(
             "{} transitions did not start from the state their flow was last in (a transition happened without an event){gaps}; the time since each flow's previous event is not counted",
             s.mismatches

@@ -527,32 +527,57 @@ fn connections_are_timed_from_their_birth_through_syn_retransmits() {
     let o = rec.stop();
     assert_no_transport_loss(&stderr(&o), &read_meta(&out));
 
-    // From the file itself: each flow's birth and close.
-    let events = read_events(&out);
-    let mut life: HashMap<u64, (Option<u64>, Option<u64>, bool)> = HashMap::new();
+    let (life, checked) = assert_timed_from_birth_to_close(&out);
+    let retransmitted: Vec<u64> = life.iter().filter(|(_, l)| l.2).map(|(f, _)| *f).collect();
+    assert!(
+        !retransmitted.is_empty(),
+        "no handshake was retransmitted: {life:?}"
+    );
+    assert!(checked >= 3, "{checked} flows checked");
+    let o = tcpcong(&[
+        "analyze",
+        out.to_str().unwrap(),
+        "--all",
+        "--format",
+        "json",
+    ]);
+    for f in &retransmitted {
+        assert!(
+            stdout(&o).contains(&format!("\"flow\":{f},")),
+            "flow {f} has no row"
+        );
+    }
+}
+
+/// Per flow of a recording: (birth, close, a congestion event came before
+/// its handshake completed), computed from the file itself.
+type Lives = HashMap<u64, (Option<u64>, Option<u64>, bool)>;
+
+/// The independent check of lifecycles: for every flow with a birth and a
+/// close, analyze's time in all states (full accounting) is exactly close -
+/// birth, with no mismatch. Returns the lives and how many were checked.
+fn assert_timed_from_birth_to_close(out: &Path) -> (Lives, usize) {
+    let events = read_events(out);
+    let mut life: Lives = HashMap::new();
+    let mut established: HashMap<u64, u64> = HashMap::new();
+    for e in &events {
+        if e.kind == "tcp_state" && e.new == "established" {
+            established.entry(e.flow).or_insert(e.ktime);
+        }
+    }
     for e in &events {
         let l = life.entry(e.flow).or_insert((None, None, false));
         match (e.kind.as_str(), e.new.as_str()) {
             ("tcp_state", "syn_sent" | "syn_recv") => l.0 = l.0.or(Some(e.ktime)),
             ("tcp_state", "close") => l.1 = Some(e.ktime),
-            // A congestion event before the handshake completed.
             ("ca_state", _)
-                if l.0.is_some()
-                    && !events.iter().any(|x| {
-                        x.flow == e.flow && x.new == "established" && x.ktime <= e.ktime
-                    }) =>
+                if l.0.is_some() && established.get(&e.flow).is_none_or(|&t| t > e.ktime) =>
             {
                 l.2 = true
             }
             _ => {}
         }
     }
-    let retransmitted: Vec<u64> = life.iter().filter(|(_, l)| l.2).map(|(f, _)| *f).collect();
-    assert!(
-        !retransmitted.is_empty(),
-        "no handshake was retransmitted: {life:?}"
-    );
-
     let o = tcpcong(&[
         "analyze",
         out.to_str().unwrap(),
@@ -576,14 +601,55 @@ fn connections_are_timed_from_their_birth_through_syn_retransmits() {
         assert_eq!(total, closed - born, "flow {flow}: {l}");
         checked += 1;
     }
-    assert!(
-        checked >= 2 + retransmitted.len().min(1),
-        "{checked} flows checked"
-    );
-    for f in &retransmitted {
-        assert!(
-            stdout(&o).contains(&format!("\"flow\":{f},")),
-            "flow {f} has no row"
-        );
-    }
+    (life, checked)
+}
+
+/// Connections reset in the middle of a lossy transfer (closing in
+/// whatever state they were, recovery included) and a 4-tuple used by two
+/// sockets one after the other: each socket is its own row, timed exactly
+/// from its birth to its close.
+#[test]
+fn resets_and_reused_four_tuples_are_timed_per_socket() {
+    let lab = Lab::new("rstreuse", &["--loss", "3"]);
+    let dir = TempDir::new("rstreuse");
+    let out = dir.join("r.parquet");
+    let rec = Recorder::start(&out, &["--netns", &lab.netns_path()]);
+    lab.reuse();
+    let lab_ns = lab.netns_path();
+    let traffic = std::thread::spawn(move || {
+        // The transfer fails when reset: lab.sh retries, then reports it.
+        let _ = std::process::Command::new(repo().join("lab/lab.sh"))
+            .args(["traffic", lab_ns.rsplit('/').next().unwrap(), "3"])
+            .output();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    lab.reset(300);
+    traffic.join().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let o = rec.stop();
+    assert_no_transport_loss(&stderr(&o), &read_meta(&out));
+
+    let events = read_events(&out);
+    // Two sockets of one 4-tuple (client port 45999, to port 5201).
+    let reused: BTreeSet<u64> = events
+        .iter()
+        .filter(|e| e.sport == 45999 && e.dport == 5201)
+        .map(|e| e.flow)
+        .collect();
+    assert_eq!(reused.len(), 2, "{reused:?}");
+    let o = tcpcong(&[
+        "analyze",
+        out.to_str().unwrap(),
+        "--all",
+        "--format",
+        "json",
+    ]);
+    let rows = stdout(&o)
+        .lines()
+        .filter(|l| l.contains("\"sport\":45999,"))
+        .count();
+    assert_eq!(rows, 2, "{}", stdout(&o));
+    // The reset closed connections that were in a congestion state.
+    let (_, checked) = assert_timed_from_birth_to_close(&out);
+    assert!(checked >= 4, "{checked} flows checked");
 }

@@ -152,6 +152,16 @@ impl Lab {
         lab_sh(&["blackout", &self.ns, &ms.to_string()]);
     }
 
+    /// Answers packets to the lab's port with a TCP reset for `ms`.
+    pub fn reset(&self, ms: u32) {
+        lab_sh(&["reset", &self.ns, &ms.to_string()]);
+    }
+
+    /// Two short connections from one local port: one 4-tuple, two sockets.
+    pub fn reuse(&self) {
+        lab_sh(&["reuse", &self.ns]);
+    }
+
     /// Drops handshake packets (SYN, SYN-ACK) of the lab's port for `ms`,
     /// in the background: connections opened meanwhile retransmit them.
     pub fn synblock(&self, ms: u32) -> std::thread::JoinHandle<()> {
