@@ -311,15 +311,57 @@ static __always_inline void lifecycle(void *ctx, struct sock *sk, int oldstate, 
 		forget_socket(sk);
 }
 
-/* Runs before the kernel stores the new state, so the old one is still there. */
-SEC("tp_btf/tcp_cong_state_set")
-int BPF_PROG(on_cong_state_set, struct sock *sk, __u8 ca_state)
+/*
+ * The kernel never runs a program inside itself on one CPU: a
+ * tcp_set_ca_state() that interrupts on_cong_state_set (a softirq handling
+ * another socket's ACK while the program runs for a socket in process
+ * context) is skipped, only counted in the program's recursion_misses. That
+ * skip is what broke flows' chains under load (a transition without an
+ * event). So a second program on the same tracepoint takes the calls that
+ * come while the first is running on its CPU: the first cannot have them,
+ * and whichever order the two run in, the first has every call that is not
+ * nested (the second, seeing the flag clear, leaves it). A nested call that
+ * both miss (it came in the kernel's own steps around the first program,
+ * before it set the flag or after it cleared it, or inside the second) is
+ * lost, and counted: the first's misses minus the calls the second caught.
+ */
+struct busy_slot {
+	__u64 busy;
+	__u64 caught;
+	__u64 pad[6];
+};
+struct busy_slot cong_busy[LOST_SLOTS];
+
+static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_state)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 
 	if (tp)
 		transition_btf(ctx, sk, tp, BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state),
 			       ca_state);
+}
+
+/* Runs before the kernel stores the new state, so the old one is still there. */
+SEC("tp_btf/tcp_cong_state_set")
+int BPF_PROG(on_cong_state_set, struct sock *sk, __u8 ca_state)
+{
+	struct busy_slot *b = &cong_busy[bpf_get_smp_processor_id() & (LOST_SLOTS - 1)];
+
+	b->busy = 1;
+	cong_state_set(ctx, sk, ca_state);
+	b->busy = 0;
+	return 0;
+}
+
+SEC("tp_btf/tcp_cong_state_set")
+int BPF_PROG(on_cong_state_set_nested, struct sock *sk, __u8 ca_state)
+{
+	struct busy_slot *b = &cong_busy[bpf_get_smp_processor_id() & (LOST_SLOTS - 1)];
+
+	if (!b->busy)
+		return 0;
+	b->caught++;
+	cong_state_set(ctx, sk, ca_state);
 	return 0;
 }
 

@@ -110,7 +110,12 @@ impl Synthetic {
 }
 
 impl Drop for Synthetic {
+    /// A recorder the test did not take (it failed before) is killed.
     fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = std::fs::remove_file(&self.pin);
     }
 }

@@ -190,9 +190,10 @@ impl Drop for Lab {
     }
 }
 
-/// `tcpcong record` running in the background.
+/// `tcpcong record` running in the background; killed at drop if the test
+/// ended (failed) before stopping it, so that no recorder outlives its test.
 pub struct Recorder {
-    child: Child,
+    child: Option<Child>,
 }
 
 impl Recorder {
@@ -206,7 +207,7 @@ impl Recorder {
             .stderr(Stdio::piped())
             .spawn()
             .expect("record starts");
-        let rec = Recorder { child };
+        let rec = Recorder { child: Some(child) };
         // Attached once an in-progress file exists (created before load for
         // one file, after attaching for a series); give loading a moment.
         for _ in 0..100 {
@@ -220,27 +221,37 @@ impl Recorder {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// Ends the capture with SIGINT and returns its output.
     pub fn stop(self) -> Output {
-        signal(self.child.id(), libc::SIGINT);
+        signal(self.pid(), libc::SIGINT);
         self.wait()
     }
 
     /// Ends two captures with one signal each, sent back to back.
     pub fn stop_together(a: Recorder, b: Recorder) -> (Output, Output) {
         for r in [&a, &b] {
-            signal(r.child.id(), libc::SIGINT);
+            signal(r.pid(), libc::SIGINT);
         }
         (a.wait(), b.wait())
     }
 
-    pub fn wait(self) -> Output {
-        let o = self.child.wait_with_output().expect("record finishes");
+    pub fn wait(mut self) -> Output {
+        let child = self.child.take().expect("a running recorder");
+        let o = child.wait_with_output().expect("record finishes");
         assert!(o.status.success(), "record failed: {}", stderr(&o));
         o
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -31,6 +31,8 @@ const CAP_BPF: u32 = 39;
 /// Ring-buffer size; 32 MiB holds ~250k events, a quarter second at the
 /// pipeline's budget rate, so a slow writer flush does not drop.
 const RING_BYTES: u32 = 32 << 20;
+/// `LOST_SLOTS` of bpf/tcpcong.bpf.c: the per-CPU loss counters.
+const LOST_SLOTS: usize = 1024;
 
 /// Everything the kernel side needs to know before load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,7 +338,7 @@ fn load_mode<'obj>(
     for mut prog in open.open_object_mut().progs_mut() {
         let name = prog.name().to_string_lossy();
         let wanted = match name.as_ref() {
-            "on_cong_state_set" => mode == AttachMode::Tracepoint,
+            "on_cong_state_set" | "on_cong_state_set_nested" => mode == AttachMode::Tracepoint,
             "on_inet_sock_set_state" => lifecycle,
             n => fallback_program(n).is_some_and(|(m, func)| m == mode && hooked.contains(&func)),
         };
@@ -466,8 +468,11 @@ pub fn kernel_lost(skel: &TcpcongSkel<'_>) -> u64 {
             .ok()
             .flatten()
             .map_or(0, |bytes| {
+                // `lost` comes first in .bss; other counters follow it.
+                let slot = std::mem::size_of::<super::skel::types::lost_slot>();
                 bytes
-                    .chunks_exact(std::mem::size_of::<super::skel::types::lost_slot>())
+                    .chunks_exact(slot)
+                    .take(LOST_SLOTS)
                     .filter_map(|slot| slot.get(..8)?.try_into().ok())
                     .map(u64::from_ne_bytes)
                     .sum()
@@ -514,17 +519,37 @@ pub fn program_costs(skel: &TcpcongSkel<'_>) -> Vec<ProgramCost> {
 
 pub fn prog_stats(skel: &TcpcongSkel<'_>) -> ProgStats {
     let mut sum = ProgStats::default();
-    for info in skel
-        .object()
-        .progs()
-        .filter(|p| p.autoload())
-        .filter_map(|p| ffi::prog_info(&p))
-    {
+    let mut first_misses = 0;
+    for p in skel.object().progs().filter(|p| p.autoload()) {
+        let Some(info) = ffi::prog_info(&p) else {
+            continue;
+        };
         sum.run_time_ns += info.run_time_ns;
         sum.run_cnt += info.run_cnt;
-        sum.recursion_misses += info.recursion_misses;
+        match p.name().as_encoded_bytes() {
+            // Its misses are calls the first of the pair ran for.
+            b"on_cong_state_set_nested" => {}
+            b"on_cong_state_set" => first_misses = info.recursion_misses,
+            _ => sum.recursion_misses += info.recursion_misses,
+        }
     }
+    // The first's misses that the second did not catch (see cong_busy in
+    // bpf/tcpcong.bpf.c).
+    sum.recursion_misses += first_misses.saturating_sub(nested_caught(skel));
     sum
+}
+
+/// Calls on_cong_state_set_nested took over, summed over CPUs (from the
+/// mmapped .bss, as [`kernel_lost`]).
+fn nested_caught(skel: &TcpcongSkel<'_>) -> u64 {
+    skel.maps.bss_data.as_deref().map_or(0, |bss| {
+        bss.cong_busy
+            .iter()
+            // SAFETY: an aligned u64 that the programs only add to, read
+            // through a valid reference; volatile so that each call re-reads.
+            .map(|slot| unsafe { std::ptr::read_volatile(&slot.caught) })
+            .sum()
+    })
 }
 
 #[cfg(test)]
@@ -548,7 +573,12 @@ mod tests {
         for name in &names {
             assert!(
                 fallback_program(name).is_some()
-                    || ["on_cong_state_set", "on_inet_sock_set_state"].contains(&name.as_str()),
+                    || [
+                        "on_cong_state_set",
+                        "on_cong_state_set_nested",
+                        "on_inet_sock_set_state"
+                    ]
+                    .contains(&name.as_str()),
                 "{name} belongs to no attach mode"
             );
         }
