@@ -803,6 +803,22 @@ mod tests {
         e.finish(S + end_ms * MS)
     }
 
+    /// The same events as a live run feeds them: a drain before each one,
+    /// as the capture loop does; nothing may fall in drained windows.
+    fn run_live(c: EngineConfig, events: &[(u64, u64, Change)], end_ms: u64) -> Vec<WindowReport> {
+        let mut e = Engine::new(c);
+        let mut live = Vec::new();
+        for &(t, cookie, ch) in events {
+            let now = S + t * MS;
+            live.extend(e.drain_until(now));
+            e.push(now, key(cookie), ch, || addr(40000 + cookie as u16));
+        }
+        let rest = e.finish(S + end_ms * MS);
+        assert_eq!((rest.late_ns, rest.late_events), (0, 0));
+        live.extend(rest.windows);
+        live
+    }
+
     /// Per-state ms of one flow's row in one window, and its changes.
     fn ms(w: &WindowReport, cookie: u64) -> Option<([u64; 5], u64)> {
         w.rows.iter().find(|r| r.key == key(cookie)).map(|r| {
@@ -1316,18 +1332,8 @@ mod tests {
             (2600, 1, close()),
         ];
         let c = cfg(Accounting::Between, true, Some(SEC));
-        let mut e = Engine::new(c.clone());
-        let mut live = Vec::new();
-        for &(t, cookie, ch) in &ev {
-            let now = S + t * MS;
-            live.extend(e.drain_until(now));
-            e.push(now, key(cookie), ch, || addr(40000 + cookie as u16));
-        }
-        let rest = e.finish(S + 3200 * MS);
-        assert_eq!((rest.late_ns, rest.late_events), (0, 0));
-        live.extend(rest.windows);
-        let offline = run(c, &ev, 3200);
-        assert_eq!(live, offline.windows);
+        let offline = run(c.clone(), &ev, 3200);
+        assert_eq!(run_live(c, &ev, 3200), offline.windows);
         let w = &offline.windows;
         assert_eq!(ms(&w[0], 1), Some(([0, 900, 0, 0, 0], 0)));
         assert_eq!(ms(&w[1], 1), Some(([700, 300, 0, 0, 0], 1)));
@@ -1356,18 +1362,8 @@ mod tests {
             (2600, 2, ca(Disorder, Open)),
         ];
         let c = cfg(Accounting::Full, true, Some(SEC));
-        let mut e = Engine::new(c.clone());
-        let mut live = Vec::new();
-        for &(t, cookie, ch) in &ev {
-            let now = S + t * MS;
-            live.extend(e.drain_until(now));
-            e.push(now, key(cookie), ch, || addr(40000 + cookie as u16));
-        }
-        let rest = e.finish(S + 3000 * MS);
-        assert_eq!((rest.late_ns, rest.late_events), (0, 0));
-        live.extend(rest.windows);
-        let offline = run(c, &ev, 3000);
-        assert_eq!(live, offline.windows);
+        let offline = run(c.clone(), &ev, 3000);
+        assert_eq!(run_live(c, &ev, 3000), offline.windows);
         let w = &offline.windows;
         assert_eq!(ms(&w[0], 1), None);
         assert_eq!(ms(&w[1], 1), Some(([450 + 520, 0, 0, 0, 30], 2)));

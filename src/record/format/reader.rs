@@ -25,20 +25,9 @@ use crate::error::{Error, Result};
 use crate::event::{CaState, Change, Detail, Event, FlowAddr, FlowKey, PortRange, Span, TcpState};
 use crate::time::Clock;
 
-/// The columns analysis reads (all but `time` of the core); the rest of a
+/// The columns analysis reads (the core but `time`); the rest of a
 /// recording is never decoded.
-const NEEDED: [&str; 10] = [
-    "ktime_ns",
-    "kind",
-    "flow",
-    "family",
-    "saddr",
-    "daddr",
-    "sport",
-    "dport",
-    "old_state",
-    "new_state",
-];
+const NEEDED: &[&str] = schema::CORE.split_at(1).1;
 const BATCH_ROWS: usize = 65_536;
 
 /// The recordings the inputs name, and what was passed over.
