@@ -215,6 +215,14 @@ fn a_killed_capture_leaves_its_finished_files_intact() {
     let dir = TempDir::new("kill");
     let out = dir.join("k");
     let mut synthetic = synthetic_series(&out, &["--rotate-seconds", "1"], 50_000, 2.7);
+    // Killed once two files are complete (a loaded machine may be behind
+    // the producer), in the middle of the third.
+    for _ in 0..200 {
+        if series_files(&out).len() >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let mut rec = synthetic.take();
     signal(rec.id(), libc::SIGKILL);
     rec.wait().unwrap();

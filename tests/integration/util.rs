@@ -194,11 +194,16 @@ impl Drop for Lab {
 /// ended (failed) before stopping it, so that no recorder outlives its test.
 pub struct Recorder {
     child: Option<Child>,
+    /// Collects stderr (whose banner says the programs are attached).
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
 }
 
 impl Recorder {
+    /// Starts a recorder and returns once its programs are attached (its
+    /// banner is printed after attaching): loading can take long on a busy
+    /// machine, and traffic before it would not be recorded.
     pub fn start(out: &Path, args: &[&str]) -> Recorder {
-        let child = Command::new(bin())
+        let mut child = Command::new(bin())
             .arg("record")
             .arg("-o")
             .arg(out)
@@ -207,17 +212,27 @@ impl Recorder {
             .stderr(Stdio::piped())
             .spawn()
             .expect("record starts");
-        let rec = Recorder { child: Some(child) };
-        // Attached once an in-progress file exists (created before load for
-        // one file, after attaching for a series); give loading a moment.
-        for _ in 0..100 {
-            if !in_progress_below(out).is_empty() {
-                break;
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        let (attached, seen) = std::sync::mpsc::channel();
+        let stderr = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut all = Vec::new();
+            let mut lines = std::io::BufReader::new(&mut pipe);
+            let mut line = Vec::new();
+            while lines.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                if line.starts_with(b"Recording TCP congestion-state transitions") {
+                    let _ = attached.send(());
+                }
+                all.append(&mut line);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            all
+        });
+        // Attached, or the recorder ended (the test sees why at wait).
+        let _ = seen.recv_timeout(Duration::from_secs(60));
+        Recorder {
+            child: Some(child),
+            stderr: Some(stderr),
         }
-        std::thread::sleep(Duration::from_millis(700));
-        rec
     }
 
     pub fn pid(&self) -> u32 {
@@ -240,7 +255,10 @@ impl Recorder {
 
     pub fn wait(mut self) -> Output {
         let child = self.child.take().expect("a running recorder");
-        let o = child.wait_with_output().expect("record finishes");
+        let mut o = child.wait_with_output().expect("record finishes");
+        if let Some(t) = self.stderr.take() {
+            o.stderr = t.join().unwrap_or_default();
+        }
         assert!(o.status.success(), "record failed: {}", stderr(&o));
         o
     }
