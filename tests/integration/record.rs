@@ -516,14 +516,23 @@ fn two_overlapping_recordings_analyzed_together_count_each_event_once() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut got = BTreeMap::new();
+    // A transition the kernel made without an event (a few per 10,000
+    // under load, see `gaps`) is in both files alike: a mismatch in each,
+    // never one the merge made.
+    let gaps = ma["gaps"].as_u64().unwrap();
+    let mut mismatches = 0;
     for l in stdout(&o).lines() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        assert_eq!(v["mismatches"], 0, "{l}");
+        mismatches += v["mismatches"].as_u64().unwrap();
         let n = v["changes"].as_u64().unwrap();
         if n > 0 {
             got.insert(v["flow"].as_u64().unwrap(), n);
         }
     }
+    assert!(
+        mismatches <= gaps,
+        "{mismatches} mismatches, {gaps} gaps in a"
+    );
     if lost == 0 {
         assert_eq!(got, ca_);
     } else {
@@ -598,6 +607,7 @@ type Lives = HashMap<u64, (Option<u64>, Option<u64>, bool)>;
 /// birth, with no mismatch. Returns the lives and how many were checked.
 fn assert_timed_from_birth_to_close(out: &Path) -> (Lives, usize) {
     let events = read_events(out);
+    let gaps = read_meta(out)["gaps"].as_u64().unwrap();
     let mut life: Lives = HashMap::new();
     let mut established: HashMap<u64, u64> = HashMap::new();
     for e in &events {
@@ -633,7 +643,12 @@ fn assert_timed_from_birth_to_close(out: &Path) -> (Lives, usize) {
         let Some(&(Some(born), Some(closed), _)) = life.get(&flow) else {
             continue;
         };
-        assert_eq!(v["mismatches"], 0, "{l}");
+        // A transition without an event (the file's `gaps`, a few per
+        // 10,000 under load) leaves a span that is, rightly, not credited.
+        if v["mismatches"] != 0 {
+            assert!(gaps > 0, "a mismatch the recording did not count: {l}");
+            continue;
+        }
         let total: u64 = ["open_ns", "disorder_ns", "cwr_ns", "recovery_ns", "loss_ns"]
             .iter()
             .map(|k| v[k].as_u64().unwrap())
