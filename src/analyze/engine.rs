@@ -52,7 +52,9 @@
 //!   or the capture's end) keeps what it got up to the last boundary it
 //!   crossed; without an interval there are no boundaries.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::event::{CaState, Change, FlowAddr, FlowKey, Span, TcpState};
 
@@ -547,8 +549,8 @@ impl Engine {
         let until = cfg.until_ns.unwrap_or(u64::MAX);
         let interval = cfg.interval_ns.filter(|&iv| iv > 0);
         Engine {
-            flows: HashMap::new(),
-            births: HashMap::new(),
+            flows: HashMap::default(),
+            births: HashMap::default(),
             led: Ledger {
                 cfg,
                 until,
@@ -559,7 +561,7 @@ impl Engine {
                 late_ns: 0,
                 late_events: 0,
                 spans: Vec::new(),
-                current: HashMap::new(),
+                current: HashMap::default(),
             },
         }
     }

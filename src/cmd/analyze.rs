@@ -45,7 +45,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         match item {
             Item::Span(boot, s) => engine.set_span(boot, s),
             Item::Row(row) => {
-                let addr = row.ev.addr;
+                let addr = row.ev.addr.clone();
                 engine.push(row.t_ns, row.key, row.ev.change, move || addr);
             }
         }

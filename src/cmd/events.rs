@@ -140,8 +140,8 @@ pub fn run(plan: &Plan) -> Result<()> {
     };
     let wanted = |r: &Row| plan.kind.is_none_or(|k| k == r.ev.change.kind());
     let duplicates = data.scan(&filter, Columns::All, &mut |item| match item {
-        Item::Row(r) if r.t_ns >= span.start_ns && r.t_ns < end && wanted(&r) => {
-            write(&mut out, &r).map_err(Error::Stdout)
+        Item::Row(r) if r.t_ns >= span.start_ns && r.t_ns < end && wanted(r) => {
+            write(&mut out, r).map_err(Error::Stdout)
         }
         _ => Ok(()),
     })?;

@@ -15,10 +15,14 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt16Type, UInt64Type, UInt8Type};
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::DataType;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::ProjectionMask;
+use rustc_hash::FxHashMap;
 
 use super::schema::{self, DetailArrays, Metadata, METADATA_KEY, SCHEMA_VERSION};
 use crate::error::{Error, Result};
@@ -127,8 +131,14 @@ impl Recording {
         if len == 0 {
             return Err(Error::bad_input(path, "empty file (not a recording)"));
         }
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| Error::bad_input(path, footer_problem(path, &e.to_string())))?;
+        let footer = |e: parquet::errors::ParquetError| {
+            Error::bad_input(path, footer_problem(path, &e.to_string()))
+        };
+        let plain = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(footer)?;
+        let hinted = ArrowReaderOptions::new().with_schema(dictionary_hint(plain.schema()));
+        let arrow_meta =
+            ArrowReaderMetadata::try_new(Arc::clone(plain.metadata()), hinted).map_err(footer)?;
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, arrow_meta);
         let kv = builder
             .metadata()
             .file_metadata()
@@ -194,6 +204,30 @@ impl Recording {
     }
 }
 
+/// The file's Arrow schema with the core string columns read as
+/// dictionaries: the writer dictionary-encodes them, so the decoder hands
+/// out each distinct value once per batch instead of copying every row's
+/// string, and states are parsed per distinct value. Columns other tools
+/// wrote in other layouts keep theirs (see [`conform`]).
+fn dictionary_hint(schema: &arrow_schema::SchemaRef) -> arrow_schema::SchemaRef {
+    let fields: Vec<arrow_schema::FieldRef> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 if schema::CORE.contains(&f.name().as_str()) => {
+                let dict =
+                    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+                Arc::new(f.as_ref().clone().with_data_type(dict))
+            }
+            _ => Arc::clone(f),
+        })
+        .collect();
+    Arc::new(arrow_schema::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    ))
+}
+
 /// Why a file has no readable footer, in the words a user needs.
 fn footer_problem(path: &Path, detail: &str) -> String {
     let mut magic = [0u8; 4];
@@ -237,7 +271,7 @@ fn conform(path: &Path, batch: RecordBatch) -> Result<RecordBatch> {
     let want: HashMap<&str, DataType> = schema::columns().into_iter().collect();
     let needs = |f: &arrow_schema::Field| {
         want.get(f.name().as_str())
-            .is_some_and(|w| w != f.data_type())
+            .is_some_and(|w| !same_layout(f.data_type(), w))
     };
     if !batch.schema().fields().iter().any(|f| needs(f)) {
         return Ok(batch);
@@ -251,7 +285,7 @@ fn conform(path: &Path, batch: RecordBatch) -> Result<RecordBatch> {
     let mut columns = Vec::new();
     for (f, c) in schema.fields().iter().zip(batch.columns()) {
         match want.get(f.name().as_str()) {
-            Some(w) if w != f.data_type() => {
+            Some(w) if !same_layout(f.data_type(), w) => {
                 let cast = arrow_cast::cast_with_options(c, w, &strict)
                     .map_err(|e| Error::bad_input(path, format!("column {}: {e}", f.name())))?;
                 fields.push(arrow_schema::Field::new(
@@ -269,6 +303,15 @@ fn conform(path: &Path, batch: RecordBatch) -> Result<RecordBatch> {
     }
     RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns)
         .map_err(|e| Error::bad_input(path, e.to_string()))
+}
+
+/// Whether a column needs no conversion: its schema v1 type, or strings
+/// as the dictionary the reader asks the decoder for.
+fn same_layout(found: &DataType, want: &DataType) -> bool {
+    match (found, want) {
+        (DataType::Dictionary(_, v), DataType::Utf8) => **v == DataType::Utf8,
+        _ => found == want,
+    }
 }
 
 /// Every column analysis reads must be there, and every schema v1 column
@@ -313,9 +356,9 @@ pub struct Row {
 
 /// What a scan hands out: rows, and before each run of files the capture
 /// span their flows are timed in.
-pub enum Item {
+pub enum Item<'a> {
     Span(u32, Span),
-    Row(Row),
+    Row(&'a Row),
 }
 
 /// Which rows to keep. Port filters select flows, not single rows: a
@@ -330,7 +373,7 @@ pub struct RowFilter {
     netns: Option<u32>,
     cgroup: Option<u64>,
     /// Per flow, whether its ports matched, once seen with a local port.
-    matched: std::cell::RefCell<HashMap<u64, bool>>,
+    matched: std::cell::RefCell<FxHashMap<u64, bool>>,
 }
 
 impl RowFilter {
@@ -455,7 +498,7 @@ impl Dataset {
         self,
         filter: &RowFilter,
         columns: Columns,
-        on: &mut dyn FnMut(Item) -> Result<()>,
+        on: &mut dyn FnMut(Item<'_>) -> Result<()>,
     ) -> Result<u64> {
         let mut duplicates = 0;
         // A capture is a run of files where each starts no later than the
@@ -488,7 +531,7 @@ impl Dataset {
                 let mut rows = Vec::new();
                 for (file, i) in group.into_iter().enumerate() {
                     scan_file(i, filter, columns, &mut |r| {
-                        rows.push((file, r));
+                        rows.push((file, r.clone()));
                         Ok(())
                     })?;
                 }
@@ -498,7 +541,7 @@ impl Dataset {
                     if seen.duplicate(file, &r) {
                         duplicates += 1;
                     } else {
-                        on(Item::Row(r))?;
+                        on(Item::Row(&r))?;
                     }
                 }
             }
@@ -520,7 +563,7 @@ const DUPLICATE_MEMORY: usize = 4;
 /// The latest events handed out per flow of an overlapping group.
 #[derive(Default)]
 struct Seen {
-    recent: HashMap<FlowKey, std::collections::VecDeque<(usize, u64, Change)>>,
+    recent: FxHashMap<FlowKey, std::collections::VecDeque<(usize, u64, Change)>>,
 }
 
 impl Seen {
@@ -567,14 +610,14 @@ fn scan_file(
     i: Input,
     filter: &RowFilter,
     columns: Columns,
-    f: &mut dyn FnMut(Row) -> Result<()>,
+    f: &mut dyn FnMut(&Row) -> Result<()>,
 ) -> Result<()> {
     let path = i.rec.path.clone();
     let claims_sorted = i.rec.meta.sorted;
     let end_ktime = i.rec.meta.end_ktime_ns;
-    let mut addrs = HashMap::new();
+    let mut addrs = FxHashMap::default();
     let mut last = 0u64;
-    let mut in_order = |r: Row| {
+    let mut in_order = |r: &Row| {
         // The engine relies on what the metadata promises: rows in time
         // order when it says sorted, and none after the capture's end (the
         // recorder extends the end to its last event). Hold files to it.
@@ -623,25 +666,92 @@ fn column<'a>(b: &'a RecordBatch, path: &Path, name: &str) -> Result<&'a ArrayRe
         .ok_or_else(|| Error::bad_input(path, format!("column {name} is missing")))
 }
 
+/// A string column as decoded: a dictionary (what [`dictionary_hint`] asks
+/// for), or plain strings (a layout another tool wrote).
+enum Strings<'a> {
+    Plain(&'a StringArray),
+    Dict {
+        keys: Vec<usize>,
+        values: &'a StringArray,
+    },
+}
+
+impl<'a> Strings<'a> {
+    fn of(path: &Path, b: &'a RecordBatch, name: &str) -> Result<Strings<'a>> {
+        let a = column(b, path, name)?;
+        if let Some(d) = a.as_any_dictionary_opt() {
+            if let Some(values) = d.values().as_string_opt::<i32>() {
+                return Ok(Strings::Dict {
+                    keys: d.normalized_keys(),
+                    values,
+                });
+            }
+        }
+        a.as_string_opt::<i32>()
+            .map(Strings::Plain)
+            .ok_or_else(|| Error::bad_input(path, format!("column {name} does not hold strings")))
+    }
+
+    fn value(&self, i: usize) -> &'a str {
+        match self {
+            Strings::Plain(a) => a.value(i),
+            Strings::Dict { keys, values } => values.value(keys[i]),
+        }
+    }
+
+    /// Every row's value through `f`, which sees each distinct value of a
+    /// dictionary once.
+    fn map<T: Copy>(&self, f: impl Fn(&str) -> T) -> Vec<T> {
+        match self {
+            Strings::Plain(a) => (0..a.len()).map(|i| f(a.value(i))).collect(),
+            Strings::Dict { keys, values } => {
+                let mapped: Vec<T> = (0..values.len()).map(|i| f(values.value(i))).collect();
+                keys.iter().map(|&k| mapped[k]).collect()
+            }
+        }
+    }
+}
+
+/// A state column's value read both ways; the row's kind says which holds.
+#[derive(Clone, Copy)]
+struct StateName {
+    ca: Option<CaState>,
+    tcp: TcpState,
+}
+
+impl StateName {
+    fn parse(s: &str) -> StateName {
+        StateName {
+            ca: CaState::from_name(s),
+            tcp: TcpState::from_name(s).unwrap_or(TcpState(0)),
+        }
+    }
+}
+
 fn decode_batch(
     path: &Path,
     b: &RecordBatch,
     (boot, clock): (u32, Clock),
     filter: &RowFilter,
-    addrs: &mut HashMap<u64, FlowAddr>,
-    f: &mut dyn FnMut(Row) -> Result<()>,
+    addrs: &mut FxHashMap<u64, FlowAddr>,
+    f: &mut dyn FnMut(&Row) -> Result<()>,
 ) -> Result<()> {
     let c = |name| column(b, path, name);
     let ktime = c("ktime_ns")?.as_primitive::<UInt64Type>();
-    let kind = c("kind")?.as_string::<i32>();
     let flow = c("flow")?.as_primitive::<UInt64Type>();
     let family = c("family")?.as_primitive::<UInt8Type>();
-    let saddr = c("saddr")?.as_string::<i32>();
-    let daddr = c("daddr")?.as_string::<i32>();
     let sport = c("sport")?.as_primitive::<UInt16Type>();
     let dport = c("dport")?.as_primitive::<UInt16Type>();
-    let old = c("old_state")?.as_string::<i32>();
-    let new = c("new_state")?.as_string::<i32>();
+    let strings = |name| Strings::of(path, b, name);
+    let (saddr, daddr) = (strings("saddr")?, strings("daddr")?);
+    let kinds = strings("kind")?.map(|s| match s {
+        "ca_state" => Some(true),
+        "tcp_state" => Some(false),
+        // Kinds added by later schema versions are not ours to judge.
+        _ => None,
+    });
+    let olds = strings("old_state")?.map(StateName::parse);
+    let news = strings("new_state")?.map(StateName::parse);
     let detail = DetailArrays::of(b);
     let with_detail = b.num_columns() > NEEDED.len();
     if b.columns().iter().any(|a| a.null_count() > 0) {
@@ -665,17 +775,19 @@ fn decode_batch(
             continue;
         }
         let bad = |what: &str| Error::bad_input(path, format!("row with {what}"));
-        let change = match kind.value(i) {
-            "ca_state" => Change::Ca {
-                old: CaState::from_name(old.value(i)).ok_or_else(|| bad("an unknown ca state"))?,
-                new: CaState::from_name(new.value(i)).ok_or_else(|| bad("an unknown ca state"))?,
+        let change = match kinds[i] {
+            Some(true) => {
+                let ca = |s: StateName| s.ca.ok_or_else(|| bad("an unknown ca state"));
+                Change::Ca {
+                    old: ca(olds[i])?,
+                    new: ca(news[i])?,
+                }
+            }
+            Some(false) => Change::Tcp {
+                old: olds[i].tcp,
+                new: news[i].tcp,
             },
-            "tcp_state" => Change::Tcp {
-                old: TcpState::from_name(old.value(i)).unwrap_or(TcpState(0)),
-                new: TcpState::from_name(new.value(i)).unwrap_or(TcpState(0)),
-            },
-            // Kinds added by later schema versions are not ours to judge.
-            _ => continue,
+            None => continue,
         };
         // Parsing addresses is the costly part of a row: once per flow. A
         // socket's local port can change once (bound after `syn_sent`).
@@ -693,7 +805,7 @@ fn decode_batch(
                 a
             }
         };
-        f(Row {
+        f(&Row {
             t_ns: clock.wall(ktime.value(i)),
             key: FlowKey { boot, cookie: fl },
             ev: Event {
