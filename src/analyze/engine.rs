@@ -52,6 +52,7 @@
 //!   or the capture's end) keeps what it got up to the last boundary it
 //!   crossed; without an interval there are no boundaries.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -127,6 +128,12 @@ impl Log2Hist {
     pub fn add(&mut self, v: u64) {
         if let Some(c) = self.counts.get_mut(Self::slot_of(v) - 1) {
             *c = c.saturating_add(1);
+        }
+    }
+
+    pub fn merge(&mut self, other: &Log2Hist) {
+        for (c, o) in self.counts.iter_mut().zip(&other.counts) {
+            *c = c.saturating_add(*o);
         }
     }
 
@@ -716,23 +723,7 @@ impl Engine {
                 })
             })
             .collect();
-        rows.sort_by(|a, b| {
-            let ka = (
-                a.addr.sport,
-                a.addr.saddr,
-                a.addr.daddr,
-                a.addr.dport,
-                a.key,
-            );
-            let kb = (
-                b.addr.sport,
-                b.addr.saddr,
-                b.addr.daddr,
-                b.addr.dport,
-                b.key,
-            );
-            ka.cmp(&kb)
-        });
+        sort_rows(&mut rows);
         WindowReport {
             index: k,
             start_ns: self.led.window_start(k),
@@ -740,6 +731,57 @@ impl Engine {
             rows,
             hist: acc.hist,
         }
+    }
+}
+
+/// The report order: local port, then saddr, daddr, dport, key.
+fn sort_rows(rows: &mut [FlowRow]) {
+    rows.sort_by(|a, b| {
+        let key = |r: &FlowRow| (r.addr.sport, r.addr.saddr, r.addr.daddr, r.addr.dport, r.key);
+        key(a).cmp(&key(b))
+    });
+}
+
+impl Summary {
+    /// The summary of engines that each saw a disjoint set of flows (every
+    /// event of a flow in one of them), as one engine that saw them all
+    /// would give it: rows united, histograms and counts added.
+    pub fn merge(parts: Vec<Summary>) -> Summary {
+        let mut all = Summary {
+            windows: Vec::new(),
+            mismatches: 0,
+            late_ns: 0,
+            late_events: 0,
+            flows: 0,
+        };
+        // Each part reports the same windows, save ones only some had
+        // events in past the capture's end: windows are matched by index.
+        let mut windows: BTreeMap<u64, WindowReport> = BTreeMap::new();
+        for part in parts {
+            all.mismatches += part.mismatches;
+            all.late_ns = all.late_ns.saturating_add(part.late_ns);
+            all.late_events += part.late_events;
+            all.flows += part.flows;
+            for w in part.windows {
+                match windows.entry(w.index) {
+                    Entry::Occupied(mut a) => {
+                        let a = a.get_mut();
+                        a.rows.extend(w.rows);
+                        for (h, other) in a.hist.iter_mut().zip(&w.hist) {
+                            h.merge(other);
+                        }
+                    }
+                    Entry::Vacant(v) => {
+                        v.insert(w);
+                    }
+                }
+            }
+        }
+        all.windows = windows.into_values().collect();
+        for w in &mut all.windows {
+            sort_rows(&mut w.rows);
+        }
+        all
     }
 }
 

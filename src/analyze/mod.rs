@@ -7,3 +7,4 @@
 pub mod engine;
 pub mod hardening;
 pub mod report;
+pub mod sharded;

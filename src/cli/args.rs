@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use super::values::{parse_duration, parse_family, parse_outputs, parse_ports, parse_size};
+use super::values::{
+    parse_duration, parse_family, parse_outputs, parse_ports, parse_size, parse_threads,
+};
 use crate::event::PortRange;
 
 #[derive(Debug, Parser)]
@@ -276,6 +278,11 @@ pub struct AnalyzeArgs {
 
     #[command(flatten)]
     pub report: ReportArgs,
+
+    /// Threads to use: one reads the recordings, the others compute, each
+    /// a share of the flows [default: the machine's cores]
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    pub threads: Option<usize>,
 }
 
 /// Which events of the recordings to use: shared by `analyze` and `events`.

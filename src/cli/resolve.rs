@@ -292,10 +292,14 @@ fn analyze(a: &AnalyzeArgs) -> Result<cmd::analyze::Plan> {
         outputs,
         "outputs needs an interval: tcpcong analyze INPUT... [interval] [outputs]",
     )?;
+    let threads = a.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
     Ok(cmd::analyze::Plan {
         inputs,
         select: selection(&a.select)?,
         report,
+        threads,
     })
 }
 

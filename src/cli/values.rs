@@ -29,6 +29,13 @@ pub fn parse_ports(s: &str) -> Result<PortRange, String> {
     })
 }
 
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1024).contains(&n) => Ok(n),
+        _ => Err("expected a number of threads from 1 to 1024".into()),
+    }
+}
+
 pub fn parse_family(s: &str) -> Result<u8, String> {
     match s {
         "4" | "ipv4" => Ok(4),

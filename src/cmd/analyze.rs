@@ -7,7 +7,7 @@
 use std::io::{self, BufWriter};
 
 use super::{open_dataset, warn_losses, ReportPlan, Selection};
-use crate::analyze::engine::Engine;
+use crate::analyze::sharded::Sharded;
 use crate::analyze::report::Printer;
 use crate::error::{Error, Result};
 use crate::messages;
@@ -23,6 +23,8 @@ pub struct Plan {
     pub inputs: Vec<String>,
     pub select: Selection,
     pub report: ReportPlan,
+    /// The reading thread and the engines' (see [`Sharded`]).
+    pub threads: usize,
 }
 
 pub fn run(plan: &Plan) -> Result<()> {
@@ -40,14 +42,12 @@ pub fn run(plan: &Plan) -> Result<()> {
     let (lost_events, gaps) = (data.lost_events, data.gaps);
     let filter = plan.select.rows();
     let lifecycle = data.lifecycle;
-    let mut engine = Engine::new(plan.report.engine(span.start_ns, span.until_ns, lifecycle));
+    let cfg = plan.report.engine(span.start_ns, span.until_ns, lifecycle);
+    let mut engine = Sharded::new(cfg, plan.threads);
     let duplicates = data.scan(&filter, Columns::Analysis, &mut |item| {
         match item {
             Item::Span(boot, s) => engine.set_span(boot, s),
-            Item::Row(row) => {
-                let addr = row.ev.addr.clone();
-                engine.push(row.t_ns, row.key, row.ev.change, move || addr);
-            }
+            Item::Row(row) => engine.push(row.t_ns, row.key, row.ev.change, &row.ev.addr),
         }
         Ok(())
     })?;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{UInt16Type, UInt64Type, UInt8Type};
+use arrow_array::types::{Int32Type, UInt16Type, UInt64Type, UInt8Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::{
@@ -615,7 +615,6 @@ fn scan_file(
     let path = i.rec.path.clone();
     let claims_sorted = i.rec.meta.sorted;
     let end_ktime = i.rec.meta.end_ktime_ns;
-    let mut addrs = FxHashMap::default();
     let mut last = 0u64;
     let mut in_order = |r: &Row| {
         // The engine relies on what the metadata promises: rows in time
@@ -654,7 +653,6 @@ fn scan_file(
             &batch,
             (i.boot, i.clock),
             filter,
-            &mut addrs,
             &mut in_order,
         )?;
     }
@@ -667,24 +665,24 @@ fn column<'a>(b: &'a RecordBatch, path: &Path, name: &str) -> Result<&'a ArrayRe
 }
 
 /// A string column as decoded: a dictionary (what [`dictionary_hint`] asks
-/// for), or plain strings (a layout another tool wrote).
+/// for, with `Int32` keys), or what another tool's layout gave.
 enum Strings<'a> {
     Plain(&'a StringArray),
-    Dict {
-        keys: Vec<usize>,
-        values: &'a StringArray,
-    },
+    Dict(&'a [i32], &'a StringArray),
+    OtherDict(Vec<usize>, &'a StringArray),
 }
 
 impl<'a> Strings<'a> {
     fn of(path: &Path, b: &'a RecordBatch, name: &str) -> Result<Strings<'a>> {
         let a = column(b, path, name)?;
+        if let Some(d) = a.as_dictionary_opt::<Int32Type>() {
+            if let Some(values) = d.values().as_string_opt::<i32>() {
+                return Ok(Strings::Dict(d.keys().values(), values));
+            }
+        }
         if let Some(d) = a.as_any_dictionary_opt() {
             if let Some(values) = d.values().as_string_opt::<i32>() {
-                return Ok(Strings::Dict {
-                    keys: d.normalized_keys(),
-                    values,
-                });
+                return Ok(Strings::OtherDict(d.normalized_keys(), values));
             }
         }
         a.as_string_opt::<i32>()
@@ -692,24 +690,37 @@ impl<'a> Strings<'a> {
             .ok_or_else(|| Error::bad_input(path, format!("column {name} does not hold strings")))
     }
 
-    fn value(&self, i: usize) -> &'a str {
-        match self {
-            Strings::Plain(a) => a.value(i),
-            Strings::Dict { keys, values } => values.value(keys[i]),
-        }
-    }
-
     /// Every row's value through `f`, which sees each distinct value of a
-    /// dictionary once.
-    fn map<T: Copy>(&self, f: impl Fn(&str) -> T) -> Vec<T> {
+    /// dictionary once; `None` if a key is outside its dictionary.
+    fn map<T: Copy>(&self, f: impl Fn(&str) -> T) -> Option<Vec<T>> {
+        let distinct = |values: &StringArray| -> Vec<T> {
+            (0..values.len()).map(|i| f(values.value(i))).collect()
+        };
         match self {
-            Strings::Plain(a) => (0..a.len()).map(|i| f(a.value(i))).collect(),
-            Strings::Dict { keys, values } => {
-                let mapped: Vec<T> = (0..values.len()).map(|i| f(values.value(i))).collect();
-                keys.iter().map(|&k| mapped[k]).collect()
+            Strings::Plain(a) => Some((0..a.len()).map(|i| f(a.value(i))).collect()),
+            Strings::Dict(keys, values) => {
+                let mapped = distinct(values);
+                let at = |k: i32| usize::try_from(k).ok().and_then(|k| mapped.get(k).copied());
+                keys.iter().map(|&k| at(k)).collect()
+            }
+            Strings::OtherDict(keys, values) => {
+                let mapped = distinct(values);
+                keys.iter().map(|&k| mapped.get(k).copied()).collect()
             }
         }
     }
+}
+
+/// A string column's values per row, through `f` (see [`Strings::map`]).
+fn per_row<T: Copy>(
+    path: &Path,
+    b: &RecordBatch,
+    name: &str,
+    f: impl Fn(&str) -> T,
+) -> Result<Vec<T>> {
+    Strings::of(path, b, name)?.map(f).ok_or_else(|| {
+        Error::bad_input(path, format!("column {name}: a key outside its dictionary"))
+    })
 }
 
 /// A state column's value read both ways; the row's kind says which holds.
@@ -733,7 +744,6 @@ fn decode_batch(
     b: &RecordBatch,
     (boot, clock): (u32, Clock),
     filter: &RowFilter,
-    addrs: &mut FxHashMap<u64, FlowAddr>,
     f: &mut dyn FnMut(&Row) -> Result<()>,
 ) -> Result<()> {
     let c = |name| column(b, path, name);
@@ -742,16 +752,20 @@ fn decode_batch(
     let family = c("family")?.as_primitive::<UInt8Type>();
     let sport = c("sport")?.as_primitive::<UInt16Type>();
     let dport = c("dport")?.as_primitive::<UInt16Type>();
-    let strings = |name| Strings::of(path, b, name);
-    let (saddr, daddr) = (strings("saddr")?, strings("daddr")?);
-    let kinds = strings("kind")?.map(|s| match s {
+
+    // Parsing an address is the costly part of a row: once per distinct
+    // address in a batch.
+    let address = |s: &str| s.parse::<std::net::IpAddr>().ok();
+    let saddrs = per_row(path, b, "saddr", address)?;
+    let daddrs = per_row(path, b, "daddr", address)?;
+    let kinds = per_row(path, b, "kind", |s| match s {
         "ca_state" => Some(true),
         "tcp_state" => Some(false),
         // Kinds added by later schema versions are not ours to judge.
         _ => None,
-    });
-    let olds = strings("old_state")?.map(StateName::parse);
-    let news = strings("new_state")?.map(StateName::parse);
+    })?;
+    let olds = per_row(path, b, "old_state", StateName::parse)?;
+    let news = per_row(path, b, "new_state", StateName::parse)?;
     let detail = DetailArrays::of(b);
     let with_detail = b.num_columns() > NEEDED.len();
     if b.columns().iter().any(|a| a.null_count() > 0) {
@@ -789,21 +803,12 @@ fn decode_batch(
             },
             None => continue,
         };
-        // Parsing addresses is the costly part of a row: once per flow. A
-        // socket's local port can change once (bound after `syn_sent`).
-        let addr = match addrs.get(&fl) {
-            Some(a) if a.sport == sp && a.dport == dp => a.clone(),
-            _ => {
-                let a = FlowAddr {
-                    family: family.value(i),
-                    saddr: saddr.value(i).parse().map_err(|_| bad("a bad saddr"))?,
-                    sport: sp,
-                    daddr: daddr.value(i).parse().map_err(|_| bad("a bad daddr"))?,
-                    dport: dp,
-                };
-                addrs.insert(fl, a.clone());
-                a
-            }
+        let addr = FlowAddr {
+            family: family.value(i),
+            saddr: saddrs[i].ok_or_else(|| bad("a bad saddr"))?,
+            sport: sp,
+            daddr: daddrs[i].ok_or_else(|| bad("a bad daddr"))?,
+            dport: dp,
         };
         f(&Row {
             t_ns: clock.wall(ktime.value(i)),
