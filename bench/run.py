@@ -12,8 +12,10 @@ Measured:
      ring and perf buffers, filters off and on;
   2. pipeline throughput: synthetic events through record's real ring
      buffer, decoder and Parquet writer (bench/src/bin/synth.rs), rate by rate;
-  3. analyze throughput and peak RSS on a large generated recording, next to
-     DuckDB running schemas/durations.sql on the same file;
+  3. analyze speed and peak RSS on a large generated recording at 1 and 2
+     threads, next to the fastest exact DuckDB and polars queries we have
+     (bench/exact.py, checked equal flow by flow) and DuckDB running the
+     readable schemas/durations.sql;
   4. size: bytes per event of the fixtures and the generated file, next to
      the in-memory Arrow size and the same events as JSON lines;
   5. effect on the traced workload: lab throughput with and without record,
@@ -196,26 +198,73 @@ sql = open(sys.argv[2]).read()
 rows = con.execute(sql).fetchall()
 print(len(rows))
 """
+REPS = int(os.environ.get("BENCH_REPS", "3"))
+STATE_NAMES = ["open", "disorder", "cwr", "recovery", "loss"]
+
+
+def flow_table(lines):
+    """flow -> (ns per state..., changes, mismatches) from JSON lines."""
+    table = {}
+    for line in lines.splitlines():
+        d = json.loads(line)
+        table[d["flow"]] = tuple(d[f"{s}_ns"] for s in STATE_NAMES) + (d["changes"], d["mismatches"])
+    return table
+
+
+def timed(args, env=None):
+    """Median wall seconds, the spread (min-max) and the peak RSS in MiB of REPS runs."""
+    runs = [run_measured(args, env=env) for _ in range(REPS)]
+    walls = [w for w, _ in runs]
+    return statistics.median(walls), min(walls), max(walls), max(r for _, r in runs) / 1024
 
 
 def analyze_speed(path):
-    say("## 3. Analyze throughput")
+    say("## 3. Analyze speed")
     say()
     say(f"A generated recording of {EVENTS:,} events of {FLOWS:,} flows (`bench/gen_events.py`, "
-        "consistent per-flow state chains, the writer's encodings). tcpcong computes the whole-recording "
-        "table (`analyze FILE --all --format json`, one thread); DuckDB runs `schemas/durations.sql` on the "
-        "same file, the same table, with 1 and with 2 threads. Budget: faster than DuckDB.")
+        "consistent per-flow state chains, the writer's encodings, no lifecycle events). Every row "
+        "computes the whole-recording per-flow table in one accounting mode: tcpcong "
+        "(`analyze FILE --all --format json --accounting MODE --threads N`) and the fastest exact "
+        "query we could write for DuckDB and for polars (`bench/exact.py`: two window passes per "
+        "flow, the engine's rules for a recording without lifecycle events). Before timing, each "
+        "query's table is checked equal to analyze's, flow by flow (ns per state, changes, "
+        f"mismatches). {REPS} runs each: median, spread (fastest-slowest), peak RSS. Last, "
+        "DuckDB running `schemas/durations.sql`, the readable twin of the engine that also handles "
+        "births, closes and several captures (one run per thread count). \"speed-up\" is the "
+        "other's median over tcpcong's at the same thread count and mode.")
     say()
-    say("| what | threads | seconds | events/s | peak RSS MiB | tcpcong speed-up |")
-    say("|---|---:|---:|---:|---:|---:|")
-    wall, rss = run_measured([BIN, "analyze", str(path), "--all", "--format", "json"])
-    say(f"| tcpcong analyze | 1 | {wall:.2f} | {EVENTS / wall:,.0f} | {rss / 1024:.0f} | |")
-    script = CACHE / "duckdb_durations.py"
-    script.write_text(DUCKDB_SCRIPT)
-    for threads in (1, 2):
-        d_wall, d_rss = run_measured([sys.executable, str(script), str(path), "schemas/durations.sql", str(threads)])
-        say(f"| DuckDB durations.sql | {threads} | {d_wall:.2f} | {EVENTS / d_wall:,.0f} | {d_rss / 1024:.0f} | "
-            f"{d_wall / wall:.2f}× |")
+    threads = (1, 2)
+    for mode in ("full", "between"):
+        ours = flow_table(sh(BIN, "analyze", str(path), "--all", "--format", "json", "--accounting", mode))
+        for engine in ("duckdb", "polars"):
+            theirs = flow_table(sh(sys.executable, "bench/exact.py", engine, str(path), mode, "2", "--rows"))
+            differ = [f for f in ours if ours[f] != theirs.get(f)]
+            if differ or len(ours) != len(theirs):
+                sys.exit(f"bench: {engine}'s {mode} table differs from analyze's for flows {differ[:5]}")
+    say(f"Equality checked: in both modes DuckDB's and polars' tables equal analyze's on all {FLOWS:,} flows.")
+    say()
+    say("| mode | what | threads | median s | spread s | events/s | peak RSS MiB | tcpcong speed-up |")
+    say("|---|---|---:|---:|---:|---:|---:|---:|")
+    for mode in ("full", "between"):
+        base = {}
+        for n in threads:
+            med, lo, hi, rss = timed([BIN, "analyze", str(path), "--all", "--format", "json",
+                                      "--accounting", mode, "--threads", str(n)])
+            base[n] = med
+            say(f"| {mode} | tcpcong analyze | {n} | {med:.2f} | {lo:.2f}-{hi:.2f} | {EVENTS / med:,.0f} | "
+                f"{rss:.0f} | |")
+        for engine, label in (("duckdb", "DuckDB, exact query"), ("polars", "polars lazy, exact query")):
+            for n in threads:
+                med, lo, hi, rss = timed([sys.executable, "bench/exact.py", engine, str(path), mode, str(n)])
+                say(f"| {mode} | {label} | {n} | {med:.2f} | {lo:.2f}-{hi:.2f} | {EVENTS / med:,.0f} | "
+                    f"{rss:.0f} | {med / base[n]:.2f}x |")
+        if mode == "full":
+            script = CACHE / "duckdb_durations.py"
+            script.write_text(DUCKDB_SCRIPT)
+            for n in threads:
+                wall, rss = run_measured([sys.executable, str(script), str(path), "schemas/durations.sql", str(n)])
+                say(f"| full | DuckDB, durations.sql (readable twin, 1 run) | {n} | {wall:.2f} | | "
+                    f"{EVENTS / wall:,.0f} | {rss / 1024:.0f} | {wall / base[n]:.2f}x |")
     say()
 
 

@@ -41,6 +41,32 @@ fn golden_tables() {
     );
 }
 
+/// The engine on one thread and shared out over several gives the same
+/// reports, on every fixture at once (several boots and captures).
+#[test]
+fn any_thread_count_prints_the_same() {
+    let all = fixture("").display().to_string();
+    let reports: [&[&str]; 4] = [
+        &["--format", "json", "--all", "1"],
+        &["-d", "2"],
+        &["--accounting", "between", "--format", "csv", "1"],
+        &["--accounting", "between", "-R", "5201"],
+    ];
+    for report in reports {
+        let with = |threads: &str| {
+            let mut args = vec![all.as_str()];
+            args.extend_from_slice(report);
+            args.extend_from_slice(&["--threads", threads]);
+            analyze_ok(&args)
+        };
+        let one = with("1");
+        assert!(one.lines().count() > 3, "{report:?}: {one}");
+        for threads in ["2", "3", "8"] {
+            assert_eq!(with(threads), one, "{report:?} on {threads} threads");
+        }
+    }
+}
+
 #[test]
 fn golden_histograms() {
     insta::assert_snapshot!("hist_ipv4_ms", analyze_ok(&[&f("ipv4-loss.parquet"), "-d"]));

@@ -68,6 +68,11 @@ fn other_bad_flags_are_usage_errors() {
         &["too many numbers"],
     );
     assert_one_line_error(&["analyze", "x.parquet", "0"], 2, &["interval"]);
+    assert_one_line_error(
+        &["analyze", "x.parquet", "--threads", "0"],
+        2,
+        &["--threads", "'0'"],
+    );
     assert_one_line_error(&["frobnicate"], 2, &["frobnicate"]);
 }
 
