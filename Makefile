@@ -3,8 +3,8 @@
 
 CARGO ?= cargo
 APT_PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make nftables iproute2 iperf3 bpftool util-linux procps python3-pip \
-  qemu-system-x86 busybox-static cpio binutils
-PY_PACKAGES := pytest pyarrow pandas duckdb polars
+  qemu-system-x86 busybox-static cpio binutils chromium chromium-driver
+PY_PACKAGES := pytest pyarrow pandas duckdb polars selenium
 DEBUG_BIN := target/debug/tcpcong
 RELEASE_BIN := target/release/tcpcong
 
@@ -19,7 +19,7 @@ deps:
 	  echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@python3 -c "import pytest, pyarrow, pandas, duckdb, polars" 2>/dev/null || \
+	@python3 -c "import pytest, pyarrow, pandas, duckdb, polars, selenium" 2>/dev/null || \
 	  python3 -m pip install --quiet --disable-pip-version-check $(PY_PACKAGES)
 
 # Building needs no root and no apt: `make deps` (as root, on Debian)
@@ -41,7 +41,7 @@ install: release
 	$(RELEASE_BIN) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/tcpcong.fish
 
 # A private lossy namespace, a few seconds of bulk traffic recorded into
-# demo.parquet, and the report.
+# demo.parquet, what analyze makes of it, and demo.html beside it.
 demo: deps release
 	TCPCONG=$(RELEASE_BIN) lab/demo.sh
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: records a few seconds of real congestion in a private lossy
-# namespace into demo.parquet, then shows what analyze makes of it.
+# namespace into demo.parquet, shows what analyze makes of it, and writes
+# demo.html, the report page, beside it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${TCPCONG:-target/release/tcpcong}
@@ -29,3 +30,7 @@ duckdb.sql("""
     select kind, old_state, new_state, count(*) as events
     from 'demo.parquet' group by all order by events desc limit 8""").show()
 PY
+echo
+echo "== tcpcong report demo.parquet -o demo.html   (one page to open in a browser)"
+"$bin" report demo.parquet -o demo.html
+echo "open $(pwd)/demo.html"

@@ -419,6 +419,8 @@ struct Ledger {
     spans: Vec<Span>,
     /// Per boot, the index of the span its events come from now.
     current: HashMap<u32, usize>,
+    /// Every stretch credited, when asked for (see [`Engine::log_credits`]).
+    log: Option<Vec<Credit>>,
 }
 
 impl Ledger {
@@ -499,6 +501,14 @@ impl Ledger {
                 Some(w) => {
                     let ns = &mut w.rows.entry(key).or_default().ns[state.index()];
                     *ns = ns.saturating_add(part);
+                    if let Some(log) = &mut self.log {
+                        log.push(Credit {
+                            key,
+                            state,
+                            from: a,
+                            to: b,
+                        });
+                    }
                 }
                 None => self.late_ns = self.late_ns.saturating_add(part),
             }
@@ -540,6 +550,17 @@ impl Ledger {
     }
 }
 
+/// A stretch of a flow's time credited to a state: the pieces of a
+/// window's row, for drawing it. A flow's credits in a window add up to
+/// its row there, state by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credit {
+    pub key: FlowKey,
+    pub state: CaState,
+    pub from: u64,
+    pub to: u64,
+}
+
 /// Turns events into window reports; see the module doc for the rules.
 #[derive(Debug)]
 pub struct Engine {
@@ -569,6 +590,7 @@ impl Engine {
                 late_events: 0,
                 spans: Vec::new(),
                 current: HashMap::default(),
+                log: None,
             },
         }
     }
@@ -633,6 +655,21 @@ impl Engine {
         }
     }
 
+    /// From now on, keep every stretch credited, for [`Engine::take_credits`]
+    /// and [`Engine::finish_with_credits`] to hand out.
+    pub fn log_credits(&mut self) {
+        self.led.log.get_or_insert_with(Vec::new);
+    }
+
+    /// The stretches credited since the last call, in the order credited.
+    pub fn take_credits(&mut self) -> Vec<Credit> {
+        self.led
+            .log
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
     /// Offline, several captures: the events of `boot` pushed from now on
     /// come from `span`. A flow's timeline is bounded by the
     /// capture it was seen in: its head starts at that capture's start, its
@@ -668,7 +705,13 @@ impl Engine {
 
     /// End of capture at `end_ns` (already clamped to `--until`): credits
     /// what the accounting mode says and returns the remaining windows.
-    pub fn finish(mut self, end_ns: u64) -> Summary {
+    pub fn finish(self, end_ns: u64) -> Summary {
+        self.finish_with_credits(end_ns).0
+    }
+
+    /// [`Engine::finish`], and the stretches credited since the last
+    /// [`Engine::take_credits`] (the flows' last periods among them).
+    pub fn finish_with_credits(mut self, end_ns: u64) -> (Summary, Vec<Credit>) {
         for (key, flow) in &mut self.flows {
             let (end, tail) = self.led.tail(flow.span, end_ns);
             if let Some(b) = self.led.boundary_at(end) {
@@ -699,13 +742,14 @@ impl Engine {
                 self.take_window(k, end)
             })
             .collect();
-        Summary {
+        let summary = Summary {
             windows,
             mismatches: self.led.mismatches,
             late_ns: self.led.late_ns,
             late_events: self.led.late_events,
             flows: self.flows.len() as u64,
-        }
+        };
+        (summary, self.take_credits())
     }
 
     fn take_window(&mut self, k: u64, end_ns: u64) -> WindowReport {
@@ -737,7 +781,15 @@ impl Engine {
 /// The report order: local port, then saddr, daddr, dport, key.
 fn sort_rows(rows: &mut [FlowRow]) {
     rows.sort_by(|a, b| {
-        let key = |r: &FlowRow| (r.addr.sport, r.addr.saddr, r.addr.daddr, r.addr.dport, r.key);
+        let key = |r: &FlowRow| {
+            (
+                r.addr.sport,
+                r.addr.saddr,
+                r.addr.daddr,
+                r.addr.dport,
+                r.key,
+            )
+        };
         key(a).cmp(&key(b))
     });
 }

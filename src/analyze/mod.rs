@@ -1,10 +1,13 @@
 //! Computation and reports, with no BPF and no files: the engine
 //! (`engine`: per-flow dwell times, changes and histograms from a stream
 //! of events, whether the stream comes from a recording or a live
-//! capture), its renderings (`report`: BCC's table and histograms, JSON,
-//! CSV), and the entry points the fuzzers drive (`hardening`).
+//! capture), the engine over threads (`sharded`), its renderings
+//! (`report`: BCC's table and histograms, JSON, CSV; `page`: the HTML
+//! report with its charts), and the entry points the fuzzers drive
+//! (`hardening`).
 
 pub mod engine;
 pub mod hardening;
+pub mod page;
 pub mod report;
 pub mod sharded;

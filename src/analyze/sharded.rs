@@ -38,7 +38,7 @@ struct Worker {
 pub struct Sharded(Inner);
 
 enum Inner {
-    One(Engine),
+    One(Box<Engine>),
     Many(Vec<Worker>),
 }
 
@@ -46,7 +46,7 @@ impl Sharded {
     /// `threads` counts the pushing thread; 0 is taken as 1.
     pub fn new(cfg: EngineConfig, threads: usize) -> Sharded {
         if threads <= 1 {
-            return Sharded(Inner::One(Engine::new(cfg)));
+            return Sharded(Inner::One(Box::new(Engine::new(cfg))));
         }
         let workers = (1..threads)
             .map(|_| {
@@ -151,7 +151,9 @@ mod tests {
     /// Two boots, two captures of the first, 60 flows with births, closes,
     /// reused cookies and lost events (a change whose `old` is not the
     /// flow's state), interleaved by time.
-    fn events() -> (Vec<(u64, FlowKey, Change)>, [(u32, Span); 3]) {
+    type Pushed = (u64, FlowKey, Change);
+
+    fn events() -> (Vec<Pushed>, [(u32, Span); 3]) {
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = move |n: u64| {
             seed ^= seed << 13;
@@ -190,7 +192,14 @@ mod tests {
             end_ns: S + end_ms * MS,
             lifecycle: true,
         };
-        (out, [(0, span(0, 9_000)), (1, span(0, 20_000)), (0, span(9_000, 20_000))])
+        (
+            out,
+            [
+                (0, span(0, 9_000)),
+                (1, span(0, 20_000)),
+                (0, span(9_000, 20_000)),
+            ],
+        )
     }
 
     fn tcp(old: u8, new: u8) -> Change {
@@ -239,7 +248,10 @@ mod tests {
                 let one = summary(1, accounting, interval);
                 // Enough of every kind of event to mean something.
                 let rows: usize = one.windows.iter().map(|w| w.rows.len()).sum();
-                assert!(rows >= 50 && one.flows >= 50 && one.mismatches > 10, "{rows} {one:?}");
+                assert!(
+                    rows >= 50 && one.flows >= 50 && one.mismatches > 10,
+                    "{rows} {one:?}"
+                );
                 for threads in [2, 3, 5] {
                     assert_eq!(
                         summary(threads, accounting, interval),

@@ -49,6 +49,9 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// The raw transitions of recordings, in time order.
     Events(EventsArgs),
+    /// One self-contained HTML page of recordings: where the time went,
+    /// each top flow's timeline, dwell times, transitions.
+    Report(PageArgs),
     /// What this kernel supports for recording, and why.
     Doctor {
         /// Also show libbpf's log of every mode that does not load.
@@ -365,6 +368,29 @@ pub struct EventsArgs {
     /// Only events of this kind.
     #[arg(long, value_enum)]
     pub kind: Option<KindArg>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PageArgs {
+    /// Recordings: files, folders (every *.parquet inside) or globs.
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<String>,
+
+    /// The page to write (an HTML file; replaced if it exists).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: PathBuf,
+
+    #[command(flatten)]
+    pub select: Selection,
+
+    /// full: also count time before a flow's first and after its last event;
+    /// between: only between two observed changes (BCC's arithmetic).
+    #[arg(long, value_enum, default_value = "full")]
+    pub accounting: AccountingArg,
+
+    /// Timelines for this many flows, those with the most time in loss + recovery.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
 }
 
 #[cfg(test)]

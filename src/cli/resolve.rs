@@ -11,7 +11,7 @@ use clap::{CommandFactory, Parser};
 
 use super::args::{
     AccountingArg, AnalyzeArgs, AttachKind, BufferChoice, CaptureArgs, Cli, Command, EventsArgs,
-    EventsFormat, Format, KindArg, LiveArgs, PortFilter, RecordArgs, ReportArgs,
+    EventsFormat, Format, KindArg, LiveArgs, PageArgs, PortFilter, RecordArgs, ReportArgs,
     Selection as SelectArgs, SortArg,
 };
 use super::values::{parse_duration, parse_outputs};
@@ -53,6 +53,7 @@ where
         Some(Command::Record(a)) => record(&a, command).map(Plan::Record),
         Some(Command::Analyze(a)) => analyze(&a).map(Plan::Analyze),
         Some(Command::Events(a)) => events(&a).map(Plan::Events),
+        Some(Command::Report(a)) => page(&a).map(Plan::Report),
         Some(Command::Doctor { verbose }) => Ok(Plan::Doctor { verbose }),
         Some(Command::Completions { .. } | Command::Man { .. }) => {
             Err(Error::Internal("completions and man are printed before"))
@@ -303,6 +304,45 @@ fn analyze(a: &AnalyzeArgs) -> Result<cmd::analyze::Plan> {
     })
 }
 
+fn page(a: &PageArgs) -> Result<cmd::report::Plan> {
+    if a.top == 0 {
+        return Err(Error::Usage(
+            "--top 0 draws no timeline; give at least 1".into(),
+        ));
+    }
+    let s = &a.select;
+    let words: Vec<String> = [
+        s.ports.localport.map(|r| format!("-L {r}")),
+        s.ports.remoteport.map(|r| format!("-R {r}")),
+        s.flow.map(|f| format!("--flow {f}")),
+        s.family.map(|f| format!("--family {f}")),
+        s.netns.as_ref().map(|n| format!("--netns {n}")),
+        s.cgroup.as_ref().map(|c| format!("--cgroup {c}")),
+        s.since.as_ref().map(|t| format!("--since {t}")),
+        s.until.as_ref().map(|t| format!("--until {t}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    Ok(cmd::report::Plan {
+        inputs: a.inputs.clone(),
+        output: a.output.clone(),
+        select: selection(s)?,
+        page: crate::analyze::page::PageConfig {
+            top: a.top,
+            accounting: accounting(a.accounting),
+            selection: words.join(" "),
+        },
+    })
+}
+
+fn accounting(a: AccountingArg) -> Accounting {
+    match a {
+        AccountingArg::Full => Accounting::Full,
+        AccountingArg::Between => Accounting::Between,
+    }
+}
+
 fn events(a: &EventsArgs) -> Result<cmd::events::Plan> {
     Ok(cmd::events::Plan {
         inputs: a.inputs.clone(),
@@ -384,10 +424,7 @@ fn report(
             }),
             top: a.top,
         },
-        accounting: match a.accounting {
-            AccountingArg::Full => Accounting::Full,
-            AccountingArg::Between => Accounting::Between,
-        },
+        accounting: accounting(a.accounting),
         interval_ns: interval.map(nanos),
         outputs,
     })

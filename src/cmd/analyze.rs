@@ -7,8 +7,8 @@
 use std::io::{self, BufWriter};
 
 use super::{open_dataset, warn_losses, ReportPlan, Selection};
-use crate::analyze::sharded::Sharded;
 use crate::analyze::report::Printer;
+use crate::analyze::sharded::Sharded;
 use crate::error::{Error, Result};
 use crate::messages;
 use crate::record::format::reader::{Columns, Item};

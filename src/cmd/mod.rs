@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod events;
 pub mod live;
 pub mod record;
+pub mod report;
 
 use std::io::Write;
 
@@ -27,6 +28,7 @@ pub enum Plan {
     Live(live::Plan),
     Analyze(analyze::Plan),
     Events(events::Plan),
+    Report(report::Plan),
     Doctor {
         verbose: bool,
     },
@@ -42,6 +44,7 @@ pub fn run(plan: Plan) -> Result<()> {
         Plan::Live(p) => live::run(&p),
         Plan::Analyze(p) => analyze::run(&p),
         Plan::Events(p) => events::run(&p),
+        Plan::Report(p) => report::run(&p),
         Plan::Doctor { verbose } => doctor::run(verbose),
         Plan::Files(files) => {
             for (path, text) in files {

@@ -124,7 +124,11 @@ fn layers_never_import_the_command_line_and_format_never_imports_capture() {
             &["cli", "cmd", "record::capture"]
         } else if rel.starts_with("record/capture/") {
             &["cli", "cmd", "record::format", "analyze"]
-        } else if rel == "analyze/engine.rs" || rel == "analyze/report.rs" {
+        } else if rel == "analyze/engine.rs"
+            || rel == "analyze/report.rs"
+            || rel == "analyze/sharded.rs"
+            || rel.starts_with("analyze/page/")
+        {
             &["cli", "cmd", "record"]
         } else if rel.starts_with("analyze/") {
             &["cli", "cmd", "record::capture"]

@@ -489,6 +489,13 @@ impl Dataset {
         })
     }
 
+    /// Each recording and its metadata, by boot and start.
+    pub fn recordings(&self) -> impl Iterator<Item = (&Path, &Metadata)> {
+        self.inputs
+            .iter()
+            .map(|i| (i.rec.path.as_path(), &i.rec.meta))
+    }
+
     /// Hands out every kept row, in time order within each boot. A sorted
     /// file that overlaps no other streams; overlapping or unsorted files
     /// are merged in memory (stable: ties keep file order), and an event
@@ -648,13 +655,7 @@ fn scan_file(
         };
         let batch = batch.map_err(|e| Error::bad_input(&path, format!("reading rows: {e}")))?;
         let batch = conform(&path, batch)?;
-        decode_batch(
-            &path,
-            &batch,
-            (i.boot, i.clock),
-            filter,
-            &mut in_order,
-        )?;
+        decode_batch(&path, &batch, (i.boot, i.clock), filter, &mut in_order)?;
     }
     Ok(())
 }

@@ -1,0 +1,636 @@
+//! The page as HTML: inline CSS, inline SVG and a few lines of inline
+//! script (the table's sorting), nothing fetched from anywhere, so that the
+//! file opens offline and can be attached to a ticket.
+//!
+//! Drawn elements carry their exact values as `data-` attributes (a band's
+//! state and nanoseconds, a table cell's number) and their readable ones in
+//! `<title>`s, which browsers show on hover: the numbers are checkable in
+//! the DOM and readable without any script.
+
+use std::fmt::Write;
+
+use super::timeline::{bands, merged_periods, Axis, Band, Buckets, Steps};
+use super::{FlowTimeline, Page};
+use crate::analyze::engine::{Accounting, FlowRow, Log2Hist};
+use crate::event::CaState;
+use crate::time::rfc3339;
+
+/// Left and right margins of a chart, for the axes' labels.
+const LEFT: usize = 64;
+const RIGHT: usize = 64;
+const BAND_H: usize = 22;
+const LINES_H: usize = 90;
+const STRIP_H: usize = 60;
+
+const STYLE: &str = include_str!("page.css");
+const SCRIPT: &str = include_str!("page.js");
+
+/// Text and attribute values, escaped.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A duration for people: the unit that keeps three or four digits.
+pub fn human(ns: u64) -> String {
+    let f = ns as f64;
+    match ns {
+        0 => "0".into(),
+        n if n < 1_000 => format!("{n} ns"),
+        n if n < 1_000_000 => format!("{:.1} µs", f / 1e3),
+        n if n < 1_000_000_000 => format!("{:.1} ms", f / 1e6),
+        n if n < 600_000_000_000 => format!("{:.2} s", f / 1e9),
+        _ => format!("{:.1} min", f / 6e10),
+    }
+}
+
+/// Wall-clock time of day with µs, UTC (the page says so).
+fn clock(t_ns: u64) -> String {
+    let s = rfc3339(t_ns);
+    // 2026-01-02T03:04:05.123456789Z -> 03:04:05.123456
+    s.get(11..26).unwrap_or(&s).to_string()
+}
+
+/// The same to the millisecond, for axis labels.
+fn clock_ms(t_ns: u64) -> String {
+    let mut s = clock(t_ns);
+    s.truncate(12);
+    s
+}
+
+fn x_of(c: usize) -> usize {
+    LEFT + c
+}
+
+pub fn render(p: &Page) -> String {
+    let mut h = String::with_capacity(1 << 20);
+    let hosts = {
+        let mut v: Vec<&str> = p.captures.iter().map(|c| c.hostname.as_str()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v.join(", ")
+    };
+    let _ = writeln!(
+        h,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>tcpcong report: {}</title><style>{STYLE}</style></head><body>",
+        esc(&hosts)
+    );
+    let _ = writeln!(
+        h,
+        "<header><h1>TCP congestion states on {}</h1><p>{} to {} (UTC), {} accounting{}.</p></header>",
+        esc(&hosts),
+        esc(&rfc3339(p.axis.start_ns)),
+        esc(&rfc3339(p.axis.end_ns)),
+        match p.config.accounting {
+            Accounting::Full => "full",
+            Accounting::Between => "between",
+        },
+        if p.config.selection.is_empty() {
+            String::new()
+        } else {
+            format!(", selection {}", esc(&p.config.selection))
+        }
+    );
+    facts(&mut h, p);
+    where_time_went(&mut h, p);
+    timelines(&mut h, p);
+    dwell(&mut h, p);
+    let _ = writeln!(h, "<script>{SCRIPT}</script>\n</body></html>");
+    h
+}
+
+fn legend(h: &mut String) {
+    h.push_str("<p class=\"legend\">");
+    for s in CaState::ALL {
+        let _ = write!(h, "<span><i class=\"s-{0}\"></i>{0}</span>", s.name());
+    }
+    h.push_str("</p>\n");
+}
+
+fn facts(h: &mut String, p: &Page) {
+    let lost: u64 = p.captures.iter().map(|c| c.lost_events).sum();
+    let gaps: u64 = p.captures.iter().map(|c| c.gaps).sum();
+    let events: u64 = p.captures.iter().map(|c| c.events).sum();
+    let mut boots: Vec<&str> = p.captures.iter().map(|c| c.boot_id.as_str()).collect();
+    boots.sort_unstable();
+    boots.dedup();
+    h.push_str("<section id=\"facts\"><h2>Capture</h2>\n");
+    if lost > 0 || gaps > 0 {
+        let _ = writeln!(
+            h,
+            "<p class=\"loud\" id=\"losses\" data-lost=\"{lost}\" data-gaps=\"{gaps}\">\
+             The capture lost {lost} events and its flows show {gaps} chain breaks \
+             (transitions that arrived without the event before them): the time before each \
+             break is counted for no state, and the numbers below are short by it.</p>"
+        );
+    } else {
+        h.push_str("<p id=\"losses\" data-lost=\"0\" data-gaps=\"0\">No events lost, no chain breaks.</p>\n");
+    }
+    if p.duplicates > 0 {
+        let _ = writeln!(
+            h,
+            "<p>{} events were recorded by two overlapping captures and are counted once.</p>",
+            p.duplicates
+        );
+    }
+    let _ = writeln!(
+        h,
+        "<p>{} recording files, {} boots, {events} events, {} flows in the selection.</p>",
+        p.captures.len(),
+        boots.len(),
+        p.overview.summary.flows
+    );
+    h.push_str(
+        "<table class=\"facts\"><thead><tr><th>file</th><th>host</th><th>kernel</th><th>boot</th>\
+         <th>start</th><th>end</th><th>attach</th><th>buffer</th><th>lifecycle</th><th>events</th>\
+         <th>flows</th><th>lost</th><th>chain breaks</th><th>command</th></tr></thead><tbody>\n",
+    );
+    for c in &p.captures {
+        let _ =
+            writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td title=\"{}\">{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td><td{}>{}</td>\
+             <td><code>{}</code></td></tr>",
+            esc(&c.file),
+            esc(&c.hostname),
+            esc(&c.kernel),
+            esc(&c.boot_id),
+            esc(c.boot_id.get(..8).unwrap_or(&c.boot_id)),
+            esc(&c.start),
+            esc(&c.end),
+            esc(&c.attach),
+            esc(&c.buffer),
+            if c.lifecycle { "yes" } else { "no" },
+            c.events,
+            c.flows,
+            if c.lost_events > 0 { " class=\"bad\"" } else { "" },
+            c.lost_events,
+            if c.gaps > 0 { " class=\"bad\"" } else { "" },
+            c.gaps,
+            esc(&c.command)
+        );
+    }
+    h.push_str("</tbody></table></section>\n");
+}
+
+fn where_time_went(h: &mut String, p: &Page) {
+    let totals = p.totals();
+    let all: u64 = totals.iter().sum();
+    h.push_str("<section id=\"where\"><h2>Where the time went</h2>\n");
+    h.push_str(
+        "<p class=\"note\">Time in each state, summed over every flow of the selection.</p>\n",
+    );
+    h.push_str("<div class=\"share\" id=\"totals\">");
+    for s in CaState::ALL {
+        let v = totals[s.index()];
+        let pct = if all > 0 {
+            v as f64 * 100.0 / all as f64
+        } else {
+            0.0
+        };
+        let _ = write!(
+            h,
+            "<div class=\"s-{0}\" style=\"width:{pct:.3}%\" data-state=\"{0}\" data-ns=\"{v}\" \
+             title=\"{0}: {1} ({pct:.1} %)\"></div>",
+            s.name(),
+            human(v)
+        );
+    }
+    h.push_str("</div>\n<table class=\"totals\"><tr>");
+    for s in CaState::ALL {
+        let v = totals[s.index()];
+        let pct = if all > 0 {
+            v as f64 * 100.0 / all as f64
+        } else {
+            0.0
+        };
+        let _ = write!(
+            h,
+            "<td><i class=\"s-{0}\"></i>{0}: {1} ({pct:.1} %)</td>",
+            s.name(),
+            human(v)
+        );
+    }
+    h.push_str("</tr></table>\n");
+    let _ = writeln!(
+        h,
+        "<h3>Top {} flows by time in loss + recovery (then by changes)</h3>\n\
+         <p class=\"note\">Click a column to sort. Times in ms; the exact nanoseconds are in each \
+         cell's tooltip.</p>",
+        p.overview.top.len()
+    );
+    h.push_str("<table id=\"top\" class=\"sortable\"><thead><tr>");
+    let heads = [
+        "flow",
+        "family",
+        "saddr",
+        "sport",
+        "daddr",
+        "dport",
+        "open",
+        "disorder",
+        "cwr",
+        "recovery",
+        "loss",
+        "changes",
+        "mismatches",
+    ];
+    for (i, name) in heads.iter().enumerate() {
+        let _ = write!(h, "<th data-col=\"{i}\">{name}</th>");
+    }
+    h.push_str("</tr></thead><tbody>\n");
+    for r in &p.overview.top {
+        top_row(h, r);
+    }
+    h.push_str("</tbody></table></section>\n");
+}
+
+fn top_row(h: &mut String, r: &FlowRow) {
+    let a = &r.addr;
+    let _ = write!(
+        h,
+        "<tr data-flow=\"{0}\"><td data-v=\"{0}\"><a href=\"#flow-{0}\">{0}</a></td>\
+         <td data-v=\"{1}\">{1}</td><td data-v=\"{2}\">{2}</td><td data-v=\"{3}\">{3}</td>\
+         <td data-v=\"{4}\">{4}</td><td data-v=\"{5}\">{5}</td>",
+        r.key.cookie, a.family, a.saddr, a.sport, a.daddr, a.dport
+    );
+    for s in CaState::ALL {
+        let v = r.ns[s.index()];
+        let _ = write!(
+            h,
+            "<td class=\"num\" data-v=\"{v}\" data-state=\"{}\" title=\"{v} ns\">{:.3}</td>",
+            s.name(),
+            v as f64 / 1e6
+        );
+    }
+    let _ = writeln!(
+        h,
+        "<td class=\"num\" data-v=\"{0}\">{0}</td><td class=\"num\" data-v=\"{1}\">{1}</td></tr>",
+        r.changes, r.mismatches
+    );
+}
+
+/// Labels of the shared time axis, under a chart.
+fn time_axis(h: &mut String, axis: &Axis, y: usize) {
+    let ticks = 5;
+    for i in 0..=ticks {
+        let c = (axis.columns * i / ticks).min(axis.columns);
+        let t = axis.column_start(c);
+        let anchor = match i {
+            0 => "start",
+            i if i == ticks => "end",
+            _ => "middle",
+        };
+        let _ = write!(
+            h,
+            "<line class=\"grid\" x1=\"{0}\" x2=\"{0}\" y1=\"0\" y2=\"{y}\"/>\
+             <text class=\"t\" x=\"{0}\" y=\"{1}\" text-anchor=\"{anchor}\">{2}</text>",
+            x_of(c),
+            y + 12,
+            clock_ms(t)
+        );
+    }
+}
+
+fn svg_open(h: &mut String, class: &str, height: usize) {
+    let width = LEFT + super::COLUMNS + RIGHT;
+    let _ = write!(
+        h,
+        "<svg class=\"{class}\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" \
+         xmlns=\"http://www.w3.org/2000/svg\">"
+    );
+}
+
+fn timelines(h: &mut String, p: &Page) {
+    h.push_str("<section id=\"timelines\"><h2>Timelines</h2>\n");
+    legend(h);
+    h.push_str(
+        "<p class=\"note\">All flows: the share of flow time in each state, per pixel column of \
+         the capture. Times are UTC.</p>\n",
+    );
+    strip(h, &p.overview.strip, &p.axis);
+    for f in &p.timelines {
+        flow(h, f, &p.axis);
+    }
+    if p.timelines.is_empty() {
+        h.push_str("<p>No flow changed state or spent time in loss or recovery.</p>\n");
+    }
+    h.push_str("</section>\n");
+}
+
+fn strip(h: &mut String, b: &Buckets, axis: &Axis) {
+    svg_open(h, "strip", STRIP_H + 18);
+    let _ = write!(h, "<g id=\"strip\">");
+    for (c, ns) in b.ns.iter().enumerate() {
+        let all: u64 = ns.iter().sum();
+        if all == 0 {
+            continue;
+        }
+        let _ = write!(h, "<g><title>{}: ", clock(axis.column_start(c)));
+        for s in CaState::ALL.into_iter().filter(|s| ns[s.index()] > 0) {
+            let _ = write!(
+                h,
+                "{} {:.0} %, ",
+                s.name(),
+                ns[s.index()] as f64 * 100.0 / all as f64
+            );
+        }
+        h.truncate(h.len() - 2);
+        h.push_str("</title>");
+        stack(h, c, ns, 0, STRIP_H);
+        h.push_str("</g>");
+    }
+    h.push_str("</g>");
+    time_axis(h, axis, STRIP_H);
+    h.push_str("</svg>\n");
+}
+
+/// One column's states stacked over `height`, in state order.
+fn stack(h: &mut String, c: usize, ns: &[u64; 5], top: usize, height: usize) {
+    let all: u64 = ns.iter().sum();
+    let mut y = top as f64;
+    for s in CaState::ALL {
+        let v = ns[s.index()];
+        if v == 0 {
+            continue;
+        }
+        let part = v as f64 * height as f64 / all as f64;
+        let _ = write!(
+            h,
+            "<rect class=\"s-{}\" x=\"{}\" y=\"{y:.2}\" width=\"1\" height=\"{part:.2}\" data-state=\"{}\" data-ns=\"{v}\"/>",
+            s.name(),
+            x_of(c),
+            s.name()
+        );
+        y += part;
+    }
+}
+
+fn flow(h: &mut String, f: &FlowTimeline, axis: &Axis) {
+    let r = &f.row;
+    let a = &r.addr;
+    let bands = bands(&f.buckets);
+    let merged = merged_periods(&bands);
+    let _ = write!(
+        h,
+        "<figure class=\"flow\" id=\"flow-{0}\" data-flow=\"{0}\" data-merged=\"{merged}\">\
+         <figcaption><b>flow {0}</b> {1}:{2} → {3}:{4} · loss {5} · recovery {6} · {7} changes",
+        r.key.cookie,
+        esc(&a.saddr.to_string()),
+        a.sport,
+        esc(&a.daddr.to_string()),
+        a.dport,
+        human(r.ns[CaState::Loss.index()]),
+        human(r.ns[CaState::Recovery.index()]),
+        r.changes
+    );
+    if merged > 0 {
+        let _ = write!(
+            h,
+            " · <span class=\"merged\">{merged} periods shorter than a pixel drawn merged (stacked columns)</span>"
+        );
+    }
+    h.push_str("</figcaption>\n");
+    let height = 8 + BAND_H + 10 + LINES_H + 18;
+    svg_open(h, "timeline", height);
+    // Transitions, above the band: one mark per column that has any.
+    h.push_str("<g class=\"ticks\">");
+    for t in &f.ticks {
+        let k = &t.first;
+        let more = if t.count > 1 {
+            format!(" (first of {} transitions in this pixel)", t.count)
+        } else {
+            String::new()
+        };
+        let ssthresh = if k.ssthresh >= super::NO_SSTHRESH {
+            "none".to_string()
+        } else {
+            k.ssthresh.to_string()
+        };
+        let _ = write!(
+            h,
+            "<line x1=\"{0}\" x2=\"{0}\" y1=\"0\" y2=\"7\"><title>{1} {2} -> {3}, cwnd {4}, ssthresh {5}, srtt {6:.3} ms{more}</title></line>",
+            x_of(t.column),
+            clock(k.t_ns),
+            k.old.name(),
+            k.new.name(),
+            k.cwnd,
+            ssthresh,
+            f64::from(k.srtt_us) / 1e3
+        );
+    }
+    h.push_str("</g><g class=\"bands\">");
+    for b in &bands {
+        match b {
+            Band::Run {
+                first,
+                last,
+                state,
+                ns,
+            } => {
+                let _ = write!(
+                    h,
+                    "<rect class=\"s-{0}\" x=\"{1}\" y=\"8\" width=\"{2}\" height=\"{BAND_H}\" data-state=\"{0}\" data-ns=\"{ns}\"><title>{0}: {3}, {4} to {5}</title></rect>",
+                    state.name(),
+                    x_of(*first),
+                    last - first + 1,
+                    human(*ns),
+                    clock(axis.column_start(*first)),
+                    clock(axis.column_start(last + 1))
+                );
+            }
+            Band::Mixed {
+                column,
+                ns,
+                periods,
+            } => {
+                let _ = write!(
+                    h,
+                    "<g class=\"mixed\"><title>{}: {periods} periods in this pixel",
+                    clock(axis.column_start(*column))
+                );
+                for s in CaState::ALL.into_iter().filter(|s| ns[s.index()] > 0) {
+                    let _ = write!(h, ", {} {}", s.name(), human(ns[s.index()]));
+                }
+                h.push_str("</title>");
+                stack(h, *column, ns, 8, BAND_H);
+                h.push_str("</g>");
+            }
+        }
+    }
+    h.push_str("</g>");
+    lines(h, f, 8 + BAND_H + 10);
+    time_axis(h, axis, 8 + BAND_H + 10 + LINES_H);
+    h.push_str("</svg></figure>\n");
+}
+
+/// cwnd and ssthresh (packets, left axis), srtt (ms, right axis), and
+/// retransmission marks, in a chart whose top is at `top`.
+fn lines(h: &mut String, f: &FlowTimeline, top: usize) {
+    let packets = f.cwnd.max().max(f.ssthresh.max()).max(1);
+    let srtt = f.srtt_us.max().max(1);
+    let bottom = (top + LINES_H) as f64;
+    let y = |v: u64, max: u64| bottom - v as f64 * LINES_H as f64 / max as f64;
+    let _ = write!(
+        h,
+        "<text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{packets} pk</text>\
+         <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">0</text>\
+         <text class=\"axis srtt\" x=\"{}\" y=\"{}\">{:.1} ms</text>",
+        LEFT - 4,
+        top + 9,
+        LEFT - 4,
+        bottom,
+        LEFT + super::COLUMNS + 4,
+        top + 9,
+        srtt as f64 / 1e3
+    );
+    for (steps, class, max) in [
+        (&f.cwnd, "cwnd", packets),
+        (&f.ssthresh, "ssthresh", packets),
+        (&f.srtt_us, "srtt", srtt),
+    ] {
+        step_path(h, steps, class, |v| y(v, max));
+    }
+    for (c, n) in &f.retrans {
+        let _ = write!(
+            h,
+            "<path class=\"retrans\" d=\"M{0} {1}l-3 6h6z\"><title>{n} retransmitted</title></path>",
+            x_of(*c),
+            bottom - 6.0
+        );
+    }
+    let _ = write!(
+        h,
+        "<text class=\"axis key\" x=\"{}\" y=\"{}\"><tspan class=\"cwnd\">cwnd</tspan> \
+         <tspan class=\"ssthresh\">ssthresh</tspan> <tspan class=\"srtt\">srtt</tspan> \
+         <tspan class=\"retrans\">▲ retransmits</tspan></text>",
+        LEFT + 4,
+        top + 9
+    );
+}
+
+fn step_path(h: &mut String, steps: &Steps, class: &str, y: impl Fn(u64) -> f64) {
+    let Some(first) = steps.columns.first() else {
+        return;
+    };
+    let _ = write!(
+        h,
+        "<path class=\"line {class}\" d=\"M{} {:.1}",
+        x_of(first.column),
+        y(first.first)
+    );
+    let mut at = first.first;
+    for s in &steps.columns {
+        let _ = write!(h, "H{}", x_of(s.column));
+        for v in [s.first, s.min, s.max, s.last] {
+            if v != at {
+                let _ = write!(h, "V{:.1}", y(v));
+                at = v;
+            }
+        }
+    }
+    h.push_str("\"/>");
+}
+
+fn dwell(h: &mut String, p: &Page) {
+    h.push_str("<section id=\"dwell\"><h2>How long each stay lasted</h2>\n");
+    h.push_str(
+        "<p class=\"note\">Dwell times (a stay whose start and end were both seen), log2 buckets \
+         in ms, as <code>analyze -d</code> prints them.</p><div class=\"hists\">\n",
+    );
+    for s in CaState::ALL {
+        hist(h, s, &p.hist[s.index()]);
+    }
+    h.push_str("</div>\n<h3>Transitions</h3>\n<table id=\"matrix\" class=\"matrix\"><thead><tr><th>from \\ to</th>");
+    for s in CaState::ALL {
+        let _ = write!(h, "<th>{}</th>", s.name());
+    }
+    h.push_str("</tr></thead><tbody>\n");
+    let max = p
+        .overview
+        .matrix
+        .iter()
+        .flatten()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    for from in CaState::ALL {
+        let _ = write!(h, "<tr><th>{}</th>", from.name());
+        for to in CaState::ALL {
+            let n = p.overview.matrix[from.index()][to.index()];
+            let alpha = (n as f64 / max as f64).sqrt() * 0.8;
+            let _ = write!(
+                h,
+                "<td data-from=\"{}\" data-to=\"{}\" data-v=\"{n}\" style=\"background:rgba(211,47,47,{alpha:.2})\">{n}</td>",
+                from.name(),
+                to.name()
+            );
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</tbody></table></section>\n");
+}
+
+fn hist(h: &mut String, s: CaState, hist: &Log2Hist) {
+    let _ = write!(
+        h,
+        "<table class=\"hist\" data-state=\"{0}\"><caption><i class=\"s-{0}\"></i>{0}</caption>",
+        s.name()
+    );
+    let Some(top) = hist.max_slot() else {
+        h.push_str("<tr><td>no stays</td></tr></table>\n");
+        return;
+    };
+    let max = (1..=top).map(|i| hist.count(i)).max().unwrap_or(1).max(1);
+    for slot in 1..=top {
+        let n = hist.count(slot);
+        let (lo, hi) = if slot == 1 {
+            (0, 1)
+        } else {
+            (
+                1u64 << (slot - 1),
+                (1u64 << (slot - 1)).saturating_mul(2) - 1,
+            )
+        };
+        let _ = write!(
+            h,
+            "<tr><td class=\"num\">{lo} - {hi}</td><td class=\"bar\"><div class=\"s-{}\" style=\"width:{:.1}%\"></div></td><td class=\"num\" data-slot=\"{slot}\" data-v=\"{n}\">{n}</td></tr>",
+            s.name(),
+            n as f64 * 100.0 / max as f64
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_and_durations_read_well() {
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        assert_eq!(human(0), "0");
+        assert_eq!(human(999), "999 ns");
+        assert_eq!(human(1_500), "1.5 µs");
+        assert_eq!(human(12_340_000), "12.3 ms");
+        assert_eq!(human(3_210_000_000), "3.21 s");
+        assert_eq!(human(3_600_000_000_000), "60.0 min");
+    }
+}
