@@ -9,7 +9,9 @@ the flows predate the capture and outlive it). Column encodings follow tcpcong's
 dictionaries, delta-encoded clocks and counters) so that sizes and reading
 costs are comparable. The metadata object is marked synthetic.
 
-usage: gen_events.py OUT.parquet EVENTS [FLOWS] [SEED]
+usage: gen_events.py OUT.parquet EVENTS [FLOWS] [SEED] [MEAN_GAP_NS]
+
+MEAN_GAP_NS (default 20000) is the mean time between two events overall.
 """
 import json
 import sys
@@ -53,7 +55,8 @@ def main():
     rng = np.random.default_rng(int(sys.argv[4]) if len(sys.argv) > 4 else 1)
     start_ktime = 1_000_000_000_000
     offset = time.time_ns() - start_ktime - 3600 * 10**9
-    # Mean gap between events overall: 20 us, i.e. 50k transitions/s.
+    # Mean gap between events overall: 20 us by default, i.e. 50k transitions/s.
+    mean_gap = int(sys.argv[5]) if len(sys.argv) > 5 else 20_000
     state = np.zeros(flows, dtype=np.int64)
     retrans = np.zeros(flows, dtype=np.int64)
     cookies = np.arange(1000, 1000 + flows, dtype=np.uint64)
@@ -68,7 +71,7 @@ def main():
     ca_total = total
     while written < ca_total:
         n = min(CHUNK, ca_total - written)
-        gaps = rng.exponential(20_000, n).astype(np.int64) + 1
+        gaps = rng.exponential(mean_gap, n).astype(np.int64) + 1
         ktime = t + np.cumsum(gaps)
         t = int(ktime[-1])
         fl = rng.integers(0, flows, n)

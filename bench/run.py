@@ -19,7 +19,9 @@ Measured:
   4. size: bytes per event of the fixtures and the generated file, next to
      the in-memory Arrow size and the same events as JSON lines;
   5. effect on the traced workload: lab throughput with and without record,
-     alternating repetitions.
+     alternating repetitions;
+  6. the HTML report of a 10-minute, million-event capture: page size and
+     time, next to analyze of the same file.
 """
 import json
 import os
@@ -41,7 +43,7 @@ FLOWS = int(os.environ.get("BENCH_FLOWS", "2000"))
 CACHE = Path(os.environ.get("BENCH_CACHE", "target/bench"))
 # A subset while working on one figure, e.g. BENCH_PARTS=cost (BENCHMARKS.md
 # is then not rewritten).
-PARTS = os.environ.get("BENCH_PARTS", "cost,pipeline,analyze,size,load").split(",")
+PARTS = os.environ.get("BENCH_PARTS", "cost,pipeline,analyze,size,load,report").split(",")
 out_lines = []
 
 
@@ -268,6 +270,33 @@ def analyze_speed(path):
     say()
 
 
+def report_page():
+    """The HTML report of a 10-minute capture with a million events."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    events, flows, gap = 1_000_000, 50, 600_000
+    path = CACHE / f"report-{events}-{flows}.parquet"
+    if not path.exists():
+        sh(sys.executable, "bench/gen_events.py", str(path), str(events), str(flows), "2", str(gap))
+    page = CACHE / "report.html"
+    say("## 6. Report page")
+    say()
+    say(f"`tcpcong report FILE -o PAGE --top 10` on a generated 10-minute capture of {events:,} events of "
+        f"{flows} flows (about {events // flows:,} transitions per flow), next to `analyze FILE` on the same "
+        f"file. {REPS} runs each: median and spread. Budget: a page under 5 MB, written in under 2 s.")
+    say()
+    a_med, a_lo, a_hi, a_rss = timed([BIN, "analyze", str(path)])
+    r_med, r_lo, r_hi, r_rss = timed([BIN, "report", str(path), "-o", str(page)])
+    size = page.stat().st_size
+    say("| what | median s | spread s | peak RSS MiB | output |")
+    say("|---|---:|---:|---:|---:|")
+    say(f"| tcpcong analyze | {a_med:.2f} | {a_lo:.2f}-{a_hi:.2f} | {a_rss:.0f} | table |")
+    say(f"| tcpcong report | {r_med:.2f} | {r_lo:.2f}-{r_hi:.2f} | {r_rss:.0f} | {size / 1e6:.2f} MB page |")
+    say()
+    say(f"The report costs {r_med / a_med:.1f}x analyze (two passes, the second decoding every column of "
+        f"the top flows' events); the page is {size / events:.2f} bytes per event.")
+    say()
+
+
 def sizes(path):
     import pyarrow.parquet as pq
 
@@ -350,6 +379,8 @@ def main():
             sizes(path)
     if "load" in PARTS:
         workload_effect()
+    if "report" in PARTS:
+        report_page()
     if "BENCH_PARTS" not in os.environ:
         Path("BENCHMARKS.md").write_text("\n".join(out_lines) + "\n")
 

@@ -11,6 +11,7 @@ mod fuzz_corpus;
 mod layout;
 mod live;
 mod record;
+mod report;
 mod schema;
 mod series;
 mod util;

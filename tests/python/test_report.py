@@ -89,6 +89,22 @@ def open_report(driver, inputs, name, top=10):
     return out
 
 
+# Time per state drawn inside an element: runs carry their state and
+# nanoseconds, a mixed column's hover target the nanoseconds of each state
+# in state order.
+SUMS = """
+    function sums(root) {
+      const names = ['open', 'disorder', 'cwr', 'recovery', 'loss'];
+      const out = {};
+      const add = (k, v) => out[k] = (out[k] || 0n) + BigInt(v);
+      root.querySelectorAll('rect[data-state]').forEach(e => add(e.dataset.state, e.dataset.ns));
+      root.querySelectorAll('rect.hit[data-ns]').forEach(e =>
+        e.dataset.ns.split(',').forEach((v, i) => add(names[i], v)));
+      return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.toString()]));
+    }
+"""
+
+
 def check_report(driver, inputs, files, name):
     page = open_report(driver, inputs, name)
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
@@ -125,25 +141,17 @@ def check_report(driver, inputs, files, name):
 
     # Every top flow's bands add up to its time in each state.
     for s in shown:
-        sums = driver.execute_script("""
+        sums = driver.execute_script(SUMS + """
             const f = document.getElementById('flow-' + arguments[0]);
             if (!f) return null;
-            const out = {};
-            f.querySelectorAll('g.bands [data-state]').forEach(e =>
-              out[e.dataset.state] = (out[e.dataset.state] || 0n) + BigInt(e.dataset.ns));
-            return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.toString()]));""",
-            s["flow"])
+            return sums(f.querySelector('g.bands'));""", s["flow"])
         assert sums is not None, f"flow {s['flow']} has no timeline"
         r = rows[int(s["flow"])]
         assert {st: int(sums.get(st, 0)) for st in STATES} == {st: r[f"{st}_ns"] for st in STATES}
 
     # The strip and the totals: every flow's time, state by state.
     totals = {st: sum(r[f"{st}_ns"] for r in rows.values()) for st in STATES}
-    strip = driver.execute_script("""
-        const out = {};
-        document.querySelectorAll('#strip [data-state]').forEach(e =>
-          out[e.dataset.state] = (out[e.dataset.state] || 0n) + BigInt(e.dataset.ns));
-        return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.toString()]));""")
+    strip = driver.execute_script(SUMS + "return sums(document.getElementById('strip'));")
     assert {st: int(strip.get(st, 0)) for st in STATES} == totals
     bar = {e.get_attribute("data-state"): int(e.get_attribute("data-ns"))
            for e in driver.find_elements(By.CSS_SELECTOR, "#totals [data-state]")}

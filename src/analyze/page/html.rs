@@ -116,7 +116,12 @@ fn legend(h: &mut String) {
     for s in CaState::ALL {
         let _ = write!(h, "<span><i class=\"s-{0}\"></i>{0}</span>", s.name());
     }
-    h.push_str("</p>\n");
+    h.push_str(
+        "</p>\n<p class=\"legend\">Under each flow's band: <span class=\"cwnd\">cwnd</span> and \
+         <span class=\"ssthresh\">ssthresh</span> (packets, left axis), <span class=\"srtt\">srtt</span> \
+         (right axis), <span class=\"retrans\">▲ retransmissions</span>; above it a mark per pixel \
+         with transitions (hover for the transition).</p>\n",
+    );
 }
 
 fn facts(h: &mut String, p: &Page) {
@@ -333,50 +338,109 @@ fn timelines(h: &mut String, p: &Page) {
 
 fn strip(h: &mut String, b: &Buckets, axis: &Axis) {
     svg_open(h, "strip", STRIP_H + 18);
-    let _ = write!(h, "<g id=\"strip\">");
-    for (c, ns) in b.ns.iter().enumerate() {
-        let all: u64 = ns.iter().sum();
-        if all == 0 {
-            continue;
-        }
-        let _ = write!(h, "<g><title>{}: ", clock(axis.column_start(c)));
-        for s in CaState::ALL.into_iter().filter(|s| ns[s.index()] > 0) {
-            let _ = write!(
-                h,
-                "{} {:.0} %, ",
-                s.name(),
-                ns[s.index()] as f64 * 100.0 / all as f64
-            );
-        }
-        h.truncate(h.len() - 2);
-        h.push_str("</title>");
-        stack(h, c, ns, 0, STRIP_H);
-        h.push_str("</g>");
-    }
+    h.push_str("<g id=\"strip\">");
+    let columns =
+        b.ns.iter()
+            .enumerate()
+            .filter(|(_, ns)| ns.iter().any(|&v| v > 0));
+    stacked(
+        h,
+        columns.map(|(c, ns)| (c, ns, String::new())),
+        axis,
+        (0, STRIP_H),
+    );
     h.push_str("</g>");
     time_axis(h, axis, STRIP_H);
     h.push_str("</svg>\n");
 }
 
-/// One column's states stacked over `height`, in state order.
-fn stack(h: &mut String, c: usize, ns: &[u64; 5], top: usize, height: usize) {
-    let all: u64 = ns.iter().sum();
-    let mut y = top as f64;
-    for s in CaState::ALL {
-        let v = ns[s.index()];
-        if v == 0 {
-            continue;
-        }
-        let part = v as f64 * height as f64 / all as f64;
+/// Columns of several states, each stacked over `(top, height)` in state
+/// order: drawn as one path per state (what keeps a page of many such
+/// columns small), under one transparent hover target per column that
+/// holds the column's exact nanoseconds per state (`data-ns`, in state
+/// order) and says them in its title, after `note`.
+fn stacked<'a>(
+    h: &mut String,
+    columns: impl Iterator<Item = (usize, &'a [u64; 5], String)>,
+    axis: &Axis,
+    (top, height): (usize, usize),
+) {
+    let mut paths: [String; 5] = Default::default();
+    let mut hits = String::new();
+    for (c, ns, note) in columns {
+        let all: u64 = ns.iter().sum();
+        let mut y = top as f64;
         let _ = write!(
-            h,
-            "<rect class=\"s-{}\" x=\"{}\" y=\"{y:.2}\" width=\"1\" height=\"{part:.2}\" data-state=\"{}\" data-ns=\"{v}\"/>",
-            s.name(),
-            x_of(c),
-            s.name()
+            hits,
+            "<rect class=\"hit\" x=\"{}\" y=\"{top}\" width=\"1\" height=\"{height}\" data-ns=\"",
+            x_of(c)
         );
-        y += part;
+        for (i, s) in CaState::ALL.into_iter().enumerate() {
+            let v = ns[s.index()];
+            let _ = write!(hits, "{}{v}", if i > 0 { "," } else { "" });
+            if v == 0 {
+                continue;
+            }
+            let part = v as f64 * height as f64 / all as f64;
+            let _ = write!(paths[s.index()], "M{} {y:.1}h1v{part:.1}h-1z", x_of(c));
+            y += part;
+        }
+        let _ = write!(hits, "\"><title>{}", clock(axis.column_start(c)));
+        for s in CaState::ALL.into_iter().filter(|s| ns[s.index()] > 0) {
+            let _ = write!(
+                hits,
+                ", {} {} ({:.0} %)",
+                s.name(),
+                human(ns[s.index()]),
+                ns[s.index()] as f64 * 100.0 / all as f64
+            );
+        }
+        let _ = write!(hits, "{note}</title></rect>");
     }
+    for s in CaState::ALL {
+        if !paths[s.index()].is_empty() {
+            let _ = write!(
+                h,
+                "<path class=\"s-{}\" d=\"{}\"/>",
+                s.name(),
+                paths[s.index()]
+            );
+        }
+    }
+    h.push_str(&hits);
+}
+
+/// A hover target over a transition mark, saying the transition.
+fn mark_title(h: &mut String, c: usize, t: &super::timeline::Tick) {
+    let _ = write!(
+        h,
+        "<rect class=\"hit\" x=\"{}\" y=\"0\" width=\"1\" height=\"8\"><title>{}</title></rect>",
+        x_of(c),
+        transition(t)
+    );
+}
+
+/// A transition as its title says it.
+fn transition(t: &super::timeline::Tick) -> String {
+    let k = &t.first;
+    let ssthresh = if k.ssthresh >= super::NO_SSTHRESH {
+        "none".to_string()
+    } else {
+        k.ssthresh.to_string()
+    };
+    let more = if t.count > 1 {
+        format!(" (the first of {} transitions here)", t.count)
+    } else {
+        String::new()
+    };
+    format!(
+        "{} {} -> {}, cwnd {}, ssthresh {ssthresh}, srtt {:.3} ms{more}",
+        clock(k.t_ns),
+        k.old.name(),
+        k.new.name(),
+        k.cwnd,
+        f64::from(k.srtt_us) / 1e3
+    )
 }
 
 fn flow(h: &mut String, f: &FlowTimeline, axis: &Axis) {
@@ -406,33 +470,20 @@ fn flow(h: &mut String, f: &FlowTimeline, axis: &Axis) {
     h.push_str("</figcaption>\n");
     let height = 8 + BAND_H + 10 + LINES_H + 18;
     svg_open(h, "timeline", height);
-    // Transitions, above the band: one mark per column that has any.
-    h.push_str("<g class=\"ticks\">");
+    // A mark above the band per column with transitions; the first of
+    // them is told by the column's hover target (a mixed column's, or the
+    // mark's own where the column is in one state).
+    let mut marks = String::new();
+    let mut told = std::collections::BTreeMap::new();
     for t in &f.ticks {
-        let k = &t.first;
-        let more = if t.count > 1 {
-            format!(" (first of {} transitions in this pixel)", t.count)
-        } else {
-            String::new()
-        };
-        let ssthresh = if k.ssthresh >= super::NO_SSTHRESH {
-            "none".to_string()
-        } else {
-            k.ssthresh.to_string()
-        };
-        let _ = write!(
-            h,
-            "<line x1=\"{0}\" x2=\"{0}\" y1=\"0\" y2=\"7\"><title>{1} {2} -> {3}, cwnd {4}, ssthresh {5}, srtt {6:.3} ms{more}</title></line>",
-            x_of(t.column),
-            clock(k.t_ns),
-            k.old.name(),
-            k.new.name(),
-            k.cwnd,
-            ssthresh,
-            f64::from(k.srtt_us) / 1e3
-        );
+        let _ = write!(marks, "M{} 0v7", x_of(t.column));
+        told.insert(t.column, t);
     }
-    h.push_str("</g><g class=\"bands\">");
+    let _ = write!(
+        h,
+        "<path class=\"ticks\" d=\"{marks}\"/><g class=\"bands\">"
+    );
+    let mut mixed = Vec::new();
     for b in &bands {
         match b {
             Band::Run {
@@ -451,25 +502,29 @@ fn flow(h: &mut String, f: &FlowTimeline, axis: &Axis) {
                     clock(axis.column_start(*first)),
                     clock(axis.column_start(last + 1))
                 );
+                for c in *first..=*last {
+                    if let Some(t) = told.remove(&c) {
+                        mark_title(h, c, t);
+                    }
+                }
             }
             Band::Mixed {
                 column,
                 ns,
                 periods,
             } => {
-                let _ = write!(
-                    h,
-                    "<g class=\"mixed\"><title>{}: {periods} periods in this pixel",
-                    clock(axis.column_start(*column))
-                );
-                for s in CaState::ALL.into_iter().filter(|s| ns[s.index()] > 0) {
-                    let _ = write!(h, ", {} {}", s.name(), human(ns[s.index()]));
-                }
-                h.push_str("</title>");
-                stack(h, *column, ns, 8, BAND_H);
-                h.push_str("</g>");
+                let note = match told.remove(column) {
+                    Some(t) => format!("; {periods} periods; {}", transition(t)),
+                    None => format!("; {periods} periods"),
+                };
+                mixed.push((*column, ns, note));
             }
         }
+    }
+    stacked(h, mixed.into_iter(), axis, (8, BAND_H));
+    // Transitions where the flow was not timed (before its clock started).
+    for (c, t) in told {
+        mark_title(h, c, t);
     }
     h.push_str("</g>");
     lines(h, f, 8 + BAND_H + 10);
@@ -512,14 +567,6 @@ fn lines(h: &mut String, f: &FlowTimeline, top: usize) {
             bottom - 6.0
         );
     }
-    let _ = write!(
-        h,
-        "<text class=\"axis key\" x=\"{}\" y=\"{}\"><tspan class=\"cwnd\">cwnd</tspan> \
-         <tspan class=\"ssthresh\">ssthresh</tspan> <tspan class=\"srtt\">srtt</tspan> \
-         <tspan class=\"retrans\">▲ retransmits</tspan></text>",
-        LEFT + 4,
-        top + 9
-    );
 }
 
 fn step_path(h: &mut String, steps: &Steps, class: &str, y: impl Fn(u64) -> f64) {
