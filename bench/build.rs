@@ -1,15 +1,16 @@
-//! Compiles the benchmark's BPF programs (the empty floor and the synthetic
-//! producer) and their skeletons, apart from tcpcong's own build so that
-//! the product never carries them.
+//! Compiles the benchmark's and tests' BPF programs (the empty floor, the
+//! synthetic producer, the independent observer) and their skeletons,
+//! apart from tcpcong's own build so that the product never carries them.
 
 use std::env;
 use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const OBJECTS: [(&str, &str); 2] = [
+const OBJECTS: [(&str, &str); 3] = [
     ("floor.bpf.c", "floor.skel.rs"),
     ("synth.bpf.c", "synth.skel.rs"),
+    ("observer.bpf.c", "observer.skel.rs"),
 ];
 
 fn main() {

@@ -425,3 +425,70 @@ pub fn kernel_has_kprobes() -> bool {
         .lines()
         .any(|l| l.split_whitespace().nth(2) == Some("register_kprobe"))
 }
+
+/// What the independent observer (the bench crate's `observer`: a classic
+/// tracepoint program, run by a different kernel path than tcpcong's)
+/// saw: calls of the kernel's congestion-state tracepoint that found a
+/// socket in another state than its previous call set.
+pub struct Observed {
+    /// (ktime ns, cookie, state found, state set, state the previous
+    /// call set).
+    pub breaks: Vec<(u64, u64, u8, u8, u8)>,
+    pub calls: u64,
+    /// Calls the kernel did not run the observer for (it nested).
+    pub misses: u64,
+}
+
+pub struct Observer {
+    child: Child,
+}
+
+impl Observer {
+    /// Starts the observer (built by `cargo build -p tcpcong-bench`, which
+    /// `make test` runs first) and returns once it is attached.
+    pub fn start() -> Observer {
+        let path = Path::new(bin()).with_file_name("observer");
+        let mut child = Command::new(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e} (cargo build -p tcpcong-bench)", path.display()));
+        let mut line = String::new();
+        let out = child.stdout.as_mut().expect("piped stdout");
+        let mut reader = std::io::BufReader::new(out);
+        std::io::BufRead::read_line(&mut reader, &mut line).expect("observer output");
+        assert_eq!(line.trim(), "ready", "the observer did not attach");
+        Observer { child }
+    }
+
+    pub fn stop(mut self) -> Observed {
+        drop(self.child.stdin.take());
+        let o = self.child.wait_with_output().expect("observer ends");
+        assert!(o.status.success(), "observer failed");
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let mut seen = Observed {
+            breaks: Vec::new(),
+            calls: 0,
+            misses: 0,
+        };
+        for line in text.lines() {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            match w.as_slice() {
+                ["break", t, cookie, found, set, last] => seen.breaks.push((
+                    t.parse().unwrap(),
+                    cookie.parse().unwrap(),
+                    found.parse().unwrap(),
+                    set.parse().unwrap(),
+                    last.parse().unwrap(),
+                )),
+                ["calls", calls, "unreported", unreported, "misses", misses] => {
+                    assert_eq!(*unreported, "0", "the observer's ring overflowed");
+                    seen.calls = calls.parse().unwrap();
+                    seen.misses = misses.parse().unwrap();
+                }
+                _ => {}
+            }
+        }
+        seen
+    }
+}

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * An independent observer of the kernel's congestion-state calls, for the
+ * tests: a classic tracepoint program (perf_event attached, run by
+ * trace_call_bpf, not by the raw tracepoint path tcpcong's programs take)
+ * on tcp:tcp_cong_state_set. Per socket it keeps the state the last call
+ * set; a call that finds the socket in another state is a transition the
+ * kernel made without announcing it, and is handed to user space.
+ */
+#include "../bpf/kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define TCP_CLOSE 7
+
+/* The tracepoints' records: only the fields read, relocated by name. */
+struct trace_event_raw_tcp_cong_state_set {
+	const void *skaddr;
+	__u8 cong_state;
+} __attribute__((preserve_access_index));
+
+struct trace_event_raw_inet_sock_set_state {
+	const void *skaddr;
+	int newstate;
+} __attribute__((preserve_access_index));
+
+/* The socket cookie, once anything asked for it (tcpcong's programs do):
+ * to name the socket as the recording does. */
+struct sock_common___cookie {
+	struct {
+		__s64 counter;
+	} skc_cookie;
+} __attribute__((preserve_access_index));
+
+struct brk {
+	__u64 ktime_ns;
+	__u64 cookie;
+	__u8 found;
+	__u8 new_state;
+	__u8 last;
+	__u8 pad[5];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} last_set SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} breaks SEC(".maps");
+
+__u64 calls;
+__u64 unreported;
+
+SEC("tracepoint/tcp/tcp_cong_state_set")
+int observe_cong_state(struct trace_event_raw_tcp_cong_state_set *ctx)
+{
+	__u64 sk = (__u64)BPF_CORE_READ(ctx, skaddr);
+	__u8 set = BPF_CORE_READ(ctx, cong_state);
+	struct inet_connection_sock *icsk = (void *)sk;
+	__u8 found = BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_ca_state);
+	__u8 *last = bpf_map_lookup_elem(&last_set, &sk);
+
+	__sync_fetch_and_add(&calls, 1);
+	if (last && *last != found) {
+		struct brk *b = bpf_ringbuf_reserve(&breaks, sizeof(*b), 0);
+
+		if (b) {
+			b->ktime_ns = bpf_ktime_get_ns();
+			b->cookie = BPF_CORE_READ((struct sock_common___cookie *)sk, skc_cookie.counter);
+			b->found = found;
+			b->new_state = set;
+			b->last = *last;
+			__builtin_memset(b->pad, 0, sizeof(b->pad));
+			bpf_ringbuf_submit(b, 0);
+		} else {
+			__sync_fetch_and_add(&unreported, 1);
+		}
+	}
+	bpf_map_update_elem(&last_set, &sk, &set, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int observe_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	__u64 sk = (__u64)BPF_CORE_READ(ctx, skaddr);
+
+	if (BPF_CORE_READ(ctx, newstate) == TCP_CLOSE)
+		bpf_map_delete_elem(&last_set, &sk);
+	return 0;
+}

@@ -1,0 +1,104 @@
+//! Test helper: an independent observer of the kernel's congestion-state
+//! calls (bench/observer.bpf.c, on the classic tracepoint). It prints
+//! `ready` once attached, then one line per transition the kernel made
+//! without a call of the tracepoint (`break KTIME_NS COOKIE FOUND SET
+//! LAST`: the socket, the state a call found, the one it set, the one the
+//! socket's previous call set), and at the end, when its standard input closes, `calls N
+//! unreported N misses N` (breaks the ring could not take, and calls the
+//! kernel skipped running the observer for).
+//!
+//! Classic tracepoints are attached through tracefs: it is mounted at
+//! /sys/kernel/tracing if it is not, and unmounted again at the end.
+
+use std::io::Read;
+use std::mem::MaybeUninit;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::RingBufferBuilder;
+
+mod observer {
+    #![allow(clippy::all, clippy::undocumented_unsafe_blocks, non_camel_case_types)]
+    include!(concat!(env!("OUT_DIR"), "/observer.skel.rs"));
+}
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+fn fail(what: &str, e: impl std::fmt::Display) -> ! {
+    eprintln!("observer: {what}: {e}");
+    std::process::exit(1);
+}
+
+fn mount_tracefs() -> bool {
+    if Path::new(TRACEFS).join("events").exists() {
+        return false;
+    }
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tracefs", "nodev", TRACEFS])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        fail("mounting tracefs", TRACEFS);
+    }
+    true
+}
+
+fn main() {
+    let mounted = mount_tracefs();
+    let mut obj = MaybeUninit::uninit();
+    let skel = observer::ObserverSkelBuilder::default()
+        .open(&mut obj)
+        .and_then(|o| o.load())
+        .unwrap_or_else(|e| fail("load", e));
+    let links = [
+        skel.progs.observe_cong_state.attach(),
+        skel.progs.observe_sock_state.attach(),
+    ]
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap_or_else(|e| fail("attach", e));
+    let mut rb = RingBufferBuilder::new();
+    rb.add(&skel.maps.breaks, |data: &[u8]| {
+        if data.len() >= 19 {
+            let word =
+                |at: usize| u64::from_ne_bytes(data[at..at + 8].try_into().unwrap_or_default());
+            println!(
+                "break {} {} {} {} {}",
+                word(0),
+                word(8),
+                data[16],
+                data[17],
+                data[18]
+            );
+        }
+        0
+    })
+    .unwrap_or_else(|e| fail("ring buffer", e));
+    let rb = rb.build().unwrap_or_else(|e| fail("ring buffer", e));
+    println!("ready");
+
+    let done = Arc::new(AtomicBool::new(false));
+    let stdin_closed = Arc::clone(&done);
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        stdin_closed.store(true, Ordering::Relaxed);
+    });
+    while !done.load(Ordering::Relaxed) {
+        let _ = rb.poll(Duration::from_millis(100));
+    }
+    let _ = rb.consume();
+    drop(links);
+    let misses: u64 = libbpf_rs::query::ProgInfoIter::default()
+        .filter(|p| p.name.to_string_lossy().starts_with("observe_cong"))
+        .map(|p| p.recursion_misses)
+        .sum();
+    let bss = skel.maps.bss_data.as_deref();
+    let (calls, unreported) = bss.map_or((0, 0), |b| (b.calls, b.unreported));
+    println!("calls {calls} unreported {unreported} misses {misses}");
+    if mounted {
+        let _ = std::process::Command::new("umount").arg(TRACEFS).status();
+    }
+}
