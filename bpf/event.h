@@ -46,7 +46,9 @@ struct event {
 	__u8 kind;
 	__u8 old_state;
 	__u8 new_state;
-	__u8 pad[6];
+	__u8 kernel_gap;
+	__u8 pad;
+	__u32 seq;
 };
 
 

@@ -56,6 +56,8 @@ static __always_inline bool NAME(flow_wanted)(struct sock *sk, struct ident *id)
 		return false;
 
 	id->flow = 0;
+	id->seq = 0;
+	id->kernel_gap = 0;
 	id->sport = LD(sk, __sk_common.skc_num);
 	id->dport = bpf_ntohs(LD(sk, __sk_common.skc_dport));
 	if (port_filtered) {
@@ -135,7 +137,9 @@ static __always_inline void NAME(fill)(struct event *e, struct sock *sk, struct 
 	e->kind = kind;
 	e->old_state = old;
 	e->new_state = new;
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	e->kernel_gap = id->kernel_gap;
+	e->pad = 0;
+	e->seq = id->seq;
 }
 
 static __always_inline void NAME(emit)(void *ctx, struct sock *sk, struct tcp_sock *tp,

@@ -55,6 +55,8 @@ const volatile __u64 flow_id_base = 1ULL << 63;
 const volatile bool emit_lifecycle = true;
 /* A fallback mode: the calls map is in use. */
 const volatile bool track_calls = false;
+/* Socket storage from tracing programs (see sock_seqs). */
+const volatile bool use_sk_storage = false;
 /* Never read: it puts struct event into the skeleton's types, so that user
  * space decodes records with the generated type instead of a mirror kept
  * by hand. */
@@ -159,10 +161,35 @@ struct ident {
 	__u64 flow;
 	__u64 cgroup;
 	__u32 netns;
+	__u32 seq;
 	__u16 sport;
 	__u16 dport;
 	__u8 family;
+	__u8 kernel_gap;
 };
+
+/*
+ * Per socket, where the kernel lets tracing programs keep socket storage
+ * (5.11 on; `use_sk_storage`): the number of its last event, and the
+ * congestion state its last tcp_cong_state_set call set. A call that finds
+ * the socket in another state is a transition no call announced (a call
+ * the kernel skipped the programs for, or a state the kernel changed
+ * without the tracepoint): the event says so (`kernel_gap`), and its
+ * number tells a user space loss (a number missing) from that. Freed with
+ * the socket.
+ */
+struct sock_seq {
+	__u32 last_seq;
+	__u8 last_set;
+	__u8 chained;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sock_seq);
+} sock_seqs SEC(".maps");
 
 static __always_inline void count_lost(void)
 {
@@ -291,6 +318,20 @@ static __always_inline struct sock *pop_frame(__u32 fn)
 #define COOKIE(sk) 0
 #include "handlers.h"
 
+/* Gives the socket's next event its number; NULL where sockets have no
+ * storage here. */
+static __always_inline struct sock_seq *numbered(struct sock *sk, struct ident *id)
+{
+	struct sock_seq *s;
+
+	if (!use_sk_storage)
+		return NULL;
+	s = bpf_sk_storage_get(&sock_seqs, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (s)
+		id->seq = ++s->last_seq;
+	return s;
+}
+
 /* A TCP state change: a lifecycle event, and the end (or a reused
  * socket's new start) of a tcpcong-assigned flow id. */
 static __always_inline void lifecycle(void *ctx, struct sock *sk, int oldstate, int newstate)
@@ -305,8 +346,16 @@ static __always_inline void lifecycle(void *ctx, struct sock *sk, int oldstate, 
 		return;
 	if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV)
 		forget_socket(sk);
-	if (emit_lifecycle && flow_wanted_btf(sk, &id))
+	if (emit_lifecycle && flow_wanted_btf(sk, &id)) {
+		/* A new connection or a close starts the socket's chain afresh,
+		 * as readers of the file do. */
+		struct sock_seq *s = numbered(sk, &id);
+
+		if (s && (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV ||
+			  newstate == TCP_CLOSE))
+			s->chained = 0;
 		emit_btf(ctx, sk, tp, &id, KIND_TCP_STATE, oldstate, newstate);
+	}
 	if (newstate == TCP_CLOSE)
 		forget_socket(sk);
 }
@@ -335,10 +384,20 @@ struct busy_slot cong_busy[LOST_SLOTS];
 static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_state)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	struct sock_seq *s;
+	struct ident id;
+	__u8 old;
 
-	if (tp)
-		transition_btf(ctx, sk, tp, BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state),
-			       ca_state);
+	if (!tp || !flow_wanted_btf(sk, &id))
+		return;
+	old = BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state);
+	s = numbered(sk, &id);
+	if (s) {
+		id.kernel_gap = s->chained && s->last_set != old;
+		s->last_set = ca_state;
+		s->chained = 1;
+	}
+	emit_btf(ctx, sk, tp, &id, KIND_CA_STATE, old, ca_state);
 }
 
 /* Runs before the kernel stores the new state, so the old one is still there. */

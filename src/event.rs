@@ -174,6 +174,8 @@ macro_rules! detail_columns {
             lost_out: u32,
             sacked_out: u32,
             total_retrans: u32,
+            seq: u32,
+            kernel_gap: u8,
         }
     };
 }

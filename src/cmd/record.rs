@@ -133,10 +133,16 @@ impl Recording {
                 w.bytes
             )
         };
-        if w.gaps > 0 {
+        if w.breaks.gaps > 0 {
             messages::say(format_args!(
                 "{} transitions happened without an event (a ca_state event did not start where its flow's previous one ended); analyze counts them as mismatches",
-                w.gaps
+                w.breaks.gaps
+            ));
+        }
+        if w.breaks.kernel_gaps > 0 {
+            messages::say(format_args!(
+                "the kernel side saw {} calls find a socket in another state than its previous call set: calls the kernel did not run the programs for, or changes it made without calling the tracepoint",
+                w.breaks.kernel_gaps
             ));
         }
         if stats.after_end > 0 {

@@ -737,23 +737,62 @@ fn chain_breaks_are_transitions_the_kernel_never_announced() {
             .position(|n| *n == s)
             .unwrap() as u8
     };
-    // The breaks, from the raw rows: (ktime, flow, found, set, previously set).
-    let mut last: HashMap<u64, &str> = HashMap::new();
+    // The breaks, from the raw rows: (ktime, flow, found, set, previously
+    // set), each with what explains it in the file: the kernel side saw
+    // it (`kernel_gap`), or numbered events are missing before it.
+    assert_eq!(meta["numbered"], true, "the tracepoint numbers events here");
+    // Per flow: the last event's number, and the state the last ca_state
+    // event set with whether numbers went missing since.
+    let mut numbers: HashMap<u64, u32> = HashMap::new();
+    let mut last: HashMap<u64, (&str, bool)> = HashMap::new();
     let mut gaps = Vec::new();
+    let (mut flagged, mut missing) = (0u64, 0u64);
     let events = read_events(&out);
     for e in &events {
+        let jumped = match numbers.insert(e.flow, e.seq) {
+            // A socket's events, in file order, are in the order the
+            // kernel numbered them.
+            Some(seq) => {
+                assert!(
+                    e.seq > seq,
+                    "flow {} out of order: {} after {seq}",
+                    e.flow,
+                    e.seq
+                );
+                missing += u64::from(e.seq - seq - 1);
+                e.seq != seq + 1
+            }
+            None => false,
+        };
+        if let Some(l) = last.get_mut(&e.flow) {
+            l.1 |= jumped;
+        }
         if e.kind == "tcp_state" {
             if e.new == "close" {
                 last.remove(&e.flow);
             }
             continue;
         }
-        if let Some(prev) = last.insert(e.flow, &e.new) {
-            if prev != e.old {
-                gaps.push((e.ktime, e.flow, index(&e.old), index(&e.new), index(prev)));
+        flagged += u64::from(e.kernel_gap);
+        match last.insert(e.flow, (&e.new, false)) {
+            Some((was, lost_since)) if was != e.old => {
+                assert!(
+                    e.kernel_gap == 1 || lost_since,
+                    "a break neither side saw: {}",
+                    e.ktime
+                );
+                gaps.push((e.ktime, e.flow, index(&e.old), index(&e.new), index(was)));
             }
+            Some((_, false)) => assert_eq!(e.kernel_gap, 0, "a flagged event without a break"),
+            _ => {}
         }
     }
+    assert_eq!(meta["kernel_gaps"].as_u64(), Some(flagged));
+    let lost = meta["lost_events"].as_u64().unwrap();
+    assert!(
+        missing <= lost,
+        "{missing} numbered events missing, {lost} counted lost"
+    );
     assert_eq!(
         meta["gaps"].as_u64(),
         Some(gaps.len() as u64),
@@ -793,14 +832,13 @@ fn chain_breaks_are_transitions_the_kernel_never_announced() {
             None => unmatched.push(*g),
         }
     }
-    let lost = meta["lost_events"].as_u64().unwrap();
     assert!(
         unmatched.len() as u64 <= lost,
         "breaks the kernel announced but the file lost without counting: {unmatched:?} ({lost} counted lost; observer breaks {:?})",
         seen.breaks
     );
     eprintln!(
-        "{} chain breaks in {ca_events} events, {} of them seen by the observer as silent kernel transitions; {lost} lost",
+        "{} chain breaks in {ca_events} events: the kernel side flagged {flagged}, the observer saw {} as silent kernel transitions; {missing} numbered events missing, {lost} lost",
         gaps.len(),
         gaps.len() - unmatched.len()
     );

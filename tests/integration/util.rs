@@ -291,6 +291,8 @@ pub struct Ev {
     pub cgroup: u64,
     pub cong_algo: String,
     pub snd_cwnd: u32,
+    pub seq: u32,
+    pub kernel_gap: u8,
 }
 
 pub fn read_events(path: &Path) -> Vec<Ev> {
@@ -319,6 +321,8 @@ pub fn read_events(path: &Path) -> Vec<Ev> {
             c("snd_cwnd"),
         );
         let cgroup = c("cgroup");
+        // Added to v1 later: older recordings (the fixtures) have neither.
+        let (seq, kernel_gap) = (b.column_by_name("seq"), b.column_by_name("kernel_gap"));
         for i in 0..b.num_rows() {
             out.push(Ev {
                 time: time.value(i),
@@ -336,6 +340,8 @@ pub fn read_events(path: &Path) -> Vec<Ev> {
                 cgroup: cgroup.as_primitive::<UInt64Type>().value(i),
                 cong_algo: algo.as_string::<i32>().value(i).to_string(),
                 snd_cwnd: cwnd.as_primitive::<UInt32Type>().value(i),
+                seq: seq.map_or(0, |a| a.as_primitive::<UInt32Type>().value(i)),
+                kernel_gap: kernel_gap.map_or(0, |a| a.as_primitive::<UInt8Type>().value(i)),
             });
         }
     }

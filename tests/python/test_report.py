@@ -113,10 +113,12 @@ def check_report(driver, inputs, files, name):
     for entry in driver.get_log("performance"):
         msg = json.loads(entry["message"])["message"]
         url = msg["params"].get("request", {}).get("url", "")
-        # chrome:// is the browser's own resources (its blank start page), never the network.
-        if msg["method"] == "Network.requestWillBeSent" and not url.startswith("chrome://"):
+        # chrome:// and data: never leave the browser (its own blank page and
+        # placeholder images); the page itself holds no data: URL (below).
+        if msg["method"] == "Network.requestWillBeSent" and not url.startswith(("chrome:", "data:")):
             urls.add(url)
     assert urls == {page.as_uri()}, f"the page loaded more than itself: {urls}"
+    assert "data:" not in page.read_text()
 
     rows = analyze_rows(inputs)
     shown = driver.execute_script("""

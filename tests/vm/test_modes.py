@@ -227,6 +227,11 @@ def test_three_modes_agree_on_debian_6_1(tmp_path):
         assert rec.meta["kernel"] == k.release
         uncounted = rec.skipped_calls(recs["fentry"]) if rec.mode == "kprobe" else 0
         check_recording(rec, delta, uncounted)
+    # Socket storage for tracing programs (5.11+): the tracepoint numbers
+    # each socket's events, the fallback modes do not.
+    assert recs["tracepoint"].meta["numbered"] is True
+    assert all(r["seq"] > 0 for r in recs["tracepoint"].rows)
+    assert not recs["fentry"].meta["numbered"] and not recs["kprobe"].meta["numbered"]
     # 6.1 gives fentry programs the socket cookie; kprobes never get it.
     assert all(r["flow"] < 2**63 for r in recs["fentry"].rows)
     assert all(r["flow"] >= 2**63 for r in recs["kprobe"].rows)
@@ -269,6 +274,8 @@ def test_auto_picks_a_fallback_on_debian_5_10(tmp_path):
     assert recs["auto"].meta["attach"] == "fentry+fexit/" + ALL_CALLERS
     assert recs["kprobe"].meta["attach"] == "kprobe+kretprobe/" + ALL_CALLERS
     assert "attached to fentry+fexit/" in recs["auto"].stderr
+    # 5.10 has no socket storage for tracing programs: nothing is numbered.
+    assert not any(rec.meta["numbered"] or any(r["seq"] for r in rec.rows) for rec in recs.values())
     for rec in recs.values():
         assert rec.meta["kernel"] == k.release
         uncounted = rec.skipped_calls(recs["auto"]) if rec.mode == "kprobe" else 0

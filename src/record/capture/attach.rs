@@ -71,12 +71,16 @@ pub struct KernelFacts {
     pub symbol_callers: Vec<&'static str>,
     /// Tracing programs may call bpf_get_socket_cookie() (5.12+).
     pub cookie_in_tracing: bool,
+    /// Tracing programs may keep socket storage (5.11+): events are
+    /// numbered per socket and checked against the socket's last call.
+    pub sk_storage_in_tracing: bool,
 }
 
 /// Kernel symbols whose presence answers a question.
 const SYM_TRAMPOLINE: &str = "arch_prepare_bpf_trampoline";
 const SYM_KPROBES: &str = "register_kprobe";
 const SYM_COOKIE: &str = "bpf_get_socket_ptr_cookie";
+const SYM_SK_STORAGE: &str = "bpf_sk_storage_get_tracing";
 
 impl KernelFacts {
     /// Reads BTF and /proc/kallsyms (symbol names are visible without
@@ -92,7 +96,7 @@ impl KernelFacts {
             })
         };
         let mut wanted: HashSet<&str> = CALLERS.into_iter().collect();
-        wanted.extend([SYM_TRAMPOLINE, SYM_KPROBES, SYM_COOKIE]);
+        wanted.extend([SYM_TRAMPOLINE, SYM_KPROBES, SYM_COOKIE, SYM_SK_STORAGE]);
         let syms = kallsyms(&wanted);
         let has_sym = |name: &str| syms.as_ref().is_some_and(|s| s.contains(name));
         KernelFacts {
@@ -105,6 +109,7 @@ impl KernelFacts {
             btf_callers: CALLERS.into_iter().filter(|f| has_type(f)).collect(),
             symbol_callers: CALLERS.into_iter().filter(|f| has_sym(f)).collect(),
             cookie_in_tracing: has_sym(SYM_COOKIE),
+            sk_storage_in_tracing: has_sym(SYM_SK_STORAGE),
         }
     }
 
@@ -210,14 +215,17 @@ mod tests {
             btf_callers: CALLERS.to_vec(),
             symbol_callers: CALLERS.to_vec(),
             cookie_in_tracing: true,
+            sk_storage_in_tracing: true,
         }
     }
 
-    /// Debian 11's 5.10: no tracepoint, no cookie in tracing programs.
+    /// Debian 11's 5.10: no tracepoint, no cookie or socket storage in
+    /// tracing programs.
     fn bullseye() -> KernelFacts {
         KernelFacts {
             tracepoint: false,
             cookie_in_tracing: false,
+            sk_storage_in_tracing: false,
             ..modern()
         }
     }

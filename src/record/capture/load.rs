@@ -330,7 +330,8 @@ fn load_mode<'obj>(
         .map_err(bpf_err("opening the BPF object"))?;
     let facts = facts();
     let use_cookie = mode != AttachMode::Kprobe && facts.cookie_in_tracing;
-    configure(&mut open, cfg, mode, use_cookie)?;
+    let numbered = mode == AttachMode::Tracepoint && facts.sk_storage_in_tracing;
+    configure(&mut open, cfg, mode, (use_cookie, numbered))?;
     // Assigned flow ids and a fallback's call records are retired by the
     // lifecycle hook, so it runs even when its events are not wanted.
     let lifecycle = cfg.lifecycle || mode != AttachMode::Tracepoint;
@@ -377,12 +378,14 @@ fn fallback_program(name: &str) -> Option<(AttachMode, &'static str)> {
         .map(|c| (mode, c))
 }
 
-/// Filters, transport and flow naming, fixed in read-only data before load.
+/// Filters, transport, flow naming and numbering (`numbered`: events get
+/// per-socket numbers and the kernel-side chain check), fixed in read-only
+/// data before load.
 fn configure(
     open: &mut OpenTcpcongSkel<'_>,
     cfg: &CaptureConfig,
     mode: AttachMode,
-    use_cookie: bool,
+    (use_cookie, numbered): (bool, bool),
 ) -> Result<()> {
     let rodata = open.maps.rodata_data.as_deref_mut().ok_or(Error::Internal(
         "the BPF object has no read-only data section",
@@ -406,6 +409,7 @@ fn configure(
     rodata.use_cookie = use_cookie;
     rodata.emit_lifecycle = cfg.lifecycle;
     rodata.track_calls = mode != AttachMode::Tracepoint;
+    rodata.use_sk_storage = numbered;
     rodata.flow_id_base = flow_id_base();
 
     // Maps this configuration never touches still exist: keep them minimal.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::schema::{CaptureInfo, Metadata};
 use super::series::{Rotation, Series};
-use super::writer::RecordingWriter;
+use super::writer::{Breaks, RecordingWriter};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::time::Clock;
@@ -56,7 +56,7 @@ pub struct Written {
     pub series: bool,
     pub bytes: u64,
     /// Transitions that happened without an event (see the writer).
-    pub gaps: u64,
+    pub breaks: Breaks,
     pub place: PathBuf,
 }
 
@@ -147,7 +147,7 @@ impl Output {
                         Error::Internal("a recording was finished before it started"),
                     ));
                 };
-                let (events, flows, gaps) = (writer.events(), writer.flows(), writer.gaps());
+                let (events, flows, breaks) = (writer.events(), writer.flows(), writer.breaks());
                 let place = writer.target().to_path_buf();
                 let meta = Metadata::new(&info, start_ktime, end_ktime, lost);
                 let bytes = writer
@@ -160,7 +160,7 @@ impl Output {
                     deleted: 0,
                     series: false,
                     bytes,
-                    gaps,
+                    breaks,
                     place,
                 })
             }
@@ -172,7 +172,7 @@ impl Output {
                     deleted: s.deleted,
                     series: true,
                     bytes: s.bytes,
-                    gaps: s.gaps,
+                    breaks: s.breaks,
                     place: s.root().to_path_buf(),
                 }),
                 Err(e) => Err(give_up(Sink::Series(s), e)),

@@ -206,6 +206,14 @@ pub struct Metadata {
     /// one ended: a transition happened without an event.
     #[serde(default)]
     pub gaps: u64,
+    /// Of those rows, how many the kernel side flagged (`kernel_gap`): the
+    /// socket's previous tracepoint call set another state.
+    #[serde(default)]
+    pub kernel_gaps: u64,
+    /// Events carry per-socket numbers (`seq`) and the kernel-side check
+    /// (`kernel_gap`); otherwise both columns are 0.
+    #[serde(default)]
+    pub numbered: bool,
 }
 
 /// What every file of a capture says about how it was made.
@@ -253,6 +261,8 @@ impl Metadata {
             flows: 0,
             sorted: true,
             gaps: 0,
+            kernel_gaps: 0,
+            numbered: false,
         }
     }
 }
@@ -284,6 +294,8 @@ mod tests {
             flows: 0,
             sorted: true,
             gaps: 0,
+            kernel_gaps: 0,
+            numbered: true,
         };
         let mut v = serde_json::to_value(&m).unwrap();
         v["from_the_future"] = serde_json::json!(42);
@@ -294,11 +306,13 @@ mod tests {
     #[test]
     fn columns_follow_schema_v1_order() {
         let names: Vec<&str> = columns().iter().map(|(n, _)| *n).collect();
-        assert_eq!(names.len(), 24);
+        assert_eq!(names.len(), 26);
         assert_eq!(&names[..11], &CORE);
         assert_eq!(&names[11..], Detail::NAMES);
         assert_eq!(names[14], "cong_algo");
         assert_eq!(columns()[14].1, DataType::Utf8);
         assert_eq!(columns()[23], ("total_retrans", DataType::UInt32));
+        assert_eq!(columns()[24], ("seq", DataType::UInt32));
+        assert_eq!(columns()[25], ("kernel_gap", DataType::UInt8));
     }
 }

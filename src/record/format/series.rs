@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::schema::{CaptureInfo, Metadata};
-use super::writer::{is_being_written, RecordingWriter};
+use super::writer::{is_being_written, Breaks, RecordingWriter};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::host::hostname;
@@ -46,7 +46,7 @@ pub struct Series {
     pub events: u64,
     pub files: u64,
     pub bytes: u64,
-    pub gaps: u64,
+    pub breaks: Breaks,
     /// Distinct flows over all files.
     pub flows: HashSet<u64>,
     /// Old files removed to keep within `--max-total`.
@@ -78,7 +78,7 @@ impl Series {
             events: 0,
             files: 0,
             bytes: 0,
-            gaps: 0,
+            breaks: Breaks::default(),
             flows: HashSet::new(),
             deleted: 0,
         };
@@ -175,7 +175,7 @@ impl Series {
         let lost = lost_now.saturating_sub(cur.lost_before);
         let meta = Metadata::new(info, cur.start_ktime, end_ktime, lost);
         let path = cur.writer.target().to_path_buf();
-        let (events, gaps) = (cur.writer.events(), cur.writer.gaps());
+        let (events, breaks) = (cur.writer.events(), cur.writer.breaks());
         self.flows.extend(cur.writer.flow_ids());
         let size = cur.writer.finish(meta).map_err(|e| Error::Incomplete {
             path: path.clone(),
@@ -183,7 +183,7 @@ impl Series {
             source: Box::new(e),
         })?;
         self.events += events;
-        self.gaps += gaps;
+        self.breaks += breaks;
         self.files += 1;
         self.bytes += size;
         self.done.push((path, size));

@@ -89,6 +89,24 @@ pub fn is_being_written(path: &Path) -> bool {
     File::open(path).is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
+/// Transitions that came without an event, counted by who saw them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Breaks {
+    /// `ca_state` rows that do not start where their flow's previous row
+    /// ended.
+    pub gaps: u64,
+    /// `ca_state` rows whose program found the socket in another state
+    /// than the socket's previous call set (`kernel_gap`).
+    pub kernel_gaps: u64,
+}
+
+impl std::ops::AddAssign for Breaks {
+    fn add_assign(&mut self, other: Breaks) {
+        self.gaps += other.gaps;
+        self.kernel_gaps += other.kernel_gaps;
+    }
+}
+
 pub struct RecordingWriter {
     target: PathBuf,
     tmp: PathBuf,
@@ -102,7 +120,9 @@ pub struct RecordingWriter {
     sorted: bool,
     /// Per open flow, the congestion state its last event left it in.
     ca_state: HashMap<u64, CaState>,
-    gaps: u64,
+    breaks: Breaks,
+    /// Some event carried a per-socket number (see `Metadata::numbered`).
+    numbered: bool,
     /// The in-progress file again, to claim disk space through.
     space: File,
     /// Bytes claimed so far.
@@ -183,7 +203,8 @@ impl RecordingWriter {
             last_ktime: 0,
             sorted: true,
             ca_state: HashMap::new(),
-            gaps: 0,
+            breaks: Breaks::default(),
+            numbered: false,
             space,
             reserved: 0,
         })
@@ -206,8 +227,8 @@ impl RecordingWriter {
         self.flows.iter().copied()
     }
 
-    pub fn gaps(&self) -> u64 {
-        self.gaps
+    pub fn breaks(&self) -> Breaks {
+        self.breaks
     }
 
     /// Bytes on disk, plus those encoded but not flushed, plus the rows not
@@ -223,6 +244,7 @@ impl RecordingWriter {
     /// Counts a transition that happened without an event; forgets
     /// closed flows so that memory follows open flows.
     fn check_chain(&mut self, e: &Event) {
+        self.numbered |= e.detail.seq != 0;
         match e.change {
             Change::Ca { old, new } => {
                 if self
@@ -230,7 +252,10 @@ impl RecordingWriter {
                     .insert(e.flow, new)
                     .is_some_and(|prev| prev != old)
                 {
-                    self.gaps += 1;
+                    self.breaks.gaps += 1;
+                }
+                if e.detail.kernel_gap != 0 {
+                    self.breaks.kernel_gaps += 1;
                 }
             }
             Change::Tcp { new, .. } if new == TcpState::CLOSE => {
@@ -314,7 +339,9 @@ impl RecordingWriter {
         meta.events = self.events;
         meta.flows = self.flows.len() as u64;
         meta.sorted = self.sorted;
-        meta.gaps = self.gaps;
+        meta.gaps = self.breaks.gaps;
+        meta.kernel_gaps = self.breaks.kernel_gaps;
+        meta.numbered = self.numbered;
         let json = serde_json::to_string(&meta)?;
         let with_meta = self
             .schema
