@@ -15,6 +15,8 @@
  *   LD_BYTES(dst, p, f)  copies the array p->f into the array dst
  *   TCP_SOCK(sk)         sk as a struct tcp_sock *, or NULL
  *   COOKIE(sk)           the socket cookie (called only when use_cookie)
+ *   PORTS_SEEN(sk, flow) whether the flow passed the port filter before
+ *   PORTS_PASS(sk, flow) remembers that it did
  *
  * No include guard, on purpose.
  */
@@ -62,15 +64,10 @@ static __always_inline bool NAME(flow_wanted)(struct sock *sk, struct ident *id)
 	id->dport = bpf_ntohs(LD(sk, __sk_common.skc_dport));
 	if (port_filtered) {
 		id->flow = NAME(flow_of)(sk);
-		if (port_in(id->sport, lport_lo, lport_hi) && port_in(id->dport, rport_lo, rport_hi)) {
-			__u8 one = 1;
-
-			/* A lookup is lock-free; only a flow's first event writes. */
-			if (!bpf_map_lookup_elem(&port_matched, &id->flow))
-				bpf_map_update_elem(&port_matched, &id->flow, &one, BPF_ANY);
-		} else if (id->sport != 0 || !bpf_map_lookup_elem(&port_matched, &id->flow)) {
+		if (port_in(id->sport, lport_lo, lport_hi) && port_in(id->dport, rport_lo, rport_hi))
+			PORTS_PASS(sk, id->flow);
+		else if (id->sport != 0 || !PORTS_SEEN(sk, id->flow))
 			return false;
-		}
 	}
 
 	net = LD(sk, __sk_common.skc_net.net);

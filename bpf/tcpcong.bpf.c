@@ -77,7 +77,9 @@ struct {
  * Flows that passed a port filter. By the time a socket enters TCP_CLOSE
  * the kernel has released its local port (skc_num is 0), so the port
  * filter alone would drop every flow's close event; remembered flows keep
- * theirs. Only used when a port filter is set.
+ * theirs. Only used when a port filter is set, and only where sockets
+ * have no storage for tracing programs (see sock_seqs, which cannot
+ * overflow or outlive its socket as this table can).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -182,6 +184,8 @@ struct sock_seq {
 	__u32 last_seq;
 	__u8 last_set;
 	__u8 chained;
+	/* The socket passed the port filter (see port_matched). */
+	__u8 ports_passed;
 };
 
 struct {
@@ -294,6 +298,45 @@ static __always_inline struct sock *pop_frame(__u32 fn)
 	}
 	return NULL;
 }
+/* The port filter's memory of a flow: in the socket's storage where
+ * tracing programs have it, else in port_matched. */
+static __always_inline bool ports_seen_map(__u64 flow)
+{
+	return bpf_map_lookup_elem(&port_matched, &flow);
+}
+
+static __always_inline void ports_pass_map(__u64 flow)
+{
+	__u8 one = 1;
+
+	/* A lookup is lock-free; only a flow's first event writes. */
+	if (!bpf_map_lookup_elem(&port_matched, &flow))
+		bpf_map_update_elem(&port_matched, &flow, &one, BPF_ANY);
+}
+
+static __always_inline bool ports_seen_btf(struct sock *sk, __u64 flow)
+{
+	struct sock_seq *s;
+
+	if (!use_sk_storage)
+		return ports_seen_map(flow);
+	s = bpf_sk_storage_get(&sock_seqs, sk, 0, 0);
+	return s && s->ports_passed;
+}
+
+static __always_inline void ports_pass_btf(struct sock *sk, __u64 flow)
+{
+	struct sock_seq *s;
+
+	if (!use_sk_storage) {
+		ports_pass_map(flow);
+		return;
+	}
+	s = bpf_sk_storage_get(&sock_seqs, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (s)
+		s->ports_passed = 1;
+}
+
 /* BTF-typed programs: direct loads. */
 #define NAME(f) f##_btf
 #define LD(p, f) ((p)->f)
@@ -301,6 +344,8 @@ static __always_inline struct sock *pop_frame(__u32 fn)
 #define LD_BYTES(dst, p, f) __builtin_memcpy(dst, (p)->f, sizeof(dst))
 #define TCP_SOCK(sk) bpf_skc_to_tcp_sock(sk)
 #define COOKIE(sk) bpf_get_socket_cookie(sk)
+#define PORTS_SEEN(sk, flow) ports_seen_btf(sk, flow)
+#define PORTS_PASS(sk, flow) ports_pass_btf(sk, flow)
 #include "handlers.h"
 #undef NAME
 #undef LD
@@ -308,6 +353,8 @@ static __always_inline struct sock *pop_frame(__u32 fn)
 #undef LD_BYTES
 #undef TCP_SOCK
 #undef COOKIE
+#undef PORTS_SEEN
+#undef PORTS_PASS
 
 /* kprobes and raw tracepoints: probe reads. */
 #define NAME(f) f##_probed
@@ -316,6 +363,8 @@ static __always_inline struct sock *pop_frame(__u32 fn)
 #define LD_BYTES(dst, p, f) bpf_core_read(dst, sizeof(dst), &(p)->f)
 #define TCP_SOCK(sk) ((struct tcp_sock *)(sk))
 #define COOKIE(sk) 0
+#define PORTS_SEEN(sk, flow) ports_seen_map(flow)
+#define PORTS_PASS(sk, flow) ports_pass_map(flow)
 #include "handlers.h"
 
 /* Gives the socket's next event its number; NULL where sockets have no

@@ -422,7 +422,8 @@ fn configure(
         .events_rb
         .set_max_entries(rb_size)
         .map_err(&sizing)?;
-    if !port_filtered {
+    // Numbered sockets keep the port filter's memory in their storage.
+    if !port_filtered || numbered {
         open.maps.port_matched.set_max_entries(1).map_err(&sizing)?;
     }
     if use_cookie {
