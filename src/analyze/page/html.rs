@@ -54,6 +54,15 @@ pub fn human(ns: u64) -> String {
     }
 }
 
+/// `part` as a percentage of `all` (0 when there is nothing).
+fn percent(part: u64, all: u64) -> f64 {
+    if all > 0 {
+        part as f64 * 100.0 / all as f64
+    } else {
+        0.0
+    }
+}
+
 /// Wall-clock time of day with µs, UTC (the page says so).
 fn clock(t_ns: u64) -> String {
     let s = rfc3339(t_ns);
@@ -198,14 +207,16 @@ fn where_time_went(h: &mut String, p: &Page) {
     h.push_str(
         "<p class=\"note\">Time in each state, summed over every flow of the selection.</p>\n",
     );
+    // Each state's time and share of all, for the bar and its legend.
+    let shares: Vec<(CaState, u64, f64)> = CaState::ALL
+        .into_iter()
+        .map(|s| {
+            let v = totals[s.index()];
+            (s, v, percent(v, all))
+        })
+        .collect();
     h.push_str("<div class=\"share\" id=\"totals\">");
-    for s in CaState::ALL {
-        let v = totals[s.index()];
-        let pct = if all > 0 {
-            v as f64 * 100.0 / all as f64
-        } else {
-            0.0
-        };
+    for &(s, v, pct) in &shares {
         let _ = write!(
             h,
             "<div class=\"s-{0}\" style=\"width:{pct:.3}%\" data-state=\"{0}\" data-ns=\"{v}\" \
@@ -215,13 +226,7 @@ fn where_time_went(h: &mut String, p: &Page) {
         );
     }
     h.push_str("</div>\n<table class=\"totals\"><tr>");
-    for s in CaState::ALL {
-        let v = totals[s.index()];
-        let pct = if all > 0 {
-            v as f64 * 100.0 / all as f64
-        } else {
-            0.0
-        };
+    for &(s, v, pct) in &shares {
         let _ = write!(
             h,
             "<td><i class=\"s-{0}\"></i>{0}: {1} ({pct:.1} %)</td>",
@@ -392,7 +397,7 @@ fn stacked<'a>(
                 ", {} {} ({:.0} %)",
                 s.name(),
                 human(ns[s.index()]),
-                ns[s.index()] as f64 * 100.0 / all as f64
+                percent(ns[s.index()], all)
             );
         }
         let _ = write!(hits, "{note}</title></rect>");
