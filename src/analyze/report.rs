@@ -97,6 +97,8 @@ pub struct Printer<W: Write> {
     out: W,
     cfg: ReportConfig,
     lost_events: u64,
+    /// By the engine's boot index (`FlowKey::boot`).
+    boots: Vec<Boot>,
     header_done: bool,
     /// Rows printed: an empty report says so instead of printing nothing.
     pub visible_rows: u64,
@@ -108,9 +110,15 @@ impl<W: Write> Printer<W> {
             out,
             cfg,
             lost_events: 0,
+            boots: Vec::new(),
             header_done: false,
             visible_rows: 0,
         }
+    }
+
+    /// The hosts and boots that JSON and CSV rows name, by boot index.
+    pub fn set_boots(&mut self, boots: Vec<Boot>) {
+        self.boots = boots;
     }
 
     /// The events lost so far, which JSON and CSV rows carry.
@@ -124,10 +132,15 @@ impl<W: Write> Printer<W> {
         let w = picked.as_ref().unwrap_or(w);
         self.visible_rows += w.rows.iter().filter(|r| visible(r, c.all)).count() as u64;
         let out: &mut dyn Write = &mut self.out;
+        let rows = Context {
+            all: c.all,
+            lost_events: self.lost_events,
+            boots: &self.boots,
+        };
         match (c.style, c.histogram) {
             (Style::Table, true) => write_hist(out, w, c.micros, c.timestamp),
             (Style::Table, false) => write_table(out, w, &c),
-            (Style::Json, false) => write_json(out, w, c.all, self.lost_events),
+            (Style::Json, false) => write_json(out, w, rows),
             (Style::Json, true) => write_hist_json(out, w, c.micros, self.lost_events),
             (Style::Csv, hist) => {
                 if !self.header_done {
@@ -141,7 +154,7 @@ impl<W: Write> Printer<W> {
                 if hist {
                     write_hist_csv(out, w, c.micros, self.lost_events)
                 } else {
-                    write_csv(out, w, c.all, self.lost_events)
+                    write_csv(out, w, rows)
                 }
             }
         }
@@ -402,10 +415,20 @@ fn stars(val: u64, max: u64, width: usize) -> usize {
     n.min(width as u128) as usize
 }
 
+/// Where a row's flow lived: what makes `flow` unique across recordings of
+/// several hosts and boots, so that rows of many runs can be united.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Boot {
+    pub host: String,
+    pub boot_id: String,
+}
+
 #[derive(Serialize)]
 struct Record<'a> {
     window_start: &'a str,
     window_end: &'a str,
+    host: &'a str,
+    boot_id: &'a str,
     flow: u64,
     family: u8,
     saddr: IpAddr,
@@ -424,21 +447,34 @@ struct Record<'a> {
     lost_events: u64,
 }
 
+/// What every row of a window shares besides the window.
+#[derive(Clone, Copy)]
+struct Context<'a> {
+    all: bool,
+    lost_events: u64,
+    boots: &'a [Boot],
+}
+
 fn records<'a>(
     w: &'a WindowReport,
-    all: bool,
+    c: Context<'a>,
     start: &'a str,
     end: &'a str,
-    lost_events: u64,
 ) -> impl Iterator<Item = Record<'a>> + 'a {
+    let unknown = "";
     w.rows
         .iter()
-        .filter(move |r| visible(r, all))
+        .filter(move |r| visible(r, c.all))
         .map(move |r| {
             let ns = |s: CaState| r.ns[s.index()];
+            let boot = usize::try_from(r.key.boot)
+                .ok()
+                .and_then(|b| c.boots.get(b));
             Record {
                 window_start: start,
                 window_end: end,
+                host: boot.map_or(unknown, |b| b.host.as_str()),
+                boot_id: boot.map_or(unknown, |b| b.boot_id.as_str()),
                 flow: r.key.cookie,
                 family: r.addr.family,
                 saddr: r.addr.saddr,
@@ -452,20 +488,15 @@ fn records<'a>(
                 loss_ns: ns(CaState::Loss),
                 changes: r.changes,
                 mismatches: r.mismatches,
-                lost_events,
+                lost_events: c.lost_events,
             }
         })
 }
 
 /// One JSON object per visible row, one per line.
-fn write_json(
-    out: &mut dyn Write,
-    w: &WindowReport,
-    all: bool,
-    lost_events: u64,
-) -> io::Result<()> {
+fn write_json(out: &mut dyn Write, w: &WindowReport, c: Context<'_>) -> io::Result<()> {
     let (start, end) = (rfc3339(w.start_ns), rfc3339(w.end_ns));
-    for rec in records(w, all, &start, &end, lost_events) {
+    for rec in records(w, c, &start, &end) {
         serde_json::to_writer(&mut *out, &rec)?;
         writeln!(out)?;
     }
@@ -475,21 +506,23 @@ fn write_json(
 fn write_csv_header(out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
-        "window_start,window_end,flow,family,saddr,sport,daddr,dport,\
+        "window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,\
          open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events"
     )
 }
 
 /// One CSV line per visible row; no field can hold a comma or a quote.
 /// Lost events are a per-recording figure, reported on stderr, not a column.
-fn write_csv(out: &mut dyn Write, w: &WindowReport, all: bool, lost_events: u64) -> io::Result<()> {
+fn write_csv(out: &mut dyn Write, w: &WindowReport, c: Context<'_>) -> io::Result<()> {
     let (start, end) = (rfc3339(w.start_ns), rfc3339(w.end_ns));
-    for r in records(w, all, &start, &end, lost_events) {
+    for r in records(w, c, &start, &end) {
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.window_start,
             r.window_end,
+            r.host,
+            r.boot_id,
             r.flow,
             r.family,
             r.saddr,
@@ -750,21 +783,38 @@ tcp_congest_state = loss
         );
     }
 
+    /// The samples' flows are of boot 1: "h" has two boots.
+    fn ctx(all: bool, lost_events: u64) -> Context<'static> {
+        static BOOTS: std::sync::LazyLock<Vec<Boot>> = std::sync::LazyLock::new(|| {
+            ["b0", "b1"]
+                .map(|b| Boot {
+                    host: "h".into(),
+                    boot_id: b.into(),
+                })
+                .to_vec()
+        });
+        Context {
+            all,
+            lost_events,
+            boots: &BOOTS,
+        }
+    }
+
     #[test]
     fn json_lines() {
-        let got = text(|out| write_json(out, &sample(), false, 3));
+        let got = text(|out| write_json(out, &sample(), ctx(false, 3)));
         let want = concat!(
             r#"{"window_start":"2026-11-26T08:03:58.123456789Z","window_end":"2026-11-26T08:03:59.123456789Z","#,
-            r#""flow":10,"family":6,"saddr":"::ffff:127.0.0.1","sport":8080,"daddr":"2001:db8::1","dport":443,"#,
+            r#""host":"h","boot_id":"b1","flow":10,"family":6,"saddr":"::ffff:127.0.0.1","sport":8080,"daddr":"2001:db8::1","dport":443,"#,
             r#""open_ns":0,"disorder_ns":0,"cwr_ns":0,"recovery_ns":3000000,"loss_ns":0,"changes":1,"mismatches":0,"lost_events":3}"#,
             "\n"
         );
         let mut w = sample();
         w.rows.retain(|r| r.key.cookie == 10);
-        assert_eq!(text(|out| write_json(out, &w, false, 3)), want);
+        assert_eq!(text(|out| write_json(out, &w, ctx(false, 3))), want);
         assert_eq!(got.lines().count(), 3);
         assert_eq!(
-            text(|out| write_json(out, &sample(), true, 0))
+            text(|out| write_json(out, &sample(), ctx(true, 0)))
                 .lines()
                 .count(),
             4
@@ -775,13 +825,13 @@ tcp_congest_state = loss
     fn csv_lines() {
         let got = text(|out| {
             write_csv_header(out)?;
-            write_csv(out, &sample(), false, 0)
+            write_csv(out, &sample(), ctx(false, 0))
         });
         let want = "\
-window_start,window_end,flow,family,saddr,sport,daddr,dport,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,7,4,192.168.219.3,34968,192.168.219.4,5201,2857400000,5999999,1000,108000001,0,19,0,0
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,9,6,::1,22,::1,51000,1500000,0,0,0,2000000,2,0,0
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,10,6,::ffff:127.0.0.1,8080,2001:db8::1,443,0,0,0,3000000,0,1,0,0
+window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,7,4,192.168.219.3,34968,192.168.219.4,5201,2857400000,5999999,1000,108000001,0,19,0,0
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,9,6,::1,22,::1,51000,1500000,0,0,0,2000000,2,0,0
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,10,6,::ffff:127.0.0.1,8080,2001:db8::1,443,0,0,0,3000000,0,1,0,0
 ";
         assert_eq!(got, want);
     }

@@ -7,7 +7,7 @@
 use std::io::{self, BufWriter};
 
 use super::{open_dataset, warn_losses, ReportPlan, Selection};
-use crate::analyze::report::Printer;
+use crate::analyze::report::{Boot, Printer};
 use crate::analyze::sharded::Sharded;
 use crate::error::{Error, Result};
 use crate::messages;
@@ -40,6 +40,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         }
     }
     let (lost_events, gaps) = (data.lost_events, data.gaps);
+    let boots = data.boots();
     let filter = plan.select.rows();
     let lifecycle = data.lifecycle;
     let cfg = plan.report.engine(span.start_ns, span.until_ns, lifecycle);
@@ -56,6 +57,12 @@ pub fn run(plan: &Plan) -> Result<()> {
 
     let mut printer = Printer::new(BufWriter::new(io::stdout().lock()), plan.report.report);
     printer.set_lost_events(lost_events);
+    printer.set_boots(
+        boots
+            .into_iter()
+            .map(|(host, boot_id)| Boot { host, boot_id })
+            .collect(),
+    );
     let limit = plan.report.outputs.unwrap_or(u64::MAX);
     for w in summary
         .windows

@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use super::record::{check_filters, tell_started, Recording};
 use super::{warn_losses, ReportPlan};
 use crate::analyze::engine::{Engine, Summary, WindowReport};
-use crate::analyze::report::Printer;
+use crate::analyze::report::{Boot, Printer};
 use crate::error::{Error, Result};
 use crate::event::{Event, FlowKey};
 use crate::messages;
@@ -121,11 +121,17 @@ pub fn run(plan: &Plan) -> Result<()> {
     let clock = recording
         .as_ref()
         .map_or_else(Clock::of_host, Recording::clock);
+    // Live flows are this boot's (boot index 0).
+    let mut printer = Printer::new(io::stdout(), plan.report.report);
+    printer.set_boots(vec![Boot {
+        host: crate::host::hostname(),
+        boot_id: crate::host::boot_id(),
+    }]);
     let mut sink = LiveSink {
         plan,
         clock,
         engine: None,
-        printer: Printer::new(io::stdout(), plan.report.report),
+        printer,
         outputs_left: plan.report.outputs.unwrap_or(u64::MAX),
         recording,
         print_err: None,

@@ -89,6 +89,8 @@ fn golden_json_and_csv() {
         for k in [
             "window_start",
             "window_end",
+            "host",
+            "boot_id",
             "flow",
             "open_ns",
             "loss_ns",
@@ -97,6 +99,10 @@ fn golden_json_and_csv() {
         ] {
             assert!(v.get(k).is_some(), "{k} missing in {line}");
         }
+        // A flow is named by its host and boot too, as the file says.
+        let meta = read_meta(&fixture("multi-flow.parquet"));
+        assert_eq!(v["host"], meta["hostname"], "{line}");
+        assert_eq!(v["boot_id"], meta["boot_id"], "{line}");
     }
     insta::assert_snapshot!("json_multi_windows", json);
     insta::assert_snapshot!(
@@ -144,10 +150,10 @@ fn filters_select_flows() {
     let rows: Vec<&str> = out.lines().skip(1).collect();
     assert!(!rows.is_empty());
     assert!(
-        rows.iter().all(|r| r.split(',').nth(5) == Some("5201")),
+        rows.iter().all(|r| r.split(',').nth(7) == Some("5201")),
         "{out}"
     );
-    let one = rows[0].split(',').nth(2).unwrap();
+    let one = rows[0].split(',').nth(4).unwrap();
     let only = analyze_ok(&[&multi, "--flow", one, "--all", "--format", "csv"]);
     assert_eq!(only.lines().count(), 2, "{only}");
 }

@@ -489,6 +489,22 @@ impl Dataset {
         })
     }
 
+    /// Per boot index (the `boot` of the flow keys a scan hands out): the
+    /// host and boot id, as its first file names them.
+    pub fn boots(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for i in &self.inputs {
+            let b = i.boot as usize;
+            if out.len() <= b {
+                out.resize(b + 1, Default::default());
+            }
+            if out[b].1.is_empty() {
+                out[b] = (i.rec.meta.hostname.clone(), i.rec.meta.boot_id.clone());
+            }
+        }
+        out
+    }
+
     /// Each recording and its metadata, by boot and start.
     pub fn recordings(&self) -> impl Iterator<Item = (&Path, &Metadata)> {
         self.inputs
