@@ -11,3 +11,4 @@ pub mod hardening;
 pub mod page;
 pub mod report;
 pub mod sharded;
+pub mod table;

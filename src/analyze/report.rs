@@ -70,7 +70,7 @@ impl SortKey {
 }
 
 /// The window's visible rows in the order and number asked for.
-fn chosen(w: &WindowReport, c: &ReportConfig) -> Option<WindowReport> {
+pub(crate) fn chosen(w: &WindowReport, c: &ReportConfig) -> Option<WindowReport> {
     if c.sort.is_none() && c.top.is_none() {
         return None;
     }
@@ -455,42 +455,66 @@ struct Context<'a> {
     boots: &'a [Boot],
 }
 
+/// A flow's row with the host and boot it lived on.
+pub struct Row<'a> {
+    pub boot: &'a Boot,
+    pub row: &'a FlowRow,
+}
+
+/// A boot index the caller gave no name for.
+static UNNAMED: Boot = Boot {
+    host: String::new(),
+    boot_id: String::new(),
+};
+
+/// The rows a report shows (`all`: also those without changes), each with
+/// its boot (by the flow key's boot index into `boots`).
+pub fn rows<'a>(
+    w: &'a WindowReport,
+    all: bool,
+    boots: &'a [Boot],
+) -> impl Iterator<Item = Row<'a>> + 'a {
+    w.rows
+        .iter()
+        .filter(move |r| visible(r, all))
+        .map(move |r| Row {
+            boot: usize::try_from(r.key.boot)
+                .ok()
+                .and_then(|b| boots.get(b))
+                .unwrap_or(&UNNAMED),
+            row: r,
+        })
+}
+
 fn records<'a>(
     w: &'a WindowReport,
     c: Context<'a>,
     start: &'a str,
     end: &'a str,
 ) -> impl Iterator<Item = Record<'a>> + 'a {
-    let unknown = "";
-    w.rows
-        .iter()
-        .filter(move |r| visible(r, c.all))
-        .map(move |r| {
-            let ns = |s: CaState| r.ns[s.index()];
-            let boot = usize::try_from(r.key.boot)
-                .ok()
-                .and_then(|b| c.boots.get(b));
-            Record {
-                window_start: start,
-                window_end: end,
-                host: boot.map_or(unknown, |b| b.host.as_str()),
-                boot_id: boot.map_or(unknown, |b| b.boot_id.as_str()),
-                flow: r.key.cookie,
-                family: r.addr.family,
-                saddr: r.addr.saddr,
-                sport: r.addr.sport,
-                daddr: r.addr.daddr,
-                dport: r.addr.dport,
-                open_ns: ns(CaState::Open),
-                disorder_ns: ns(CaState::Disorder),
-                cwr_ns: ns(CaState::Cwr),
-                recovery_ns: ns(CaState::Recovery),
-                loss_ns: ns(CaState::Loss),
-                changes: r.changes,
-                mismatches: r.mismatches,
-                lost_events: c.lost_events,
-            }
-        })
+    rows(w, c.all, c.boots).map(move |Row { boot, row: r }| {
+        let ns = |s: CaState| r.ns[s.index()];
+        Record {
+            window_start: start,
+            window_end: end,
+            host: &boot.host,
+            boot_id: &boot.boot_id,
+            flow: r.key.cookie,
+            family: r.addr.family,
+            saddr: r.addr.saddr,
+            sport: r.addr.sport,
+            daddr: r.addr.daddr,
+            dport: r.addr.dport,
+            open_ns: ns(CaState::Open),
+            disorder_ns: ns(CaState::Disorder),
+            cwr_ns: ns(CaState::Cwr),
+            recovery_ns: ns(CaState::Recovery),
+            loss_ns: ns(CaState::Loss),
+            changes: r.changes,
+            mismatches: r.mismatches,
+            lost_events: c.lost_events,
+        }
+    })
 }
 
 /// One JSON object per visible row, one per line.

@@ -90,6 +90,8 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    /// The per-flow table as a Parquet file (analyze, with -o FILE).
+    Parquet,
 }
 
 /// How reports look: shared by live mode and `analyze`.
@@ -281,6 +283,11 @@ pub struct AnalyzeArgs {
 
     #[command(flatten)]
     pub report: ReportArgs,
+
+    /// With --format parquet: the file to write the per-flow table to
+    /// (replaced if it exists).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 
     /// Threads to use: one reads the recordings, the others compute, each
     /// a share of the flows [default: the machine's cores]

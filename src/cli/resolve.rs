@@ -262,6 +262,12 @@ fn file_target(path: &Path, force: bool) -> Result<Target> {
 }
 
 fn live(a: &LiveArgs, command: String) -> Result<cmd::live::Plan> {
+    if a.report.format == Format::Parquet {
+        return Err(Error::Usage(
+            "live mode prints its report: --format table, json or csv (record a Parquet file with -o)"
+                .into(),
+        ));
+    }
     let report = report(
         &a.report,
         a.interval.interval,
@@ -293,6 +299,26 @@ fn analyze(a: &AnalyzeArgs) -> Result<cmd::analyze::Plan> {
         outputs,
         "outputs needs an interval: tcpcong analyze INPUT... [interval] [outputs]",
     )?;
+    let parquet = match (a.report.format, &a.output) {
+        (Format::Parquet, Some(p)) => Some(p.clone()),
+        (Format::Parquet, None) => {
+            return Err(Error::Usage(
+                "--format parquet writes a file: name it with -o FILE".into(),
+            ))
+        }
+        (_, Some(_)) => {
+            return Err(Error::Usage(
+                "-o writes the per-flow table as Parquet: add --format parquet (other formats go to standard output)"
+                    .into(),
+            ))
+        }
+        _ => None,
+    };
+    if parquet.is_some() && a.report.dist {
+        return Err(Error::Usage(
+            "--format parquet writes the per-flow table, -d histograms: choose one".into(),
+        ));
+    }
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
@@ -301,6 +327,7 @@ fn analyze(a: &AnalyzeArgs) -> Result<cmd::analyze::Plan> {
         select: selection(&a.select)?,
         report,
         threads,
+        parquet,
     })
 }
 
@@ -401,6 +428,9 @@ fn report(
         Format::Table => Style::Table,
         Format::Json => Style::Json,
         Format::Csv => Style::Csv,
+        // analyze writes the Parquet table itself (see its plan); the
+        // printer's style then only has to not be the table's.
+        Format::Parquet => Style::Json,
     };
     if outputs.is_some() && interval.is_none() {
         return Err(Error::Usage(outputs_alone.into()));

@@ -5,10 +5,12 @@
 //! says on stderr what the numbers cannot show.
 
 use std::io::{self, BufWriter};
+use std::path::PathBuf;
 
 use super::{open_dataset, warn_losses, ReportPlan, Selection};
 use crate::analyze::report::{Boot, Printer};
 use crate::analyze::sharded::Sharded;
+use crate::analyze::table::TableFile;
 use crate::error::{Error, Result};
 use crate::messages;
 use crate::record::format::reader::{Columns, Item};
@@ -25,6 +27,8 @@ pub struct Plan {
     pub report: ReportPlan,
     /// The reading thread and the engines' (see [`Sharded`]).
     pub threads: usize,
+    /// `--format parquet -o FILE`: the table goes to this file.
+    pub parquet: Option<PathBuf>,
 }
 
 pub fn run(plan: &Plan) -> Result<()> {
@@ -55,24 +59,40 @@ pub fn run(plan: &Plan) -> Result<()> {
     super::tell_duplicates(duplicates);
     let summary = engine.finish(span.end_ns);
 
-    let mut printer = Printer::new(BufWriter::new(io::stdout().lock()), plan.report.report);
-    printer.set_lost_events(lost_events);
-    printer.set_boots(
-        boots
-            .into_iter()
-            .map(|(host, boot_id)| Boot { host, boot_id })
-            .collect(),
-    );
-    let limit = plan.report.outputs.unwrap_or(u64::MAX);
-    for w in summary
-        .windows
-        .iter()
-        .take(usize::try_from(limit).unwrap_or(usize::MAX))
-    {
-        printer.window(w).map_err(Error::Stdout)?;
-    }
-    printer.flush().map_err(Error::Stdout)?;
-    if printer.visible_rows == 0 && !plan.report.report.histogram {
+    let boots: Vec<Boot> = boots
+        .into_iter()
+        .map(|(host, boot_id)| Boot { host, boot_id })
+        .collect();
+    let limit = usize::try_from(plan.report.outputs.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+    let windows = summary.windows.iter().take(limit);
+    let visible_rows = match &plan.parquet {
+        Some(path) => super::write_replacing(path, |file| {
+            let bad = |source| Error::Parquet {
+                path: path.clone(),
+                source,
+            };
+            let mut table =
+                TableFile::new(BufWriter::new(file), plan.report.report, boots, lost_events)
+                    .map_err(bad)?;
+            for w in windows {
+                table.window(w).map_err(bad)?;
+            }
+            let rows = table.rows;
+            table.finish().map_err(bad)?;
+            Ok(rows)
+        })?,
+        None => {
+            let mut printer = Printer::new(BufWriter::new(io::stdout().lock()), plan.report.report);
+            printer.set_lost_events(lost_events);
+            printer.set_boots(boots);
+            for w in windows {
+                printer.window(w).map_err(Error::Stdout)?;
+            }
+            printer.flush().map_err(Error::Stdout)?;
+            printer.visible_rows
+        }
+    };
+    if visible_rows == 0 && !plan.report.report.histogram {
         let hint = if plan.report.report.all {
             ""
         } else {

@@ -175,6 +175,39 @@ impl Selection {
     }
 }
 
+/// Writes `path` through a temporary file in the same folder, renamed into
+/// place when `write` succeeds: `path` is the old file or the whole new
+/// one, never half of one.
+fn write_replacing<T>(
+    path: &std::path::Path,
+    write: impl FnOnce(std::fs::File) -> Result<T>,
+) -> Result<T> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Usage(format!("-o {}: not a file name", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let done = std::fs::File::create(&tmp)
+        .map_err(|e| Error::io(path, e))
+        .and_then(write)
+        .and_then(|v| {
+            std::fs::rename(&tmp, path)
+                .map(|()| v)
+                .map_err(|e| Error::io(path, e))
+        });
+    if done.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done
+}
+
 /// Opens the recordings the inputs name, saying which unfinished files in
 /// their folders are passed over.
 fn open_dataset(inputs: &[String]) -> Result<Dataset> {

@@ -4,7 +4,7 @@
 //! complete: a failed run leaves no half-written page.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::{open_dataset, warn_losses, warn_without_lifecycle, Selection};
 use crate::analyze::engine::{EngineConfig, Unit};
@@ -87,7 +87,10 @@ pub fn run(plan: &Plan) -> Result<()> {
         duplicates,
     );
     let text = html::render(&page);
-    write_whole(&plan.output, text.as_bytes())?;
+    super::write_replacing(&plan.output, |mut f| {
+        f.write_all(text.as_bytes())
+            .map_err(|e| Error::io(&plan.output, e))
+    })?;
     messages::say(format_args!(
         "wrote {} ({} KiB): {} flows, {drawn} timelines",
         plan.output.display(),
@@ -97,28 +100,4 @@ pub fn run(plan: &Plan) -> Result<()> {
     warn_losses(lost_events, Some(gaps), &page.overview.summary);
     warn_without_lifecycle(plan.page.accounting, lifecycle);
     Ok(())
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder,
-/// so that `path` is either the old file or the whole new one.
-fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Usage(format!("-o {}: not a file name", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
 }

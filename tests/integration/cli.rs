@@ -69,6 +69,30 @@ fn other_bad_flags_are_usage_errors() {
     );
     assert_one_line_error(&["analyze", "x.parquet", "0"], 2, &["interval"]);
     assert_one_line_error(
+        &["analyze", "x.parquet", "--format", "parquet"],
+        2,
+        &["-o FILE"],
+    );
+    assert_one_line_error(
+        &["analyze", "x.parquet", "-o", "t.parquet"],
+        2,
+        &["--format parquet"],
+    );
+    assert_one_line_error(
+        &[
+            "analyze",
+            "x.parquet",
+            "--format",
+            "parquet",
+            "-o",
+            "t.parquet",
+            "-d",
+        ],
+        2,
+        &["-d"],
+    );
+    assert_one_line_error(&["--format", "parquet"], 2, &["live mode prints"]);
+    assert_one_line_error(
         &["analyze", "x.parquet", "--threads", "0"],
         2,
         &["--threads", "'0'"],

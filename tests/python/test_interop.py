@@ -733,3 +733,24 @@ def test_a_file_without_the_metadata_is_refused_in_one_line(tmp_path):
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1, r.stderr
     assert "tcpcong's columns but not its metadata" in r.stderr, r.stderr
+
+
+# ---- analyze's own table as Parquet
+
+def test_the_parquet_table_holds_the_json_rows(tmp_path):
+    """`analyze --format parquet -o FILE` writes the rows `--format json`
+    prints, with the same columns and values, windows and all."""
+    out = tmp_path / "table.parquet"
+    args = [str(binary()), "analyze", str(FIXTURES), "--all", "1"]
+    p = subprocess.run(args + ["--format", "parquet", "-o", str(out)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    j = subprocess.run(args + ["--format", "json"], capture_output=True, text=True, check=True)
+    want = [json.loads(line) for line in j.stdout.splitlines()]
+    got = pq.read_table(out).to_pylist()
+    assert len(got) == len(want) > 20
+    for g, w in zip(got, want):
+        for k in ("window_start", "window_end"):
+            g[k] = pd.Timestamp(g[k]).isoformat().replace("+00:00", "Z")
+            w[k] = pd.Timestamp(w[k]).isoformat().replace("+00:00", "Z")
+        assert g == w
+    assert pq.read_schema(out).field("flow").type == pa.uint64()

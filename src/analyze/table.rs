@@ -1,0 +1,152 @@
+//! `analyze --format parquet -o FILE`: the per-flow (per-window) table as
+//! a Parquet file, with the columns and values of the JSON rows, for
+//! loading into a warehouse next to other hosts' tables.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use arrow_array::builder::{PrimitiveBuilder, StringBuilder, TimestampNanosecondBuilder};
+use arrow_array::types::{UInt16Type, UInt64Type, UInt8Type};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+
+use super::engine::WindowReport;
+use super::report::{chosen, rows, Boot, ReportConfig, Row};
+
+/// The columns, as the JSON rows name them.
+fn schema() -> SchemaRef {
+    let time = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+    let mut f = vec![
+        Field::new("window_start", time.clone(), false),
+        Field::new("window_end", time, false),
+        Field::new("host", DataType::Utf8, false),
+        Field::new("boot_id", DataType::Utf8, false),
+        Field::new("flow", DataType::UInt64, false),
+        Field::new("family", DataType::UInt8, false),
+        Field::new("saddr", DataType::Utf8, false),
+        Field::new("sport", DataType::UInt16, false),
+        Field::new("daddr", DataType::Utf8, false),
+        Field::new("dport", DataType::UInt16, false),
+    ];
+    for name in [
+        "open_ns",
+        "disorder_ns",
+        "cwr_ns",
+        "recovery_ns",
+        "loss_ns",
+        "changes",
+        "mismatches",
+        "lost_events",
+    ] {
+        f.push(Field::new(name, DataType::UInt64, false));
+    }
+    Arc::new(Schema::new(f))
+}
+
+/// Writes windows' rows as they come; `finish` completes the file.
+pub struct TableFile<W: Write + Send> {
+    writer: ArrowWriter<W>,
+    schema: SchemaRef,
+    boots: Vec<Boot>,
+    lost_events: u64,
+    /// Which rows, in which order: `--all`, `--sort`, `--top`.
+    cfg: ReportConfig,
+    pub rows: u64,
+}
+
+impl<W: Write + Send> TableFile<W> {
+    pub fn new(
+        out: W,
+        cfg: ReportConfig,
+        boots: Vec<Boot>,
+        lost_events: u64,
+    ) -> Result<Self, ParquetError> {
+        let schema = schema();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        Ok(TableFile {
+            writer: ArrowWriter::try_new(out, Arc::clone(&schema), Some(props))?,
+            schema,
+            boots,
+            lost_events,
+            cfg,
+            rows: 0,
+        })
+    }
+
+    pub fn window(&mut self, w: &WindowReport) -> Result<(), ParquetError> {
+        let picked = chosen(w, &self.cfg);
+        let w = picked.as_ref().unwrap_or(w);
+        let (mut start, mut end) = (
+            TimestampNanosecondBuilder::new(),
+            TimestampNanosecondBuilder::new(),
+        );
+        let mut text: [StringBuilder; 4] = Default::default();
+        let mut family = PrimitiveBuilder::<UInt8Type>::new();
+        let mut ports: [PrimitiveBuilder<UInt16Type>; 2] = Default::default();
+        let mut numbers: [PrimitiveBuilder<UInt64Type>; 9] = Default::default();
+        let mut n = 0;
+        for r in rows(w, self.cfg.all, &self.boots) {
+            let Row { boot, row } = r;
+            start.append_value(w.start_ns as i64);
+            end.append_value(w.end_ns as i64);
+            text[0].append_value(&boot.host);
+            text[1].append_value(&boot.boot_id);
+            text[2].append_value(row.addr.saddr.to_string());
+            text[3].append_value(row.addr.daddr.to_string());
+            family.append_value(row.addr.family);
+            ports[0].append_value(row.addr.sport);
+            ports[1].append_value(row.addr.dport);
+            let values = [
+                row.key.cookie,
+                row.ns[0],
+                row.ns[1],
+                row.ns[2],
+                row.ns[3],
+                row.ns[4],
+                row.changes,
+                row.mismatches,
+                self.lost_events,
+            ];
+            for (b, v) in numbers.iter_mut().zip(values) {
+                b.append_value(v);
+            }
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let [host, boot_id, saddr, daddr] = text.map(|mut b| Arc::new(b.finish()) as ArrayRef);
+        let [sport, dport] = ports.map(|mut b| Arc::new(b.finish()) as ArrayRef);
+        let [flow, rest @ ..] = numbers.map(|mut b| Arc::new(b.finish()) as ArrayRef);
+        let tz = |mut b: TimestampNanosecondBuilder| {
+            Arc::new(b.finish().with_timezone("UTC")) as ArrayRef
+        };
+        let mut columns = vec![
+            tz(start),
+            tz(end),
+            host,
+            boot_id,
+            flow,
+            Arc::new(family.finish()),
+            saddr,
+            sport,
+            daddr,
+            dport,
+        ];
+        columns.extend(rest);
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)
+            .map_err(|e: ArrowError| ParquetError::ArrowError(e.to_string()))?;
+        self.rows += n;
+        self.writer.write(&batch)
+    }
+
+    pub fn finish(self) -> Result<(), ParquetError> {
+        self.writer.close().map(|_| ())
+    }
+}
