@@ -136,18 +136,33 @@ case $cmd in
     parse "$@"
     # The server closes first, so that its side keeps the TIME_WAIT and the
     # client may bind the same port again at once.
+    # On a lossy link the previous connection's last ACK can be lost: its
+    # 4-tuple stays busy until the FIN is retransmitted, so connect retries.
     inns timeout 20 python3 - "$port" <<'PY'
-import socket, sys
+import errno, socket, sys, time
 port = int(sys.argv[1])
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 srv.bind(("127.0.0.1", port))
 srv.listen()
+
+def connect():
+    for _ in range(100):
+        cli = socket.socket()
+        cli.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            cli.bind(("127.0.0.1", 45999))
+            cli.connect(("127.0.0.1", port))
+            return cli
+        except OSError as e:
+            cli.close()
+            if e.errno not in (errno.EADDRNOTAVAIL, errno.EADDRINUSE):
+                raise
+            time.sleep(0.1)
+    raise SystemExit("the 4-tuple stayed busy")
+
 for _ in range(2):
-    cli = socket.socket()
-    cli.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    cli.bind(("127.0.0.1", 45999))
-    cli.connect(("127.0.0.1", port))
+    cli = connect()
     conn, _ = srv.accept()
     conn.sendall(b"x" * 65536)
     conn.close()
