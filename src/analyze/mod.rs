@@ -1,10 +1,11 @@
-//! Computation and reports, with no BPF and no files: the engine
-//! (`engine`: per-flow dwell times, changes and histograms from a stream
-//! of events, whether the stream comes from a recording or a live
-//! capture), the engine over threads (`sharded`), its renderings
-//! (`report`: BCC's table and histograms, JSON, CSV; `page`: the HTML
-//! report with its charts), and the entry points the fuzzers drive
-//! (`hardening`).
+//! Computation and reports, with no BPF and no files of their own (they
+//! write to what they are given): the engine (`engine`: per-flow dwell
+//! times, changes and histograms from a stream of events, whether the
+//! stream comes from a recording or a live capture), the engine over
+//! threads (`sharded`), its renderings (`report`: BCC's table and
+//! histograms, JSON, CSV; `table`: the per-flow table as Parquet; `page`:
+//! the HTML report with its charts), and the entry points the fuzzers
+//! drive (`hardening`).
 
 pub mod engine;
 pub mod hardening;
