@@ -277,7 +277,7 @@ fn cost_line(stats: &CaptureStats, events: u64) -> String {
 }
 
 /// `1 event`, `2 events`.
-fn plural(n: u64, what: &str) -> String {
+pub(super) fn plural(n: u64, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
     } else {

@@ -92,10 +92,11 @@ pub fn run(plan: &Plan) -> Result<()> {
             .map_err(|e| Error::io(&plan.output, e))
     })?;
     messages::say(format_args!(
-        "wrote {} ({} KiB): {} flows, {drawn} timelines",
+        "wrote {} ({} KiB): {}, {}",
         plan.output.display(),
         text.len().div_ceil(1024),
-        page.overview.summary.flows
+        super::record::plural(page.overview.summary.flows, "flow"),
+        super::record::plural(drawn as u64, "timeline")
     ));
     warn_losses(lost_events, Some(gaps), &page.overview.summary);
     warn_without_lifecycle(plan.page.accounting, lifecycle);
