@@ -329,29 +329,64 @@ def sizes(path):
     say()
 
 
-def workload_effect(reps=4):
+PAIRS = int(os.environ.get("BENCH_PAIRS", "12"))
+
+
+def median_interval(xs, seed=1, draws=2000):
+    """The median of xs and a 95 % bootstrap interval for it."""
+    import random
+
+    rnd = random.Random(seed)
+    meds = sorted(statistics.median(rnd.choices(xs, k=len(xs))) for _ in range(draws))
+    return statistics.median(xs), meds[int(0.025 * draws)], meds[int(0.975 * draws) - 1]
+
+
+def workload_effect(pairs=PAIRS):
+    """Bulk throughput with nothing attached, with only an empty program on
+    tcpcong's tracepoints (the floor: what any program there costs), and
+    with `tcpcong record` running (its programs and its user space), in
+    rounds whose order alternates (A B C, C B A, ...) so that a drift in
+    the machine's speed falls on all three alike."""
     say("## 5. Effect on the traced workload")
     say()
-    say(f"Lab bulk transfer (3 s, 1 % loss, cubic) throughput with and without `tcpcong record` running, "
-        f"{reps} alternating pairs in one namespace.")
+    say(f"Lab bulk transfer (3 s, 1 % loss, cubic) throughput in {pairs} rounds of three runs in one "
+        "namespace: nothing attached, the empty program on tcpcong's tracepoints "
+        "(`bench/src/bin/floor.rs`), and `tcpcong record`; the order alternates from round to round. "
+        "Ratios are per round, to the run with nothing attached; the interval is a 95 % bootstrap "
+        "interval of the median ratio: a cost is real when the interval excludes 1.")
     say()
-    with_r, without = [], []
+    runs = {"nothing": [], "empty program": [], "tcpcong record": []}
     with Lab("load", "--loss", "1") as lab, tempfile.TemporaryDirectory() as d:
-        for i in range(reps):
-            without.append(int(lab.traffic(3, "--bps")))
+        def measure(what, i):
+            if what == "nothing":
+                return int(lab.traffic(3, "--bps"))
+            if what == "empty program":
+                floor = subprocess.Popen([FLOOR], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                floor.stdout.readline()
+                bps = int(lab.traffic(3, "--bps"))
+                floor.stdin.close()
+                floor.wait()
+                return bps
             rec = subprocess.Popen([BIN, "record", "-o", f"{d}/w{i}.parquet"], stderr=subprocess.PIPE)
-            time.sleep(1.0)
-            with_r.append(int(lab.traffic(3, "--bps")))
+            # Attached once its banner is out.
+            rec.stderr.readline()
+            bps = int(lab.traffic(3, "--bps"))
             rec.send_signal(2)
             rec.wait()
-    ratios = [w / o for w, o in zip(with_r, without)]
-    say("| | Gbit/s (median) | min | max |")
-    say("|---|---:|---:|---:|")
-    for name, xs in (("without record", without), ("with record", with_r)):
-        say(f"| {name} | {statistics.median(xs) / 1e9:.2f} | {min(xs) / 1e9:.2f} | {max(xs) / 1e9:.2f} |")
-    say()
-    say(f"Ratio with/without, per pair: {', '.join(f'{r:.3f}' for r in ratios)}; "
-        f"median {statistics.median(ratios):.3f}.")
+            return bps
+
+        order = list(runs)
+        for i in range(pairs):
+            for what in order if i % 2 == 0 else reversed(order):
+                runs[what].append(measure(what, i))
+    say("| | Gbit/s (median) | min | max | ratio to nothing (median) | 95 % interval |")
+    say("|---|---:|---:|---:|---:|---:|")
+    for name, xs in runs.items():
+        ratios = [x / o for x, o in zip(xs, runs["nothing"])]
+        med, lo, hi = median_interval(ratios)
+        ratio = "" if name == "nothing" else f"{med:.3f} | {lo:.3f}-{hi:.3f}"
+        say(f"| {name} | {statistics.median(xs) / 1e9:.2f} | {min(xs) / 1e9:.2f} | {max(xs) / 1e9:.2f} | "
+            f"{ratio or ' | '} |")
     say()
 
 
