@@ -139,7 +139,8 @@ static __always_inline void NAME(fill)(struct event *e, struct sock *sk, struct 
 	e->seq = id->seq;
 }
 
-static __always_inline void NAME(emit)(void *ctx, struct sock *sk, struct tcp_sock *tp,
+/* Whether the record was handed over. */
+static __always_inline bool NAME(emit)(void *ctx, struct sock *sk, struct tcp_sock *tp,
 				       const struct ident *id, __u8 kind, __u8 old, __u8 new)
 {
 	struct event *e;
@@ -149,18 +150,18 @@ static __always_inline void NAME(emit)(void *ctx, struct sock *sk, struct tcp_so
 
 		NAME(fill)(&ev, sk, tp, id, kind, old, new);
 		/* A full perf buffer is reported by its lost callback. */
-		bpf_perf_event_output(ctx, &events_perf, BPF_F_CURRENT_CPU, &ev, sizeof(ev));
-		return;
+		return !bpf_perf_event_output(ctx, &events_perf, BPF_F_CURRENT_CPU, &ev, sizeof(ev));
 	}
 
 	e = bpf_ringbuf_reserve(&events_rb, sizeof(*e), 0);
 	if (!e) {
 		count_lost();
-		return;
+		return false;
 	}
 	NAME(fill)(e, sk, tp, id, kind, old, new);
 
 	submit_watermarked(&events_rb, e, wakeup_bytes);
+	return true;
 }
 
 static __always_inline void NAME(transition)(void *ctx, struct sock *sk, struct tcp_sock *tp,

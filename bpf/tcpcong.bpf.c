@@ -57,6 +57,10 @@ const volatile bool emit_lifecycle = true;
 const volatile bool track_calls = false;
 /* Socket storage from tracing programs (see sock_seqs). */
 const volatile bool use_sk_storage = false;
+/* Lean records for described flows (socket storage and the ring buffer,
+ * whose single order puts a flow's full record before its lean ones). */
+const volatile bool lean_records = false;
+const volatile struct lean_event lean_layout = {};
 /* Never read: it puts struct event into the skeleton's types, so that user
  * space decodes records with the generated type instead of a mirror kept
  * by hand. */
@@ -186,6 +190,14 @@ struct sock_seq {
 	__u8 chained;
 	/* The socket passed the port filter (see port_matched). */
 	__u8 ports_passed;
+	/* A full record of the flow was handed over (`lean_records`), with
+	 * these ports and congestion control: while they stay, its calls
+	 * need no filter and hand over lean records. */
+	__u8 described;
+	__u16 sport;
+	__u16 dport;
+	__u64 ca_ops;
+	__u64 flow;
 };
 
 struct {
@@ -401,8 +413,10 @@ static __always_inline void lifecycle(void *ctx, struct sock *sk, int oldstate, 
 		struct sock_seq *s = numbered(sk, &id);
 
 		if (s && (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV ||
-			  newstate == TCP_CLOSE))
+			  newstate == TCP_CLOSE)) {
 			s->chained = 0;
+			s->described = 0;
+		}
 		emit_btf(ctx, sk, tp, &id, KIND_TCP_STATE, oldstate, newstate);
 	}
 	if (newstate == TCP_CLOSE)
@@ -430,23 +444,80 @@ struct busy_slot {
 };
 struct busy_slot cong_busy[LOST_SLOTS];
 
+/* The socket's chain: this call's number and whether it found the state
+ * the previous call set. */
+static __always_inline __u8 chain(struct sock_seq *s, __u8 old, __u8 set)
+{
+	__u8 gap = s->chained && s->last_set != old;
+
+	s->last_set = set;
+	s->chained = 1;
+	return gap;
+}
+
+/* A described flow's call: the per-event fields only. */
+static __always_inline void emit_lean(struct sock_seq *s, struct tcp_sock *tp, __u8 old, __u8 set)
+{
+	struct lean_event *e = bpf_ringbuf_reserve(&events_rb, sizeof(*e), 0);
+	__u32 seq = ++s->last_seq;
+	__u8 gap = chain(s, old, set);
+
+	if (!e) {
+		count_lost();
+		return;
+	}
+	e->ktime_ns = bpf_ktime_get_ns();
+	e->cookie = s->flow;
+	e->snd_cwnd = tp->snd_cwnd;
+	e->snd_ssthresh = tp->snd_ssthresh;
+	e->srtt_us = tp->srtt_us >> 3;
+	e->mss = tp->mss_cache;
+	e->packets_out = tp->packets_out;
+	e->retrans_out = tp->retrans_out;
+	e->lost_out = tp->lost_out;
+	e->sacked_out = tp->sacked_out;
+	e->total_retrans = tp->total_retrans;
+	e->seq = seq;
+	e->cpu = bpf_get_smp_processor_id();
+	e->old_state = old;
+	e->new_state = set;
+	e->kernel_gap = gap;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	submit_watermarked(&events_rb, e, wakeup_bytes);
+}
+
 static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_state)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 	struct sock_seq *s;
 	struct ident id;
+	__u64 ops;
 	__u8 old;
 
-	if (!tp || !flow_wanted_btf(sk, &id))
+	if (!tp)
 		return;
 	old = BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state);
-	s = numbered(sk, &id);
-	if (s) {
-		id.kernel_gap = s->chained && s->last_set != old;
-		s->last_set = ca_state;
-		s->chained = 1;
+	ops = (__u64)tp->inet_conn.icsk_ca_ops;
+	if (lean_records) {
+		s = bpf_sk_storage_get(&sock_seqs, sk, 0, 0);
+		if (s && s->described && s->sport == sk->__sk_common.skc_num &&
+		    s->dport == sk->__sk_common.skc_dport && s->ca_ops == ops) {
+			emit_lean(s, tp, old, ca_state);
+			return;
+		}
 	}
-	emit_btf(ctx, sk, tp, &id, KIND_CA_STATE, old, ca_state);
+	if (!flow_wanted_btf(sk, &id))
+		return;
+	s = numbered(sk, &id);
+	if (s)
+		id.kernel_gap = chain(s, old, ca_state);
+	if (emit_btf(ctx, sk, tp, &id, KIND_CA_STATE, old, ca_state) && s && lean_records) {
+		s->described = 1;
+		s->sport = sk->__sk_common.skc_num;
+		s->dport = sk->__sk_common.skc_dport;
+		s->ca_ops = ops;
+		s->flow = id.flow;
+	}
 }
 
 /* Runs before the kernel stores the new state, so the old one is still there. */

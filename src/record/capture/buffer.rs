@@ -13,7 +13,7 @@ use std::time::Duration;
 use libbpf_rs::{RingBuffer, RingBufferBuilder};
 
 use super::ffi::{ring_positions, PerfReader};
-use super::raw::decode;
+use super::raw::Decoder;
 use super::skel::TcpcongSkel;
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -59,11 +59,12 @@ pub struct Inbox {
     pub malformed: u64,
     /// Samples the perf buffer reported as lost.
     pub perf_lost: u64,
+    decoder: Decoder,
 }
 
 impl Inbox {
     pub(super) fn take(&mut self, data: &[u8]) {
-        match decode(data) {
+        match self.decoder.decode(data) {
             Ok(e) => self.events.push(e),
             Err(_) => self.malformed += 1,
         }

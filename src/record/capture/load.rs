@@ -410,6 +410,9 @@ fn configure(
     rodata.emit_lifecycle = cfg.lifecycle;
     rodata.track_calls = mode != AttachMode::Tracepoint;
     rodata.use_sk_storage = numbered;
+    // A flow's full record must come before its lean ones: one ring has
+    // one order, per-CPU perf buffers do not.
+    rodata.lean_records = numbered && cfg.buffer == BufferKind::Ring;
     rodata.flow_id_base = flow_id_base();
 
     // Maps this configuration never touches still exist: keep them minimal.

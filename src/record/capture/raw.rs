@@ -4,10 +4,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::skel::types::event as RawEvent;
+use rustc_hash::FxHashMap;
+
+use super::skel::types::{event as RawEvent, lean_event as LeanEvent};
 use crate::event::{detail_columns, CaState, Change, Detail, Event, FlowAddr, TcpState};
 
 pub const RAW_EVENT_SIZE: usize = std::mem::size_of::<RawEvent>();
+const LEAN_EVENT_SIZE: usize = std::mem::size_of::<LeanEvent>();
 
 const KIND_CA_STATE: u8 = 0;
 const KIND_TCP_STATE: u8 = 1;
@@ -71,6 +74,64 @@ pub fn decode(bytes: &[u8]) -> Result<Event, Malformed> {
     })
 }
 
+/// Decodes both records the programs hand over: a full one, which also
+/// describes its flow, and a lean one (`struct lean_event`), which takes
+/// what is fixed about its flow from the flow's last full record.
+#[derive(Default)]
+pub struct Decoder {
+    /// Per flow, its last full record.
+    described: FxHashMap<u64, Event>,
+}
+
+impl Decoder {
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Event, Malformed> {
+        // Ring records have their exact size; perf samples (full records
+        // only) are padded to 8 bytes.
+        if bytes.len() == LEAN_EVENT_SIZE {
+            return self.lean(bytes);
+        }
+        let e = decode(bytes)?;
+        match e.change {
+            Change::Tcp { new, .. } if new == TcpState::CLOSE => {
+                self.described.remove(&e.flow);
+            }
+            Change::Tcp { .. } => {}
+            Change::Ca { .. } => {
+                self.described.insert(e.flow, e.clone());
+            }
+        }
+        Ok(e)
+    }
+
+    fn lean(&self, bytes: &[u8]) -> Result<Event, Malformed> {
+        // SAFETY: the length is the struct's, the generated struct is plain
+        // old data for which every bit pattern is valid, and read_unaligned
+        // needs no alignment.
+        let r: LeanEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        // The kernel hands a flow's full record over before its first lean one.
+        let mut e = self.described.get(&r.cookie).ok_or(Malformed)?.clone();
+        e.ktime_ns = r.ktime_ns;
+        e.change = Change::Ca {
+            old: CaState::from_kernel(r.old_state).ok_or(Malformed)?,
+            new: CaState::from_kernel(r.new_state).ok_or(Malformed)?,
+        };
+        let d = &mut e.detail;
+        d.snd_cwnd = r.snd_cwnd;
+        d.snd_ssthresh = r.snd_ssthresh;
+        d.srtt_us = r.srtt_us;
+        d.mss = r.mss;
+        d.packets_out = r.packets_out;
+        d.retrans_out = r.retrans_out;
+        d.lost_out = r.lost_out;
+        d.sacked_out = r.sacked_out;
+        d.total_retrans = r.total_retrans;
+        d.seq = r.seq;
+        d.cpu = r.cpu;
+        d.kernel_gap = r.kernel_gap;
+        Ok(e)
+    }
+}
+
 fn v4(b: &[u8; 16]) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
 }
@@ -129,5 +190,54 @@ mod tests {
         assert_eq!(decode(&raw(4, 9, 0, 0)), Err(Malformed));
         assert_eq!(decode(&raw(4, 0, 0, 5)), Err(Malformed));
         assert_eq!(decode(&raw(4, 0, 0, 0)[..100]), Err(Malformed));
+    }
+
+    fn lean(cookie: u64, old: u8, new: u8, seq: u32) -> Vec<u8> {
+        let r = LeanEvent {
+            ktime_ns: 99,
+            cookie,
+            snd_cwnd: 20,
+            total_retrans: 4,
+            seq,
+            cpu: 1,
+            old_state: old,
+            new_state: new,
+            kernel_gap: 1,
+            ..Default::default()
+        };
+        // SAFETY: LeanEvent is plain old data; the slice covers exactly it.
+        unsafe {
+            std::slice::from_raw_parts((&r as *const LeanEvent).cast::<u8>(), LEAN_EVENT_SIZE)
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn a_lean_record_takes_its_flow_from_the_flows_full_record() {
+        let mut d = Decoder::default();
+        assert_eq!(
+            d.decode(&lean(7, 1, 3, 2)),
+            Err(Malformed),
+            "no full record yet"
+        );
+        d.decode(&raw(4, 0, 0, 1)).unwrap();
+        let e = d.decode(&lean(7, 1, 3, 2)).unwrap();
+        assert_eq!((e.ktime_ns, e.flow), (99, 7));
+        assert_eq!(
+            e.change,
+            Change::Ca {
+                old: CaState::Disorder,
+                new: CaState::Recovery
+            }
+        );
+        assert_eq!(e.addr.saddr.to_string(), "127.0.0.1");
+        assert_eq!((e.addr.sport, e.addr.dport), (5201, 80));
+        assert_eq!(e.detail.cong_algo.as_str(), "cubic");
+        assert_eq!((e.detail.snd_cwnd, e.detail.total_retrans), (20, 4));
+        assert_eq!((e.detail.seq, e.detail.cpu, e.detail.kernel_gap), (2, 1, 1));
+        assert_eq!(d.decode(&lean(8, 1, 3, 1)), Err(Malformed), "another flow");
+        // A close forgets the flow: its next connection is described anew.
+        d.decode(&raw(4, 1, 1, 7)).unwrap();
+        assert_eq!(d.decode(&lean(7, 0, 1, 3)), Err(Malformed));
     }
 }
