@@ -16,6 +16,18 @@ enum event_kind {
 	KIND_TCP_STATE = 1,
 };
 
+/* The TCP counters every record carries, in both records' order. */
+#define TCP_COUNTERS            \
+	__u32 snd_cwnd;         \
+	__u32 snd_ssthresh;     \
+	__u32 srtt_us;          \
+	__u32 mss;              \
+	__u32 packets_out;      \
+	__u32 retrans_out;      \
+	__u32 lost_out;         \
+	__u32 sacked_out;       \
+	__u32 total_retrans;
+
 /*
  * User space decodes it with the skeleton's generated copy (see
  * event_layout in tcpcong.bpf.c). The fields after the addresses that are
@@ -29,15 +41,7 @@ struct event {
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u32 netns;
-	__u32 snd_cwnd;
-	__u32 snd_ssthresh;
-	__u32 srtt_us;
-	__u32 mss;
-	__u32 packets_out;
-	__u32 retrans_out;
-	__u32 lost_out;
-	__u32 sacked_out;
-	__u32 total_retrans;
+	TCP_COUNTERS
 	char cong_algo[16];
 	__u16 sport;
 	__u16 dport;
@@ -61,15 +65,7 @@ struct event {
 struct lean_event {
 	__u64 ktime_ns;
 	__u64 cookie;
-	__u32 snd_cwnd;
-	__u32 snd_ssthresh;
-	__u32 srtt_us;
-	__u32 mss;
-	__u32 packets_out;
-	__u32 retrans_out;
-	__u32 lost_out;
-	__u32 sacked_out;
-	__u32 total_retrans;
+	TCP_COUNTERS
 	__u32 seq;
 	__u16 cpu;
 	__u8 old_state;

@@ -110,15 +110,7 @@ static __always_inline void NAME(fill)(struct event *e, struct sock *sk, struct 
 		LD_BYTES(e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	}
 	e->netns = id->netns;
-	e->snd_cwnd = LD(tp, snd_cwnd);
-	e->snd_ssthresh = LD(tp, snd_ssthresh);
-	e->srtt_us = LD(tp, srtt_us) >> 3;
-	e->mss = LD(tp, mss_cache);
-	e->packets_out = LD(tp, packets_out);
-	e->retrans_out = LD(tp, retrans_out);
-	e->lost_out = LD(tp, lost_out);
-	e->sacked_out = LD(tp, sacked_out);
-	e->total_retrans = LD(tp, total_retrans);
+	FILL_COUNTERS(e, tp, LD);
 	if (ops) {
 		LD_BYTES(e->cong_algo, ops, name);
 	} else {

@@ -349,6 +349,22 @@ static __always_inline void ports_pass_btf(struct sock *sk, __u64 flow)
 		s->ports_passed = 1;
 }
 
+/* The TCP counters (TCP_COUNTERS) into a record of either kind, through
+ * the loads `ld` of the program type. */
+#define FILL_COUNTERS(e, tp, ld)                              \
+	do {                                                  \
+		(e)->snd_cwnd = ld(tp, snd_cwnd);             \
+		(e)->snd_ssthresh = ld(tp, snd_ssthresh);     \
+		(e)->srtt_us = ld(tp, srtt_us) >> 3;          \
+		(e)->mss = ld(tp, mss_cache);                 \
+		(e)->packets_out = ld(tp, packets_out);       \
+		(e)->retrans_out = ld(tp, retrans_out);       \
+		(e)->lost_out = ld(tp, lost_out);             \
+		(e)->sacked_out = ld(tp, sacked_out);         \
+		(e)->total_retrans = ld(tp, total_retrans);   \
+	} while (0)
+#define DIRECT(p, f) ((p)->f)
+
 /* BTF-typed programs: direct loads. */
 #define NAME(f) f##_btf
 #define LD(p, f) ((p)->f)
@@ -468,15 +484,7 @@ static __always_inline void emit_lean(struct sock_seq *s, struct tcp_sock *tp, _
 	}
 	e->ktime_ns = bpf_ktime_get_ns();
 	e->cookie = s->flow;
-	e->snd_cwnd = tp->snd_cwnd;
-	e->snd_ssthresh = tp->snd_ssthresh;
-	e->srtt_us = tp->srtt_us >> 3;
-	e->mss = tp->mss_cache;
-	e->packets_out = tp->packets_out;
-	e->retrans_out = tp->retrans_out;
-	e->lost_out = tp->lost_out;
-	e->sacked_out = tp->sacked_out;
-	e->total_retrans = tp->total_retrans;
+	FILL_COUNTERS(e, tp, DIRECT);
 	e->seq = seq;
 	e->cpu = bpf_get_smp_processor_id();
 	e->old_state = old;

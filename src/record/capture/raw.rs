@@ -115,19 +115,24 @@ impl Decoder {
             old: CaState::from_kernel(r.old_state).ok_or(Malformed)?,
             new: CaState::from_kernel(r.new_state).ok_or(Malformed)?,
         };
-        let d = &mut e.detail;
-        d.snd_cwnd = r.snd_cwnd;
-        d.snd_ssthresh = r.snd_ssthresh;
-        d.srtt_us = r.srtt_us;
-        d.mss = r.mss;
-        d.packets_out = r.packets_out;
-        d.retrans_out = r.retrans_out;
-        d.lost_out = r.lost_out;
-        d.sacked_out = r.sacked_out;
-        d.total_retrans = r.total_retrans;
-        d.seq = r.seq;
-        d.cpu = r.cpu;
-        d.kernel_gap = r.kernel_gap;
+        // What a lean record carries, by the names both sides share.
+        macro_rules! per_event {
+            ($($f:ident),*) => { $(e.detail.$f = r.$f;)* };
+        }
+        per_event!(
+            snd_cwnd,
+            snd_ssthresh,
+            srtt_us,
+            mss,
+            packets_out,
+            retrans_out,
+            lost_out,
+            sacked_out,
+            total_retrans,
+            seq,
+            cpu,
+            kernel_gap
+        );
         Ok(e)
     }
 }
