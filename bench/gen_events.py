@@ -14,6 +14,7 @@ usage: gen_events.py OUT.parquet EVENTS [FLOWS] [SEED] [MEAN_GAP_NS]
 MEAN_GAP_NS (default 20000) is the mean time between two events overall.
 """
 import json
+import os
 import sys
 import time
 
@@ -125,7 +126,8 @@ def main():
     end_ktime = t + 1_000_000
     meta = {
         "schema_version": 1, "tool_version": "synthetic", "hostname": "bench", "kernel": "synthetic",
-        "boot_id": "00000000-0000-0000-0000-000000000000",
+        # Several hosts' files for the fleet figures: BENCH_BOOT_ID tells them apart.
+        "boot_id": os.environ.get("BENCH_BOOT_ID", "00000000-0000-0000-0000-000000000000"),
         "start": "", "end": "", "start_ktime_ns": start_ktime, "end_ktime_ns": end_ktime,
         "clock_offset_ns": offset, "attach": "synthetic", "buffer": "none", "filters": {},
         "lifecycle": False, "lost_events": 0, "command": " ".join(sys.argv),

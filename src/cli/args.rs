@@ -289,8 +289,9 @@ pub struct AnalyzeArgs {
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Threads to use: one reads the recordings, the others compute, each
-    /// a share of the flows [default: the machine's cores]
+    /// Threads to use: with several boots, each thread reads and computes
+    /// its share of the boots; with one, one thread reads and the others
+    /// compute a share of its flows [default: the machine's cores]
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
 }

@@ -491,6 +491,22 @@ def dataset(tmp_path):
     return d
 
 
+@pytest.mark.parametrize("args", [["--format", "json", "--all"], ["--format", "csv", "--all", "2"],
+                                  ["-d", "--format", "json"], ["--accounting", "between"]])
+def test_several_boots_on_several_threads_print_what_one_thread_does(dataset, args):
+    """Boots are read and computed on threads of their own (and one boot's
+    flows shared out): the output is the same on any number of threads."""
+    def run(threads):
+        p = subprocess.run([str(binary()), "analyze", str(dataset), *args, "--threads", str(threads)],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        return p.stdout, p.stderr
+    one = run(1)
+    assert one[0].strip()
+    for n in (2, 3, 4):
+        assert run(n) == one, n
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_sql_equals_analyze_on_several_boots_and_overlaps(dataset, mode):
     rows = run_analyze([dataset], mode)

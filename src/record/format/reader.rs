@@ -489,6 +489,30 @@ impl Dataset {
         })
     }
 
+    /// The dataset as one dataset per boot (each keeping the boot's index):
+    /// boots share no flows and no timeline, so they can be scanned apart.
+    pub fn by_boot(self) -> Vec<Dataset> {
+        let mut parts: Vec<Vec<Input>> = Vec::new();
+        for i in self.inputs {
+            match parts.last_mut() {
+                // Inputs are sorted by boot.
+                Some(p) if p[0].boot == i.boot => p.push(i),
+                _ => parts.push(vec![i]),
+            }
+        }
+        parts
+            .into_iter()
+            .map(|inputs| Dataset {
+                start_ns: inputs.iter().map(|i| i.start_ns).min().unwrap_or(0),
+                end_ns: inputs.iter().map(|i| i.end_ns).max().unwrap_or(0),
+                lost_events: inputs.iter().map(|i| i.rec.meta.lost_events).sum(),
+                gaps: inputs.iter().map(|i| i.rec.meta.gaps).sum(),
+                lifecycle: inputs.iter().all(|i| i.rec.meta.lifecycle),
+                inputs,
+            })
+            .collect()
+    }
+
     /// Per boot index (the `boot` of the flow keys a scan hands out): the
     /// host and boot id, as its first file names them.
     pub fn boots(&self) -> Vec<(String, String)> {
