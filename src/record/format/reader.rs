@@ -479,14 +479,19 @@ impl Dataset {
             });
         }
         inputs.sort_by_key(|i| (i.boot, i.start_ns));
-        Ok(Dataset {
+        Ok(Dataset::of(inputs))
+    }
+
+    /// Inputs sorted by boot and start, with what they add up to.
+    fn of(inputs: Vec<Input>) -> Dataset {
+        Dataset {
             start_ns: inputs.iter().map(|i| i.start_ns).min().unwrap_or(0),
             end_ns: inputs.iter().map(|i| i.end_ns).max().unwrap_or(0),
             lost_events: inputs.iter().map(|i| i.rec.meta.lost_events).sum(),
             gaps: inputs.iter().map(|i| i.rec.meta.gaps).sum(),
             lifecycle: inputs.iter().all(|i| i.rec.meta.lifecycle),
             inputs,
-        })
+        }
     }
 
     /// The dataset as one dataset per boot (each keeping the boot's index):
@@ -500,17 +505,7 @@ impl Dataset {
                 _ => parts.push(vec![i]),
             }
         }
-        parts
-            .into_iter()
-            .map(|inputs| Dataset {
-                start_ns: inputs.iter().map(|i| i.start_ns).min().unwrap_or(0),
-                end_ns: inputs.iter().map(|i| i.end_ns).max().unwrap_or(0),
-                lost_events: inputs.iter().map(|i| i.rec.meta.lost_events).sum(),
-                gaps: inputs.iter().map(|i| i.rec.meta.gaps).sum(),
-                lifecycle: inputs.iter().all(|i| i.rec.meta.lifecycle),
-                inputs,
-            })
-            .collect()
+        parts.into_iter().map(Dataset::of).collect()
     }
 
     /// Per boot index (the `boot` of the flow keys a scan hands out): the
