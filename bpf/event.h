@@ -43,6 +43,11 @@ struct event {
 	__u32 netns;
 	TCP_COUNTERS
 	char cong_algo[16];
+	/* The owning process (see owners in tcpcong.bpf.c), or 0 and the
+	 * socket's inode for user space to resolve. */
+	__u64 sock_ino;
+	__u32 pid;
+	char comm[16];
 	__u16 sport;
 	__u16 dport;
 	__u16 cpu;
@@ -53,6 +58,9 @@ struct event {
 	__u8 kernel_gap;
 	__u8 pad;
 	__u32 seq;
+	/* No hole anywhere: the perf path hands over stack memory, which must
+	 * be written in full. */
+	__u32 pad2;
 };
 
 

@@ -82,7 +82,30 @@ static __always_inline bool NAME(flow_wanted)(struct sock *sk, struct ident *id)
 	 * ones cost no map entry. */
 	if (!port_filtered)
 		id->flow = NAME(flow_of)(sk);
+	{
+		__u64 key = (__u64)sk;
+
+		id->owner = bpf_map_lookup_elem(&owners, &key);
+	}
 	return true;
+}
+
+/* The socket's inode (as /proc/PID/fd links name it), for user space to
+ * find an owner the programs did not see; 0 for a socket with no file (an
+ * accepted socket still in the accept queue). */
+static __always_inline __u64 NAME(sock_ino)(struct sock *sk)
+{
+	struct socket *so = LD(sk, sk_socket);
+	struct inode *ino;
+	struct file *f;
+
+	if (!so)
+		return 0;
+	f = LD(so, file);
+	if (!f)
+		return 0;
+	ino = LD(f, f_inode);
+	return ino ? LD(ino, i_ino) : 0;
 }
 
 /* Writes every byte of `e` (the perf path passes stack memory, which the
@@ -119,6 +142,18 @@ static __always_inline void NAME(fill)(struct event *e, struct sock *sk, struct 
 		a[0] = 0;
 		a[1] = 0;
 	}
+	if (id->owner) {
+		e->pid = id->owner->pid;
+		__builtin_memcpy(e->comm, id->owner->comm, sizeof(e->comm));
+		e->sock_ino = 0;
+	} else {
+		__u64 *c = (__u64 *)e->comm;
+
+		e->pid = 0;
+		c[0] = 0;
+		c[1] = 0;
+		e->sock_ino = NAME(sock_ino)(sk);
+	}
 	e->sport = id->sport;
 	e->dport = id->dport;
 	e->cpu = bpf_get_smp_processor_id();
@@ -129,6 +164,7 @@ static __always_inline void NAME(fill)(struct event *e, struct sock *sk, struct 
 	e->kernel_gap = id->kernel_gap;
 	e->pad = 0;
 	e->seq = id->seq;
+	e->pad2 = 0;
 }
 
 /* Whether the record was handed over. */

@@ -161,9 +161,30 @@ static __always_inline bool port_in(__u16 port, __u16 lo, __u16 hi)
 	return port >= lo && port <= hi;
 }
 
+/*
+ * Who owns a socket: the process that connected it (its syn_sent runs in
+ * that process) or accepted it (the accept calls' exits, where the new
+ * file descriptor leads to the socket). Keyed by socket address, cleared
+ * when a socket at that address is born or closes, so that a new socket
+ * never inherits the last one's owner. The command name is the process's
+ * (its main thread's), as /proc/PID/comm and ss -p show it.
+ */
+struct owner {
+	__u32 pid;
+	char comm[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct owner);
+} owners SEC(".maps");
+
 /* The flow identity, read once and checked against the filters before
  * anything is reserved. */
 struct ident {
+	struct owner *owner;
 	__u64 flow;
 	__u64 cgroup;
 	__u32 netns;
@@ -196,6 +217,8 @@ struct sock_seq {
 	__u8 described;
 	__u16 sport;
 	__u16 dport;
+	/* The full record had the flow's owner: no need to look again. */
+	__u8 owned;
 	__u64 ca_ops;
 	__u64 flow;
 };
@@ -239,6 +262,7 @@ static __always_inline void forget_socket(struct sock *sk)
 {
 	__u64 key = (__u64)sk;
 
+	bpf_map_delete_elem(&owners, &key);
 	if (!use_cookie)
 		bpf_map_delete_elem(&flow_ids, &key);
 	if (track_calls)
@@ -409,8 +433,19 @@ static __always_inline struct sock_seq *numbered(struct sock *sk, struct ident *
 	return s;
 }
 
-/* A TCP state change: a lifecycle event, and the end (or a reused
- * socket's new start) of a tcpcong-assigned flow id. */
+/* The current process owns `sk`. */
+static __always_inline void own(struct sock *sk)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct owner o = { .pid = bpf_get_current_pid_tgid() >> 32 };
+	__u64 key = (__u64)sk;
+
+	BPF_CORE_READ_STR_INTO(&o.comm, task, group_leader, comm);
+	bpf_map_update_elem(&owners, &key, &o, BPF_ANY);
+}
+
+/* A TCP state change: a lifecycle event, the end (or a reused socket's
+ * new start) of a tcpcong-assigned flow id, and an active socket's owner. */
 static __always_inline void lifecycle(void *ctx, struct sock *sk, int oldstate, int newstate)
 {
 	struct tcp_sock *tp;
@@ -423,6 +458,8 @@ static __always_inline void lifecycle(void *ctx, struct sock *sk, int oldstate, 
 		return;
 	if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV)
 		forget_socket(sk);
+	if (newstate == TCP_SYN_SENT)
+		own(sk);
 	if (emit_lifecycle && flow_wanted_btf(sk, &id)) {
 		/* A new connection or a close starts the socket's chain afresh,
 		 * as readers of the file do. */
@@ -507,9 +544,14 @@ static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_
 	old = BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state);
 	ops = (__u64)tp->inet_conn.icsk_ca_ops;
 	if (lean_records) {
+		__u64 key = (__u64)sk;
+
 		s = bpf_sk_storage_get(&sock_seqs, sk, 0, 0);
+		/* A flow's owner can become known after its full record (an
+		 * accept after its first transition): a new full record says so. */
 		if (s && s->described && s->sport == sk->__sk_common.skc_num &&
-		    s->dport == sk->__sk_common.skc_dport && s->ca_ops == ops) {
+		    s->dport == sk->__sk_common.skc_dport && s->ca_ops == ops &&
+		    (s->owned || !bpf_map_lookup_elem(&owners, &key))) {
 			emit_lean(s, tp, old, ca_state);
 			return;
 		}
@@ -525,6 +567,7 @@ static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_
 		s->dport = sk->__sk_common.skc_dport;
 		s->ca_ops = ops;
 		s->flow = id.flow;
+		s->owned = id.owner != NULL;
 	}
 }
 
@@ -558,6 +601,55 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
 	lifecycle(ctx, sk, oldstate, newstate);
+	return 0;
+}
+
+/*
+ * A passive socket's owner: the process an accept call hands it to. The
+ * syscall tracepoints are classic ones (attached through tracefs, by user
+ * space, only where it can): an accept exit is rare next to the events,
+ * and no BTF-typed hook sees it on every kernel. Sockets accepted by other
+ * means (io_uring, a kernel user) are left for user space to resolve.
+ */
+struct sys_exit_args {
+	__u64 common;
+	int nr;
+	long ret;
+};
+
+static __always_inline void accepted(long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *f = NULL;
+	struct socket *so;
+	struct sock *sk;
+	__u16 family;
+
+	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return;
+	fds = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	so = BPF_CORE_READ(f, private_data);
+	sk = BPF_CORE_READ(so, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family == AF_INET || family == AF_INET6)
+		own(sk);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int on_accept4_exit(struct sys_exit_args *ctx)
+{
+	accepted(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int on_accept_exit(struct sys_exit_args *ctx)
+{
+	accepted(ctx->ret);
 	return 0;
 }
 

@@ -152,6 +152,26 @@ pub struct FlowAddr {
     pub sport: u16,
     pub daddr: IpAddr,
     pub dport: u16,
+    pub owner: Owner,
+}
+
+/// Whose flow it is: the owning process (`pid` 0 while not known, e.g.
+/// an accepted socket before its accept) and the socket's cgroup id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Owner {
+    pub pid: u32,
+    pub comm: KernelName,
+    pub cgroup: u64,
+}
+
+impl Owner {
+    pub fn of(d: &Detail) -> Owner {
+        Owner {
+            pid: d.pid,
+            comm: d.comm,
+            cgroup: d.cgroup,
+        }
+    }
 }
 
 /// The per-event columns after the flow's identity and states, in file
@@ -164,7 +184,7 @@ macro_rules! detail_columns {
             cpu: u16,
             netns: u32,
             cgroup: u64,
-            cong_algo: AlgoName,
+            cong_algo: KernelName,
             snd_cwnd: u32,
             snd_ssthresh: u32,
             srtt_us: u32,
@@ -176,6 +196,8 @@ macro_rules! detail_columns {
             total_retrans: u32,
             seq: u32,
             kernel_gap: u8,
+            pid: u32,
+            comm: KernelName,
         }
     };
 }
@@ -197,13 +219,46 @@ macro_rules! detail_struct {
 
             /// The values as CSV fields, each after a comma.
             pub fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-                $(write!(out, ",{}", self.$name)?;)*
+                $(CsvField::write_csv(&self.$name, out)?;)*
                 Ok(())
             }
         }
     };
 }
 detail_columns!(detail_struct);
+
+/// A detail value as a CSV field, after its comma.
+trait CsvField {
+    fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()>;
+}
+
+macro_rules! csv_number {
+    ($($t:ty),*) => {$(
+        impl CsvField for $t {
+            fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+                write!(out, ",{self}")
+            }
+        }
+    )*};
+}
+csv_number!(u8, u16, u32, u64);
+
+/// A task may name itself anything: quoted where it needs to be.
+impl CsvField for KernelName {
+    fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        write!(out, ",{}", csv_text(self.as_str()))
+    }
+}
+
+/// A CSV field that may hold any text (a command or cgroup name): quoted
+/// when it has a comma, a quote or a line break, quotes doubled.
+pub fn csv_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
+}
 
 /// One row of a recording: every schema v1 column except `time`, which is
 /// `ktime_ns` plus the recording's clock offset.
@@ -216,18 +271,19 @@ pub struct Event {
     pub detail: Detail,
 }
 
-/// A congestion-control name as the kernel stores it (`TCP_CA_NAME_MAX`
-/// bytes, NUL-padded): fixed size so that an event never allocates.
+/// A name as the kernel stores it in 16 NUL-padded bytes (a congestion
+/// control's `TCP_CA_NAME_MAX`, a task's `TASK_COMM_LEN`): fixed size so
+/// that an event never allocates.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct AlgoName(pub [u8; 16]);
+pub struct KernelName(pub [u8; 16]);
 
-impl AlgoName {
+impl KernelName {
     /// From a recording's string column; longer names are cut at 16 bytes.
-    pub fn from_str_lossy(name: &str) -> AlgoName {
+    pub fn from_str_lossy(name: &str) -> KernelName {
         let mut b = [0u8; 16];
         let n = name.len().min(16);
         b[..n].copy_from_slice(&name.as_bytes()[..n]);
-        AlgoName(b)
+        KernelName(b)
     }
 
     pub fn as_str(&self) -> &str {
@@ -237,25 +293,25 @@ impl AlgoName {
 }
 
 /// The kernel's `char name[16]`, as the skeleton types it.
-impl From<[i8; 16]> for AlgoName {
-    fn from(c: [i8; 16]) -> AlgoName {
-        AlgoName(c.map(|b| b as u8))
+impl From<[i8; 16]> for KernelName {
+    fn from(c: [i8; 16]) -> KernelName {
+        KernelName(c.map(|b| b as u8))
     }
 }
 
-impl std::fmt::Debug for AlgoName {
+impl std::fmt::Debug for KernelName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl std::fmt::Display for AlgoName {
+impl std::fmt::Display for KernelName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl Serialize for AlgoName {
+impl Serialize for KernelName {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
     }
@@ -320,8 +376,11 @@ mod tests {
 
     #[test]
     fn algo_names_are_nul_padded() {
-        assert_eq!(AlgoName(*b"cubic\0\0\0\0\0\0\0\0\0\0\0").as_str(), "cubic");
-        assert_eq!(AlgoName([0; 16]).as_str(), "");
-        assert_eq!(AlgoName([b'a'; 16]).as_str(), "a".repeat(16));
+        assert_eq!(
+            KernelName(*b"cubic\0\0\0\0\0\0\0\0\0\0\0").as_str(),
+            "cubic"
+        );
+        assert_eq!(KernelName([0; 16]).as_str(), "");
+        assert_eq!(KernelName([b'a'; 16]).as_str(), "a".repeat(16));
     }
 }

@@ -57,7 +57,7 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::event::{CaState, Change, FlowAddr, FlowKey, Span, TcpState};
+use crate::event::{CaState, Change, FlowAddr, FlowKey, Owner, Span, TcpState};
 
 /// How much of a flow's life is timed (`--accounting`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -229,12 +229,28 @@ struct Flow {
     born: Option<u64>,
     /// The capture (index into the ledger's spans) of its latest event.
     span: Option<usize>,
+    /// When its owner became known, if after its first event: windows
+    /// that end before then name no owner, live (where they are printed
+    /// before it is known) and offline alike.
+    owner_from: u64,
 }
 
 impl Flow {
+    fn label_until(&self, end_ns: u64) -> FlowAddr {
+        let mut a = self.addr.clone();
+        if self.owner_from >= end_ns {
+            a.owner = Owner {
+                cgroup: a.owner.cgroup,
+                ..Owner::default()
+            };
+        }
+        a
+    }
+
     fn new(addr: FlowAddr) -> Flow {
         Flow {
             addr,
+            owner_from: 0,
             cur: None,
             period_start: 0,
             observed: false,
@@ -597,7 +613,8 @@ impl Engine {
 
     /// One event. `t_ns` is wall-clock ns. Events of one flow arrive in time
     /// order (ties keep arrival order); different flows may interleave
-    /// arbitrarily. `addr` is called only the first time a flow is seen.
+    /// arbitrarily. `addr` is called the first time a flow is seen, and
+    /// again while its owner is not known.
     pub fn push(
         &mut self,
         t_ns: u64,
@@ -620,17 +637,32 @@ impl Engine {
                 return;
             }
         }
-        let births = &mut self.births;
         let now_span = self.led.current.get(&key.boot).copied();
-        let flow = self.flows.entry(key).or_insert_with(move || {
-            let mut f = Flow::new(addr());
-            // Only a birth in the capture the flow is first timed in.
-            f.born = births
-                .remove(&key)
-                .filter(|&(_, span)| span == now_span)
-                .map(|(t, _)| t);
-            f
-        });
+        let flow = match self.flows.entry(key) {
+            // An owner learnt later (an accept after the flow's first
+            // events) labels the flow from then on.
+            std::collections::hash_map::Entry::Occupied(o) => {
+                let f = o.into_mut();
+                if f.addr.owner.pid == 0 {
+                    let owner = addr().owner;
+                    if owner.pid != 0 {
+                        f.addr.owner = owner;
+                        f.owner_from = t_ns;
+                    }
+                }
+                f
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let mut f = Flow::new(addr());
+                // Only a birth in the capture the flow is first timed in.
+                f.born = self
+                    .births
+                    .remove(&key)
+                    .filter(|&(_, span)| span == now_span)
+                    .map(|(t, _)| t);
+                v.insert(f)
+            }
+        };
         let led = &mut self.led;
         let full = led.cfg.accounting == Accounting::Full;
         if let Some(&now) = led.current.get(&key.boot) {
@@ -760,7 +792,7 @@ impl Engine {
             .filter_map(|(key, r)| {
                 self.flows.get(&key).map(|f| FlowRow {
                     key,
-                    addr: f.addr.clone(),
+                    addr: f.label_until(end_ns),
                     ns: r.ns,
                     changes: r.changes,
                     mismatches: r.mismatches,
@@ -858,6 +890,7 @@ mod tests {
             sport,
             daddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
             dport: 5201,
+            owner: Default::default(),
         }
     }
 
@@ -1354,16 +1387,61 @@ mod tests {
     }
 
     #[test]
-    fn addr_built_once_per_flow() {
+    fn addr_built_once_per_flow_whose_owner_is_known() {
+        let owned = || FlowAddr {
+            owner: Owner {
+                pid: 9,
+                ..Default::default()
+            },
+            ..addr(1)
+        };
         let mut e = Engine::new(cfg(Accounting::Full, true, None));
         let mut calls = 0;
         for t in [0, 10, 20] {
             e.push(S + t * MS, key(1), ca(Open, Open), || {
                 calls += 1;
-                addr(1)
+                owned()
             });
         }
         assert_eq!(calls, 1);
+    }
+
+    /// An accepted socket's first events can come before its accept: the
+    /// owner its later events name labels the flow.
+    #[test]
+    fn an_owner_learnt_later_labels_the_flow() {
+        let mut e = Engine::new(cfg(Accounting::Full, true, None));
+        let web = Owner {
+            pid: 42,
+            comm: crate::event::KernelName::from_str_lossy("web"),
+            cgroup: 3,
+        };
+        let with = |o: Owner| FlowAddr {
+            owner: o,
+            ..addr(1)
+        };
+        e.push(S, key(1), ca(Open, Disorder), || with(Owner::default()));
+        e.push(S + MS, key(1), ca(Disorder, Open), || with(web));
+        // A later record without it (a lost owner entry) does not unlabel.
+        e.push(S + 2 * MS, key(1), ca(Open, Disorder), || {
+            with(Owner::default())
+        });
+        let s = e.finish(S + SEC);
+        assert_eq!(s.windows[0].rows[0].addr.owner, web);
+
+        // In windows, only those that end after it was learnt name it (as
+        // a live run, which prints a window before later events arrive).
+        let mut e = Engine::new(cfg(Accounting::Full, true, Some(MS)));
+        e.push(S, key(1), ca(Open, Disorder), || with(Owner::default()));
+        e.push(S + MS, key(1), ca(Disorder, Open), || with(web));
+        e.push(S + 2 * MS, key(1), ca(Open, Disorder), || {
+            with(Owner::default())
+        });
+        let s = e.finish(S + 3 * MS);
+        let owners: Vec<u32> = s.windows.iter().map(|w| w.rows[0].addr.owner.pid).collect();
+        assert_eq!(owners, [0, 42, 42]);
+        // A socket's cgroup does not change: it labels every window.
+        assert_eq!(s.windows[0].rows[0].addr.owner.cgroup, 3);
     }
 
     #[test]

@@ -141,6 +141,7 @@ pub fn engine_sequence(bytes: &[u8]) {
             sport: cookie as u16,
             daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             dport: 5201,
+            owner: Default::default(),
         });
         if interval.is_some() && chunk[3] & 0x40 != 0 {
             // Live mode drains as it goes.

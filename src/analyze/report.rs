@@ -8,13 +8,14 @@
 //! their trailing spaces trimmed. Only formatting lives here: which rows
 //! exist and what they hold is the engine's business.
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::IpAddr;
 
 use serde::Serialize;
 
 use crate::analyze::engine::{FlowRow, Log2Hist, WindowReport};
-use crate::event::CaState;
+use crate::event::{csv_text, CaState};
 use crate::time::{local_hms, rfc3339};
 
 /// How a report is written.
@@ -44,7 +45,51 @@ pub struct ReportConfig {
     pub sort: Option<SortKey>,
     /// Only the first rows of each window.
     pub top: Option<usize>,
+    /// Rows summed by this key instead of one per flow (`--by`).
+    pub by: Option<GroupKey>,
 }
+
+/// What `--by` sums flows by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKey {
+    /// The owning process's command name.
+    Process,
+    /// The socket's cgroup path (its id where the path is not known).
+    Cgroup,
+    Lport,
+    Rport,
+    Raddr,
+}
+
+impl GroupKey {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupKey::Process => "process",
+            GroupKey::Cgroup => "cgroup",
+            GroupKey::Lport => "lport",
+            GroupKey::Rport => "rport",
+            GroupKey::Raddr => "raddr",
+        }
+    }
+
+    /// The group a flow's row falls in, and an order for groups (ports
+    /// by number, the rest by name).
+    pub fn of(self, r: &FlowRow, boot: &Boot) -> (u64, String) {
+        let o = &r.addr.owner;
+        match self {
+            GroupKey::Process if o.pid == 0 => (0, UNKNOWN.into()),
+            GroupKey::Process => (0, o.comm.as_str().to_string()),
+            GroupKey::Cgroup if o.cgroup == 0 => (0, UNKNOWN.into()),
+            GroupKey::Cgroup => (0, boot.cgroup_path(o.cgroup)),
+            GroupKey::Lport => (u64::from(r.addr.sport), r.addr.sport.to_string()),
+            GroupKey::Rport => (u64::from(r.addr.dport), r.addr.dport.to_string()),
+            GroupKey::Raddr => (0, r.addr.daddr.to_string()),
+        }
+    }
+}
+
+/// The group of flows whose owner or cgroup is not known.
+const UNKNOWN: &str = "(unknown)";
 
 /// What `--sort` orders rows by, largest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,13 +103,17 @@ pub enum SortKey {
 
 impl SortKey {
     fn of(self, r: &FlowRow) -> u64 {
+        self.of_sums(&r.ns, r.changes, r.mismatches)
+    }
+
+    fn of_sums(self, ns: &[u64; 5], changes: u64, mismatches: u64) -> u64 {
         match self {
-            SortKey::State(s) => r.ns[s.index()],
+            SortKey::State(s) => ns[s.index()],
             SortKey::Trouble => {
-                r.ns[CaState::Loss.index()].saturating_add(r.ns[CaState::Recovery.index()])
+                ns[CaState::Loss.index()].saturating_add(ns[CaState::Recovery.index()])
             }
-            SortKey::Changes => r.changes,
-            SortKey::Mismatches => r.mismatches,
+            SortKey::Changes => changes,
+            SortKey::Mismatches => mismatches,
         }
     }
 }
@@ -121,6 +170,14 @@ impl<W: Write> Printer<W> {
         self.boots = boots;
     }
 
+    /// Paths of cgroups of boot index `boot` learnt while running.
+    pub fn name_cgroups(&mut self, boot: usize, paths: &BTreeMap<u64, String>) {
+        if let Some(b) = self.boots.get_mut(boot) {
+            b.cgroup_paths
+                .extend(paths.iter().map(|(k, v)| (*k, v.clone())));
+        }
+    }
+
     /// The events lost so far, which JSON and CSV rows carry.
     pub fn set_lost_events(&mut self, n: u64) {
         self.lost_events = n;
@@ -137,6 +194,10 @@ impl<W: Write> Printer<W> {
             lost_events: self.lost_events,
             boots: &self.boots,
         };
+        if let (Some(by), false) = (c.by, c.histogram) {
+            let first = !std::mem::replace(&mut self.header_done, true);
+            return write_groups(out, &groups(w, by, &c, &self.boots), w, by, &c, rows, first);
+        }
         match (c.style, c.histogram) {
             (Style::Table, true) => write_hist(out, w, c.micros, c.timestamp),
             (Style::Table, false) => write_table(out, w, &c),
@@ -416,11 +477,190 @@ fn stars(val: u64, max: u64, width: usize) -> usize {
 }
 
 /// Where a row's flow lived: what makes `flow` unique across recordings of
-/// several hosts and boots, so that rows of many runs can be united.
+/// several hosts and boots, so that rows of many runs can be united; and
+/// the names of that boot's cgroups.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Boot {
     pub host: String,
     pub boot_id: String,
+    pub cgroup_paths: BTreeMap<u64, String>,
+}
+
+impl Boot {
+    /// A cgroup's path, or its id where the recording did not name it.
+    pub fn cgroup_path(&self, id: u64) -> String {
+        self.cgroup_paths
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    }
+}
+
+/// One `--by` group of a window: the flows it sums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub key: String,
+    order: u64,
+    pub flows: u64,
+    pub ns: [u64; 5],
+    pub changes: u64,
+    pub mismatches: u64,
+}
+
+/// The window's visible rows summed by `by`, in key order, or by `--sort`
+/// and cut at `--top`.
+pub fn groups(w: &WindowReport, by: GroupKey, c: &ReportConfig, boots: &[Boot]) -> Vec<Group> {
+    let mut out: BTreeMap<(u64, String), Group> = BTreeMap::new();
+    for Row { boot, row } in rows(w, c.all, boots) {
+        let (order, key) = by.of(row, boot);
+        let g = out.entry((order, key.clone())).or_insert_with(|| Group {
+            key,
+            order,
+            flows: 0,
+            ns: [0; 5],
+            changes: 0,
+            mismatches: 0,
+        });
+        g.flows += 1;
+        for (sum, v) in g.ns.iter_mut().zip(row.ns) {
+            *sum += v;
+        }
+        g.changes += row.changes;
+        g.mismatches += row.mismatches;
+    }
+    let mut out: Vec<Group> = out.into_values().collect();
+    if let Some(k) = c.sort {
+        out.sort_by_key(|g| std::cmp::Reverse(k.of_sums(&g.ns, g.changes, g.mismatches)));
+    }
+    if let Some(n) = c.top {
+        out.truncate(n);
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct GroupRecord<'a> {
+    window_start: &'a str,
+    window_end: &'a str,
+    by: &'static str,
+    key: &'a str,
+    flows: u64,
+    open_ns: u64,
+    disorder_ns: u64,
+    cwr_ns: u64,
+    recovery_ns: u64,
+    loss_ns: u64,
+    changes: u64,
+    mismatches: u64,
+    lost_events: u64,
+}
+
+fn write_groups(
+    out: &mut dyn Write,
+    groups: &[Group],
+    w: &WindowReport,
+    by: GroupKey,
+    o: &ReportConfig,
+    c: Context<'_>,
+    first: bool,
+) -> io::Result<()> {
+    let (start, end) = (rfc3339(w.start_ns), rfc3339(w.end_ns));
+    let records = groups.iter().map(|g| GroupRecord {
+        window_start: &start,
+        window_end: &end,
+        by: by.name(),
+        key: &g.key,
+        flows: g.flows,
+        open_ns: g.ns[CaState::Open.index()],
+        disorder_ns: g.ns[CaState::Disorder.index()],
+        cwr_ns: g.ns[CaState::Cwr.index()],
+        recovery_ns: g.ns[CaState::Recovery.index()],
+        loss_ns: g.ns[CaState::Loss.index()],
+        changes: g.changes,
+        mismatches: g.mismatches,
+        lost_events: c.lost_events,
+    });
+    match o.style {
+        Style::Json => {
+            for r in records {
+                serde_json::to_writer(&mut *out, &r)?;
+                writeln!(out)?;
+            }
+        }
+        Style::Csv => {
+            if first {
+                writeln!(
+                    out,
+                    "window_start,window_end,by,key,flows,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events"
+                )?;
+            }
+            for r in records {
+                writeln!(
+                    out,
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    r.window_start,
+                    r.window_end,
+                    r.by,
+                    csv_text(r.key),
+                    r.flows,
+                    r.open_ns,
+                    r.disorder_ns,
+                    r.cwr_ns,
+                    r.recovery_ns,
+                    r.loss_ns,
+                    r.changes,
+                    r.mismatches,
+                    r.lost_events
+                )?;
+            }
+        }
+        Style::Table => {
+            window_head(out, w, o.timestamp)?;
+            if groups.is_empty() {
+                return Ok(());
+            }
+            let u = if o.micros { "us" } else { "ms" };
+            let kw = groups
+                .iter()
+                .map(|g| g.key.len())
+                .max()
+                .unwrap_or(0)
+                .max(by.name().len());
+            line(
+                out,
+                &format!(
+                    "{:<kw$} {:<5} {:<7} {:<6} {:<7} {:<7} {:<6} {:<5}",
+                    by.name().to_uppercase(),
+                    "Flows",
+                    format!("Open_{u}"),
+                    format!("Dod_{u}"),
+                    format!("Rcov_{u}"),
+                    format!("Cwr_{u}"),
+                    format!("Los_{u}"),
+                    "Chgs"
+                ),
+            )?;
+            let div = per_unit(o.micros);
+            for g in groups {
+                let v = |s: CaState| g.ns[s.index()] / div;
+                line(
+                    out,
+                    &format!(
+                        "{:<kw$} {:<5} {:<7} {:<6} {:<7} {:<7} {:<6} {:<5}",
+                        g.key,
+                        g.flows,
+                        v(CaState::Open),
+                        v(CaState::Disorder),
+                        v(CaState::Recovery),
+                        v(CaState::Cwr),
+                        v(CaState::Loss),
+                        g.changes
+                    ),
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -435,6 +675,12 @@ struct Record<'a> {
     sport: u16,
     daddr: IpAddr,
     dport: u16,
+    /// The owning process (0 and "" where not known).
+    pid: u32,
+    comm: &'a str,
+    cgroup: u64,
+    /// "" where the recording did not name it.
+    cgroup_path: &'a str,
     open_ns: u64,
     disorder_ns: u64,
     cwr_ns: u64,
@@ -465,6 +711,7 @@ pub struct Row<'a> {
 static UNNAMED: Boot = Boot {
     host: String::new(),
     boot_id: String::new(),
+    cgroup_paths: BTreeMap::new(),
 };
 
 /// The rows a report shows (`all`: also those without changes), each with
@@ -505,6 +752,13 @@ fn records<'a>(
             sport: r.addr.sport,
             daddr: r.addr.daddr,
             dport: r.addr.dport,
+            pid: r.addr.owner.pid,
+            comm: r.addr.owner.comm.as_str(),
+            cgroup: r.addr.owner.cgroup,
+            cgroup_path: boot
+                .cgroup_paths
+                .get(&r.addr.owner.cgroup)
+                .map_or("", String::as_str),
             open_ns: ns(CaState::Open),
             disorder_ns: ns(CaState::Disorder),
             cwr_ns: ns(CaState::Cwr),
@@ -531,7 +785,7 @@ fn write_csv_header(out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,\
-         open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events"
+         pid,comm,cgroup,cgroup_path,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events"
     )
 }
 
@@ -542,7 +796,7 @@ fn write_csv(out: &mut dyn Write, w: &WindowReport, c: Context<'_>) -> io::Resul
     for r in records(w, c, &start, &end) {
         writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             r.window_start,
             r.window_end,
             r.host,
@@ -553,6 +807,10 @@ fn write_csv(out: &mut dyn Write, w: &WindowReport, c: Context<'_>) -> io::Resul
             r.sport,
             r.daddr,
             r.dport,
+            r.pid,
+            csv_text(r.comm),
+            r.cgroup,
+            csv_text(r.cgroup_path),
             r.open_ns,
             r.disorder_ns,
             r.cwr_ns,
@@ -569,7 +827,7 @@ fn write_csv(out: &mut dyn Write, w: &WindowReport, c: Context<'_>) -> io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{FlowAddr, FlowKey};
+    use crate::event::{FlowAddr, FlowKey, KernelName, Owner};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     const MS: u64 = 1_000_000;
@@ -585,6 +843,7 @@ mod tests {
                 sport,
                 daddr,
                 dport,
+                owner: Default::default(),
             },
             ns: [0; 5],
             changes: 0,
@@ -630,6 +889,16 @@ mod tests {
         );
         c.ns = [0, 0, 0, 3_000_000, 0];
         c.changes = 1;
+        c.addr.owner = Owner {
+            pid: 77,
+            comm: KernelName::from_str_lossy("web, \"v2\""),
+            cgroup: 5,
+        };
+        b.addr.owner = Owner {
+            pid: 78,
+            comm: KernelName::from_str_lossy("sshd"),
+            cgroup: 6,
+        };
         window(vec![a, hidden, b, c])
     }
 
@@ -646,6 +915,7 @@ mod tests {
             histogram: false,
             sort: None,
             top: None,
+            by: None,
             micros: false,
             timestamp: false,
             all: false,
@@ -668,6 +938,7 @@ LAddrPort6                       RAddrPort6                       Open_ms Dod_ms
             histogram: false,
             sort: None,
             top: None,
+            by: None,
             micros: true,
             timestamp: false,
             all: true,
@@ -690,6 +961,7 @@ LAddrPort             RAddrPort             Open_us Dod_us Rcov_us Cwr_us  Los_u
             histogram: false,
             sort: None,
             top: None,
+            by: None,
             micros: false,
             timestamp: false,
             all: false,
@@ -706,6 +978,7 @@ LAddrPort             RAddrPort             Open_us Dod_us Rcov_us Cwr_us  Los_u
             histogram: false,
             sort: None,
             top: None,
+            by: None,
             micros: false,
             timestamp: true,
             all: false,
@@ -814,6 +1087,7 @@ tcp_congest_state = loss
                 .map(|b| Boot {
                     host: "h".into(),
                     boot_id: b.into(),
+                    cgroup_paths: BTreeMap::from([(5, "/system.slice/web.service".into())]),
                 })
                 .to_vec()
         });
@@ -830,6 +1104,7 @@ tcp_congest_state = loss
         let want = concat!(
             r#"{"window_start":"2026-11-26T08:03:58.123456789Z","window_end":"2026-11-26T08:03:59.123456789Z","#,
             r#""host":"h","boot_id":"b1","flow":10,"family":6,"saddr":"::ffff:127.0.0.1","sport":8080,"daddr":"2001:db8::1","dport":443,"#,
+            r#""pid":77,"comm":"web, \"v2\"","cgroup":5,"cgroup_path":"/system.slice/web.service","#,
             r#""open_ns":0,"disorder_ns":0,"cwr_ns":0,"recovery_ns":3000000,"loss_ns":0,"changes":1,"mismatches":0,"lost_events":3}"#,
             "\n"
         );
@@ -852,11 +1127,124 @@ tcp_congest_state = loss
             write_csv(out, &sample(), ctx(false, 0))
         });
         let want = "\
-window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,7,4,192.168.219.3,34968,192.168.219.4,5201,2857400000,5999999,1000,108000001,0,19,0,0
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,9,6,::1,22,::1,51000,1500000,0,0,0,2000000,2,0,0
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,10,6,::ffff:127.0.0.1,8080,2001:db8::1,443,0,0,0,3000000,0,1,0,0
+window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,pid,comm,cgroup,cgroup_path,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,7,4,192.168.219.3,34968,192.168.219.4,5201,0,,0,,2857400000,5999999,1000,108000001,0,19,0,0
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,9,6,::1,22,::1,51000,78,sshd,6,,1500000,0,0,0,2000000,2,0,0
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,10,6,::ffff:127.0.0.1,8080,2001:db8::1,443,77,\"web, \"\"v2\"\"\",5,/system.slice/web.service,0,0,0,3000000,0,1,0,0
 ";
         assert_eq!(got, want);
+    }
+
+    fn by(key: GroupKey, sort: Option<SortKey>, all: bool) -> ReportConfig {
+        ReportConfig {
+            style: Style::Table,
+            histogram: false,
+            micros: false,
+            timestamp: false,
+            all,
+            sort,
+            top: None,
+            by: Some(key),
+        }
+    }
+
+    #[test]
+    fn groups_sum_the_visible_flows_of_each_key() {
+        let boots = ctx(false, 0).boots;
+        let mut w = sample();
+        // A second flow of the web process, IPv4.
+        let mut d = row(11, v4(10, 0, 0, 9), 8080, v4(10, 0, 0, 8), 443);
+        d.ns = [5, 0, 0, 7, 11];
+        d.changes = 4;
+        d.mismatches = 1;
+        d.addr.owner = w.rows[3].addr.owner;
+        w.rows.push(d);
+        let g = groups(
+            &w,
+            GroupKey::Process,
+            &by(GroupKey::Process, None, false),
+            boots,
+        );
+        let got: Vec<(&str, u64, [u64; 5], u64, u64)> = g
+            .iter()
+            .map(|g| (g.key.as_str(), g.flows, g.ns, g.changes, g.mismatches))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "(unknown)",
+                    1,
+                    [2_857_400_000, 5_999_999, 1_000, 108_000_001, 0],
+                    19,
+                    0
+                ),
+                ("sshd", 1, [1_500_000, 0, 0, 0, 2_000_000], 2, 0),
+                ("web, \"v2\"", 2, [5, 0, 0, 3_000_007, 11], 5, 1),
+            ]
+        );
+        // The hidden flow (no changes) counts only with --all.
+        let all = groups(
+            &w,
+            GroupKey::Process,
+            &by(GroupKey::Process, None, true),
+            boots,
+        );
+        assert_eq!(all[0].flows, 2);
+
+        let cg = groups(
+            &w,
+            GroupKey::Cgroup,
+            &by(GroupKey::Cgroup, None, false),
+            boots,
+        );
+        let keys: Vec<&str> = cg.iter().map(|g| g.key.as_str()).collect();
+        assert_eq!(keys, ["(unknown)", "/system.slice/web.service", "6"]);
+
+        // Ports in numeric order; --sort orders groups, largest first.
+        let lp = groups(
+            &w,
+            GroupKey::Lport,
+            &by(GroupKey::Lport, None, false),
+            boots,
+        );
+        let keys: Vec<&str> = lp.iter().map(|g| g.key.as_str()).collect();
+        assert_eq!(keys, ["22", "8080", "34968"]);
+        let sorted = groups(
+            &w,
+            GroupKey::Raddr,
+            &by(GroupKey::Raddr, Some(SortKey::State(CaState::Loss)), false),
+            boots,
+        );
+        assert_eq!(sorted[0].key, "::1");
+        assert_eq!(sorted[1].key, "10.0.0.8");
+    }
+
+    #[test]
+    fn grouped_reports_in_every_style() {
+        let c = ctx(false, 2);
+        let w = sample();
+        let mut o = by(GroupKey::Process, None, false);
+        let g = groups(&w, GroupKey::Process, &o, c.boots);
+        let table = text(|out| write_groups(out, &g, &w, GroupKey::Process, &o, c, true));
+        assert_eq!(
+            table,
+            "\nPROCESS   Flows Open_ms Dod_ms Rcov_ms Cwr_ms  Los_ms Chgs\n\
+             (unknown) 1     2857    5      108     0       0      19\n\
+             sshd      1     1       0      0       0       2      2\n\
+             web, \"v2\" 1     0       0      3       0       0      1\n"
+        );
+        o.style = Style::Csv;
+        let csv = text(|out| write_groups(out, &g, &w, GroupKey::Process, &o, c, true));
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "window_start,window_end,by,key,flows,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events");
+        assert_eq!(lines[3], "2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,process,\"web, \"\"v2\"\"\",1,0,0,0,3000000,0,1,0,2");
+        o.style = Style::Json;
+        let json = text(|out| write_groups(out, &g, &w, GroupKey::Process, &o, c, false));
+        let v: serde_json::Value = serde_json::from_str(json.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(v["by"], "process");
+        assert_eq!(v["key"], "sshd");
+        assert_eq!(v["loss_ns"], 2_000_000);
+        assert_eq!(v["lost_events"], 2);
     }
 }

@@ -235,6 +235,7 @@ mod tests {
                 sport: 1000 + (key.cookie % 7) as u16,
                 daddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
                 dport: 443,
+                owner: Default::default(),
             };
             e.push(t, key, change, &addr);
         }

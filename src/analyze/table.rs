@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use arrow_array::builder::{PrimitiveBuilder, StringBuilder, TimestampNanosecondBuilder};
-use arrow_array::types::{UInt16Type, UInt64Type, UInt8Type};
+use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type, UInt8Type};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
@@ -31,6 +31,10 @@ fn schema() -> SchemaRef {
         Field::new("sport", DataType::UInt16, false),
         Field::new("daddr", DataType::Utf8, false),
         Field::new("dport", DataType::UInt16, false),
+        Field::new("pid", DataType::UInt32, false),
+        Field::new("comm", DataType::Utf8, false),
+        Field::new("cgroup", DataType::UInt64, false),
+        Field::new("cgroup_path", DataType::Utf8, false),
     ];
     for name in [
         "open_ns",
@@ -86,7 +90,9 @@ impl<W: Write + Send> TableFile<W> {
             TimestampNanosecondBuilder::new(),
             TimestampNanosecondBuilder::new(),
         );
-        let mut text: [StringBuilder; 4] = Default::default();
+        let mut text: [StringBuilder; 6] = Default::default();
+        let mut pid = PrimitiveBuilder::<UInt32Type>::new();
+        let mut cgroup = PrimitiveBuilder::<UInt64Type>::new();
         let mut family = PrimitiveBuilder::<UInt8Type>::new();
         let mut ports: [PrimitiveBuilder<UInt16Type>; 2] = Default::default();
         let mut numbers: [PrimitiveBuilder<UInt64Type>; 9] = Default::default();
@@ -99,6 +105,15 @@ impl<W: Write + Send> TableFile<W> {
             text[1].append_value(&boot.boot_id);
             text[2].append_value(row.addr.saddr.to_string());
             text[3].append_value(row.addr.daddr.to_string());
+            let owner = &row.addr.owner;
+            pid.append_value(owner.pid);
+            text[4].append_value(owner.comm.as_str());
+            cgroup.append_value(owner.cgroup);
+            text[5].append_value(
+                boot.cgroup_paths
+                    .get(&owner.cgroup)
+                    .map_or("", String::as_str),
+            );
             family.append_value(row.addr.family);
             ports[0].append_value(row.addr.sport);
             ports[1].append_value(row.addr.dport);
@@ -121,7 +136,8 @@ impl<W: Write + Send> TableFile<W> {
         if n == 0 {
             return Ok(());
         }
-        let [host, boot_id, saddr, daddr] = text.map(|mut b| Arc::new(b.finish()) as ArrayRef);
+        let [host, boot_id, saddr, daddr, comm, cgroup_path] =
+            text.map(|mut b| Arc::new(b.finish()) as ArrayRef);
         let [sport, dport] = ports.map(|mut b| Arc::new(b.finish()) as ArrayRef);
         let [flow, rest @ ..] = numbers.map(|mut b| Arc::new(b.finish()) as ArrayRef);
         let tz = |mut b: TimestampNanosecondBuilder| {
@@ -138,6 +154,10 @@ impl<W: Write + Send> TableFile<W> {
             sport,
             daddr,
             dport,
+            Arc::new(pid.finish()),
+            comm,
+            Arc::new(cgroup.finish()),
+            cgroup_path,
         ];
         columns.extend(rest);
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)

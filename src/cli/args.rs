@@ -129,6 +129,25 @@ pub struct ReportArgs {
     /// Only the first N flows of each window (after --sort).
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
+
+    /// Sum the flows of each window by their process, cgroup, local or remote port, or remote address (--sort and --top then order and cut the groups).
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub by: Option<ByArg>,
+}
+
+/// `--by`: what flows are summed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ByArg {
+    /// The owning process's command name
+    Process,
+    /// The socket's cgroup path
+    Cgroup,
+    /// The local port
+    Lport,
+    /// The remote port
+    Rport,
+    /// The remote address
+    Raddr,
 }
 
 /// BCC's trailing positionals: `[interval] [outputs]`.

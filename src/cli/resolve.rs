@@ -7,16 +7,16 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, Parser, ValueEnum};
 
 use super::args::{
-    AccountingArg, AnalyzeArgs, AttachKind, BufferChoice, CaptureArgs, Cli, Command, EventsArgs,
-    EventsFormat, Format, KindArg, LiveArgs, PageArgs, PortFilter, RecordArgs, ReportArgs,
-    Selection as SelectArgs, SortArg,
+    AccountingArg, AnalyzeArgs, AttachKind, BufferChoice, ByArg, CaptureArgs, Cli, Command,
+    EventsArgs, EventsFormat, Format, KindArg, LiveArgs, PageArgs, PortFilter, RecordArgs,
+    ReportArgs, Selection as SelectArgs, SortArg,
 };
 use super::values::{parse_duration, parse_outputs};
 use crate::analyze::engine::Accounting;
-use crate::analyze::report::{ReportConfig, SortKey, Style};
+use crate::analyze::report::{GroupKey, ReportConfig, SortKey, Style};
 use crate::cmd::{self, Plan, ReportPlan, Selection, TimeBound};
 use crate::error::{Error, Result};
 use crate::event::{CaState, Filters};
@@ -435,6 +435,22 @@ fn report(
     if outputs.is_some() && interval.is_none() {
         return Err(Error::Usage(outputs_alone.into()));
     }
+    if let Some(by) = a.by {
+        let clash = if a.dist {
+            Some("-d (histograms are per state, not per flow)")
+        } else if a.format == Format::Parquet {
+            Some("--format parquet (the table file is per flow; group it in the engine that loads it)")
+        } else {
+            None
+        };
+        if let Some(what) = clash {
+            return Err(Error::Usage(format!(
+                "--by {} cannot be combined with {what}",
+                by.to_possible_value()
+                    .map_or_else(String::new, |v| v.get_name().to_string())
+            )));
+        }
+    }
     Ok(ReportPlan {
         report: ReportConfig {
             style,
@@ -453,6 +469,13 @@ fn report(
                 SortArg::Mismatches => SortKey::Mismatches,
             }),
             top: a.top,
+            by: a.by.map(|b| match b {
+                ByArg::Process => GroupKey::Process,
+                ByArg::Cgroup => GroupKey::Cgroup,
+                ByArg::Lport => GroupKey::Lport,
+                ByArg::Rport => GroupKey::Rport,
+                ByArg::Raddr => GroupKey::Raddr,
+            }),
         },
         accounting: accounting(a.accounting),
         interval_ns: interval.map(nanos),
@@ -638,6 +661,7 @@ mod tests {
                 all: true,
                 sort: None,
                 top: None,
+                by: None,
             }
         );
         assert_eq!(p.report.accounting, Accounting::Between);

@@ -66,7 +66,11 @@ pub fn run(plan: &Plan) -> Result<()> {
 
     let boots: Vec<Boot> = boots
         .into_iter()
-        .map(|(host, boot_id)| Boot { host, boot_id })
+        .map(|b| Boot {
+            host: b.host,
+            boot_id: b.boot_id,
+            cgroup_paths: b.cgroup_paths,
+        })
         .collect();
     let limit = usize::try_from(plan.report.outputs.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
     let windows = summary.windows.iter().take(limit);

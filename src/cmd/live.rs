@@ -5,6 +5,7 @@
 //! of a recording of the same traffic print the same numbers. With `-o` the
 //! same stream is also written through record's [`Recording`].
 
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use super::record::{check_filters, tell_started, Recording};
@@ -82,6 +83,14 @@ impl<W: Write> Sink for LiveSink<'_, W> {
         }
     }
 
+    fn cgroups(&mut self, paths: &BTreeMap<u64, String>) -> Result<()> {
+        if let Some(r) = self.recording.as_mut() {
+            r.name_cgroups(paths);
+        }
+        self.printer.name_cgroups(0, paths);
+        Ok(())
+    }
+
     fn events(&mut self, events: &[Event], progress: Progress) -> Result<()> {
         if let Some(r) = self.recording.as_mut() {
             r.write(events, progress)?;
@@ -91,12 +100,13 @@ impl<W: Write> Sink for LiveSink<'_, W> {
             return Ok(());
         };
         for e in events {
-            let addr = e.addr.clone();
             let key = FlowKey {
                 boot: 0,
                 cookie: e.flow,
             };
-            engine.push(self.clock.wall(e.ktime_ns), key, e.change, move || addr);
+            engine.push(self.clock.wall(e.ktime_ns), key, e.change, || {
+                e.addr.clone()
+            });
         }
         let windows = engine.drain_until(now);
         self.printer.set_lost_events(progress.lost);
@@ -126,6 +136,7 @@ pub fn run(plan: &Plan) -> Result<()> {
     printer.set_boots(vec![Boot {
         host: crate::host::hostname(),
         boot_id: crate::host::boot_id(),
+        cgroup_paths: Default::default(),
     }]);
     let mut sink = LiveSink {
         plan,

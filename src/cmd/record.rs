@@ -3,6 +3,7 @@
 //! rotated series. Live mode's `-o` goes through the same [`Recording`],
 //! so that both create, finish, give up on and report files alike.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,7 @@ impl Recording {
                 lifecycle: cfg.lifecycle,
                 command: command.to_string(),
                 clock,
+                cgroup_paths: BTreeMap::new(),
             },
         })
     }
@@ -96,6 +98,10 @@ impl Recording {
 
     pub fn write(&mut self, events: &[Event], p: Progress) -> Result<()> {
         self.out.write(events, p.complete_until, p.lost)
+    }
+
+    pub fn name_cgroups(&mut self, paths: &BTreeMap<u64, String>) {
+        self.out.name_cgroups(paths);
     }
 
     /// Ends the recording with the capture's outcome: its files are
@@ -222,6 +228,11 @@ impl Sink for RecordSink {
             }
         }
         self.rec.started(s)
+    }
+
+    fn cgroups(&mut self, paths: &BTreeMap<u64, String>) -> Result<()> {
+        self.rec.name_cgroups(paths);
+        Ok(())
     }
 
     fn events(&mut self, events: &[Event], progress: Progress) -> Result<()> {

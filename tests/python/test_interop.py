@@ -74,7 +74,7 @@ def test_fixtures_exist():
 
 SCHEMA_RS = REPO / "src" / "record" / "format" / "schema.rs"
 # The Rust types of the detail columns, as pyarrow names them.
-RUST_TYPES = {"u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64", "AlgoName": "string"}
+RUST_TYPES = {"u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64", "KernelName": "string"}
 
 
 def fixture_columns() -> list[dict]:
@@ -90,7 +90,7 @@ def test_schema_json_lists_the_writers_columns():
     detail = detail.split("macro_rules! detail_columns", 1)[1].split("$m! {", 1)[1].split("}", 1)[0]
     details = [(n, RUST_TYPES[t]) for n, t in re.findall(r"^\s*(\w+): (\w+),\s*$", detail, re.M)]
     doc = [(c["name"], c["type"]) for c in schema_doc()["columns"]]
-    assert len(core_names) + len(details) == 26
+    assert len(core_names) + len(details) == 28
     assert [n for n, _ in doc] == core_names + [n for n, _ in details]
     # The core columns' types are held to the document by the recordings
     # (test_arrow_schema_is_the_documented_one, and the Rust schema test).

@@ -352,6 +352,7 @@ mod tests {
                 sport: 40000 + cookie as u16,
                 daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 dport: 443,
+                owner: Default::default(),
             },
             change,
             detail: Detail {

@@ -59,7 +59,7 @@ pub struct Inbox {
     pub malformed: u64,
     /// Samples the perf buffer reported as lost.
     pub perf_lost: u64,
-    decoder: Decoder,
+    pub(super) decoder: Decoder,
 }
 
 impl Inbox {

@@ -145,19 +145,24 @@ fn ensure_bpffs(pin: &Path) -> Result<()> {
     if dir != Path::new(BPFFS) {
         return Err(not_bpffs());
     }
-    // SAFETY: every argument is a NUL-terminated string literal, the data
-    // pointer may be NULL.
+    mount(c"bpf", c"/sys/fs/bpf").map_err(|e| Error::io(dir, e))
+}
+
+/// Mounts a file system of type `kind` (and the same source name) at `at`.
+fn mount(kind: &std::ffi::CStr, at: &std::ffi::CStr) -> std::io::Result<()> {
+    // SAFETY: every argument is a NUL-terminated string, the data pointer
+    // may be NULL.
     let rc = unsafe {
         libc::mount(
-            c"bpf".as_ptr(),
-            c"/sys/fs/bpf".as_ptr(),
-            c"bpf".as_ptr(),
+            kind.as_ptr(),
+            at.as_ptr(),
+            kind.as_ptr(),
             0,
             std::ptr::null(),
         )
     };
     if rc != 0 {
-        return Err(Error::io(dir, std::io::Error::last_os_error()));
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }
@@ -267,7 +272,7 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
                         .map_err(bpf_err("pinning the ring buffer"))?;
                 }
                 let attach = attach::describe(mode, facts());
-                let mut notes = Vec::new();
+                let mut notes: Vec<String> = attach_accept_hooks(&mut skel).into_iter().collect();
                 if mode != AttachMode::Tracepoint || !failed.is_empty() {
                     let passed: String = failed
                         .iter()
@@ -332,15 +337,20 @@ fn load_mode<'obj>(
     let use_cookie = mode != AttachMode::Kprobe && facts.cookie_in_tracing;
     let numbered = mode == AttachMode::Tracepoint && facts.sk_storage_in_tracing;
     configure(&mut open, cfg, mode, (use_cookie, numbered))?;
-    // Assigned flow ids and a fallback's call records are retired by the
-    // lifecycle hook, so it runs even when its events are not wanted.
-    let lifecycle = cfg.lifecycle || mode != AttachMode::Tracepoint;
+    // The lifecycle hook also learns active sockets' owners and retires
+    // assigned flow ids and a fallback's call records, so it runs even when
+    // its events are not wanted.
     let hooked = facts.hooked(mode);
     for mut prog in open.open_object_mut().progs_mut() {
         let name = prog.name().to_string_lossy();
         let wanted = match name.as_ref() {
             "on_cong_state_set" | "on_cong_state_set_nested" => mode == AttachMode::Tracepoint,
-            "on_inet_sock_set_state" => lifecycle,
+            "on_inet_sock_set_state" => true,
+            // Attached apart (see attach_accept_hooks): they need tracefs.
+            ACCEPT4_PROG | ACCEPT_PROG => {
+                prog.set_autoattach(false);
+                true
+            }
             n => fallback_program(n).is_some_and(|(m, func)| m == mode && hooked.contains(&func)),
         };
         prog.set_autoload(wanted);
@@ -361,6 +371,40 @@ fn load_mode<'obj>(
         AttachMode::Kprobe => "attaching kprobes to the callers of tcp_set_ca_state",
     }))?;
     Ok((skel, attached_ktime_ns))
+}
+
+const ACCEPT4_PROG: &str = "on_accept4_exit";
+const ACCEPT_PROG: &str = "on_accept_exit";
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Attaches the accept exits, which name passive sockets' owners. They are
+/// classic tracepoints, found through tracefs: it is mounted for the
+/// attach if it is not (and unmounted after, leaving the machine as it
+/// was). Without them owners still come from /proc, so a failure is a
+/// note, not an error.
+fn attach_accept_hooks(skel: &mut TcpcongSkel<'_>) -> Option<String> {
+    let mounted = !Path::new(TRACEFS).join("events").exists()
+        && mount(c"tracefs", c"/sys/kernel/tracing").is_ok();
+    let attached = skel
+        .progs
+        .on_accept4_exit
+        .attach()
+        .and_then(|a4| Ok((a4, skel.progs.on_accept_exit.attach()?)));
+    if mounted {
+        // SAFETY: a NUL-terminated string literal. A failure (someone else
+        // started using it) leaves it mounted, which harms nothing.
+        unsafe { libc::umount2(c"/sys/kernel/tracing".as_ptr(), libc::MNT_DETACH) };
+    }
+    match attached {
+        Ok((a4, a)) => {
+            skel.links.on_accept4_exit = Some(a4);
+            skel.links.on_accept_exit = Some(a);
+            None
+        }
+        Err(e) => Some(format!(
+            "note: the owners of accepted sockets come from /proc only (the accept tracepoints did not attach: {e})"
+        )),
+    }
 }
 
 /// A fallback program's mode and hooked function, from its name
@@ -584,7 +628,9 @@ mod tests {
                     || [
                         "on_cong_state_set",
                         "on_cong_state_set_nested",
-                        "on_inet_sock_set_state"
+                        "on_inet_sock_set_state",
+                        ACCEPT4_PROG,
+                        ACCEPT_PROG,
                     ]
                     .contains(&name.as_str()),
                 "{name} belongs to no attach mode"

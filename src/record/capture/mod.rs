@@ -18,6 +18,7 @@
 //! still in flight are waited for, or counted as lost.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
@@ -27,6 +28,7 @@ pub mod attach;
 pub mod buffer;
 mod ffi;
 pub mod load;
+pub mod names;
 pub mod raw;
 pub mod skel;
 
@@ -130,6 +132,11 @@ pub trait Sink {
     /// The programs are attached; an error ends the capture at once.
     fn started(&mut self, started: &Started) -> Result<()>;
     fn events(&mut self, events: &[Event], progress: Progress) -> Result<()>;
+    /// Paths of cgroups that sockets of the coming events are in, each
+    /// once, before the first event that names it.
+    fn cgroups(&mut self, _paths: &BTreeMap<u64, String>) -> Result<()> {
+        Ok(())
+    }
     /// Whether the sink has all it wants (live mode's `outputs`).
     fn done(&self) -> bool {
         false
@@ -194,6 +201,7 @@ pub fn run(
         };
         let ready = order.release(until_deadline(complete_until), &mut stats);
         let lost = stats.losses_so_far(&skel, &inbox.borrow(), cfg.buffer);
+        name_cgroups(&inbox, sink)?;
         sink.events(
             &ready,
             Progress {
@@ -259,6 +267,7 @@ pub fn run(
                 BufferKind::Perf => inbox.perf_lost,
             };
     }
+    name_cgroups(&inbox, sink)?;
     sink.events(
         &ready,
         Progress {
@@ -267,6 +276,14 @@ pub fn run(
         },
     )?;
     Ok(stats)
+}
+
+fn name_cgroups(inbox: &RefCell<Inbox>, sink: &mut dyn Sink) -> Result<()> {
+    let paths = inbox.borrow_mut().decoder.names.take_new_cgroups();
+    if paths.is_empty() {
+        return Ok(());
+    }
+    sink.cgroups(&paths)
 }
 
 /// Removes a pinned map's name when dropped.

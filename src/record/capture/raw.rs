@@ -6,8 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rustc_hash::FxHashMap;
 
+use super::names::Names;
 use super::skel::types::{event as RawEvent, lean_event as LeanEvent};
-use crate::event::{detail_columns, CaState, Change, Detail, Event, FlowAddr, TcpState};
+use crate::event::{detail_columns, CaState, Change, Detail, Event, FlowAddr, Owner, TcpState};
 
 pub const RAW_EVENT_SIZE: usize = std::mem::size_of::<RawEvent>();
 const LEAN_EVENT_SIZE: usize = std::mem::size_of::<LeanEvent>();
@@ -30,7 +31,9 @@ macro_rules! detail_from_raw {
 }
 detail_columns!(detail_from_raw);
 
-pub fn decode(bytes: &[u8]) -> Result<Event, Malformed> {
+/// A full record's event, and its socket's inode where the programs did
+/// not know the socket's owner (else 0).
+fn decode(bytes: &[u8]) -> Result<(Event, u64), Malformed> {
     // The perf buffer pads samples to 8 bytes, so only a short record is wrong.
     if bytes.len() < RAW_EVENT_SIZE {
         return Err(Malformed);
@@ -59,7 +62,8 @@ pub fn decode(bytes: &[u8]) -> Result<Event, Malformed> {
         },
         _ => return Err(Malformed),
     };
-    Ok(Event {
+    let detail = detail(&r);
+    let event = Event {
         ktime_ns: r.ktime_ns,
         flow: r.cookie,
         addr: FlowAddr {
@@ -68,19 +72,24 @@ pub fn decode(bytes: &[u8]) -> Result<Event, Malformed> {
             sport: r.sport,
             daddr,
             dport: r.dport,
+            owner: Owner::of(&detail),
         },
         change,
-        detail: detail(&r),
-    })
+        detail,
+    };
+    Ok((event, r.sock_ino))
 }
 
 /// Decodes both records the programs hand over: a full one, which also
 /// describes its flow, and a lean one (`struct lean_event`), which takes
-/// what is fixed about its flow from the flow's last full record.
+/// what is fixed about its flow from the flow's last full record. A full
+/// record without an owner gets one from user space where it can be found,
+/// and so do its flow's lean records.
 #[derive(Default)]
 pub struct Decoder {
     /// Per flow, its last full record.
     described: FxHashMap<u64, Event>,
+    pub names: Names,
 }
 
 impl Decoder {
@@ -90,7 +99,15 @@ impl Decoder {
         if bytes.len() == LEAN_EVENT_SIZE {
             return self.lean(bytes);
         }
-        let e = decode(bytes)?;
+        let (mut e, sock_ino) = decode(bytes)?;
+        if e.detail.pid == 0 && sock_ino != 0 {
+            if let Some(p) = self.names.owner(sock_ino) {
+                e.detail.pid = p.pid;
+                e.detail.comm = p.comm;
+                e.addr.owner = Owner::of(&e.detail);
+            }
+        }
+        self.names.cgroup(e.detail.cgroup);
         match e.change {
             Change::Tcp { new, .. } if new == TcpState::CLOSE => {
                 self.described.remove(&e.flow);
@@ -158,8 +175,12 @@ mod tests {
             new_state: new,
             snd_cwnd: 10,
             total_retrans: 3,
+            pid: 31,
             ..Default::default()
         };
+        for (d, s) in r.comm.iter_mut().zip(b"curl") {
+            *d = *s as i8;
+        }
         r.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
         r.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
         for (d, s) in r.cong_algo.iter_mut().zip(b"cubic") {
@@ -172,7 +193,7 @@ mod tests {
 
     #[test]
     fn decodes_a_congestion_event() {
-        let e = decode(&raw(4, 0, 1, 3)).unwrap();
+        let (e, _) = decode(&raw(4, 0, 1, 3)).unwrap();
         assert_eq!(e.ktime_ns, 42);
         assert_eq!(e.flow, 7);
         assert_eq!(e.addr.saddr.to_string(), "127.0.0.1");
@@ -238,6 +259,8 @@ mod tests {
         assert_eq!(e.addr.saddr.to_string(), "127.0.0.1");
         assert_eq!((e.addr.sport, e.addr.dport), (5201, 80));
         assert_eq!(e.detail.cong_algo.as_str(), "cubic");
+        assert_eq!((e.detail.pid, e.detail.comm.as_str()), (31, "curl"));
+        assert_eq!(e.addr.owner, Owner::of(&e.detail));
         assert_eq!((e.detail.snd_cwnd, e.detail.total_retrans), (20, 4));
         assert_eq!((e.detail.seq, e.detail.cpu, e.detail.kernel_gap), (2, 1, 1));
         assert_eq!(d.decode(&lean(8, 1, 3, 1)), Err(Malformed), "another flow");

@@ -4,6 +4,7 @@
 //! failed capture never leaves an in-progress file behind, and always says
 //! how many events the unfinished file held.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::schema::{CaptureInfo, Metadata};
@@ -115,6 +116,18 @@ impl Output {
                 Ok(())
             }
             Sink::Series(s) => s.start(info, start_ktime),
+        }
+    }
+
+    /// Paths of cgroups the coming events' sockets are in.
+    pub fn name_cgroups(&mut self, paths: &BTreeMap<u64, String>) {
+        let info = match &mut self.sink {
+            Sink::File { info, .. } => info.as_mut(),
+            Sink::Series(s) => s.info.as_mut(),
+        };
+        if let Some(info) = info {
+            info.cgroup_paths
+                .extend(paths.iter().map(|(k, v)| (*k, v.clone())));
         }
     }
 

@@ -26,12 +26,24 @@ use rustc_hash::FxHashMap;
 
 use super::schema::{self, DetailArrays, Metadata, METADATA_KEY, SCHEMA_VERSION};
 use crate::error::{Error, Result};
-use crate::event::{CaState, Change, Detail, Event, FlowAddr, FlowKey, PortRange, Span, TcpState};
+use crate::event::{
+    CaState, Change, Detail, Event, FlowAddr, FlowKey, Owner, PortRange, Span, TcpState,
+};
 use crate::time::Clock;
 
 /// The columns analysis reads (the core but `time`); the rest of a
 /// recording is never decoded.
 const NEEDED: &[&str] = schema::CORE.split_at(1).1;
+/// A boot's host and id, and the cgroup paths its recordings name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BootNames {
+    pub host: String,
+    pub boot_id: String,
+    pub cgroup_paths: std::collections::BTreeMap<u64, String>,
+}
+
+/// What reports label a flow with besides its addresses (see [`Owner`]).
+const OWNER: [&str; 3] = ["pid", "comm", "cgroup"];
 const BATCH_ROWS: usize = 65_536;
 
 /// The recordings the inputs name, and what was passed over.
@@ -186,7 +198,7 @@ impl Recording {
     fn rows(self, columns: Columns, extra: &[&str]) -> Result<ParquetRecordBatchReader> {
         let schema = self.builder.parquet_schema();
         let mut wanted: Vec<&str> = match columns {
-            Columns::Analysis => NEEDED.to_vec(),
+            Columns::Analysis => NEEDED.iter().chain(&OWNER).copied().collect(),
             Columns::All => schema::columns().into_iter().map(|(n, _)| n).collect(),
         };
         wanted.extend(extra);
@@ -510,16 +522,21 @@ impl Dataset {
 
     /// Per boot index (the `boot` of the flow keys a scan hands out): the
     /// host and boot id, as its first file names them.
-    pub fn boots(&self) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = Vec::new();
+    pub fn boots(&self) -> Vec<BootNames> {
+        let mut out: Vec<BootNames> = Vec::new();
         for i in &self.inputs {
             let b = i.boot as usize;
             if out.len() <= b {
                 out.resize(b + 1, Default::default());
             }
-            if out[b].1.is_empty() {
-                out[b] = (i.rec.meta.hostname.clone(), i.rec.meta.boot_id.clone());
+            let m = &i.rec.meta;
+            if out[b].boot_id.is_empty() {
+                out[b].host = m.hostname.clone();
+                out[b].boot_id = m.boot_id.clone();
             }
+            out[b]
+                .cgroup_paths
+                .extend(m.cgroup_paths.iter().map(|(k, v)| (*k, v.clone())));
         }
         out
     }
@@ -845,6 +862,7 @@ fn decode_batch(
             sport: sp,
             daddr: daddrs[i].ok_or_else(|| bad("a bad daddr"))?,
             dport: dp,
+            owner: Owner::of(&detail),
         };
         f(&Row {
             t_ns: clock.wall(ktime.value(i)),
@@ -874,6 +892,7 @@ mod tests {
             sport: 1,
             daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             dport: 2,
+            owner: Default::default(),
         };
         Row {
             t_ns,

@@ -9,6 +9,7 @@
 //! from [`crate::event::detail_columns!`]. Columns may be added in later
 //! versions, never renamed or re-typed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{ArrayBuilder, PrimitiveBuilder, StringBuilder};
@@ -18,7 +19,7 @@ use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{detail_columns, AlgoName, Detail, Filters};
+use crate::event::{detail_columns, Detail, Filters, KernelName};
 use crate::host;
 use crate::time::{rfc3339, Clock};
 
@@ -92,7 +93,7 @@ primitive_value! {
     u64 => UInt64Type, UInt64;
 }
 
-impl ColumnValue for AlgoName {
+impl ColumnValue for KernelName {
     fn data_type() -> DataType {
         DataType::Utf8
     }
@@ -105,7 +106,7 @@ impl ColumnValue for AlgoName {
         a.as_string_opt::<i32>()
     }
     fn at(a: &Self::Array, i: usize) -> Self {
-        AlgoName::from_str_lossy(a.value(i))
+        KernelName::from_str_lossy(a.value(i))
     }
 }
 
@@ -214,6 +215,10 @@ pub struct Metadata {
     /// (`kernel_gap`); otherwise both columns are 0.
     #[serde(default)]
     pub numbered: bool,
+    /// The cgroup v2 path of each `cgroup` id in the file that could be
+    /// resolved at record time ("/system.slice/nginx.service").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cgroup_paths: BTreeMap<u64, String>,
 }
 
 /// What every file of a capture says about how it was made.
@@ -228,6 +233,8 @@ pub struct CaptureInfo {
     /// The command line that recorded it.
     pub command: String,
     pub clock: Clock,
+    /// Paths of the cgroups named so far (each file keeps its own).
+    pub cgroup_paths: BTreeMap<u64, String>,
 }
 
 impl Metadata {
@@ -263,6 +270,7 @@ impl Metadata {
             gaps: 0,
             kernel_gaps: 0,
             numbered: false,
+            cgroup_paths: info.cgroup_paths.clone(),
         }
     }
 }
@@ -296,6 +304,7 @@ mod tests {
             gaps: 0,
             kernel_gaps: 0,
             numbered: true,
+            cgroup_paths: BTreeMap::from([(7, "/a.slice".into())]),
         };
         let mut v = serde_json::to_value(&m).unwrap();
         v["from_the_future"] = serde_json::json!(42);
@@ -306,7 +315,7 @@ mod tests {
     #[test]
     fn columns_follow_schema_v1_order() {
         let names: Vec<&str> = columns().iter().map(|(n, _)| *n).collect();
-        assert_eq!(names.len(), 26);
+        assert_eq!(names.len(), 28);
         assert_eq!(&names[..11], &CORE);
         assert_eq!(&names[11..], Detail::NAMES);
         assert_eq!(names[14], "cong_algo");
@@ -314,5 +323,7 @@ mod tests {
         assert_eq!(columns()[23], ("total_retrans", DataType::UInt32));
         assert_eq!(columns()[24], ("seq", DataType::UInt32));
         assert_eq!(columns()[25], ("kernel_gap", DataType::UInt8));
+        assert_eq!(columns()[26], ("pid", DataType::UInt32));
+        assert_eq!(columns()[27], ("comm", DataType::Utf8));
     }
 }

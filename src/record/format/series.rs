@@ -37,7 +37,7 @@ pub struct Series {
     clock: Clock,
     /// How the capture was made, for every file's metadata (known once
     /// the programs are attached).
-    info: Option<CaptureInfo>,
+    pub(super) info: Option<CaptureInfo>,
     current: Option<Current>,
     seq: u32,
     /// Complete files of this series, oldest first, with their sizes.

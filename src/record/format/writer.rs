@@ -115,6 +115,8 @@ pub struct RecordingWriter {
     cols: Columns,
     addr_cache: HashMap<(IpAddr, IpAddr), (Box<str>, Box<str>)>,
     flows: HashSet<u64>,
+    /// The cgroups of the flows in the file.
+    cgroups: HashSet<u64>,
     events: u64,
     last_ktime: u64,
     sorted: bool,
@@ -199,6 +201,7 @@ impl RecordingWriter {
             cols: Columns::new(clock),
             addr_cache: HashMap::new(),
             flows: HashSet::new(),
+            cgroups: HashSet::new(),
             events: 0,
             last_ktime: 0,
             sorted: true,
@@ -281,7 +284,9 @@ impl RecordingWriter {
                 });
             self.cols.push(e, s, d);
             self.check_chain(e);
-            self.flows.insert(e.flow);
+            if self.flows.insert(e.flow) {
+                self.cgroups.insert(e.detail.cgroup);
+            }
             self.sorted &= e.ktime_ns >= self.last_ktime;
             self.last_ktime = e.ktime_ns;
             self.events += 1;
@@ -342,6 +347,7 @@ impl RecordingWriter {
         meta.gaps = self.breaks.gaps;
         meta.kernel_gaps = self.breaks.kernel_gaps;
         meta.numbered = self.numbered;
+        meta.cgroup_paths.retain(|id, _| self.cgroups.contains(id));
         let json = serde_json::to_string(&meta)?;
         let with_meta = self
             .schema

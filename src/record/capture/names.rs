@@ -1,0 +1,216 @@
+//! What the kernel side cannot name cheaply, named in user space once per
+//! flow or per cgroup: the owner of a socket the programs did not see
+//! being connected or accepted (one older than the capture, or accepted
+//! by io_uring), found from its inode in `/proc/PID/fd` as `ss -p` does;
+//! and the path of a cgroup id under the cgroup v2 mount.
+//!
+//! Both are looked up again on a miss, at most once per [`RESCAN`]: a
+//! burst of new flows (a capture starting on a busy server) costs one scan,
+//! not one per flow.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::event::KernelName;
+
+const RESCAN: Duration = Duration::from_secs(1);
+
+/// A process, as a flow's owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    pub pid: u32,
+    pub comm: KernelName,
+}
+
+/// Socket inode -> owning process and cgroup id -> path, as far as found.
+#[derive(Default)]
+pub struct Names {
+    sockets: FxHashMap<u64, Process>,
+    sockets_scanned: Option<Instant>,
+    /// Every cgroup of the last scan.
+    cgroups: FxHashMap<u64, String>,
+    cgroups_scanned: Option<Instant>,
+    /// Cgroups whose path was handed out, or is about to be.
+    named: FxHashSet<u64>,
+    /// Paths found since the last [`Names::take_new_cgroups`].
+    new_cgroups: BTreeMap<u64, String>,
+}
+
+fn due(last: Option<Instant>) -> bool {
+    last.is_none_or(|t| t.elapsed() >= RESCAN)
+}
+
+impl Names {
+    /// The process holding the socket with inode `ino` open.
+    pub fn owner(&mut self, ino: u64) -> Option<Process> {
+        if let Some(p) = self.sockets.get(&ino) {
+            return Some(*p);
+        }
+        if !due(self.sockets_scanned) {
+            return None;
+        }
+        self.sockets_scanned = Some(Instant::now());
+        self.sockets = scan_sockets(Path::new("/proc"));
+        self.sockets.get(&ino).copied()
+    }
+
+    /// Notes that a socket is in cgroup `id`, and finds its path the first
+    /// time (a cgroup that is gone by then stays unnamed).
+    pub fn cgroup(&mut self, id: u64) {
+        if id == 0 || self.named.contains(&id) {
+            return;
+        }
+        if !self.cgroups.contains_key(&id) && due(self.cgroups_scanned) {
+            self.cgroups_scanned = Some(Instant::now());
+            self.cgroups = cgroup2_root()
+                .map(|root| scan_cgroups(&root).into_iter().collect())
+                .unwrap_or_default();
+        }
+        if let Some(path) = self.cgroups.get(&id) {
+            self.named.insert(id);
+            self.new_cgroups.insert(id, path.clone());
+        }
+    }
+
+    /// Paths of the cgroups named since the last call.
+    pub fn take_new_cgroups(&mut self) -> BTreeMap<u64, String> {
+        std::mem::take(&mut self.new_cgroups)
+    }
+}
+
+/// Every socket inode of every process under `proc`, with its process.
+/// Processes that exit while scanned, or whose descriptors are not
+/// readable, are skipped.
+fn scan_sockets(proc: &Path) -> FxHashMap<u64, Process> {
+    let mut out = FxHashMap::default();
+    let Ok(dir) = fs::read_dir(proc) else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let mut comm = None;
+        for fd in fds.flatten() {
+            let Ok(link) = fs::read_link(fd.path()) else {
+                continue;
+            };
+            let Some(ino) = socket_inode(&link) else {
+                continue;
+            };
+            let comm = *comm.get_or_insert_with(|| {
+                let name = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                KernelName::from_str_lossy(name.trim_end_matches('\n'))
+            });
+            // A socket shared by a parent and its children belongs to the
+            // first found; /proc lists the parent (lower pid) first.
+            out.entry(ino).or_insert(Process { pid, comm });
+        }
+    }
+    out
+}
+
+/// `socket:[12345]` -> 12345.
+fn socket_inode(link: &Path) -> Option<u64> {
+    link.to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified`
+/// on hybrid systems).
+pub fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let (_, at, kind) = (f.next()?, f.next()?, f.next()?);
+        (kind == "cgroup2").then(|| PathBuf::from(at))
+    })
+}
+
+/// Every cgroup under `root` by id (its directory's inode), with its path
+/// relative to the mount ("/" for the root, "/system.slice/x.service").
+fn scan_cgroups(root: &Path) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let Ok(meta) = fs::metadata(&dir) else {
+            continue;
+        };
+        let rel = dir.strip_prefix(root).unwrap_or(Path::new(""));
+        out.push((meta.ino(), format!("/{}", rel.display())));
+        if let Ok(entries) = fs::read_dir(&dir) {
+            todo.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_links_name_their_inode() {
+        assert_eq!(socket_inode(Path::new("socket:[4026]")), Some(4026));
+        assert_eq!(socket_inode(Path::new("pipe:[4026]")), None);
+        assert_eq!(socket_inode(Path::new("/dev/null")), None);
+    }
+
+    #[test]
+    fn a_socket_of_this_process_is_found_with_its_command() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        use std::os::fd::AsRawFd;
+        let link = fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd())).unwrap();
+        let ino = socket_inode(&link).unwrap();
+        let mut names = Names::default();
+        let p = names.owner(ino).expect("this process's socket");
+        assert_eq!(p.pid, std::process::id());
+        let comm = fs::read_to_string("/proc/self/comm").unwrap();
+        assert_eq!(p.comm.as_str(), comm.trim_end());
+        // A miss right after a scan does not scan again.
+        assert_eq!(names.owner(u64::MAX), None);
+        assert!(names.sockets_scanned.is_some_and(|t| t.elapsed() < RESCAN));
+    }
+
+    #[test]
+    fn the_cgroup_of_this_process_gets_its_path() {
+        let Some(root) = cgroup2_root() else {
+            panic!("no cgroup2 mount: /proc/self/mounts has no cgroup2 line");
+        };
+        let own = fs::read_to_string("/proc/self/cgroup").unwrap();
+        let rel = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .expect("a cgroup v2 line in /proc/self/cgroup");
+        let id = fs::metadata(root.join(rel.trim_start_matches('/')))
+            .unwrap()
+            .ino();
+        let mut names = Names::default();
+        names.cgroup(id);
+        names.cgroup(12345678901);
+        let new = names.take_new_cgroups();
+        assert_eq!(new.get(&id).map(String::as_str), Some(rel));
+        assert_eq!(new.len(), 1, "only cgroups events named: {new:?}");
+        assert!(names.take_new_cgroups().is_empty(), "reported once");
+    }
+}
