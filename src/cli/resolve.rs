@@ -23,7 +23,9 @@ use crate::event::{CaState, Filters};
 use crate::record::capture::attach::AttachMode;
 use crate::record::capture::buffer::BufferKind;
 use crate::record::capture::load::{cgroup_id, netns_inode, CaptureConfig};
+use crate::record::capture::names::cgroup2_root;
 use crate::record::format::output::Target;
+use crate::record::format::reader::CgroupSel;
 use crate::record::format::series::Rotation;
 
 /// Parses `args` (the program name first) and resolves them into a plan.
@@ -536,15 +538,7 @@ fn selection(s: &SelectArgs) -> Result<Selection> {
         .as_deref()
         .map(|v| netns_inode(v).map_err(|why| Error::Usage(format!("--netns {v}: {why}"))))
         .transpose()?;
-    let cgroup =
-        s.cgroup
-            .as_deref()
-            .map(|v| match v.parse::<u64>() {
-                Ok(id) => Ok(id),
-                Err(_) => cgroup_id(Path::new(v))
-                    .map_err(|why| Error::Usage(format!("--cgroup {v}: {why}"))),
-            })
-            .transpose()?;
+    let cgroup = s.cgroup.as_deref().map(cgroup_selection).transpose()?;
     Ok(Selection {
         localport: s.ports.localport,
         remoteport: s.ports.remoteport,
@@ -555,6 +549,35 @@ fn selection(s: &SelectArgs) -> Result<Selection> {
         since,
         until,
     })
+}
+
+/// `--cgroup` of analyze and events: an id, or a path as recordings name
+/// it ("/system.slice/x.service"), also given under this machine's cgroup2
+/// mount ("/sys/fs/cgroup/system.slice/x.service").
+fn cgroup_selection(v: &str) -> Result<CgroupSel> {
+    if let Ok(id) = v.parse::<u64>() {
+        return Ok(CgroupSel::Id(id));
+    }
+    if !v.starts_with('/') {
+        return Err(Error::Usage(format!(
+            "--cgroup {v}: give a cgroup id or a path starting with / (as analyze --by cgroup shows it)"
+        )));
+    }
+    let root = cgroup2_root();
+    let relative = root
+        .as_deref()
+        .and_then(|r| Path::new(v).strip_prefix(r).ok())
+        .map_or_else(
+            || v.trim_end_matches('/').to_string(),
+            |rel| format!("/{}", rel.display()),
+        );
+    let path = if relative.is_empty() {
+        "/".to_string()
+    } else {
+        relative
+    };
+    let local_id = root.and_then(|r| cgroup_id(&r.join(path.trim_start_matches('/'))).ok());
+    Ok(CgroupSel::Path { path, local_id })
 }
 
 /// RFC 3339, or seconds (fractions allowed) from the recordings' start.

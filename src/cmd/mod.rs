@@ -17,7 +17,7 @@ use crate::analyze::report::{ReportConfig, Style};
 use crate::error::{Error, Result};
 use crate::event::PortRange;
 use crate::messages;
-use crate::record::format::reader::{Dataset, RowFilter};
+use crate::record::format::reader::{CgroupSel, Dataset, RowFilter};
 use crate::record::format::writer::is_being_written;
 use crate::time::rfc3339;
 
@@ -128,7 +128,7 @@ pub struct Selection {
     pub flow: Option<u64>,
     pub family: Option<u8>,
     pub netns: Option<u32>,
-    pub cgroup: Option<u64>,
+    pub cgroup: Option<CgroupSel>,
     pub since: Option<TimeBound>,
     pub until: Option<TimeBound>,
 }
@@ -146,7 +146,7 @@ impl Selection {
         RowFilter::new(self.localport, self.remoteport, self.flow).socket(
             self.family,
             self.netns,
-            self.cgroup,
+            self.cgroup.clone(),
         )
     }
 

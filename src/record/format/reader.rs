@@ -8,6 +8,7 @@
 //! running at once), are merged in memory, which is the one case where
 //! memory grows with events.
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -34,12 +35,25 @@ use crate::time::Clock;
 /// The columns analysis reads (the core but `time`); the rest of a
 /// recording is never decoded.
 const NEEDED: &[&str] = schema::CORE.split_at(1).1;
+/// `--cgroup`: which cgroup's flows to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupSel {
+    Id(u64),
+    /// A path as recordings name it (under the cgroup2 mount, from "/"),
+    /// and the id it has on this machine, for files that name no paths
+    /// (recorded before they did).
+    Path {
+        path: String,
+        local_id: Option<u64>,
+    },
+}
+
 /// A boot's host and id, and the cgroup paths its recordings name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BootNames {
     pub host: String,
     pub boot_id: String,
-    pub cgroup_paths: std::collections::BTreeMap<u64, String>,
+    pub cgroup_paths: BTreeMap<u64, String>,
 }
 
 /// What reports label a flow with besides its addresses (see [`Owner`]).
@@ -383,7 +397,7 @@ pub struct RowFilter {
     flow: Option<u64>,
     family: Option<u8>,
     netns: Option<u32>,
-    cgroup: Option<u64>,
+    cgroup: Option<CgroupSel>,
     /// Per flow, whether its ports matched, once seen with a local port.
     matched: std::cell::RefCell<FxHashMap<u64, bool>>,
 }
@@ -407,7 +421,7 @@ impl RowFilter {
         mut self,
         family: Option<u8>,
         netns: Option<u32>,
-        cgroup: Option<u64>,
+        cgroup: Option<CgroupSel>,
     ) -> RowFilter {
         self.family = family;
         self.netns = netns;
@@ -427,8 +441,16 @@ impl RowFilter {
         c
     }
 
-    fn keeps_socket(&self, d: &Detail) -> bool {
-        self.netns.is_none_or(|n| n == d.netns) && self.cgroup.is_none_or(|c| c == d.cgroup)
+    /// `paths`: the cgroup paths the row's file names.
+    fn keeps_socket(&self, d: &Detail, paths: &BTreeMap<u64, String>) -> bool {
+        self.netns.is_none_or(|n| n == d.netns)
+            && self.cgroup.as_ref().is_none_or(|c| match c {
+                CgroupSel::Id(id) => *id == d.cgroup,
+                CgroupSel::Path { path, .. } if !paths.is_empty() => {
+                    paths.get(&d.cgroup) == Some(path)
+                }
+                CgroupSel::Path { local_id, .. } => *local_id == Some(d.cgroup),
+            })
     }
 
     fn keeps(&self, flow: u64, sport: u16, dport: u16) -> bool {
@@ -697,6 +719,7 @@ fn scan_file(
         last = r.t_ns;
         f(r)
     };
+    let cgroup_paths = i.rec.meta.cgroup_paths.clone();
     let mut batches = i.rec.rows(columns, &filter.columns())?;
     loop {
         // The decoder panics on some malformed pages: an input error.
@@ -707,7 +730,8 @@ fn scan_file(
         };
         let batch = batch.map_err(|e| Error::bad_input(&path, format!("reading rows: {e}")))?;
         let batch = conform(&path, batch)?;
-        decode_batch(&path, &batch, (i.boot, i.clock), filter, &mut in_order)?;
+        let file = (i.boot, i.clock, &cgroup_paths);
+        decode_batch(&path, &batch, file, filter, &mut in_order)?;
     }
     Ok(())
 }
@@ -795,7 +819,7 @@ impl StateName {
 fn decode_batch(
     path: &Path,
     b: &RecordBatch,
-    (boot, clock): (u32, Clock),
+    (boot, clock, cgroup_paths): (u32, Clock, &BTreeMap<u64, String>),
     filter: &RowFilter,
     f: &mut dyn FnMut(&Row) -> Result<()>,
 ) -> Result<()> {
@@ -838,7 +862,7 @@ fn decode_batch(
         } else {
             Detail::default()
         };
-        if !filter.keeps_socket(&detail) {
+        if !filter.keeps_socket(&detail, cgroup_paths) {
             continue;
         }
         let bad = |what: &str| Error::bad_input(path, format!("row with {what}"));
