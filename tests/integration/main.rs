@@ -10,6 +10,7 @@ mod cli;
 mod fuzz_corpus;
 mod layout;
 mod live;
+mod owners;
 mod record;
 mod report;
 mod schema;

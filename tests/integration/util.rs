@@ -293,6 +293,8 @@ pub struct Ev {
     pub snd_cwnd: u32,
     pub seq: u32,
     pub kernel_gap: u8,
+    pub pid: u32,
+    pub comm: String,
 }
 
 pub fn read_events(path: &Path) -> Vec<Ev> {
@@ -323,6 +325,7 @@ pub fn read_events(path: &Path) -> Vec<Ev> {
         let cgroup = c("cgroup");
         // Added to v1 later: older recordings (the fixtures) have neither.
         let (seq, kernel_gap) = (b.column_by_name("seq"), b.column_by_name("kernel_gap"));
+        let (pid, comm) = (b.column_by_name("pid"), b.column_by_name("comm"));
         for i in 0..b.num_rows() {
             out.push(Ev {
                 time: time.value(i),
@@ -342,6 +345,8 @@ pub fn read_events(path: &Path) -> Vec<Ev> {
                 snd_cwnd: cwnd.as_primitive::<UInt32Type>().value(i),
                 seq: seq.map_or(0, |a| a.as_primitive::<UInt32Type>().value(i)),
                 kernel_gap: kernel_gap.map_or(0, |a| a.as_primitive::<UInt8Type>().value(i)),
+                pid: pid.map_or(0, |a| a.as_primitive::<UInt32Type>().value(i)),
+                comm: comm.map_or_else(String::new, |a| a.as_string::<i32>().value(i).to_string()),
             });
         }
     }

@@ -19,6 +19,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::event::KernelName;
 
 const RESCAN: Duration = Duration::from_secs(1);
+const MAX_SOCKETS: usize = 1 << 20;
 
 /// A process, as a flow's owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,14 @@ impl Names {
             return None;
         }
         self.sockets_scanned = Some(Instant::now());
-        self.sockets = scan_sockets(Path::new("/proc"));
+        // Kept across scans: a socket's last records can come after its
+        // process closed it. Socket inode numbers only grow (until they
+        // wrap at 2^32), so an old entry is not a new socket's; the bound
+        // keeps a long capture's memory in check.
+        if self.sockets.len() > MAX_SOCKETS {
+            self.sockets.clear();
+        }
+        self.sockets.extend(scan_sockets(Path::new("/proc")));
         self.sockets.get(&ino).copied()
     }
 

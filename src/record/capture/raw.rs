@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use rustc_hash::FxHashMap;
 
-use super::names::Names;
+use super::names::{Names, Process};
 use super::skel::types::{event as RawEvent, lean_event as LeanEvent};
 use crate::event::{detail_columns, CaState, Change, Detail, Event, FlowAddr, Owner, TcpState};
 
@@ -89,6 +89,9 @@ fn decode(bytes: &[u8]) -> Result<(Event, u64), Malformed> {
 pub struct Decoder {
     /// Per flow, its last full record.
     described: FxHashMap<u64, Event>,
+    /// Flows whose owner user space found, until they close: their later
+    /// records (after the process closed its descriptor) keep it.
+    found: FxHashMap<u64, Process>,
     pub names: Names,
 }
 
@@ -100,8 +103,14 @@ impl Decoder {
             return self.lean(bytes);
         }
         let (mut e, sock_ino) = decode(bytes)?;
-        if e.detail.pid == 0 && sock_ino != 0 {
-            if let Some(p) = self.names.owner(sock_ino) {
+        if e.detail.pid == 0 {
+            let found = match self.found.get(&e.flow) {
+                Some(p) => Some(*p),
+                None if sock_ino != 0 => self.names.owner(sock_ino),
+                None => None,
+            };
+            if let Some(p) = found {
+                self.found.insert(e.flow, p);
                 e.detail.pid = p.pid;
                 e.detail.comm = p.comm;
                 e.addr.owner = Owner::of(&e.detail);
@@ -111,6 +120,7 @@ impl Decoder {
         match e.change {
             Change::Tcp { new, .. } if new == TcpState::CLOSE => {
                 self.described.remove(&e.flow);
+                self.found.remove(&e.flow);
             }
             Change::Tcp { .. } => {}
             Change::Ca { .. } => {
