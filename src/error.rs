@@ -65,6 +65,12 @@ pub enum Error {
     #[error("{} is being written by another tcpcong that is still running: stop it, or choose another output", path.display())]
     Busy { path: PathBuf },
 
+    #[error("cannot serve metrics at {addr}: {why} (choose another --listen address)")]
+    Listen {
+        addr: std::net::SocketAddr,
+        why: String,
+    },
+
     #[error("writing {}: {source}", path.display())]
     Parquet {
         path: PathBuf,

@@ -714,6 +714,19 @@ impl Engine {
         self.led.current.insert(boot, self.led.spans.len() - 1);
     }
 
+    /// Flows seen so far.
+    pub fn flows_seen(&self) -> u64 {
+        self.flows.len() as u64
+    }
+
+    /// Each flow whose timeline is open, with its labels and the state it
+    /// is in.
+    pub fn open_flows(&self) -> impl Iterator<Item = (&FlowAddr, CaState)> + '_ {
+        self.flows
+            .values()
+            .filter_map(|f| f.cur.map(|state| (&f.addr, state)))
+    }
+
     /// Live mode: closes every window whose end is <= `now_ns` and returns
     /// them, oldest first. Without an interval there is nothing to close.
     pub fn drain_until(&mut self, now_ns: u64) -> Vec<WindowReport> {

@@ -9,6 +9,7 @@
 
 pub mod engine;
 pub mod hardening;
+pub mod metrics;
 pub mod page;
 pub mod report;
 pub mod sharded;

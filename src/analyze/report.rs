@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::analyze::engine::{FlowRow, Log2Hist, WindowReport};
-use crate::event::{csv_text, CaState};
+use crate::event::{csv_text, CaState, FlowAddr};
 use crate::time::{local_hms, rfc3339};
 
 /// How a report is written.
@@ -74,16 +74,16 @@ impl GroupKey {
 
     /// The group a flow's row falls in, and an order for groups (ports
     /// by number, the rest by name).
-    pub fn of(self, r: &FlowRow, boot: &Boot) -> (u64, String) {
-        let o = &r.addr.owner;
+    pub fn of(self, a: &FlowAddr, boot: &Boot) -> (u64, String) {
+        let o = &a.owner;
         match self {
             GroupKey::Process if o.pid == 0 => (0, UNKNOWN.into()),
             GroupKey::Process => (0, o.comm.as_str().to_string()),
             GroupKey::Cgroup if o.cgroup == 0 => (0, UNKNOWN.into()),
             GroupKey::Cgroup => (0, boot.cgroup_path(o.cgroup)),
-            GroupKey::Lport => (u64::from(r.addr.sport), r.addr.sport.to_string()),
-            GroupKey::Rport => (u64::from(r.addr.dport), r.addr.dport.to_string()),
-            GroupKey::Raddr => (0, r.addr.daddr.to_string()),
+            GroupKey::Lport => (u64::from(a.sport), a.sport.to_string()),
+            GroupKey::Rport => (u64::from(a.dport), a.dport.to_string()),
+            GroupKey::Raddr => (0, a.daddr.to_string()),
         }
     }
 }
@@ -512,7 +512,7 @@ pub struct Group {
 pub fn groups(w: &WindowReport, by: GroupKey, c: &ReportConfig, boots: &[Boot]) -> Vec<Group> {
     let mut out: BTreeMap<(u64, String), Group> = BTreeMap::new();
     for Row { boot, row } in rows(w, c.all, boots) {
-        let (order, key) = by.of(row, boot);
+        let (order, key) = by.of(&row.addr, boot);
         let g = out.entry((order, key.clone())).or_insert_with(|| Group {
             key,
             order,
@@ -827,7 +827,7 @@ fn write_csv(out: &mut dyn Write, w: &WindowReport, c: Context<'_>) -> io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{FlowAddr, FlowKey, KernelName, Owner};
+    use crate::event::{FlowKey, KernelName, Owner};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     const MS: u64 = 1_000_000;

@@ -47,6 +47,10 @@ pub enum Command {
     Record(RecordArgs),
     /// Duration tables and histograms from one or many recordings.
     Analyze(AnalyzeArgs),
+    /// Keep the live engine running and serve its counters to Prometheus
+    /// (seconds per state, transitions, losses, flows per state), optionally
+    /// recording at the same time.
+    Serve(ServeArgs),
     /// The raw transitions of recordings, in time order.
     Events(EventsArgs),
     /// One self-contained HTML page of recordings: where the time went,
@@ -266,6 +270,23 @@ pub struct RecordArgs {
     #[arg(long)]
     pub force: bool,
 
+    #[command(flatten)]
+    pub rotation: RotationArgs,
+
+    /// No banner and no status line (the summary and warnings remain).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub ports: PortFilter,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+}
+
+/// How a series (`-o DIR/`) rotates: shared by `record` and `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct RotationArgs {
     /// With -o DIR/: start a new file every N seconds.
     #[arg(long, value_name = "N", value_parser = parse_duration)]
     pub rotate_seconds: Option<Duration>,
@@ -278,10 +299,37 @@ pub struct RecordArgs {
     /// With -o DIR/: delete the oldest files of the series beyond SIZE in all.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_total: Option<u64>,
+}
 
-    /// No banner and no status line (the summary and warnings remain).
-    #[arg(short = 'q', long)]
-    pub quiet: bool,
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Where to serve /metrics (Prometheus text / OpenMetrics), e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+
+    /// Also record the events: a directory (DIR/) for a rotated series, or a file.
+    #[arg(short = 'o', long = "output", value_name = "DIR/|FILE")]
+    pub output: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub rotation: RotationArgs,
+
+    /// Label the state seconds and flow gauges by this key too.
+    #[arg(long, value_enum, value_name = "KEY")]
+    pub by: Option<ByArg>,
+
+    /// At most this many values of the --by label; flows of later ones are counted under "other".
+    #[arg(long, value_name = "N", default_value = "50")]
+    pub max_keys: usize,
+
+    /// How often the counters catch up with periods in progress (seconds).
+    #[arg(long, value_parser = parse_duration, default_value = "1")]
+    pub interval: Duration,
+
+    /// full: also count time before a flow's first and after its last event;
+    /// between: only between two observed changes (BCC's arithmetic).
+    #[arg(long, value_enum, default_value = "full")]
+    pub accounting: AccountingArg,
 
     #[command(flatten)]
     pub ports: PortFilter,

@@ -12,10 +12,11 @@ use clap::{CommandFactory, Parser, ValueEnum};
 use super::args::{
     AccountingArg, AnalyzeArgs, AttachKind, BufferChoice, ByArg, CaptureArgs, Cli, Command,
     EventsArgs, EventsFormat, Format, KindArg, LiveArgs, PageArgs, PortFilter, RecordArgs,
-    ReportArgs, Selection as SelectArgs, SortArg,
+    ReportArgs, RotationArgs, Selection as SelectArgs, ServeArgs, SortArg,
 };
 use super::values::{parse_duration, parse_outputs};
 use crate::analyze::engine::Accounting;
+use crate::analyze::metrics::MetricsConfig;
 use crate::analyze::report::{GroupKey, ReportConfig, SortKey, Style};
 use crate::cmd::{self, Plan, ReportPlan, Selection, TimeBound};
 use crate::error::{Error, Result};
@@ -54,6 +55,7 @@ where
     match cli.command {
         Some(Command::Record(a)) => record(&a, command).map(Plan::Record),
         Some(Command::Analyze(a)) => analyze(&a).map(Plan::Analyze),
+        Some(Command::Serve(a)) => serve(&a, command).map(Plan::Serve),
         Some(Command::Events(a)) => events(&a).map(Plan::Events),
         Some(Command::Report(a)) => page(&a).map(Plan::Report),
         Some(Command::Doctor { verbose }) => Ok(Plan::Doctor { verbose }),
@@ -206,33 +208,38 @@ fn clap_error(e: clap::Error) -> Result<Plan> {
 /// mistake (a unit slip), not a series anyone wants.
 const MIN_ROTATE: Duration = Duration::from_secs(1);
 
-fn record(a: &RecordArgs, command: String) -> Result<cmd::record::Plan> {
-    let capture = capture(&a.ports, &a.capture)?;
-    if a.rotate_seconds.is_some_and(|d| d < MIN_ROTATE) {
+/// Where `-o` records to: a series (`DIR/`, rotated as the flags say) or
+/// one file.
+fn record_target(output: &Path, r: &RotationArgs, force: bool) -> Result<Target> {
+    if r.rotate_seconds.is_some_and(|d| d < MIN_ROTATE) {
         return Err(Error::Usage(format!(
             "--rotate-seconds must be at least {} s",
             MIN_ROTATE.as_secs()
         )));
     }
     let rotation = Rotation {
-        every_ns: a.rotate_seconds.map(nanos),
-        bytes: a.rotate_size,
-        max_total: a.max_total,
+        every_ns: r.rotate_seconds.map(nanos),
+        bytes: r.rotate_size,
+        max_total: r.max_total,
     };
-    let target = if Target::wants_series(&a.output) {
-        Target::Series {
-            root: a.output.clone(),
+    if Target::wants_series(output) {
+        return Ok(Target::Series {
+            root: output.to_path_buf(),
             rotation,
-        }
-    } else {
-        if rotation != Rotation::default() {
-            return Err(Error::Usage(format!(
-                "--rotate-seconds, --rotate-size and --max-total need a directory: -o {}/",
-                a.output.display()
-            )));
-        }
-        file_target(&a.output, a.force)?
-    };
+        });
+    }
+    if rotation != Rotation::default() {
+        return Err(Error::Usage(format!(
+            "--rotate-seconds, --rotate-size and --max-total need a directory: -o {}/",
+            output.display()
+        )));
+    }
+    file_target(output, force)
+}
+
+fn record(a: &RecordArgs, command: String) -> Result<cmd::record::Plan> {
+    let capture = capture(&a.ports, &a.capture)?;
+    let target = record_target(&a.output, &a.rotation, a.force)?;
     Ok(cmd::record::Plan {
         capture,
         target,
@@ -288,6 +295,45 @@ fn live(a: &LiveArgs, command: String) -> Result<cmd::live::Plan> {
         capture: capture(&a.ports, &a.capture)?,
         output,
         report,
+        command,
+        verbose: a.capture.verbose,
+    })
+}
+
+fn serve(a: &ServeArgs, command: String) -> Result<cmd::serve::Plan> {
+    let capture = capture(&a.ports, &a.capture)?;
+    let output = match &a.output {
+        Some(p) => Some(record_target(p, &a.rotation, false)?),
+        None if a.rotation.rotate_seconds.is_some()
+            || a.rotation.rotate_size.is_some()
+            || a.rotation.max_total.is_some() =>
+        {
+            return Err(Error::Usage(
+                "--rotate-seconds, --rotate-size and --max-total rotate a recording: add -o DIR/"
+                    .into(),
+            ))
+        }
+        None => None,
+    };
+    if a.interval < MIN_ROTATE {
+        return Err(Error::Usage(format!(
+            "--interval must be at least {} s",
+            MIN_ROTATE.as_secs()
+        )));
+    }
+    if a.max_keys == 0 {
+        return Err(Error::Usage("--max-keys must be at least 1".into()));
+    }
+    Ok(cmd::serve::Plan {
+        capture,
+        output,
+        listen: a.listen,
+        metrics: MetricsConfig {
+            by: a.by.map(group_key),
+            max_keys: a.max_keys,
+        },
+        accounting: accounting(a.accounting),
+        interval_ns: nanos(a.interval),
         command,
         verbose: a.capture.verbose,
     })
@@ -471,18 +517,22 @@ fn report(
                 SortArg::Mismatches => SortKey::Mismatches,
             }),
             top: a.top,
-            by: a.by.map(|b| match b {
-                ByArg::Process => GroupKey::Process,
-                ByArg::Cgroup => GroupKey::Cgroup,
-                ByArg::Lport => GroupKey::Lport,
-                ByArg::Rport => GroupKey::Rport,
-                ByArg::Raddr => GroupKey::Raddr,
-            }),
+            by: a.by.map(group_key),
         },
         accounting: accounting(a.accounting),
         interval_ns: interval.map(nanos),
         outputs,
     })
+}
+
+fn group_key(b: ByArg) -> GroupKey {
+    match b {
+        ByArg::Process => GroupKey::Process,
+        ByArg::Cgroup => GroupKey::Cgroup,
+        ByArg::Lport => GroupKey::Lport,
+        ByArg::Rport => GroupKey::Rport,
+        ByArg::Raddr => GroupKey::Raddr,
+    }
 }
 
 /// What the kernel side captures, with paths resolved to the ids the
@@ -636,6 +686,61 @@ mod tests {
             (p.report.report.style, p.report.report.histogram),
             (Style::Json, true)
         );
+    }
+
+    #[test]
+    fn serve_needs_an_address_and_rotates_only_a_recording() {
+        assert!(usage(&["serve"]).contains("--listen"));
+        assert!(usage(&["serve", "--listen", "nonsense"]).contains("--listen"));
+        assert!(usage(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:9464",
+            "--rotate-seconds",
+            "60"
+        ])
+        .contains("add -o DIR/"));
+        assert!(
+            usage(&["serve", "--listen", "127.0.0.1:9464", "--max-keys", "0"])
+                .contains("--max-keys")
+        );
+        assert!(
+            usage(&["serve", "--listen", "127.0.0.1:9464", "--interval", "0.1"])
+                .contains("--interval")
+        );
+        let Plan::Serve(p) = plan(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:9464",
+            "-o",
+            "/tmp/x/",
+            "--rotate-seconds",
+            "300",
+            "--by",
+            "cgroup",
+        ]) else {
+            panic!("not serve")
+        };
+        assert_eq!(p.listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(p.metrics.by, Some(GroupKey::Cgroup));
+        assert_eq!(p.interval_ns, 1_000_000_000);
+        assert!(matches!(p.output, Some(Target::Series { .. })));
+    }
+
+    #[test]
+    fn by_refuses_what_is_not_per_flow() {
+        assert!(usage(&["analyze", "x.parquet", "--by", "process", "-d"]).contains("-d"));
+        assert!(usage(&[
+            "analyze",
+            "x.parquet",
+            "--by",
+            "lport",
+            "--format",
+            "parquet",
+            "-o",
+            "t.parquet"
+        ])
+        .contains("--format parquet"));
     }
 
     #[test]

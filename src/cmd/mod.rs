@@ -9,6 +9,7 @@ pub mod events;
 pub mod live;
 pub mod record;
 pub mod report;
+pub mod serve;
 
 use std::io::Write;
 
@@ -27,6 +28,7 @@ pub enum Plan {
     Record(record::Plan),
     Live(live::Plan),
     Analyze(analyze::Plan),
+    Serve(serve::Plan),
     Events(events::Plan),
     Report(report::Plan),
     Doctor {
@@ -43,6 +45,7 @@ pub fn run(plan: Plan) -> Result<()> {
         Plan::Record(p) => record::run(&p),
         Plan::Live(p) => live::run(&p),
         Plan::Analyze(p) => analyze::run(&p),
+        Plan::Serve(p) => serve::run(&p),
         Plan::Events(p) => events::run(&p),
         Plan::Report(p) => report::run(&p),
         Plan::Doctor { verbose } => doctor::run(verbose),

@@ -1,0 +1,337 @@
+//! What `tcpcong serve` exposes to Prometheus, computed from what the
+//! engine hands out: the seconds of each closed window per state (so a
+//! counter holds exactly what `analyze` of the same events credits up to
+//! that window's end), transitions by (from, to), lost events, chain breaks
+//! (the engine's mismatches), flows seen, and the flows now in each state.
+//!
+//! Labels are bounded by design: never one series per flow. Series are
+//! labelled by state, and by one `--by` key at most, whose values are
+//! capped: flows of keys beyond the cap are counted under `other`.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use rustc_hash::FxHashSet;
+
+use super::engine::{Engine, WindowReport};
+use super::report::{rows, Boot, GroupKey};
+use crate::event::{CaState, Change, Event};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// The one extra label, if any.
+    pub by: Option<GroupKey>,
+    /// Distinct values of that label before `other`.
+    pub max_keys: usize,
+}
+
+/// The label value for flows beyond `--max-keys`.
+pub const OTHER: &str = "other";
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    cfg: MetricsConfig,
+    registry: Registry,
+    seconds: Family<Labels, Counter<f64, AtomicU64>>,
+    transitions: Family<Labels, Counter>,
+    in_state: Family<Labels, Gauge>,
+    lost: Counter,
+    breaks: Counter,
+    flows: Counter,
+    /// The `--by` values that have series of their own.
+    keys: FxHashSet<String>,
+}
+
+impl Metrics {
+    pub fn new(cfg: MetricsConfig) -> Metrics {
+        let mut registry = Registry::with_prefix("tcpcong");
+        let seconds = Family::<Labels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "state_seconds",
+            "Time flows spent in each congestion state, credited up to the end of the last closed interval",
+            seconds.clone(),
+        );
+        let transitions = Family::<Labels, Counter>::default();
+        registry.register(
+            "transitions",
+            "Congestion-state changes, by the state left and the state entered",
+            transitions.clone(),
+        );
+        let in_state = Family::<Labels, Gauge>::default();
+        registry.register(
+            "flows",
+            "Flows in each congestion state now (their timelines open)",
+            in_state.clone(),
+        );
+        let lost = Counter::default();
+        registry.register(
+            "lost_events",
+            "Events the kernel could not hand over, or that did not decode",
+            lost.clone(),
+        );
+        let breaks = Counter::default();
+        registry.register(
+            "chain_breaks",
+            "Events whose old state was not the state their flow was in: a transition without an event",
+            breaks.clone(),
+        );
+        let flows = Counter::default();
+        registry.register("flows_seen", "Distinct flows seen", flows.clone());
+        Metrics {
+            cfg,
+            registry,
+            seconds,
+            transitions,
+            in_state,
+            lost,
+            breaks,
+            flows,
+            keys: FxHashSet::default(),
+        }
+    }
+
+    /// The labels of a series of `state` for a flow labelled `key`.
+    fn labels(&mut self, state: (&str, &str), key: Option<String>) -> Labels {
+        let mut l = vec![(state.0.to_string(), state.1.to_string())];
+        if let (Some(by), Some(key)) = (self.cfg.by, key) {
+            let admitted = self.keys.contains(&key) || self.keys.len() < self.cfg.max_keys;
+            let value = if admitted {
+                self.keys.insert(key.clone());
+                key
+            } else {
+                OTHER.to_string()
+            };
+            l.push((by.name().to_string(), value));
+        }
+        l
+    }
+
+    /// A window the engine closed: its time per state, and its breaks.
+    pub fn window(&mut self, w: &WindowReport, boots: &[Boot]) {
+        for r in rows(w, true, boots) {
+            let key = self.cfg.by.map(|by| by.of(&r.row.addr, r.boot).1);
+            for s in CaState::ALL {
+                let ns = r.row.ns[s.index()];
+                if ns > 0 {
+                    let l = self.labels(("state", s.name()), key.clone());
+                    self.seconds.get_or_create(&l).inc_by(ns as f64 / 1e9);
+                }
+            }
+            self.breaks.inc_by(r.row.mismatches);
+        }
+    }
+
+    /// Events as they arrive: their changes.
+    pub fn events(&mut self, events: &[Event]) {
+        for e in events {
+            if let Change::Ca { old, new } = e.change {
+                if old != new {
+                    let l = vec![
+                        ("from".to_string(), old.name().to_string()),
+                        ("to".to_string(), new.name().to_string()),
+                    ];
+                    self.transitions.get_or_create(&l).inc();
+                }
+            }
+        }
+    }
+
+    /// What the engine and the capture say now: flows per state, flows
+    /// seen, losses so far.
+    pub fn now(&mut self, engine: &Engine, boots: &[Boot], lost: u64) {
+        let boot = boots.first().cloned().unwrap_or_default();
+        let mut counts: Vec<(Labels, i64)> = Vec::new();
+        let open: Vec<(Option<String>, CaState)> = engine
+            .open_flows()
+            .map(|(addr, s)| (self.cfg.by.map(|by| by.of(addr, &boot).1), s))
+            .collect();
+        for (key, s) in open {
+            let l = self.labels(("state", s.name()), key);
+            match counts.iter_mut().find(|(k, _)| *k == l) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((l, 1)),
+            }
+        }
+        // Gauges of states no flow is in any more go to 0, not away.
+        for s in CaState::ALL {
+            let l = self.labels(("state", s.name()), None);
+            if self.cfg.by.is_none() && !counts.iter().any(|(k, _)| *k == l) {
+                counts.push((l, 0));
+            }
+        }
+        self.in_state.clear();
+        for (l, n) in counts {
+            self.in_state.get_or_create(&l).set(n);
+        }
+        let seen = engine.flows_seen();
+        self.flows.inc_by(seen.saturating_sub(self.flows.get()));
+        self.lost.inc_by(lost.saturating_sub(self.lost.get()));
+    }
+
+    /// The exposition, in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::engine::{Accounting, EngineConfig, Unit};
+    use crate::event::{FlowAddr, FlowKey, KernelName, Owner};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    const S: u64 = 1_000_000_000_000;
+    const MS: u64 = 1_000_000;
+
+    fn engine() -> Engine {
+        Engine::new(EngineConfig {
+            accounting: Accounting::Full,
+            lifecycle: true,
+            start_ns: S,
+            until_ns: None,
+            interval_ns: Some(1_000 * MS),
+            hist_unit: Unit::Millis,
+        })
+    }
+
+    fn addr(port: u16, comm: &str) -> FlowAddr {
+        FlowAddr {
+            family: 4,
+            saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            sport: port,
+            daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            dport: 443,
+            owner: Owner {
+                pid: u32::from(port),
+                comm: KernelName::from_str_lossy(comm),
+                cgroup: 1,
+            },
+        }
+    }
+
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn counters_hold_the_closed_windows_seconds_and_gauges_the_open_states() {
+        use CaState::*;
+        let mut e = engine();
+        let mut m = Metrics::new(MetricsConfig {
+            by: Some(GroupKey::Process),
+            max_keys: 1,
+        });
+        let boots = [Boot::default()];
+        // Flow 1 (web): open, recovery at +200 ms, open at +700 ms.
+        // Flow 2 (db): loss from +100 ms, still in it.
+        let k = |c| FlowKey { boot: 0, cookie: c };
+        e.push(
+            S + 200 * MS,
+            k(1),
+            Change::Ca {
+                old: Open,
+                new: Recovery,
+            },
+            || addr(1, "web"),
+        );
+        e.push(
+            S + 100 * MS,
+            k(2),
+            Change::Ca {
+                old: Open,
+                new: Loss,
+            },
+            || addr(2, "db"),
+        );
+        e.push(
+            S + 700 * MS,
+            k(1),
+            Change::Ca {
+                old: Recovery,
+                new: Open,
+            },
+            || addr(1, "web"),
+        );
+        for w in e.drain_until(S + 1_000 * MS) {
+            m.window(&w, &boots);
+        }
+        m.now(&e, &boots, 3);
+        let t = m.encode();
+        let web = |s: &str| {
+            value(
+                &t,
+                &format!("tcpcong_state_seconds_total{{state=\"{s}\",process=\"web\"}}"),
+            )
+        };
+        // Full accounting: flow 1's head (open from the window's start) counts.
+        assert_eq!(web("open"), Some(0.5));
+        assert_eq!(web("recovery"), Some(0.5));
+        // db is beyond --max-keys 1: "other".
+        let other = value(
+            &t,
+            "tcpcong_state_seconds_total{state=\"loss\",process=\"other\"}",
+        );
+        assert_eq!(other, Some(0.9));
+        assert_eq!(
+            value(&t, "tcpcong_flows{state=\"open\",process=\"web\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&t, "tcpcong_flows{state=\"loss\",process=\"other\"}"),
+            Some(1.0)
+        );
+        assert_eq!(value(&t, "tcpcong_lost_events_total"), Some(3.0));
+        assert_eq!(value(&t, "tcpcong_flows_seen_total"), Some(2.0));
+        assert!(t.ends_with("# EOF\n"), "OpenMetrics: {t}");
+
+        m.events(&[Event {
+            ktime_ns: 0,
+            flow: 1,
+            addr: addr(1, "web"),
+            change: Change::Ca {
+                old: Open,
+                new: Disorder,
+            },
+            detail: Default::default(),
+        }]);
+        m.now(&e, &boots, 5);
+        let t = m.encode();
+        assert_eq!(
+            value(
+                &t,
+                "tcpcong_transitions_total{from=\"open\",to=\"disorder\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&t, "tcpcong_lost_events_total"),
+            Some(5.0),
+            "counted once"
+        );
+    }
+
+    #[test]
+    fn without_a_key_every_state_has_a_gauge() {
+        let e = engine();
+        let mut m = Metrics::new(MetricsConfig {
+            by: None,
+            max_keys: 1,
+        });
+        m.now(&e, &[Boot::default()], 0);
+        let t = m.encode();
+        for s in CaState::ALL {
+            let series = format!("tcpcong_flows{{state=\"{}\"}}", s.name());
+            assert_eq!(value(&t, &series), Some(0.0), "{t}");
+        }
+    }
+}

@@ -1,0 +1,158 @@
+"""`tcpcong serve` scraped by a real Prometheus (Debian's), both on
+127.0.0.1 inside a namespace of the test's own, while lab traffic congests
+a second one (the scrapes are TCP flows too: they stay out of the traced
+namespace) and serve records the same events (-o DIR/). Prometheus's HTTP
+API is then asked for the counters, and they are checked against `analyze`
+of that recording: seconds per state, transitions, chain breaks, lost
+events, and flows per state once every flow has closed. Root and BPF: in
+CI this fails, never skips, without them.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, binary
+
+LAB = REPO / "lab" / "lab.sh"
+STATES = ["open", "disorder", "cwr", "recovery", "loss"]
+SCRAPE_S = 1
+
+
+def lab(*args, check=True):
+    return subprocess.run(["bash", str(LAB), *args], capture_output=True, text=True, check=check, timeout=120)
+
+
+def get(ns: str, url: str) -> str:
+    """An HTTP GET from inside the namespace (its loopback is not ours)."""
+    code = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+    p = subprocess.run(["ip", "netns", "exec", ns, "python3", "-c", code, url],
+                       capture_output=True, text=True, timeout=30)
+    if p.returncode != 0:
+        raise OSError(p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "GET failed")
+    return p.stdout
+
+
+def query(ns: str, promql: str) -> list[dict]:
+    r = json.loads(get(ns, "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": promql})))
+    assert r["status"] == "success", r
+    return r["data"]["result"]
+
+
+def wait_for(what, ok, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if ok():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def by_label(result: list[dict], label: str) -> dict[str, float]:
+    return {r["metric"].get(label, ""): float(r["value"][1]) for r in result}
+
+
+@pytest.fixture
+def served(tmp_path):
+    """A lab, tcpcong serve in it (recording), and Prometheus scraping it."""
+    if os.geteuid() != 0 and not os.environ.get("CI"):
+        pytest.skip("needs root (BPF, namespaces)")
+    ns = f"tc-metrics-{os.getpid()}"
+    traced = f"tc-traced-{os.getpid()}"
+    out = tmp_path / "series"
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text(
+        "global:\n"
+        f"  scrape_interval: {SCRAPE_S}s\n"
+        "scrape_configs:\n"
+        "  - job_name: tcpcong\n"
+        "    static_configs:\n"
+        "      - targets: ['127.0.0.1:9464']\n"
+    )
+    procs = []
+    lab("up", ns)
+    lab("up", traced, "--loss", "3")
+    try:
+        serve = subprocess.Popen(
+            ["ip", "netns", "exec", ns, str(binary()), "serve", "--listen", "127.0.0.1:9464",
+             "--netns", f"/var/run/netns/{traced}", "-o", f"{out}/", "--by", "lport", "--max-keys", "2"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(serve)
+        prom = subprocess.Popen(
+            ["ip", "netns", "exec", ns, "prometheus", f"--config.file={cfg}",
+             f"--storage.tsdb.path={tmp_path / 'tsdb'}", "--web.listen-address=127.0.0.1:9090"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(prom)
+        wait_for("serve to answer", lambda: "# EOF" in get(ns, "http://127.0.0.1:9464/metrics"))
+        wait_for("prometheus to be ready", lambda: "Ready" in get(ns, "http://127.0.0.1:9090/-/ready"))
+        wait_for("a first scrape", lambda: query(ns, 'up{job="tcpcong"} == 1'))
+        yield ns, traced, out, serve
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        lab("down", ns, check=False)
+        lab("down", traced, check=False)
+
+
+def test_prometheus_scrapes_what_analyze_computes_from_the_same_run(served):
+    ns, traced, out, serve = served
+    lab("traffic", traced, "3", "--parallel", "3")
+    # Every flow has closed; the counters stop moving once serve has
+    # closed the interval of the last close and Prometheus scraped it.
+    last = [None, time.monotonic()]
+
+    def settled():
+        v = query(ns, "sum(tcpcong_state_seconds_total)")
+        v = v and v[0]["value"][1]
+        if v != last[0]:
+            last[:] = [v, time.monotonic()]
+        # Unchanged over three scrapes, and no flow open any more.
+        quiet = v is not None and time.monotonic() - last[1] > 3 * SCRAPE_S
+        return quiet and not query(ns, "sum(tcpcong_flows) > 0")
+
+    wait_for("the counters to settle", settled)
+    seconds = by_label(query(ns, "sum by (state) (tcpcong_state_seconds_total)"), "state")
+    transitions = query(ns, "sum(tcpcong_transitions_total)")
+    breaks = query(ns, "tcpcong_chain_breaks_total")
+    lost = query(ns, "tcpcong_lost_events_total")
+    lports = by_label(query(ns, "sum by (lport) (tcpcong_state_seconds_total)"), "lport")
+    moves = query(ns, "tcpcong_transitions_total")
+
+    serve.send_signal(signal.SIGTERM)
+    _, err = serve.communicate(timeout=60)
+    assert serve.returncode == 0, err
+    p = subprocess.run([str(binary()), "analyze", str(out), "--all", "--format", "json"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(l) for l in p.stdout.splitlines()]
+    assert rows, "analyze found flows"
+    want = {s: sum(r[f"{s}_ns"] for r in rows) / 1e9 for s in STATES}
+    print("state  prometheus  analyze (s)")
+    for s in STATES:
+        print(f"{s:9} {seconds.get(s, 0.0):.9f} {want[s]:.9f}")
+        # The same engine on the same events: equal, up to float sums.
+        assert abs(seconds.get(s, 0.0) - want[s]) < 1e-6, (s, seconds, want)
+    assert want["recovery"] > 0, "real congestion"
+    assert float(transitions[0]["value"][1]) == sum(r["changes"] for r in rows)
+    assert float(breaks[0]["value"][1]) == sum(r["mismatches"] for r in rows)
+    assert float(lost[0]["value"][1]) == 0 == rows[0]["lost_events"]
+    # --by lport --max-keys 2: two ports of their own, the rest "other",
+    # and nothing lost by the cap.
+    assert len(lports) == 3 and "other" in lports, lports
+    assert abs(sum(lports.values()) - sum(want.values())) < 1e-6
+    # Every transition pair is a real change.
+    assert all(m["metric"]["from"] != m["metric"]["to"] for m in moves)
