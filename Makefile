@@ -3,14 +3,15 @@
 
 CARGO ?= cargo
 APT_PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make nftables iproute2 iperf3 bpftool util-linux procps python3-pip \
-  qemu-system-x86 busybox-static cpio binutils chromium chromium-driver
+  qemu-system-x86 busybox-static cpio binutils chromium chromium-driver systemd
 PY_PACKAGES := pytest pyarrow pandas duckdb polars selenium
 DEBUG_BIN := target/debug/tcpcong
 RELEASE_BIN := target/release/tcpcong
 
-.PHONY: deps build release install demo test test-vm lint fixtures bench fuzz clean
+.PHONY: deps build release install deb demo test test-vm lint fixtures bench fuzz clean
 
 PREFIX ?= /usr/local
+ZSH_COMPLETIONS ?= $(PREFIX)/share/zsh/site-functions
 
 # Installs only what is missing, so it is a quick no-op on a set-up machine.
 deps:
@@ -34,11 +35,35 @@ release:
 install: release
 	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/tcpcong
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
-	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	  $(DESTDIR)$(ZSH_COMPLETIONS) $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 	$(RELEASE_BIN) man --dir $(DESTDIR)$(PREFIX)/share/man/man1
 	$(RELEASE_BIN) completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/tcpcong
-	$(RELEASE_BIN) completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_tcpcong
+	$(RELEASE_BIN) completions zsh > $(DESTDIR)$(ZSH_COMPLETIONS)/_tcpcong
 	$(RELEASE_BIN) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/tcpcong.fish
+
+# target/debian/tcpcong_VERSION_ARCH.deb: `make install` into a staging
+# root, the binary without its debug info (133 MB -> 22 MB; symbols stay,
+# for backtraces), the service and its settings (packaging/deb/). The
+# Depends there are dpkg-shlibdeps' for the binary on Debian 12, and adduser
+# for postinst. Debian's zsh reads vendor-completions, not site-functions.
+# xz -1 packs in 2 s, not the default level's 12 s, for 13 % more bytes.
+DEB_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB_ROOT := target/debian/root
+deb:
+	rm -rf $(DEB_ROOT)
+	$(MAKE) --no-print-directory install DESTDIR=$(DEB_ROOT) PREFIX=/usr ZSH_COMPLETIONS=/usr/share/zsh/vendor-completions
+	strip --strip-debug $(DEB_ROOT)/usr/bin/tcpcong
+	gzip -9n $(DEB_ROOT)/usr/share/man/man1/*.1
+	chmod -R a+rX,go-w $(DEB_ROOT)
+	install -D -m 0644 packaging/deb/tcpcong.service $(DEB_ROOT)/lib/systemd/system/tcpcong.service
+	install -D -m 0644 packaging/deb/default $(DEB_ROOT)/etc/default/tcpcong
+	install -D -m 0644 packaging/deb/copyright $(DEB_ROOT)/usr/share/doc/tcpcong/copyright
+	install -D -m 0644 packaging/deb/conffiles $(DEB_ROOT)/DEBIAN/conffiles
+	install -m 0755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm $(DEB_ROOT)/DEBIAN/
+	sed -e 's/@VERSION@/$(DEB_VERSION)/' -e 's/@ARCH@/$(DEB_ARCH)/' \
+	  -e "s/@SIZE@/$$(du -sk --exclude=DEBIAN $(DEB_ROOT) | cut -f 1)/" packaging/deb/control > $(DEB_ROOT)/DEBIAN/control
+	dpkg-deb -Zxz -z1 --root-owner-group --build $(DEB_ROOT) target/debian/tcpcong_$(DEB_VERSION)_$(DEB_ARCH).deb
 
 # A private lossy namespace, a few seconds of bulk traffic recorded into
 # demo.parquet, what analyze makes of it, and demo.html beside it.
@@ -52,6 +77,7 @@ test: deps lint
 	$(CARGO) build -p tcpcong-bench
 	$(CARGO) test
 	TCPCONG=$(DEBUG_BIN) python3 -m pytest -q tests/python
+	python3 -m pytest -q tests/deb
 	$(MAKE) --no-print-directory test-vm
 
 # The attach modes on Debian's 6.1 and 5.10 kernels, booted under qemu
