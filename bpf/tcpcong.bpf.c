@@ -219,6 +219,9 @@ struct sock_seq {
 	__u16 dport;
 	/* The full record had the flow's owner: no need to look again. */
 	__u8 owned;
+	/* The socket had a file then: user space could look for its owner
+	 * (an accepted socket has none until its accept). */
+	__u8 filed;
 	__u64 ca_ops;
 	__u64 flow;
 };
@@ -548,10 +551,13 @@ static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_
 
 		s = bpf_sk_storage_get(&sock_seqs, sk, 0, 0);
 		/* A flow's owner can become known after its full record (an
-		 * accept after its first transition): a new full record says so. */
+		 * accept after its first transition, seen by the accept hooks or,
+		 * without them, by user space once the socket has a file): a new
+		 * full record says so. */
 		if (s && s->described && s->sport == sk->__sk_common.skc_num &&
 		    s->dport == sk->__sk_common.skc_dport && s->ca_ops == ops &&
-		    (s->owned || !bpf_map_lookup_elem(&owners, &key))) {
+		    (s->owned || (!bpf_map_lookup_elem(&owners, &key) &&
+				  (s->filed || !sk->sk_socket)))) {
 			emit_lean(s, tp, old, ca_state);
 			return;
 		}
@@ -568,6 +574,7 @@ static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_
 		s->ca_ops = ops;
 		s->flow = id.flow;
 		s->owned = id.owner != NULL;
+		s->filed = sk->sk_socket != NULL;
 	}
 }
 
