@@ -4,8 +4,8 @@ fresh lab recording (root and BPF: in CI this fails, never skips, without
 them), checked through the DOM:
 
 * no console errors, and nothing loaded but the page itself;
-* the top flows table holds analyze's numbers (`analyze --all --format json`),
-  flow by flow, and sorts when a column is clicked;
+* the top flows table holds analyze's numbers and owners (`analyze --all
+  --format json`), flow by flow, and sorts when a column is clicked;
 * every top flow has a timeline whose bands add up, state by state, to its
   time in that state; the capture-wide strip adds up to the totals;
 * the transition matrix equals a count of the raw events (pyarrow), the
@@ -126,7 +126,8 @@ def check_report(driver, inputs, files, name):
           const r = {flow: tr.dataset.flow};
           tr.querySelectorAll('td[data-state]').forEach(td => r[td.dataset.state] = td.dataset.v);
           const tds = tr.querySelectorAll('td');
-          r.changes = tds[11].dataset.v; r.mismatches = tds[12].dataset.v;
+          r.process = tds[6].dataset.v; r.pid = tds[6].dataset.pid;
+          r.changes = tds[12].dataset.v; r.mismatches = tds[13].dataset.v;
           return r; });""")
     assert shown, "no top flows"
     trouble = lambda r: r["loss_ns"] + r["recovery_ns"]
@@ -140,6 +141,9 @@ def check_report(driver, inputs, files, name):
         for st in STATES:
             assert int(s[st]) == r[f"{st}_ns"], (s, r)
         assert (int(s["changes"]), int(s["mismatches"])) == (r["changes"], r["mismatches"])
+        # The owner analyze names (none in the fixtures, recorded before owners were).
+        assert int(s["pid"]) == r["pid"]
+        assert s["process"] == (f"{r['comm']} ({r['pid']})" if r["pid"] else "")
 
     # Every top flow's bands add up to its time in each state.
     for s in shown:
@@ -172,7 +176,7 @@ def check_report(driver, inputs, files, name):
         assert drawn == hist.get(st, {}), st
 
     # Sorting: by loss, ascending then descending.
-    head = driver.find_element(By.CSS_SELECTOR, "#top th[data-col='10']")
+    head = driver.find_element(By.CSS_SELECTOR, "#top th[data-col='11']")
     for order in (1, -1):
         head.click()
         vals = [int(td.get_attribute("data-v"))

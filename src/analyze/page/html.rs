@@ -250,6 +250,7 @@ fn where_time_went(h: &mut String, p: &Page) {
         "sport",
         "daddr",
         "dport",
+        "process",
         "open",
         "disorder",
         "cwr",
@@ -276,6 +277,18 @@ fn top_row(h: &mut String, r: &FlowRow) {
          <td data-v=\"{1}\">{1}</td><td data-v=\"{2}\">{2}</td><td data-v=\"{3}\">{3}</td>\
          <td data-v=\"{4}\">{4}</td><td data-v=\"{5}\">{5}</td>",
         r.key.cookie, a.family, a.saddr, a.sport, a.daddr, a.dport
+    );
+    let o = &a.owner;
+    let process = if o.pid == 0 {
+        String::new()
+    } else {
+        format!("{} ({})", o.comm, o.pid)
+    };
+    let _ = write!(
+        h,
+        "<td data-v=\"{0}\" data-pid=\"{1}\">{0}</td>",
+        esc(&process),
+        o.pid
     );
     for s in CaState::ALL {
         let v = r.ns[s.index()];
