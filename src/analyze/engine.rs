@@ -742,7 +742,10 @@ impl Engine {
             flow.catch_up(*key, boundary, &mut self.led);
         }
         let out = (self.led.first_open..closed)
-            .map(|k| self.take_window(k, self.led.nominal_end(k)))
+            .map(|k| {
+                let end = self.led.nominal_end(k);
+                self.take_window(k, end, end)
+            })
             .collect();
         self.led.first_open = closed;
         out
@@ -784,7 +787,10 @@ impl Engine {
             .map(|k| {
                 let w_start = self.led.window_start(k);
                 let end = self.led.nominal_end(k).min(end_ns).max(w_start);
-                self.take_window(k, end)
+                // The capture's last instant is inside it (its last event
+                // can be at its end): an owner learnt then counts.
+                let learnt_by = if end == end_ns { end + 1 } else { end };
+                self.take_window(k, end, learnt_by)
             })
             .collect();
         let summary = Summary {
@@ -797,7 +803,9 @@ impl Engine {
         (summary, self.take_credits())
     }
 
-    fn take_window(&mut self, k: u64, end_ns: u64) -> WindowReport {
+    /// Window `k`, ending at `end_ns`; its flows are labelled with the
+    /// owners learnt before `learnt_by`.
+    fn take_window(&mut self, k: u64, end_ns: u64, learnt_by: u64) -> WindowReport {
         let acc = self.led.windows.remove(&k).unwrap_or_default();
         let mut rows: Vec<FlowRow> = acc
             .rows
@@ -805,7 +813,7 @@ impl Engine {
             .filter_map(|(key, r)| {
                 self.flows.get(&key).map(|f| FlowRow {
                     key,
-                    addr: f.label_until(end_ns),
+                    addr: f.label_until(learnt_by),
                     ns: r.ns,
                     changes: r.changes,
                     mismatches: r.mismatches,
@@ -1453,6 +1461,13 @@ mod tests {
         let s = e.finish(S + 3 * MS);
         let owners: Vec<u32> = s.windows.iter().map(|w| w.rows[0].addr.owner.pid).collect();
         assert_eq!(owners, [0, 42, 42]);
+
+        // Learnt at the capture's very end (a close there): it counts.
+        let mut e = Engine::new(cfg(Accounting::Full, true, None));
+        e.push(S, key(1), ca(Open, Disorder), || with(Owner::default()));
+        e.push(S + SEC, key(1), ca(Disorder, Open), || with(web));
+        let s = e.finish(S + SEC);
+        assert_eq!(s.windows[0].rows[0].addr.owner, web);
         // A socket's cgroup does not change: it labels every window.
         assert_eq!(s.windows[0].rows[0].addr.owner.cgroup, 3);
     }

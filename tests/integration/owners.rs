@@ -256,6 +256,22 @@ fn flows_name_their_process_and_cgroup_active_and_passive_v4_and_v6() {
             .collect()
     };
     let flows = analyze(&[]);
+    // analyze labels each flow with the owner its rows name (also one
+    // learnt at the capture's last instant, a close just before the stop).
+    let owner_of: BTreeMap<u64, u32> = ends
+        .iter()
+        .filter_map(|((flow, _), rows)| Some((*flow, rows.iter().find(|e| e.pid != 0)?.pid)))
+        .collect();
+    for r in &flows {
+        let flow = r["flow"].as_u64().unwrap();
+        if let Some(pid) = owner_of.get(&flow) {
+            assert_eq!(
+                r["pid"].as_u64(),
+                Some(u64::from(*pid)),
+                "analyze row of flow {flow}"
+            );
+        }
+    }
     for (key, field) in [("process", "comm"), ("cgroup", "cgroup_path")] {
         let mut want: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for r in &flows {
