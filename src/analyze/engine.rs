@@ -236,6 +236,17 @@ struct Flow {
 }
 
 impl Flow {
+    /// An event at `t_ns` may name the owner not known before.
+    fn learn_owner(&mut self, t_ns: u64, addr: impl FnOnce() -> FlowAddr) {
+        if self.addr.owner.pid == 0 {
+            let owner = addr().owner;
+            if owner.pid != 0 {
+                self.addr.owner = owner;
+                self.owner_from = t_ns;
+            }
+        }
+    }
+
     fn label_until(&self, end_ns: u64) -> FlowAddr {
         let mut a = self.addr.clone();
         if self.owner_from >= end_ns {
@@ -634,6 +645,11 @@ impl Engine {
                 return;
             }
             if new != TcpState::ESTABLISHED && new != TcpState::CLOSE {
+                // Still a sign of whose socket it is (a close that the
+                // capture's end cut off leaves only fin_wait1).
+                if let Some(f) = self.flows.get_mut(&key) {
+                    f.learn_owner(t_ns, addr);
+                }
                 return;
             }
         }
@@ -643,13 +659,7 @@ impl Engine {
             // events) labels the flow from then on.
             std::collections::hash_map::Entry::Occupied(o) => {
                 let f = o.into_mut();
-                if f.addr.owner.pid == 0 {
-                    let owner = addr().owner;
-                    if owner.pid != 0 {
-                        f.addr.owner = owner;
-                        f.owner_from = t_ns;
-                    }
-                }
+                f.learn_owner(t_ns, addr);
                 f
             }
             std::collections::hash_map::Entry::Vacant(v) => {
@@ -1461,6 +1471,17 @@ mod tests {
         let s = e.finish(S + 3 * MS);
         let owners: Vec<u32> = s.windows.iter().map(|w| w.rows[0].addr.owner.pid).collect();
         assert_eq!(owners, [0, 42, 42]);
+
+        // Named by a TCP state change that moves no arithmetic.
+        let mut e = Engine::new(cfg(Accounting::Full, true, None));
+        e.push(S, key(1), ca(Open, Disorder), || with(Owner::default()));
+        let fin = Change::Tcp {
+            old: TcpState::ESTABLISHED,
+            new: TcpState(4),
+        };
+        e.push(S + MS, key(1), fin, || with(web));
+        let s = e.finish(S + SEC);
+        assert_eq!(s.windows[0].rows[0].addr.owner, web);
 
         // Learnt at the capture's very end (a close there): it counts.
         let mut e = Engine::new(cfg(Accounting::Full, true, None));
