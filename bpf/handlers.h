@@ -82,11 +82,7 @@ static __always_inline bool NAME(flow_wanted)(struct sock *sk, struct ident *id)
 	 * ones cost no map entry. */
 	if (!port_filtered)
 		id->flow = NAME(flow_of)(sk);
-	{
-		__u64 key = (__u64)sk;
-
-		id->owner = bpf_map_lookup_elem(&owners, &key);
-	}
+	id->owner = NULL;
 	return true;
 }
 
@@ -197,8 +193,10 @@ static __always_inline void NAME(transition)(void *ctx, struct sock *sk, struct 
 {
 	struct ident id;
 
-	if (NAME(flow_wanted)(sk, &id))
+	if (NAME(flow_wanted)(sk, &id)) {
+		id.owner = owner_of(sk);
 		NAME(emit)(ctx, sk, tp, &id, KIND_CA_STATE, old, new);
+	}
 }
 
 /* Reports the state a hooked call found or left, when it is news. */

@@ -217,13 +217,15 @@ struct sock_seq {
 	__u8 described;
 	__u16 sport;
 	__u16 dport;
-	/* The full record had the flow's owner: no need to look again. */
+	/* The flow's owner is known, and copied here: no need to look in
+	 * owners again. */
 	__u8 owned;
 	/* The socket had a file then: user space could look for its owner
 	 * (an accepted socket has none until its accept). */
 	__u8 filed;
 	__u64 ca_ops;
 	__u64 flow;
+	struct owner owner;
 };
 
 struct {
@@ -237,6 +239,13 @@ static __always_inline void count_lost(void)
 {
 	/* Atomic because CPUs beyond LOST_SLOTS share slots. */
 	__sync_fetch_and_add(&lost[bpf_get_smp_processor_id() & (LOST_SLOTS - 1)].n, 1);
+}
+
+static __always_inline struct owner *owner_of(struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+
+	return bpf_map_lookup_elem(&owners, &key);
 }
 
 static __always_inline __u64 assigned_flow(struct sock *sk)
@@ -472,7 +481,9 @@ static __always_inline void lifecycle(void *ctx, struct sock *sk, int oldstate, 
 			  newstate == TCP_CLOSE)) {
 			s->chained = 0;
 			s->described = 0;
+			s->owned = 0;
 		}
+		id.owner = owner_of(sk);
 		emit_btf(ctx, sk, tp, &id, KIND_TCP_STATE, oldstate, newstate);
 	}
 	if (newstate == TCP_CLOSE)
@@ -567,13 +578,19 @@ static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_
 	s = numbered(sk, &id);
 	if (s)
 		id.kernel_gap = chain(s, old, ca_state);
+	/* Once known, a flow's owner is read from its socket's storage, which
+	 * this call holds already, not looked up again. */
+	id.owner = s && s->owned ? &s->owner : owner_of(sk);
+	if (s && id.owner && !s->owned) {
+		s->owner = *id.owner;
+		s->owned = 1;
+	}
 	if (emit_btf(ctx, sk, tp, &id, KIND_CA_STATE, old, ca_state) && s && lean_records) {
 		s->described = 1;
 		s->sport = sk->__sk_common.skc_num;
 		s->dport = sk->__sk_common.skc_dport;
 		s->ca_ops = ops;
 		s->flow = id.flow;
-		s->owned = id.owner != NULL;
 		s->filed = sk->sk_socket != NULL;
 	}
 }
