@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use arrow_array::builder::{PrimitiveBuilder, StringBuilder, TimestampNanosecondBuilder};
+use arrow_array::builder::{PrimitiveBuilder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type, UInt8Type};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -19,7 +19,8 @@ use super::report::{chosen, rows, Boot, ReportConfig, Row};
 
 /// The columns, as the JSON rows name them.
 fn schema() -> SchemaRef {
-    let time = DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()));
+    // Microseconds, as recordings' `time`: what Spark reads by default.
+    let time = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let mut f = vec![
         Field::new("window_start", time.clone(), false),
         Field::new("window_end", time, false),
@@ -87,8 +88,8 @@ impl<W: Write + Send> TableFile<W> {
         let picked = chosen(w, &self.cfg);
         let w = picked.as_ref().unwrap_or(w);
         let (mut start, mut end) = (
-            TimestampNanosecondBuilder::new(),
-            TimestampNanosecondBuilder::new(),
+            TimestampMicrosecondBuilder::new(),
+            TimestampMicrosecondBuilder::new(),
         );
         let mut text: [StringBuilder; 6] = Default::default();
         let mut pid = PrimitiveBuilder::<UInt32Type>::new();
@@ -99,8 +100,8 @@ impl<W: Write + Send> TableFile<W> {
         let mut n = 0;
         for r in rows(w, self.cfg.all, &self.boots) {
             let Row { boot, row } = r;
-            start.append_value(w.start_ns as i64);
-            end.append_value(w.end_ns as i64);
+            start.append_value((w.start_ns / 1_000) as i64);
+            end.append_value((w.end_ns / 1_000) as i64);
             text[0].append_value(&boot.host);
             text[1].append_value(&boot.boot_id);
             text[2].append_value(row.addr.saddr.to_string());
@@ -140,7 +141,7 @@ impl<W: Write + Send> TableFile<W> {
             text.map(|mut b| Arc::new(b.finish()) as ArrayRef);
         let [sport, dport] = ports.map(|mut b| Arc::new(b.finish()) as ArrayRef);
         let [flow, rest @ ..] = numbers.map(|mut b| Arc::new(b.finish()) as ArrayRef);
-        let tz = |mut b: TimestampNanosecondBuilder| {
+        let tz = |mut b: TimestampMicrosecondBuilder| {
             Arc::new(b.finish().with_timezone("UTC")) as ArrayRef
         };
         let mut columns = vec![

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::{open_dataset, Selection};
 use crate::error::{Error, Result};
-use crate::event::Detail;
-use crate::record::format::reader::{Columns, Item, Row};
+use crate::event::{csv_text, Detail};
+use crate::record::format::reader::{BootNames, Columns, Item, Row};
 use crate::record::format::schema::columns;
 use crate::time::rfc3339;
 
@@ -39,7 +39,7 @@ fn endpoint(addr: &std::net::IpAddr, port: u16) -> String {
     }
 }
 
-fn text(out: &mut dyn Write, r: &Row) -> io::Result<()> {
+fn text(out: &mut dyn Write, r: &Row, _: &BootNames) -> io::Result<()> {
     let e = &r.ev;
     let (old, new) = e.change.names();
     writeln!(
@@ -75,9 +75,11 @@ struct JsonEvent<'a> {
     new_state: &'a str,
     #[serde(flatten)]
     detail: &'a Detail,
+    host: &'a str,
+    boot_id: &'a str,
 }
 
-fn json_line(out: &mut dyn Write, r: &Row) -> io::Result<()> {
+fn json_line(out: &mut dyn Write, r: &Row, boot: &BootNames) -> io::Result<()> {
     let e = &r.ev;
     let (old_state, new_state) = e.change.names();
     let v = JsonEvent {
@@ -93,12 +95,14 @@ fn json_line(out: &mut dyn Write, r: &Row) -> io::Result<()> {
         old_state,
         new_state,
         detail: &e.detail,
+        host: &boot.host,
+        boot_id: &boot.boot_id,
     };
     serde_json::to_writer(&mut *out, &v)?;
     writeln!(out)
 }
 
-fn csv_line(out: &mut dyn Write, r: &Row) -> io::Result<()> {
+fn csv_line(out: &mut dyn Write, r: &Row, boot: &BootNames) -> io::Result<()> {
     let e = &r.ev;
     let (old, new) = e.change.names();
     write!(
@@ -115,7 +119,7 @@ fn csv_line(out: &mut dyn Write, r: &Row) -> io::Result<()> {
         e.addr.dport,
     )?;
     e.detail.write_csv(out)?;
-    writeln!(out)
+    writeln!(out, ",{},{}", csv_text(&boot.host), csv_text(&boot.boot_id))
 }
 
 pub fn run(plan: &Plan) -> Result<()> {
@@ -139,9 +143,12 @@ pub fn run(plan: &Plan) -> Result<()> {
         }
     };
     let wanted = |r: &Row| plan.kind.is_none_or(|k| k == r.ev.change.kind());
+    let boots = data.boots();
+    let unnamed = BootNames::default();
+    let boot_of = |r: &Row| boots.get(r.key.boot as usize).unwrap_or(&unnamed);
     let duplicates = data.scan(&filter, Columns::All, &mut |item| match item {
         Item::Row(r) if r.t_ns >= span.start_ns && r.t_ns < end && wanted(r) => {
-            write(&mut out, r).map_err(Error::Stdout)
+            write(&mut out, r, boot_of(r)).map_err(Error::Stdout)
         }
         _ => Ok(()),
     })?;

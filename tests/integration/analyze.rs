@@ -351,7 +351,7 @@ fn column_filters_sort_and_top() {
 
     let csv = stdout(&tcpcong(&["events", m, "--format", "csv"]));
     let mut lines = csv.lines();
-    assert_eq!(lines.next().unwrap().split(',').count(), 28);
+    assert_eq!(lines.next().unwrap().split(',').count(), 30);
     assert_eq!(lines.count(), rows.len());
     let tcp = stdout(&tcpcong(&[
         "events",

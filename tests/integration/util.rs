@@ -311,7 +311,12 @@ pub fn read_events(path: &Path) -> Vec<Ev> {
                 .unwrap_or_else(|| panic!("column {n}"))
                 .clone()
         };
-        let time = c("time");
+        // Microseconds; files written before that hold nanoseconds.
+        let time = arrow_cast::cast(
+            &c("time"),
+            &arrow_schema::DataType::Timestamp(arrow_schema::TimeUnit::Nanosecond, None),
+        )
+        .expect("time as ns");
         let time = time.as_primitive::<arrow_array::types::TimestampNanosecondType>();
         let (ktime, kind, flow, family) = (c("ktime_ns"), c("kind"), c("flow"), c("family"));
         let (saddr, daddr, sport, dport) = (c("saddr"), c("daddr"), c("sport"), c("dport"));

@@ -31,6 +31,7 @@ def schema_doc() -> dict:
 
 ARROW_TYPES = {
     "timestamp[ns, tz=UTC]": pa.timestamp("ns", tz="UTC"),
+    "timestamp[us, tz=UTC]": pa.timestamp("us", tz="UTC"),
     "uint64": pa.uint64(),
     "uint32": pa.uint32(),
     "uint16": pa.uint16(),
@@ -42,8 +43,10 @@ ARROW_TYPES = {
 def arrow_schema_from_doc(metadata: dict | None = None, current: bool = True) -> pa.Schema:
     """The documented schema; with current=False without the columns added
     to v1 later (what older recordings, the fixtures among them, have)."""
+    # Older files have a column's type before it changed.
     fields = [
-        pa.field(c["name"], ARROW_TYPES[c["type"]], nullable=c["nullable"])
+        pa.field(c["name"], ARROW_TYPES[c["type"] if current else c.get("type_before", c["type"])],
+                 nullable=c["nullable"])
         for c in schema_doc()["columns"]
         if current or not c.get("added_later")
     ]
@@ -89,13 +92,13 @@ def write_events(path: Path, events: list[tuple], meta: dict) -> Path:
     cols = {c["name"]: [] for c in schema_doc()["columns"]}
     off = meta["clock_offset_ns"]
     for (kt, flow, kind, old, new, fam, sa, sp, da, dp) in events:
-        row = dict(time=kt + off, ktime_ns=kt, kind=kind, flow=flow, family=fam,
+        row = dict(time=(kt + off) // 1000, ktime_ns=kt, kind=kind, flow=flow, family=fam,
                    saddr=sa, daddr=da, sport=sp, dport=dp, old_state=old,
                    new_state=new, cpu=0, netns=4026531840, cgroup=1,
                    cong_algo="cubic", snd_cwnd=10, snd_ssthresh=2**31 - 1,
                    srtt_us=50, mss=1448, packets_out=0, retrans_out=0,
                    lost_out=0, sacked_out=0, total_retrans=0, seq=0, kernel_gap=0,
-                   pid=0, comm="")
+                   pid=0, comm="", host=meta["hostname"], boot_id=meta["boot_id"])
         for name in cols:
             cols[name].append(row[name])
     schema = arrow_schema_from_doc()

@@ -56,10 +56,12 @@ KEY = ("flow", "saddr", "sport", "daddr", "dport", "open_ns", "disorder_ns",
 
 PANDAS_DTYPES = {
     "timestamp[ns, tz=UTC]": "datetime64[ns, UTC]",
+    "timestamp[us, tz=UTC]": "datetime64[us, UTC]",
     "uint64": "uint64", "uint32": "uint32", "uint16": "uint16", "uint8": "uint8",
 }
 DUCKDB_TYPES = {
-    "timestamp[ns, tz=UTC]": "TIMESTAMPTZ_NS", "uint64": "UBIGINT",
+    "timestamp[ns, tz=UTC]": "TIMESTAMPTZ_NS", "timestamp[us, tz=UTC]": "TIMESTAMP WITH TIME ZONE",
+    "uint64": "UBIGINT",
     "uint32": "UINTEGER", "uint16": "USMALLINT", "uint8": "UTINYINT",
     "string": "VARCHAR",
 }
@@ -79,8 +81,9 @@ RUST_TYPES = {"u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64", 
 
 def fixture_columns() -> list[dict]:
     """The documented columns the fixtures have: all but those added to v1
-    after they were recorded."""
-    return [c for c in schema_doc()["columns"] if not c.get("added_later")]
+    after they were recorded, with the types they had then."""
+    return [dict(c, type=c.get("type_before", c["type"]))
+            for c in schema_doc()["columns"] if not c.get("added_later")]
 
 
 def test_schema_json_lists_the_writers_columns():
@@ -89,12 +92,14 @@ def test_schema_json_lists_the_writers_columns():
     detail = (REPO / "src" / "event.rs").read_text()
     detail = detail.split("macro_rules! detail_columns", 1)[1].split("$m! {", 1)[1].split("}", 1)[0]
     details = [(n, RUST_TYPES[t]) for n, t in re.findall(r"^\s*(\w+): (\w+),\s*$", detail, re.M)]
+    per_file = re.findall(r'"(\w+)"', SCHEMA_RS.read_text().split("pub const PER_FILE:", 1)[1].split("=", 1)[1].split("];", 1)[0])
     doc = [(c["name"], c["type"]) for c in schema_doc()["columns"]]
-    assert len(core_names) + len(details) == 28
-    assert [n for n, _ in doc] == core_names + [n for n, _ in details]
+    assert len(core_names) + len(details) + len(per_file) == 30
+    assert [n for n, _ in doc] == core_names + [n for n, _ in details] + per_file
     # The core columns' types are held to the document by the recordings
     # (test_arrow_schema_is_the_documented_one, and the Rust schema test).
-    assert doc[len(core_names):] == details
+    assert doc[len(core_names):len(core_names) + len(details)] == details
+    assert [t for _, t in doc[-len(per_file):]] == ["string"] * len(per_file)
     assert schema_doc()["schema_version"] == 1
 
 
@@ -110,7 +115,7 @@ def test_arrow_schema_is_the_documented_one(path):
     # The fixtures were recorded before seq and kernel_gap were added.
     got = pq.read_schema(path).remove_metadata()
     assert got.equals(arrow_schema_from_doc(current=False)), f"{got}"
-    for f, c in zip(got, schema_doc()["columns"]):
+    for f, c in zip(got, fixture_columns()):
         assert str(f.type) == c["type"] and f.nullable == c["nullable"]
 
 
@@ -766,7 +771,8 @@ def test_the_parquet_table_holds_the_json_rows(tmp_path):
     assert len(got) == len(want) > 20
     for g, w in zip(got, want):
         for k in ("window_start", "window_end"):
+            # The table's times are microseconds (Spark's), JSON's ns.
             g[k] = pd.Timestamp(g[k]).isoformat().replace("+00:00", "Z")
-            w[k] = pd.Timestamp(w[k]).isoformat().replace("+00:00", "Z")
+            w[k] = pd.Timestamp(w[k]).floor("us").isoformat().replace("+00:00", "Z")
         assert g == w
     assert pq.read_schema(out).field("flow").type == pa.uint64()

@@ -47,7 +47,10 @@ pub const CORE: [&str; 11] = [
 fn core_type(name: &str) -> DataType {
     use DataType::*;
     match name {
-        "time" => Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+        // Microseconds: what Spark reads by default (it refuses
+        // TIMESTAMP(NANOS) unless told to read it as a number);
+        // nanoseconds stay exact in ktime_ns.
+        "time" => Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         "ktime_ns" | "flow" => UInt64,
         "family" => UInt8,
         "sport" | "dport" => UInt16,
@@ -156,10 +159,16 @@ macro_rules! detail_arrow {
 }
 detail_columns!(detail_arrow);
 
+/// Columns whose value is the file's, repeated on every row (stored once
+/// per page by the dictionary): what keys a flow beside `flow`, in the
+/// rows themselves, so that SQL over many hosts' files needs no footer.
+pub const PER_FILE: [&str; 2] = ["host", "boot_id"];
+
 /// Column names and types in file order.
 pub fn columns() -> Vec<(&'static str, DataType)> {
     let mut all: Vec<(&'static str, DataType)> = CORE.iter().map(|&n| (n, core_type(n))).collect();
     all.extend(detail_types());
+    all.extend(PER_FILE.iter().map(|&n| (n, DataType::Utf8)));
     all
 }
 
@@ -315,9 +324,14 @@ mod tests {
     #[test]
     fn columns_follow_schema_v1_order() {
         let names: Vec<&str> = columns().iter().map(|(n, _)| *n).collect();
-        assert_eq!(names.len(), 28);
+        assert_eq!(names.len(), 30);
         assert_eq!(&names[..11], &CORE);
-        assert_eq!(&names[11..], Detail::NAMES);
+        assert_eq!(&names[11..28], Detail::NAMES);
+        assert_eq!(&names[28..], PER_FILE);
+        assert_eq!(
+            columns()[0].1,
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        );
         assert_eq!(names[14], "cong_algo");
         assert_eq!(columns()[14].1, DataType::Utf8);
         assert_eq!(columns()[23], ("total_retrans", DataType::UInt32));

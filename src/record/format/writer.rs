@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    StringBuilder, TimestampNanosecondBuilder, UInt16Builder, UInt64Builder, UInt8Builder,
+    StringBuilder, TimestampMicrosecondBuilder, UInt16Builder, UInt64Builder, UInt8Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
@@ -33,6 +33,7 @@ use parquet::schema::types::ColumnPath;
 use super::schema::{arrow_schema, DetailBuilders, Metadata, METADATA_KEY};
 use crate::error::{Error, Result};
 use crate::event::{CaState, Change, Event, TcpState};
+use crate::host;
 use crate::time::Clock;
 
 const BATCH_ROWS: usize = 65_536;
@@ -400,7 +401,7 @@ impl Drop for RecordingWriter {
 struct Columns {
     clock: Clock,
     rows: usize,
-    time: TimestampNanosecondBuilder,
+    time: TimestampMicrosecondBuilder,
     ktime: UInt64Builder,
     kind: StringBuilder,
     flow: UInt64Builder,
@@ -412,6 +413,8 @@ struct Columns {
     old_state: StringBuilder,
     new_state: StringBuilder,
     detail: DetailBuilders,
+    /// The per-file columns' values, and their builders.
+    file: [(String, StringBuilder); 2],
 }
 
 impl Columns {
@@ -419,7 +422,7 @@ impl Columns {
         Columns {
             clock,
             rows: 0,
-            time: TimestampNanosecondBuilder::new().with_timezone("UTC"),
+            time: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
             ktime: UInt64Builder::new(),
             kind: StringBuilder::new(),
             flow: UInt64Builder::new(),
@@ -431,11 +434,13 @@ impl Columns {
             old_state: StringBuilder::new(),
             new_state: StringBuilder::new(),
             detail: DetailBuilders::default(),
+            file: [host::hostname(), host::boot_id()].map(|v| (v, StringBuilder::new())),
         }
     }
 
     fn push(&mut self, e: &Event, saddr: &str, daddr: &str) {
-        self.time.append_value(self.clock.wall_i64(e.ktime_ns));
+        self.time
+            .append_value(self.clock.wall_i64(e.ktime_ns).div_euclid(1_000));
         self.ktime.append_value(e.ktime_ns);
         self.kind.append_value(e.change.kind());
         self.flow.append_value(e.flow);
@@ -448,6 +453,9 @@ impl Columns {
         self.old_state.append_value(old);
         self.new_state.append_value(new);
         self.detail.push(&e.detail);
+        for (v, b) in &mut self.file {
+            b.append_value(v.as_str());
+        }
         self.rows += 1;
     }
 
@@ -467,6 +475,9 @@ impl Columns {
             Arc::new(self.new_state.finish()),
         ];
         self.detail.finish(&mut cols);
+        for (_, b) in &mut self.file {
+            cols.push(Arc::new(b.finish()));
+        }
         cols
     }
 }
