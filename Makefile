@@ -3,8 +3,8 @@
 
 CARGO ?= cargo
 APT_PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make nftables iproute2 iperf3 bpftool util-linux procps python3-pip \
-  qemu-system-x86 busybox-static cpio binutils chromium chromium-driver systemd prometheus
-PY_PACKAGES := pytest pyarrow pandas duckdb polars selenium
+  qemu-system-x86 busybox-static cpio binutils chromium chromium-driver systemd prometheus openjdk-17-jre-headless
+PY_PACKAGES := pytest pyarrow pandas duckdb polars selenium pyspark
 DEBUG_BIN := target/debug/tcpcong
 RELEASE_BIN := target/release/tcpcong
 
@@ -20,7 +20,7 @@ deps:
 	  echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@python3 -c "import pytest, pyarrow, pandas, duckdb, polars, selenium" 2>/dev/null || \
+	@python3 -c "import pytest, pyarrow, pandas, duckdb, polars, selenium, pyspark" 2>/dev/null || \
 	  python3 -m pip install --quiet --disable-pip-version-check $(PY_PACKAGES)
 
 # Building needs no root and no apt: `make deps` (as root, on Debian)
