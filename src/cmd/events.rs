@@ -137,7 +137,12 @@ pub fn run(plan: &Plan) -> Result<()> {
         Format::Text => text,
         Format::Json => json_line,
         Format::Csv => {
-            let names: Vec<&str> = columns().into_iter().map(|(n, _)| n).collect();
+            // Events, not the capture rows: their column is left out.
+            let names: Vec<&str> = columns()
+                .into_iter()
+                .map(|(n, _)| n)
+                .filter(|n| *n != "capture")
+                .collect();
             writeln!(out, "{}", names.join(",")).map_err(Error::Stdout)?;
             csv_line
         }

@@ -98,7 +98,7 @@ def write_events(path: Path, events: list[tuple], meta: dict) -> Path:
                    cong_algo="cubic", snd_cwnd=10, snd_ssthresh=2**31 - 1,
                    srtt_us=50, mss=1448, packets_out=0, retrans_out=0,
                    lost_out=0, sacked_out=0, total_retrans=0, seq=0, kernel_gap=0,
-                   pid=0, comm="", host=meta["hostname"], boot_id=meta["boot_id"])
+                   pid=0, comm="", host=meta["hostname"], boot_id=meta["boot_id"], capture="")
         for name in cols:
             cols[name].append(row[name])
     schema = arrow_schema_from_doc()

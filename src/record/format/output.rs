@@ -107,10 +107,11 @@ impl Output {
     pub fn start(&mut self, info: CaptureInfo, start_ktime: u64) -> Result<()> {
         match &mut self.sink {
             Sink::File {
+                writer,
                 info: slot,
                 start_ktime: start,
-                ..
             } => {
+                writer.begin(&Metadata::new(&info, start_ktime, start_ktime, 0))?;
                 *slot = Some(info);
                 *start = start_ktime;
                 Ok(())

@@ -142,6 +142,58 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, unfinished: &mut Vec<PathBuf>) -> Re
     Ok(())
 }
 
+/// The metadata a file's capture end row holds (see
+/// [`schema::CAPTURE_KIND`]), for a file without the footer's.
+fn in_band_metadata(path: &Path) -> Result<Option<String>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let bad = |e: parquet::errors::ParquetError| Error::bad_input(path, e.to_string());
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(bad)?;
+    let parquet = builder.parquet_schema();
+    let wanted = ["kind", "new_state", "capture"];
+    let Some(indices) = wanted
+        .iter()
+        .map(|n| parquet.columns().iter().position(|c| c.name() == *n))
+        .collect::<Option<Vec<usize>>>()
+    else {
+        return Ok(None);
+    };
+    let mask = ProjectionMask::leaves(parquet, indices);
+    let mut ends = Vec::new();
+    for batch in builder.with_projection(mask).build().map_err(bad)? {
+        let batch = batch.map_err(|e| Error::bad_input(path, e.to_string()))?;
+        let text = |n: &str| {
+            batch
+                .column_by_name(n)
+                .and_then(|c| arrow_cast::cast(c, &DataType::Utf8).ok())
+        };
+        let (Some(kind), Some(state), Some(meta)) =
+            (text("kind"), text("new_state"), text("capture"))
+        else {
+            return Ok(None);
+        };
+        let (kind, state, meta) = (
+            kind.as_string::<i32>(),
+            state.as_string::<i32>(),
+            meta.as_string::<i32>(),
+        );
+        for i in 0..batch.num_rows() {
+            if kind.value(i) == schema::CAPTURE_KIND && state.value(i) == "end" {
+                ends.push(meta.value(i).to_string());
+            }
+        }
+    }
+    ends.dedup();
+    match ends.len() {
+        0 | 1 => Ok(ends.pop()),
+        n => Err(Error::bad_input(
+            path,
+            format!(
+                "no tcpcong footer, and the rows of {n} captures (files merged by a rewrite): tcpcong reads one capture per file; write one file per capture (GROUP BY the capture rows' metadata) or keep the footer"
+            ),
+        )),
+    }
+}
+
 /// An opened recording: its metadata, checked, and a reader positioned at
 /// its first row.
 pub struct Recording {
@@ -165,12 +217,18 @@ impl Recording {
         let arrow_meta =
             ArrowReaderMetadata::try_new(Arc::clone(plain.metadata()), hinted).map_err(footer)?;
         let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, arrow_meta);
-        let kv = builder
+        let footer_kv = builder
             .metadata()
             .file_metadata()
             .key_value_metadata()
             .and_then(|kv| kv.iter().find(|k| k.key == METADATA_KEY))
-            .and_then(|k| k.value.clone())
+            .and_then(|k| k.value.clone());
+        // A file another engine rewrote has lost the footer, not the rows.
+        let kv = match footer_kv {
+            Some(kv) => Some(kv),
+            None => in_band_metadata(path)?,
+        };
+        let kv = kv
             .ok_or_else(|| {
                 let has_columns = NEEDED
                     .iter()
@@ -178,7 +236,7 @@ impl Recording {
                 Error::bad_input(
                     path,
                     if has_columns {
-                        "tcpcong's columns but not its metadata, which holds the capture's span, clock and losses (DuckDB's COPY and Spark drop it): filter with tcpcong's own --since/--until/-L/-R/--flow, or write the file with its schema metadata (pyarrow keeps it; DuckDB: COPY ... (KV_METADATA {tcpcong: '...'}))"
+                        "tcpcong's columns but not its metadata (nor the capture rows newer recordings also hold it in), which holds the capture's span, clock and losses (DuckDB's COPY and Spark drop it): filter with tcpcong's own --since/--until/-L/-R/--flow, or write the file with its schema metadata (pyarrow keeps it; DuckDB: COPY ... (KV_METADATA {tcpcong: '...'}))"
                     } else {
                         "a Parquet file but not a tcpcong recording (no tcpcong metadata)"
                     },
@@ -285,7 +343,8 @@ fn compatible(found: &DataType, want: &DataType) -> bool {
     match want {
         DataType::Utf8 => string(found),
         DataType::Timestamp(..) => matches!(found, DataType::Timestamp(..)),
-        w if w.is_integer() => found.is_integer(),
+        // Spark writes unsigned 64-bit integers back as decimal(20,0).
+        w if w.is_integer() => found.is_integer() || matches!(found, DataType::Decimal128(_, 0)),
         w => found == w,
     }
 }

@@ -162,7 +162,13 @@ detail_columns!(detail_arrow);
 /// Columns whose value is the file's, repeated on every row (stored once
 /// per page by the dictionary): what keys a flow beside `flow`, in the
 /// rows themselves, so that SQL over many hosts' files needs no footer.
-pub const PER_FILE: [&str; 2] = ["host", "boot_id"];
+pub const PER_FILE: [&str; 3] = ["host", "boot_id", "capture"];
+
+/// The kind of the rows that open and close each file's capture: their
+/// `new_state` is `start` or `end`, their `capture` the file's metadata
+/// object as JSON (the end row's is the footer's), so that a file an
+/// engine rewrote without the footer still describes itself.
+pub const CAPTURE_KIND: &str = "capture";
 
 /// Column names and types in file order.
 pub fn columns() -> Vec<(&'static str, DataType)> {
@@ -228,7 +234,14 @@ pub struct Metadata {
     /// resolved at record time ("/system.slice/nginx.service").
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cgroup_paths: BTreeMap<u64, String>,
+    /// Additions to v1 since its first files: 1 for the per-row `host`,
+    /// `boot_id` and the capture rows.
+    #[serde(default)]
+    pub schema_minor: u32,
 }
+
+/// The `schema_minor` this version writes.
+pub const SCHEMA_MINOR: u32 = 1;
 
 /// What every file of a capture says about how it was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +293,7 @@ impl Metadata {
             kernel_gaps: 0,
             numbered: false,
             cgroup_paths: info.cgroup_paths.clone(),
+            schema_minor: SCHEMA_MINOR,
         }
     }
 }
@@ -314,6 +328,7 @@ mod tests {
             kernel_gaps: 0,
             numbered: true,
             cgroup_paths: BTreeMap::from([(7, "/a.slice".into())]),
+            schema_minor: SCHEMA_MINOR,
         };
         let mut v = serde_json::to_value(&m).unwrap();
         v["from_the_future"] = serde_json::json!(42);
@@ -324,7 +339,7 @@ mod tests {
     #[test]
     fn columns_follow_schema_v1_order() {
         let names: Vec<&str> = columns().iter().map(|(n, _)| *n).collect();
-        assert_eq!(names.len(), 30);
+        assert_eq!(names.len(), 31);
         assert_eq!(&names[..11], &CORE);
         assert_eq!(&names[11..28], Detail::NAMES);
         assert_eq!(&names[28..], PER_FILE);

@@ -115,7 +115,10 @@ impl Series {
 
     fn begin(&mut self, start_ktime: u64, lost_before: u64) -> Result<()> {
         let path = self.next_path(start_ktime)?;
-        let writer = RecordingWriter::create(&path, false, self.clock)?;
+        let mut writer = RecordingWriter::create(&path, false, self.clock)?;
+        if let Some(info) = &self.info {
+            writer.begin(&Metadata::new(info, start_ktime, start_ktime, 0))?;
+        }
         self.current = Some(Current {
             writer,
             start_ktime,

@@ -30,9 +30,9 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::schema::{arrow_schema, DetailBuilders, Metadata, METADATA_KEY};
+use super::schema::{arrow_schema, DetailBuilders, Metadata, CAPTURE_KIND, METADATA_KEY};
 use crate::error::{Error, Result};
-use crate::event::{CaState, Change, Event, TcpState};
+use crate::event::{CaState, Change, Detail, Event, TcpState};
 use crate::host;
 use crate::time::Clock;
 
@@ -340,8 +340,15 @@ impl RecordingWriter {
         res
     }
 
+    /// The capture this file covers starts: its first row says so.
+    pub fn begin(&mut self, meta: &Metadata) -> Result<()> {
+        let json = serde_json::to_string(meta)?;
+        self.cols.push_capture(meta.start_ktime_ns, "start", &json);
+        self.last_ktime = meta.start_ktime_ns;
+        Ok(())
+    }
+
     fn complete(&mut self, mut meta: Metadata) -> Result<u64> {
-        self.flush()?;
         meta.events = self.events;
         meta.flows = self.flows.len() as u64;
         meta.sorted = self.sorted;
@@ -350,6 +357,9 @@ impl RecordingWriter {
         meta.numbered = self.numbered;
         meta.cgroup_paths.retain(|id, _| self.cgroups.contains(id));
         let json = serde_json::to_string(&meta)?;
+        // No row is later than the end: the last row says where it is.
+        self.cols.push_capture(meta.end_ktime_ns, "end", &json);
+        self.flush()?;
         let with_meta = self
             .schema
             .as_ref()
@@ -413,8 +423,10 @@ struct Columns {
     old_state: StringBuilder,
     new_state: StringBuilder,
     detail: DetailBuilders,
-    /// The per-file columns' values, and their builders.
+    /// The per-file columns' values (host, boot_id), and their builders.
     file: [(String, StringBuilder); 2],
+    /// `capture`: the metadata on capture rows, empty on the others.
+    capture: StringBuilder,
 }
 
 impl Columns {
@@ -435,7 +447,35 @@ impl Columns {
             new_state: StringBuilder::new(),
             detail: DetailBuilders::default(),
             file: [host::hostname(), host::boot_id()].map(|v| (v, StringBuilder::new())),
+            capture: StringBuilder::new(),
         }
+    }
+
+    /// A capture row at `ktime`: `which` is `start` or `end`, `meta` the
+    /// metadata as JSON.
+    fn push_capture(&mut self, ktime: u64, which: &str, meta: &str) {
+        self.time
+            .append_value(self.clock.wall_i64(ktime).div_euclid(1_000));
+        self.ktime.append_value(ktime);
+        self.kind.append_value(CAPTURE_KIND);
+        self.flow.append_value(0);
+        self.family.append_value(0);
+        self.saddr.append_value("");
+        self.daddr.append_value("");
+        self.sport.append_value(0);
+        self.dport.append_value(0);
+        self.old_state.append_value("");
+        self.new_state.append_value(which);
+        self.detail.push(&Detail::default());
+        self.push_file_columns(meta);
+    }
+
+    fn push_file_columns(&mut self, capture: &str) {
+        for (v, b) in &mut self.file {
+            b.append_value(v.as_str());
+        }
+        self.capture.append_value(capture);
+        self.rows += 1;
     }
 
     fn push(&mut self, e: &Event, saddr: &str, daddr: &str) {
@@ -453,10 +493,7 @@ impl Columns {
         self.old_state.append_value(old);
         self.new_state.append_value(new);
         self.detail.push(&e.detail);
-        for (v, b) in &mut self.file {
-            b.append_value(v.as_str());
-        }
-        self.rows += 1;
+        self.push_file_columns("");
     }
 
     fn finish(&mut self) -> Vec<ArrayRef> {
@@ -478,6 +515,7 @@ impl Columns {
         for (_, b) in &mut self.file {
             cols.push(Arc::new(b.finish()));
         }
+        cols.push(Arc::new(self.capture.finish()));
         cols
     }
 }
