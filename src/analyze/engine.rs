@@ -229,6 +229,8 @@ struct Flow {
     born: Option<u64>,
     /// The capture (index into the ledger's spans) of its latest event.
     span: Option<usize>,
+    /// When its timeline last closed (its `close`), while it stays closed.
+    closed_at: Option<u64>,
     /// When its owner became known, if after its first event: windows
     /// that end before then name no owner, live (where they are printed
     /// before it is known) and offline alike.
@@ -262,6 +264,7 @@ impl Flow {
         Flow {
             addr,
             owner_from: 0,
+            closed_at: None,
             cur: None,
             period_start: 0,
             observed: false,
@@ -398,6 +401,7 @@ impl Flow {
         self.head = None;
         self.reused = true;
         self.born = None;
+        self.closed_at = Some(t);
     }
 
     /// The flow's events now come from another capture than its last ones.
@@ -596,6 +600,8 @@ pub struct Engine {
     /// included, comes from their first other event), with the capture
     /// they were seen in.
     births: HashMap<FlowKey, (u64, Option<usize>)>,
+    /// Flows ever seen, including those forgotten since.
+    seen: u64,
     led: Ledger,
 }
 
@@ -606,6 +612,7 @@ impl Engine {
         Engine {
             flows: HashMap::default(),
             births: HashMap::default(),
+            seen: 0,
             led: Ledger {
                 cfg,
                 until,
@@ -663,6 +670,7 @@ impl Engine {
                 f
             }
             std::collections::hash_map::Entry::Vacant(v) => {
+                self.seen += 1;
                 let mut f = Flow::new(addr());
                 // Only a birth in the capture the flow is first timed in.
                 f.born = self
@@ -687,6 +695,8 @@ impl Engine {
                 flow.catch_up(key, b, led);
             }
         }
+        // Any other event reopens it.
+        flow.closed_at = None;
         match change {
             Change::Ca { old, new } => flow.on_ca(key, t_ns, old, new, led),
             Change::Tcp { new, .. } if new == TcpState::ESTABLISHED && full => {
@@ -724,9 +734,26 @@ impl Engine {
         self.led.current.insert(boot, self.led.spans.len() - 1);
     }
 
-    /// Flows seen so far.
+    /// Flows seen so far (forgotten ones included).
     pub fn flows_seen(&self) -> u64 {
-        self.flows.len() as u64
+        self.seen
+    }
+
+    /// For runs that never end (`serve`): forgets the flows that closed
+    /// before `before_ns` and whose windows were all handed out, and
+    /// births older than it that no other event followed, so that memory
+    /// follows the flows alive, not every flow ever seen. Returns how many
+    /// flows were forgotten. The only difference it can make: a socket
+    /// that connects again after such a close (same cookie) is timed as a
+    /// new flow, from its new birth, instead of without a head.
+    pub fn forget_closed(&mut self, before_ns: u64) -> usize {
+        // Rows of windows still open refer to their flows.
+        let before = before_ns.min(self.led.window_start(self.led.first_open));
+        let n = self.flows.len();
+        self.flows
+            .retain(|_, f| !(f.cur.is_none() && f.closed_at.is_some_and(|t| t < before)));
+        self.births.retain(|_, (t, _)| *t >= before);
+        n - self.flows.len()
     }
 
     /// Each flow whose timeline is open, with its labels and the state it
@@ -1415,6 +1442,32 @@ mod tests {
         let order: Vec<u64> = s.windows[0].rows.iter().map(|r| r.key.cookie).collect();
         assert_eq!(order, vec![2, 4, 1, 3]);
         assert_eq!(s.flows, 4);
+    }
+
+    #[test]
+    fn closed_flows_are_forgotten_once_their_windows_are_out() {
+        let mut e = Engine::new(cfg(Accounting::Full, true, Some(SEC)));
+        let close = Change::Tcp {
+            old: TcpState::ESTABLISHED,
+            new: TcpState::CLOSE,
+        };
+        e.push(S + 100 * MS, key(1), ca(Open, Loss), || addr(1));
+        e.push(S + 200 * MS, key(1), close, || addr(1));
+        e.push(S + 300 * MS, key(2), ca(Open, Loss), || addr(2));
+        // Closed, but its window is still open: kept.
+        assert_eq!(e.forget_closed(S + 10 * SEC), 0);
+        let w = e.drain_until(S + SEC);
+        assert_eq!(w[0].rows.len(), 2);
+        // Closed before the cut, windows out: forgotten; the open one stays.
+        assert_eq!(e.forget_closed(S + 150 * MS), 0, "closed after the cut");
+        assert_eq!(e.forget_closed(S + SEC), 1);
+        assert_eq!((e.flows_seen(), e.open_flows().count()), (2, 1));
+        // It is timed as a new flow if it comes back.
+        e.push(S + 1_500 * MS, key(1), ca(Loss, Open), || addr(1));
+        assert_eq!(e.flows_seen(), 3);
+        let s = e.finish(S + 2 * SEC);
+        let row = s.windows[0].rows.iter().find(|r| r.key == key(1)).unwrap();
+        assert_eq!(row.ns[Open.index()], 500 * MS);
     }
 
     #[test]

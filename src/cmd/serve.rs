@@ -26,6 +26,10 @@ use crate::record::capture::{self, Progress, Sink, Started};
 use crate::record::format::output::Target;
 use crate::time::Clock;
 
+/// How long a closed flow is remembered (see [`Engine::forget_closed`]):
+/// memory follows the flows alive, not every flow since the start.
+const FORGET_AFTER_NS: u64 = 60_000_000_000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub capture: CaptureConfig,
@@ -107,7 +111,11 @@ impl Sink for ServeSink<'_> {
                 e.addr.clone()
             });
         }
-        let windows = engine.drain_until(self.clock.wall(progress.complete_until));
+        let now = self.clock.wall(progress.complete_until);
+        let windows = engine.drain_until(now);
+        // A socket connects again (same cookie) right after a failed
+        // attempt, if at all: a minute on, its flow is let go.
+        engine.forget_closed(now.saturating_sub(FORGET_AFTER_NS));
         {
             let boots = &self.boots;
             let mut m = lock(&self.metrics);

@@ -129,7 +129,8 @@ class Recording:
         assert self.path.exists(), f"{mode}: no recording; stderr:\n{self.stderr}"
         f = pq.ParquetFile(self.path)
         self.meta = json.loads(f.metadata.metadata[b"tcpcong"])
-        self.rows = f.read().to_pylist()
+        # The events: every row but the two that open and close the capture.
+        self.rows = [r for r in f.read().to_pylist() if r["kind"] != "capture"]
         self.ca = [r for r in self.rows if r["kind"] == "ca_state"]
         a = subprocess.run(
             # Between observed changes only: each recorder started at its own
