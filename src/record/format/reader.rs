@@ -790,7 +790,7 @@ fn scan_file(
         let batch = batch.map_err(|e| Error::bad_input(&path, format!("reading rows: {e}")))?;
         let batch = conform(&path, batch)?;
         let file = (i.boot, i.clock, &cgroup_paths);
-        decode_batch(&path, &batch, file, filter, &mut in_order)?;
+        decode_batch(&path, &batch, file, (filter, columns), &mut in_order)?;
     }
     Ok(())
 }
@@ -879,7 +879,7 @@ fn decode_batch(
     path: &Path,
     b: &RecordBatch,
     (boot, clock, cgroup_paths): (u32, Clock, &BTreeMap<u64, String>),
-    filter: &RowFilter,
+    (filter, columns): (&RowFilter, Columns),
     f: &mut dyn FnMut(&Row) -> Result<()>,
 ) -> Result<()> {
     let c = |name| column(b, path, name);
@@ -916,10 +916,10 @@ fn decode_batch(
         if !filter.keeps(fl, sp, dp) || filter.family.is_some_and(|f| f != family.value(i)) {
             continue;
         }
-        let detail = if with_detail {
-            detail.at(i)
-        } else {
-            Detail::default()
+        let detail = match (with_detail, columns) {
+            (false, _) => Detail::default(),
+            (true, Columns::All) => detail.at(i),
+            (true, Columns::Analysis) => detail.analysis_at(i),
         };
         if !filter.keeps_socket(&detail, cgroup_paths) {
             continue;

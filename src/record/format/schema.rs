@@ -159,6 +159,23 @@ macro_rules! detail_arrow {
 }
 detail_columns!(detail_arrow);
 
+impl DetailArrays<'_> {
+    /// What analysis reads of a row's detail: its owner, and what the
+    /// socket filters compare; the rest stays 0 (half the work of `at`).
+    pub fn analysis_at(&self, i: usize) -> Detail {
+        fn get<T: ColumnValue>(a: Option<&T::Array>, i: usize) -> T {
+            a.map_or_else(T::default, |a| T::at(a, i))
+        }
+        Detail {
+            netns: get::<u32>(self.netns, i),
+            cgroup: get::<u64>(self.cgroup, i),
+            pid: get::<u32>(self.pid, i),
+            comm: get::<KernelName>(self.comm, i),
+            ..Detail::default()
+        }
+    }
+}
+
 /// Columns whose value is the file's, repeated on every row (stored once
 /// per page by the dictionary): what keys a flow beside `flow`, in the
 /// rows themselves, so that SQL over many hosts' files needs no footer.
