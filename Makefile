@@ -77,7 +77,8 @@ test: deps lint
 	$(CARGO) build -p tcpcong-bench
 	$(CARGO) test
 	TCPCONG=$(DEBUG_BIN) python3 -m pytest -q tests/python
-	python3 -m pytest -q tests/deb
+	$(MAKE) --no-print-directory deb
+	TCPCONG_DEB=target/debian/tcpcong_$(DEB_VERSION)_$(DEB_ARCH).deb python3 -m pytest -q tests/deb
 	$(MAKE) --no-print-directory test-vm
 
 # The attach modes on Debian's 6.1 and 5.10 kernels, booted under qemu

@@ -85,7 +85,11 @@ def deb() -> Path:
         "this test installs and purges the package; `dpkg --purge tcpcong` first")
     if given := os.environ.get("TCPCONG_DEB"):
         return Path(given).resolve()
-    run("make", "--no-print-directory", "deb", cwd=REPO)
+    # Under `make test` the environment names make's jobserver, whose
+    # descriptors a subprocess does not inherit: a make started from here
+    # would hand cargo (and libbpf's own make) a jobserver that is gone.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    run("make", "--no-print-directory", "deb", cwd=REPO, env=env)
     version = tomllib.loads((REPO / "Cargo.toml").read_text())["package"]["version"]
     arch = run("dpkg", "--print-architecture").stdout.strip()
     path = REPO / "target" / "debian" / f"tcpcong_{version}_{arch}.deb"
