@@ -25,11 +25,16 @@ deps:
 
 # Building needs no root and no apt: `make deps` (as root, on Debian)
 # installs the build dependencies once.
+# Without make's flags: libbpf-sys builds libbpf with make, which would
+# take variables given on this command line (`make install DESTDIR=...`)
+# as its own and install its library there instead of where cargo looks.
+CARGO_ENV := env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL
+
 build:
-	$(CARGO) build
+	$(CARGO_ENV) $(CARGO) build
 
 release:
-	$(CARGO) build --release
+	$(CARGO_ENV) $(CARGO) build --release
 
 # The binary, its man pages (one per command) and shell completions (bash, zsh, fish).
 install: release
@@ -50,7 +55,7 @@ install: release
 DEB_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
 DEB_ROOT := target/debian/root
-deb:
+deb: release
 	rm -rf $(DEB_ROOT)
 	$(MAKE) --no-print-directory install DESTDIR=$(DEB_ROOT) PREFIX=/usr ZSH_COMPLETIONS=/usr/share/zsh/vendor-completions
 	strip --strip-debug $(DEB_ROOT)/usr/bin/tcpcong
