@@ -277,38 +277,50 @@ fn write_family(
     } else {
         (21, "LAddrPort", "RAddrPort")
     };
-    let u = if o.micros { "us" } else { "ms" };
     line(
         out,
-        &format!(
-            "{laddr:<aw$} {raddr:<aw$} {:<7} {:<6} {:<7} {:<7} {:<6} {:<5}",
-            format!("Open_{u}"),
-            format!("Dod_{u}"),
-            format!("Rcov_{u}"),
-            format!("Cwr_{u}"),
-            format!("Los_{u}"),
-            "Chgs"
-        ),
+        &format!("{laddr:<aw$} {raddr:<aw$} {}", state_heads(o.micros)),
     )?;
-    let div = per_unit(o.micros);
     for r in rows {
-        let v = |s: CaState| r.ns[s.index()] / div;
         line(
             out,
             &format!(
-                "{:<aw$} {:<aw$} {:<7} {:<6} {:<7} {:<7} {:<6} {:<5}",
+                "{:<aw$} {:<aw$} {}",
                 endpoint(r.addr.saddr, r.addr.sport),
                 endpoint(r.addr.daddr, r.addr.dport),
-                v(CaState::Open),
-                v(CaState::Disorder),
-                v(CaState::Recovery),
-                v(CaState::Cwr),
-                v(CaState::Loss),
-                r.changes
+                state_cells(&r.ns, r.changes, o.micros)
             ),
         )?;
     }
     Ok(())
+}
+
+/// The heads of a table's state columns, in BCC's order and widths.
+fn state_heads(micros: bool) -> String {
+    let u = if micros { "us" } else { "ms" };
+    format!(
+        "{:<7} {:<6} {:<7} {:<7} {:<6} {:<5}",
+        format!("Open_{u}"),
+        format!("Dod_{u}"),
+        format!("Rcov_{u}"),
+        format!("Cwr_{u}"),
+        format!("Los_{u}"),
+        "Chgs"
+    )
+}
+
+/// A row's state columns under [`state_heads`].
+fn state_cells(ns: &[u64; 5], changes: u64, micros: bool) -> String {
+    let v = |s: CaState| ns[s.index()] / per_unit(micros);
+    format!(
+        "{:<7} {:<6} {:<7} {:<7} {:<6} {:<5}",
+        v(CaState::Open),
+        v(CaState::Disorder),
+        v(CaState::Recovery),
+        v(CaState::Cwr),
+        v(CaState::Loss),
+        changes
+    )
 }
 
 fn endpoint(ip: IpAddr, port: u16) -> String {
@@ -619,44 +631,20 @@ fn write_groups(
             if groups.is_empty() {
                 return Ok(());
             }
-            let u = if o.micros { "us" } else { "ms" };
             let kw = groups
                 .iter()
                 .map(|g| g.key.len())
                 .max()
                 .unwrap_or(0)
                 .max(by.name().len());
+            let name = by.name().to_uppercase();
             line(
                 out,
-                &format!(
-                    "{:<kw$} {:<5} {:<7} {:<6} {:<7} {:<7} {:<6} {:<5}",
-                    by.name().to_uppercase(),
-                    "Flows",
-                    format!("Open_{u}"),
-                    format!("Dod_{u}"),
-                    format!("Rcov_{u}"),
-                    format!("Cwr_{u}"),
-                    format!("Los_{u}"),
-                    "Chgs"
-                ),
+                &format!("{name:<kw$} {:<5} {}", "Flows", state_heads(o.micros)),
             )?;
-            let div = per_unit(o.micros);
             for g in groups {
-                let v = |s: CaState| g.ns[s.index()] / div;
-                line(
-                    out,
-                    &format!(
-                        "{:<kw$} {:<5} {:<7} {:<6} {:<7} {:<7} {:<6} {:<5}",
-                        g.key,
-                        g.flows,
-                        v(CaState::Open),
-                        v(CaState::Disorder),
-                        v(CaState::Recovery),
-                        v(CaState::Cwr),
-                        v(CaState::Loss),
-                        g.changes
-                    ),
-                )?;
+                let cells = state_cells(&g.ns, g.changes, o.micros);
+                line(out, &format!("{:<kw$} {:<5} {cells}", g.key, g.flows))?;
             }
         }
     }
