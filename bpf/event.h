@@ -14,6 +14,9 @@
 enum event_kind {
 	KIND_CA_STATE = 0,
 	KIND_TCP_STATE = 1,
+	/* A socket's states as the snapshot program found them: old_state
+	 * is its TCP state, new_state its congestion state. */
+	KIND_SNAPSHOT = 2,
 };
 
 /* The TCP counters every record carries, in both records' order. */

@@ -106,6 +106,7 @@ struct sock_common {
 	__be16 skc_dport;
 	__u16 skc_num;
 	unsigned short skc_family;
+	volatile unsigned char skc_state;
 	struct {
 		struct net *net;
 	} skc_net;
@@ -195,6 +196,18 @@ struct pt_regs {
 	unsigned long bp;
 	unsigned long sp;
 	unsigned long ip;
+};
+
+/* The iter/tcp program's context. */
+struct seq_file;
+
+struct bpf_iter_meta {
+	struct seq_file *seq;
+};
+
+struct bpf_iter__tcp {
+	struct bpf_iter_meta *meta;
+	struct sock_common *sk_common;
 };
 
 #pragma clang attribute pop

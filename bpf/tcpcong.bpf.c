@@ -31,6 +31,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
 #define TCP_CLOSE 7
+#define TCP_LISTEN 10
 
 /* Filters and buffer choice, fixed by user space before load so that the
  * verifier prunes whatever is switched off. */
@@ -625,6 +626,48 @@ SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
 	lifecycle(ctx, sk, oldstate, newstate);
+	return 0;
+}
+
+/*
+ * A snapshot: every TCP socket the filters keep, with its TCP and
+ * congestion states as they are now, one full record each, written to
+ * the iterator's output (user space reads an instance of it, at the start
+ * and end of each file). The kernel holds each socket's lock while this
+ * runs for it, so no event of the socket is in progress: the record is
+ * the state after the socket's last event, whose number it carries, and
+ * before its next. It changes nothing in the socket's storage.
+ */
+SEC("iter/tcp")
+int snapshot_tcp(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct sock_seq *s = NULL;
+	struct tcp_sock *tp;
+	struct event e;
+	struct ident id;
+	struct sock *sk;
+	__u8 state;
+
+	if (!skc)
+		return 0;
+	/* NULL for time-wait and request sockets: no congestion state. */
+	tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	sk = (struct sock *)tp;
+	state = sk->__sk_common.skc_state;
+	if (state == TCP_LISTEN || state == TCP_CLOSE || !flow_wanted_btf(sk, &id))
+		return 0;
+	if (use_sk_storage) {
+		s = bpf_sk_storage_get(&sock_seqs, sk, 0, 0);
+		if (s)
+			id.seq = s->last_seq;
+	}
+	id.owner = s && s->owned ? &s->owner : owner_of(sk);
+	fill_btf(&e, sk, tp, &id, KIND_SNAPSHOT, state,
+		 BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state));
+	bpf_seq_write(ctx->meta->seq, &e, sizeof(e));
 	return 0;
 }
 

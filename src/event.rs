@@ -107,6 +107,10 @@ pub enum Change {
     Ca { old: CaState, new: CaState },
     /// `kind = tcp_state`: the socket's TCP state machine moved.
     Tcp { old: TcpState, new: TcpState },
+    /// `kind = snapshot`: the socket's states as a snapshot found them, an
+    /// observation rather than an event (`old_state` holds the TCP state,
+    /// `new_state` the congestion state).
+    Snapshot { tcp: TcpState, ca: CaState },
 }
 
 impl Change {
@@ -114,6 +118,7 @@ impl Change {
         match self {
             Change::Ca { .. } => "ca_state",
             Change::Tcp { .. } => "tcp_state",
+            Change::Snapshot { .. } => "snapshot",
         }
     }
 
@@ -121,6 +126,7 @@ impl Change {
         match *self {
             Change::Ca { old, new } => (old.name(), new.name()),
             Change::Tcp { old, new } => (old.name(), new.name()),
+            Change::Snapshot { tcp, ca } => (tcp.name(), ca.name()),
         }
     }
 }

@@ -640,6 +640,18 @@ impl Engine {
         change: Change,
         addr: impl FnOnce() -> FlowAddr,
     ) {
+        // A snapshot is what Full accounting knows of a flow at an instant:
+        // it reads as a self-transition into the state it found (which
+        // starts a timeline where it is the flow's first row, and is a
+        // mismatch where the flow was thought in another state). Between
+        // accounting, as the seed, times from events only.
+        let change = match change {
+            Change::Snapshot { ca, .. } if self.led.cfg.accounting == Accounting::Full => {
+                Change::Ca { old: ca, new: ca }
+            }
+            Change::Snapshot { .. } => return,
+            c => c,
+        };
         // Other TCP states do not move the arithmetic, and must not label a
         // flow: an active socket's `syn_sent` comes before its port is bound.
         // A birth is noted for the flow's first other event.
@@ -703,7 +715,7 @@ impl Engine {
                 flow.on_established(t_ns, led)
             }
             Change::Tcp { new, .. } if new == TcpState::CLOSE => flow.on_close(key, t_ns, led),
-            Change::Tcp { .. } => {}
+            Change::Tcp { .. } | Change::Snapshot { .. } => {}
         }
     }
 

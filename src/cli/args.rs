@@ -410,6 +410,10 @@ pub enum KindArg {
     /// TCP state changes (flow lifecycle).
     #[value(name = "tcp_state")]
     TcpState,
+    /// Each socket's states at the start and end of each file (old_state
+    /// its TCP state, new_state its congestion state).
+    #[value(name = "snapshot")]
+    Snapshot,
 }
 
 /// `--sort`: the per-flow figure that orders rows, largest first.

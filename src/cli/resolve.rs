@@ -430,6 +430,7 @@ fn events(a: &EventsArgs) -> Result<cmd::events::Plan> {
         kind: a.kind.map(|k| match k {
             KindArg::CaState => "ca_state",
             KindArg::TcpState => "tcp_state",
+            KindArg::Snapshot => "snapshot",
         }),
     })
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{open_dataset, Selection};
 use crate::error::{Error, Result};
-use crate::event::{csv_text, Detail};
+use crate::event::{csv_text, Change, Detail};
 use crate::record::format::reader::{BootNames, Columns, Item, Row};
 use crate::record::format::schema::columns;
 use crate::time::rfc3339;
@@ -28,7 +28,7 @@ pub struct Plan {
     pub inputs: Vec<String>,
     pub select: Selection,
     pub format: Format,
-    /// Only events of this `kind` (`ca_state`, `tcp_state`).
+    /// Only rows of this `kind` (`ca_state`, `tcp_state`, `snapshot`).
     pub kind: Option<&'static str>,
 }
 
@@ -42,9 +42,14 @@ fn endpoint(addr: &std::net::IpAddr, port: u16) -> String {
 fn text(out: &mut dyn Write, r: &Row, _: &BootNames) -> io::Result<()> {
     let e = &r.ev;
     let (old, new) = e.change.names();
+    // A snapshot's two states hold at once: no arrow between them.
+    let between = match e.change {
+        Change::Snapshot { .. } => "  ",
+        _ => "->",
+    };
     writeln!(
         out,
-        "{} {:>8} {:>21} -> {:<21} {:<9} {:>8} -> {:<11} cwnd={} ssthresh={} srtt_us={}",
+        "{} {:>8} {:>21} -> {:<21} {:<9} {:>8} {between} {:<11} cwnd={} ssthresh={} srtt_us={}",
         rfc3339(r.t_ns),
         e.flow,
         endpoint(&e.addr.saddr, e.addr.sport),

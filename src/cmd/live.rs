@@ -83,6 +83,16 @@ impl<W: Write> Sink for LiveSink<'_, W> {
         }
     }
 
+    fn snapshot_due(&self, next: u64) -> bool {
+        self.recording.as_ref().is_some_and(|r| r.snapshot_due(next))
+    }
+
+    fn snapshot_taken(&mut self) {
+        if let Some(r) = self.recording.as_mut() {
+            r.snapshot_taken();
+        }
+    }
+
     fn cgroups(&mut self, paths: &BTreeMap<u64, String>) -> Result<()> {
         if let Some(r) = self.recording.as_mut() {
             r.name_cgroups(paths);

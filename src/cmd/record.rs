@@ -104,6 +104,14 @@ impl Recording {
         self.out.name_cgroups(paths);
     }
 
+    pub fn snapshot_due(&self, next: u64) -> bool {
+        self.out.snapshot_due(next)
+    }
+
+    pub fn snapshot_taken(&mut self) {
+        self.out.snapshot_taken();
+    }
+
     /// Ends the recording with the capture's outcome: its files are
     /// completed after a capture that finished, given up on (and their
     /// events counted as lost) after one that failed.
@@ -233,6 +241,14 @@ impl Sink for RecordSink {
     fn cgroups(&mut self, paths: &BTreeMap<u64, String>) -> Result<()> {
         self.rec.name_cgroups(paths);
         Ok(())
+    }
+
+    fn snapshot_due(&self, next: u64) -> bool {
+        self.rec.snapshot_due(next)
+    }
+
+    fn snapshot_taken(&mut self) {
+        self.rec.snapshot_taken();
     }
 
     fn events(&mut self, events: &[Event], progress: Progress) -> Result<()> {

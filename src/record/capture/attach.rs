@@ -74,6 +74,8 @@ pub struct KernelFacts {
     /// Tracing programs may keep socket storage (5.11+): events are
     /// numbered per socket and checked against the socket's last call.
     pub sk_storage_in_tracing: bool,
+    /// BTF has `bpf_iter__tcp`: the socket snapshot's iterator (5.9+).
+    pub tcp_iter: bool,
 }
 
 /// Kernel symbols whose presence answers a question.
@@ -110,6 +112,7 @@ impl KernelFacts {
             symbol_callers: CALLERS.into_iter().filter(|f| has_sym(f)).collect(),
             cookie_in_tracing: has_sym(SYM_COOKIE),
             sk_storage_in_tracing: has_sym(SYM_SK_STORAGE),
+            tcp_iter: has_type("bpf_iter__tcp"),
         }
     }
 
@@ -216,6 +219,7 @@ mod tests {
             symbol_callers: CALLERS.to_vec(),
             cookie_in_tracing: true,
             sk_storage_in_tracing: true,
+            tcp_iter: true,
         }
     }
 
@@ -226,6 +230,7 @@ mod tests {
             tracepoint: false,
             cookie_in_tracing: false,
             sk_storage_in_tracing: false,
+            tcp_iter: false,
             ..modern()
         }
     }

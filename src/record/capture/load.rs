@@ -272,7 +272,10 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
                         .map_err(bpf_err("pinning the ring buffer"))?;
                 }
                 let attach = attach::describe(mode, facts());
-                let mut notes: Vec<String> = attach_accept_hooks(&mut skel).into_iter().collect();
+                let mut notes: Vec<String> = attach_accept_hooks(&mut skel)
+                    .into_iter()
+                    .chain(attach_snapshot(&mut skel))
+                    .collect();
                 if mode != AttachMode::Tracepoint || !failed.is_empty() {
                     let passed: String = failed
                         .iter()
@@ -351,6 +354,12 @@ fn load_mode<'obj>(
                 prog.set_autoattach(false);
                 true
             }
+            // Attached apart (see attach_snapshot), so that a kernel that
+            // refuses it costs the snapshots only.
+            SNAPSHOT_PROG => {
+                prog.set_autoattach(false);
+                facts.tcp_iter
+            }
             n => fallback_program(n).is_some_and(|(m, func)| m == mode && hooked.contains(&func)),
         };
         prog.set_autoload(wanted);
@@ -403,6 +412,28 @@ fn attach_accept_hooks(skel: &mut TcpcongSkel<'_>) -> Option<String> {
         }
         Err(e) => Some(format!(
             "note: the owners of accepted sockets come from /proc only (the accept tracepoints did not attach: {e})"
+        )),
+    }
+}
+
+const SNAPSHOT_PROG: &str = "snapshot_tcp";
+
+/// Attaches the socket snapshot's iterator; without it files have no
+/// snapshot rows, which a note says.
+fn attach_snapshot(skel: &mut TcpcongSkel<'_>) -> Option<String> {
+    if !facts().tcp_iter {
+        return Some(
+            "note: no socket snapshots in the files (this kernel has no iter/tcp, Linux 5.9+)"
+                .into(),
+        );
+    }
+    match skel.progs.snapshot_tcp.attach() {
+        Ok(link) => {
+            skel.links.snapshot_tcp = Some(link);
+            None
+        }
+        Err(e) => Some(format!(
+            "note: no socket snapshots in the files (the iter/tcp program did not attach: {e})"
         )),
     }
 }
@@ -573,6 +604,10 @@ pub fn prog_stats(skel: &TcpcongSkel<'_>) -> ProgStats {
     let mut sum = ProgStats::default();
     let mut first_misses = 0;
     for p in skel.object().progs().filter(|p| p.autoload()) {
+        // The snapshot's runs are per socket, at file boundaries, not per event.
+        if p.name().as_encoded_bytes() == SNAPSHOT_PROG.as_bytes() {
+            continue;
+        }
         let Some(info) = ffi::prog_info(&p) else {
             continue;
         };

@@ -31,10 +31,12 @@ pub mod load;
 pub mod names;
 pub mod raw;
 pub mod skel;
+mod snapshot;
 
 use buffer::{BufferKind, Consumer, Inbox};
 use load::{kernel_lost, load, object_slots, prog_stats, CaptureConfig};
 use skel::TcpcongSkel;
+use snapshot::Snapshots;
 
 use crate::error::Result;
 use crate::event::Event;
@@ -86,6 +88,13 @@ pub struct CaptureStats {
     pub after_end: u64,
     /// What the programs attached to (metadata `attach`).
     pub attach: String,
+    /// Socket snapshots taken, the rows they gave, and the longest one's
+    /// time from its start to its last row read.
+    pub snapshots: u64,
+    pub snapshot_rows: u64,
+    pub snapshot_max_ns: u64,
+    /// Network namespaces a snapshot could not enter (the most in one).
+    pub snapshot_unreachable: u64,
 }
 
 impl CaptureStats {
@@ -141,6 +150,15 @@ pub trait Sink {
     fn done(&self) -> bool {
         false
     }
+    /// Whether to take a snapshot of every socket now, when the round
+    /// after this one comes by `next` (ktime). A capture takes one at its
+    /// start and one at its end whatever the sink says; a file series asks
+    /// for one at each file's start and end.
+    fn snapshot_due(&self, _next: u64) -> bool {
+        false
+    }
+    /// A snapshot was taken: its rows come with the next events.
+    fn snapshot_taken(&mut self) {}
 }
 
 /// Runs a capture for `duration` from the moment it is attached (or until a
@@ -178,6 +196,10 @@ pub fn run(
     let until_deadline = |t: u64| deadline.map_or(t, |d| t.min(d));
 
     let mut order = Reorder::default();
+    // The start's snapshot: every socket's state as the capture begins.
+    let mut snapshots = Snapshots::new(cfg.filters.netns)?;
+    let mut snapped = snapshots.take(&skel, &inbox, &mut stats, sink)?;
+    let mut ended = false;
     loop {
         let now = ktime_now();
         let stopping =
@@ -186,11 +208,21 @@ pub fn run(
             break;
         }
         let wait = deadline.map_or(POLL, |d| POLL.min(Duration::from_nanos(d - now)));
+        // The last round before a deadline takes the end's snapshot, so
+        // that its rows are inside the capture.
+        let last = deadline.is_some_and(|d| d - now <= POLL.as_nanos() as u64);
+        if sink.snapshot_due(now + wait.as_nanos() as u64) || (last && !ended) {
+            snapped.extend(snapshots.take(&skel, &inbox, &mut stats, sink)?);
+            ended |= last;
+        }
         consumer.poll(wait)?;
         let drain_start = ktime_now();
         let reserved = consumer.producer_pos();
         consumer.drain()?;
+        // After the drain's events: a snapshot row follows the events
+        // its socket had before it (see Reorder::release on ties).
         order.take(&mut inbox.borrow_mut().events);
+        order.take(&mut snapped);
         let complete_until = match (reserved, consumer.consumer_pos()) {
             // Everything reserved before the drain began has been read.
             (Some(p), Some(c)) if c >= p => drain_start,
@@ -211,6 +243,10 @@ pub fn run(
         )?;
     }
 
+    // The end's snapshot, unless the last round before the deadline took it.
+    if !ended {
+        snapped.extend(snapshots.take(&skel, &inbox, &mut stats, sink)?);
+    }
     // Detach first, so that nothing new arrives, then collect what is in
     // flight: a program may still be between reserving and committing.
     stats.end_ktime_ns = until_deadline(ktime_now());
@@ -238,6 +274,7 @@ pub fn run(
         }
     }
     order.take(&mut inbox.borrow_mut().events);
+    order.take(&mut snapped);
     let ready = match deadline {
         Some(end) => {
             let ready = order.release(end, &mut stats);
@@ -309,9 +346,12 @@ impl Reorder {
 
     /// Sorts, and hands out the events stamped before `until`. An event
     /// older than what was already handed out (possible only with the perf
-    /// buffer) is still handed out, and counted.
+    /// buffer) is still handed out, and counted. Ties in time go by the
+    /// socket's event number (a snapshot row carries its socket's last
+    /// one), then by arrival: a snapshot row arrives after the events
+    /// the ring held when it was taken.
     fn release(&mut self, until: u64, stats: &mut CaptureStats) -> Vec<Event> {
-        self.pending.sort_by_key(|e| e.ktime_ns);
+        self.pending.sort_by_key(|e| (e.ktime_ns, e.detail.seq));
         let n = self.pending.partition_point(|e| e.ktime_ns < until);
         let before = self.released_until;
         stats.late += self.pending[..n]

@@ -15,6 +15,7 @@ const LEAN_EVENT_SIZE: usize = std::mem::size_of::<LeanEvent>();
 
 const KIND_CA_STATE: u8 = 0;
 const KIND_TCP_STATE: u8 = 1;
+const KIND_SNAPSHOT: u8 = 2;
 
 /// A record that does not decode: counted by the caller, never dropped silently.
 #[derive(Debug, PartialEq, Eq)]
@@ -59,6 +60,10 @@ fn decode(bytes: &[u8]) -> Result<(Event, u64), Malformed> {
         KIND_TCP_STATE => Change::Tcp {
             old: TcpState(r.old_state),
             new: TcpState(r.new_state),
+        },
+        KIND_SNAPSHOT => Change::Snapshot {
+            tcp: TcpState(r.old_state),
+            ca: CaState::from_kernel(r.new_state).ok_or(Malformed)?,
         },
         _ => return Err(Malformed),
     };
@@ -122,7 +127,9 @@ impl Decoder {
                 self.described.remove(&e.flow);
                 self.found.remove(&e.flow);
             }
-            Change::Tcp { .. } => {}
+            // A snapshot's fields are the socket's now, but its flow's lean
+            // records follow the flow's last full record of an event.
+            Change::Tcp { .. } | Change::Snapshot { .. } => {}
             Change::Ca { .. } => {
                 self.described.insert(e.flow, e.clone());
             }

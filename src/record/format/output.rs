@@ -132,6 +132,22 @@ impl Output {
         }
     }
 
+    /// Whether a file of a series starts or is about to be cut (see
+    /// [`Series::snapshot_due`]); a single file has its capture's start
+    /// and end snapshots.
+    pub fn snapshot_due(&self, next: u64) -> bool {
+        match &self.sink {
+            Sink::File { .. } => false,
+            Sink::Series(s) => s.snapshot_due(next),
+        }
+    }
+
+    pub fn snapshot_taken(&mut self) {
+        if let Sink::Series(s) = &mut self.sink {
+            s.snapshot_taken();
+        }
+    }
+
     /// A round of ordered events; the stream is complete up to
     /// `complete_until`, and the capture has lost `lost` so far.
     pub fn write(&mut self, events: &[Event], complete_until: u64, lost: u64) -> Result<()> {

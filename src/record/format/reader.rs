@@ -710,6 +710,11 @@ impl Seen {
     /// Whether `r` (from `file`) repeats an event another file gave;
     /// remembers it if not.
     fn duplicate(&mut self, file: usize, r: &Row) -> bool {
+        // Each recorder's snapshots are its own observations, never a
+        // repeat of an event.
+        if matches!(r.ev.change, Change::Snapshot { .. }) {
+            return false;
+        }
         let recent = self.recent.entry(r.key).or_default();
         let dup = recent.iter().any(|&(f, t, change)| {
             f != file && change == r.ev.change && r.t_ns.saturating_sub(t) <= DUPLICATE_WITHIN_NS
@@ -859,6 +864,14 @@ fn per_row<T: Copy>(
     })
 }
 
+/// The kinds of row that carry a flow's states.
+#[derive(Clone, Copy)]
+enum Kind {
+    Ca,
+    Tcp,
+    Snapshot,
+}
+
 /// A state column's value read both ways; the row's kind says which holds.
 #[derive(Clone, Copy)]
 struct StateName {
@@ -895,8 +908,9 @@ fn decode_batch(
     let saddrs = per_row(path, b, "saddr", address)?;
     let daddrs = per_row(path, b, "daddr", address)?;
     let kinds = per_row(path, b, "kind", |s| match s {
-        "ca_state" => Some(true),
-        "tcp_state" => Some(false),
+        "ca_state" => Some(Kind::Ca),
+        "tcp_state" => Some(Kind::Tcp),
+        "snapshot" => Some(Kind::Snapshot),
         // Kinds added by later schema versions are not ours to judge.
         _ => None,
     })?;
@@ -925,17 +939,19 @@ fn decode_batch(
             continue;
         }
         let bad = |what: &str| Error::bad_input(path, format!("row with {what}"));
+        let ca = |s: StateName| s.ca.ok_or_else(|| bad("an unknown ca state"));
         let change = match kinds[i] {
-            Some(true) => {
-                let ca = |s: StateName| s.ca.ok_or_else(|| bad("an unknown ca state"));
-                Change::Ca {
-                    old: ca(olds[i])?,
-                    new: ca(news[i])?,
-                }
-            }
-            Some(false) => Change::Tcp {
+            Some(Kind::Ca) => Change::Ca {
+                old: ca(olds[i])?,
+                new: ca(news[i])?,
+            },
+            Some(Kind::Tcp) => Change::Tcp {
                 old: olds[i].tcp,
                 new: news[i].tcp,
+            },
+            Some(Kind::Snapshot) => Change::Snapshot {
+                tcp: olds[i].tcp,
+                ca: ca(news[i])?,
             },
             None => continue,
         };

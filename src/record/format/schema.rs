@@ -251,14 +251,17 @@ pub struct Metadata {
     /// resolved at record time ("/system.slice/nginx.service").
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cgroup_paths: BTreeMap<u64, String>,
+    /// Rows of kind `snapshot` in the file (not counted in `events`).
+    #[serde(default)]
+    pub snapshots: u64,
     /// Additions to v1 since its first files: 1 for the per-row `host`,
-    /// `boot_id` and the capture rows.
+    /// `boot_id` and the capture rows; 2 for the snapshot rows.
     #[serde(default)]
     pub schema_minor: u32,
 }
 
 /// The `schema_minor` this version writes.
-pub const SCHEMA_MINOR: u32 = 1;
+pub const SCHEMA_MINOR: u32 = 2;
 
 /// What every file of a capture says about how it was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,6 +307,7 @@ impl Metadata {
             lost_events,
             command: info.command.clone(),
             events: 0,
+            snapshots: 0,
             flows: 0,
             sorted: true,
             gaps: 0,

@@ -57,6 +57,8 @@ struct Current {
     writer: RecordingWriter,
     start_ktime: u64,
     lost_before: u64,
+    /// Socket snapshots taken for it: its start's, then its end's.
+    snapshots: u8,
 }
 
 impl Series {
@@ -123,8 +125,32 @@ impl Series {
             writer,
             start_ktime,
             lost_before,
+            snapshots: 0,
         });
         Ok(())
+    }
+
+    /// A file wants a snapshot of every socket as it starts, and another
+    /// before it is cut: by time, when its end falls before the capture's
+    /// next round (`next`); by size, from nine tenths of the size on.
+    pub fn snapshot_due(&self, next: u64) -> bool {
+        let Some(cur) = &self.current else {
+            return false;
+        };
+        let ending = || {
+            let r = &self.rotation;
+            r.every_ns
+                .is_some_and(|n| cur.start_ktime.saturating_add(n) <= next)
+                || r.bytes
+                    .is_some_and(|b| cur.writer.size_estimate() >= b - b / 10)
+        };
+        cur.snapshots == 0 || cur.snapshots == 1 && ending()
+    }
+
+    pub fn snapshot_taken(&mut self) {
+        if let Some(cur) = &mut self.current {
+            cur.snapshots = (cur.snapshots + 1).min(2);
+        }
     }
 
     /// Writes a round's events, cutting files inside it where a time or size

@@ -119,6 +119,8 @@ pub struct RecordingWriter {
     /// The cgroups of the flows in the file.
     cgroups: HashSet<u64>,
     events: u64,
+    /// Rows of kind `snapshot` (not events).
+    snapshots: u64,
     last_ktime: u64,
     sorted: bool,
     /// Per open flow, the congestion state its last event left it in.
@@ -204,6 +206,7 @@ impl RecordingWriter {
             flows: HashSet::new(),
             cgroups: HashSet::new(),
             events: 0,
+            snapshots: 0,
             last_ktime: 0,
             sorted: true,
             ca_state: HashMap::new(),
@@ -262,6 +265,13 @@ impl RecordingWriter {
                     self.breaks.kernel_gaps += 1;
                 }
             }
+            // An observation of the state: one that differs from where the
+            // flow's last row left it is a transition without an event.
+            Change::Snapshot { ca, .. } => {
+                if self.ca_state.insert(e.flow, ca).is_some_and(|prev| prev != ca) {
+                    self.breaks.gaps += 1;
+                }
+            }
             Change::Tcp { new, .. } if new == TcpState::CLOSE => {
                 self.ca_state.remove(&e.flow);
             }
@@ -290,7 +300,10 @@ impl RecordingWriter {
             }
             self.sorted &= e.ktime_ns >= self.last_ktime;
             self.last_ktime = e.ktime_ns;
-            self.events += 1;
+            match e.change {
+                Change::Snapshot { .. } => self.snapshots += 1,
+                _ => self.events += 1,
+            }
             if self.cols.rows == BATCH_ROWS {
                 self.flush()?;
             }
@@ -350,6 +363,7 @@ impl RecordingWriter {
 
     fn complete(&mut self, mut meta: Metadata) -> Result<u64> {
         meta.events = self.events;
+        meta.snapshots = self.snapshots;
         meta.flows = self.flows.len() as u64;
         meta.sorted = self.sorted;
         meta.gaps = self.breaks.gaps;
