@@ -643,14 +643,16 @@ impl Engine {
         // A snapshot is what Full accounting knows of a flow at an instant:
         // it reads as a self-transition into the state it found (which
         // starts a timeline where it is the flow's first row, and is a
-        // mismatch where the flow was thought in another state). Between
-        // accounting, as the seed, times from events only.
-        let change = match change {
+        // mismatch where the flow was thought in another state), and the
+        // flow is known to have been in that state up to it, even where
+        // no tail follows its last event. Between accounting, as the seed,
+        // times from events only.
+        let (change, observed) = match change {
             Change::Snapshot { ca, .. } if self.led.cfg.accounting == Accounting::Full => {
-                Change::Ca { old: ca, new: ca }
+                (Change::Ca { old: ca, new: ca }, true)
             }
             Change::Snapshot { .. } => return,
-            c => c,
+            c => (c, false),
         };
         // Other TCP states do not move the arithmetic, and must not label a
         // flow: an active socket's `syn_sent` comes before its port is bound.
@@ -716,6 +718,9 @@ impl Engine {
             }
             Change::Tcp { new, .. } if new == TcpState::CLOSE => flow.on_close(key, t_ns, led),
             Change::Tcp { .. } | Change::Snapshot { .. } => {}
+        }
+        if observed {
+            flow.credit_open(key, t_ns.min(led.until), true, led);
         }
     }
 
@@ -1084,6 +1089,65 @@ mod tests {
         // and each capture's first change only starts its clock.
         let s = go(Accounting::Between, true);
         assert_eq!(ms(&s.windows[0], 1), Some(([0, 1000, 0, 1000, 0], 2)));
+    }
+
+    fn snap(ca: CaState) -> Change {
+        Change::Snapshot {
+            tcp: TcpState::ESTABLISHED,
+            ca,
+        }
+    }
+
+    /// Snapshots are observations: a flow seen only in snapshots is timed
+    /// in Full accounting (to its last snapshot without lifecycle events,
+    /// to the capture's end with them), and not at all in Between; one
+    /// that agrees with the flow's state changes nothing.
+    #[test]
+    fn snapshots_time_flows_that_never_change() {
+        let idle = [(5, 1, snap(Open)), (990, 1, snap(Open))];
+        let w = |s: &Summary| ms(&s.windows[0], 1);
+        let lc = run(cfg(Accounting::Full, true, None), &idle, 1000);
+        assert_eq!(w(&lc), Some(([1000, 0, 0, 0, 0], 0)));
+        assert_eq!(lc.mismatches, 0);
+        let no_lc = run(cfg(Accounting::Full, false, None), &idle, 1000);
+        assert_eq!(w(&no_lc), Some(([990, 0, 0, 0, 0], 0)));
+        let between = run(cfg(Accounting::Between, true, None), &idle, 1000);
+        assert_eq!(w(&between), None);
+
+        // A snapshot in Recovery between the two changes that bound it:
+        // the same table as without it, histogram included.
+        let changes = [
+            (100, 1, ca(Open, Recovery)),
+            (400, 1, ca(Recovery, Open)),
+        ];
+        let mut with_snap = changes.to_vec();
+        with_snap.insert(1, (250, 1, snap(Recovery)));
+        with_snap.insert(0, (5, 1, snap(Open)));
+        for accounting in [Accounting::Full, Accounting::Between] {
+            let plain = run(cfg(accounting, true, None), &changes, 1000);
+            let seen = run(cfg(accounting, true, None), &with_snap, 1000);
+            assert_eq!(w(&plain), w(&seen));
+            assert_eq!(hist(&plain.windows[0], Recovery), hist(&seen.windows[0], Recovery));
+            assert_eq!(hist(&seen.windows[0], Recovery), vec![(9, 1)]);
+        }
+    }
+
+    /// A snapshot that finds the flow in another state than its events
+    /// left it is a mismatch: the time since the last change is credited
+    /// to nobody, and the flow is in the snapshot's state from then on.
+    #[test]
+    fn a_snapshot_that_disagrees_is_a_mismatch() {
+        let ev = [
+            (100, 1, ca(Open, Recovery)),
+            (300, 1, snap(Loss)),
+            (500, 1, ca(Loss, Open)),
+        ];
+        let s = run(cfg(Accounting::Full, true, None), &ev, 1000);
+        // Open [0,100) and [500,1000); recovery unknown after 100; loss
+        // [300,500), its start not seen, so no loss sample.
+        assert_eq!(ms(&s.windows[0], 1), Some(([600, 0, 0, 0, 200], 2)));
+        assert_eq!(s.mismatches, 1);
+        assert_eq!(hist(&s.windows[0], Loss), vec![]);
     }
 
     #[test]

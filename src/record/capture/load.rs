@@ -666,6 +666,7 @@ mod tests {
                         "on_inet_sock_set_state",
                         ACCEPT4_PROG,
                         ACCEPT_PROG,
+                        SNAPSHOT_PROG,
                     ]
                     .contains(&name.as_str()),
                 "{name} belongs to no attach mode"

@@ -343,6 +343,7 @@ mod tests {
             lost_events: 0,
             command: "c".into(),
             events: 0,
+            snapshots: 4,
             flows: 0,
             sorted: true,
             gaps: 0,
