@@ -59,6 +59,16 @@
 --   --accounting between an `established` still counts as the flow's event
 --   of its capture -- it starts a segment and labels a new flow -- but moves
 --   nothing.)
+-- * Snapshot rows (Full accounting only; with --accounting between they are
+--   ignored entirely) count as ca_state events that are self-transitions
+--   into the congestion state they found (their new_state), and credit the
+--   period in progress up to them: the flow was seen in that state then, so
+--   a period is credited in slices that end at its snapshots, and the time
+--   up to a flow's last snapshot counts even without a tail. A snapshot is
+--   never a change; one that finds the flow in another state than it was
+--   in is a mismatch, as an event is. A head is never discarded once a
+--   snapshot followed (or was) the segment's first event: the socket was
+--   seen to exist.
 -- * The flow's addresses are those of its first counted event (per flow).
 -- * The state a flow is in ("cur") before an event: the new_state of the
 --   segment's last ca_state event before it; none after a `close` (or
@@ -192,11 +202,14 @@ captures AS (
 ev AS (
     SELECT f.boot_id, f.capture_no, e.flow, e.family, e.saddr, e.sport, e.daddr, e.dport,
            e.ktime_ns::BIGINT + f.boot_offset AS t,
-           e.kind = 'ca_state'                                     AS is_ca,
+           e.kind IN ('ca_state', 'snapshot')                      AS is_ca,
+           e.kind = 'snapshot'                                     AS is_snap,
            e.kind = 'tcp_state' AND e.new_state = 'close'          AS is_close,
            e.kind = 'tcp_state' AND e.new_state = 'established'
                AND d.full_acc                                      AS is_est,
-           e.old_state, e.new_state,
+           -- a snapshot reads as a self-transition into the state it found
+           CASE WHEN e.kind = 'snapshot' THEN e.new_state ELSE e.old_state END AS old_state,
+           e.new_state,
            row_number() OVER (
                PARTITION BY f.boot_id, e.flow
                ORDER BY f.capture_no, e.ktime_ns, f.file_start_ns, f.filename,
@@ -211,6 +224,7 @@ ev AS (
     JOIN files_in_captures f USING (filename)
     CROSS JOIN dataset d
     WHERE e.kind = 'ca_state'
+       OR (e.kind = 'snapshot' AND d.full_acc)
        OR (e.kind = 'tcp_state' AND e.new_state IN ('established', 'close'))
 ),
 -- Births: a socket's `syn_sent` (active open) or `syn_recv` (passive
@@ -234,6 +248,7 @@ ctx AS (
                           CASE WHEN is_ca THEN new_state ELSE '' END END IGNORE NULLS) OVER w AS anchor_state,
            max(CASE WHEN is_est THEN seq END) OVER w AS last_est_seq,
            first_value(is_ca) OVER s     AS seg_first_is_ca,
+           first_value(is_snap) OVER s   AS seg_first_is_snap,
            first_value(old_state) OVER s AS seg_first_old,
            first_value(new_state) OVER s AS seg_first_new,
            coalesce(bool_or(is_close) OVER (
@@ -260,7 +275,7 @@ cur AS (
 -- seg_reused: the flow was closed before the segment began (no head).
 head_end AS (
     SELECT *,
-           min(CASE WHEN seg_seq > 1 AND (is_est OR is_close OR
+           min(CASE WHEN seg_seq > 1 AND (is_est OR is_close OR is_snap OR
                         (is_ca AND NOT (old_state = seg_first_old
                                         AND new_state = seg_first_old)))
                     THEN seq END)
@@ -311,7 +326,7 @@ classified AS (
            -- head pending until g_seq, and g_seq is an `established`: discarded
            -- (never when born before: the birth bounded the head already)
            (has_head AND born_t IS NULL AND seg_first_old = seg_first_new
-                AND g_seq IS NOT NULL
+                AND NOT seg_first_is_snap AND g_seq IS NOT NULL
                 AND max(CASE WHEN seq = g_seq AND is_est THEN 1 ELSE 0 END)
                         OVER (PARTITION BY boot_id, flow, capture_no) = 1) AS head_discarded,
            is_ca AND cur_before IS NOT NULL AND old_state <> cur_before AS is_mismatch,
@@ -353,30 +368,51 @@ timed AS (
            max(CASE WHEN begins THEN begin_t END) OVER (
                PARTITION BY boot_id, flow, capture_no ORDER BY seq
                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS period_start_after,
+           max(CASE WHEN is_snap THEN t END) OVER (
+               PARTITION BY boot_id, flow, capture_no ORDER BY seq
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS snap_before,
+           max(CASE WHEN is_snap THEN t END) OVER (
+               PARTITION BY boot_id, flow, capture_no ORDER BY seq
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS snap_until,
            seq = max(seq) OVER (PARTITION BY boot_id, flow, capture_no) AS is_seg_last
     FROM periods
+),
+-- A snapshot credits the period in progress up to it: what follows it is
+-- credited from there (credit_from before the row, credit_from_after
+-- after it; a snapshot from an earlier period is older than the period).
+sliced AS (
+    SELECT *,
+           greatest(period_start, coalesce(snap_before, period_start))           AS credit_from,
+           greatest(period_start_after, coalesce(snap_until, period_start_after)) AS credit_from_after
+    FROM timed
 ),
 -- Every credited interval [from, to) in a state.
 credits AS (
     -- a change ends the period in cur (both modes)
-    SELECT boot_id, flow, cur_before AS state, period_start AS c_from, t AS c_to,
+    SELECT boot_id, flow, cur_before AS state, credit_from AS c_from, t AS c_to,
            start_ns
-    FROM timed WHERE is_change_from_cur
+    FROM sliced WHERE is_change_from_cur
     UNION ALL
     -- a close ends the period in progress (Full)
-    SELECT boot_id, flow, cur_before, period_start, t, start_ns
-    FROM timed WHERE is_close AND full_acc AND cur_before IS NOT NULL
+    SELECT boot_id, flow, cur_before, credit_from, t, start_ns
+    FROM sliced WHERE is_close AND full_acc AND cur_before IS NOT NULL
+    UNION ALL
+    -- a snapshot: the period in progress, since its start (a birth for a
+    -- born socket's first row) or the last snapshot, up to it (Full)
+    SELECT boot_id, flow, cur_after,
+           greatest(period_start_after, coalesce(snap_before, period_start_after)), t, start_ns
+    FROM sliced WHERE is_snap AND cur_after IS NOT NULL
     UNION ALL
     -- tail: the state after the segment's last event, up to the end of the
     -- segment's own capture (Full, and that capture has lifecycle events)
-    SELECT boot_id, flow, cur_after, period_start_after, tail_end_ns, start_ns
-    FROM timed WHERE is_seg_last AND full_acc AND tail_lifecycle AND cur_after IS NOT NULL
+    SELECT boot_id, flow, cur_after, credit_from_after, tail_end_ns, start_ns
+    FROM sliced WHERE is_seg_last AND full_acc AND tail_lifecycle AND cur_after IS NOT NULL
     UNION ALL
     -- head: before the segment's first event, in its old state, from the
     -- start of the segment's capture (Full; credited even when still
     -- pending at the segment's end)
     SELECT boot_id, flow, old_state, head_from_ns, t, start_ns
-    FROM timed WHERE seg_seq = 1 AND has_head AND NOT head_discarded
+    FROM sliced WHERE seg_seq = 1 AND has_head AND NOT head_discarded
 ),
 -- Clipped to the data set's start; empty intervals credit nothing.
 credited AS (

@@ -340,6 +340,10 @@ def tcp(ms, flow, old, new, port=None, fam=4):
     return ev(ms, flow, "tcp_state", old, new, port, fam)
 
 
+def snap(ms, flow, ca_state, port=None, fam=4, tcp_state="established"):
+    return ev(ms, flow, "snapshot", tcp_state, ca_state, port, fam)
+
+
 def ev(ms, flow, kind, old, new, port, fam):
     sport = 40000 + flow % 1000 if port is None else port
     a, b = ("10.0.0.1", "10.0.0.2") if fam == 4 else ("fd00::1", "fd00::2")
@@ -392,6 +396,30 @@ HANDMADE = [
     tcp(2000, 113, *EST), ca(2500, 113, "cwr", "cwr"), ca(3000, 113, "cwr", "open"),
     # 114: only self-transitions, never established: head and tail
     ca(2000, 114, "open", "open"), ca(3000, 114, "open", "open"),
+    # 120-127: snapshot rows (old_state the TCP state, new_state the
+    # congestion state), read by full accounting only
+    # 120: seen only in snapshots, at the start and end
+    snap(1010, 120, "open"), snap(9990, 120, "open"),
+    # 121: a snapshot that agrees, inside a period: the table is unchanged
+    snap(1010, 121, "open"), ca(3000, 121, "open", "recovery"),
+    snap(4000, 121, "recovery"), ca(5000, 121, "recovery", "open"),
+    # 122: a snapshot that disagrees: a mismatch, and its state from then on
+    tcp(2000, 122, *EST), ca(3000, 122, "open", "disorder"), snap(4000, 122, "loss"),
+    ca(6000, 122, "loss", "open"),
+    # 123: a snapshot first, then an established: the head is kept
+    snap(2000, 123, "open"), tcp(3000, 123, *EST),
+    # 124: a passive child's self-transition, a snapshot, then established:
+    # the snapshot saw it, so the head is kept too
+    ca(2000, 124, "open", "open"), snap(2500, 124, "open"), tcp(3000, 124, *EST),
+    # 125: born in the capture, seen in syn_sent by a snapshot, established
+    tcp(2000, 125, "close", "syn_sent", port=0), snap(2100, 125, "open", tcp_state="syn_sent"),
+    tcp(2200, 125, "syn_sent", "established"),
+    # 126: a snapshot after a close and reuse, then more snapshots
+    ca(2000, 126, "open", "cwr"), tcp(3000, 126, *CLOSE), snap(4000, 126, "open"),
+    snap(5000, 126, "open"),
+    # 127: a snapshot at the same instant as a change, after it (seq order)
+    ca(2000, 127, "open", "disorder"), snap(2000, 127, "disorder"),
+    ca(2500, 127, "disorder", "open"),
 ]
 
 
@@ -451,7 +479,23 @@ def test_handmade_values_pinned_by_hand(handmade):
     # 110: born at its syn_sent (2000), not at its established (2001): open
     # 2000-2500, disorder 2500-2600, open to 10000
     assert full[110] == (500 + 7400, 100, 0, 0, 0, 2)
+    # 120: head 1000-1010, open to the last snapshot and the tail to 10000
+    assert full[120] == (9000, 0, 0, 0, 0, 0)
+    assert full[121] == (7000, 0, 0, 2000, 0, 2)
+    # 122: open from its established at 2000 to 3000, disorder 3000-4000 to
+    # nobody (a mismatch at the snapshot), loss 4000-6000, open 6000-10000
+    assert full[122] == (1000 + 4000, 0, 0, 0, 2000, 2)
+    assert full[123] == (9000, 0, 0, 0, 0, 0)
+    assert full[124] == (9000, 0, 0, 0, 0, 0)
+    # 125: from its birth at 2000
+    assert full[125] == (8000, 0, 0, 0, 0, 0)
+    # 126: head 1000-2000, cwr 2000-3000; after the close, open 4000-10000
+    assert full[126] == (1000 + 6000, 0, 1000, 0, 0, 1)
+    assert full[127] == (1000 + 7500, 500, 0, 0, 0, 2)
     between = {f: ms_of(r) for f, r in run_analyze_rows(handmade, "between").items()}
+    # snapshots are not read: flow 120 has none, 121 is its changes
+    assert 120 not in between and 123 not in between
+    assert between[121] == (0, 0, 0, 2000, 0, 1)
     assert between[101] == (1000, 0, 1000, 0, 0, 2)
     # between ignores established: 3000 starts the clock (and, as in BCC, is
     # not a change)
