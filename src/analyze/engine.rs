@@ -1116,10 +1116,7 @@ mod tests {
 
         // A snapshot in Recovery between the two changes that bound it:
         // the same table as without it, histogram included.
-        let changes = [
-            (100, 1, ca(Open, Recovery)),
-            (400, 1, ca(Recovery, Open)),
-        ];
+        let changes = [(100, 1, ca(Open, Recovery)), (400, 1, ca(Recovery, Open))];
         let mut with_snap = changes.to_vec();
         with_snap.insert(1, (250, 1, snap(Recovery)));
         with_snap.insert(0, (5, 1, snap(Open)));
@@ -1127,7 +1124,10 @@ mod tests {
             let plain = run(cfg(accounting, true, None), &changes, 1000);
             let seen = run(cfg(accounting, true, None), &with_snap, 1000);
             assert_eq!(w(&plain), w(&seen));
-            assert_eq!(hist(&plain.windows[0], Recovery), hist(&seen.windows[0], Recovery));
+            assert_eq!(
+                hist(&plain.windows[0], Recovery),
+                hist(&seen.windows[0], Recovery)
+            );
             assert_eq!(hist(&seen.windows[0], Recovery), vec![(9, 1)]);
         }
     }

@@ -84,7 +84,9 @@ impl<W: Write> Sink for LiveSink<'_, W> {
     }
 
     fn snapshot_due(&self, next: u64) -> bool {
-        self.recording.as_ref().is_some_and(|r| r.snapshot_due(next))
+        self.recording
+            .as_ref()
+            .is_some_and(|r| r.snapshot_due(next))
     }
 
     fn snapshot_taken(&mut self) {

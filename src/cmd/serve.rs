@@ -85,7 +85,9 @@ impl Sink for ServeSink<'_> {
     }
 
     fn snapshot_due(&self, next: u64) -> bool {
-        self.recording.as_ref().is_some_and(|r| r.snapshot_due(next))
+        self.recording
+            .as_ref()
+            .is_some_and(|r| r.snapshot_due(next))
     }
 
     fn snapshot_taken(&mut self) {

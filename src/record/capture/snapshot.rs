@@ -36,7 +36,10 @@ pub struct Snapshots {
 impl Snapshots {
     pub fn new(only: Option<u32>) -> Result<Snapshots> {
         let own = File::open(OWN_NETNS).map_err(|e| Error::io(Path::new(OWN_NETNS), e))?;
-        let own_ino = own.metadata().map_err(|e| Error::io(Path::new(OWN_NETNS), e))?.ino();
+        let own_ino = own
+            .metadata()
+            .map_err(|e| Error::io(Path::new(OWN_NETNS), e))?
+            .ino();
         Ok(Snapshots { own, own_ino, only })
     }
 
@@ -117,7 +120,11 @@ fn namespaces() -> BTreeMap<u64, PathBuf> {
         }
     }
     for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if e.file_name().as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+        if e.file_name()
+            .as_encoded_bytes()
+            .iter()
+            .all(u8::is_ascii_digit)
+        {
             add(e.path().join("ns/net"));
         }
     }

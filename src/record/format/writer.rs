@@ -268,7 +268,11 @@ impl RecordingWriter {
             // An observation of the state: one that differs from where the
             // flow's last row left it is a transition without an event.
             Change::Snapshot { ca, .. } => {
-                if self.ca_state.insert(e.flow, ca).is_some_and(|prev| prev != ca) {
+                if self
+                    .ca_state
+                    .insert(e.flow, ca)
+                    .is_some_and(|prev| prev != ca)
+                {
                     self.breaks.gaps += 1;
                 }
             }
