@@ -15,4 +15,5 @@ mod record;
 mod report;
 mod schema;
 mod series;
+mod snapshot;
 mod util;

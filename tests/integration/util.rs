@@ -273,8 +273,7 @@ impl Drop for Recorder {
     }
 }
 
-/// One event of a recording (a row other than the capture rows), as the
-/// test reads it.
+/// One row of a recording, as the test reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ev {
     pub time: i64,
@@ -298,7 +297,18 @@ pub struct Ev {
     pub comm: String,
 }
 
+/// The events of a recording: neither the capture rows that open and
+/// close each file nor the snapshot rows.
 pub fn read_events(path: &Path) -> Vec<Ev> {
+    read_rows(path, |kind| kind != "capture" && kind != "snapshot")
+}
+
+/// The snapshot rows of a recording.
+pub fn read_snapshots(path: &Path) -> Vec<Ev> {
+    read_rows(path, |kind| kind == "snapshot")
+}
+
+fn read_rows(path: &Path, keep: impl Fn(&str) -> bool) -> Vec<Ev> {
     let f = File::open(path).expect("recording exists");
     let reader = ParquetRecordBatchReaderBuilder::try_new(f)
         .expect("parquet")
@@ -333,8 +343,7 @@ pub fn read_events(path: &Path) -> Vec<Ev> {
         let (seq, kernel_gap) = (b.column_by_name("seq"), b.column_by_name("kernel_gap"));
         let (pid, comm) = (b.column_by_name("pid"), b.column_by_name("comm"));
         for i in 0..b.num_rows() {
-            // The rows that open and close each file's capture are not events.
-            if kind.as_string::<i32>().value(i) == "capture" {
+            if !keep(kind.as_string::<i32>().value(i)) {
                 continue;
             }
             out.push(Ev {
