@@ -21,7 +21,9 @@ Measured:
   5. effect on the traced workload: lab throughput with and without record,
      alternating repetitions;
   6. the HTML report of a 10-minute, million-event capture: page size and
-     time, next to analyze of the same file.
+     time, next to analyze of the same file;
+  7. socket snapshots with 10,000 idle connections in a namespace: time per
+     snapshot next to `ss` listing the same sockets, and bytes per row.
 """
 import json
 import os
@@ -43,7 +45,7 @@ FLOWS = int(os.environ.get("BENCH_FLOWS", "2000"))
 CACHE = Path(os.environ.get("BENCH_CACHE", "target/bench"))
 # A subset while working on one figure, e.g. BENCH_PARTS=cost (BENCHMARKS.md
 # is then not rewritten).
-PARTS = os.environ.get("BENCH_PARTS", "cost,pipeline,analyze,size,load,report").split(",")
+PARTS = os.environ.get("BENCH_PARTS", "cost,pipeline,analyze,size,load,report,snapshot").split(",")
 out_lines = []
 
 
@@ -408,6 +410,86 @@ def workload_effect(pairs=PAIRS):
     say()
 
 
+IDLE_SIDE = """
+import resource, socket, sys
+n, port, role = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+resource.setrlimit(resource.RLIMIT_NOFILE, (n + 100, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+keep = []
+if role == "server":
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port)); s.listen(4096)
+    print("ready", flush=True)
+    while len(keep) < n:
+        keep.append(s.accept()[0])
+else:
+    for _ in range(n):
+        keep.append(socket.create_connection(("127.0.0.1", port)))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def idle_connections(ns, n, port=7300):
+    """n connected pairs in `ns` that send nothing: a server and a client
+    process of n descriptors each (within the hard limit of one)."""
+    side = lambda role: subprocess.Popen(  # noqa: E731
+        ["ip", "netns", "exec", ns, "python3", "-c", IDLE_SIDE, str(n), str(port), role],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    server = side("server")
+    assert server.stdout.readline().strip() == "ready"
+    client = side("client")
+    for p in (client, server):
+        assert p.stdout.readline().strip() == "ready"
+    return [server, client]
+
+
+def snapshot_cost(conns=10_000, reps=3):
+    say("## 7. Socket snapshots")
+    say()
+    say(f"A namespace with {conns:,} idle connections ({2 * conns:,} sockets), and the same namespace "
+        "empty. `record --netns NS --duration 2` takes the capture's start and end snapshots (each "
+        "file's, in a series); the longest of them, from the namespace scan to the last row read, as "
+        "record reports it, next to `ss -tan` listing the same namespace's sockets (netlink "
+        f"inet_diag), {reps} runs each, median (min-max). Bytes per row: the file's size over the "
+        "empty namespace's, per snapshot row. The tracepoint programs are not involved: a snapshot "
+        "runs in record's own thread, twice per file.")
+    say()
+    say("| sockets | snapshot ms | ss -tan ms | snapshot / ss | rows per snapshot | bytes per row |")
+    say("|---:|---:|---:|---:|---:|---:|")
+    with Lab("snap") as lab, tempfile.TemporaryDirectory() as tmp:
+        path = f"/var/run/netns/{lab.ns}"
+        base_size = None
+        for n in (0, conns):
+            procs = idle_connections(lab.ns, n) if n else []
+            try:
+                snap, listing, rows, size = [], [], 0, 0
+                for r in range(reps):
+                    out = f"{tmp}/s{n}-{r}.parquet"
+                    err = subprocess.run([BIN, "record", "-o", out, "--netns", path, "--duration", "2", "-v"],
+                                         check=True, text=True, capture_output=True).stderr
+                    m = re.search(r"socket snapshots: (\d+) taken, (\d+) rows, the longest ([\d.]+) ms", err)
+                    if not m:
+                        sys.exit(f"bench: no snapshot line from record: {err}")
+                    snap.append(float(m.group(3)))
+                    rows = int(m.group(2)) // int(m.group(1))
+                    size = os.path.getsize(out)
+                    t0 = time.monotonic()
+                    sh("ip", "netns", "exec", lab.ns, "ss", "-tanH")
+                    listing.append((time.monotonic() - t0) * 1e3)
+            finally:
+                for p in procs:
+                    p.stdin.close()
+                    p.wait()
+            base_size = size if base_size is None else base_size
+
+            def spread(v):
+                return f"{statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f})"
+            per_row = f"{(size - base_size) / (2 * rows):.1f}" if n and rows else ""
+            ratio = statistics.median(snap) / statistics.median(listing)
+            say(f"| {2 * n:,} | {spread(snap)} | {spread(listing)} | {ratio:.2f}x | {rows:,} | {per_row} |")
+    say()
+
+
 def main():
     os.chdir(Path(__file__).resolve().parent.parent)
     for b in (BIN, FLOOR, SYNTH):
@@ -430,6 +512,8 @@ def main():
         workload_effect()
     if "report" in PARTS:
         report_page()
+    if "snapshot" in PARTS:
+        snapshot_cost()
     # Last: it loads a recording into this process, and a child's peak RSS
     # counts its parent's pages up to its exec (fork or vfork alike), which
     # would inflate every figure measured after it.

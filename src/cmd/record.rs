@@ -176,6 +176,12 @@ impl Recording {
             stats.lost_events(),
             loss_detail(&stats)
         ));
+        if stats.snapshot_unreachable > 0 {
+            messages::say(format_args!(
+                "the socket snapshots left out {} network namespace(s) that record could not enter (setns needs CAP_SYS_ADMIN): their sockets' events are recorded, their idle sockets are not",
+                stats.snapshot_unreachable
+            ));
+        }
         if stats.bpf_run_ns > 0 && stats.bpf_runs > 0 {
             messages::say(cost_line(&stats, w.events));
         }
@@ -279,7 +285,16 @@ pub fn run(plan: &Plan) -> Result<()> {
         bar.finish_and_clear();
     }
     super::show_libbpf_log(plan.verbose);
-    sink.rec.end(outcome).map(drop)
+    let stats = sink.rec.end(outcome)?;
+    if plan.verbose {
+        messages::say(format_args!(
+            "socket snapshots: {} taken, {} rows, the longest {:.1} ms",
+            stats.snapshots,
+            stats.snapshot_rows,
+            stats.snapshot_max_ns as f64 / 1e6
+        ));
+    }
+    Ok(())
 }
 
 /// The programs' in-kernel cost per run (all events divided by those
