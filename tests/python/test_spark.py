@@ -127,7 +127,8 @@ def test_every_file_opens_and_closes_with_its_capture_rows(series):
         start = json.loads(t.column("capture")[0].as_py())
         assert start["start_ktime_ns"] == footer["start_ktime_ns"] == t.column("ktime_ns")[0].as_py()
         assert t.column("ktime_ns")[t.num_rows - 1].as_py() == footer["end_ktime_ns"]
-        assert footer["events"] == t.num_rows - 2
+        assert footer["events"] + footer["snapshots"] == t.num_rows - 2
+        assert footer["snapshots"] == kinds.count("snapshot")
         assert set(t.column("capture").to_pylist()[1:-1]) <= {""}
 
 

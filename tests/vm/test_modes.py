@@ -54,6 +54,13 @@ echo 1 > /proc/sys/kernel/bpf_stats_enabled
 $tcpcong doctor > /out/doctor.txt || true
 /lab/lab.sh up vmlab --loss 2 --ecn 1
 ino=$(/lab/lab.sh inode vmlab)
+# An idle pair, connected before the capture: in its start and end snapshots.
+# (nc closes its end when its stdin ends: each gets one that does not.)
+sleep 600 | ip netns exec vmlab nc -l -p 7100 > /dev/null &
+listener=$!
+sleep 0.5
+sleep 600 | ip netns exec vmlab nc 127.0.0.1 7100 &
+idle=$!
 pids=()
 for mode in @MODES@; do
   $tcpcong record --attach "$mode" --netns "$ino" -o "/out/$mode.parquet" 2> "/out/$mode.stderr" &
@@ -72,6 +79,7 @@ wait $traffic
 /lab/lab.sh nstat vmlab > /out/netstat.after
 kill -INT "${pids[@]}"
 wait "${pids[@]}"
+kill "$idle" "$listener" 2> /dev/null || true
 @EXTRA@
 /lab/lab.sh down vmlab
 """
@@ -129,8 +137,11 @@ class Recording:
         assert self.path.exists(), f"{mode}: no recording; stderr:\n{self.stderr}"
         f = pq.ParquetFile(self.path)
         self.meta = json.loads(f.metadata.metadata[b"tcpcong"])
-        # The events: every row but the two that open and close the capture.
-        self.rows = [r for r in f.read().to_pylist() if r["kind"] != "capture"]
+        rows = f.read().to_pylist()
+        # The events: not the two rows that open and close the capture, nor
+        # the sockets' snapshots.
+        self.rows = [r for r in rows if r["kind"] not in ("capture", "snapshot")]
+        self.snapshots = [r for r in rows if r["kind"] == "snapshot"]
         self.ca = [r for r in self.rows if r["kind"] == "ca_state"]
         a = subprocess.run(
             # Between observed changes only: each recorder started at its own
@@ -198,6 +209,12 @@ def check_recording(rec, counter_delta, uncounted=0):
     calls the kernel skipped without counting them (kprobes before 6.7)."""
     skipped = rec_skips(rec.stderr)
     assert rec.meta["lost_events"] == skipped, rec.stderr
+    # The snapshot program ran in this mode on this kernel: the idle pair,
+    # both ends, at the capture's start and end.
+    assert rec.meta["snapshots"] == len(rec.snapshots)
+    idle = [r for r in rec.snapshots if 7100 in (r["sport"], r["dport"])]
+    assert len({r["flow"] for r in idle}) == 2 and len(idle) >= 4, (rec.mode, idle)
+    assert {(r["old_state"], r["new_state"]) for r in idle} == {("established", "open")}
     skipped += uncounted
     assert len(rec.ca) > 0, f"{rec.mode}: no transitions"
     states = {r["new_state"] for r in rec.ca}
