@@ -4,10 +4,11 @@
 -- Reproduces `tcpcong analyze FILES --all --format json --accounting MODE`
 -- (no interval, no --since/--until, no port or flow filters): one row per
 -- flow with flow, family, saddr, sport, daddr, dport, open_ns, disorder_ns,
--- cwr_ns, recovery_ns, loss_ns (integer nanoseconds) and changes. Two extra
--- columns that the JSON output does not have: boot_id (flows are keyed by
--- (boot_id, flow): socket cookies are unique per boot only) and mismatches
--- (events whose old state was not the state the flow was in: lost events).
+-- cwr_ns, recovery_ns, loss_ns (integer nanoseconds), changes, host and
+-- boot_id (flows are keyed by (host, boot_id, flow): socket cookies are
+-- unique per boot only), and mismatches, which the JSON output does not
+-- have (events whose old state was not the state the flow was in: lost
+-- events).
 --
 -- Parameters (DuckDB variables, DuckDB >= 1.1):
 --
@@ -27,7 +28,8 @@
 -- * Clock. All files of one boot share one clock: wall time = ktime_ns +
 --   the clock_offset_ns of that boot's first file in path order (as analyze
 --   does), so files of one boot keep exact ktime order. A file's span is
---   [start_ktime_ns, end_ktime_ns] + that offset (`tcpcong` footer metadata).
+--   [start_ktime_ns, end_ktime_ns] + that offset (the `tcpcong` metadata object: the
+--   file's end row, which survives a rewrite, or its Parquet footer).
 -- * Data set. start = min file start, end = max file end, over all files.
 --   The start clips every credited interval and every change and mismatch
 --   (events before it set state only).
@@ -133,14 +135,28 @@
 -- timed before the end of the flow's previous capture.
 
 WITH
--- One row per file: its `tcpcong` metadata object (Parquet footer).
+-- One row per file: its `tcpcong` metadata object, from the file's own end
+-- row (kind 'capture', schema_minor 1 and later: what survives a rewrite by
+-- another engine) or, in older files, from the Parquet footer.
+in_band AS (
+    SELECT filename, capture::JSON AS m
+    -- (by name: older files have no capture column, which reads as NULL)
+    FROM (SELECT NULL::VARCHAR AS capture WHERE false
+          UNION ALL BY NAME
+          SELECT * FROM read_parquet(getvariable('tcpcong_files'), filename = true,
+                                     union_by_name = true))
+    WHERE kind = 'capture' AND new_state = 'end'
+),
 file_meta AS (
-    SELECT file_name AS filename, decode(value)::JSON AS m
+    SELECT * FROM in_band
+    UNION ALL
+    SELECT file_name, decode(value)::JSON
     FROM parquet_kv_metadata(getvariable('tcpcong_files'))
-    WHERE decode(key) = 'tcpcong'
+    WHERE decode(key) = 'tcpcong' AND file_name NOT IN (SELECT filename FROM in_band)
 ),
 files AS (
     SELECT filename,
+           m ->> 'hostname'                      AS host,
            m ->> 'boot_id'                       AS boot_id,
            (m ->> 'start_ktime_ns')::BIGINT       AS start_ktime_ns,
            (m ->> 'end_ktime_ns')::BIGINT         AS end_ktime_ns,
@@ -154,7 +170,7 @@ boots AS (
     FROM files GROUP BY boot_id
 ),
 files_on_timeline AS (
-    SELECT f.filename, f.boot_id, f.lifecycle, b.boot_offset,
+    SELECT f.filename, f.host, f.boot_id, f.lifecycle, b.boot_offset,
            f.start_ktime_ns + b.boot_offset AS file_start_ns,
            f.end_ktime_ns + b.boot_offset   AS file_end_ns
     FROM files f JOIN boots b USING (boot_id)
@@ -200,7 +216,7 @@ captures AS (
 -- The events the engine reacts to, numbered per flow in feeding order
 -- (seq) and per segment, i.e. per flow and capture (seg_seq).
 ev AS (
-    SELECT f.boot_id, f.capture_no, e.flow, e.family, e.saddr, e.sport, e.daddr, e.dport,
+    SELECT f.host, f.boot_id, f.capture_no, e.flow, e.family, e.saddr, e.sport, e.daddr, e.dport,
            e.ktime_ns::BIGINT + f.boot_offset AS t,
            e.kind IN ('ca_state', 'snapshot')                      AS is_ca,
            e.kind = 'snapshot'                                     AS is_snap,
@@ -432,6 +448,7 @@ time_per_flow AS (
 ),
 counts_per_flow AS (
     SELECT boot_id, flow,
+           any_value(host) AS host,
            any_value(family) FILTER (WHERE seq = 1) AS family,
            any_value(saddr)  FILTER (WHERE seq = 1) AS saddr,
            any_value(sport)  FILTER (WHERE seq = 1) AS sport,
@@ -451,6 +468,7 @@ SELECT c.flow, c.family, c.saddr, c.sport, c.daddr, c.dport,
        coalesce(d.recovery_ns, 0) AS recovery_ns,
        coalesce(d.loss_ns, 0)     AS loss_ns,
        c.changes,
+       c.host,
        c.boot_id,
        c.mismatches
 FROM counts_per_flow c
