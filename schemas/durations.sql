@@ -1,5 +1,6 @@
 -- durations.sql — per-flow congestion-state dwell times from raw tcpcong
--- recordings (event schema v1), in DuckDB SQL.
+-- recordings (event schema v1), in the SQL that DuckDB (>= 1.1) and Spark
+-- SQL (>= 3.5) both run: one query, two engines.
 --
 -- Reproduces `tcpcong analyze FILES --all --format json --accounting MODE`
 -- (no interval, no --since/--until, no port or flow filters): one row per
@@ -10,13 +11,28 @@
 -- have (events whose old state was not the state the flow was in: lost
 -- events).
 --
--- Parameters (DuckDB variables, DuckDB >= 1.1):
+-- It reads two views, and nothing but the rows (no Parquet footer):
 --
---   SET VARIABLE tcpcong_files = 'recordings/*.parquet';  -- a file, a glob,
---                                  -- or a list: ['a.parquet', 'b.parquet']
---   SET VARIABLE tcpcong_accounting = 'full';             -- or 'between'
---   .read schemas/durations.sql                           -- (CLI; from Python:
---                                  -- con.sql(open('schemas/durations.sql').read()))
+--   tcpcong_rows    every row of the recordings, with `filename` (the
+--                   file's path) and `file_row_number` (the row's index in
+--                   its file);
+--   tcpcong_params  one row: `accounting`, 'full' or 'between'.
+--
+-- DuckDB: durations-duckdb.sql makes them from variables (see there):
+--
+--   SET VARIABLE tcpcong_files = 'recordings/**/*.parquet';
+--   SET VARIABLE tcpcong_accounting = 'full';
+--   .read schemas/durations-duckdb.sql
+--   .read schemas/durations.sql
+--
+-- Spark (pyspark; Parquet's row index is `_metadata.row_index`):
+--
+--   rows = spark.read.parquet("s3://bucket/tcpcong/")   # hive partitions too
+--   rows.select("*", F.col("_metadata.file_path").alias("filename"),
+--               F.col("_metadata.row_index").alias("file_row_number")) \
+--       .createOrReplaceTempView("tcpcong_rows")
+--   spark.sql("SELECT 'full' AS accounting").createOrReplaceTempView("tcpcong_params")
+--   table = spark.sql(open("schemas/durations.sql").read())
 --
 -- `analyze DIR` reads every *.parquet below DIR except hidden files; the
 -- equivalent glob is 'DIR/**/*.parquet' (in-progress files are named
@@ -136,37 +152,25 @@
 
 WITH
 -- One row per file: its `tcpcong` metadata object, from the file's own end
--- row (kind 'capture', schema_minor 1 and later: what survives a rewrite by
--- another engine) or, in older files, from the Parquet footer.
-in_band AS (
-    SELECT filename, capture::JSON AS m
-    -- (by name: older files have no capture column, which reads as NULL)
-    FROM (SELECT NULL::VARCHAR AS capture WHERE false
-          UNION ALL BY NAME
-          SELECT * FROM read_parquet(getvariable('tcpcong_files'), filename = true,
-                                     union_by_name = true))
-    WHERE kind = 'capture' AND new_state = 'end'
-),
+-- row (kind 'capture'), which survives a rewrite by another engine.
 file_meta AS (
-    SELECT * FROM in_band
-    UNION ALL
-    SELECT file_name, decode(value)::JSON
-    FROM parquet_kv_metadata(getvariable('tcpcong_files'))
-    WHERE decode(key) = 'tcpcong' AND file_name NOT IN (SELECT filename FROM in_band)
+    SELECT filename, capture AS m
+    FROM tcpcong_rows
+    WHERE kind = 'capture' AND new_state = 'end'
 ),
 files AS (
     SELECT filename,
-           m ->> 'hostname'                      AS host,
-           m ->> 'boot_id'                       AS boot_id,
-           (m ->> 'start_ktime_ns')::BIGINT       AS start_ktime_ns,
-           (m ->> 'end_ktime_ns')::BIGINT         AS end_ktime_ns,
-           (m ->> 'clock_offset_ns')::BIGINT      AS clock_offset_ns,
-           (m ->> 'lifecycle')::BOOLEAN           AS lifecycle
+           get_json_object(m, '$.hostname')                          AS host,
+           get_json_object(m, '$.boot_id')                           AS boot_id,
+           CAST(get_json_object(m, '$.start_ktime_ns') AS BIGINT)    AS start_ktime_ns,
+           CAST(get_json_object(m, '$.end_ktime_ns') AS BIGINT)      AS end_ktime_ns,
+           CAST(get_json_object(m, '$.clock_offset_ns') AS BIGINT)   AS clock_offset_ns,
+           CAST(get_json_object(m, '$.lifecycle') AS BOOLEAN)        AS lifecycle
     FROM file_meta
 ),
 -- One clock per boot: the offset of the boot's first file in path order.
 boots AS (
-    SELECT boot_id, arg_min(clock_offset_ns, filename) AS boot_offset
+    SELECT boot_id, min_by(clock_offset_ns, filename) AS boot_offset
     FROM files GROUP BY boot_id
 ),
 files_on_timeline AS (
@@ -179,12 +183,13 @@ files_on_timeline AS (
 dataset AS (
     SELECT min(file_start_ns) AS start_ns,
            max(file_end_ns)   AS end_ns,
-           CASE lower(getvariable('tcpcong_accounting'))
+           CASE lower(p.accounting)
                WHEN 'full' THEN true
                WHEN 'between' THEN false
-               ELSE error('tcpcong_accounting must be ''full'' or ''between''')
+               ELSE raise_error('accounting must be ''full'' or ''between''')
            END AS full_acc
-    FROM files_on_timeline
+    FROM files_on_timeline CROSS JOIN tcpcong_params p
+    GROUP BY p.accounting
 ),
 -- Captures: per boot, in (start, path) order, a file joins the current
 -- capture if it starts no later than the latest end of the boot's files before it
@@ -200,7 +205,7 @@ file_starts_capture AS (
 ),
 files_in_captures AS (
     SELECT *,
-           sum(starts_capture::INTEGER) OVER (
+           sum(CAST(starts_capture AS INTEGER)) OVER (
                PARTITION BY boot_id ORDER BY file_start_ns, filename
                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS capture_no
     FROM file_starts_capture
@@ -217,7 +222,7 @@ captures AS (
 -- (seq) and per segment, i.e. per flow and capture (seg_seq).
 ev AS (
     SELECT f.host, f.boot_id, f.capture_no, e.flow, e.family, e.saddr, e.sport, e.daddr, e.dport,
-           e.ktime_ns::BIGINT + f.boot_offset AS t,
+           CAST(e.ktime_ns AS BIGINT) + f.boot_offset AS t,
            e.kind IN ('ca_state', 'snapshot')                      AS is_ca,
            e.kind = 'snapshot'                                     AS is_snap,
            e.kind = 'tcp_state' AND e.new_state = 'close'          AS is_close,
@@ -235,8 +240,7 @@ ev AS (
                PARTITION BY f.boot_id, e.flow, f.capture_no
                ORDER BY e.ktime_ns, f.file_start_ns, f.filename, e.file_row_number
            ) AS seg_seq
-    FROM read_parquet(getvariable('tcpcong_files'),
-                      filename = true, file_row_number = true) e
+    FROM tcpcong_rows e
     JOIN files_in_captures f USING (filename)
     CROSS JOIN dataset d
     WHERE e.kind = 'ca_state'
@@ -247,8 +251,8 @@ ev AS (
 -- child), the earliest per flow and capture.
 births AS (
     SELECT f.boot_id, f.capture_no, e.flow,
-           min(e.ktime_ns::BIGINT + f.boot_offset) AS birth_t
-    FROM read_parquet(getvariable('tcpcong_files'), filename = true) e
+           min(CAST(e.ktime_ns AS BIGINT) + f.boot_offset) AS birth_t
+    FROM tcpcong_rows e
     JOIN files_in_captures f USING (filename)
     WHERE e.kind = 'tcp_state' AND e.new_state IN ('syn_sent', 'syn_recv')
     GROUP BY f.boot_id, f.capture_no, e.flow
@@ -256,12 +260,19 @@ births AS (
 -- What came before each event in its segment: the last ca_state/close
 -- "anchor" (its new state, or '' for a close), and whether an `established`
 -- followed it; the segment's first event (head); whether the flow was
--- closed before, in any segment (the engine's `reused`).
+-- closed before, in any segment (the engine's `reused`). The anchor is the
+-- latest of seq * 8 + the state's code (0 for a close): one max() instead
+-- of last_value(... IGNORE NULLS), which the two dialects spell apart.
 ctx AS (
     SELECT *,
-           last_value(CASE WHEN is_ca OR is_close THEN seq END IGNORE NULLS) OVER w AS anchor_seq,
-           last_value(CASE WHEN is_ca OR is_close THEN
-                          CASE WHEN is_ca THEN new_state ELSE '' END END IGNORE NULLS) OVER w AS anchor_state,
+           max(CASE WHEN is_ca OR is_close THEN
+                   seq * 8 + CASE WHEN is_close THEN 0
+                                  WHEN new_state = 'open' THEN 1
+                                  WHEN new_state = 'disorder' THEN 2
+                                  WHEN new_state = 'cwr' THEN 3
+                                  WHEN new_state = 'recovery' THEN 4
+                                  ELSE 5 END
+               END) OVER w AS anchor,
            max(CASE WHEN is_est THEN seq END) OVER w AS last_est_seq,
            first_value(is_ca) OVER s     AS seg_first_is_ca,
            first_value(is_snap) OVER s   AS seg_first_is_snap,
@@ -279,12 +290,20 @@ ctx AS (
 ),
 -- cur: the state the flow is in just before the event (NULL: none, which
 -- is also what a new segment starts from).
+anchored AS (
+    SELECT *,
+           CAST(floor(anchor / 8) AS BIGINT) AS anchor_seq,
+           CASE anchor % 8 WHEN 0 THEN '' WHEN 1 THEN 'open' WHEN 2 THEN 'disorder'
+                           WHEN 3 THEN 'cwr' WHEN 4 THEN 'recovery' WHEN 5 THEN 'loss'
+           END AS anchor_state
+    FROM ctx
+),
 cur AS (
     SELECT *,
            CASE WHEN anchor_state <> '' THEN anchor_state
                 WHEN last_est_seq > coalesce(anchor_seq, 0) THEN 'open'
            END AS cur_before
-    FROM ctx
+    FROM anchored
 ),
 -- The head's fate (Full only). g_seq: in the segment, the first event after
 -- its first one that moves a flow whose first event was a self-transition.
@@ -438,11 +457,11 @@ credited AS (
 ),
 time_per_flow AS (
     SELECT boot_id, flow,
-           sum(ns) FILTER (WHERE state = 'open')::UBIGINT     AS open_ns,
-           sum(ns) FILTER (WHERE state = 'disorder')::UBIGINT AS disorder_ns,
-           sum(ns) FILTER (WHERE state = 'cwr')::UBIGINT      AS cwr_ns,
-           sum(ns) FILTER (WHERE state = 'recovery')::UBIGINT AS recovery_ns,
-           sum(ns) FILTER (WHERE state = 'loss')::UBIGINT     AS loss_ns,
+           CAST(sum(ns) FILTER (WHERE state = 'open') AS BIGINT) AS open_ns,
+           CAST(sum(ns) FILTER (WHERE state = 'disorder') AS BIGINT) AS disorder_ns,
+           CAST(sum(ns) FILTER (WHERE state = 'cwr') AS BIGINT) AS cwr_ns,
+           CAST(sum(ns) FILTER (WHERE state = 'recovery') AS BIGINT) AS recovery_ns,
+           CAST(sum(ns) FILTER (WHERE state = 'loss') AS BIGINT) AS loss_ns,
            count(*) AS credits
     FROM credited GROUP BY boot_id, flow
 ),

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 (pa.compute)
 import pyarrow.parquet as pq
 import pytest
 
@@ -72,15 +73,75 @@ def run_analyze(inputs, accounting: str) -> list[dict]:
 
 
 def write_table(path: Path, table: pa.Table, meta: dict) -> Path:
-    """Writes `table` as a recording with `meta` (events/flows/sorted filled)."""
+    """Writes `table` as a recording with `meta` (events, snapshots, flows
+    and sorted filled). A table of the current schema also gets the rows
+    that open and close the capture (kind 'capture', the metadata in their
+    capture column), each at its time among the others, as the writer
+    places them."""
     meta = copy.deepcopy(meta)
-    k = table.column("ktime_ns").to_pylist()
-    meta["events"] = table.num_rows
+    kinds = table.column("kind").to_pylist()
+    meta["events"] = sum(k in ("ca_state", "tcp_state") for k in kinds)
+    meta["snapshots"] = kinds.count("snapshot")
     meta["flows"] = len(set(table.column("flow").to_pylist()))
+    if "capture" in table.column_names:
+        meta["schema_minor"] = 2
+        table = with_capture_rows(table, meta)
+    k = table.column("ktime_ns").to_pylist()
     meta["sorted"] = all(a <= b for a, b in zip(k, k[1:]))
+    if "capture" in table.column_names:
+        # the end row says what the footer says
+        table = with_capture_rows(table.filter(pa.compute.not_equal(table.column("kind"), "capture")), meta)
     table = table.replace_schema_metadata({"tcpcong": json.dumps(meta)})
     pq.write_table(table, path, compression="zstd")
     return path
+
+
+def with_capture_rows(table: pa.Table, meta: dict) -> pa.Table:
+    ti = table.column_names.index("time")
+    rows = table.set_column(ti, "time", table.column("time").cast(pa.int64())).to_pylist()
+    off = meta["clock_offset_ns"]
+
+    def capture_row(ktime, which, m):
+        row = {c: (0 if pa.types.is_integer(table.schema.field(c).type) else "") for c in table.column_names}
+        row.update(time=(ktime + off) // 1000, ktime_ns=ktime, kind="capture", new_state=which,
+                   host=meta["hostname"], boot_id=meta["boot_id"], capture=json.dumps(m))
+        return row
+    start = {k: v for k, v in meta.items() if k not in ("events", "snapshots", "flows", "sorted")}
+    at = next((i for i, r in enumerate(rows) if r["ktime_ns"] >= meta["start_ktime_ns"]), len(rows))
+    rows.insert(at, capture_row(meta["start_ktime_ns"], "start", start))
+    rows.append(capture_row(meta["end_ktime_ns"], "end", meta))
+    cols = {c: [r[c] for r in rows] for c in table.column_names}
+    cols["time"] = pa.array(cols["time"], pa.int64()).cast(table.schema.field("time").type)
+    return pa.Table.from_pydict(cols, schema=table.schema)
+
+
+def modernize(path: Path, out: Path, host: str, boot_id: str, drop_every: int = 0) -> Path:
+    """A fixture (written before the columns added to v1 later) as this
+    version writes it: time in microseconds, host, boot_id, the capture rows,
+    zeros for the other new columns; with `drop_every` N, every Nth ca_state
+    row left out (lost events)."""
+    t = pq.read_table(path)
+    meta = fixture_meta(path)
+    meta.update(hostname=host, boot_id=boot_id)
+    schema = arrow_schema_from_doc()
+    n = t.num_rows
+    cols = {}
+    for f in schema:
+        if f.name == "time":
+            ns = t.column("time").cast(pa.int64()).to_pylist()
+            cols["time"] = pa.array([v // 1000 for v in ns], pa.int64()).cast(f.type)
+        elif f.name in t.column_names:
+            cols[f.name] = t.column(f.name)
+        elif f.name in ("host", "boot_id"):
+            cols[f.name] = pa.array([meta["hostname" if f.name == "host" else "boot_id"]] * n)
+        else:
+            cols[f.name] = pa.array(["" if f.type == pa.string() else 0] * n, f.type)
+    table = pa.Table.from_pydict(cols, schema=schema)
+    if drop_every:
+        ca = [i for i, k in enumerate(table.column("kind").to_pylist()) if k == "ca_state"]
+        drop = set(ca[drop_every - 1::drop_every])
+        table = table.take([i for i in range(n) if i not in drop])
+    return write_table(out, table, meta)
 
 
 def write_events(path: Path, events: list[tuple], meta: dict) -> Path:

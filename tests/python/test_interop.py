@@ -234,6 +234,7 @@ def sql_durations(files, accounting: str) -> list[dict]:
     con = duckdb.connect()
     con.execute("SET VARIABLE tcpcong_files = ?", [files])
     con.execute("SET VARIABLE tcpcong_accounting = ?", [accounting])
+    con.execute((SCHEMAS / "durations-duckdb.sql").read_text())
     cur = con.execute((SCHEMAS / "durations.sql").read_text())
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r)) for r in cur.fetchall()]
