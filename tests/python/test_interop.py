@@ -518,7 +518,10 @@ OFF_Y = OFF_X + 3_600 * 10**9  # boot Y's ktime 0 is an hour later
 
 @pytest.fixture
 def dataset(tmp_path):
-    d = tmp_path / "runs"
+    return write_dataset(tmp_path / "runs")
+
+
+def write_dataset(d):
     (d / "x").mkdir(parents=True)
     # boot X, file a: [1000, 10000)
     write_events(d / "x" / "a.parquet", sorted_events([

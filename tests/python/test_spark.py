@@ -4,10 +4,18 @@ partitions discovered, the documented type mapping, and a per-flow figure
 computed in Spark SQL keyed by (host, boot_id, flow) equal to analyze's.
 The series is a fresh lab recording (root and BPF: in CI this fails,
 never skips, without them).
+
+Then a fleet: that series, the fixtures as this version writes them (one
+of them with lost events), and hand-made recordings of the rules' corner
+cases (snapshots, two boots, overlapping files of one boot), each under a
+host of its own. schemas/durations.sql, run by Spark and by DuckDB over
+the rows alone, gives analyze's table of the whole fleet, flow by flow, in
+both accounting modes.
 """
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -15,7 +23,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPO, binary
+from conftest import FIXTURE_FILES, REPO, SCHEMAS, binary, modernize, run_analyze
 
 LAB = REPO / "lab" / "lab.sh"
 
@@ -147,3 +155,77 @@ def test_a_file_rewritten_without_its_footer_reads_the_same(series, spark, tmp_p
     assert analyze_json(copied) == want
     spark.read.parquet(str(f)).coalesce(1).write.mode("overwrite").parquet(str(tmp_path / "by-spark"))
     assert analyze_json(tmp_path / "by-spark") == want
+
+
+KEY = ("host", "boot_id", "flow")
+NUMBERS = ("open_ns", "disorder_ns", "cwr_ns", "recovery_ns", "loss_ns", "changes")
+
+
+@pytest.fixture(scope="module")
+def fleet(series, tmp_path_factory):
+    """As a fleet's series lie: DIR/host=NAME/date=DAY/FILE (the host as
+    each file's metadata names it)."""
+    import test_interop as rules
+    out, _ = series
+    d = tmp_path_factory.mktemp("fleet")
+    shutil.copytree(out, d, dirs_exist_ok=True)
+
+    def day(host):
+        p = d / f"host={host}" / "date=2026-11-18"
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+    for i, f in enumerate(FIXTURE_FILES):
+        modernize(f, day(f"fixture-{i}") / f.name, f"fixture-{i}", f"f1xed000-0000-0000-0000-00000000000{i}")
+    modernize(FIXTURE_FILES[0], day("lossy") / "lossy.parquet", "lossy",
+              "f1xed000-0000-0000-0000-0000000000ff", drop_every=5)
+    rules.write_events(day("handmade") / "handmade.parquet", rules.sorted_events(rules.HANDMADE),
+                       dict(rules.meta_for(1000, 10000), hostname="handmade"))
+    # two boots, one of them in two overlapping files (a, then b)
+    made = rules.write_dataset(tmp_path_factory.mktemp("boots") / "runs")
+    for f in sorted(made.rglob("*.parquet")):
+        host = json.loads(pq.read_schema(f).metadata[b"tcpcong"])["hostname"]
+        shutil.move(f, day(host) / f.name)
+    return d
+
+
+def spark_durations(spark, path, accounting):
+    from pyspark.sql import functions as F
+    rows = spark.read.parquet(str(path))
+    rows.select("*", F.col("_metadata.file_path").alias("filename"),
+                F.col("_metadata.row_index").alias("file_row_number")).createOrReplaceTempView("tcpcong_rows")
+    spark.sql(f"SELECT '{accounting}' AS accounting").createOrReplaceTempView("tcpcong_params")
+    return spark.sql((SCHEMAS / "durations.sql").read_text()).collect()
+
+
+def duckdb_durations(path, accounting):
+    import duckdb
+    con = duckdb.connect()
+    con.execute("SET VARIABLE tcpcong_files = ?", [f"{path}/**/*.parquet"])
+    con.execute("SET VARIABLE tcpcong_accounting = ?", [accounting])
+    con.execute((SCHEMAS / "durations-duckdb.sql").read_text())
+    cur = con.execute((SCHEMAS / "durations.sql").read_text())
+    names = [c[0] for c in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def keyed(rows):
+    out = {}
+    for r in rows:
+        key = (r["host"], r["boot_id"], int(r["flow"]))
+        assert key not in out, key
+        out[key] = tuple(int(r[k]) for k in NUMBERS)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["full", "between"])
+def test_durations_sql_on_spark_and_duckdb_equals_analyze_on_a_fleet(fleet, spark, mode):
+    want = keyed(run_analyze([fleet], mode))
+    hosts = {h for h, _, _ in want}
+    assert len(hosts) >= 6 and len({(h, b) for h, b, _ in want}) >= 7, hosts
+    assert any(n[-1] for n in want.values())
+    on_spark = keyed(r.asDict() for r in spark_durations(spark, fleet, mode))
+    on_duckdb = keyed(duckdb_durations(fleet, mode))
+    for name, got in (("spark", on_spark), ("duckdb", on_duckdb)):
+        assert got.keys() == want.keys(), (name, sorted(got.keys() ^ want.keys())[:10])
+        wrong = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
+        assert not wrong, (name, list(wrong.items())[:5])
