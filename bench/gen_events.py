@@ -12,6 +12,10 @@ costs are comparable. The metadata object is marked synthetic.
 usage: gen_events.py OUT.parquet EVENTS [FLOWS] [SEED] [MEAN_GAP_NS]
 
 MEAN_GAP_NS (default 20000) is the mean time between two events overall.
+With BENCH_HOST set, the file is as this version writes it, for the fleet
+figures: `time` in microseconds, every later column (host, boot_id from
+BENCH_BOOT_ID, ...), and the capture rows that open and close it; without,
+as the first version of the schema (what the analyze figures have used).
 """
 import json
 import os
@@ -40,6 +44,9 @@ SCHEMA = [
     ("cgroup", pa.uint64()), ("cong_algo", pa.string()),
 ] + [(c, pa.uint32()) for c in ("snd_cwnd", "snd_ssthresh", "srtt_us", "mss", "packets_out",
                                "retrans_out", "lost_out", "sacked_out", "total_retrans")]
+# Added to v1 later, in the schema's order after total_retrans.
+LATER = [("seq", pa.uint32()), ("kernel_gap", pa.uint8()), ("pid", pa.uint32()), ("comm", pa.string()),
+         ("host", pa.string()), ("boot_id", pa.string()), ("capture", pa.string())]
 DELTA = ["time", "ktime_ns", "srtt_us", "total_retrans"]
 CHUNK = 2_000_000
 
@@ -65,7 +72,31 @@ def main():
     saddr = np.array([f"10.{(i >> 8) & 255}.{i & 255}.1" for i in range(flows)])
     daddr = np.array([f"10.200.{i % 250}.2" for i in range(flows)])
     cum = NEXT.cumsum(axis=1)
-    schema = pa.schema([pa.field(n, t, nullable=False) for n, t in SCHEMA])
+    host = os.environ.get("BENCH_HOST")
+    boot_id = os.environ.get("BENCH_BOOT_ID", "00000000-0000-0000-0000-000000000000")
+    columns = SCHEMA + LATER if host else SCHEMA
+    if host:
+        columns[0] = ("time", pa.timestamp("us", tz="UTC"))
+    schema = pa.schema([pa.field(n, t, nullable=False) for n, t in columns])
+    meta = {
+        "schema_version": 1, "tool_version": "synthetic", "hostname": host or "bench", "kernel": "synthetic",
+        "boot_id": boot_id, "start": "", "end": "", "start_ktime_ns": start_ktime, "end_ktime_ns": 0,
+        "clock_offset_ns": offset, "attach": "synthetic", "buffer": "none", "filters": {},
+        "lifecycle": False, "lost_events": 0, "command": " ".join(sys.argv),
+    }
+
+    def wall(k):
+        return (k + offset) // 1000 if host else k + offset
+
+    def capture_row(ktime, which):
+        """The row that opens or closes the file (current schema only)."""
+        row = {n: pa.array([0], t) for n, t in columns if pa.types.is_integer(t)}
+        row.update({n: pa.array([""]) for n, t in columns if t == pa.string()})
+        row.update(time=pa.array([wall(ktime)], pa.int64()).cast(columns[0][1]),
+                   ktime_ns=pa.array([ktime], pa.uint64()), kind=pa.array(["capture"]),
+                   new_state=pa.array([which]), host=pa.array([host]), boot_id=pa.array([boot_id]),
+                   capture=pa.array([json.dumps(meta)]))
+        return pa.record_batch([row[n] for n, _ in columns], schema=schema)
     writer = None
     t = start_ktime
     written = 0
@@ -89,7 +120,7 @@ def main():
             state[f] = new[i]
         retrans += np.bincount(fl[new == 4], minlength=flows)
         cols = {
-            "time": arr(ktime + offset, pa.timestamp("ns", tz="UTC")),
+            "time": arr(wall(ktime), pa.int64()).cast(columns[0][1]),
             "ktime_ns": arr(ktime.astype(np.uint64)),
             "kind": arr(np.full(n, "ca_state")),
             "flow": arr(cookies[fl]),
@@ -114,25 +145,27 @@ def main():
             "sacked_out": arr(rng.integers(0, 20, n).astype(np.uint32)),
             "total_retrans": arr(retrans[fl].astype(np.uint32)),
         }
-        batch = pa.record_batch([cols[n_] for n_, _ in SCHEMA], schema=schema)
+        if host:
+            cols.update(seq=arr(np.zeros(n, dtype=np.uint32)), kernel_gap=arr(np.zeros(n, dtype=np.uint8)),
+                        pid=arr(np.zeros(n, dtype=np.uint32)), comm=arr(np.full(n, "")),
+                        host=arr(np.full(n, host)), boot_id=arr(np.full(n, boot_id)),
+                        capture=arr(np.full(n, "")))
+        batch = pa.record_batch([cols[n_] for n_, _ in columns], schema=schema)
         if writer is None:
             writer = pq.ParquetWriter(
                 out, schema, compression="zstd", compression_level=3,
-                use_dictionary=[c for c, _ in SCHEMA if c not in DELTA],
+                use_dictionary=[c for c, _ in columns if c not in DELTA],
                 column_encoding={c: "DELTA_BINARY_PACKED" for c in DELTA},
             )
+            if host:
+                writer.write_batch(capture_row(start_ktime, "start"))
         writer.write_batch(batch, row_group_size=1 << 20)
         written += n
     end_ktime = t + 1_000_000
-    meta = {
-        "schema_version": 1, "tool_version": "synthetic", "hostname": "bench", "kernel": "synthetic",
-        # Several hosts' files for the fleet figures: BENCH_BOOT_ID tells them apart.
-        "boot_id": os.environ.get("BENCH_BOOT_ID", "00000000-0000-0000-0000-000000000000"),
-        "start": "", "end": "", "start_ktime_ns": start_ktime, "end_ktime_ns": end_ktime,
-        "clock_offset_ns": offset, "attach": "synthetic", "buffer": "none", "filters": {},
-        "lifecycle": False, "lost_events": 0, "command": " ".join(sys.argv),
-        "events": written, "flows": flows, "sorted": True,
-    }
+    meta.update(end_ktime_ns=end_ktime, events=written, flows=flows, sorted=True)
+    if host:
+        meta["schema_minor"] = 1
+        writer.write_batch(capture_row(end_ktime, "end"))
     writer.add_key_value_metadata({"tcpcong": json.dumps(meta)})
     writer.close()
     print(f"{out}: {written} events, {flows} flows", file=sys.stderr)

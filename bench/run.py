@@ -23,7 +23,10 @@ Measured:
   6. the HTML report of a 10-minute, million-event capture: page size and
      time, next to analyze of the same file;
   7. socket snapshots with 10,000 idle connections in a namespace: time per
-     snapshot next to `ss` listing the same sockets, and bytes per row.
+     snapshot next to `ss` listing the same sockets, and bytes per row;
+  8. a fleet: three hosts' generated recordings, analyze on one and two
+     threads next to schemas/durations.sql in DuckDB and in Spark SQL
+     (local[2]), each table checked equal to analyze's flow by flow.
 """
 import json
 import os
@@ -45,7 +48,11 @@ FLOWS = int(os.environ.get("BENCH_FLOWS", "2000"))
 CACHE = Path(os.environ.get("BENCH_CACHE", "target/bench"))
 # A subset while working on one figure, e.g. BENCH_PARTS=cost (BENCHMARKS.md
 # is then not rewritten).
-PARTS = os.environ.get("BENCH_PARTS", "cost,pipeline,analyze,size,load,report,snapshot").split(",")
+PARTS = os.environ.get("BENCH_PARTS", "cost,pipeline,analyze,size,load,report,snapshot,fleet").split(",")
+FLEET_HOSTS = 3
+# Per host; Spark SQL runs durations.sql at a few thousand events per second
+# here, so the default keeps its row to minutes.
+FLEET_EVENTS = int(os.environ.get("BENCH_FLEET_EVENTS", "1000000"))
 out_lines = []
 
 
@@ -58,16 +65,45 @@ def sh(*args, **kw):
     return subprocess.run(args, check=True, text=True, capture_output=True, **kw).stdout
 
 
-def run_measured(args, stdout=subprocess.DEVNULL, env=None):
-    """Wall seconds and peak RSS (KiB) of one child process."""
+def tree_rss_kib(root):
+    """The summed RSS of `root` and its descendants now (KiB)."""
+    parent = {}
+    for st in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = st.read_text().rsplit(")", 1)[1].split()
+            parent[int(st.parent.name)] = int(fields[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    tree, grew = {root}, True
+    while grew:
+        more = {p for p, pp in parent.items() if pp in tree} - tree
+        tree |= more
+        grew = bool(more)
+    total = 0
+    for p in tree:
+        try:
+            total += int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{p}/status").read_text()).group(1))
+        except (OSError, AttributeError):
+            pass
+    return total
+
+
+def run_measured(args, stdout=subprocess.DEVNULL, env=None, tree=False):
+    """Wall seconds and peak RSS (KiB) of one child process; with `tree`,
+    of it and its descendants together (sampled: a JVM the child starts is
+    not its child when wait4 reports)."""
     t0 = time.monotonic()
     p = subprocess.Popen(args, stdout=stdout, stderr=subprocess.PIPE, env=env)
+    peak = 0
+    while tree and p.poll() is None:
+        peak = max(peak, tree_rss_kib(p.pid))
+        time.sleep(0.5)
     _, status, usage = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
     err = p.stderr.read().decode()
     if status != 0:
         sys.exit(f"bench: {args[0]} failed: {err}")
-    return wall, usage.ru_maxrss
+    return wall, max(peak, usage.ru_maxrss)
 
 
 class Lab:
@@ -211,14 +247,32 @@ def generated_file():
 
 
 DUCKDB_SCRIPT = """
-import duckdb, sys
+import duckdb, json, pathlib, sys
 con = duckdb.connect()
 con.execute(f"SET threads = {int(sys.argv[3])}")
 con.execute("SET VARIABLE tcpcong_files = ?", [sys.argv[1]])
 con.execute("SET VARIABLE tcpcong_accounting = 'full'")
-sql = open(sys.argv[2]).read()
-rows = con.execute(sql).fetchall()
-print(len(rows))
+sql = pathlib.Path(sys.argv[2])
+con.execute((sql.parent / "durations-duckdb.sql").read_text())
+cur = con.execute(sql.read_text())
+names = [c[0] for c in cur.description]
+with open(sys.argv[4] if len(sys.argv) > 4 else "/dev/null", "w") as out:
+    for r in cur.fetchall():
+        print(json.dumps(dict(zip(names, r)), default=int), file=out)
+"""
+SPARK_SCRIPT = """
+import json, sys
+from pyspark.sql import SparkSession, functions as F
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.driver.memory", "6g").getOrCreate())
+rows = spark.read.parquet(sys.argv[1])
+rows.select("*", F.col("_metadata.file_path").alias("filename"),
+            F.col("_metadata.row_index").alias("file_row_number")).createOrReplaceTempView("tcpcong_rows")
+spark.sql("SELECT 'full' AS accounting").createOrReplaceTempView("tcpcong_params")
+with open(sys.argv[3], "w") as out:
+    for r in spark.sql(open(sys.argv[2]).read()).collect():
+        print(json.dumps(r.asDict(), default=int), file=out)
+spark.stop()
 """
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 STATE_NAMES = ["open", "disorder", "cwr", "recovery", "loss"]
@@ -490,6 +544,71 @@ def snapshot_cost(conns=10_000, reps=3):
     say()
 
 
+def fleet_dataset():
+    """FLEET_HOSTS hosts' recordings of FLEET_EVENTS events each, laid out as
+    a fleet's series are (DIR/host=NAME/date=DAY/FILE), each its own boot."""
+    d = CACHE / f"fleet-{FLEET_HOSTS}x{FLEET_EVENTS}"
+    for i in range(FLEET_HOSTS):
+        path = d / f"host=h{i}" / "date=2026-12-01" / "tcpcong-20261201T000000Z-000001.parquet"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            env = dict(os.environ, BENCH_HOST=f"h{i}", BENCH_BOOT_ID=f"00000000-0000-0000-0000-00000000000{i}")
+            subprocess.run([sys.executable, "bench/gen_events.py", str(path), str(FLEET_EVENTS), str(FLOWS),
+                            str(i + 1)], check=True, env=env, capture_output=True)
+    return d
+
+
+def fleet_table(lines):
+    """(host, boot_id, flow) -> ns per state and changes, from JSON lines."""
+    out = {}
+    for line in lines.splitlines():
+        d = json.loads(line)
+        out[(d["host"], d["boot_id"], int(d["flow"]))] = tuple(int(d[f"{s}_ns"]) for s in STATE_NAMES) + (
+            int(d["changes"]),)
+    return out
+
+
+def fleet():
+    d = fleet_dataset()
+    events = FLEET_HOSTS * FLEET_EVENTS
+    say("## 8. Fleet")
+    say()
+    say(f"{FLEET_HOSTS} hosts' generated recordings (`bench/gen_events.py` as this version writes files: "
+        f"µs `time`, host, boot_id, capture rows), {FLEET_EVENTS:,} events of {FLOWS:,} flows each, "
+        "laid out as `DIR/host=NAME/date=DAY/FILE`. The whole fleet's per-flow table, full accounting: "
+        f"`tcpcong analyze DIR --all --format json --threads N` ({REPS} runs: median, spread), and "
+        "`schemas/durations.sql` over the rows alone in DuckDB (with `durations-duckdb.sql`) and in "
+        "Spark SQL (pyspark `local[2]`, 6 GiB driver), one run each; their peak RSS is the process "
+        "tree's (Python and the JVM), sampled twice a second. Each SQL table is checked equal to analyze's, flow by flow, "
+        "keyed by (host, boot_id, flow).")
+    say()
+    say("| what | threads | median s | spread s | events/s | peak RSS MiB | equal to analyze |")
+    say("|---|---:|---:|---:|---:|---:|---|")
+    want = fleet_table(sh(BIN, "analyze", str(d), "--all", "--format", "json"))
+    medians = {}
+    for n in (1, 2):
+        med, lo, hi, rss = timed([BIN, "analyze", str(d), "--all", "--format", "json", "--threads", str(n)])
+        medians[n] = med
+        say(f"| tcpcong analyze | {n} | {med:.2f} | {lo:.2f}-{hi:.2f} | {events / med:,.0f} | {rss:.0f} | |")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, script, args in (
+            ("DuckDB, durations.sql", DUCKDB_SCRIPT, lambda out, n: [f"{d}/**/*.parquet", "schemas/durations.sql",
+                                                                     str(n), out]),
+            ("Spark SQL, durations.sql", SPARK_SCRIPT, lambda out, n: [str(d), "schemas/durations.sql", out]),
+        ):
+            path = Path(tmp) / "script.py"
+            path.write_text(script)
+            for n in ((1, 2) if name.startswith("DuckDB") else (2,)):
+                out = Path(tmp) / "out.jsonl"
+                wall, rss = run_measured([sys.executable, str(path), *args(str(out), n)], tree=True)
+                same = "yes" if fleet_table(out.read_text()) == want else "NO"
+                say(f"| {name} | {n} | {wall:.2f} | | {events / wall:,.0f} | {rss / 1024:.0f} | {same} |")
+    say()
+    say(f"analyze on two threads takes {medians[2] / medians[1]:.2f} of its one-thread time (hosts are "
+        "separate boots: each thread reads and computes its own).")
+    say()
+
+
 def main():
     os.chdir(Path(__file__).resolve().parent.parent)
     for b in (BIN, FLOOR, SYNTH):
@@ -514,6 +633,8 @@ def main():
         report_page()
     if "snapshot" in PARTS:
         snapshot_cost()
+    if "fleet" in PARTS:
+        fleet()
     # Last: it loads a recording into this process, and a child's peak RSS
     # counts its parent's pages up to its exec (fork or vfork alike), which
     # would inflate every figure measured after it.

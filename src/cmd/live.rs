@@ -89,9 +89,9 @@ impl<W: Write> Sink for LiveSink<'_, W> {
             .is_some_and(|r| r.snapshot_due(next))
     }
 
-    fn snapshot_taken(&mut self) {
+    fn snapshot_taken(&mut self, done: u64) {
         if let Some(r) = self.recording.as_mut() {
-            r.snapshot_taken();
+            r.snapshot_taken(done);
         }
     }
 

@@ -108,8 +108,8 @@ impl Recording {
         self.out.snapshot_due(next)
     }
 
-    pub fn snapshot_taken(&mut self) {
-        self.out.snapshot_taken();
+    pub fn snapshot_taken(&mut self, done: u64) {
+        self.out.snapshot_taken(done);
     }
 
     /// Ends the recording with the capture's outcome: its files are
@@ -253,8 +253,8 @@ impl Sink for RecordSink {
         self.rec.snapshot_due(next)
     }
 
-    fn snapshot_taken(&mut self) {
-        self.rec.snapshot_taken();
+    fn snapshot_taken(&mut self, done: u64) {
+        self.rec.snapshot_taken(done);
     }
 
     fn events(&mut self, events: &[Event], progress: Progress) -> Result<()> {

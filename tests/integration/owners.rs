@@ -181,7 +181,10 @@ fn flows_name_their_process_and_cgroup_active_and_passive_v4_and_v6() {
         if rows.iter().all(|e| e.dport == 0) {
             continue;
         }
-        let server_side = rows.iter().any(|e| e.sport == PORT);
+        // (A client's rows name the server's port as their remote one; a
+        // server socket whose only rows are its close has port 0 there.)
+        let server_side =
+            rows.iter().any(|e| e.sport == PORT) || rows.iter().all(|e| e.dport != PORT);
         ends.insert((flow, server_side), rows);
     }
     let cgroup_paths = read_meta(&out)["cgroup_paths"].clone();

@@ -157,8 +157,9 @@ pub trait Sink {
     fn snapshot_due(&self, _next: u64) -> bool {
         false
     }
-    /// A snapshot was taken: its rows come with the next events.
-    fn snapshot_taken(&mut self) {}
+    /// A snapshot was taken, all its rows stamped before `done` (ktime):
+    /// they come with the next events.
+    fn snapshot_taken(&mut self, _done: u64) {}
 }
 
 /// Runs a capture for `duration` from the moment it is attached (or until a

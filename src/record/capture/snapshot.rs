@@ -52,8 +52,8 @@ impl Snapshots {
         stats: &mut CaptureStats,
         sink: &mut dyn Sink,
     ) -> Result<Vec<Event>> {
-        sink.snapshot_taken();
         let Some(link) = skel.links.snapshot_tcp.as_ref() else {
+            sink.snapshot_taken(ktime_now());
             return Ok(Vec::new());
         };
         let started = ktime_now();
@@ -80,8 +80,10 @@ impl Snapshots {
                     source,
                 })?;
         }
+        let done = ktime_now();
+        sink.snapshot_taken(done);
         stats.snapshots += 1;
-        stats.snapshot_max_ns = stats.snapshot_max_ns.max(ktime_now() - started);
+        stats.snapshot_max_ns = stats.snapshot_max_ns.max(done - started);
         stats.snapshot_unreachable = stats.snapshot_unreachable.max(unreachable);
         let mut inbox = inbox.borrow_mut();
         let mut rows = Vec::with_capacity(bytes.len() / RAW_EVENT_SIZE);

@@ -142,9 +142,9 @@ impl Output {
         }
     }
 
-    pub fn snapshot_taken(&mut self) {
+    pub fn snapshot_taken(&mut self, done: u64) {
         if let Sink::Series(s) = &mut self.sink {
-            s.snapshot_taken();
+            s.snapshot_taken(done);
         }
     }
 

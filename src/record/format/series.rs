@@ -59,6 +59,8 @@ struct Current {
     lost_before: u64,
     /// Socket snapshots taken for it: its start's, then its end's.
     snapshots: u8,
+    /// When its end's snapshot was complete: it is not cut before.
+    end_snapshot: Option<u64>,
 }
 
 impl Series {
@@ -126,6 +128,7 @@ impl Series {
             start_ktime,
             lost_before,
             snapshots: 0,
+            end_snapshot: None,
         });
         Ok(())
     }
@@ -147,9 +150,12 @@ impl Series {
         cur.snapshots == 0 || cur.snapshots == 1 && ending()
     }
 
-    pub fn snapshot_taken(&mut self) {
+    pub fn snapshot_taken(&mut self, done: u64) {
         if let Some(cur) = &mut self.current {
             cur.snapshots = (cur.snapshots + 1).min(2);
+            if cur.snapshots == 2 {
+                cur.end_snapshot.get_or_insert(done);
+            }
         }
     }
 
@@ -160,16 +166,22 @@ impl Series {
     /// `lost`: the capture's losses so far.
     pub fn write(&mut self, mut events: &[Event], complete_until: u64, lost: u64) -> Result<()> {
         while let Some(cur) = self.current.as_mut() {
-            let time_limit = self
-                .rotation
-                .every_ns
-                .map(|n| cur.start_ktime.saturating_add(n));
+            // A file ends after its end's snapshot, even when the capture
+            // loop came late to take it: the boundary moves to where it
+            // was complete, so that its rows are in the file they end.
+            let time_limit = self.rotation.every_ns.map(|n| {
+                let t = cur.start_ktime.saturating_add(n);
+                cur.end_snapshot.map_or(u64::MAX, |done| t.max(done))
+            });
             let before_limit =
                 events.partition_point(|e| time_limit.is_none_or(|t| e.ktime_ns < t));
             let n = before_limit.min(SIZE_CHECK_EVERY);
             cur.writer.write(&events[..n])?;
             events = &events[n..];
 
+            // By size the cut is where the size says: a burst that fills
+            // the file within one round of the capture loop leaves it
+            // without its end's snapshot (the next file's start has one).
             let cut_at = if self
                 .rotation
                 .bytes
