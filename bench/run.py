@@ -95,10 +95,13 @@ def run_measured(args, stdout=subprocess.DEVNULL, env=None, tree=False):
     t0 = time.monotonic()
     p = subprocess.Popen(args, stdout=stdout, stderr=subprocess.PIPE, env=env)
     peak = 0
-    while tree and p.poll() is None:
-        peak = max(peak, tree_rss_kib(p.pid))
+    while True:
+        if tree:
+            peak = max(peak, tree_rss_kib(p.pid))
+        done, status, usage = os.wait4(p.pid, os.WNOHANG if tree else 0)
+        if done:
+            break
         time.sleep(0.5)
-    _, status, usage = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
     err = p.stderr.read().decode()
     if status != 0:

@@ -121,14 +121,18 @@ pub fn engine_sequence(bytes: &[u8]) {
         latest = latest.max(t);
         let cookie = u64::from(chunk[4] % 8);
         let (old, new) = (chunk[5] % 5, chunk[6] % 5);
-        let change = match chunk[7] % 4 {
-            0 => Change::Tcp {
+        let change = match chunk[7] % 8 {
+            0 | 4 => Change::Tcp {
                 old: TcpState(chunk[5] % 13),
                 new: TcpState(chunk[6] % 13),
             },
-            1 => Change::Tcp {
+            1 | 5 => Change::Tcp {
                 old: TcpState(3),
                 new: TcpState::ESTABLISHED,
+            },
+            6 => Change::Snapshot {
+                tcp: TcpState(chunk[5] % 13),
+                ca: CaState::from_kernel(new).unwrap_or(CaState::Open),
             },
             _ => Change::Ca {
                 old: CaState::from_kernel(old).unwrap_or(CaState::Open),
