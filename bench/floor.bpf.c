@@ -59,3 +59,38 @@ int BPF_PROG(floor_fields, struct sock *sk, __u8 ca_state)
 	fields_sink ^= x;
 	return 0;
 }
+
+/*
+ * The time source: the helper tcpcong stamps events with, and TCP's own
+ * cached clock (the socket's last tcp_mstamp_refresh()), each alone, for
+ * their cost next to the empty program's. The second also keeps the
+ * range of (helper - cache) over every call: a small positive gap means
+ * one clock read earlier; anything else, two clocks.
+ */
+__u64 clock_sink;
+__s64 clock_gap_min = 0x7fffffffffffffffLL;
+__s64 clock_gap_max = -0x7fffffffffffffffLL;
+
+SEC("tp_btf/tcp_cong_state_set")
+int BPF_PROG(floor_clock_helper, struct sock *sk, __u8 ca_state)
+{
+	clock_sink ^= bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("tp_btf/tcp_cong_state_set")
+int BPF_PROG(floor_clock_cached, struct sock *sk, __u8 ca_state)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	__s64 gap;
+
+	if (!tp)
+		return 0;
+	clock_sink ^= tp->tcp_clock_cache;
+	gap = (__s64)(bpf_ktime_get_ns() - tp->tcp_clock_cache);
+	if (gap < clock_gap_min)
+		clock_gap_min = gap;
+	if (gap > clock_gap_max)
+		clock_gap_max = gap;
+	return 0;
+}

@@ -19,7 +19,7 @@ fn main() {
         .open(&mut obj)
         .and_then(|o| o.load())
         .and_then(|mut s| s.attach().map(|()| s));
-    let _skel = match loaded {
+    let skel = match loaded {
         Ok(s) => s,
         Err(e) => {
             eprintln!("floor: cannot attach the empty programs: {e}");
@@ -28,4 +28,8 @@ fn main() {
     };
     println!("ready");
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    // The clock comparison's range (see floor.bpf.c), for the benchmark.
+    if let Some(data) = skel.maps.data_data.as_deref() {
+        println!("clock gap {} {}", data.clock_gap_min, data.clock_gap_max);
+    }
 }
