@@ -202,19 +202,24 @@ def rec_skips(stderr):
     return int(m.group(1)) if m else 0
 
 
-def check_recording(rec, counter_delta, uncounted=0):
+def check_recording(rec, counter_delta, uncounted=0, snapshots=True):
     """What every mode owes: real transitions, the kernel's count, and no
     loss but what the kernel itself skipped (a program re-entered on one
     CPU by an interrupt), which must be reported as such. `uncounted`:
     calls the kernel skipped without counting them (kprobes before 6.7)."""
     skipped = rec_skips(rec.stderr)
     assert rec.meta["lost_events"] == skipped, rec.stderr
-    # The snapshot program ran in this mode on this kernel: the idle pair,
-    # both ends, at the capture's start and end.
     assert rec.meta["snapshots"] == len(rec.snapshots)
-    idle = [r for r in rec.snapshots if 7100 in (r["sport"], r["dport"])]
-    assert len({r["flow"] for r in idle}) == 2 and len(idle) >= 4, (rec.mode, idle)
-    assert {(r["old_state"], r["new_state"]) for r in idle} == {("established", "open")}
+    if snapshots:
+        # The snapshot program ran in this mode on this kernel: the idle
+        # pair, both ends, at the capture's start and end.
+        idle = [r for r in rec.snapshots if 7100 in (r["sport"], r["dport"])]
+        assert len({r["flow"] for r in idle}) == 2 and len(idle) >= 4, (rec.mode, idle)
+        assert {(r["old_state"], r["new_state"]) for r in idle} == {("established", "open")}
+    else:
+        # A TCP iterator that does not lock each socket (before 5.15): none,
+        # and a note that says why.
+        assert not rec.snapshots and "no socket snapshots in the files" in rec.stderr, rec.stderr
     skipped += uncounted
     assert len(rec.ca) > 0, f"{rec.mode}: no transitions"
     states = {r["new_state"] for r in rec.ca}
@@ -297,7 +302,7 @@ def test_auto_picks_a_fallback_on_debian_5_10(tmp_path):
     for rec in recs.values():
         assert rec.meta["kernel"] == k.release
         uncounted = rec.skipped_calls(recs["auto"]) if rec.mode == "kprobe" else 0
-        check_recording(rec, delta, uncounted)
+        check_recording(rec, delta, uncounted, snapshots=False)
         # No socket cookie for tracing programs before 5.12: assigned ids.
         assert all(r["flow"] >= 2**63 for r in rec.rows)
     assert recs["auto"].connections() == recs["kprobe"].connections()

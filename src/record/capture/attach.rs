@@ -74,7 +74,12 @@ pub struct KernelFacts {
     /// Tracing programs may keep socket storage (5.11+): events are
     /// numbered per socket and checked against the socket's last call.
     pub sk_storage_in_tracing: bool,
-    /// BTF has `bpf_iter__tcp`: the socket snapshot's iterator (5.9+).
+    /// The socket snapshot's iterator runs its program under each socket's
+    /// lock, which makes a snapshot row exact against the socket's events:
+    /// BTF has `bpf_iter__tcp` and the batching iterator's state,
+    /// `bpf_tcp_iter_state` (5.15+). Before, the iterator holds a hash
+    /// bucket's lock instead, and a 5.10 guest locked up with two
+    /// recorders iterating at once.
     pub tcp_iter: bool,
 }
 
@@ -112,7 +117,7 @@ impl KernelFacts {
             symbol_callers: CALLERS.into_iter().filter(|f| has_sym(f)).collect(),
             cookie_in_tracing: has_sym(SYM_COOKIE),
             sk_storage_in_tracing: has_sym(SYM_SK_STORAGE),
-            tcp_iter: has_type("bpf_iter__tcp"),
+            tcp_iter: has_type("bpf_iter__tcp") && has_type("bpf_tcp_iter_state"),
         }
     }
 

@@ -423,7 +423,7 @@ const SNAPSHOT_PROG: &str = "snapshot_tcp";
 fn attach_snapshot(skel: &mut TcpcongSkel<'_>) -> Option<String> {
     if !facts().tcp_iter {
         return Some(
-            "note: no socket snapshots in the files (this kernel has no iter/tcp, Linux 5.9+)"
+            "note: no socket snapshots in the files (this kernel's TCP iterator does not hold each socket's lock: Linux 5.15+)"
                 .into(),
         );
     }
