@@ -631,17 +631,8 @@ fn assert_timed_from_birth_to_close(out: &Path) -> (Lives, usize) {
             _ => {}
         }
     }
-    let o = tcpcong(&[
-        "analyze",
-        out.to_str().unwrap(),
-        "--all",
-        "--format",
-        "json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     let mut checked = 0;
-    for l in stdout(&o).lines() {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+    for v in analyze_rows(&[out]) {
         let flow = v["flow"].as_u64().unwrap();
         let Some(&(Some(born), Some(closed), _)) = life.get(&flow) else {
             continue;
@@ -649,14 +640,14 @@ fn assert_timed_from_birth_to_close(out: &Path) -> (Lives, usize) {
         // A transition without an event (the file's `gaps`, a few per
         // 10,000 under load) leaves a span that is, rightly, not credited.
         if v["mismatches"] != 0 {
-            assert!(gaps > 0, "a mismatch the recording did not count: {l}");
+            assert!(gaps > 0, "a mismatch the recording did not count: {v}");
             continue;
         }
         let total: u64 = ["open_ns", "disorder_ns", "cwr_ns", "recovery_ns", "loss_ns"]
             .iter()
             .map(|k| v[k].as_u64().unwrap())
             .sum();
-        assert_eq!(total, closed - born, "flow {flow}: {l}");
+        assert_eq!(total, closed - born, "flow {flow}: {v}");
         checked += 1;
     }
     (life, checked)

@@ -16,18 +16,9 @@ fn series_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Per flow: (changes, ns per state) from `analyze --all --format json`.
 fn per_flow(input: &Path) -> BTreeMap<u64, (u64, [u64; 5])> {
-    let o = tcpcong(&[
-        "analyze",
-        input.to_str().unwrap(),
-        "--all",
-        "--format",
-        "json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    stdout(&o)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+    analyze_rows(&[input])
+        .into_iter()
+        .map(|v| {
             let ns = ["open_ns", "disorder_ns", "cwr_ns", "recovery_ns", "loss_ns"]
                 .map(|k| v[k].as_u64().unwrap());
             (

@@ -192,17 +192,8 @@ fn every_file_snapshots_every_socket_in_order_with_its_events() {
     // a change: from the first file's start to the last one's end.
     let span = metas[metas.len() - 1]["end_ktime_ns"].as_u64().unwrap()
         - metas[0]["start_ktime_ns"].as_u64().unwrap();
-    let o = tcpcong(&[
-        "analyze",
-        out.to_str().unwrap(),
-        "--all",
-        "--format",
-        "json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let timed: BTreeMap<u64, serde_json::Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let timed: BTreeMap<u64, serde_json::Value> = analyze_rows(&[&out])
+        .into_iter()
         .map(|v| (v["flow"].as_u64().unwrap(), v))
         .collect();
     for c in &cookies {

@@ -372,6 +372,19 @@ fn read_rows(path: &Path, keep: impl Fn(&str) -> bool) -> Vec<Ev> {
     out
 }
 
+/// `analyze INPUTS --all --format json`, which must succeed: its rows.
+pub fn analyze_rows(inputs: &[&Path]) -> Vec<serde_json::Value> {
+    let mut args = vec!["analyze"];
+    args.extend(inputs.iter().map(|p| p.to_str().expect("a UTF-8 path")));
+    args.extend(["--all", "--format", "json"]);
+    let o = tcpcong(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON row"))
+        .collect()
+}
+
 /// The `tcpcong` object from the Parquet footer.
 pub fn read_meta(path: &Path) -> serde_json::Value {
     let f = File::open(path).expect("recording exists");
