@@ -4,11 +4,11 @@
 CARGO ?= cargo
 APT_PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make nftables iproute2 iperf3 bpftool util-linux procps python3-pip \
   qemu-system-x86 busybox-static cpio binutils chromium chromium-driver systemd prometheus openjdk-17-jre-headless
-PY_PACKAGES := pytest pyarrow pandas duckdb polars selenium pyspark
+PY_PACKAGES := pytest pyarrow pandas duckdb polars selenium pyspark maturin
 DEBUG_BIN := target/debug/tcpcong
 RELEASE_BIN := target/release/tcpcong
 
-.PHONY: deps build release install deb demo test test-vm lint fixtures bench fuzz clean
+.PHONY: deps build release python install deb demo test test-vm lint fixtures bench fuzz clean
 
 PREFIX ?= /usr/local
 ZSH_COMPLETIONS ?= $(PREFIX)/share/zsh/site-functions
@@ -20,7 +20,7 @@ deps:
 	  echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@python3 -c "import pytest, pyarrow, pandas, duckdb, polars, selenium, pyspark" 2>/dev/null || \
+	@python3 -c "import pytest, pyarrow, pandas, duckdb, polars, selenium, pyspark, maturin" 2>/dev/null || \
 	  python3 -m pip install --quiet --disable-pip-version-check $(PY_PACKAGES)
 
 # Building needs no root and no apt: `make deps` (as root, on Debian)
@@ -35,6 +35,16 @@ build:
 
 release:
 	$(CARGO_ENV) $(CARGO) build --release
+
+# The Python package (python/): tcpcong's engine as a wheel for CPython
+# 3.10 and later (target/wheels), without BPF, libbpf or libelf in it, and
+# unpacked into target/python, where the tests import it from.
+PY_SITE := $(CURDIR)/target/python
+python: deps
+	rm -f target/wheels/tcpcong-*.whl
+	cd python && $(CARGO_ENV) maturin build --release --quiet -o ../target/wheels
+	rm -rf $(PY_SITE)
+	python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target $(PY_SITE) target/wheels/tcpcong-*.whl
 
 # The binary, its man pages (one per command) and shell completions (bash, zsh, fish).
 install: release
@@ -81,7 +91,8 @@ demo: deps release
 test: deps lint
 	$(CARGO) build -p tcpcong-bench
 	$(CARGO) test
-	TCPCONG=$(DEBUG_BIN) python3 -m pytest -q tests/python
+	$(MAKE) --no-print-directory python
+	PYTHONPATH=$(PY_SITE) TCPCONG=$(DEBUG_BIN) python3 -m pytest -q tests/python
 	$(MAKE) --no-print-directory deb
 	TCPCONG_DEB=target/debian/tcpcong_$(DEB_VERSION)_$(DEB_ARCH).deb python3 -m pytest -q tests/deb
 	$(MAKE) --no-print-directory test-vm
@@ -96,6 +107,7 @@ test-vm: deps
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --lib --no-default-features -- -D warnings
 
 # Figures for BENCHMARKS.md, each a ratio measured side by side (as root).
 bench: deps

@@ -1,17 +1,18 @@
 //! Compiles the BPF C in `bpf/` and generates its Rust skeleton, as
 //! libbpf-cargo's examples do, so that the object is embedded in the binary.
-
-use std::env;
-use std::path::PathBuf;
-
-use libbpf_cargo::SkeletonBuilder;
+//! Without the `capture` feature (the Python package) there is no BPF to
+//! build.
 
 /// (source, skeleton): the capture programs. The benchmark's programs are
 /// built by bench/ (a workspace member), not with the product.
+#[cfg(feature = "capture")]
 const OBJECTS: [(&str, &str); 1] = [("bpf/tcpcong.bpf.c", "tcpcong.skel.rs")];
 
+#[cfg(feature = "capture")]
 fn main() {
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    use libbpf_cargo::SkeletonBuilder;
+
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     for (src, skel) in OBJECTS {
         if let Err(e) = SkeletonBuilder::new()
             .source(src)
@@ -29,3 +30,6 @@ fn main() {
     println!("cargo:rerun-if-changed=bpf/event.h");
     println!("cargo:rerun-if-changed=bpf/handlers.h");
 }
+
+#[cfg(not(feature = "capture"))]
+fn main() {}

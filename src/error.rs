@@ -22,6 +22,7 @@ pub enum Error {
     Kernel(String),
 
     /// libbpf refused to open, load or attach the programs.
+    #[cfg(feature = "capture")]
     #[error("{what}: {source}")]
     Bpf {
         what: &'static str,
@@ -38,6 +39,7 @@ pub enum Error {
     },
 
     /// The Ctrl-C / SIGTERM handler could not be installed.
+    #[cfg(feature = "capture")]
     #[error("installing the Ctrl-C handler: {0}")]
     Signal(#[from] ctrlc::Error),
 

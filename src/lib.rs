@@ -14,9 +14,14 @@
 //! `main` uses `cli` and `cmd`; `cmd` uses the layers; the layers
 //! (capture, format, engine, report) never use `cli` or `cmd`, and format
 //! never uses capture.
+//!
+//! Without the `capture` feature (the Python package's build) only the
+//! file format and the engine are here: no BPF, no command line.
 
 pub mod analyze;
+#[cfg(feature = "capture")]
 pub mod cli;
+#[cfg(feature = "capture")]
 pub mod cmd;
 pub mod error;
 pub mod event;

@@ -2,11 +2,12 @@
 //! write to what they are given): the engine (`engine`: per-flow dwell
 //! times, changes and histograms from a stream of events, whether the
 //! stream comes from a recording or a live capture), the engine over
-//! threads (`sharded`), its renderings (`report`: BCC's table and
-//! histograms, JSON, CSV; `table`: the per-flow table as Parquet; `page`:
-//! the HTML report with its charts), and the entry points the fuzzers
-//! drive (`hardening`).
+//! threads (`sharded`) and over a dataset's scan (`durations`), its
+//! renderings (`report`: BCC's table and histograms, JSON, CSV; `table`:
+//! the per-flow table as Arrow and Parquet; `page`: the HTML report with
+//! its charts), and the entry points the fuzzers drive (`hardening`).
 
+pub mod durations;
 pub mod engine;
 pub mod hardening;
 pub mod metrics;

@@ -1,6 +1,7 @@
-//! `analyze --format parquet -o FILE`: the per-flow (per-window) table as
-//! a Parquet file, with the columns and values of the JSON rows, for
-//! loading into a warehouse next to other hosts' tables.
+//! The per-flow (per-window) table as Arrow batches, with the columns and
+//! values of the JSON rows: what the Python package returns, and what
+//! `analyze --format parquet -o FILE` writes, for loading into a warehouse
+//! next to other hosts' tables.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use super::engine::WindowReport;
 use super::report::{chosen, rows, Boot, ReportConfig, Row};
 
 /// The columns, as the JSON rows name them.
-fn schema() -> SchemaRef {
+pub fn schema() -> SchemaRef {
     // Microseconds, as recordings' `time`: what Spark reads by default.
     let time = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let mut f = vec![
@@ -52,39 +53,31 @@ fn schema() -> SchemaRef {
     Arc::new(Schema::new(f))
 }
 
-/// Writes windows' rows as they come; `finish` completes the file.
-pub struct TableFile<W: Write + Send> {
-    writer: ArrowWriter<W>,
+/// Makes each window's rows into a batch of the table.
+pub struct Table {
     schema: SchemaRef,
     boots: Vec<Boot>,
     lost_events: u64,
     /// Which rows, in which order: `--all`, `--sort`, `--top`.
     cfg: ReportConfig,
-    pub rows: u64,
 }
 
-impl<W: Write + Send> TableFile<W> {
-    pub fn new(
-        out: W,
-        cfg: ReportConfig,
-        boots: Vec<Boot>,
-        lost_events: u64,
-    ) -> Result<Self, ParquetError> {
-        let schema = schema();
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .build();
-        Ok(TableFile {
-            writer: ArrowWriter::try_new(out, Arc::clone(&schema), Some(props))?,
-            schema,
+impl Table {
+    pub fn new(cfg: ReportConfig, boots: Vec<Boot>, lost_events: u64) -> Table {
+        Table {
+            schema: schema(),
             boots,
             lost_events,
             cfg,
-            rows: 0,
-        })
+        }
     }
 
-    pub fn window(&mut self, w: &WindowReport) -> Result<(), ParquetError> {
+    pub fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    /// The window's rows; `None` if it has none to show.
+    pub fn batch(&self, w: &WindowReport) -> Result<Option<RecordBatch>, ArrowError> {
         let picked = chosen(w, &self.cfg);
         let w = picked.as_ref().unwrap_or(w);
         let (mut start, mut end) = (
@@ -135,7 +128,7 @@ impl<W: Write + Send> TableFile<W> {
             n += 1;
         }
         if n == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let [host, boot_id, saddr, daddr, comm, cgroup_path] =
             text.map(|mut b| Arc::new(b.finish()) as ArrayRef);
@@ -161,10 +154,41 @@ impl<W: Write + Send> TableFile<W> {
             cgroup_path,
         ];
         columns.extend(rest);
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)
-            .map_err(|e: ArrowError| ParquetError::ArrowError(e.to_string()))?;
-        self.rows += n;
-        self.writer.write(&batch)
+        RecordBatch::try_new(Arc::clone(&self.schema), columns).map(Some)
+    }
+}
+
+/// Writes windows' rows as they come; `finish` completes the file.
+pub struct TableFile<W: Write + Send> {
+    writer: ArrowWriter<W>,
+    table: Table,
+    pub rows: u64,
+}
+
+impl<W: Write + Send> TableFile<W> {
+    pub fn new(out: W, table: Table) -> Result<Self, ParquetError> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        Ok(TableFile {
+            writer: ArrowWriter::try_new(out, table.schema(), Some(props))?,
+            table,
+            rows: 0,
+        })
+    }
+
+    pub fn window(&mut self, w: &WindowReport) -> Result<(), ParquetError> {
+        let batch = self
+            .table
+            .batch(w)
+            .map_err(|e| ParquetError::ArrowError(e.to_string()))?;
+        match batch {
+            Some(b) => {
+                self.rows += b.num_rows() as u64;
+                self.writer.write(&b)
+            }
+            None => Ok(()),
+        }
     }
 
     pub fn finish(self) -> Result<(), ParquetError> {

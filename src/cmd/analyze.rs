@@ -8,13 +8,11 @@ use std::io::{self, BufWriter};
 use std::path::PathBuf;
 
 use super::{open_dataset, warn_losses, ReportPlan, Selection};
-use crate::analyze::engine::{Engine, EngineConfig, Summary};
-use crate::analyze::report::{Boot, Printer};
-use crate::analyze::sharded::Sharded;
-use crate::analyze::table::TableFile;
+use crate::analyze::durations::{self, Computed};
+use crate::analyze::report::Printer;
+use crate::analyze::table::{Table, TableFile};
 use crate::error::{Error, Result};
 use crate::messages;
-use crate::record::format::reader::{Columns, Dataset, Item};
 
 /// The largest number of windows a report may have: a guard against an
 /// interval far too small for the recording, which would exhaust memory.
@@ -45,33 +43,16 @@ pub fn run(plan: &Plan) -> Result<()> {
         }
     }
     let (lost_events, gaps) = (data.lost_events, data.gaps);
-    let boots = data.boots();
+    let boots = durations::boots(&data);
     let filter = plan.select.rows();
     let lifecycle = data.lifecycle;
     let cfg = plan.report.engine(span.start_ns, span.until_ns, lifecycle);
-    let (summary, duplicates) = if plan.threads > 1 && boots.len() > 1 {
-        by_boot(data, plan, &cfg, span.end_ns)?
-    } else {
-        let mut engine = Sharded::new(cfg, plan.threads);
-        let duplicates = data.scan(&filter, Columns::Analysis, &mut |item| {
-            match item {
-                Item::Span(boot, s) => engine.set_span(boot, s),
-                Item::Row(row) => engine.push(row.t_ns, row.key, row.ev.change, &row.ev.addr),
-            }
-            Ok(())
-        })?;
-        (engine.finish(span.end_ns), duplicates)
-    };
+    let Computed {
+        summary,
+        duplicates,
+    } = durations::compute(data, &filter, &cfg, plan.threads, span.end_ns)?;
     super::tell_duplicates(duplicates);
 
-    let boots: Vec<Boot> = boots
-        .into_iter()
-        .map(|b| Boot {
-            host: b.host,
-            boot_id: b.boot_id,
-            cgroup_paths: b.cgroup_paths,
-        })
-        .collect();
     let limit = usize::try_from(plan.report.outputs.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
     let windows = summary.windows.iter().take(limit);
     let visible_rows = match &plan.parquet {
@@ -80,9 +61,8 @@ pub fn run(plan: &Plan) -> Result<()> {
                 path: path.clone(),
                 source,
             };
-            let mut table =
-                TableFile::new(BufWriter::new(file), plan.report.report, boots, lost_events)
-                    .map_err(bad)?;
+            let rows = Table::new(plan.report.report, boots, lost_events);
+            let mut table = TableFile::new(BufWriter::new(file), rows).map_err(bad)?;
             for w in windows {
                 table.window(w).map_err(bad)?;
             }
@@ -115,52 +95,4 @@ pub fn run(plan: &Plan) -> Result<()> {
     warn_losses(lost_events, Some(gaps), &summary);
     super::warn_without_lifecycle(plan.report.accounting, lifecycle);
     Ok(())
-}
-
-/// Several boots on several threads: boots share no flows, so each thread
-/// reads and computes its own boots with an engine of its own, and the
-/// summaries merge exactly as sharded ones do.
-fn by_boot(data: Dataset, plan: &Plan, cfg: &EngineConfig, end_ns: u64) -> Result<(Summary, u64)> {
-    let parts = data.by_boot();
-    let threads = plan.threads.min(parts.len());
-    let mut shares: Vec<Vec<Dataset>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, part) in parts.into_iter().enumerate() {
-        shares[i % threads].push(part);
-    }
-    let done: Vec<Result<(Summary, u64)>> = std::thread::scope(|scope| {
-        let running: Vec<_> = shares
-            .into_iter()
-            .map(|share| {
-                scope.spawn(move || {
-                    let filter = plan.select.rows();
-                    let mut engine = Engine::new(cfg.clone());
-                    let mut duplicates = 0;
-                    for part in share {
-                        duplicates += part.scan(&filter, Columns::Analysis, &mut |item| {
-                            match item {
-                                Item::Span(boot, s) => engine.set_span(boot, s),
-                                Item::Row(r) => {
-                                    engine.push(r.t_ns, r.key, r.ev.change, || r.ev.addr.clone())
-                                }
-                            }
-                            Ok(())
-                        })?;
-                    }
-                    Ok((engine.finish(end_ns), duplicates))
-                })
-            })
-            .collect();
-        running
-            .into_iter()
-            .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    let mut summaries = Vec::new();
-    let mut duplicates = 0;
-    for d in done {
-        let (s, n) = d?;
-        summaries.push(s);
-        duplicates += n;
-    }
-    Ok((Summary::merge(summaries), duplicates))
 }

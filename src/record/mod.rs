@@ -4,5 +4,6 @@
 //! that analysis uses). The two never import each other: the commands
 //! (`crate::cmd`) connect a capture's events to a format output.
 
+#[cfg(feature = "capture")]
 pub mod capture;
 pub mod format;

@@ -59,17 +59,32 @@ def fixture_meta(path: Path = FIXTURES / "ipv4-loss.parquet") -> dict:
     return json.loads(pq.read_schema(path).metadata[b"tcpcong"])
 
 
-def run_analyze(inputs, accounting: str) -> list[dict]:
+def run_analyze(inputs, accounting: str, every_flow: bool = True) -> list[dict]:
+    """analyze's JSON rows, with --all unless `every_flow` is False."""
     exe = binary()
     if not exe.exists():
         pytest.fail(f"tcpcong binary not found at {exe} (set TCPCONG)")
     out = subprocess.run(
-        [str(exe), "analyze", *map(str, inputs), "--all", "--format", "json",
+        [str(exe), "analyze", *map(str, inputs), *(["--all"] if every_flow else []), "--format", "json",
          "--accounting", accounting],
         capture_output=True, text=True, cwd=REPO,
     )
     assert out.returncode == 0, out.stderr
     return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def assert_rows_are_json(got: list[dict], want: list[dict]):
+    """The rows of a duration table (analyze's Parquet table, the Python
+    package's) are analyze's JSON rows, in order: the same columns and
+    values, the times in microseconds (Spark's) where JSON has ns."""
+    import pandas as pd
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        g, w = dict(g), dict(w)
+        for k in ("window_start", "window_end"):
+            g[k] = pd.Timestamp(g[k]).isoformat().replace("+00:00", "Z")
+            w[k] = pd.Timestamp(w[k]).floor("us").isoformat().replace("+00:00", "Z")
+        assert g == w
 
 
 def write_table(path: Path, table: pa.Table, meta: dict) -> Path:

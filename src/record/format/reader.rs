@@ -19,8 +19,7 @@ use arrow_array::types::{Int32Type, UInt16Type, UInt64Type, UInt8Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
-    ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::ProjectionMask;
 use rustc_hash::FxHashMap;
@@ -149,8 +148,7 @@ fn in_band_metadata(path: &Path) -> Result<Option<String>> {
     let bad = |e: parquet::errors::ParquetError| Error::bad_input(path, e.to_string());
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(bad)?;
     let parquet = builder.parquet_schema();
-    let wanted = ["kind", "new_state", "capture"];
-    let Some(indices) = wanted
+    let Some(indices) = CAPTURE_COLUMNS
         .iter()
         .map(|n| parquet.columns().iter().position(|c| c.name() == *n))
         .collect::<Option<Vec<usize>>>()
@@ -158,18 +156,36 @@ fn in_band_metadata(path: &Path) -> Result<Option<String>> {
         return Ok(None);
     };
     let mask = ProjectionMask::leaves(parquet, indices);
+    let batches = builder.with_projection(mask).build().map_err(bad)?;
+    let mut ends =
+        capture_ends(batches.map(|b| b.map_err(|e| Error::bad_input(path, e.to_string()))))?;
+    match ends.len() {
+        0 | 1 => Ok(ends.pop()),
+        n => Err(Error::bad_input(
+            path,
+            format!(
+                "no tcpcong footer, and the rows of {n} captures (files merged by a rewrite): tcpcong reads one capture per file; write one file per capture (GROUP BY the capture rows' metadata) or keep the footer"
+            ),
+        )),
+    }
+}
+
+/// The columns a capture row is told by.
+const CAPTURE_COLUMNS: [&str; 3] = ["kind", "new_state", "capture"];
+
+/// The metadata objects of the capture end rows among `batches`, each
+/// once: one per capture; none if the rows have no capture columns.
+fn capture_ends(batches: impl Iterator<Item = Result<RecordBatch>>) -> Result<Vec<String>> {
     let mut ends = Vec::new();
-    for batch in builder.with_projection(mask).build().map_err(bad)? {
-        let batch = batch.map_err(|e| Error::bad_input(path, e.to_string()))?;
+    for batch in batches {
+        let batch = batch?;
         let text = |n: &str| {
             batch
                 .column_by_name(n)
                 .and_then(|c| arrow_cast::cast(c, &DataType::Utf8).ok())
         };
-        let (Some(kind), Some(state), Some(meta)) =
-            (text("kind"), text("new_state"), text("capture"))
-        else {
-            return Ok(None);
+        let [Some(kind), Some(state), Some(meta)] = CAPTURE_COLUMNS.map(text) else {
+            return Ok(Vec::new());
         };
         let (kind, state, meta) = (
             kind.as_string::<i32>(),
@@ -183,23 +199,41 @@ fn in_band_metadata(path: &Path) -> Result<Option<String>> {
         }
     }
     ends.dedup();
-    match ends.len() {
-        0 | 1 => Ok(ends.pop()),
-        n => Err(Error::bad_input(
+    Ok(ends)
+}
+
+/// The metadata object a footer or capture row holds, checked.
+fn metadata_of(path: &Path, kv: &str) -> Result<Metadata> {
+    let version = serde_json::from_str::<serde_json::Value>(kv)
+        .ok()
+        .and_then(|v| v.get("schema_version").and_then(|s| s.as_u64()));
+    match version {
+        Some(v) if v > u64::from(SCHEMA_VERSION) => Err(Error::bad_input(
             path,
             format!(
-                "no tcpcong footer, and the rows of {n} captures (files merged by a rewrite): tcpcong reads one capture per file; write one file per capture (GROUP BY the capture rows' metadata) or keep the footer"
+                "written with event schema version {v}; this tcpcong reads version {SCHEMA_VERSION}: upgrade tcpcong"
             ),
         )),
+        None => Err(Error::bad_input(path, "tcpcong metadata has no schema_version")),
+        _ => serde_json::from_str(kv)
+            .map_err(|e| Error::bad_input(path, format!("unreadable tcpcong metadata: {e}"))),
     }
 }
 
-/// An opened recording: its metadata, checked, and a reader positioned at
-/// its first row.
+/// An opened recording: its metadata, checked, and where its rows come
+/// from.
 pub struct Recording {
+    /// The file, or the name its rows were handed over with.
     pub path: PathBuf,
     pub meta: Metadata,
-    builder: ParquetRecordBatchReaderBuilder<File>,
+    source: Source,
+}
+
+/// A recording's rows: in its file, or Arrow batches in memory, in the
+/// file's order (the Python package's tables).
+enum Source {
+    File(ParquetRecordBatchReaderBuilder<File>),
+    Batches(Vec<RecordBatch>),
 }
 
 impl Recording {
@@ -242,33 +276,49 @@ impl Recording {
                     },
                 )
             })?;
-        let version = serde_json::from_str::<serde_json::Value>(&kv)
-            .ok()
-            .and_then(|v| v.get("schema_version").and_then(|s| s.as_u64()));
-        match version {
-            Some(v) if v > u64::from(SCHEMA_VERSION) => {
-                return Err(Error::bad_input(
-                    path,
-                    format!(
-                        "written with event schema version {v}; this tcpcong reads version {SCHEMA_VERSION}: upgrade tcpcong"
-                    ),
-                ))
-            }
-            None => return Err(Error::bad_input(path, "tcpcong metadata has no schema_version")),
-            _ => {}
-        }
-        let meta: Metadata = serde_json::from_str(&kv)
-            .map_err(|e| Error::bad_input(path, format!("unreadable tcpcong metadata: {e}")))?;
+        let meta = metadata_of(path, &kv)?;
         check_columns(path, builder.schema())?;
         Ok(Recording {
             path: path.to_path_buf(),
             meta,
-            builder,
+            source: Source::File(builder),
         })
     }
 
-    fn rows(self, columns: Columns, extra: &[&str]) -> Result<ParquetRecordBatchReader> {
-        let schema = self.builder.parquet_schema();
+    /// The rows of one recording file, handed over as Arrow batches in the
+    /// file's order: its metadata is its capture end row's.
+    pub fn from_batches(name: &str, batches: Vec<RecordBatch>) -> Result<Recording> {
+        let path = PathBuf::from(name);
+        let Some(first) = batches.first() else {
+            return Err(Error::bad_input(&path, "no rows"));
+        };
+        check_columns(&path, &first.schema())?;
+        let mut ends = capture_ends(batches.iter().cloned().map(Ok))?;
+        let kv = match ends.len() {
+            1 => ends.remove(0),
+            0 => return Err(Error::bad_input(
+                &path,
+                "no capture end row (kind 'capture', new_state 'end', in the column 'capture'): pass every row and column of whole recordings (older recordings hold their capture's facts only in the file's footer: pass their paths instead)",
+            )),
+            n => return Err(Error::bad_input(
+                &path,
+                format!("the rows of {n} captures: pass each row's file name in a filename column (DuckDB: read_parquet(..., filename = true); Spark: _metadata.file_path AS filename)"),
+            )),
+        };
+        Ok(Recording {
+            meta: metadata_of(&path, &kv)?,
+            path,
+            source: Source::Batches(batches),
+        })
+    }
+
+    fn rows(self, columns: Columns, extra: &[&str]) -> Result<Batches> {
+        let builder = match self.source {
+            Source::File(builder) => builder,
+            // Decoding takes columns by name: nothing to project.
+            Source::Batches(b) => return Ok(Box::new(b.into_iter().map(Ok))),
+        };
+        let schema = builder.parquet_schema();
         let mut wanted: Vec<&str> = match columns {
             Columns::Analysis => NEEDED.iter().chain(&OWNER).copied().collect(),
             Columns::All => schema::columns().into_iter().map(|(n, _)| n).collect(),
@@ -280,13 +330,17 @@ impl Recording {
             .collect();
         let mask = ProjectionMask::leaves(schema, indices);
         let path = self.path;
-        self.builder
+        let reader = builder
             .with_projection(mask)
             .with_batch_size(BATCH_ROWS)
             .build()
-            .map_err(|e| Error::bad_input(&path, e.to_string()))
+            .map_err(|e| Error::bad_input(&path, e.to_string()))?;
+        Ok(Box::new(reader))
     }
 }
+
+/// A recording's batches as its reader hands them out.
+type Batches = Box<dyn Iterator<Item = std::result::Result<RecordBatch, arrow_schema::ArrowError>>>;
 
 /// The file's Arrow schema with the core string columns read as
 /// dictionaries: the writer dictionary-encodes them, so the decoder hands
@@ -554,10 +608,39 @@ pub struct Dataset {
 
 impl Dataset {
     pub fn open(paths: &[PathBuf]) -> Result<Dataset> {
+        let recordings = paths
+            .iter()
+            .map(|p| Recording::open(p))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Dataset::of_recordings(recordings))
+    }
+
+    /// Rows handed over in memory (Arrow batches, every column of whole
+    /// recording files) as a dataset. A `filename` column tells their
+    /// files apart (DuckDB's `filename = true`, Spark's
+    /// `_metadata.file_path`); without it the rows are one file's. Each
+    /// file's rows are taken in the order given, or by a `file_row_number`
+    /// column (DuckDB's, Spark's `_metadata.row_index`) where there is one,
+    /// which restores a file's order after an engine shuffled its rows.
+    pub fn from_batches(batches: Vec<RecordBatch>) -> Result<Dataset> {
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        if batches.is_empty() {
+            return Err(Error::bad_input(
+                Path::new("the rows given"),
+                "no rows: pass the rows of whole recording files",
+            ));
+        }
+        let recordings = by_file(batches)?
+            .into_iter()
+            .map(|(name, rows)| Recording::from_batches(&name, rows))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Dataset::of_recordings(recordings))
+    }
+
+    fn of_recordings(recordings: Vec<Recording>) -> Dataset {
         let mut boots: HashMap<String, (u32, i64)> = HashMap::new();
         let mut inputs = Vec::new();
-        for p in paths {
-            let rec = Recording::open(p)?;
+        for rec in recordings {
             let n = boots.len() as u32;
             let &mut (boot, offset_ns) = boots
                 .entry(rec.meta.boot_id.clone())
@@ -572,7 +655,7 @@ impl Dataset {
             });
         }
         inputs.sort_by_key(|i| (i.boot, i.start_ns));
-        Ok(Dataset::of(inputs))
+        Dataset::of(inputs)
     }
 
     /// Inputs sorted by boot and start, with what they add up to.
@@ -690,6 +773,61 @@ impl Dataset {
     }
 }
 
+/// What names the rows' file, and their place in it (see
+/// [`Dataset::from_batches`]).
+const FILENAME: &str = "filename";
+const FILE_ROW_NUMBER: &str = "file_row_number";
+
+/// Rows handed over in memory, as (file name, its rows in file order).
+fn by_file(batches: Vec<RecordBatch>) -> Result<Vec<(String, Vec<RecordBatch>)>> {
+    let given = Path::new("the rows given");
+    let bad = |e: arrow_schema::ArrowError| Error::bad_input(given, e.to_string());
+    let mut files: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+    for b in batches {
+        let Some(names) = b.column_by_name(FILENAME) else {
+            files
+                .entry(given.display().to_string())
+                .or_default()
+                .push(b);
+            continue;
+        };
+        let names = arrow_cast::cast(names, &DataType::Utf8).map_err(bad)?;
+        let names = names.as_string::<i32>();
+        let mut rows: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for i in 0..b.num_rows() {
+            rows.entry(names.value(i)).or_default().push(i as u32);
+        }
+        for (name, rows) in rows {
+            let part =
+                arrow_select::take::take_record_batch(&b, &arrow_array::UInt32Array::from(rows))
+                    .map_err(bad)?;
+            files.entry(name.to_string()).or_default().push(part);
+        }
+    }
+    files
+        .into_iter()
+        .map(|(name, rows)| {
+            let Some(first) = rows.first() else {
+                return Ok((name, rows));
+            };
+            if first.column_by_name(FILE_ROW_NUMBER).is_none() {
+                return Ok((name, rows));
+            }
+            let all = arrow_select::concat::concat_batches(&first.schema(), &rows).map_err(bad)?;
+            let place = all.column_by_name(FILE_ROW_NUMBER).map(Arc::clone);
+            let order = place
+                .map(|p| arrow_ord::sort::sort_to_indices(&p, None, None))
+                .transpose()
+                .map_err(bad)?;
+            let sorted = match order {
+                Some(o) => arrow_select::take::take_record_batch(&all, &o).map_err(bad)?,
+                None => all,
+            };
+            Ok((name, vec![sorted]))
+        })
+        .collect()
+}
+
 /// Two recorders attached at once stamp the same kernel call each with its
 /// own clock read, microseconds apart: events of one flow with the same
 /// change, from different files, this close together are one event. (One
@@ -759,6 +897,7 @@ fn scan_file(
 ) -> Result<()> {
     let path = i.rec.path.clone();
     let claims_sorted = i.rec.meta.sorted;
+    let in_memory = matches!(i.rec.source, Source::Batches(_));
     let end_ktime = i.rec.meta.end_ktime_ns;
     let mut last = 0u64;
     let mut in_order = |r: &Row| {
@@ -768,7 +907,11 @@ fn scan_file(
         if claims_sorted && r.t_ns < last {
             return Err(Error::bad_input(
                 &path,
-                "rows are not in time order although the file's metadata says they are",
+                if in_memory {
+                    "rows are not in their file's order: pass them in the order they were read, or with each row's place in its file as a file_row_number column"
+                } else {
+                    "rows are not in time order although the file's metadata says they are"
+                },
             ));
         }
         if r.ev.ktime_ns > end_ktime {

@@ -1,0 +1,109 @@
+//! The `tcpcong._engine` extension: tcpcong's engine for Python, over
+//! recordings on disk or over their rows in memory (any Arrow table),
+//! returning the per-flow duration table as a `pyarrow.Table`. The Python
+//! side (`tcpcong/__init__.py`) takes the inputs people have (paths,
+//! pyarrow, polars, pandas) and calls one of the two functions here.
+//!
+//! Arrow crosses in both directions through the Arrow C data interface:
+//! batches are shared, not copied. The work runs without the GIL, so
+//! Python threads (and Spark's) go on meanwhile.
+
+use arrow_array::RecordBatch;
+use arrow_pyarrow::{PyArrowType, Table};
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+
+use tcpcong::analyze::durations;
+use tcpcong::analyze::engine::Accounting;
+use tcpcong::error::Error;
+use tcpcong::record::format::reader::{discover, Dataset};
+
+/// tcpcong's one-line error as the Python exception it is.
+fn to_python(e: Error) -> PyErr {
+    match e {
+        Error::Io { .. } => PyOSError::new_err(e.to_string()),
+        e => PyValueError::new_err(e.to_string()),
+    }
+}
+
+fn accounting(name: &str) -> PyResult<Accounting> {
+    match name {
+        "full" => Ok(Accounting::Full),
+        "between" => Ok(Accounting::Between),
+        other => Err(PyValueError::new_err(format!(
+            "accounting must be 'full' or 'between', not {other:?}"
+        ))),
+    }
+}
+
+/// The table of `data`, computed without the GIL.
+fn table_of(
+    py: Python<'_>,
+    data: impl FnOnce() -> Result<Dataset, Error> + Send,
+    accounting: Accounting,
+    all: bool,
+    threads: usize,
+) -> PyResult<PyArrowType<Table>> {
+    let (schema, batches) = py
+        .detach(|| durations::table(data()?, accounting, all, threads.max(1)))
+        .map_err(to_python)?;
+    Table::try_new(batches, schema)
+        .map(PyArrowType)
+        .map_err(|e| to_python(e.into()))
+}
+
+/// Recordings named by files, folders and globs, as `tcpcong analyze`
+/// takes them.
+#[pyfunction]
+#[pyo3(signature = (inputs, accounting = "full", all = false, threads = 1))]
+fn durations_of_files(
+    py: Python<'_>,
+    inputs: Vec<String>,
+    accounting: &str,
+    all: bool,
+    threads: usize,
+) -> PyResult<PyArrowType<Table>> {
+    let mode = self::accounting(accounting)?;
+    let open = move || {
+        let found = discover(&inputs)?;
+        Dataset::open(&found.files)
+    };
+    table_of(py, open, mode, all, threads)
+}
+
+/// The rows of whole recording files, as any Arrow stream (`filename` and
+/// `file_row_number` columns tell files apart and restore their order).
+#[pyfunction]
+#[pyo3(signature = (rows, accounting = "full", all = false, threads = 1))]
+fn durations_of_rows(
+    py: Python<'_>,
+    rows: PyArrowType<Table>,
+    accounting: &str,
+    all: bool,
+    threads: usize,
+) -> PyResult<PyArrowType<Table>> {
+    let mode = self::accounting(accounting)?;
+    let (batches, _): (Vec<RecordBatch>, _) = rows.0.into_inner();
+    table_of(
+        py,
+        move || Dataset::from_batches(batches),
+        mode,
+        all,
+        threads,
+    )
+}
+
+/// The columns every table has, whether or not it has rows.
+#[pyfunction]
+fn table_schema() -> PyArrowType<arrow_schema::Schema> {
+    PyArrowType(tcpcong::analyze::table::schema().as_ref().clone())
+}
+
+#[pymodule]
+fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(durations_of_files, m)?)?;
+    m.add_function(wrap_pyfunction!(durations_of_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(table_schema, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

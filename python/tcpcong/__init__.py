@@ -1,0 +1,98 @@
+"""tcpcong's engine in Python: how long every TCP flow spent in each
+congestion state (open, disorder, cwr, recovery, loss), computed from
+tcpcong recordings exactly as ``tcpcong analyze`` computes it.
+
+    import tcpcong
+    table = tcpcong.durations("runs/")         # files, folders, globs
+    table = tcpcong.durations(rows)            # rows already in memory
+
+The result is a ``pyarrow.Table``, one row per flow, with the columns of
+``tcpcong analyze --format json`` (host, boot_id and flow key a row).
+Rows in memory can come from pyarrow, polars, pandas, DuckDB or a Spark
+Arrow UDF: the rows of whole recording files, every column, with the
+file's name in a ``filename`` column when they are from several files,
+and each row's place in its file in ``file_row_number`` when an engine
+may have reordered them (DuckDB's ``read_parquet(..., filename = true,
+file_row_number = true)``; Spark's ``_metadata.file_path`` and
+``_metadata.row_index``).
+
+No tcpcong binary, BPF or libelf is needed: the engine is in this package.
+"""
+
+import builtins
+import os
+
+import pyarrow as pa
+
+from . import _engine
+
+__version__ = _engine.__version__
+__all__ = ["durations", "schema", "to_spark", "spark_schema"]
+
+
+def durations(data, accounting="full", *, all=False, threads=1):
+    """The per-flow duration table of ``data``, as a ``pyarrow.Table``.
+
+    ``data``: a path (file, folder or glob, as ``tcpcong analyze`` takes
+    them) or a list of paths; or the rows of whole recording files as any
+    Arrow table (anything with ``__arrow_c_stream__``: pyarrow, polars,
+    DuckDB) or a pandas DataFrame. ``accounting``: ``"full"`` (the default;
+    also the time before a flow's first change and after its last) or
+    ``"between"`` (only between two observed changes, the seed's
+    arithmetic). ``all``: also flows without changes (``--all``).
+    ``threads``: boots are computed on this many threads.
+
+    Raises ``ValueError`` for data that is not a recording (the message
+    says why) and ``OSError`` for files that cannot be read.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        data = [data]
+    if isinstance(data, (list, tuple)) and data and builtins.all(isinstance(p, (str, os.PathLike)) for p in data):
+        return _engine.durations_of_files([os.fspath(p) for p in data], accounting, all, threads)
+    if not hasattr(data, "__arrow_c_stream__"):
+        try:
+            data = pa.table(data)
+        except (TypeError, pa.ArrowInvalid) as e:
+            raise TypeError(
+                "durations() takes paths, or rows as an Arrow table (pyarrow, polars, DuckDB) "
+                f"or a pandas DataFrame, not {type(data).__name__}"
+            ) from e
+    return _engine.durations_of_rows(data, accounting, all, threads)
+
+
+
+def schema():
+    """The columns of every table ``durations`` returns."""
+    return _engine.table_schema()
+
+
+# Spark has no unsigned integers. Ids (flow, cgroup) become decimal(20,0),
+# as Spark reads them in recordings, so that they join; counts and
+# nanoseconds (below 2^63) bigint, so that they sum as numbers.
+_SPARK = {
+    pa.uint32(): (pa.int64(), "bigint"),
+    pa.uint16(): (pa.int32(), "int"),
+    pa.uint8(): (pa.int16(), "smallint"),
+    pa.string(): (pa.string(), "string"),
+    pa.timestamp("us", tz="UTC"): (pa.timestamp("us", tz="UTC"), "timestamp"),
+}
+_IDS = {"flow", "cgroup"}
+
+
+def _spark_type(f):
+    if f.type == pa.uint64():
+        return (pa.decimal128(20, 0), "decimal(20,0)") if f.name in _IDS else (pa.int64(), "bigint")
+    return _SPARK[f.type]
+
+
+def to_spark(table):
+    """``table`` (from ``durations``) in the types Spark takes from Arrow:
+    what a Spark Arrow UDF (``applyInArrow``, ``mapInArrow``) returns, with
+    ``spark_schema()`` as its schema."""
+    target = pa.schema([pa.field(f.name, _spark_type(f)[0], f.nullable) for f in table.schema])
+    return table.cast(target)
+
+
+def spark_schema():
+    """The table's columns as a Spark DDL schema string (see ``to_spark``)."""
+    return ", ".join(f"{f.name} {_spark_type(f)[1]}" for f in schema())

@@ -1,0 +1,147 @@
+//! The duration table of a dataset: the engine run over a dataset's scan,
+//! on threads. `analyze` prints what this computes, and the Python package
+//! returns it as a table.
+//!
+//! Several boots spread over threads by boot: boots share no flows, so each
+//! thread reads and computes its own boots with an engine of its own, and
+//! the summaries merge exactly as sharded ones do. One boot on several
+//! threads deals its flows out to engines instead ([`Sharded`]).
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+
+use super::engine::{Accounting, EngineConfig, Summary, Unit};
+use super::report::{Boot, ReportConfig, Style};
+use super::sharded::Sharded;
+use super::table::Table;
+use crate::error::Result;
+use crate::record::format::reader::{Columns, Dataset, Item, RowFilter};
+
+/// What a dataset's scan gave: the engine's summary, and how many events
+/// two overlapping captures both recorded (counted once).
+pub struct Computed {
+    pub summary: Summary,
+    pub duplicates: u64,
+}
+
+/// The engine over `data`'s kept rows, up to `end_ns`, on `threads`.
+pub fn compute(
+    data: Dataset,
+    filter: &RowFilter,
+    cfg: &EngineConfig,
+    threads: usize,
+    end_ns: u64,
+) -> Result<Computed> {
+    let parts = data.by_boot();
+    if threads <= 1 || parts.len() <= 1 {
+        return on_one_thread(parts, filter, cfg, threads, end_ns);
+    }
+    let threads = threads.min(parts.len());
+    let mut shares: Vec<Vec<Dataset>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, part) in parts.into_iter().enumerate() {
+        shares[i % threads].push(part);
+    }
+    let done: Vec<Result<Computed>> = std::thread::scope(|scope| {
+        let running: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                // The filter remembers flows' ports: one per thread.
+                let filter = filter.clone();
+                scope.spawn(move || on_one_thread(share, &filter, cfg, 1, end_ns))
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut summaries = Vec::new();
+    let mut duplicates = 0;
+    for d in done {
+        let c = d?;
+        summaries.push(c.summary);
+        duplicates += c.duplicates;
+    }
+    Ok(Computed {
+        summary: Summary::merge(summaries),
+        duplicates,
+    })
+}
+
+/// `parts` read one after the other on this thread, into one engine
+/// (sharded over `threads`).
+fn on_one_thread(
+    parts: Vec<Dataset>,
+    filter: &RowFilter,
+    cfg: &EngineConfig,
+    threads: usize,
+    end_ns: u64,
+) -> Result<Computed> {
+    let mut engine = Sharded::new(cfg.clone(), threads);
+    let mut duplicates = 0;
+    for part in parts {
+        duplicates += part.scan(filter, Columns::Analysis, &mut |item| {
+            match item {
+                Item::Span(boot, s) => engine.set_span(boot, s),
+                Item::Row(row) => engine.push(row.t_ns, row.key, row.ev.change, &row.ev.addr),
+            }
+            Ok(())
+        })?;
+    }
+    Ok(Computed {
+        summary: engine.finish(end_ns),
+        duplicates,
+    })
+}
+
+/// Per boot index (the `boot` of the flow keys): its names, for the
+/// reports' rows.
+pub fn boots(data: &Dataset) -> Vec<Boot> {
+    data.boots()
+        .into_iter()
+        .map(|b| Boot {
+            host: b.host,
+            boot_id: b.boot_id,
+            cgroup_paths: b.cgroup_paths,
+        })
+        .collect()
+}
+
+/// The per-flow table of a whole dataset (every row, one window) as
+/// Arrow batches: what the Python package returns. `all`: also flows
+/// without changes.
+pub fn table(
+    data: Dataset,
+    accounting: Accounting,
+    all: bool,
+    threads: usize,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let cfg = EngineConfig {
+        accounting,
+        lifecycle: data.lifecycle,
+        start_ns: data.start_ns,
+        until_ns: None,
+        interval_ns: None,
+        hist_unit: Unit::Millis,
+    };
+    let report = ReportConfig {
+        style: Style::Json,
+        histogram: false,
+        micros: false,
+        timestamp: false,
+        all,
+        sort: None,
+        top: None,
+        by: None,
+    };
+    let table = Table::new(report, boots(&data), data.lost_events);
+    let end_ns = data.end_ns;
+    let computed = compute(data, &RowFilter::default(), &cfg, threads, end_ns)?;
+    let batches = computed
+        .summary
+        .windows
+        .iter()
+        .filter_map(|w| table.batch(w).transpose())
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok((table.schema(), batches))
+}

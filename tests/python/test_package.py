@@ -1,0 +1,161 @@
+"""The Python package (python/; `make python` builds the wheel and unpacks
+it into target/python, which `make test` puts on PYTHONPATH): tcpcong's
+engine without the binary. Its table is analyze's JSON rows, row for row,
+whether it reads paths or rows already in memory (pyarrow, polars, pandas,
+DuckDB; several files and boots, overlapping files, rows shuffled and put
+back in order by their place in the file), and the duration query
+(schemas/durations.sql, an independent implementation) agrees with it on
+the rules' hand-made cases. Its errors are one line each. The fleet, with
+Spark running the package per host, is in test_spark.py."""
+
+import random
+import re
+import subprocess
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import tcpcong
+import test_interop as rules
+from conftest import FIXTURE_FILES, FIXTURES, REPO, assert_rows_are_json, modernize, run_analyze
+
+MODES = ["full", "between"]
+
+
+def test_the_wheel_is_the_engine_alone():
+    """No BPF, libbpf, libelf or zlib in the extension: nothing but the C
+    library is needed where it runs (Spark executors, notebooks)."""
+    so = next(Path(tcpcong.__file__).parent.glob("_engine*.so"))
+    libs = subprocess.run(["ldd", str(so)], capture_output=True, text=True, check=True).stdout
+    needed = {line.split()[0] for line in libs.splitlines() if "=>" in line}
+    assert needed and not {n for n in needed if re.match(r"lib(elf|bpf|z)\.", n)}, needed
+    assert needed <= {"libc.so.6", "libm.so.6", "libgcc_s.so.1"}, needed
+    version = re.search(r'^version = "(.*)"', (REPO / "Cargo.toml").read_text(), re.M).group(1)
+    assert tcpcong.__version__ == version
+    wheels = list((REPO / "target" / "wheels").glob(f"tcpcong-{version}-*abi3*.whl"))
+    assert len(wheels) == 1, wheels
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("every_flow", [True, False], ids=["all", "changed"])
+@pytest.mark.parametrize("path", [*FIXTURE_FILES, FIXTURES], ids=[*(p.stem for p in FIXTURE_FILES), "folder"])
+def test_paths_give_analyzes_rows(path, mode, every_flow):
+    got = tcpcong.durations(path, mode, all=every_flow)
+    want = run_analyze([path], mode, every_flow)
+    assert want
+    assert got.schema == tcpcong.schema()
+    assert_rows_are_json(got.to_pylist(), want)
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    """Files as this version writes them, of several boots: a fixture, the
+    hand-made corner cases, two boots one of which is in two overlapping
+    files."""
+    d = rules.write_dataset(tmp_path_factory.mktemp("package") / "runs")
+    modernize(FIXTURE_FILES[0], d / "fixture.parquet", "fixture", "f1xed000-0000-0000-0000-000000000000")
+    rules.write_events(d / "handmade.parquet", rules.sorted_events(rules.HANDMADE),
+                       dict(rules.meta_for(1000, 10000), hostname="handmade"))
+    files = sorted(d.rglob("*.parquet"))
+    assert len(files) == 5
+    return d, files
+
+
+def duckdb_rows(d):
+    return duckdb.sql(f"SELECT * FROM read_parquet('{d}/**/*.parquet', filename = true, file_row_number = true)")
+
+
+def shuffled(table: pa.Table) -> pa.Table:
+    order = list(range(table.num_rows))
+    random.Random(7).shuffle(order)
+    return table.take(order)
+
+
+def with_filename(t: pa.Table, f: Path) -> pa.Table:
+    return t.append_column("filename", pa.array([str(f)] * t.num_rows).dictionary_encode())
+
+
+IN_MEMORY = {
+    "pyarrow, filename as a dictionary": lambda d, files: pa.concat_tables(
+        [with_filename(pq.read_table(f), f) for f in files]),
+    "polars": lambda d, files: pl.read_parquet(files, include_file_paths="filename"),
+    "pandas": lambda d, files: pd.concat([pd.read_parquet(f).assign(filename=str(f)) for f in files]),
+    "duckdb relation": lambda d, files: duckdb_rows(d),
+    "shuffled, with file_row_number": lambda d, files: shuffled(duckdb_rows(d).arrow().read_all()),
+    "one file's rows": lambda d, files: pq.read_table(files[0]),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("how", IN_MEMORY)
+def test_rows_in_memory_give_what_their_files_give(recordings, how, mode):
+    d, files = recordings
+    rows = IN_MEMORY[how](d, files)
+    inputs = [files[0]] if how == "one file's rows" else [d]
+    want = run_analyze(inputs, mode)
+    if how != "one file's rows":
+        assert len({(r["host"], r["boot_id"]) for r in want}) >= 4
+    assert_rows_are_json(tcpcong.durations(rows, mode, all=True).to_pylist(), want)
+
+
+def test_threads_give_what_one_thread_gives(recordings):
+    d, _ = recordings
+    one = tcpcong.durations(d, all=True)
+    assert one.num_rows > 10
+    for n in (2, 3):
+        assert tcpcong.durations(d, all=True, threads=n).equals(one)
+        assert tcpcong.durations(duckdb_rows(d), all=True, threads=n).equals(one)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_durations_sql_agrees_with_the_package(recordings, mode):
+    """The query, from the rows alone, and the engine on the same files."""
+    d, _ = recordings
+    key = lambda r: (r["host"], r["boot_id"], int(r["flow"]))
+    numbers = ("open_ns", "disorder_ns", "cwr_ns", "recovery_ns", "loss_ns", "changes")
+    sql = {key(r): tuple(int(r[k]) for k in numbers) for r in rules.sql_durations(f"{d}/**/*.parquet", mode)}
+    got = {key(r): tuple(r[k] for k in numbers) for r in tcpcong.durations(duckdb_rows(d), mode, all=True).to_pylist()}
+    assert len(got) > 10 and got == sql
+
+
+def test_spark_types_hold_the_values():
+    t = tcpcong.durations(FIXTURES, all=True)
+    s = tcpcong.to_spark(t)
+    assert s.to_pylist() == t.to_pylist()
+    assert str(s.schema.field("flow").type) == "decimal128(20, 0)"
+    assert s.schema.field("open_ns").type == pa.int64()
+    assert [part.split(" ")[0] for part in tcpcong.spark_schema().split(", ")] == t.schema.names
+
+
+def one_line_error(kind, call):
+    with pytest.raises(kind) as e:
+        call()
+    text = str(e.value)
+    assert "\n" not in text and "Traceback" not in text and "panicked" not in text
+    return text
+
+
+def test_errors_say_what_in_one_line(recordings, tmp_path):
+    d, files = recordings
+    assert "accounting must be 'full' or 'between'" in one_line_error(
+        ValueError, lambda: tcpcong.durations(d, "fullest"))
+    assert "no such file" in one_line_error(ValueError, lambda: tcpcong.durations(tmp_path / "nothing.parquet"))
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"a": [1, 2]}), other)
+    assert "not a tcpcong recording" in one_line_error(ValueError, lambda: tcpcong.durations(other))
+    assert "column ktime_ns is missing" in one_line_error(
+        ValueError, lambda: tcpcong.durations(pa.table({"a": [1]})))
+    # A fixture predates the capture rows: its facts are only in its footer.
+    assert "pass their paths instead" in one_line_error(
+        ValueError, lambda: tcpcong.durations(pq.read_table(FIXTURE_FILES[0])))
+    two = pa.concat_tables([pq.read_table(f) for f in files[-2:]])
+    assert "filename column" in one_line_error(ValueError, lambda: tcpcong.durations(two))
+    messy = shuffled(pq.read_table(files[0]))
+    assert "file_row_number" in one_line_error(ValueError, lambda: tcpcong.durations(messy))
+    assert "no rows" in one_line_error(ValueError, lambda: tcpcong.durations(pq.read_table(files[0]).slice(0, 0)))
+    assert "takes paths" in one_line_error(TypeError, lambda: tcpcong.durations(42))
