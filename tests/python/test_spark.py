@@ -10,7 +10,8 @@ of them with lost events), and hand-made recordings of the rules' corner
 cases (snapshots, two boots, overlapping files of one boot), each under a
 host of its own. schemas/durations.sql, run by Spark and by DuckDB over
 the rows alone, gives analyze's table of the whole fleet, flow by flow, in
-both accounting modes.
+both accounting modes; so does the Python package, over the files, over
+DuckDB's rows, and run by Spark once per host (an Arrow UDF).
 """
 
 import json
@@ -197,6 +198,29 @@ def spark_durations(spark, path, accounting):
     return spark.sql((SCHEMAS / "durations.sql").read_text()).collect()
 
 
+def spark_package_durations(spark, path, accounting):
+    """The fleet's table as the README's PySpark job computes it: the
+    package once per host, in Spark's Arrow UDF."""
+    import tcpcong
+    from pyspark.sql import functions as F
+    rows = spark.read.parquet(str(path)).select(
+        "*", F.col("_metadata.file_path").alias("filename"),
+        F.col("_metadata.row_index").alias("file_row_number"))
+
+    def per_host(t):
+        return tcpcong.to_spark(tcpcong.durations(t, accounting, all=True))
+    return rows.groupBy("host").applyInArrow(per_host, tcpcong.spark_schema()).collect()
+
+
+def package_durations(path, accounting):
+    """The package over the files, and over DuckDB's rows of them."""
+    import duckdb
+    import tcpcong
+    rows = duckdb.sql(f"SELECT * FROM read_parquet('{path}/**/*.parquet', filename = true, file_row_number = true)")
+    return (tcpcong.durations(path, accounting, all=True).to_pylist(),
+            tcpcong.durations(rows, accounting, all=True).to_pylist())
+
+
 def duckdb_durations(path, accounting):
     import duckdb
     con = duckdb.connect()
@@ -218,14 +242,17 @@ def keyed(rows):
 
 
 @pytest.mark.parametrize("mode", ["full", "between"])
-def test_durations_sql_on_spark_and_duckdb_equals_analyze_on_a_fleet(fleet, spark, mode):
+def test_durations_sql_and_the_package_on_spark_and_duckdb_equal_analyze_on_a_fleet(fleet, spark, mode):
     want = keyed(run_analyze([fleet], mode))
     hosts = {h for h, _, _ in want}
     assert len(hosts) >= 6 and len({(h, b) for h, b, _ in want}) >= 7, hosts
     assert any(n[-1] for n in want.values())
     on_spark = keyed(r.asDict() for r in spark_durations(spark, fleet, mode))
     on_duckdb = keyed(duckdb_durations(fleet, mode))
-    for name, got in (("spark", on_spark), ("duckdb", on_duckdb)):
+    spark_package = keyed(r.asDict() for r in spark_package_durations(spark, fleet, mode))
+    package_files, package_rows = map(keyed, package_durations(fleet, mode))
+    for name, got in (("spark", on_spark), ("duckdb", on_duckdb), ("spark with the package", spark_package),
+                      ("package on the files", package_files), ("package on DuckDB's rows", package_rows)):
         assert got.keys() == want.keys(), (name, sorted(got.keys() ^ want.keys())[:10])
         wrong = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
         assert not wrong, (name, list(wrong.items())[:5])
