@@ -16,6 +16,7 @@ DuckDB's rows, and run by Spark once per host (an Arrow UDF).
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -256,3 +257,26 @@ def test_durations_sql_and_the_package_on_spark_and_duckdb_equal_analyze_on_a_fl
         assert got.keys() == want.keys(), (name, sorted(got.keys() ^ want.keys())[:10])
         wrong = {k: (got[k], want[k]) for k in want if got[k] != want[k]}
         assert not wrong, (name, list(wrong.items())[:5])
+
+
+def readme_examples():
+    """The Python blocks of the README's "The engine in Python"."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("### The engine in Python", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+@pytest.mark.parametrize("example", readme_examples(), ids=["pyspark", "duckdb", "polars"])
+def test_the_readmes_python_examples_compute_analyzes_table(fleet, spark, example, capfd):
+    """Each example as printed, on the fleet instead of the bucket: its
+    table is analyze's, flow by flow, and its roll-up prints."""
+    assert 'FLEET = "s3://bucket/tcpcong/"' in example and len(example.splitlines()) <= 30
+    code = example.replace('FLEET = "s3://bucket/tcpcong/"', f'FLEET = "{fleet}/"')
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    table = scope["per_flow"]
+    rows = (r.asDict() for r in table.collect()) if hasattr(table, "collect") else (
+        table.to_dicts() if hasattr(table, "to_dicts") else table.to_pylist())
+    assert keyed(rows) == keyed(run_analyze([fleet], "full"))
+    printed = capfd.readouterr().out
+    assert "recovery_ns" in printed or "loss_s" in printed, printed
