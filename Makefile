@@ -110,9 +110,9 @@ lint: deps
 	$(CARGO) clippy --lib --no-default-features -- -D warnings
 
 # Figures for BENCHMARKS.md, each a ratio measured side by side (as root).
-bench: deps
+bench: deps python
 	$(CARGO) build --release --workspace --bins
-	TCPCONG=$(RELEASE_BIN) python3 bench/run.py
+	PYTHONPATH=$(PY_SITE) TCPCONG=$(RELEASE_BIN) python3 bench/run.py
 
 # Fuzz the reader and the engine for FUZZ_SECONDS each (cargo-fuzz, with
 # RUSTC_BOOTSTRAP so that the stable toolchain builds with sanitizers); new

@@ -25,8 +25,9 @@ Measured:
   7. socket snapshots with 10,000 idle connections in a namespace: time per
      snapshot next to `ss` listing the same sockets, and bytes per row;
   8. a fleet: three hosts' generated recordings, analyze on one and two
-     threads next to schemas/durations.sql in DuckDB and in Spark SQL
-     (local[2]), each table checked equal to analyze's flow by flow.
+     threads next to the Python package, schemas/durations.sql in DuckDB
+     and in Spark SQL (local[2]), and Spark running the package per host,
+     each table checked equal to analyze's flow by flow.
 """
 import json
 import os
@@ -53,6 +54,8 @@ FLEET_HOSTS = 3
 # Per host; Spark SQL runs durations.sql at a few thousand events per second
 # here, so the default keeps its row to minutes.
 FLEET_EVENTS = int(os.environ.get("BENCH_FLEET_EVENTS", "1000000"))
+# Per host, for tcpcong alone (analyze and the package) at scale.
+FLEET_BIG_EVENTS = int(os.environ.get("BENCH_FLEET_BIG_EVENTS", "20000000"))
 out_lines = []
 
 
@@ -292,6 +295,43 @@ spark.sql("SELECT 'full' AS accounting").createOrReplaceTempView("tcpcong_params
 with open(sys.argv[3], "w") as out:
     for r in spark.sql(open(sys.argv[2]).read()).collect():
         print(json.dumps(r.asDict(), default=int), file=out)
+spark.stop()
+"""
+# The Python package (`make python`), on the files and in Spark per host.
+PACKAGE_OUT = """
+FIELDS = ("host", "boot_id", "flow", "open_ns", "disorder_ns", "cwr_ns", "recovery_ns", "loss_ns", "changes")
+def write(rows, path):
+    with open(path, "w") as out:
+        for r in rows:
+            print(json.dumps({k: r[k] for k in FIELDS}, default=int), file=out)
+"""
+# Times the call alone, REPS times in one process (python and pyarrow
+# start once, as in a notebook or a Spark worker).
+PACKAGE_SCRIPT = """
+import json, sys, time
+import tcpcong
+""" + PACKAGE_OUT + """
+times = []
+for _ in range(int(sys.argv[4])):
+    t0 = time.monotonic()
+    table = tcpcong.durations(sys.argv[1], "full", all=True, threads=int(sys.argv[2]))
+    times.append(time.monotonic() - t0)
+write(table.select(list(FIELDS)).to_pylist(), sys.argv[3])
+print(json.dumps(times))
+"""
+SPARK_PACKAGE_SCRIPT = """
+import json, sys
+import tcpcong
+from pyspark.sql import SparkSession, functions as F
+""" + PACKAGE_OUT + """
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.driver.memory", "6g").getOrCreate())
+rows = spark.read.parquet(sys.argv[1]).select(
+    "*", F.col("_metadata.file_path").alias("filename"), F.col("_metadata.row_index").alias("file_row_number"))
+def per_host(t):
+    return tcpcong.to_spark(tcpcong.durations(t, "full", all=True))
+write((r.asDict() for r in rows.groupBy("host").applyInArrow(per_host, tcpcong.spark_schema()).collect()),
+      sys.argv[2])
 spark.stop()
 """
 REPS = int(os.environ.get("BENCH_REPS", "3"))
@@ -564,16 +604,16 @@ def snapshot_cost(conns=10_000, reps=3):
     say()
 
 
-def fleet_dataset():
-    """FLEET_HOSTS hosts' recordings of FLEET_EVENTS events each, laid out as
+def fleet_dataset(events=FLEET_EVENTS):
+    """FLEET_HOSTS hosts' recordings of `events` events each, laid out as
     a fleet's series are (DIR/host=NAME/date=DAY/FILE), each its own boot."""
-    d = CACHE / f"fleet-{FLEET_HOSTS}x{FLEET_EVENTS}"
+    d = CACHE / f"fleet-{FLEET_HOSTS}x{events}"
     for i in range(FLEET_HOSTS):
         path = d / f"host=h{i}" / "date=2026-12-01" / "tcpcong-20261201T000000Z-000001.parquet"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             env = dict(os.environ, BENCH_HOST=f"h{i}", BENCH_BOOT_ID=f"00000000-0000-0000-0000-00000000000{i}")
-            subprocess.run([sys.executable, "bench/gen_events.py", str(path), str(FLEET_EVENTS), str(FLOWS),
+            subprocess.run([sys.executable, "bench/gen_events.py", str(path), str(events), str(FLOWS),
                             str(i + 1)], check=True, env=env, capture_output=True)
     return d
 
@@ -597,35 +637,84 @@ def fleet():
         f"µs `time`, host, boot_id, capture rows), {FLEET_EVENTS:,} events of {FLOWS:,} flows each, "
         "laid out as `DIR/host=NAME/date=DAY/FILE`. The whole fleet's per-flow table, full accounting: "
         f"`tcpcong analyze DIR --all --format json --threads N` ({REPS} runs: median, spread), and "
+        "the Python package (`make python`) on the same files, `tcpcong.durations(DIR, threads=N)`; "
         "`schemas/durations.sql` over the rows alone in DuckDB (with `durations-duckdb.sql`) and in "
-        "Spark SQL (pyspark `local[2]`, 6 GiB driver), one run each; their peak RSS is the process "
-        "tree's (Python and the JVM), sampled twice a second. Each SQL table is checked equal to analyze's, flow by flow, "
+        "Spark SQL (pyspark `local[2]`, 6 GiB driver); and Spark running the package once per host "
+        "(`groupBy('host').applyInArrow`, the README's job), one run each; their peak RSS is the process "
+        "tree's (Python and the JVM), sampled twice a second. Each table is checked equal to analyze's, flow by flow, "
         "keyed by (host, boot_id, flow).")
     say()
     say("| what | threads | median s | spread s | events/s | peak RSS MiB | equal to analyze |")
     say("|---|---:|---:|---:|---:|---:|---|")
-    want = fleet_table(sh(BIN, "analyze", str(d), "--all", "--format", "json"))
-    medians = {}
-    for n in (1, 2):
-        med, lo, hi, rss = timed([BIN, "analyze", str(d), "--all", "--format", "json", "--threads", str(n)])
-        medians[n] = med
-        say(f"| tcpcong analyze | {n} | {med:.2f} | {lo:.2f}-{hi:.2f} | {events / med:,.0f} | {rss:.0f} | |")
+    want, medians = tcpcong_rows(d, events)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, script, args in (
-            ("DuckDB, durations.sql", DUCKDB_SCRIPT, lambda out, n: [f"{d}/**/*.parquet", "schemas/durations.sql",
-                                                                     str(n), out]),
-            ("Spark SQL, durations.sql", SPARK_SCRIPT, lambda out, n: [str(d), "schemas/durations.sql", out]),
+        for name, script, threads, args in (
+            ("DuckDB, durations.sql", DUCKDB_SCRIPT, (1, 2),
+             lambda out, n: [f"{d}/**/*.parquet", "schemas/durations.sql", str(n), out]),
+            ("Spark, the package per host", SPARK_PACKAGE_SCRIPT, (2,), lambda out, n: [str(d), out]),
+            ("Spark SQL, durations.sql", SPARK_SCRIPT, (2,), lambda out, n: [str(d), "schemas/durations.sql", out]),
         ):
             path = Path(tmp) / "script.py"
             path.write_text(script)
-            for n in ((1, 2) if name.startswith("DuckDB") else (2,)):
+            for n in threads:
                 out = Path(tmp) / "out.jsonl"
                 wall, rss = run_measured([sys.executable, str(path), *args(str(out), n)], tree=True)
                 same = "yes" if fleet_table(out.read_text()) == want else "NO"
                 say(f"| {name} | {n} | {wall:.2f} | | {events / wall:,.0f} | {rss / 1024:.0f} | {same} |")
     say()
-    say(f"analyze on two threads takes {medians[2] / medians[1]:.2f} of its one-thread time (hosts are "
-        "separate boots: each thread reads and computes its own).")
+    say_two_threads(medians, " (hosts are separate boots: each thread reads and computes its own). The "
+                    "package's times are its call's, in a Python that has imported it; starting Python and "
+                    "importing pyarrow and tcpcong add about 0.2 s to a script")
+    fleet_at_scale()
+
+
+ANALYZE = "tcpcong analyze"
+PACKAGE = "Python package, on the files"
+
+
+def tcpcong_rows(d, events):
+    """The table rows of analyze (REPS runs) and the package (REPS calls in
+    one process) on `d`, 1 and 2 threads: analyze's fleet table and the
+    medians by (what, threads). Each package table is checked against
+    analyze's."""
+    want = fleet_table(sh(BIN, "analyze", str(d), "--all", "--format", "json"))
+    medians = {}
+    for n in (1, 2):
+        med, lo, hi, rss = timed([BIN, "analyze", str(d), "--all", "--format", "json", "--threads", str(n)])
+        medians[(ANALYZE, n)] = med
+        say(f"| {ANALYZE} | {n} | {med:.2f} | {lo:.2f}-{hi:.2f} | {events / med:,.0f} | {rss:.0f} | |")
+    with tempfile.TemporaryDirectory() as tmp:
+        script, out, times = Path(tmp) / "package.py", Path(tmp) / "out.jsonl", Path(tmp) / "times.json"
+        script.write_text(PACKAGE_SCRIPT)
+        for n in (1, 2):
+            with open(times, "w") as t:
+                _, rss = run_measured([sys.executable, str(script), str(d), str(n), str(out), str(REPS)], stdout=t)
+            calls = json.loads(times.read_text())
+            med = statistics.median(calls)
+            medians[(PACKAGE, n)] = med
+            same = "yes" if fleet_table(out.read_text()) == want else "NO"
+            say(f"| {PACKAGE} | {n} | {med:.2f} | {min(calls):.2f}-{max(calls):.2f} | {events / med:,.0f} | "
+                f"{rss / 1024:.0f} | {same} |")
+    return want, medians
+
+
+def fleet_at_scale():
+    """tcpcong alone on a fleet too large for the SQL engines' rows above."""
+    d = fleet_dataset(FLEET_BIG_EVENTS)
+    events = FLEET_HOSTS * FLEET_BIG_EVENTS
+    say(f"At scale, tcpcong alone: the same layout, {FLEET_HOSTS} hosts × {FLEET_BIG_EVENTS:,} events, "
+        f"analyze and the package as above; the tables checked equal.")
+    say()
+    say("| what | threads | median s | spread s | events/s | peak RSS MiB | equal to analyze |")
+    say("|---|---:|---:|---:|---:|---:|---|")
+    _, medians = tcpcong_rows(d, events)
+    say()
+    say_two_threads(medians)
+
+
+def say_two_threads(medians, why=""):
+    say(f"On two threads analyze takes {medians[(ANALYZE, 2)] / medians[(ANALYZE, 1)]:.2f} of its one-thread "
+        f"time, the package {medians[(PACKAGE, 2)] / medians[(PACKAGE, 1)]:.2f}{why}.")
     say()
 
 
@@ -634,6 +723,9 @@ def main():
     for b in (BIN, FLOOR, SYNTH):
         if not Path(b).exists():
             sys.exit(f"bench: {b} is missing: run `cargo build --release --workspace --bins` (make bench does)")
+    if "fleet" in PARTS and subprocess.run([sys.executable, "-c", "import tcpcong"], capture_output=True).returncode:
+        sys.exit("bench: the Python package is not importable: run `make python` and put target/python on "
+                 "PYTHONPATH (make bench does)")
     say("# tcpcong benchmarks")
     say()
     say(f"Generated by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
