@@ -36,20 +36,20 @@ fn accounting(name: &str) -> PyResult<Accounting> {
     }
 }
 
-/// The table of `data`, computed without the GIL.
+/// The table of `data` and what it cannot show (analyze's stderr lines),
+/// computed without the GIL.
 fn table_of(
     py: Python<'_>,
     data: impl FnOnce() -> Result<Dataset, Error> + Send,
     accounting: Accounting,
     all: bool,
     threads: usize,
-) -> PyResult<PyArrowType<Table>> {
-    let (schema, batches) = py
+) -> PyResult<(PyArrowType<Table>, Vec<String>)> {
+    let out = py
         .detach(|| durations::table(data()?, accounting, all, threads.max(1)))
         .map_err(to_python)?;
-    Table::try_new(batches, schema)
-        .map(PyArrowType)
-        .map_err(|e| to_python(e.into()))
+    let table = Table::try_new(out.batches, out.schema).map_err(|e| to_python(e.into()))?;
+    Ok((PyArrowType(table), out.caveats))
 }
 
 /// Recordings named by files, folders and globs, as `tcpcong analyze`
@@ -62,7 +62,7 @@ fn durations_of_files(
     accounting: &str,
     all: bool,
     threads: usize,
-) -> PyResult<PyArrowType<Table>> {
+) -> PyResult<(PyArrowType<Table>, Vec<String>)> {
     let mode = self::accounting(accounting)?;
     let open = move || {
         let found = discover(&inputs)?;
@@ -81,7 +81,7 @@ fn durations_of_rows(
     accounting: &str,
     all: bool,
     threads: usize,
-) -> PyResult<PyArrowType<Table>> {
+) -> PyResult<(PyArrowType<Table>, Vec<String>)> {
     let mode = self::accounting(accounting)?;
     let (batches, _): (Vec<RecordBatch>, _) = rows.0.into_inner();
     table_of(

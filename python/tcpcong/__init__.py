@@ -21,13 +21,20 @@ No tcpcong binary, BPF or libelf is needed: the engine is in this package.
 
 import builtins
 import os
+import warnings
 
 import pyarrow as pa
 
 from . import _engine
 
 __version__ = _engine.__version__
-__all__ = ["durations", "schema", "to_spark", "spark_schema"]
+__all__ = ["durations", "schema", "to_spark", "spark_schema", "DataWarning"]
+
+
+class DataWarning(UserWarning):
+    """What a table cannot show (lost events, transitions without an event,
+    events two overlapping captures both recorded, full accounting without
+    lifecycle events): the lines ``tcpcong analyze`` prints on stderr."""
 
 
 def durations(data, accounting="full", *, all=False, threads=1):
@@ -43,12 +50,13 @@ def durations(data, accounting="full", *, all=False, threads=1):
     ``threads``: boots are computed on this many threads.
 
     Raises ``ValueError`` for data that is not a recording (the message
-    says why) and ``OSError`` for files that cannot be read.
+    says why) and ``OSError`` for files that cannot be read. Warns with
+    ``DataWarning`` what the numbers cannot show, as analyze does.
     """
     if isinstance(data, (str, os.PathLike)):
         data = [data]
     if isinstance(data, (list, tuple)) and data and builtins.all(isinstance(p, (str, os.PathLike)) for p in data):
-        return _engine.durations_of_files([os.fspath(p) for p in data], accounting, all, threads)
+        return _with_caveats(*_engine.durations_of_files([os.fspath(p) for p in data], accounting, all, threads))
     if not hasattr(data, "__arrow_c_stream__"):
         try:
             data = pa.table(data)
@@ -57,7 +65,13 @@ def durations(data, accounting="full", *, all=False, threads=1):
                 "durations() takes paths, or rows as an Arrow table (pyarrow, polars, DuckDB) "
                 f"or a pandas DataFrame, not {type(data).__name__}"
             ) from e
-    return _engine.durations_of_rows(data, accounting, all, threads)
+    return _with_caveats(*_engine.durations_of_rows(data, accounting, all, threads))
+
+
+def _with_caveats(table, caveats):
+    for line in caveats:
+        warnings.warn(line, DataWarning, stacklevel=3)
+    return table
 
 
 

@@ -10,6 +10,7 @@
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
+use super::caveats;
 use super::engine::{Accounting, EngineConfig, Summary, Unit};
 use super::report::{Boot, ReportConfig, Style};
 use super::sharded::Sharded;
@@ -107,15 +108,17 @@ pub fn boots(data: &Dataset) -> Vec<Boot> {
         .collect()
 }
 
-/// The per-flow table of a whole dataset (every row, one window) as
-/// Arrow batches: what the Python package returns. `all`: also flows
-/// without changes.
-pub fn table(
-    data: Dataset,
-    accounting: Accounting,
-    all: bool,
-    threads: usize,
-) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+/// A dataset's per-flow table (every row, one window) as Arrow batches,
+/// and what it cannot show: what the Python package returns.
+pub struct TableOf {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    /// The lines analyze prints on stderr beside the same table.
+    pub caveats: Vec<String>,
+}
+
+/// The table of `data`; `all`: also flows without changes.
+pub fn table(data: Dataset, accounting: Accounting, all: bool, threads: usize) -> Result<TableOf> {
     let cfg = EngineConfig {
         accounting,
         lifecycle: data.lifecycle,
@@ -135,7 +138,8 @@ pub fn table(
         by: None,
     };
     let table = Table::new(report, boots(&data), data.lost_events);
-    let end_ns = data.end_ns;
+    let (end_ns, lost_events, gaps, lifecycle) =
+        (data.end_ns, data.lost_events, data.gaps, data.lifecycle);
     let computed = compute(data, &RowFilter::default(), &cfg, threads, end_ns)?;
     let batches = computed
         .summary
@@ -143,5 +147,18 @@ pub fn table(
         .iter()
         .filter_map(|w| table.batch(w).transpose())
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok((table.schema(), batches))
+    let mut notes: Vec<String> = caveats::duplicates(computed.duplicates)
+        .into_iter()
+        .collect();
+    notes.extend(caveats::losses(
+        lost_events,
+        Some(gaps),
+        computed.summary.mismatches,
+    ));
+    notes.extend(caveats::without_lifecycle(accounting, lifecycle));
+    Ok(TableOf {
+        schema: table.schema(),
+        batches,
+        caveats: notes,
+    })
 }

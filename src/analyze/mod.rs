@@ -5,8 +5,10 @@
 //! threads (`sharded`) and over a dataset's scan (`durations`), its
 //! renderings (`report`: BCC's table and histograms, JSON, CSV; `table`:
 //! the per-flow table as Arrow and Parquet; `page`: the HTML report with
-//! its charts), and the entry points the fuzzers drive (`hardening`).
+//! its charts), what a table cannot show in words (`caveats`), and the
+//! entry points the fuzzers drive (`hardening`).
 
+pub mod caveats;
 pub mod durations;
 pub mod engine;
 pub mod hardening;

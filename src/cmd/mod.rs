@@ -13,6 +13,7 @@ pub mod serve;
 
 use std::io::Write;
 
+use crate::analyze::caveats;
 use crate::analyze::engine::{Accounting, EngineConfig, Summary, Unit};
 use crate::analyze::report::{ReportConfig, Style};
 use crate::error::{Error, Result};
@@ -236,41 +237,20 @@ fn show_libbpf_log(verbose: bool) {
 
 /// Overlapping captures (two recorders at once) recorded some events twice.
 fn tell_duplicates(n: u64) {
-    if n > 0 {
-        messages::say(format_args!(
-            "{n} events were recorded by two overlapping captures and are counted once"
-        ));
+    if let Some(line) = caveats::duplicates(n) {
+        messages::say(line);
     }
 }
 
-/// Full accounting without lifecycle events cannot bound a flow's
-/// timeline by its birth and its close: say so rather than over-count.
 fn warn_without_lifecycle(accounting: Accounting, lifecycle: bool) {
-    if accounting == Accounting::Full && !lifecycle {
-        messages::warn(
-            "no lifecycle events (recorded with --no-lifecycle): full accounting times each flow from the capture's start to its last event, so flows born or closed during the capture are credited time they did not have or miss time they had; --accounting between needs no lifecycle events",
-        );
+    if let Some(line) = caveats::without_lifecycle(accounting, lifecycle) {
+        messages::warn(line);
     }
 }
 
-/// What stderr must say beside any report: what the numbers cannot show,
-/// in terms of what is known. `gaps`: the recordings' own count of
-/// transitions that came without an event (None live, where the capture
-/// reports them itself).
+/// What stderr must say beside any report (see [`caveats::losses`]).
 fn warn_losses(lost_events: u64, gaps: Option<u64>, s: &Summary) {
-    if lost_events > 0 {
-        messages::warn(format_args!(
-            "the capture lost {lost_events} events (not handed over, or runs the kernel skipped; which sockets they were of is not known): a flow that lost one of its own shows a mismatch ({} here)",
-            s.mismatches
-        ));
-    }
-    if s.mismatches > 0 {
-        let gaps = gaps.map_or(String::new(), |g| {
-            format!("; the recordings counted {g} such gaps")
-        });
-        messages::warn(format_args!(
-            "{} transitions did not start from the state their flow was last in (a transition happened without an event){gaps}; the time since each flow's previous event is not counted",
-            s.mismatches
-        ));
+    for line in caveats::losses(lost_events, gaps, s.mismatches) {
+        messages::warn(line);
     }
 }

@@ -11,6 +11,7 @@ Spark running the package per host, is in test_spark.py."""
 import random
 import re
 import subprocess
+import warnings
 from pathlib import Path
 
 import duckdb
@@ -22,7 +23,7 @@ import pytest
 
 import tcpcong
 import test_interop as rules
-from conftest import FIXTURE_FILES, FIXTURES, REPO, assert_rows_are_json, modernize, run_analyze
+from conftest import FIXTURE_FILES, FIXTURES, REPO, assert_rows_are_json, binary, modernize, run_analyze
 
 MODES = ["full", "between"]
 
@@ -159,3 +160,20 @@ def test_errors_say_what_in_one_line(recordings, tmp_path):
     assert "file_row_number" in one_line_error(ValueError, lambda: tcpcong.durations(messy))
     assert "no rows" in one_line_error(ValueError, lambda: tcpcong.durations(pq.read_table(files[0]).slice(0, 0)))
     assert "takes paths" in one_line_error(TypeError, lambda: tcpcong.durations(42))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_warnings_are_the_lines_analyze_prints(tmp_path, mode):
+    """What the numbers cannot show is said, not dropped: the package warns
+    with the lines analyze prints on stderr, from paths and from rows."""
+    lossy = modernize(FIXTURE_FILES[0], tmp_path / "lossy.parquet", "lossy",
+                      "f1xed000-0000-0000-0000-0000000000ff", drop_every=5)
+    p = subprocess.run([str(binary()), "analyze", str(lossy), "--accounting", mode, "--format", "json"],
+                       capture_output=True, text=True, check=True)
+    want = [re.sub(r"^tcpcong: (WARNING: )?", "", line) for line in p.stderr.splitlines()]
+    assert any("did not start from the state" in w for w in want), want
+    for data in (lossy, pq.read_table(lossy)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tcpcong.durations(data, mode)
+        assert [str(w.message) for w in caught if w.category is tcpcong.DataWarning] == want
