@@ -21,7 +21,7 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 	@python3 -c "import pytest, pyarrow, pandas, duckdb, polars, selenium, pyspark, maturin" 2>/dev/null || \
-	  python3 -m pip install --quiet --disable-pip-version-check $(PY_PACKAGES)
+	  python3 -m pip install --quiet --disable-pip-version-check --break-system-packages $(PY_PACKAGES)
 
 # Building needs no root and no apt: `make deps` (as root, on Debian)
 # installs the build dependencies once.

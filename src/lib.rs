@@ -18,6 +18,9 @@
 //! Without the `capture` feature (the Python package's build) only the
 //! file format and the engine are here: no BPF, no command line.
 
+/// tcpcong's version, as `--version` and the Python package say it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod analyze;
 #[cfg(feature = "capture")]
 pub mod cli;

@@ -4,17 +4,18 @@
 //! side (`tcpcong/__init__.py`) takes the inputs people have (paths,
 //! pyarrow, polars, pandas) and calls one of the two functions here.
 //!
-//! Arrow crosses in both directions through the Arrow C data interface:
-//! batches are shared, not copied. The work runs without the GIL, so
-//! Python threads (and Spark's) go on meanwhile.
+//! Arrow crosses in both directions through the Arrow C data interface, so
+//! a table's batches come over as they are (rows of several files are then
+//! split by file). The work runs without the GIL, so Python threads (and
+//! Spark's) go on meanwhile.
 
 use arrow_array::RecordBatch;
 use arrow_pyarrow::{PyArrowType, Table};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
-use tcpcong::analyze::durations;
 use tcpcong::analyze::engine::Accounting;
+use tcpcong::analyze::{caveats, durations};
 use tcpcong::error::Error;
 use tcpcong::record::format::reader::{discover, Dataset};
 
@@ -40,16 +41,20 @@ fn accounting(name: &str) -> PyResult<Accounting> {
 /// computed without the GIL.
 fn table_of(
     py: Python<'_>,
-    data: impl FnOnce() -> Result<Dataset, Error> + Send,
+    data: impl FnOnce() -> Result<(Dataset, Vec<String>), Error> + Send,
     accounting: Accounting,
     all: bool,
     threads: usize,
 ) -> PyResult<(PyArrowType<Table>, Vec<String>)> {
-    let out = py
-        .detach(|| durations::table(data()?, accounting, all, threads.max(1)))
+    let (out, mut caveats) = py
+        .detach(|| {
+            let (data, passed_over) = data()?;
+            durations::table(data, accounting, all, threads.max(1)).map(|t| (t, passed_over))
+        })
         .map_err(to_python)?;
+    caveats.extend(out.caveats);
     let table = Table::try_new(out.batches, out.schema).map_err(|e| to_python(e.into()))?;
-    Ok((PyArrowType(table), out.caveats))
+    Ok((PyArrowType(table), caveats))
 }
 
 /// Recordings named by files, folders and globs, as `tcpcong analyze`
@@ -66,7 +71,12 @@ fn durations_of_files(
     let mode = self::accounting(accounting)?;
     let open = move || {
         let found = discover(&inputs)?;
-        Dataset::open(&found.files)
+        let passed_over = found
+            .unfinished
+            .iter()
+            .map(|p| caveats::ignoring(p))
+            .collect();
+        Ok((Dataset::open(&found.files)?, passed_over))
     };
     table_of(py, open, mode, all, threads)
 }
@@ -86,7 +96,7 @@ fn durations_of_rows(
     let (batches, _): (Vec<RecordBatch>, _) = rows.0.into_inner();
     table_of(
         py,
-        move || Dataset::from_batches(batches),
+        move || Ok((Dataset::from_batches(batches)?, Vec::new())),
         mode,
         all,
         threads,
@@ -104,6 +114,6 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(durations_of_files, m)?)?;
     m.add_function(wrap_pyfunction!(durations_of_rows, m)?)?;
     m.add_function(wrap_pyfunction!(table_schema, m)?)?;
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("__version__", tcpcong::VERSION)?;
     Ok(())
 }

@@ -55,12 +55,14 @@ def durations(data, accounting="full", *, all=False, threads=1):
     """
     if isinstance(data, (str, os.PathLike)):
         data = [data]
+    if isinstance(data, (list, tuple)) and not data:
+        raise ValueError("durations() needs a path, paths or rows; got an empty list")
     if isinstance(data, (list, tuple)) and data and builtins.all(isinstance(p, (str, os.PathLike)) for p in data):
         return _with_caveats(*_engine.durations_of_files([os.fspath(p) for p in data], accounting, all, threads))
     if not hasattr(data, "__arrow_c_stream__"):
         try:
             data = pa.table(data)
-        except (TypeError, pa.ArrowInvalid) as e:
+        except (TypeError, ValueError) as e:
             raise TypeError(
                 "durations() takes paths, or rows as an Arrow table (pyarrow, polars, DuckDB) "
                 f"or a pandas DataFrame, not {type(data).__name__}"

@@ -3,7 +3,20 @@
 //! warnings the Python package raises with its table. One text for both,
 //! so that the two say the same.
 
+use std::path::Path;
+
 use super::engine::Accounting;
+use crate::record::format::writer::is_being_written;
+
+/// An unfinished file in an input folder, passed over.
+pub fn ignoring(path: &Path) -> String {
+    let what = if is_being_written(path) {
+        "a capture that is still running"
+    } else {
+        "a capture that was killed before it finished"
+    };
+    format!("ignoring {}: {what}", path.display())
+}
 
 /// Overlapping captures (two recorders at once) recorded some events twice.
 pub fn duplicates(n: u64) -> Option<String> {

@@ -20,7 +20,6 @@ use crate::error::{Error, Result};
 use crate::event::PortRange;
 use crate::messages;
 use crate::record::format::reader::{CgroupSel, Dataset, RowFilter};
-use crate::record::format::writer::is_being_written;
 use crate::time::rfc3339;
 
 /// What to do, as the command line resolved it.
@@ -217,12 +216,7 @@ fn write_replacing<T>(
 fn open_dataset(inputs: &[String]) -> Result<Dataset> {
     let found = crate::record::format::reader::discover(inputs)?;
     for p in &found.unfinished {
-        let what = if is_being_written(p) {
-            "a capture that is still running"
-        } else {
-            "a capture that was killed before it finished"
-        };
-        messages::say(format_args!("ignoring {}: {what}", p.display()));
+        messages::say(caveats::ignoring(p));
     }
     Dataset::open(&found.files)
 }

@@ -36,8 +36,11 @@ def test_the_wheel_is_the_engine_alone():
     needed = {line.split()[0] for line in libs.splitlines() if "=>" in line}
     assert needed and not {n for n in needed if re.match(r"lib(elf|bpf|z)\.", n)}, needed
     assert needed <= {"libc.so.6", "libm.so.6", "libgcc_s.so.1"}, needed
-    version = re.search(r'^version = "(.*)"', (REPO / "Cargo.toml").read_text(), re.M).group(1)
-    assert tcpcong.__version__ == version
+    def version_of(cargo):
+        return re.search(r'^version = "(.*)"', cargo.read_text(), re.M).group(1)
+    version = version_of(REPO / "Cargo.toml")
+    # The wheel's own version is python/Cargo.toml's: bumped together.
+    assert tcpcong.__version__ == version == version_of(REPO / "python" / "Cargo.toml")
     wheels = list((REPO / "target" / "wheels").glob(f"tcpcong-{version}-*abi3*.whl"))
     assert len(wheels) == 1, wheels
 
@@ -160,20 +163,49 @@ def test_errors_say_what_in_one_line(recordings, tmp_path):
     assert "file_row_number" in one_line_error(ValueError, lambda: tcpcong.durations(messy))
     assert "no rows" in one_line_error(ValueError, lambda: tcpcong.durations(pq.read_table(files[0]).slice(0, 0)))
     assert "takes paths" in one_line_error(TypeError, lambda: tcpcong.durations(42))
+    assert "takes paths" in one_line_error(TypeError, lambda: tcpcong.durations([1, 2]))
+    assert "empty list" in one_line_error(ValueError, lambda: tcpcong.durations([]))
+    one = pq.read_table(files[0])
+    assert "given 2 times" in one_line_error(ValueError, lambda: tcpcong.durations(pa.concat_tables([one, one])))
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_warnings_are_the_lines_analyze_prints(tmp_path, mode):
     """What the numbers cannot show is said, not dropped: the package warns
-    with the lines analyze prints on stderr, from paths and from rows."""
+    with the lines analyze prints on stderr, from paths (a folder with a
+    killed capture's leftover beside a lossy file) and from rows."""
     lossy = modernize(FIXTURE_FILES[0], tmp_path / "lossy.parquet", "lossy",
                       "f1xed000-0000-0000-0000-0000000000ff", drop_every=5)
-    p = subprocess.run([str(binary()), "analyze", str(lossy), "--accounting", mode, "--format", "json"],
+    (tmp_path / ".killed.parquet.inprogress").write_bytes(b"PAR1")
+    p = subprocess.run([str(binary()), "analyze", str(tmp_path), "--accounting", mode, "--format", "json"],
                        capture_output=True, text=True, check=True)
     want = [re.sub(r"^tcpcong: (WARNING: )?", "", line) for line in p.stderr.splitlines()]
-    assert any("did not start from the state" in w for w in want), want
-    for data in (lossy, pq.read_table(lossy)):
+    assert want[0].startswith("ignoring ") and any("did not start from the state" in w for w in want), want
+
+    def warned(data):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             tcpcong.durations(data, mode)
-        assert [str(w.message) for w in caught if w.category is tcpcong.DataWarning] == want
+        return [str(w.message) for w in caught if w.category is tcpcong.DataWarning]
+    assert warned(tmp_path) == want
+    assert warned(pq.read_table(lossy)) == want[1:]
+
+
+def test_strings_in_any_layout_and_extra_columns(recordings, tmp_path):
+    """Dictionary-encoded detail strings (pandas categories, DuckDB enums)
+    keep their values, and columns that are not schema v1's (with nulls)
+    are not ours to judge."""
+    _, files = recordings
+    t = pq.read_table(files[0])
+    names = pa.array([f"web-{f % 3}" for f in t.column("flow").to_pylist()])
+    named = tmp_path / "named.parquet"
+    pq.write_table(t.set_column(t.schema.get_field_index("comm"), "comm", names), named)
+    want = run_analyze([named], "full")
+    assert {r["comm"] for r in want} == {"web-0", "web-1", "web-2"}
+    rows = pq.read_table(named)
+    as_dictionary = rows.set_column(rows.schema.get_field_index("comm"), "comm",
+                                    rows.column("comm").dictionary_encode())
+    categories = rows.to_pandas().astype({"comm": "category", "cong_algo": "category"})
+    with_nulls = rows.append_column("note", pa.array([None] * rows.num_rows, pa.string()))
+    for data in (as_dictionary, categories, with_nulls):
+        assert_rows_are_json(tcpcong.durations(data, all=True).to_pylist(), want)

@@ -159,6 +159,7 @@ fn in_band_metadata(path: &Path) -> Result<Option<String>> {
     let batches = builder.with_projection(mask).build().map_err(bad)?;
     let mut ends =
         capture_ends(batches.map(|b| b.map_err(|e| Error::bad_input(path, e.to_string()))))?;
+    ends.dedup();
     match ends.len() {
         0 | 1 => Ok(ends.pop()),
         n => Err(Error::bad_input(
@@ -173,8 +174,8 @@ fn in_band_metadata(path: &Path) -> Result<Option<String>> {
 /// The columns a capture row is told by.
 const CAPTURE_COLUMNS: [&str; 3] = ["kind", "new_state", "capture"];
 
-/// The metadata objects of the capture end rows among `batches`, each
-/// once: one per capture; none if the rows have no capture columns.
+/// The metadata objects of the capture end rows among `batches`, in row
+/// order; none if the rows have no capture columns.
 fn capture_ends(batches: impl Iterator<Item = Result<RecordBatch>>) -> Result<Vec<String>> {
     let mut ends = Vec::new();
     for batch in batches {
@@ -198,7 +199,6 @@ fn capture_ends(batches: impl Iterator<Item = Result<RecordBatch>>) -> Result<Ve
             }
         }
     }
-    ends.dedup();
     Ok(ends)
 }
 
@@ -287,13 +287,20 @@ impl Recording {
 
     /// The rows of one recording file, handed over as Arrow batches in the
     /// file's order: its metadata is its capture end row's.
-    pub fn from_batches(name: &str, batches: Vec<RecordBatch>) -> Result<Recording> {
-        let path = PathBuf::from(name);
+    pub fn from_batches(path: PathBuf, batches: Vec<RecordBatch>) -> Result<Recording> {
         let Some(first) = batches.first() else {
             return Err(Error::bad_input(&path, "no rows"));
         };
         check_columns(&path, &first.schema())?;
         let mut ends = capture_ends(batches.iter().cloned().map(Ok))?;
+        let given = ends.len();
+        ends.dedup();
+        if ends.len() == 1 && given > 1 {
+            return Err(Error::bad_input(
+                &path,
+                format!("this file's rows are given {given} times (inputs that overlap?): pass each file's rows once"),
+            ));
+        }
         let kv = match ends.len() {
             1 => ends.remove(0),
             0 => return Err(Error::bad_input(
@@ -315,8 +322,18 @@ impl Recording {
     fn rows(self, columns: Columns, extra: &[&str]) -> Result<Batches> {
         let builder = match self.source {
             Source::File(builder) => builder,
-            // Decoding takes columns by name: nothing to project.
-            Source::Batches(b) => return Ok(Box::new(b.into_iter().map(Ok))),
+            // Only schema v1's columns: what else the rows carry
+            // (`filename`, an engine's own) is not ours to check.
+            Source::Batches(b) => {
+                let ours: Vec<&str> = schema::columns().into_iter().map(|(n, _)| n).collect();
+                return Ok(Box::new(b.into_iter().map(move |batch| {
+                    let kept: Vec<usize> = ours
+                        .iter()
+                        .filter_map(|n| batch.schema().index_of(n).ok())
+                        .collect();
+                    batch.project(&kept)
+                })));
+            }
         };
         let schema = builder.parquet_schema();
         let mut wanted: Vec<&str> = match columns {
@@ -410,7 +427,7 @@ fn conform(path: &Path, batch: RecordBatch) -> Result<RecordBatch> {
     let want: HashMap<&str, DataType> = schema::columns().into_iter().collect();
     let needs = |f: &arrow_schema::Field| {
         want.get(f.name().as_str())
-            .is_some_and(|w| !same_layout(f.data_type(), w))
+            .is_some_and(|w| !same_layout(f.name(), f.data_type(), w))
     };
     if !batch.schema().fields().iter().any(|f| needs(f)) {
         return Ok(batch);
@@ -424,7 +441,7 @@ fn conform(path: &Path, batch: RecordBatch) -> Result<RecordBatch> {
     let mut columns = Vec::new();
     for (f, c) in schema.fields().iter().zip(batch.columns()) {
         match want.get(f.name().as_str()) {
-            Some(w) if !same_layout(f.data_type(), w) => {
+            Some(w) if !same_layout(f.name(), f.data_type(), w) => {
                 let cast = arrow_cast::cast_with_options(c, w, &strict)
                     .map_err(|e| Error::bad_input(path, format!("column {}: {e}", f.name())))?;
                 fields.push(arrow_schema::Field::new(
@@ -444,11 +461,14 @@ fn conform(path: &Path, batch: RecordBatch) -> Result<RecordBatch> {
         .map_err(|e| Error::bad_input(path, e.to_string()))
 }
 
-/// Whether a column needs no conversion: its schema v1 type, or strings
-/// as the dictionary the reader asks the decoder for.
-fn same_layout(found: &DataType, want: &DataType) -> bool {
+/// Whether a column needs no conversion: its schema v1 type, or a core
+/// column's strings as the dictionary the reader asks the decoder for
+/// (the detail columns' decoders take plain strings only).
+fn same_layout(name: &str, found: &DataType, want: &DataType) -> bool {
     match (found, want) {
-        (DataType::Dictionary(_, v), DataType::Utf8) => **v == DataType::Utf8,
+        (DataType::Dictionary(_, v), DataType::Utf8) => {
+            **v == DataType::Utf8 && schema::CORE.contains(&name)
+        }
         _ => found == want,
     }
 }
@@ -632,7 +652,7 @@ impl Dataset {
         }
         let recordings = by_file(batches)?
             .into_iter()
-            .map(|(name, rows)| Recording::from_batches(&name, rows))
+            .map(|(path, rows)| Recording::from_batches(path, rows))
             .collect::<Result<Vec<_>>>()?;
         Ok(Dataset::of_recordings(recordings))
     }
@@ -779,16 +799,15 @@ const FILENAME: &str = "filename";
 const FILE_ROW_NUMBER: &str = "file_row_number";
 
 /// Rows handed over in memory, as (file name, its rows in file order).
-fn by_file(batches: Vec<RecordBatch>) -> Result<Vec<(String, Vec<RecordBatch>)>> {
+/// Files are ordered by path, as [`discover`] orders them, so that boots
+/// are numbered alike either way.
+fn by_file(batches: Vec<RecordBatch>) -> Result<Vec<(PathBuf, Vec<RecordBatch>)>> {
     let given = Path::new("the rows given");
     let bad = |e: arrow_schema::ArrowError| Error::bad_input(given, e.to_string());
-    let mut files: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+    let mut files: BTreeMap<PathBuf, Vec<RecordBatch>> = BTreeMap::new();
     for b in batches {
         let Some(names) = b.column_by_name(FILENAME) else {
-            files
-                .entry(given.display().to_string())
-                .or_default()
-                .push(b);
+            files.entry(given.to_path_buf()).or_default().push(b);
             continue;
         };
         let names = arrow_cast::cast(names, &DataType::Utf8).map_err(bad)?;
@@ -801,7 +820,7 @@ fn by_file(batches: Vec<RecordBatch>) -> Result<Vec<(String, Vec<RecordBatch>)>>
             let part =
                 arrow_select::take::take_record_batch(&b, &arrow_array::UInt32Array::from(rows))
                     .map_err(bad)?;
-            files.entry(name.to_string()).or_default().push(part);
+            files.entry(PathBuf::from(name)).or_default().push(part);
         }
     }
     files
@@ -1061,10 +1080,19 @@ fn decode_batch(
     let news = per_row(path, b, "new_state", StateName::parse)?;
     let detail = DetailArrays::of(b);
     let with_detail = b.num_columns() > NEEDED.len();
-    if b.columns().iter().any(|a| a.null_count() > 0) {
+    let schema = b.schema();
+    if let Some((f, _)) = schema
+        .fields()
+        .iter()
+        .zip(b.columns())
+        .find(|(_, a)| a.null_count() > 0)
+    {
         return Err(Error::bad_input(
             path,
-            "null values in a column that has none in schema v1",
+            format!(
+                "null values in column {}, which has none in schema v1",
+                f.name()
+            ),
         ));
     }
 
