@@ -370,11 +370,12 @@ fn duration_ends_the_capture_by_itself() {
     assert!(stderr(&o).contains("wrote 0 events"), "{}", stderr(&o));
     assert!(!dir.join(".d.parquet.inprogress").exists());
     // Replayed in 1 s windows, a busy capture of 3 s: exactly three, no
-    // sliver at the end.
+    // sliver at the end. The traffic outlives the capture, so that its
+    // flows are alive in the last window whatever the start-up delays.
     let lab = Lab::new("dur", &["--loss", "2"]);
     let busy = dir.join("busy.parquet");
     let rec = Recorder::start(&busy, &["--duration", "3", "--netns", &lab.netns_path()]);
-    lab.traffic(2, &[]);
+    lab.traffic(4, &[]);
     rec.wait();
     let o = tcpcong(&[
         "analyze",
