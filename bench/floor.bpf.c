@@ -94,3 +94,156 @@ int BPF_PROG(floor_clock_cached, struct sock *sk, __u8 ca_state)
 		clock_gap_max = gap;
 	return 0;
 }
+
+/*
+ * The hand-over, measured on tcpcong's lean record: three programs that
+ * read what tcpcong's lean path reads (the socket's storage with its event
+ * number and chain, the counters, the clock) and differ only in what they
+ * do with the record. They share one storage map, so that after the first
+ * one the storage is as warm for the other two: "lean reads" (no
+ * hand-over) runs first and is an upper bound; the other two differ by
+ * their hand-over alone.
+ */
+#include "../bpf/event.h"
+
+struct lean_seq {
+	__u64 ops;
+	__u64 flow;
+	__u32 seq[2];
+	__u16 sport;
+	__u16 dport;
+	__u8 last[2];
+	__u8 chained[2];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct lean_seq);
+} floor_seqs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 32 << 20);
+} floor_rb SEC(".maps");
+
+/* The per-CPU single-producer ring: SLOTS records per CPU in an mmapable
+ * array (max_entries set by floor.rs to CPUs x SLOTS), positions in .bss,
+ * one cache line per CPU. The consumer would read both through mmap. */
+#define SLOTS 4096
+#define POS_SLOTS 1024
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, SLOTS);
+	__type(key, __u32);
+	__type(value, struct lean_event);
+} floor_slots SEC(".maps");
+
+struct ring_pos {
+	__u64 head;
+	__u64 tail;
+	__u64 lost;
+	__u64 pad[5];
+};
+struct ring_pos floor_pos[POS_SLOTS];
+__u64 lean_sink;
+
+/* The lean path's checks and chain; `v` keeps each variant's numbers its own. */
+static __always_inline struct lean_seq *lean_check(struct sock *sk, struct tcp_sock *tp,
+						   __u8 ca_state, int v)
+{
+	__u64 ops = (__u64)tp->inet_conn.icsk_ca_ops;
+	__u8 old = BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state);
+	struct lean_seq *s = bpf_sk_storage_get(&floor_seqs, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (!s)
+		return NULL;
+	if (s->sport != sk->__sk_common.skc_num || s->dport != sk->__sk_common.skc_dport ||
+	    s->ops != ops) {
+		s->sport = sk->__sk_common.skc_num;
+		s->dport = sk->__sk_common.skc_dport;
+		s->ops = ops;
+		s->flow = bpf_get_socket_cookie(sk);
+	}
+	s->seq[v & 1]++;
+	s->chained[v & 1] = s->chained[v & 1] && s->last[v & 1] == old ? 1 : 2;
+	s->last[v & 1] = ca_state;
+	return s;
+}
+
+static __always_inline void lean_fill(struct lean_event *e, struct lean_seq *s,
+				      struct tcp_sock *tp, __u8 ca_state, int v)
+{
+	e->ktime_ns = bpf_ktime_get_ns();
+	e->cookie = s->flow;
+	FILL_COUNTERS(e, tp, DIRECT);
+	e->seq = s->seq[v & 1];
+	e->cpu = bpf_get_smp_processor_id();
+	e->old_state = s->last[v & 1];
+	e->new_state = ca_state;
+	e->kernel_gap = s->chained[v & 1] == 2;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+}
+
+SEC("tp_btf/tcp_cong_state_set")
+int BPF_PROG(floor_lean_reads, struct sock *sk, __u8 ca_state)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	struct lean_event e;
+	struct lean_seq *s;
+
+	if (!tp || !(s = lean_check(sk, tp, ca_state, 0)))
+		return 0;
+	lean_fill(&e, s, tp, ca_state, 0);
+	lean_sink ^= e.ktime_ns ^ e.cookie ^ e.snd_cwnd ^ e.total_retrans ^ e.cpu;
+	return 0;
+}
+
+SEC("tp_btf/tcp_cong_state_set")
+int BPF_PROG(floor_lean_ring, struct sock *sk, __u8 ca_state)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	struct lean_event *e;
+	struct lean_seq *s;
+
+	if (!tp || !(s = lean_check(sk, tp, ca_state, 1)))
+		return 0;
+	e = bpf_ringbuf_reserve(&floor_rb, sizeof(*e), 0);
+	if (!e)
+		return 0;
+	lean_fill(e, s, tp, ca_state, 1);
+	submit_watermarked(&floor_rb, e, 1 << 20);
+	return 0;
+}
+
+SEC("tp_btf/tcp_cong_state_set")
+int BPF_PROG(floor_lean_percpu, struct sock *sk, __u8 ca_state)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct ring_pos *p = &floor_pos[cpu & (POS_SLOTS - 1)];
+	struct lean_event *e;
+	struct lean_seq *s;
+	__u64 head;
+	__u32 idx;
+
+	if (!tp || !(s = lean_check(sk, tp, ca_state, 1)))
+		return 0;
+	head = p->head;
+	/* Full: the consumer has not read the oldest record yet. */
+	if (head - p->tail >= SLOTS) {
+		p->lost++;
+		return 0;
+	}
+	idx = cpu * SLOTS + (head & (SLOTS - 1));
+	e = bpf_map_lookup_elem(&floor_slots, &idx);
+	if (!e)
+		return 0;
+	lean_fill(e, s, tp, ca_state, 1);
+	/* Publishes the record: an atomic is the only ordering BPF offers
+	 * before store-release (a plain store suffices on x86 alone). */
+	__sync_fetch_and_add(&p->head, 1);
+	return 0;
+}

@@ -156,6 +156,9 @@ def kernel_cost(reps=3):
     Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
     results = []
     clocks = {"helper": [], "cached": [], "empty": []}
+    # The lean record's hand-over variants (floor.bpf.c), per run: ns per
+    # event of each and of the empty program.
+    lean = {"floor_lean_reads": [], "floor_lean_ring": [], "floor_lean_percpu": [], "empty": []}
     gaps = []
 
     def spread(v, fmt):
@@ -175,13 +178,18 @@ def kernel_cost(reps=3):
                             args += ["--netns", f"/var/run/netns/{lab.ns}", "-R", "5201", "--family", "4"]
                         rec = subprocess.Popen(args, stderr=subprocess.PIPE)
                         time.sleep(1.0)
+                        # After tcpcong's, so that they run after its programs.
+                        variants = subprocess.Popen([FLOOR, "lean"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                        variants.stdout.readline()
                         lab.traffic(3)
                         stats = prog_stats()
                         rec.send_signal(2)
                         rec.wait()
-                        floor.stdin.close()
+                        for p in (variants, floor):
+                            p.stdin.close()
                         gap = floor.stdout.read().decode().split()
-                        floor.wait()
+                        for p in (variants, floor):
+                            p.wait()
                     if gap[:2] == ["clock", "gap"]:
                         gaps.append((int(gap[2]), int(gap[3])))
                     t_rt, t_cnt = find(stats, "on_cong_state_set")
@@ -194,6 +202,9 @@ def kernel_cost(reps=3):
                         c_rt, c_cnt = find(stats, prog)
                         clocks[name].append(c_rt / max(c_cnt, 1))
                     clocks["empty"].append(e_rt / max(e_cnt, 1))
+                    for prog in lean:
+                        l_rt, l_cnt = find(stats, prog) if prog != "empty" else (e_rt, e_cnt)
+                        lean[prog].append(l_rt / max(l_cnt, 1))
                     runs.append((t_cnt, t_rt / max(t_cnt, 1), r_rt / max(r_cnt, 1), e_rt / max(e_cnt, 1)))
                 events = [r[0] for r in runs]
                 t_ns, r_ns, e_ns = ([r[i] for r in runs] for i in (1, 2, 3))
@@ -207,6 +218,28 @@ def kernel_cost(reps=3):
                     f"{spread(ratio, times)} | {spread(fields, times)} |")
     finally:
         Path("/proc/sys/kernel/bpf_stats_enabled").write_text(old)
+    say()
+    say(f"The hand-over, on tcpcong's lean record, in the same {len(lean['empty'])} runs (three more programs "
+        "on the tracepoint, `floor_lean_*` in `bench/floor.bpf.c`, attached after tcpcong's so that they run "
+        "after its programs and leave its figures as they are alone): each reads what tcpcong's lean path "
+        "reads (its socket storage, event number and chain, the counters, the clock) and then keeps the "
+        "record (lean reads), hands it to a BPF ring buffer as tcpcong does, or writes it into a per-CPU "
+        "single-producer ring in an mmapable array map, published with an atomic add. They share one storage "
+        "map and run in that order, so the first row pays the storage's cache misses for all three (an upper "
+        "bound) and the last two differ by their hand-over alone.")
+    say()
+    say("| program | ns/event | / empty |")
+    say("|---|---:|---:|")
+    ns = lambda x: f"{x:.0f}"
+    times = lambda x: f"{x:.2f}×"
+    for prog, what in (("floor_lean_reads", "lean reads, no hand-over"),
+                       ("floor_lean_ring", "lean record, ring buffer"),
+                       ("floor_lean_percpu", "lean record, per-CPU ring")):
+        ratio = [v / e for v, e in zip(lean[prog], lean["empty"])]
+        say(f"| {what} | {spread(lean[prog], ns)} | {spread(ratio, times)} |")
+    saving = [p / r for p, r in zip(lean["floor_lean_percpu"], lean["floor_lean_ring"])]
+    say()
+    say(f"Per-CPU ring / ring buffer, run by run: {spread(saving, lambda x: f'{x:.2f}')}.")
     say()
     med = {k: statistics.median(v) for k, v in clocks.items()}
     say(f"The time source, in the same runs (two more programs on the tracepoint, each reading one clock): "

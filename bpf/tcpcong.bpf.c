@@ -386,21 +386,6 @@ static __always_inline void ports_pass_btf(struct sock *sk, __u64 flow)
 		s->ports_passed = 1;
 }
 
-/* The TCP counters (TCP_COUNTERS) into a record of either kind, through
- * the loads `ld` of the program type. */
-#define FILL_COUNTERS(e, tp, ld)                              \
-	do {                                                  \
-		(e)->snd_cwnd = ld(tp, snd_cwnd);             \
-		(e)->snd_ssthresh = ld(tp, snd_ssthresh);     \
-		(e)->srtt_us = ld(tp, srtt_us) >> 3;          \
-		(e)->mss = ld(tp, mss_cache);                 \
-		(e)->packets_out = ld(tp, packets_out);       \
-		(e)->retrans_out = ld(tp, retrans_out);       \
-		(e)->lost_out = ld(tp, lost_out);             \
-		(e)->sacked_out = ld(tp, sacked_out);         \
-		(e)->total_retrans = ld(tp, total_retrans);   \
-	} while (0)
-#define DIRECT(p, f) ((p)->f)
 
 /* BTF-typed programs: direct loads. */
 #define NAME(f) f##_btf

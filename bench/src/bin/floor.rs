@@ -2,6 +2,11 @@
 //! tcpcong uses and keeps them attached until its standard input closes,
 //! so that the benchmark can compare tcpcong's per-event cost with the cost
 //! of running any program there, in the same run, on the same events.
+//!
+//! `floor lean` attaches only the hand-over variants on the lean record
+//! (`floor_lean_*`), and plain `floor` everything else: the benchmark
+//! starts the second after tcpcong, so that they run after its programs on
+//! each event and leave its cache misses as they are alone.
 
 use std::io::Read;
 use std::mem::MaybeUninit;
@@ -14,9 +19,21 @@ mod floor {
 }
 
 fn main() {
+    let lean = std::env::args().nth(1).as_deref() == Some("lean");
     let mut obj = MaybeUninit::uninit();
     let loaded = floor::FloorSkelBuilder::default()
         .open(&mut obj)
+        .and_then(|mut o| {
+            for mut prog in o.open_object_mut().progs_mut() {
+                let is_lean = prog.name().to_string_lossy().starts_with("floor_lean_");
+                prog.set_autoload(is_lean == lean);
+            }
+            // The per-CPU ring variant's records: SLOTS per possible CPU.
+            let cpus = libbpf_rs::num_possible_cpus()? as u32;
+            let slots = o.maps.floor_slots.max_entries();
+            o.maps.floor_slots.set_max_entries(cpus * slots)?;
+            Ok(o)
+        })
         .and_then(|o| o.load())
         .and_then(|mut s| s.attach().map(|()| s));
     let skel = match loaded {
