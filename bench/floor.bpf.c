@@ -130,7 +130,8 @@ struct {
 
 /* The per-CPU single-producer ring: SLOTS records per CPU in an mmapable
  * array (max_entries set by floor.rs to CPUs x SLOTS), positions in .bss,
- * one cache line per CPU. The consumer would read both through mmap. */
+ * one cache line per CPU: tcpcong's design (lean_rings), without a
+ * consumer, which does not change the producer's cost until it is full. */
 #define SLOTS 4096
 #define POS_SLOTS 1024
 struct {
@@ -142,10 +143,11 @@ struct {
 } floor_slots SEC(".maps");
 
 struct ring_pos {
-	__u64 head;
+	__u64 reserved;
+	__u64 committed;
 	__u64 tail;
 	__u64 lost;
-	__u64 pad[5];
+	__u64 pad[4];
 };
 struct ring_pos floor_pos[POS_SLOTS];
 __u64 lean_sink;
@@ -184,7 +186,9 @@ static __always_inline void lean_fill(struct lean_event *e, struct lean_seq *s,
 	e->old_state = s->last[v & 1];
 	e->new_state = ca_state;
 	e->kernel_gap = s->chained[v & 1] == 2;
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	e->facts_seq[0] = s->seq[v & 1];
+	e->facts_seq[1] = s->seq[v & 1] >> 8;
+	e->facts_seq[2] = s->seq[v & 1] >> 16;
 }
 
 SEC("tp_btf/tcp_cong_state_set")
@@ -231,7 +235,7 @@ int BPF_PROG(floor_lean_percpu, struct sock *sk, __u8 ca_state)
 
 	if (!tp || !(s = lean_check(sk, tp, ca_state, 1)))
 		return 0;
-	head = p->head;
+	head = p->reserved;
 	/* Full: the consumer has not read the oldest record yet. */
 	if (head - p->tail >= SLOTS) {
 		p->lost++;
@@ -241,9 +245,10 @@ int BPF_PROG(floor_lean_percpu, struct sock *sk, __u8 ca_state)
 	e = bpf_map_lookup_elem(&floor_slots, &idx);
 	if (!e)
 		return 0;
+	/* Begun, then finished, as tcpcong's emit_lean: atomics are the only
+	 * ordering BPF offers on every kernel. */
+	__sync_fetch_and_add(&p->reserved, 1);
 	lean_fill(e, s, tp, ca_state, 1);
-	/* Publishes the record: an atomic is the only ordering BPF offers
-	 * before store-release (a plain store suffices on x86 alone). */
-	__sync_fetch_and_add(&p->head, 1);
+	__sync_fetch_and_add(&p->committed, 1);
 	return 0;
 }

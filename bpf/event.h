@@ -87,7 +87,8 @@ struct event {
  * What a ca_state call of a known flow hands over when nothing fixed
  * about the flow (addresses, ports, namespace, cgroup, congestion control)
  * changed since its last full record: user space takes those from that
- * record. Half the size of struct event, and none of its pointer chases.
+ * record. Half the size of struct event (one cache line), and none of its
+ * pointer chases.
  */
 struct lean_event {
 	__u64 ktime_ns;
@@ -98,7 +99,10 @@ struct lean_event {
 	__u8 old_state;
 	__u8 new_state;
 	__u8 kernel_gap;
-	__u8 pad[3];
+	/* The low 24 bits of the event number of the full record it takes
+	 * its flow's facts from: lean records come by their own rings, so
+	 * user space may read one before that record, or after a newer one. */
+	__u8 facts_seq[3];
 };
 
 /*

@@ -58,9 +58,11 @@ const volatile bool emit_lifecycle = true;
 const volatile bool track_calls = false;
 /* Socket storage from tracing programs (see sock_seqs). */
 const volatile bool use_sk_storage = false;
-/* Lean records for described flows (socket storage and the ring buffer,
- * whose single order puts a flow's full record before its lean ones). */
+/* Lean records for described flows (socket storage, and a ring per CPU
+ * and program: see emit_lean). */
 const volatile bool lean_records = false;
+/* Records per lean ring, a power of two. */
+const volatile __u32 lean_slots = 1;
 const volatile struct lean_event lean_layout = {};
 /* Never read: it puts struct event into the skeleton's types, so that user
  * space decodes records with the generated type instead of a mirror kept
@@ -71,6 +73,35 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 32 << 20);
 } events_rb SEC(".maps");
+
+/*
+ * The lean records' rings: for each CPU one per program on the tracepoint
+ * (the second runs only inside the first, see cong_busy), so that each
+ * ring has a single producer and needs no lock. Ring i is records
+ * [i * lean_slots, (i + 1) * lean_slots) of this mmapable array, its
+ * positions lean_pos[i] in .bss: user space reads both through mmap,
+ * without a syscall. max_entries is set by user space.
+ */
+#define LEAN_CPUS 1024
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lean_event);
+} lean_rings SEC(".maps");
+
+struct lean_ring {
+	/* Records begun and records finished: a record stamped before a
+	 * moment was begun before it, so user space knows a ring complete up
+	 * to a moment once it has read as far as `reserved` was then. */
+	__u64 reserved;
+	__u64 committed;
+	__u64 pad[6];
+	/* How far user space has read, on a line of its own. */
+	__u64 tail;
+	__u64 pad2[7];
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
@@ -156,6 +187,8 @@ struct lost_slot {
 	__u64 pad[7];
 };
 struct lost_slot lost[LOST_SLOTS];
+/* After `lost`, which the syscall path reads at the start of .bss. */
+struct lean_ring lean_pos[2 * LEAN_CPUS];
 
 static __always_inline bool port_in(__u16 port, __u16 lo, __u16 hi)
 {
@@ -226,6 +259,8 @@ struct sock_seq {
 	__u8 filed;
 	__u64 ca_ops;
 	__u64 flow;
+	/* The event number of the flow's last full record. */
+	__u32 facts_seq;
 	struct owner owner;
 };
 
@@ -508,17 +543,40 @@ static __always_inline __u8 chain(struct sock_seq *s, __u8 old, __u8 set)
 	return gap;
 }
 
-/* A described flow's call: the per-event fields only. */
-static __always_inline void emit_lean(struct sock_seq *s, struct tcp_sock *tp, __u8 old, __u8 set)
+/*
+ * A described flow's call: the per-event fields only, into this CPU's ring
+ * for this program (`level`). Begun and finished are atomic adds: the only
+ * ordering BPF offers on every kernel (a record is written in full before
+ * user space can see it finished, and begun before it is stamped).
+ */
+static __always_inline void emit_lean(struct sock_seq *s, struct tcp_sock *tp, __u8 old, __u8 set,
+				      __u32 level)
 {
-	struct lean_event *e = bpf_ringbuf_reserve(&events_rb, sizeof(*e), 0);
+	__u32 ring = bpf_get_smp_processor_id() * 2 + level, idx;
 	__u32 seq = ++s->last_seq;
 	__u8 gap = chain(s, old, set);
+	struct lean_event *e;
+	struct lean_ring *r;
+	__u64 head;
 
+	if (ring >= 2 * LEAN_CPUS) {
+		count_lost();
+		return;
+	}
+	r = &lean_pos[ring];
+	head = r->reserved;
+	/* Full: user space has not read the oldest record yet. */
+	if (head - r->tail >= lean_slots) {
+		count_lost();
+		return;
+	}
+	idx = ring * lean_slots + (head & (lean_slots - 1));
+	e = bpf_map_lookup_elem(&lean_rings, &idx);
 	if (!e) {
 		count_lost();
 		return;
 	}
+	__sync_fetch_and_add(&r->reserved, 1);
 	e->ktime_ns = bpf_ktime_get_ns();
 	e->cookie = s->flow;
 	FILL_COUNTERS(e, tp, DIRECT);
@@ -527,11 +585,13 @@ static __always_inline void emit_lean(struct sock_seq *s, struct tcp_sock *tp, _
 	e->old_state = old;
 	e->new_state = set;
 	e->kernel_gap = gap;
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
-	submit_watermarked(&events_rb, e, wakeup_bytes);
+	e->facts_seq[0] = s->facts_seq;
+	e->facts_seq[1] = s->facts_seq >> 8;
+	e->facts_seq[2] = s->facts_seq >> 16;
+	__sync_fetch_and_add(&r->committed, 1);
 }
 
-static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_state)
+static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_state, __u32 level)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 	struct sock_seq *s;
@@ -555,7 +615,7 @@ static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_
 		    s->dport == sk->__sk_common.skc_dport && s->ca_ops == ops &&
 		    (s->owned || (!bpf_map_lookup_elem(&owners, &key) &&
 				  (s->filed || !sk->sk_socket)))) {
-			emit_lean(s, tp, old, ca_state);
+			emit_lean(s, tp, old, ca_state, level);
 			return;
 		}
 	}
@@ -577,6 +637,7 @@ static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_
 		s->dport = sk->__sk_common.skc_dport;
 		s->ca_ops = ops;
 		s->flow = id.flow;
+		s->facts_seq = id.seq;
 		s->filed = sk->sk_socket != NULL;
 	}
 }
@@ -588,7 +649,7 @@ int BPF_PROG(on_cong_state_set, struct sock *sk, __u8 ca_state)
 	struct busy_slot *b = &cong_busy[bpf_get_smp_processor_id() & (LOST_SLOTS - 1)];
 
 	b->busy = 1;
-	cong_state_set(ctx, sk, ca_state);
+	cong_state_set(ctx, sk, ca_state, 0);
 	b->busy = 0;
 	return 0;
 }
@@ -601,7 +662,7 @@ int BPF_PROG(on_cong_state_set_nested, struct sock *sk, __u8 ca_state)
 	if (!b->busy)
 		return 0;
 	b->caught++;
-	cong_state_set(ctx, sk, ca_state);
+	cong_state_set(ctx, sk, ca_state, 1);
 	return 0;
 }
 

@@ -13,7 +13,8 @@ use std::time::Duration;
 use libbpf_rs::{RingBuffer, RingBufferBuilder};
 
 use super::ffi::{ring_positions, PerfReader};
-use super::raw::Decoder;
+use super::lean::LeanRings;
+use super::raw::{Decoder, RAW_EVENT_SIZE};
 use super::skel::TcpcongSkel;
 use crate::error::{Error, Result};
 use crate::event::Event;
@@ -65,23 +66,59 @@ pub struct Inbox {
 impl Inbox {
     pub(super) fn take(&mut self, data: &[u8]) {
         match self.decoder.decode(data) {
-            Ok(e) => self.events.push(e),
+            Ok(Some(e)) => self.events.push(e),
+            // Parked until its full record comes.
+            Ok(None) => {}
             Err(_) => self.malformed += 1,
+        }
+    }
+
+    /// After a round's reads: the parked lean records that can be decoded now.
+    fn retry(&mut self) {
+        if self.decoder.retry(&mut self.events).is_err() {
+            self.malformed += 1;
         }
     }
 }
 
-pub enum Consumer {
+enum Transport {
     Ring(RingBuffer<'static>),
     Perf(PerfReader),
 }
 
+/// The transport of full records, and the lean records' rings beside it.
+pub struct Consumer {
+    transport: Transport,
+    lean: Option<LeanRings>,
+    inbox: Rc<RefCell<Inbox>>,
+}
+
+/// How far producers had gone at a moment (see [`Consumer::drain_past`]).
+pub struct Mark {
+    ring: Option<u64>,
+    lean: Vec<u64>,
+}
+
 impl Consumer {
     pub fn new(
-        skel: &TcpcongSkel<'_>,
+        skel: &mut TcpcongSkel<'_>,
         kind: BufferKind,
         inbox: Rc<RefCell<Inbox>>,
     ) -> Result<Consumer> {
+        let lean = LeanRings::new(skel)?;
+        let transport = Consumer::transport(skel, kind, Rc::clone(&inbox))?;
+        Ok(Consumer {
+            transport,
+            lean,
+            inbox,
+        })
+    }
+
+    fn transport(
+        skel: &TcpcongSkel<'_>,
+        kind: BufferKind,
+        inbox: Rc<RefCell<Inbox>>,
+    ) -> Result<Transport> {
         match kind {
             BufferKind::Ring => {
                 let mut b = RingBufferBuilder::new();
@@ -97,7 +134,7 @@ impl Consumer {
                     what: "setting up the ring buffer",
                     source,
                 })?;
-                Ok(Consumer::Ring(rb))
+                Ok(Transport::Ring(rb))
             }
             BufferKind::Perf => PerfReader::new(
                 &skel.maps.events_perf,
@@ -105,7 +142,7 @@ impl Consumer {
                 PERF_WAKEUP_EVENTS,
                 inbox,
             )
-            .map(Consumer::Perf)
+            .map(Transport::Perf)
             .map_err(|source| Error::Buffer {
                 what: "setting up the perf buffer",
                 source,
@@ -115,43 +152,73 @@ impl Consumer {
 
     /// Waits up to `timeout` for a watermark wake-up, handling what is ready.
     pub fn poll(&self, timeout: Duration) -> Result<()> {
-        let ret = match self {
-            Consumer::Ring(rb) => rb.poll_raw(timeout),
-            Consumer::Perf(pb) => pb.poll(timeout),
+        let ret = match &self.transport {
+            Transport::Ring(rb) => rb.poll_raw(timeout),
+            Transport::Perf(pb) => pb.poll(timeout),
         };
         check("polling the event buffer", ret)
     }
 
-    /// Ring buffer only: how far producers have reserved, and how far the
-    /// consumer has read, in bytes. Records are consumed in reservation order, so
-    /// once the consumer is past a position read before a drain, every
-    /// event reserved before that moment is in hand, committed or not at
-    /// the time (a program can be preempted between reserving and
-    /// committing).
-    pub fn producer_pos(&self) -> Option<u64> {
-        self.positions().map(|(producer, _)| producer)
-    }
-
-    pub fn consumer_pos(&self) -> Option<u64> {
-        self.positions().map(|(_, consumer)| consumer)
-    }
-
-    fn positions(&self) -> Option<(u64, u64)> {
-        match self {
-            Consumer::Ring(rb) => ring_positions(rb),
-            Consumer::Perf(_) => None,
+    /// How far producers have gone: the ring buffer's reservations (in
+    /// bytes) and the lean rings' records begun. Records are consumed in
+    /// that order, so once the reads are past a mark taken at time T, every
+    /// event stamped before T is in hand, finished or not at T (a program
+    /// can be preempted between beginning a record and finishing it).
+    pub fn mark(&self) -> Mark {
+        Mark {
+            ring: self.ring_positions().map(|(producer, _)| producer),
+            lean: self
+                .lean
+                .as_ref()
+                .map(LeanRings::reserved)
+                .unwrap_or_default(),
         }
     }
 
-    /// Takes everything the buffers hold now.
-    pub fn drain(&self) -> Result<()> {
-        let ret = match self {
-            Consumer::Ring(rb) => rb.consume_raw(),
-            Consumer::Perf(pb) => pb.consume(),
+    fn ring_positions(&self) -> Option<(u64, u64)> {
+        match &self.transport {
+            Transport::Ring(rb) => ring_positions(rb),
+            Transport::Perf(_) => None,
+        }
+    }
+
+    /// Takes everything the buffers hold now (the lean rings first: a lean
+    /// record's full record was finished before it began), and says
+    /// whether that is everything begun before `mark`; None for perf
+    /// buffers, which cannot tell.
+    pub fn drain_past(&self, mark: &Mark) -> Result<Option<bool>> {
+        let lean_done = match &self.lean {
+            Some(rings) => {
+                let inbox = &self.inbox;
+                let finished = rings.drain(|bytes| inbox.borrow_mut().take(bytes));
+                finished.iter().zip(&mark.lean).all(|(f, r)| f >= r)
+            }
+            None => true,
         };
-        check("reading the event buffer", ret)
+        let ret = match &self.transport {
+            Transport::Ring(rb) => rb.consume_raw(),
+            Transport::Perf(pb) => pb.consume(),
+        };
+        check("reading the event buffer", ret)?;
+        self.inbox.borrow_mut().retry();
+        Ok(match (mark.ring, self.ring_positions()) {
+            (Some(p), Some((_, c))) => Some(c >= p && lean_done),
+            _ => None,
+        })
+    }
+
+    /// Records begun and never finished, now: counted as lost at the end.
+    pub fn unfinished(&self) -> u64 {
+        let ring = self
+            .ring_positions()
+            .map_or(0, |(p, c)| p.saturating_sub(c).div_ceil(RING_RECORD_BYTES));
+        let lean = self.lean.as_ref().map_or(0, LeanRings::unfinished);
+        ring + lean
     }
 }
+
+/// A ring-buffer record: the event and libbpf's 8-byte header.
+const RING_RECORD_BYTES: u64 = RAW_EVENT_SIZE as u64 + 8;
 
 fn check(what: &'static str, ret: i32) -> Result<()> {
     // A signal (Ctrl-C) interrupting the wait is how a capture ends.

@@ -485,9 +485,12 @@ fn configure(
     rodata.emit_lifecycle = cfg.lifecycle;
     rodata.track_calls = mode != AttachMode::Tracepoint;
     rodata.use_sk_storage = numbered;
-    // A flow's full record must come before its lean ones: one ring has
-    // one order, per-CPU perf buffers do not.
-    rodata.lean_records = numbered && cfg.buffer == BufferKind::Ring;
+    // Lean rings are one per CPU and program (see lean_rings in the BPF
+    // object), for as many CPUs as it has positions for.
+    let cpus = libbpf_rs::num_possible_cpus().map_err(bpf_err("counting the CPUs"))?;
+    let slots = lean_slots(cpus);
+    rodata.lean_records = numbered && slots.is_some();
+    rodata.lean_slots = slots.unwrap_or(1);
     rodata.flow_id_base = flow_id_base();
 
     // Maps this configuration never touches still exist: keep them minimal.
@@ -500,6 +503,15 @@ fn configure(
         .events_rb
         .set_max_entries(rb_size)
         .map_err(&sizing)?;
+    if numbered {
+        if let Some(slots) = slots {
+            let records = u32::try_from(cpus * LEAN_PROGRAMS).unwrap_or(u32::MAX) * slots;
+            open.maps
+                .lean_rings
+                .set_max_entries(records)
+                .map_err(&sizing)?;
+        }
+    }
     // Numbered sockets keep the port filter's memory in their storage.
     if !port_filtered || numbered {
         open.maps.port_matched.set_max_entries(1).map_err(&sizing)?;
@@ -523,6 +535,26 @@ fn flow_id_base() -> u64 {
         .build_hasher()
         .finish();
     1 << 63 | (random & 0x1f_ffff) << 42
+}
+
+/// The lean rings' memory, all CPUs together: a ring drained every poll
+/// (50 ms) holds a CPU's events up to 600,000 per second at 2 MiB.
+const LEAN_BYTES: usize = 32 << 20;
+/// Lean rings per CPU: one per program on the tracepoint.
+pub const LEAN_PROGRAMS: usize = 2;
+/// Positions the BPF object has (`LEAN_CPUS`) per program.
+const LEAN_CPUS: usize = 1024;
+
+/// Records per lean ring (a power of two, 1,024 to 32,768), or None where
+/// the BPF object has no positions for every CPU.
+fn lean_slots(cpus: usize) -> Option<u32> {
+    if cpus == 0 || cpus > LEAN_CPUS {
+        return None;
+    }
+    let record = std::mem::size_of::<super::skel::types::lean_event>();
+    let fit = LEAN_BYTES / (cpus * LEAN_PROGRAMS * record);
+    let pow2 = 1usize << (usize::BITS - 1 - fit.max(1).leading_zeros());
+    u32::try_from(pow2.clamp(1024, 32768)).ok()
 }
 
 fn page_size() -> u32 {

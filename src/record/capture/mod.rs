@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 pub mod attach;
 pub mod buffer;
 mod ffi;
+mod lean;
 pub mod load;
 pub mod names;
 pub mod raw;
@@ -49,8 +50,6 @@ const PERF_SLACK_NS: u64 = 100_000_000;
 const PERF_SETTLE: Duration = Duration::from_millis(50);
 /// How long the end of a capture waits for reserved records to be committed.
 const SETTLE: Duration = Duration::from_secs(1);
-/// A ring-buffer record: the event and libbpf's 8-byte header.
-const RING_RECORD_BYTES: u64 = raw::RAW_EVENT_SIZE as u64 + 8;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static HANDLER: Once = Once::new();
@@ -178,7 +177,7 @@ pub fn run(
     // capture ends (the map itself goes with its last user).
     let _unpin = cfg.pin_buffer.as_deref().map(Unpin);
     let inbox = Rc::new(RefCell::new(Inbox::default()));
-    let consumer = Consumer::new(&skel, cfg.buffer, Rc::clone(&inbox))?;
+    let consumer = Consumer::new(&mut skel, cfg.buffer, Rc::clone(&inbox))?;
     let mut stats = CaptureStats {
         start_ktime_ns,
         attach: loaded.attach.clone(),
@@ -218,20 +217,26 @@ pub fn run(
         }
         consumer.poll(wait)?;
         let drain_start = ktime_now();
-        let reserved = consumer.producer_pos();
-        consumer.drain()?;
+        let mark = consumer.mark();
+        let caught_up = consumer.drain_past(&mark)?;
         // After the drain's events: a snapshot row follows the events
         // its socket had before it (see Reorder::release on ties).
         order.take(&mut inbox.borrow_mut().events);
         order.take(&mut snapped);
-        let complete_until = match (reserved, consumer.consumer_pos()) {
-            // Everything reserved before the drain began has been read.
-            (Some(p), Some(c)) if c >= p => drain_start,
-            // A record reserved before the drain is not committed yet.
-            (Some(_), _) => order.released_until,
+        let complete_until = match caught_up {
+            // Everything begun before the drain began has been read.
+            Some(true) => drain_start,
+            // A record begun before the drain is not finished yet.
+            Some(false) => order.released_until,
             // Perf buffer: per CPU, no positions; trust a margin.
-            (None, _) => drain_start.saturating_sub(PERF_SLACK_NS),
+            None => drain_start.saturating_sub(PERF_SLACK_NS),
         };
+        // A parked lean record is an event still to come.
+        let complete_until = inbox
+            .borrow()
+            .decoder
+            .parked_since()
+            .map_or(complete_until, |t| complete_until.min(t));
         let ready = order.release(until_deadline(complete_until), &mut stats);
         let lost = stats.losses_so_far(&skel, &inbox.borrow(), cfg.buffer);
         name_cgroups(&inbox, sink)?;
@@ -255,21 +260,21 @@ pub fn run(
 
     let give_up = Instant::now() + SETTLE;
     loop {
-        let reserved = consumer.producer_pos();
-        consumer.drain()?;
-        match (reserved, consumer.consumer_pos()) {
-            (Some(p), Some(c)) if c < p && Instant::now() < give_up => {
+        let mark = consumer.mark();
+        match consumer.drain_past(&mark)? {
+            Some(false) if Instant::now() < give_up => {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            (Some(p), Some(c)) => {
-                // Never committed: counted as lost, not silently dropped.
-                stats.lost += p.saturating_sub(c).div_ceil(RING_RECORD_BYTES);
+            // Never finished: counted as lost, not silently dropped.
+            Some(_) => {
+                stats.lost += consumer.unfinished();
                 break;
             }
             // Perf: a sample is written whole; give preempted programs a moment.
-            _ => {
+            None => {
                 std::thread::sleep(PERF_SETTLE);
-                consumer.drain()?;
+                consumer.drain_past(&mark)?;
+                stats.lost += consumer.unfinished();
                 break;
             }
         }
@@ -292,8 +297,9 @@ pub fn run(
         }
     };
     {
-        let inbox = inbox.borrow();
-        stats.malformed = inbox.malformed;
+        let mut inbox = inbox.borrow_mut();
+        // A lean record whose full record never came cannot be decoded.
+        stats.malformed = inbox.malformed + inbox.decoder.abandon_parked();
         let progs = prog_stats(&skel);
         stats.missed = progs.recursion_misses;
         stats.bpf_run_ns = progs.run_time_ns;

@@ -87,25 +87,51 @@ fn decode(bytes: &[u8]) -> Result<(Event, u64), Malformed> {
 
 /// Decodes both records the programs hand over: a full one, which also
 /// describes its flow, and a lean one (`struct lean_event`), which takes
-/// what is fixed about its flow from the flow's last full record. A full
-/// record without an owner gets one from user space where it can be found,
-/// and so do its flow's lean records.
+/// what is fixed about its flow from the full record it names. Lean records
+/// come by their own rings, so one can be read before the full record it
+/// names (it waits, parked, until that comes) or after a newer one (the
+/// last few are kept per flow). A full record without an owner gets one
+/// from user space where it can be found, and so do its flow's lean
+/// records.
 #[derive(Default)]
 pub struct Decoder {
-    /// Per flow, its last full record.
-    described: FxHashMap<u64, Event>,
+    /// Per flow, its last few full records of a transition, newest last.
+    described: FxHashMap<u64, Vec<Event>>,
     /// Flows whose owner user space found, until they close: their later
     /// records (after the process closed its descriptor) keep it.
     found: FxHashMap<u64, Process>,
+    /// Lean records whose full record has not been read yet.
+    parked: Vec<LeanEvent>,
+    /// Flows closed in this round and in the last: their lean records,
+    /// all finished before the close, can still be in a ring this round.
+    closing: Vec<u64>,
+    closed: Vec<u64>,
     pub names: Names,
 }
 
+/// Full records kept per flow for lean records read late.
+const FACTS_KEPT: usize = 4;
+/// The event number bits a lean record names its full record by.
+const FACTS_MASK: u32 = 0xff_ffff;
+
 impl Decoder {
-    pub fn decode(&mut self, bytes: &[u8]) -> Result<Event, Malformed> {
+    /// The event, or None for a lean record parked until its full record
+    /// comes (see [`Decoder::retry`]).
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<Option<Event>, Malformed> {
         // Ring records have their exact size; perf samples (full records
         // only) are padded to 8 bytes.
         if bytes.len() == LEAN_EVENT_SIZE {
-            return self.lean(bytes);
+            // SAFETY: the length is the struct's, the generated struct is
+            // plain old data for which every bit pattern is valid, and
+            // read_unaligned needs no alignment.
+            let r: LeanEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+            return match self.lean(&r)? {
+                Some(e) => Ok(Some(e)),
+                None => {
+                    self.parked.push(r);
+                    Ok(None)
+                }
+            };
         }
         let (mut e, sock_ino) = decode(bytes)?;
         if e.detail.pid == 0 {
@@ -124,26 +150,61 @@ impl Decoder {
         self.names.cgroup(e.detail.cgroup);
         match e.change {
             Change::Tcp { new, .. } if new == TcpState::CLOSE => {
-                self.described.remove(&e.flow);
+                self.closing.push(e.flow);
                 self.found.remove(&e.flow);
             }
             // A snapshot's fields are the socket's now, but its flow's lean
             // records follow the flow's last full record of an event.
             Change::Tcp { .. } | Change::Snapshot { .. } => {}
             Change::Ca { .. } => {
-                self.described.insert(e.flow, e.clone());
+                let kept = self.described.entry(e.flow).or_default();
+                if kept.len() == FACTS_KEPT {
+                    kept.remove(0);
+                }
+                kept.push(e.clone());
             }
         }
-        Ok(e)
+        Ok(Some(e))
     }
 
-    fn lean(&self, bytes: &[u8]) -> Result<Event, Malformed> {
-        // SAFETY: the length is the struct's, the generated struct is plain
-        // old data for which every bit pattern is valid, and read_unaligned
-        // needs no alignment.
-        let r: LeanEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-        // The kernel hands a flow's full record over before its first lean one.
-        let mut e = self.described.get(&r.cookie).ok_or(Malformed)?.clone();
+    /// Decodes the parked lean records whose full records have come, into
+    /// `out`; called after each round's reads. Flows closed two rounds ago
+    /// are forgotten here.
+    pub fn retry(&mut self, out: &mut Vec<Event>) -> Result<(), Malformed> {
+        let parked = std::mem::take(&mut self.parked);
+        for r in parked {
+            match self.lean(&r)? {
+                Some(e) => out.push(e),
+                None => self.parked.push(r),
+            }
+        }
+        for flow in std::mem::replace(&mut self.closed, std::mem::take(&mut self.closing)) {
+            self.described.remove(&flow);
+        }
+        Ok(())
+    }
+
+    /// The oldest parked record's time: the stream is not complete past it.
+    pub fn parked_since(&self) -> Option<u64> {
+        self.parked.iter().map(|r| r.ktime_ns).min()
+    }
+
+    /// Parked records whose full record never came (counted as malformed
+    /// at the end of a capture).
+    pub fn abandon_parked(&mut self) -> u64 {
+        std::mem::take(&mut self.parked).len() as u64
+    }
+
+    fn lean(&self, r: &LeanEvent) -> Result<Option<Event>, Malformed> {
+        let facts = u32::from_le_bytes([r.facts_seq[0], r.facts_seq[1], r.facts_seq[2], 0]);
+        let Some(full) = self.described.get(&r.cookie).and_then(|kept| {
+            kept.iter()
+                .rev()
+                .find(|e| e.detail.seq & FACTS_MASK == facts)
+        }) else {
+            return Ok(None);
+        };
+        let mut e = full.clone();
         e.ktime_ns = r.ktime_ns;
         e.change = Change::Ca {
             old: CaState::from_kernel(r.old_state).ok_or(Malformed)?,
@@ -167,7 +228,7 @@ impl Decoder {
             cpu,
             kernel_gap
         );
-        Ok(e)
+        Ok(Some(e))
     }
 }
 
@@ -235,7 +296,8 @@ mod tests {
         assert_eq!(decode(&raw(4, 0, 0, 0)[..100]), Err(Malformed));
     }
 
-    fn lean(cookie: u64, old: u8, new: u8, seq: u32) -> Vec<u8> {
+    fn lean(cookie: u64, old: u8, new: u8, seq: u32, facts: u32) -> Vec<u8> {
+        let b = facts.to_le_bytes();
         let r = LeanEvent {
             ktime_ns: 99,
             cookie,
@@ -246,6 +308,7 @@ mod tests {
             old_state: old,
             new_state: new,
             kernel_gap: 1,
+            facts_seq: [b[0], b[1], b[2]],
             ..Default::default()
         };
         // SAFETY: LeanEvent is plain old data; the slice covers exactly it.
@@ -255,16 +318,21 @@ mod tests {
         .to_vec()
     }
 
+    fn full(seq: u32, kind: u8, old: u8, new: u8) -> Vec<u8> {
+        let mut r = raw(4, kind, old, new);
+        r[std::mem::offset_of!(RawEvent, seq)..][..4].copy_from_slice(&seq.to_ne_bytes());
+        r
+    }
+
+    fn decoded(d: &mut Decoder, bytes: &[u8]) -> Event {
+        d.decode(bytes).unwrap().expect("decoded at once")
+    }
+
     #[test]
-    fn a_lean_record_takes_its_flow_from_the_flows_full_record() {
+    fn a_lean_record_takes_its_flow_from_the_full_record_it_names() {
         let mut d = Decoder::default();
-        assert_eq!(
-            d.decode(&lean(7, 1, 3, 2)),
-            Err(Malformed),
-            "no full record yet"
-        );
-        d.decode(&raw(4, 0, 0, 1)).unwrap();
-        let e = d.decode(&lean(7, 1, 3, 2)).unwrap();
+        d.decode(&full(1, 0, 0, 1)).unwrap();
+        let e = decoded(&mut d, &lean(7, 1, 3, 2, 1));
         assert_eq!((e.ktime_ns, e.flow), (99, 7));
         assert_eq!(
             e.change,
@@ -280,9 +348,48 @@ mod tests {
         assert_eq!(e.addr.owner, Owner::of(&e.detail));
         assert_eq!((e.detail.snd_cwnd, e.detail.total_retrans), (20, 4));
         assert_eq!((e.detail.seq, e.detail.cpu, e.detail.kernel_gap), (2, 1, 1));
-        assert_eq!(d.decode(&lean(8, 1, 3, 1)), Err(Malformed), "another flow");
-        // A close forgets the flow: its next connection is described anew.
-        d.decode(&raw(4, 1, 1, 7)).unwrap();
-        assert_eq!(d.decode(&lean(7, 0, 1, 3)), Err(Malformed));
+    }
+
+    #[test]
+    fn a_lean_record_read_early_waits_for_its_full_record() {
+        let mut d = Decoder::default();
+        assert_eq!(d.decode(&lean(7, 1, 3, 2, 1)), Ok(None));
+        assert_eq!(d.parked_since(), Some(99));
+        let mut out = Vec::new();
+        d.retry(&mut out).unwrap();
+        assert!(out.is_empty(), "another flow's full record does not do");
+        d.decode(&full(1, 0, 0, 1)).unwrap();
+        d.retry(&mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].detail.seq, out[0].addr.sport), (2, 5201));
+        assert_eq!(d.parked_since(), None);
+        // Never matched: abandoned (and counted) at the end.
+        assert_eq!(d.decode(&lean(8, 1, 3, 1, 9)), Ok(None));
+        assert_eq!(d.abandon_parked(), 1);
+    }
+
+    #[test]
+    fn a_lean_record_read_late_takes_the_facts_it_names() {
+        let mut d = Decoder::default();
+        d.decode(&full(1, 0, 0, 1)).unwrap();
+        let mut newer = full(5, 0, 1, 0);
+        // The newer full record knows another owner (pid 41).
+        newer[std::mem::offset_of!(RawEvent, pid)..][..4].copy_from_slice(&41u32.to_ne_bytes());
+        d.decode(&newer).unwrap();
+        assert_eq!(decoded(&mut d, &lean(7, 1, 3, 3, 1)).detail.pid, 31);
+        assert_eq!(decoded(&mut d, &lean(7, 1, 3, 6, 5)).detail.pid, 41);
+    }
+
+    #[test]
+    fn a_closed_flow_is_forgotten_two_rounds_after_its_close() {
+        let mut d = Decoder::default();
+        let mut out = Vec::new();
+        d.decode(&full(1, 0, 0, 1)).unwrap();
+        d.decode(&full(2, 1, 1, 7)).unwrap();
+        d.retry(&mut out).unwrap();
+        // A lean record finished before the close, read in the next round.
+        decoded(&mut d, &lean(7, 1, 3, 2, 1));
+        d.retry(&mut out).unwrap();
+        assert_eq!(d.decode(&lean(7, 0, 1, 3, 1)), Ok(None));
     }
 }

@@ -89,7 +89,7 @@ impl Snapshots {
         let mut rows = Vec::with_capacity(bytes.len() / RAW_EVENT_SIZE);
         for record in bytes.chunks(RAW_EVENT_SIZE) {
             match inbox.decoder.decode(record) {
-                Ok(e) => rows.push(e),
+                Ok(e) => rows.extend(e),
                 Err(_) => inbox.malformed += 1,
             }
         }
