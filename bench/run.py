@@ -223,8 +223,9 @@ def kernel_cost(reps=3):
         "on the tracepoint, `floor_lean_*` in `bench/floor.bpf.c`, attached after tcpcong's so that they run "
         "after its programs and leave its figures as they are alone): each reads what tcpcong's lean path "
         "reads (its socket storage, event number and chain, the counters, the clock) and then keeps the "
-        "record (lean reads), hands it to a BPF ring buffer as tcpcong does, or writes it into a per-CPU "
-        "single-producer ring in an mmapable array map, published with an atomic add. They share one storage "
+        "record (lean reads), hands it to a BPF ring buffer (as tcpcong did), or writes it into a per-CPU "
+        "single-producer ring in an mmapable array map, begun and finished with atomic adds (as tcpcong's "
+        "lean records now go, `emit_lean` in `bpf/tcpcong.bpf.c`). They share one storage "
         "map and run in that order, so the first row pays the storage's cache misses for all three (an upper "
         "bound) and the last two differ by their hand-over alone.")
     say()

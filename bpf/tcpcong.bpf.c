@@ -15,9 +15,10 @@
  * Cost is the design constraint: this runs in softirq for every ACK that
  * moves a congestion state. So socket fields are read by direct (BTF-typed)
  * loads wherever the program type allows it, filtering happens before
- * anything is reserved, and the consumer is woken only when the ring buffer
- * crosses a fill watermark (waking per event costs an IPI, ~8 us here); a
- * timer in user space collects the rest.
+ * anything is reserved, a known flow's events go as lean records into a
+ * lock-free ring of their CPU (see emit_lean), and the consumer is woken
+ * only when the ring buffer crosses a fill watermark (waking per event
+ * costs an IPI, ~8 us here); a timer in user space collects the rest.
  */
 #include "kernel_types.h"
 #include <bpf/bpf_helpers.h>

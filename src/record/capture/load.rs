@@ -675,6 +675,19 @@ fn nested_caught(skel: &TcpcongSkel<'_>) -> u64 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn lean_rings_share_32_mib_in_powers_of_two_within_bounds() {
+        // 2 CPUs: capped at 32,768 records (2 MiB) per ring.
+        assert_eq!(lean_slots(2), Some(32768));
+        // 32 MiB / (64 CPUs x 2 programs x 64 B) = 4,096.
+        assert_eq!(lean_slots(64), Some(4096));
+        // 100 CPUs: 2,621 fit, rounded down to 2,048.
+        assert_eq!(lean_slots(100), Some(2048));
+        assert_eq!(lean_slots(1024), Some(1024));
+        assert_eq!(lean_slots(1025), None, "more CPUs than positions");
+        assert_eq!(lean_slots(0), None);
+    }
+
     /// The programs in the BPF object and the planner's list of callers
     /// name the same functions: a caller without its programs, or a
     /// program the planner does not know, would never be loaded.

@@ -1,7 +1,8 @@
 //! The kernel side of a capture, and its loop: which hook this kernel
 //! offers (`attach`), checks and loading (`load`), the ring and perf
-//! transports (`buffer`, with the raw libbpf calls in `ffi`), decoding of
-//! the BPF record (`raw`), and here the loop that `record` and live mode
+//! transports (`buffer`, with the raw libbpf calls in `ffi`) and the lean
+//! records' rings per CPU (`lean`), decoding of the BPF records (`raw`),
+//! and here the loop that `record` and live mode
 //! both consume. It hands its sink events in `ktime_ns` order, together
 //! with the time up to which the stream is complete. It knows nothing of
 //! files or reports.
@@ -9,10 +10,10 @@
 //! Order needs care because the perf buffer delivers per CPU and even the
 //! ring buffer orders by reservation, not by timestamp, and a program can
 //! be preempted between reserving a record and committing it. The BPF side
-//! stamps an event after reserving it, so with the ring buffer the loop
-//! knows exactly when the stream is complete: once the consumer has passed
-//! the producer position read at time T, every event stamped before T is in
-//! hand. Perf buffers have no such positions; there the loop waits a margin
+//! stamps an event after reserving it, so with the ring buffer (and the
+//! lean rings, which count records begun) the loop knows exactly when the
+//! stream is complete: once the consumer has passed the producer positions
+//! read at time T, every event stamped before T is in hand. Perf buffers have no such positions; there the loop waits a margin
 //! and counts any event that still comes late (the file then says it is not
 //! fully sorted). At the end the programs are detached first, and records
 //! still in flight are waited for, or counted as lost.
