@@ -546,9 +546,10 @@ static __always_inline __u8 chain(struct sock_seq *s, __u8 old, __u8 set)
 
 /*
  * A described flow's call: the per-event fields only, into this CPU's ring
- * for this program (`level`). Begun and finished are atomic adds: the only
- * ordering BPF offers on every kernel (a record is written in full before
- * user space can see it finished, and begun before it is stamped).
+ * for this program (`level`). Begun and finished are fetching atomic adds,
+ * fully ordered on every JIT (a plain atomic add orders nothing on arm64):
+ * a record is begun before it is stamped, and written in full before user
+ * space can see it finished.
  */
 static __always_inline void emit_lean(struct sock_seq *s, struct tcp_sock *tp, __u8 old, __u8 set,
 				      __u32 level)
@@ -577,7 +578,9 @@ static __always_inline void emit_lean(struct sock_seq *s, struct tcp_sock *tp, _
 		count_lost();
 		return;
 	}
-	__sync_fetch_and_add(&r->reserved, 1);
+	/* Each result is used (by an empty asm), so that it stays a fetching add. */
+	head = __sync_fetch_and_add(&r->reserved, 1);
+	asm volatile("" : : "r"(head) : "memory");
 	e->ktime_ns = bpf_ktime_get_ns();
 	e->cookie = s->flow;
 	FILL_COUNTERS(e, tp, DIRECT);
@@ -589,7 +592,8 @@ static __always_inline void emit_lean(struct sock_seq *s, struct tcp_sock *tp, _
 	e->facts_seq[0] = s->facts_seq;
 	e->facts_seq[1] = s->facts_seq >> 8;
 	e->facts_seq[2] = s->facts_seq >> 16;
-	__sync_fetch_and_add(&r->committed, 1);
+	head = __sync_fetch_and_add(&r->committed, 1);
+	asm volatile("" : : "r"(head) : "memory");
 }
 
 static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_state, __u32 level)

@@ -18,6 +18,7 @@ use super::raw::{Decoder, RAW_EVENT_SIZE};
 use super::skel::TcpcongSkel;
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::time::ktime_now;
 
 /// The kernel-to-user transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +57,8 @@ const PERF_WAKEUP_EVENTS: u32 = 256;
 #[derive(Default)]
 pub struct Inbox {
     pub events: Vec<Event>,
-    /// Records that did not decode (never seen; counted so it cannot hide).
+    /// Records that did not decode (never seen; counted so it cannot
+    /// hide), and lean records whose full record never came.
     pub malformed: u64,
     /// Samples the perf buffer reported as lost.
     pub perf_lost: u64,
@@ -73,11 +75,12 @@ impl Inbox {
         }
     }
 
-    /// After a round's reads: the parked lean records that can be decoded now.
+    /// After a round's reads: the parked lean records that can be decoded
+    /// now. One parked for longer than PARKED_NS is given up (its full
+    /// record comes first, so it is never that late): counted.
     fn retry(&mut self) {
-        if self.decoder.retry(&mut self.events).is_err() {
-            self.malformed += 1;
-        }
+        let give_up = ktime_now().saturating_sub(PARKED_NS);
+        self.malformed += self.decoder.retry(&mut self.events, give_up);
     }
 }
 
@@ -216,6 +219,10 @@ impl Consumer {
         ring + lean
     }
 }
+
+/// How long a lean record may wait for its full record: longer than the
+/// end's settling, which waits for preempted programs.
+const PARKED_NS: u64 = 2_000_000_000;
 
 /// A ring-buffer record: the event and libbpf's 8-byte header.
 const RING_RECORD_BYTES: u64 = RAW_EVENT_SIZE as u64 + 8;

@@ -607,6 +607,10 @@ pub struct ProgStats {
     /// same CPU) and re-entered is skipped by the kernel's recursion guard
     /// for that nested call.
     pub recursion_misses: u64,
+    /// The first tracepoint program's own misses, and the calls the second
+    /// caught of them (recursion_misses has the difference).
+    pub first_misses: u64,
+    pub caught: u64,
 }
 
 /// One loaded program's cost, while `kernel.bpf_stats_enabled` was 1.
@@ -654,7 +658,9 @@ pub fn prog_stats(skel: &TcpcongSkel<'_>) -> ProgStats {
     }
     // The first's misses that the second did not catch (see cong_busy in
     // bpf/tcpcong.bpf.c).
-    sum.recursion_misses += first_misses.saturating_sub(nested_caught(skel));
+    sum.caught = nested_caught(skel);
+    sum.first_misses = first_misses;
+    sum.recursion_misses += first_misses.saturating_sub(sum.caught);
     sum
 }
 

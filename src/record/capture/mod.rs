@@ -104,14 +104,28 @@ impl CaptureStats {
     }
 
     /// Losses so far, read from the kernel during the capture (the final
-    /// figure adds records never committed at stop).
-    fn losses_so_far(&self, skel: &TcpcongSkel<'_>, inbox: &Inbox, buffer: BufferKind) -> u64 {
+    /// figure adds records never committed at stop). `misses_before` is
+    /// the first tracepoint program's misses as the last round read them:
+    /// the second program catches a miss a moment after the kernel counts
+    /// it, so only misses a round old are weighed against the catches, and
+    /// a miss being caught is never reported lost in between.
+    fn losses_so_far(
+        &self,
+        skel: &TcpcongSkel<'_>,
+        inbox: &Inbox,
+        buffer: BufferKind,
+        misses_before: &mut u64,
+    ) -> u64 {
         // Tables full count in the kernel whatever the transport.
         let transport = match buffer {
             BufferKind::Ring => 0,
             BufferKind::Perf => inbox.perf_lost,
         };
-        kernel_lost(skel) + transport + inbox.malformed + prog_stats(skel).recursion_misses
+        let p = prog_stats(skel);
+        let others = p.recursion_misses - p.first_misses.saturating_sub(p.caught);
+        let uncaught = misses_before.saturating_sub(p.caught);
+        *misses_before = p.first_misses;
+        kernel_lost(skel) + transport + inbox.malformed + others + uncaught
     }
 }
 
@@ -197,6 +211,7 @@ pub fn run(
     let until_deadline = |t: u64| deadline.map_or(t, |d| t.min(d));
 
     let mut order = Reorder::default();
+    let mut misses_before = 0;
     // The start's snapshot: every socket's state as the capture begins.
     let mut snapshots = Snapshots::new(cfg.filters.netns)?;
     let mut snapped = snapshots.take(&skel, &inbox, &mut stats, sink)?;
@@ -239,7 +254,7 @@ pub fn run(
             .parked_since()
             .map_or(complete_until, |t| complete_until.min(t));
         let ready = order.release(until_deadline(complete_until), &mut stats);
-        let lost = stats.losses_so_far(&skel, &inbox.borrow(), cfg.buffer);
+        let lost = stats.losses_so_far(&skel, &inbox.borrow(), cfg.buffer, &mut misses_before);
         name_cgroups(&inbox, sink)?;
         sink.events(
             &ready,

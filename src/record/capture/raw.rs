@@ -102,10 +102,11 @@ pub struct Decoder {
     found: FxHashMap<u64, Process>,
     /// Lean records whose full record has not been read yet.
     parked: Vec<LeanEvent>,
-    /// Flows closed in this round and in the last: their lean records,
-    /// all finished before the close, can still be in a ring this round.
-    closing: Vec<u64>,
-    closed: Vec<u64>,
+    /// Flows closed in this round and in the last, with their close's
+    /// event number: their lean records, all finished before the close, can
+    /// still be in a ring this round.
+    closing: Vec<(u64, u32)>,
+    closed: Vec<(u64, u32)>,
     pub names: Names,
 }
 
@@ -150,7 +151,7 @@ impl Decoder {
         self.names.cgroup(e.detail.cgroup);
         match e.change {
             Change::Tcp { new, .. } if new == TcpState::CLOSE => {
-                self.closing.push(e.flow);
+                self.closing.push((e.flow, e.detail.seq));
                 self.found.remove(&e.flow);
             }
             // A snapshot's fields are the socket's now, but its flow's lean
@@ -168,20 +169,31 @@ impl Decoder {
     }
 
     /// Decodes the parked lean records whose full records have come, into
-    /// `out`; called after each round's reads. Flows closed two rounds ago
-    /// are forgotten here.
-    pub fn retry(&mut self, out: &mut Vec<Event>) -> Result<(), Malformed> {
-        let parked = std::mem::take(&mut self.parked);
-        for r in parked {
-            match self.lean(&r)? {
-                Some(e) => out.push(e),
-                None => self.parked.push(r),
+    /// `out`, and returns how many could not be: malformed ones, and those
+    /// parked since before `give_up` (ktime), whose full record is not
+    /// coming. Called after each round's reads. What flows closed two
+    /// rounds ago were before their close is forgotten here (a socket that
+    /// connects again keeps its cookie, and its new facts).
+    pub fn retry(&mut self, out: &mut Vec<Event>, give_up: u64) -> u64 {
+        let mut failed = 0;
+        for r in std::mem::take(&mut self.parked) {
+            match self.lean(&r) {
+                Ok(Some(e)) => out.push(e),
+                Ok(None) if r.ktime_ns >= give_up => self.parked.push(r),
+                Ok(None) | Err(Malformed) => failed += 1,
             }
         }
-        for flow in std::mem::replace(&mut self.closed, std::mem::take(&mut self.closing)) {
-            self.described.remove(&flow);
+        for (flow, closed_at) in
+            std::mem::replace(&mut self.closed, std::mem::take(&mut self.closing))
+        {
+            if let Some(kept) = self.described.get_mut(&flow) {
+                kept.retain(|e| e.detail.seq > closed_at);
+                if kept.is_empty() {
+                    self.described.remove(&flow);
+                }
+            }
         }
-        Ok(())
+        failed
     }
 
     /// The oldest parked record's time: the stream is not complete past it.
@@ -356,10 +368,10 @@ mod tests {
         assert_eq!(d.decode(&lean(7, 1, 3, 2, 1)), Ok(None));
         assert_eq!(d.parked_since(), Some(99));
         let mut out = Vec::new();
-        d.retry(&mut out).unwrap();
+        assert_eq!(d.retry(&mut out, 0), 0);
         assert!(out.is_empty(), "another flow's full record does not do");
         d.decode(&full(1, 0, 0, 1)).unwrap();
-        d.retry(&mut out).unwrap();
+        assert_eq!(d.retry(&mut out, 0), 0);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].detail.seq, out[0].addr.sport), (2, 5201));
         assert_eq!(d.parked_since(), None);
@@ -386,10 +398,32 @@ mod tests {
         let mut out = Vec::new();
         d.decode(&full(1, 0, 0, 1)).unwrap();
         d.decode(&full(2, 1, 1, 7)).unwrap();
-        d.retry(&mut out).unwrap();
+        assert_eq!(d.retry(&mut out, 0), 0);
         // A lean record finished before the close, read in the next round.
         decoded(&mut d, &lean(7, 1, 3, 2, 1));
-        d.retry(&mut out).unwrap();
+        assert_eq!(d.retry(&mut out, 0), 0);
         assert_eq!(d.decode(&lean(7, 0, 1, 3, 1)), Ok(None));
+        // Never coming: given up once parked since before the bound.
+        assert_eq!(d.retry(&mut out, 100), 1);
+        assert_eq!(d.parked_since(), None);
+    }
+
+    #[test]
+    fn a_socket_that_connects_again_keeps_its_new_facts() {
+        let mut d = Decoder::default();
+        let mut out = Vec::new();
+        d.decode(&full(1, 0, 0, 1)).unwrap();
+        d.decode(&full(2, 1, 1, 7)).unwrap();
+        // The same socket (and cookie) connects again before the expiry.
+        d.decode(&full(4, 0, 0, 1)).unwrap();
+        for _ in 0..3 {
+            assert_eq!(d.retry(&mut out, 0), 0);
+        }
+        assert_eq!(decoded(&mut d, &lean(7, 1, 3, 5, 4)).detail.seq, 5);
+        assert_eq!(
+            d.decode(&lean(7, 1, 3, 2, 1)),
+            Ok(None),
+            "the old facts are gone"
+        );
     }
 }
