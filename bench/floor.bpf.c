@@ -129,9 +129,10 @@ struct {
 } floor_rb SEC(".maps");
 
 /* The per-CPU single-producer ring: SLOTS records per CPU in an mmapable
- * array (max_entries set by floor.rs to CPUs x SLOTS), positions in .bss,
- * one cache line per CPU: tcpcong's design (lean_rings), without a
- * consumer, which does not change the producer's cost until it is full. */
+ * array (max_entries set by floor.rs to CPUs x SLOTS), its producer
+ * positions on one line per CPU and the consumer's tail on another:
+ * tcpcong's design (lean_rings, lean_begin), without a consumer, which
+ * does not change the producer's cost until it is full. */
 #define SLOTS 4096
 #define POS_SLOTS 1024
 struct {
@@ -145,11 +146,17 @@ struct {
 struct ring_pos {
 	__u64 reserved;
 	__u64 committed;
-	__u64 tail;
+	__u32 tail_seen;
+	__u32 pad0;
 	__u64 lost;
 	__u64 pad[4];
 };
 struct ring_pos floor_pos[POS_SLOTS];
+struct ring_tail {
+	__u64 tail;
+	__u64 pad[7];
+};
+struct ring_tail floor_tails[POS_SLOTS];
 __u64 lean_sink;
 
 /* The lean path's checks and chain; `v` keeps each variant's numbers its own. */
@@ -228,27 +235,25 @@ int BPF_PROG(floor_lean_percpu, struct sock *sk, __u8 ca_state)
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct ring_pos *p = &floor_pos[cpu & (POS_SLOTS - 1)];
+	struct lean_producer lp = {
+		.reserved = &p->reserved,
+		.committed = &p->committed,
+		.tail_seen = &p->tail_seen,
+		.tail = &floor_tails[cpu & (POS_SLOTS - 1)].tail,
+		.base = cpu * SLOTS,
+		.slots = SLOTS,
+	};
 	struct lean_event *e;
 	struct lean_seq *s;
-	__u64 head;
-	__u32 idx;
 
 	if (!tp || !(s = lean_check(sk, tp, ca_state, 1)))
 		return 0;
-	head = p->reserved;
-	/* Full: the consumer has not read the oldest record yet. */
-	if (head - p->tail >= SLOTS) {
+	e = cpu < POS_SLOTS ? lean_begin(&floor_slots, &lp) : NULL;
+	if (!e) {
 		p->lost++;
 		return 0;
 	}
-	idx = cpu * SLOTS + (head & (SLOTS - 1));
-	e = bpf_map_lookup_elem(&floor_slots, &idx);
-	if (!e)
-		return 0;
-	/* Begun, then finished, as tcpcong's emit_lean: atomics are the only
-	 * ordering BPF offers on every kernel. */
-	__sync_fetch_and_add(&p->reserved, 1);
 	lean_fill(e, s, tp, ca_state, 1);
-	__sync_fetch_and_add(&p->committed, 1);
+	lean_finish(&lp);
 	return 0;
 }

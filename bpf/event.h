@@ -87,7 +87,7 @@ struct event {
  * What a ca_state call of a known flow hands over when nothing fixed
  * about the flow (addresses, ports, namespace, cgroup, congestion control)
  * changed since its last full record: user space takes those from that
- * record. Half the size of struct event (one cache line), and none of its
+ * record. One cache line (struct event is two and a half), and none of its
  * pointer chases.
  */
 struct lean_event {
@@ -120,6 +120,58 @@ static __always_inline void submit_watermarked(void *rb, void *e, __u64 wakeup_b
 	if (avail >= wakeup_bytes && avail < wakeup_bytes + 2 * (sizeof(struct event) + 8))
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
+}
+
+/*
+ * A single-producer ring of `slots` records (a power of two), records
+ * [base, base + slots) of the mmapable array `ring`, read by user space
+ * through mmap. The producer's positions sit on a line only its CPU
+ * writes; the consumer's `tail` on a line of its own, which the producer
+ * reads only when its copy (`tail_seen`) says the ring is full, so that a
+ * record costs no read of a line the consumer last wrote.
+ *
+ * Begun and finished are fetching atomic adds, fully ordered on every JIT
+ * (a plain atomic add orders nothing on arm64; each result is used, by an
+ * empty asm, so that it stays a fetching add): a record is begun before it
+ * is stamped, and written in full before user space can see it finished.
+ * Positions are counts since the start; 32 bits of them are enough to
+ * tell how full a ring is.
+ */
+struct lean_producer {
+	__u64 *reserved;
+	__u64 *committed;
+	__u32 *tail_seen;
+	const __u64 *tail;
+	__u32 base;
+	__u32 slots;
+};
+
+/* The next record, or NULL when the ring is full. */
+static __always_inline void *lean_begin(void *ring, const struct lean_producer *p)
+{
+	__u32 head = *p->reserved, idx;
+	__u64 begun;
+	void *e;
+
+	if (head - *p->tail_seen >= p->slots) {
+		*p->tail_seen = *(volatile const __u64 *)p->tail;
+		if (head - *p->tail_seen >= p->slots)
+			return NULL;
+	}
+	idx = p->base + (head & (p->slots - 1));
+	e = bpf_map_lookup_elem(ring, &idx);
+	if (!e)
+		return NULL;
+	begun = __sync_fetch_and_add(p->reserved, 1);
+	asm volatile("" : : "r"(begun) : "memory");
+	return e;
+}
+
+static __always_inline void lean_finish(const struct lean_producer *p)
+{
+	__u64 done = __sync_fetch_and_add(p->committed, 1);
+
+	asm volatile("" : : "r"(done) : "memory");
 }
 
 #endif /* TCPCONG_EVENT_H */

@@ -62,8 +62,6 @@ const volatile bool use_sk_storage = false;
 /* Lean records for described flows (socket storage, and a ring per CPU
  * and program: see emit_lean). */
 const volatile bool lean_records = false;
-/* Records per lean ring, a power of two. */
-const volatile __u32 lean_slots = 1;
 const volatile struct lean_event lean_layout = {};
 /* Never read: it puts struct event into the skeleton's types, so that user
  * space decodes records with the generated type instead of a mirror kept
@@ -77,13 +75,15 @@ struct {
 
 /*
  * The lean records' rings: for each CPU one per program on the tracepoint
- * (the second runs only inside the first, see cong_busy), so that each
- * ring has a single producer and needs no lock. Ring i is records
- * [i * lean_slots, (i + 1) * lean_slots) of this mmapable array, its
- * positions lean_pos[i] in .bss: user space reads both through mmap,
- * without a syscall. max_entries is set by user space.
+ * (the second runs only inside the first, see cong_cpus), so that each
+ * ring has a single producer and needs no lock (see lean_begin). CPU c's
+ * ring for program l is records [(c * LEAN_PROGRAMS + l) * slots, + slots)
+ * of this mmapable array, its positions in cong_cpus[c] and lean_tails[c]
+ * in .bss: user space reads both through mmap, without a syscall.
+ * max_entries and slots are set by user space.
  */
 #define LEAN_CPUS 1024
+#define LEAN_PROGRAMS 2
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
@@ -91,18 +91,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct lean_event);
 } lean_rings SEC(".maps");
-
-struct lean_ring {
-	/* Records begun and records finished: a record stamped before a
-	 * moment was begun before it, so user space knows a ring complete up
-	 * to a moment once it has read as far as `reserved` was then. */
-	__u64 reserved;
-	__u64 committed;
-	__u64 pad[6];
-	/* How far user space has read, on a line of its own. */
-	__u64 tail;
-	__u64 pad2[7];
-};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
@@ -188,8 +176,35 @@ struct lost_slot {
 	__u64 pad[7];
 };
 struct lost_slot lost[LOST_SLOTS];
-/* After `lost`, which the syscall path reads at the start of .bss. */
-struct lean_ring lean_pos[2 * LEAN_CPUS];
+
+/*
+ * Per CPU, the one line of its own a lean record's path writes, and only
+ * this CPU writes it: whether on_cong_state_set is running (see there),
+ * the calls the second program took, and the producer side of the CPU's
+ * lean rings (see lean_begin). After `lost`, which the syscall path reads
+ * at the start of .bss.
+ */
+struct cong_cpu {
+	__u64 busy;
+	__u64 caught;
+	__u64 reserved[LEAN_PROGRAMS];
+	__u64 committed[LEAN_PROGRAMS];
+	__u32 tail_seen[LEAN_PROGRAMS];
+	/* Records per lean ring, set by user space before load (0: no lean
+	 * records). Here rather than in read-only data, whose line a lean
+	 * record would read for it alone. */
+	__u32 slots;
+	__u32 pad;
+};
+struct cong_cpu cong_cpus[LEAN_CPUS];
+
+/* How far user space has read each of a CPU's lean rings, on a line of its
+ * own: user space writes it. */
+struct lean_tail {
+	__u64 tail[LEAN_PROGRAMS];
+	__u64 pad[8 - LEAN_PROGRAMS];
+};
+struct lean_tail lean_tails[LEAN_CPUS];
 
 static __always_inline bool port_in(__u16 port, __u16 lo, __u16 hi)
 {
@@ -512,27 +527,6 @@ static __always_inline void lifecycle(void *ctx, struct sock *sk, int oldstate, 
 		forget_socket(sk);
 }
 
-/*
- * The kernel never runs a program inside itself on one CPU: a
- * tcp_set_ca_state() that interrupts on_cong_state_set (a softirq handling
- * another socket's ACK while the program runs for a socket in process
- * context) is skipped, only counted in the program's recursion_misses. That
- * skip is what broke flows' chains under load (a transition without an
- * event). So a second program on the same tracepoint takes the calls that
- * come while the first is running on its CPU: the first cannot have them,
- * and whichever order the two run in, the first has every call that is not
- * nested (the second, seeing the flag clear, leaves it). A nested call that
- * both miss (it came in the kernel's own steps around the first program,
- * before it set the flag or after it cleared it, or inside the second) is
- * lost, and counted: the first's misses minus the calls the second caught.
- */
-struct busy_slot {
-	__u64 busy;
-	__u64 caught;
-	__u64 pad[6];
-};
-struct busy_slot cong_busy[LOST_SLOTS];
-
 /* The socket's chain: this call's number and whether it found the state
  * the previous call set. */
 static __always_inline __u8 chain(struct sock_seq *s, __u8 old, __u8 set)
@@ -544,88 +538,59 @@ static __always_inline __u8 chain(struct sock_seq *s, __u8 old, __u8 set)
 	return gap;
 }
 
-/*
- * A described flow's call: the per-event fields only, into this CPU's ring
- * for this program (`level`). Begun and finished are fetching atomic adds,
- * fully ordered on every JIT (a plain atomic add orders nothing on arm64):
- * a record is begun before it is stamped, and written in full before user
- * space can see it finished.
- */
+/* A described flow's call: the per-event fields only, into this CPU's ring
+ * for this program (`level`). */
 static __always_inline void emit_lean(struct sock_seq *s, struct tcp_sock *tp, __u8 old, __u8 set,
-				      __u32 level)
+				      struct cong_cpu *c, __u32 cpu, __u32 level)
 {
-	__u32 ring = bpf_get_smp_processor_id() * 2 + level, idx;
+	struct lean_producer p = {
+		.reserved = &c->reserved[level],
+		.committed = &c->committed[level],
+		.tail_seen = &c->tail_seen[level],
+		.tail = &lean_tails[cpu & (LEAN_CPUS - 1)].tail[level],
+		.base = (cpu * LEAN_PROGRAMS + level) * c->slots,
+		.slots = c->slots,
+	};
 	__u32 seq = ++s->last_seq;
 	__u8 gap = chain(s, old, set);
 	struct lean_event *e;
-	struct lean_ring *r;
-	__u64 head;
 
-	if (ring >= 2 * LEAN_CPUS) {
-		count_lost();
-		return;
-	}
-	r = &lean_pos[ring];
-	head = r->reserved;
-	/* Full: user space has not read the oldest record yet. */
-	if (head - r->tail >= lean_slots) {
-		count_lost();
-		return;
-	}
-	idx = ring * lean_slots + (head & (lean_slots - 1));
-	e = bpf_map_lookup_elem(&lean_rings, &idx);
+	/* Beyond LEAN_CPUS there are no lean records (see lean_slots in
+	 * load.rs): a CPU there shares another's line. */
+	e = cpu < LEAN_CPUS ? lean_begin(&lean_rings, &p) : NULL;
 	if (!e) {
 		count_lost();
 		return;
 	}
-	/* Each result is used (by an empty asm), so that it stays a fetching add. */
-	head = __sync_fetch_and_add(&r->reserved, 1);
-	asm volatile("" : : "r"(head) : "memory");
 	e->ktime_ns = bpf_ktime_get_ns();
 	e->cookie = s->flow;
 	FILL_COUNTERS(e, tp, DIRECT);
 	e->seq = seq;
-	e->cpu = bpf_get_smp_processor_id();
+	e->cpu = cpu;
 	e->old_state = old;
 	e->new_state = set;
 	e->kernel_gap = gap;
 	e->facts_seq[0] = s->facts_seq;
 	e->facts_seq[1] = s->facts_seq >> 8;
 	e->facts_seq[2] = s->facts_seq >> 16;
-	head = __sync_fetch_and_add(&r->committed, 1);
-	asm volatile("" : : "r"(head) : "memory");
+	lean_finish(&p);
 }
 
-static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_state, __u32 level)
+/*
+ * A call that needs a full record: a flow's first, or one after its facts
+ * changed. Not inlined, so that the lean path's instructions are few and
+ * contiguous: at a few hundred events a second each event fetches them
+ * cold. `states` is the old state in bits 8-15 and the new in 0-7 (a
+ * function here takes at most five arguments).
+ */
+static __noinline int describe(__u64 *ctx, struct sock *sk, struct tcp_sock *tp, __u32 states)
 {
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	__u8 old = states >> 8, ca_state = states;
 	struct sock_seq *s;
 	struct ident id;
-	__u64 ops;
-	__u8 old;
 
-	if (!tp)
-		return;
-	old = BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state);
-	ops = (__u64)tp->inet_conn.icsk_ca_ops;
-	if (lean_records) {
-		__u64 key = (__u64)sk;
-
-		s = bpf_sk_storage_get(&sock_seqs, sk, 0, 0);
-		/* A flow's owner can become known after its full record (an
-		 * accept after its first transition, seen by the accept hooks or,
-		 * without them, by user space once the socket has a file): a new
-		 * full record says so. */
-		if (s && s->described && s->sport == sk->__sk_common.skc_num &&
-		    s->dport == sk->__sk_common.skc_dport && s->ca_ops == ops &&
-		    (s->owned || (!bpf_map_lookup_elem(&owners, &key) &&
-				  (s->filed || !sk->sk_socket)))) {
-			emit_lean(s, tp, old, ca_state, level);
-			return;
-		}
-	}
 	if (!flow_wanted_btf(sk, &id))
-		return;
+		return 0;
 	s = numbered(sk, &id);
 	if (s)
 		id.kernel_gap = chain(s, old, ca_state);
@@ -640,34 +605,83 @@ static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_
 		s->described = 1;
 		s->sport = sk->__sk_common.skc_num;
 		s->dport = sk->__sk_common.skc_dport;
-		s->ca_ops = ops;
+		s->ca_ops = (__u64)tp->inet_conn.icsk_ca_ops;
 		s->flow = id.flow;
 		s->facts_seq = id.seq;
 		s->filed = sk->sk_socket != NULL;
 	}
+	return 0;
 }
 
+static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_state,
+					   struct cong_cpu *c, __u32 cpu, __u32 level)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	struct sock_seq *s;
+	__u64 key = (__u64)sk;
+	__u8 old;
+
+	if (!tp)
+		return;
+	old = BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state);
+	/* Only flows described while lean_records is on are: no read of
+	 * read-only data here, whose line this path would read for that alone
+	 * (the tracepoint is younger than sockets' storage in tracing). */
+	s = bpf_sk_storage_get(&sock_seqs, sk, 0, 0);
+	/* A flow's owner can become known after its full record (an accept
+	 * after its first transition, seen by the accept hooks or, without
+	 * them, by user space once the socket has a file): a new full record
+	 * says so. */
+	if (__builtin_expect(s && s->described && s->sport == sk->__sk_common.skc_num &&
+			     s->dport == sk->__sk_common.skc_dport &&
+			     s->ca_ops == (__u64)tp->inet_conn.icsk_ca_ops &&
+			     (s->owned || (!bpf_map_lookup_elem(&owners, &key) &&
+					   (s->filed || !sk->sk_socket))), 1))
+		emit_lean(s, tp, old, ca_state, c, cpu, level);
+	else
+		describe(ctx, sk, tp, (__u32)old << 8 | ca_state);
+}
+
+/*
+ * The kernel never runs a program inside itself on one CPU: a
+ * tcp_set_ca_state() that interrupts on_cong_state_set (a softirq handling
+ * another socket's ACK while the program runs for a socket in process
+ * context) is skipped, only counted in the program's recursion_misses. That
+ * skip is what broke flows' chains under load (a transition without an
+ * event). So a second program on the same tracepoint takes the calls that
+ * come while the first is running on its CPU: the first cannot have them,
+ * and whichever order the two run in, the first has every call that is not
+ * nested (the second, seeing the flag clear, leaves it). A nested call that
+ * both miss (it came in the kernel's own steps around the first program,
+ * before it set the flag or after it cleared it, or inside the second) is
+ * lost, and counted: the first's misses minus the calls the second caught.
+ * The flag is on the CPU's line in cong_cpus, which the first has just
+ * written when the second runs after it, so the second's check is a warm
+ * read.
+ */
 /* Runs before the kernel stores the new state, so the old one is still there. */
 SEC("tp_btf/tcp_cong_state_set")
 int BPF_PROG(on_cong_state_set, struct sock *sk, __u8 ca_state)
 {
-	struct busy_slot *b = &cong_busy[bpf_get_smp_processor_id() & (LOST_SLOTS - 1)];
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct cong_cpu *c = &cong_cpus[cpu & (LEAN_CPUS - 1)];
 
-	b->busy = 1;
-	cong_state_set(ctx, sk, ca_state, 0);
-	b->busy = 0;
+	c->busy = 1;
+	cong_state_set(ctx, sk, ca_state, c, cpu, 0);
+	c->busy = 0;
 	return 0;
 }
 
 SEC("tp_btf/tcp_cong_state_set")
 int BPF_PROG(on_cong_state_set_nested, struct sock *sk, __u8 ca_state)
 {
-	struct busy_slot *b = &cong_busy[bpf_get_smp_processor_id() & (LOST_SLOTS - 1)];
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct cong_cpu *c = &cong_cpus[cpu & (LEAN_CPUS - 1)];
 
-	if (!b->busy)
+	if (!c->busy)
 		return 0;
-	b->caught++;
-	cong_state_set(ctx, sk, ca_state, 1);
+	c->caught++;
+	cong_state_set(ctx, sk, ca_state, c, cpu, 1);
 	return 0;
 }
 

@@ -4,24 +4,29 @@
 //! mmapped .bss, so draining them costs no syscall; in exchange they never
 //! wake the consumer, whose poll timeout drains them.
 
-use std::mem::offset_of;
 use std::os::fd::{AsFd, AsRawFd};
-use std::ptr::NonNull;
+use std::ptr::{addr_of_mut, NonNull};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use libbpf_rs::MapCore;
 
 use super::load::LEAN_PROGRAMS;
-use super::skel::types::{lean_event, lean_ring};
+use super::skel::types::{cong_cpu, lean_event, lean_tail};
 use super::skel::TcpcongSkel;
 use crate::error::{Error, Result};
 
 const RECORD: usize = std::mem::size_of::<lean_event>();
 
+// The BPF object's per-CPU positions have one ring per program.
+const _: fn(&cong_cpu) -> [u64; LEAN_PROGRAMS] = |c| c.reserved;
+
 pub struct LeanRings {
     records: NonNull<u8>,
     len: usize,
-    positions: NonNull<lean_ring>,
+    /// .bss's cong_cpus and lean_tails: the producers' positions and the
+    /// consumer's.
+    cpus: NonNull<cong_cpu>,
+    tails: NonNull<lean_tail>,
     rings: usize,
     slots: u64,
 }
@@ -35,13 +40,18 @@ impl LeanRings {
         if !rodata.lean_records {
             return Ok(None);
         }
-        let slots = rodata.lean_slots as usize;
         let records = skel.maps.lean_rings.max_entries() as usize;
         let Some(bss) = skel.maps.bss_data.as_deref_mut() else {
             return Ok(None);
         };
-        let positions = NonNull::from(&mut bss.lean_pos).cast::<lean_ring>();
-        let rings = (records / slots).min(bss.lean_pos.len());
+        // Set before load, the same on every CPU (see configure in load.rs).
+        let slots = bss.cong_cpus[0].slots as usize;
+        if slots == 0 {
+            return Err(Error::Internal("lean records without lean rings"));
+        }
+        let rings = (records / slots).min(bss.cong_cpus.len() * LEAN_PROGRAMS);
+        let cpus = NonNull::from(&mut bss.cong_cpus).cast::<cong_cpu>();
+        let tails = NonNull::from(&mut bss.lean_tails).cast::<lean_tail>();
         let len = records * RECORD;
         // SAFETY: a shared read-only mapping of the map's own memory (an
         // mmapable array is laid out as its records back to back), of no
@@ -66,38 +76,37 @@ impl LeanRings {
         Ok(Some(LeanRings {
             records: NonNull::new(at.cast()).expect("mmap succeeded"),
             len,
-            positions,
+            cpus,
+            tails,
             rings,
             slots: slots as u64,
         }))
     }
 
-    /// A position of a ring (a field's offset in `struct lean_ring`).
-    fn position(&self, ring: usize, offset: usize) -> &AtomicU64 {
+    /// Ring `ring`'s records begun, records finished, and how far user
+    /// space has read.
+    fn positions(&self, ring: usize) -> [&AtomicU64; 3] {
         debug_assert!(ring < self.rings);
-        // SAFETY: `ring` is below `rings`, within .bss's lean_pos, which
-        // lives as long as the skeleton that outlives self; the field is an
-        // aligned u64, only ever accessed atomically (by the programs, with
-        // atomic adds and loads).
+        let (cpu, program) = (ring / LEAN_PROGRAMS, ring % LEAN_PROGRAMS);
+        // SAFETY: `ring` is below `rings`, so `cpu` is within .bss's
+        // cong_cpus and lean_tails, which live as long as the skeleton that
+        // outlives self; each field is an aligned u64 only ever accessed
+        // atomically (by the programs, with atomic adds and loads).
         unsafe {
-            AtomicU64::from_ptr(
-                self.positions
-                    .as_ptr()
-                    .add(ring)
-                    .cast::<u8>()
-                    .add(offset)
-                    .cast::<u64>(),
-            )
+            let c = self.cpus.as_ptr().add(cpu);
+            let t = self.tails.as_ptr().add(cpu);
+            [
+                AtomicU64::from_ptr(addr_of_mut!((*c).reserved[program])),
+                AtomicU64::from_ptr(addr_of_mut!((*c).committed[program])),
+                AtomicU64::from_ptr(addr_of_mut!((*t).tail[program])),
+            ]
         }
     }
 
     /// How many records each ring's producers have begun.
     pub fn reserved(&self) -> Vec<u64> {
         (0..self.rings)
-            .map(|r| {
-                self.position(r, offset_of!(lean_ring, reserved))
-                    .load(Ordering::Acquire)
-            })
+            .map(|r| self.positions(r)[0].load(Ordering::Acquire))
             .collect()
     }
 
@@ -106,8 +115,7 @@ impl LeanRings {
     pub fn drain(&self, mut take: impl FnMut(&[u8])) -> Vec<u64> {
         (0..self.rings)
             .map(|r| {
-                let committed = self.position(r, offset_of!(lean_ring, committed));
-                let tail = self.position(r, offset_of!(lean_ring, tail));
+                let [_, committed, tail] = self.positions(r);
                 let end = committed.load(Ordering::Acquire);
                 let mut at = tail.load(Ordering::Relaxed);
                 while at < end {
@@ -129,20 +137,14 @@ impl LeanRings {
             })
             .collect()
     }
-}
 
-impl LeanRings {
     /// Records begun and not finished, over all rings.
     pub fn unfinished(&self) -> u64 {
         (0..self.rings)
             .map(|r| {
-                let reserved = self
-                    .position(r, offset_of!(lean_ring, reserved))
-                    .load(Ordering::Acquire);
-                let committed = self
-                    .position(r, offset_of!(lean_ring, committed))
-                    .load(Ordering::Acquire);
-                reserved.saturating_sub(committed)
+                let [reserved, committed, _] = self.positions(r);
+                let reserved = reserved.load(Ordering::Acquire);
+                reserved.saturating_sub(committed.load(Ordering::Acquire))
             })
             .sum()
     }

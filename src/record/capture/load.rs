@@ -490,7 +490,6 @@ fn configure(
     let cpus = libbpf_rs::num_possible_cpus().map_err(bpf_err("counting the CPUs"))?;
     let slots = lean_slots(cpus);
     rodata.lean_records = numbered && slots.is_some();
-    rodata.lean_slots = slots.unwrap_or(1);
     rodata.flow_id_base = flow_id_base();
 
     // Maps this configuration never touches still exist: keep them minimal.
@@ -503,13 +502,21 @@ fn configure(
         .events_rb
         .set_max_entries(rb_size)
         .map_err(&sizing)?;
-    if numbered {
-        if let Some(slots) = slots {
-            let records = u32::try_from(cpus * LEAN_PROGRAMS).unwrap_or(u32::MAX) * slots;
-            open.maps
-                .lean_rings
-                .set_max_entries(records)
-                .map_err(&sizing)?;
+    if let (true, Some(slots)) = (numbered, slots) {
+        let records = u32::try_from(cpus * LEAN_PROGRAMS).unwrap_or(u32::MAX) * slots;
+        open.maps
+            .lean_rings
+            .set_max_entries(records)
+            .map_err(&sizing)?;
+        // Each CPU's own line, which a lean record reads anyway (see
+        // cong_cpus in the BPF object).
+        let bss = open
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .ok_or(Error::Internal("the BPF object has no zeroed data section"))?;
+        for cpu in &mut bss.cong_cpus {
+            cpu.slots = slots;
         }
     }
     // Numbered sockets keep the port filter's memory in their storage.
@@ -656,7 +663,7 @@ pub fn prog_stats(skel: &TcpcongSkel<'_>) -> ProgStats {
             _ => sum.recursion_misses += info.recursion_misses,
         }
     }
-    // The first's misses that the second did not catch (see cong_busy in
+    // The first's misses that the second did not catch (see cong_cpus in
     // bpf/tcpcong.bpf.c).
     sum.caught = nested_caught(skel);
     sum.first_misses = first_misses;
@@ -668,7 +675,7 @@ pub fn prog_stats(skel: &TcpcongSkel<'_>) -> ProgStats {
 /// mmapped .bss, as [`kernel_lost`]).
 fn nested_caught(skel: &TcpcongSkel<'_>) -> u64 {
     skel.maps.bss_data.as_deref().map_or(0, |bss| {
-        bss.cong_busy
+        bss.cong_cpus
             .iter()
             // SAFETY: an aligned u64 that the programs only add to, read
             // through a valid reference; volatile so that each call re-reads.
