@@ -123,6 +123,40 @@ static __always_inline void submit_watermarked(void *rb, void *e, __u64 wakeup_b
 }
 
 /*
+ * Lean rings: per CPU, one for each program on the tracepoint (see
+ * lean_rings in tcpcong.bpf.c), for up to LEAN_CPUS CPUs.
+ */
+#define LEAN_CPUS 1024
+#define LEAN_PROGRAMS 2
+
+/*
+ * Per CPU, the one line of its own a lean record's path writes, and only
+ * this CPU writes it: whether on_cong_state_set is running (see there),
+ * the calls the second program took, and the producer side of the CPU's
+ * lean rings (see lean_begin).
+ */
+struct cong_cpu {
+	__u32 busy;
+	/* Records per lean ring, set by user space before load (0: no lean
+	 * records). Here rather than in read-only data, whose line a lean
+	 * record would read for it alone. */
+	__u32 slots;
+	__u64 caught;
+	__u64 reserved[LEAN_PROGRAMS];
+	__u64 committed[LEAN_PROGRAMS];
+	__u32 tail_seen[LEAN_PROGRAMS];
+	/* Where each ring last looked whether to ring its doorbell. */
+	__u32 looked[LEAN_PROGRAMS];
+};
+
+/* How far user space has read each of a CPU's lean rings, on a line of its
+ * own: user space writes it. */
+struct lean_tail {
+	__u64 tail[LEAN_PROGRAMS];
+	__u64 pad[8 - LEAN_PROGRAMS];
+};
+
+/*
  * A single-producer ring of `slots` records (a power of two), records
  * [base, base + slots) of the mmapable array `ring`, read by user space
  * through mmap. The producer's positions sit on a line only its CPU
@@ -173,5 +207,32 @@ static __always_inline void lean_finish(const struct lean_producer *p)
 
 	asm volatile("" : : "r"(done) : "memory");
 }
+
+/*
+ * Whether the ring holds `mark` records user space has not read, looked at
+ * once in `mark` records (`looked`: the count when it last was), with a
+ * fresh tail. Call after lean_begin.
+ */
+static __always_inline bool lean_reached(const struct lean_producer *p, __u32 *looked, __u32 mark)
+{
+	__u32 head = *p->reserved;
+
+	if (head - *looked < mark)
+		return false;
+	*looked = head;
+	*p->tail_seen = *(volatile const __u64 *)p->tail;
+	return head - *p->tail_seen >= mark;
+}
+
+/*
+ * Lean rings wake nobody: a ring a quarter full hands this over the ring
+ * or perf buffer to wake user space before the poll's timeout would (a
+ * ring of 4,096 records, 64 CPUs' share, fills in 50 ms at 80,000 events a
+ * second). User space knows it by its size, and skips it.
+ */
+struct lean_doorbell {
+	__u64 zero;
+};
+#define LEAN_DOORBELL_AT(slots) ((slots) / 4)
 
 #endif /* TCPCONG_EVENT_H */

@@ -82,8 +82,6 @@ struct {
  * in .bss: user space reads both through mmap, without a syscall.
  * max_entries and slots are set by user space.
  */
-#define LEAN_CPUS 1024
-#define LEAN_PROGRAMS 2
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
@@ -177,33 +175,8 @@ struct lost_slot {
 };
 struct lost_slot lost[LOST_SLOTS];
 
-/*
- * Per CPU, the one line of its own a lean record's path writes, and only
- * this CPU writes it: whether on_cong_state_set is running (see there),
- * the calls the second program took, and the producer side of the CPU's
- * lean rings (see lean_begin). After `lost`, which the syscall path reads
- * at the start of .bss.
- */
-struct cong_cpu {
-	__u64 busy;
-	__u64 caught;
-	__u64 reserved[LEAN_PROGRAMS];
-	__u64 committed[LEAN_PROGRAMS];
-	__u32 tail_seen[LEAN_PROGRAMS];
-	/* Records per lean ring, set by user space before load (0: no lean
-	 * records). Here rather than in read-only data, whose line a lean
-	 * record would read for it alone. */
-	__u32 slots;
-	__u32 pad;
-};
+/* After `lost`, which the syscall path reads at the start of .bss. */
 struct cong_cpu cong_cpus[LEAN_CPUS];
-
-/* How far user space has read each of a CPU's lean rings, on a line of its
- * own: user space writes it. */
-struct lean_tail {
-	__u64 tail[LEAN_PROGRAMS];
-	__u64 pad[8 - LEAN_PROGRAMS];
-};
 struct lean_tail lean_tails[LEAN_CPUS];
 
 static __always_inline bool port_in(__u16 port, __u16 lo, __u16 hi)
@@ -538,10 +511,23 @@ static __always_inline __u8 chain(struct sock_seq *s, __u8 old, __u8 set)
 	return gap;
 }
 
+/* Wakes user space for this CPU's filling lean ring (see lean_doorbell). A
+ * full buffer needs no doorbell: it is being read. */
+static __noinline int ring_doorbell(void *ctx)
+{
+	struct lean_doorbell d = {};
+
+	if (use_ringbuf)
+		bpf_ringbuf_output(&events_rb, &d, sizeof(d), BPF_RB_FORCE_WAKEUP);
+	else
+		bpf_perf_event_output(ctx, &events_perf, BPF_F_CURRENT_CPU, &d, sizeof(d));
+	return 0;
+}
+
 /* A described flow's call: the per-event fields only, into this CPU's ring
  * for this program (`level`). */
-static __always_inline void emit_lean(struct sock_seq *s, struct tcp_sock *tp, __u8 old, __u8 set,
-				      struct cong_cpu *c, __u32 cpu, __u32 level)
+static __always_inline void emit_lean(void *ctx, struct sock_seq *s, struct tcp_sock *tp, __u8 old,
+				      __u8 set, struct cong_cpu *c, __u32 cpu, __u32 level)
 {
 	struct lean_producer p = {
 		.reserved = &c->reserved[level],
@@ -574,6 +560,8 @@ static __always_inline void emit_lean(struct sock_seq *s, struct tcp_sock *tp, _
 	e->facts_seq[1] = s->facts_seq >> 8;
 	e->facts_seq[2] = s->facts_seq >> 16;
 	lean_finish(&p);
+	if (lean_reached(&p, &c->looked[level], LEAN_DOORBELL_AT(p.slots)))
+		ring_doorbell(ctx);
 }
 
 /*
@@ -637,7 +625,7 @@ static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_
 			     s->ca_ops == (__u64)tp->inet_conn.icsk_ca_ops &&
 			     (s->owned || (!bpf_map_lookup_elem(&owners, &key) &&
 					   (s->filed || !sk->sk_socket))), 1))
-		emit_lean(s, tp, old, ca_state, c, cpu, level);
+		emit_lean(ctx, s, tp, old, ca_state, c, cpu, level);
 	else
 		describe(ctx, sk, tp, (__u32)old << 8 | ca_state);
 }

@@ -250,8 +250,9 @@ pub struct CaptureArgs {
     #[arg(short = 'v', long)]
     pub verbose: bool,
 
-    /// Benchmarks only: pin the ring buffer at this bpffs path so that a
-    /// synthetic producer (bench/synth.bpf.c) can write into it.
+    /// Benchmarks only: pin the ring buffer at this bpffs path (and the
+    /// lean records' rings and positions at PATH-lean and PATH-bss) so that
+    /// a synthetic producer (bench/synth.bpf.c) can write into them.
     #[arg(long, hide = true, value_name = "PATH")]
     pub pin_buffer: Option<PathBuf>,
 }

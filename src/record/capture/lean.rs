@@ -1,8 +1,9 @@
 //! The lean records' rings: one per CPU and tracepoint program, each with a
 //! single producer (see `lean_rings` in the BPF object). The records are
 //! read through an mmap of the array map and the positions through the
-//! mmapped .bss, so draining them costs no syscall; in exchange they never
-//! wake the consumer, whose poll timeout drains them.
+//! mmapped .bss, so draining them costs no syscall. They have no wake-up
+//! of their own: the poll's timeout drains them, and a ring a quarter full
+//! rings a doorbell through the ring or perf buffer (`lean_doorbell`).
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::{addr_of_mut, NonNull};

@@ -117,6 +117,18 @@ fn fs_type(p: &Path) -> std::io::Result<i64> {
     Ok(st.f_type as i64)
 }
 
+/// Where `--pin-buffer PATH` pins the ring buffer, and beside it the lean
+/// records' rings and .bss (their positions), so that the benchmark's
+/// synthetic producer can write into either.
+pub fn pins(path: &Path) -> [std::path::PathBuf; 3] {
+    let beside = |tail: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(tail);
+        std::path::PathBuf::from(name)
+    };
+    [path.to_owned(), beside("-lean"), beside("-bss")]
+}
+
 /// A folder to pin maps in must be on a BPF file system. A machine as it
 /// boots often has none mounted: mount one at its usual place, as bpftool
 /// does; anywhere else, say so.
@@ -266,10 +278,22 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
             Ok((mut skel, start_ktime_ns)) => {
                 // Not a failure of the mode: no other mode would fare better.
                 if let Some(path) = &cfg.pin_buffer {
+                    let lean = skel.maps.rodata_data.is_some_and(|r| r.lean_records);
+                    let [rb, rings, bss] = pins(path);
                     skel.maps
                         .events_rb
-                        .pin(path)
+                        .pin(rb)
                         .map_err(bpf_err("pinning the ring buffer"))?;
+                    if lean {
+                        skel.maps
+                            .lean_rings
+                            .pin(rings)
+                            .map_err(bpf_err("pinning the lean rings"))?;
+                        skel.maps
+                            .bss
+                            .pin(bss)
+                            .map_err(bpf_err("pinning the lean rings' positions"))?;
+                    }
                 }
                 let attach = attach::describe(mode, facts());
                 let mut notes: Vec<String> = attach_accept_hooks(&mut skel)
@@ -544,8 +568,10 @@ fn flow_id_base() -> u64 {
     1 << 63 | (random & 0x1f_ffff) << 42
 }
 
-/// The lean rings' memory, all CPUs together: a ring drained every poll
-/// (50 ms) holds a CPU's events up to 600,000 per second at 2 MiB.
+/// The lean rings' memory, all CPUs together: what a ring holds is how
+/// long a round may keep the consumer from draining it (a round that
+/// encodes a batch of rows, or takes a snapshot); at 2 MiB, 65 ms of a
+/// CPU's events at 500,000 per second.
 const LEAN_BYTES: usize = 32 << 20;
 /// Lean rings per CPU: one per program on the tracepoint.
 pub const LEAN_PROGRAMS: usize = 2;

@@ -190,7 +190,7 @@ pub fn run(
     let mut skel = loaded.skel;
     // A pinned map outlives the process: the name must go however the
     // capture ends (the map itself goes with its last user).
-    let _unpin = cfg.pin_buffer.as_deref().map(Unpin);
+    let _unpin = cfg.pin_buffer.as_deref().map(load::pins).map(Unpin);
     let inbox = Rc::new(RefCell::new(Inbox::default()));
     let consumer = Consumer::new(&mut skel, cfg.buffer, Rc::clone(&inbox))?;
     let mut stats = CaptureStats {
@@ -347,11 +347,13 @@ fn name_cgroups(inbox: &RefCell<Inbox>, sink: &mut dyn Sink) -> Result<()> {
 }
 
 /// Removes a pinned map's name when dropped.
-struct Unpin<'a>(&'a std::path::Path);
+struct Unpin([std::path::PathBuf; 3]);
 
-impl Drop for Unpin<'_> {
+impl Drop for Unpin {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.0);
+        for pin in &self.0 {
+            let _ = std::fs::remove_file(pin);
+        }
     }
 }
 

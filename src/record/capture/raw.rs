@@ -12,6 +12,12 @@ use crate::event::{detail_columns, CaState, Change, Detail, Event, FlowAddr, Own
 
 pub const RAW_EVENT_SIZE: usize = std::mem::size_of::<RawEvent>();
 const LEAN_EVENT_SIZE: usize = std::mem::size_of::<LeanEvent>();
+/// What a lean ring hands over to wake user space (`struct lean_doorbell`,
+/// zero): 8 bytes from the ring buffer, 12 as a perf sample (padded so that
+/// with its 4-byte size it fills 16).
+fn is_doorbell(bytes: &[u8]) -> bool {
+    matches!(bytes.len(), 8 | 12) && bytes[..8] == [0; 8]
+}
 
 const KIND_CA_STATE: u8 = 0;
 const KIND_TCP_STATE: u8 = 1;
@@ -117,10 +123,13 @@ const FACTS_MASK: u32 = 0xff_ffff;
 
 impl Decoder {
     /// The event, or None for a lean record parked until its full record
-    /// comes (see [`Decoder::retry`]).
+    /// comes (see [`Decoder::retry`]) and for a lean ring's doorbell.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<Option<Event>, Malformed> {
         // Ring records have their exact size; perf samples (full records
-        // only) are padded to 8 bytes.
+        // and doorbells) are padded to 8 bytes.
+        if is_doorbell(bytes) {
+            return Ok(None);
+        }
         if bytes.len() == LEAN_EVENT_SIZE {
             // SAFETY: the length is the struct's, the generated struct is
             // plain old data for which every bit pattern is valid, and
@@ -360,6 +369,17 @@ mod tests {
         assert_eq!(e.addr.owner, Owner::of(&e.detail));
         assert_eq!((e.detail.snd_cwnd, e.detail.total_retrans), (20, 4));
         assert_eq!((e.detail.seq, e.detail.cpu, e.detail.kernel_gap), (2, 1, 1));
+    }
+
+    #[test]
+    fn a_doorbell_is_skipped_and_nothing_else_that_short() {
+        let mut d = Decoder::default();
+        // From the ring buffer, and as a padded perf sample.
+        assert_eq!(d.decode(&[0; 8]), Ok(None));
+        assert_eq!(d.decode(&[0; 12]), Ok(None));
+        assert_eq!(d.parked_since(), None, "nothing parked");
+        assert_eq!(d.decode(&[1; 8]), Err(Malformed));
+        assert_eq!(d.decode(&[0; 16]), Err(Malformed));
     }
 
     #[test]
