@@ -107,7 +107,13 @@ impl Drop for Synthetic {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = std::fs::remove_file(&self.pin);
+        // And what record pins beside it (lean rings and .bss), which a
+        // killed recorder cannot remove.
+        for tail in ["", "-lean", "-bss"] {
+            let mut pin = self.pin.clone().into_os_string();
+            pin.push(tail);
+            let _ = std::fs::remove_file(pin);
+        }
     }
 }
 
