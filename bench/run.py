@@ -506,7 +506,7 @@ def sizes(path):
     say()
 
 
-PAIRS = int(os.environ.get("BENCH_PAIRS", "12"))
+PAIRS = int(os.environ.get("BENCH_PAIRS", "40"))
 
 
 def median_interval(xs, seed=1, draws=2000):
