@@ -40,13 +40,7 @@ struct {
 } events_rb SEC(".maps");
 
 /* Record's lean rings and .bss; sizes set by the caller. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct lean_event);
-} lean_rings SEC(".maps");
+LEAN_RINGS_MAP lean_rings SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -130,6 +130,21 @@ static __always_inline void submit_watermarked(void *rb, void *e, __u64 wakeup_b
 #define LEAN_PROGRAMS 2
 
 /*
+ * The lean rings' array map (see lean_rings in tcpcong.bpf.c), declared
+ * by this one definition in the capture and in the benchmark's producer,
+ * which reuses the capture's through a pin: the two stay compatible.
+ * max_entries is set by user space.
+ */
+#define LEAN_RINGS_MAP                             \
+	struct {                                   \
+		__uint(type, BPF_MAP_TYPE_ARRAY);  \
+		__uint(map_flags, BPF_F_MMAPABLE); \
+		__uint(max_entries, 1);            \
+		__type(key, __u32);                \
+		__type(value, struct lean_event);  \
+	}
+
+/*
  * Per CPU, the one line of its own a lean record's path writes, and only
  * this CPU writes it: whether on_cong_state_set is running (see there),
  * the calls the second program took, and the producer side of the CPU's

@@ -82,13 +82,7 @@ struct {
  * in .bss: user space reads both through mmap, without a syscall.
  * max_entries and slots are set by user space.
  */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct lean_event);
-} lean_rings SEC(".maps");
+LEAN_RINGS_MAP lean_rings SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
