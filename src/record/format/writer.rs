@@ -4,7 +4,9 @@
 //! and renamed into place only once its footer is written, so a file with
 //! the final name is always complete. Rows arrive in time order and go out
 //! in batches; the Parquet writer flushes a row group whenever one fills,
-//! which bounds memory on long captures.
+//! which bounds memory on long captures. Batches are encoded on a thread
+//! of their own (`Encoder`), so that a capture's drain never waits for
+//! zstd.
 //!
 //! Size matters (budget: 12 bytes per event): strings are dictionary
 //! encoded (Parquet's default), the two time columns are delta encoded, and
@@ -16,7 +18,10 @@ use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use arrow_array::builder::{
     StringBuilder, TimestampMicrosecondBuilder, UInt16Builder, UInt64Builder, UInt8Builder,
@@ -111,7 +116,7 @@ impl std::ops::AddAssign for Breaks {
 pub struct RecordingWriter {
     target: PathBuf,
     tmp: PathBuf,
-    writer: Option<ArrowWriter<File>>,
+    encoder: Option<Encoder>,
     schema: SchemaRef,
     cols: Columns,
     addr_cache: HashMap<(IpAddr, IpAddr), (Box<str>, Box<str>)>,
@@ -196,10 +201,11 @@ impl RecordingWriter {
             .with_skip_arrow_metadata(true);
         let writer = ArrowWriter::try_new_with_options(file, Arc::clone(&schema), opts)
             .map_err(|e| Error::parquet(&tmp, e))?;
+        let encoder = Encoder::start(writer).map_err(|e| Error::io(&tmp, e))?;
         Ok(RecordingWriter {
             target: target.to_path_buf(),
             tmp,
-            writer: Some(writer),
+            encoder: Some(encoder),
             schema,
             cols: Columns::new(clock),
             addr_cache: HashMap::new(),
@@ -241,11 +247,8 @@ impl RecordingWriter {
     /// Bytes on disk, plus those encoded but not flushed, plus the rows not
     /// yet encoded at the size budget per event (rotation by size).
     pub fn size_estimate(&self) -> u64 {
-        let buffered = (self.cols.rows * 12) as u64;
-        self.writer
-            .as_ref()
-            .map_or(0, |w| (w.bytes_written() + w.in_progress_size()) as u64)
-            + buffered
+        let (encoded, pending) = self.encoder.as_ref().map_or((0, 0), Encoder::progress);
+        encoded + (pending + self.cols.rows as u64) * 12
     }
 
     /// Counts a transition that happened without an event; forgets
@@ -340,8 +343,8 @@ impl RecordingWriter {
         }
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), self.cols.finish())?;
         let tmp = self.tmp.clone();
-        if let Some(w) = self.writer.as_mut() {
-            w.write(&batch).map_err(|e| Error::parquet(&tmp, e))?;
+        if let Some(encoder) = self.encoder.as_mut() {
+            encoder.write(batch).map_err(|e| Error::parquet(&tmp, e))?;
         }
         Ok(())
     }
@@ -385,9 +388,11 @@ impl RecordingWriter {
             .with_metadata(HashMap::from([(METADATA_KEY.to_string(), json.clone())]));
         let tmp = self.tmp.clone();
         let mut w = self
-            .writer
+            .encoder
             .take()
-            .ok_or(Error::Internal("a recording was finished twice"))?;
+            .ok_or(Error::Internal("a recording was finished twice"))?
+            .finish()
+            .map_err(|e| Error::parquet(&tmp, e))?;
         w.append_key_value_metadata(KeyValue::new(
             ARROW_SCHEMA_META_KEY.to_string(),
             encode_arrow_schema(&with_meta),
@@ -409,7 +414,7 @@ impl RecordingWriter {
     /// in-progress file (its events cannot be read without a footer) and
     /// says which file and how many events that was.
     pub fn abandon(mut self) -> (PathBuf, u64) {
-        self.writer = None;
+        self.encoder = None;
         let _ = fs::remove_file(&self.tmp);
         (self.target.clone(), self.events)
     }
@@ -419,8 +424,102 @@ impl Drop for RecordingWriter {
     /// A writer dropped before `finish` failed early (nothing worth keeping
     /// was written): do not leave an in-progress file to trip the next run.
     fn drop(&mut self) {
-        if self.writer.is_some() && self.events == 0 {
+        if self.encoder.is_some() && self.events == 0 {
             let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// The file's Parquet writer on a thread of its own, fed whole batches.
+/// Encoding a batch can take longer than a capture round may (a tenth of a
+/// second for 65,536 rows here, in which one CPU's lean ring fills at a few
+/// hundred thousand events/s); on a second core it runs beside the drain.
+/// One batch waits while one is encoded, and a third waits for them, which
+/// bounds memory. A write that fails ends the thread, and the next write
+/// or `finish` returns its error.
+struct Encoder {
+    batches: Option<SyncSender<RecordBatch>>,
+    thread: Option<JoinHandle<parquet::errors::Result<ArrowWriter<File>>>>,
+    /// Rows handed to the thread.
+    sent: u64,
+    done: Arc<Encoded>,
+}
+
+/// What the encoder has done so far, for size estimates while it works.
+#[derive(Default)]
+struct Encoded {
+    rows: AtomicU64,
+    /// Bytes written, plus those encoded and not yet written.
+    bytes: AtomicU64,
+}
+
+impl Encoder {
+    fn start(mut writer: ArrowWriter<File>) -> std::io::Result<Encoder> {
+        let (batches, incoming) = sync_channel::<RecordBatch>(1);
+        let done = Arc::new(Encoded::default());
+        let progress = Arc::clone(&done);
+        let thread = std::thread::Builder::new()
+            .name("tcpcong-encode".into())
+            .spawn(move || {
+                for batch in incoming {
+                    writer.write(&batch)?;
+                    let bytes = writer.bytes_written() + writer.in_progress_size();
+                    progress.bytes.store(bytes as u64, Ordering::Relaxed);
+                    progress
+                        .rows
+                        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                }
+                Ok(writer)
+            })?;
+        Ok(Encoder {
+            batches: Some(batches),
+            thread: Some(thread),
+            sent: 0,
+            done,
+        })
+    }
+
+    fn write(&mut self, batch: RecordBatch) -> parquet::errors::Result<()> {
+        let rows = batch.num_rows() as u64;
+        let sent = self.batches.as_ref().is_some_and(|b| b.send(batch).is_ok());
+        if !sent {
+            // The thread ended on an error, which is this write's.
+            return self.finish().map(drop);
+        }
+        self.sent += rows;
+        Ok(())
+    }
+
+    /// (bytes encoded, rows sent and not yet encoded).
+    fn progress(&self) -> (u64, u64) {
+        let encoded = self.done.rows.load(Ordering::Relaxed);
+        (
+            self.done.bytes.load(Ordering::Relaxed),
+            self.sent.saturating_sub(encoded),
+        )
+    }
+
+    /// Waits until every batch sent is encoded; returns the writer, for
+    /// the footer.
+    fn finish(&mut self) -> parquet::errors::Result<ArrowWriter<File>> {
+        use parquet::errors::ParquetError::General;
+        self.batches = None;
+        let thread = self
+            .thread
+            .take()
+            .ok_or_else(|| General("the file's encoder has stopped".into()))?;
+        thread
+            .join()
+            .unwrap_or_else(|_| Err(General("the file's encoder failed".into())))
+    }
+}
+
+impl Drop for Encoder {
+    /// An abandoned file: the thread ends once the channel is gone.
+    fn drop(&mut self) {
+        self.batches = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -535,5 +634,78 @@ impl Columns {
         }
         cols.push(Arc::new(self.capture.finish()));
         cols
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::UInt64Array;
+    use arrow_schema::{DataType, Field, Schema};
+
+    fn numbers(schema: &SchemaRef, from: u64) -> RecordBatch {
+        let values = UInt64Array::from_iter_values(from..from + 4096);
+        RecordBatch::try_new(Arc::clone(schema), vec![Arc::new(values)]).unwrap()
+    }
+
+    fn encoder(file: File, schema: &SchemaRef) -> Encoder {
+        // Row groups of one batch, so that each batch reaches the file.
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(4096))
+            .set_dictionary_enabled(false)
+            .build();
+        Encoder::start(ArrowWriter::try_new(file, Arc::clone(schema), Some(props)).unwrap())
+            .unwrap()
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("n", DataType::UInt64, false)]))
+    }
+
+    #[test]
+    fn the_encoder_writes_every_batch_in_order_and_counts_them() {
+        let dir = std::env::temp_dir().join(format!("tcpcong-encoder-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("n.parquet");
+        let schema = schema();
+        let mut enc = encoder(File::create(&path).unwrap(), &schema);
+        for i in 0..5 {
+            enc.write(numbers(&schema, i * 4096)).unwrap();
+        }
+        let writer = enc.finish().unwrap();
+        assert_eq!(enc.progress().1, 0, "every row sent was encoded");
+        assert!(enc.progress().0 > 0);
+        writer.close().unwrap();
+        let read = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+            File::open(&path).unwrap(),
+            8192,
+        )
+        .unwrap();
+        let got: Vec<u64> = read
+            .flat_map(|b| {
+                let b = b.unwrap();
+                let col = b.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+                col.values().to_vec()
+            })
+            .collect();
+        assert_eq!(got, (0..5 * 4096).collect::<Vec<u64>>());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_the_thread_failed_is_a_later_writes_error() {
+        let schema = schema();
+        let mut enc = encoder(
+            OpenOptions::new().write(true).open("/dev/full").unwrap(),
+            &schema,
+        );
+        // Each batch is a row group of 32 KiB: the file's buffer overflows
+        // into /dev/full within a few, and the thread stops on that error.
+        let failed = (0..1000).find_map(|i| enc.write(numbers(&schema, i * 4096)).err());
+        let err = failed
+            .expect("a write into a full device failed")
+            .to_string();
+        assert!(err.contains("No space left"), "{err}");
+        assert!(enc.finish().is_err(), "the stopped encoder stays stopped");
     }
 }
