@@ -151,7 +151,7 @@ def test_prometheus_scrapes_what_analyze_computes_from_the_same_run(served):
     assert want["recovery"] > 0, "real congestion"
     assert float(transitions[0]["value"][1]) == sum(r["changes"] for r in rows)
     assert float(breaks[0]["value"][1]) == sum(r["mismatches"] for r in rows)
-    assert float(lost[0]["value"][1]) == 0 == rows[0]["lost_events"]
+    assert float(lost[0]["value"][1]) == 0 == rows[0]["lost_events"], (lost, rows[0]["lost_events"], err)
     # --by lport --max-keys 2: two ports of their own, the rest "other",
     # and nothing lost by the cap.
     assert len(lports) == 3 and "other" in lports, lports

@@ -19,7 +19,7 @@
 //! still in flight are waited for, or counted as lost.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
@@ -104,17 +104,15 @@ impl CaptureStats {
     }
 
     /// Losses so far, read from the kernel during the capture (the final
-    /// figure adds records never committed at stop). `misses_before` is
-    /// the first tracepoint program's misses as the last round read them:
-    /// the second program catches a miss a moment after the kernel counts
-    /// it, so only misses a round old are weighed against the catches, and
-    /// a miss being caught is never reported lost in between.
+    /// figure adds records never committed at stop). Of the first
+    /// tracepoint program's misses, only those [`SettledMisses`] holds are
+    /// weighed against the second program's catches.
     fn losses_so_far(
         &self,
         skel: &TcpcongSkel<'_>,
         inbox: &Inbox,
         buffer: BufferKind,
-        misses_before: &mut u64,
+        misses: &mut SettledMisses,
     ) -> u64 {
         // Tables full count in the kernel whatever the transport.
         let transport = match buffer {
@@ -123,9 +121,52 @@ impl CaptureStats {
         };
         let p = prog_stats(skel);
         let others = p.recursion_misses - p.first_misses.saturating_sub(p.caught);
-        let uncaught = misses_before.saturating_sub(p.caught);
-        *misses_before = p.first_misses;
+        let uncaught = misses
+            .settled(Instant::now(), p.first_misses)
+            .saturating_sub(p.caught);
         kernel_lost(skel) + transport + inbox.malformed + others + uncaught
+    }
+}
+
+/// The first tracepoint program's misses as they were a while ago. The
+/// second program catches a miss a moment after the kernel counts it, and
+/// that moment is not bounded by a round: two rounds can follow each other
+/// within microseconds, and a virtual CPU can be paused by its host between
+/// the count and the catch (a live count then showed a loss that the file,
+/// counted after the detach, did not have). Misses older than `SETTLE` have
+/// been caught if they are going to be, so only those are weighed against
+/// the catches; a real loss shows live that much later, and exactly in the
+/// file.
+#[derive(Debug, Default)]
+struct SettledMisses {
+    /// Samples (when, misses) younger than `SETTLE`, one per `EVERY` at most.
+    recent: VecDeque<(Instant, u64)>,
+    /// The newest sample older than `SETTLE`.
+    settled: u64,
+}
+
+impl SettledMisses {
+    const SETTLE: Duration = Duration::from_secs(1);
+    const EVERY: Duration = Duration::from_millis(100);
+
+    /// Takes a sample of `misses` at `now`; returns the misses as they
+    /// were at least `SETTLE` ago (0 before then).
+    fn settled(&mut self, now: Instant, misses: u64) -> u64 {
+        if self
+            .recent
+            .back()
+            .is_none_or(|&(t, _)| now.duration_since(t) >= Self::EVERY)
+        {
+            self.recent.push_back((now, misses));
+        }
+        while let Some(&(t, m)) = self.recent.front() {
+            if now.duration_since(t) < Self::SETTLE {
+                break;
+            }
+            self.settled = m;
+            self.recent.pop_front();
+        }
+        self.settled
     }
 }
 
@@ -211,7 +252,7 @@ pub fn run(
     let until_deadline = |t: u64| deadline.map_or(t, |d| t.min(d));
 
     let mut order = Reorder::default();
-    let mut misses_before = 0;
+    let mut misses = SettledMisses::default();
     // The start's snapshot: every socket's state as the capture begins.
     let mut snapshots = Snapshots::new(cfg.filters.netns)?;
     let mut snapped = snapshots.take(&skel, &inbox, &mut stats, sink)?;
@@ -254,7 +295,7 @@ pub fn run(
             .parked_since()
             .map_or(complete_until, |t| complete_until.min(t));
         let ready = order.release(until_deadline(complete_until), &mut stats);
-        let lost = stats.losses_so_far(&skel, &inbox.borrow(), cfg.buffer, &mut misses_before);
+        let lost = stats.losses_so_far(&skel, &inbox.borrow(), cfg.buffer, &mut misses);
         name_cgroups(&inbox, sink)?;
         sink.events(
             &ready,
@@ -387,5 +428,35 @@ impl Reorder {
             self.released_until = self.released_until.max(until);
         }
         self.pending.drain(..n).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_misses_a_second_old_are_settled() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut m = SettledMisses::default();
+        // A miss counted at 0 ms and more at 50 and 950 ms: none settled
+        // before a second has passed.
+        assert_eq!(m.settled(at(0), 1), 0);
+        assert_eq!(m.settled(at(50), 2), 0);
+        assert_eq!(m.settled(at(950), 5), 0);
+        // At 1 s the sample of 0 ms settles. Samples are 100 ms apart at
+        // least: 50 ms and 1 s were not taken, 1.05 s was.
+        assert_eq!(m.settled(at(1000), 6), 1);
+        assert_eq!(m.settled(at(1050), 6), 1);
+        assert_eq!(m.settled(at(1949), 7), 1);
+        assert_eq!(m.settled(at(1950), 7), 5);
+        assert_eq!(m.settled(at(2049), 7), 5);
+        assert_eq!(m.settled(at(2050), 7), 6);
+        // Rounds within microseconds keep the memory to one sample per 100 ms.
+        for us in 0..10_000 {
+            m.settled(at(3000) + Duration::from_micros(us), 8);
+        }
+        assert!(m.recent.len() <= 11, "{}", m.recent.len());
     }
 }
