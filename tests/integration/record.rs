@@ -370,13 +370,17 @@ fn duration_ends_the_capture_by_itself() {
     assert!(stderr(&o).contains("wrote 0 events"), "{}", stderr(&o));
     assert!(!dir.join(".d.parquet.inprogress").exists());
     // Replayed in 1 s windows, a busy capture of 3 s: exactly three, no
-    // sliver at the end. The traffic outlives the capture, so that its
-    // flows are alive in the last window whatever the start-up delays.
+    // sliver at the end. The traffic is connected before the capture (a
+    // SYN lost to the lab's loss would connect it a second late) and
+    // outlives it, so that its flows are alive in every window.
     let lab = Lab::new("dur", &["--loss", "2"]);
     let busy = dir.join("busy.parquet");
-    let rec = Recorder::start(&busy, &["--duration", "3", "--netns", &lab.netns_path()]);
-    lab.traffic(4, &[]);
-    rec.wait();
+    std::thread::scope(|s| {
+        s.spawn(|| lab.traffic(8, &[]));
+        // Both ends of iperf3's control and data connections.
+        lab.await_established(4);
+        Recorder::start(&busy, &["--duration", "3", "--netns", &lab.netns_path()]).wait();
+    });
     let o = tcpcong(&[
         "analyze",
         busy.to_str().unwrap(),

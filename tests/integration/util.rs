@@ -147,6 +147,31 @@ impl Lab {
         lab_sh(&args);
     }
 
+    /// Waits (at most 10 s) until `n` connections in the namespace are
+    /// established.
+    pub fn await_established(&self, n: usize) {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < until {
+            let o = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.ns,
+                    "ss",
+                    "-Htn",
+                    "state",
+                    "established",
+                ])
+                .output()
+                .expect("ss runs");
+            if stdout(&o).lines().count() >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{n} connections never established in {}", self.ns);
+    }
+
     /// Drops everything to the server port for `ms`: RTOs, hence `loss`.
     pub fn blackout(&self, ms: u32) {
         lab_sh(&["blackout", &self.ns, &ms.to_string()]);
