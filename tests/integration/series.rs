@@ -151,16 +151,19 @@ fn synthetic(out: &Path, args: &[&str], rate: u32, secs: f32) -> Synthetic {
         let o = child.wait_with_output().unwrap();
         panic!("the recorder never pinned its ring buffer: {}", stderr(&o));
     }
+    // Held before the producer runs, so that its failure, too, stops the
+    // recorder and removes its pins.
+    let synthetic = Synthetic {
+        child: Some(child),
+        pin: PathBuf::from(&pin),
+    };
     let synth = Path::new(bin()).parent().unwrap().join("synth");
     let o = Command::new(synth)
         .args([&pin, &rate.to_string(), &secs.to_string()])
         .output()
         .expect("the synthetic producer: cargo build -p tcpcong-bench (make test does)");
     assert!(o.status.success(), "synth: {}", stderr(&o));
-    Synthetic {
-        child: Some(child),
-        pin: PathBuf::from(pin),
-    }
+    synthetic
 }
 
 #[test]
