@@ -179,10 +179,11 @@ struct lean_tail {
  * reads only when its copy (`tail_seen`) says the ring is full, so that a
  * record costs no read of a line the consumer last wrote.
  *
- * Begun and finished are fetching atomic adds, fully ordered on every JIT
- * (a plain atomic add orders nothing on arm64; each result is used, by an
- * empty asm, so that it stays a fetching add): a record is begun before it
- * is stamped, and written in full before user space can see it finished.
+ * Begun is a fetching atomic add, fully ordered on every JIT (a plain
+ * atomic add orders nothing on arm64; its result is used, by an empty asm,
+ * so that it stays a fetching add): a record is begun before it is
+ * stamped. Finished is one too except on x86 (see lean_finish): a record
+ * is written in full before user space can see it finished.
  * Positions are counts since the start; 32 bits of them are enough to
  * tell how full a ring is.
  */
@@ -216,11 +217,45 @@ static __always_inline void *lean_begin(void *ring, const struct lean_producer *
 	return e;
 }
 
+/*
+ * On x86 stores become visible in program order, so a plain store of the
+ * count publishes the record written before it, and the CPU goes on while
+ * the record's line is still on its way: a locked add would wait for that
+ * line here. Only the ring's producer writes the count.
+ */
 static __always_inline void lean_finish(const struct lean_producer *p)
 {
+#if defined(__TARGET_ARCH_x86)
+	__u64 done = *p->committed + 1;
+
+	asm volatile("" : : : "memory");
+	*(volatile __u64 *)p->committed = done;
+#else
 	__u64 done = __sync_fetch_and_add(p->committed, 1);
 
 	asm volatile("" : : "r"(done) : "memory");
+#endif
+}
+
+/*
+ * Writes into the next record's line, so that it is fetched for writing
+ * now, after this record, while the kernel goes on, rather than when the
+ * next record is filled: each record is a line of its own, last read by
+ * the consumer on another CPU. Only a free record is touched: the cached
+ * tail is never ahead of the consumer's, and user space reads no record
+ * beyond the committed count. Call after lean_finish.
+ */
+static __always_inline void lean_warm_next(void *ring, const struct lean_producer *p)
+{
+	__u32 next = *p->reserved, idx;
+	__u64 *e;
+
+	if (next - *p->tail_seen >= p->slots)
+		return;
+	idx = p->base + (next & (p->slots - 1));
+	e = bpf_map_lookup_elem(ring, &idx);
+	if (e)
+		*(volatile __u64 *)e = 0;
 }
 
 /*

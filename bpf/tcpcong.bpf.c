@@ -556,6 +556,7 @@ static __always_inline void emit_lean(void *ctx, struct sock_seq *s, struct tcp_
 	lean_finish(&p);
 	if (lean_reached(&p, &c->looked[level], LEAN_DOORBELL_AT(p.slots)))
 		ring_doorbell(ctx);
+	lean_warm_next(&lean_rings, &p);
 }
 
 /*
