@@ -194,8 +194,10 @@ def kernel_cost(reps=3):
                     if gap[:2] == ["clock", "gap"]:
                         gaps.append((int(gap[2]), int(gap[3])))
                     t_rt, t_cnt = find(stats, "on_cong_state_set")
-                    # Its twin runs on every call too (it takes the calls the
-                    # kernel keeps from the first): part of the cost per event.
+                    # Its twin, where it has one (a kernel without
+                    # bpf_local_irq_save), runs on every call too (it takes
+                    # the calls the kernel keeps from the first): part of the
+                    # cost per event.
                     t_rt += stats.get("on_cong_state_set_nested", (0, 0))[0]
                     e_rt, e_cnt = find(stats, "floor_cong_state")
                     r_rt, r_cnt = find(stats, "floor_fields")

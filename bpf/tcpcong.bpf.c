@@ -62,6 +62,9 @@ const volatile bool use_sk_storage = false;
 /* Lean records for described flows (socket storage, and a ring per CPU
  * and program: see emit_lean). */
 const volatile bool lean_records = false;
+/* The tracepoint program runs with interrupts off, and has no twin (see
+ * on_cong_state_set). */
+const volatile bool irq_guard = false;
 const volatile struct lean_event lean_layout = {};
 /* Never read: it puts struct event into the skeleton's types, so that user
  * space decodes records with the generated type instead of a mirror kept
@@ -631,24 +634,44 @@ static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_
  * another socket's ACK while the program runs for a socket in process
  * context) is skipped, only counted in the program's recursion_misses. That
  * skip is what broke flows' chains under load (a transition without an
- * event). So a second program on the same tracepoint takes the calls that
- * come while the first is running on its CPU: the first cannot have them,
- * and whichever order the two run in, the first has every call that is not
- * nested (the second, seeing the flag clear, leaves it). A nested call that
- * both miss (it came in the kernel's own steps around the first program,
- * before it set the flag or after it cleared it, or inside the second) is
- * lost, and counted: the first's misses minus the calls the second caught.
- * The flag is on the CPU's line in cong_cpus, which the first has just
- * written when the second runs after it, so the second's check is a warm
- * read.
+ * event). Two ways to have those calls, one chosen by user space:
+ *
+ *   irq_guard   where the kernel has bpf_local_irq_save() (6.14 on), the
+ *               program runs with interrupts off, so no softirq can come
+ *               inside it (a softirq runs on an interrupt's exit, or in a
+ *               thread that cannot preempt it then);
+ *   the twin    before, a second program on the same tracepoint takes the
+ *               calls that come while the first is running on its CPU: the
+ *               first cannot have them, and whichever order the two run
+ *               in, the first has every call that is not nested (the
+ *               second, seeing the flag clear, leaves it). The flag is on
+ *               the CPU's line in cong_cpus, which the first has just
+ *               written when the second runs after it, so the second's
+ *               check is a warm read.
+ *
+ * The guard costs less than the twin, which is a program run per event,
+ * however short. A nested call that is missed all the same (it came in the
+ * kernel's own steps around the first program, before it set the flag or
+ * turned interrupts off, or after; or inside the twin) is lost, and
+ * counted: the first's misses minus the calls the twin caught.
  */
+extern void bpf_local_irq_save(unsigned long *flags) __weak __ksym;
+extern void bpf_local_irq_restore(unsigned long *flags) __weak __ksym;
+
 /* Runs before the kernel stores the new state, so the old one is still there. */
 SEC("tp_btf/tcp_cong_state_set")
 int BPF_PROG(on_cong_state_set, struct sock *sk, __u8 ca_state)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct cong_cpu *c = &cong_cpus[cpu & (LEAN_CPUS - 1)];
+	unsigned long flags;
 
+	if (irq_guard) {
+		bpf_local_irq_save(&flags);
+		cong_state_set(ctx, sk, ca_state, c, cpu, 0);
+		bpf_local_irq_restore(&flags);
+		return 0;
+	}
 	c->busy = 1;
 	cong_state_set(ctx, sk, ca_state, c, cpu, 0);
 	c->busy = 0;

@@ -81,6 +81,10 @@ pub struct KernelFacts {
     /// bucket's lock instead, and a 5.10 guest locked up with two
     /// recorders iterating at once.
     pub tcp_iter: bool,
+    /// Programs may turn interrupts off (`bpf_local_irq_save`, 6.14+):
+    /// the tracepoint program then has every call that would interrupt it,
+    /// without a second program to take them.
+    pub irq_kfuncs: bool,
 }
 
 /// Kernel symbols whose presence answers a question.
@@ -118,6 +122,7 @@ impl KernelFacts {
             cookie_in_tracing: has_sym(SYM_COOKIE),
             sk_storage_in_tracing: has_sym(SYM_SK_STORAGE),
             tcp_iter: has_type("bpf_iter__tcp") && has_type("bpf_tcp_iter_state"),
+            irq_kfuncs: has_type("bpf_local_irq_save") && has_type("bpf_local_irq_restore"),
         }
     }
 
@@ -225,6 +230,7 @@ mod tests {
             cookie_in_tracing: true,
             sk_storage_in_tracing: true,
             tcp_iter: true,
+            irq_kfuncs: true,
         }
     }
 
@@ -236,6 +242,7 @@ mod tests {
             cookie_in_tracing: false,
             sk_storage_in_tracing: false,
             tcp_iter: false,
+            irq_kfuncs: false,
             ..modern()
         }
     }

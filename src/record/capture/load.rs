@@ -363,7 +363,10 @@ fn load_mode<'obj>(
     let facts = facts();
     let use_cookie = mode != AttachMode::Kprobe && facts.cookie_in_tracing;
     let numbered = mode == AttachMode::Tracepoint && facts.sk_storage_in_tracing;
-    configure(&mut open, cfg, mode, (use_cookie, numbered))?;
+    // Interrupts off in the tracepoint program, or its twin (see
+    // on_cong_state_set in the BPF object).
+    let guarded = mode == AttachMode::Tracepoint && facts.irq_kfuncs;
+    configure(&mut open, cfg, mode, (use_cookie, numbered, guarded))?;
     // The lifecycle hook also learns active sockets' owners and retires
     // assigned flow ids and a fallback's call records, so it runs even when
     // its events are not wanted.
@@ -371,7 +374,8 @@ fn load_mode<'obj>(
     for mut prog in open.open_object_mut().progs_mut() {
         let name = prog.name().to_string_lossy();
         let wanted = match name.as_ref() {
-            "on_cong_state_set" | "on_cong_state_set_nested" => mode == AttachMode::Tracepoint,
+            "on_cong_state_set" => mode == AttachMode::Tracepoint,
+            "on_cong_state_set_nested" => mode == AttachMode::Tracepoint && !guarded,
             "on_inet_sock_set_state" => true,
             // Attached apart (see attach_accept_hooks): they need tracefs.
             ACCEPT4_PROG | ACCEPT_PROG => {
@@ -484,7 +488,7 @@ fn configure(
     open: &mut OpenTcpcongSkel<'_>,
     cfg: &CaptureConfig,
     mode: AttachMode,
-    (use_cookie, numbered): (bool, bool),
+    (use_cookie, numbered, guarded): (bool, bool, bool),
 ) -> Result<()> {
     let rodata = open.maps.rodata_data.as_deref_mut().ok_or(Error::Internal(
         "the BPF object has no read-only data section",
@@ -509,6 +513,7 @@ fn configure(
     rodata.emit_lifecycle = cfg.lifecycle;
     rodata.track_calls = mode != AttachMode::Tracepoint;
     rodata.use_sk_storage = numbered;
+    rodata.irq_guard = guarded;
     // Lean rings are one per CPU and program (see lean_rings in the BPF
     // object), for as many CPUs as it has positions for.
     let cpus = libbpf_rs::num_possible_cpus().map_err(bpf_err("counting the CPUs"))?;
@@ -641,7 +646,8 @@ pub struct ProgStats {
     /// for that nested call.
     pub recursion_misses: u64,
     /// The first tracepoint program's own misses, and the calls the second
-    /// caught of them (recursion_misses has the difference).
+    /// caught of them (recursion_misses has the difference). Without a
+    /// second (`irq_kfuncs`), nothing is caught: every miss is lost.
     pub first_misses: u64,
     pub caught: u64,
 }
