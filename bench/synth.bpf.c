@@ -34,10 +34,8 @@ __u64 reserve_failed = 0;
 /* Events attempted: emitted and failed. */
 __u64 attempts = 0;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 32 << 20);
-} events_rb SEC(".maps");
+/* Record's ring buffer, reused through its pin. */
+EVENTS_RB_MAP events_rb SEC(".maps");
 
 /* Record's lean rings and .bss; sizes set by the caller. */
 LEAN_RINGS_MAP lean_rings SEC(".maps");

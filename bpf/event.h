@@ -123,6 +123,18 @@ static __always_inline void submit_watermarked(void *rb, void *e, __u64 wakeup_b
 }
 
 /*
+ * The ring buffer's map (see events_rb in tcpcong.bpf.c), declared by this
+ * one definition in the capture and in the benchmark's producer, which
+ * reuses the capture's through a pin (as LEAN_RINGS_MAP). max_entries is
+ * set by user space.
+ */
+#define EVENTS_RB_MAP                               \
+	struct {                                    \
+		__uint(type, BPF_MAP_TYPE_RINGBUF); \
+		__uint(max_entries, 32 << 20);      \
+	}
+
+/*
  * Lean rings: per CPU, one for each program on the tracepoint (see
  * lean_rings in tcpcong.bpf.c), for up to LEAN_CPUS CPUs.
  */
@@ -196,10 +208,19 @@ struct lean_producer {
 	__u32 slots;
 };
 
+/* The ring's record at position `pos` (NULL only to the verifier, which
+ * cannot tell that the index is within the map). */
+static __always_inline void *lean_record(void *ring, const struct lean_producer *p, __u32 pos)
+{
+	__u32 idx = p->base + (pos & (p->slots - 1));
+
+	return bpf_map_lookup_elem(ring, &idx);
+}
+
 /* The next record, or NULL when the ring is full. */
 static __always_inline void *lean_begin(void *ring, const struct lean_producer *p)
 {
-	__u32 head = *p->reserved, idx;
+	__u32 head = *p->reserved;
 	__u64 begun;
 	void *e;
 
@@ -208,8 +229,7 @@ static __always_inline void *lean_begin(void *ring, const struct lean_producer *
 		if (head - *p->tail_seen >= p->slots)
 			return NULL;
 	}
-	idx = p->base + (head & (p->slots - 1));
-	e = bpf_map_lookup_elem(ring, &idx);
+	e = lean_record(ring, p, head);
 	if (!e)
 		return NULL;
 	begun = __sync_fetch_and_add(p->reserved, 1);
@@ -247,13 +267,12 @@ static __always_inline void lean_finish(const struct lean_producer *p)
  */
 static __always_inline void lean_warm_next(void *ring, const struct lean_producer *p)
 {
-	__u32 next = *p->reserved, idx;
+	__u32 next = *p->reserved;
 	__u64 *e;
 
 	if (next - *p->tail_seen >= p->slots)
 		return;
-	idx = p->base + (next & (p->slots - 1));
-	e = bpf_map_lookup_elem(ring, &idx);
+	e = lean_record(ring, p, next);
 	if (e)
 		*(volatile __u64 *)e = 0;
 }

@@ -71,10 +71,8 @@ const volatile struct lean_event lean_layout = {};
  * by hand. */
 const volatile struct event event_layout = {};
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 32 << 20);
-} events_rb SEC(".maps");
+/* Full records, and the lean rings' doorbells. */
+EVENTS_RB_MAP events_rb SEC(".maps");
 
 /*
  * The lean records' rings: for each CPU one per program on the tracepoint
