@@ -262,6 +262,13 @@ def test_three_modes_agree_on_debian_6_1(tmp_path):
     reference = recs["tracepoint"]
     for mode in ("fentry", "kprobe"):
         rec = recs[mode]
+        # A call the kernel skipped without counting it (kprobes before
+        # 6.7, see skipped_calls) breaks its flow's chain: analyze rightly
+        # credits no span across the break (a mismatch), so that flow's
+        # durations are short of the reference's. At most one flow per
+        # uncounted call; every other flow must agree.
+        uncounted = rec.skipped_calls(recs["fentry"]) if mode == "kprobe" else 0
+        broken = []
         assert rec.connections() == reference.connections(), f"{mode}: other flows"
         # Timed flows: those with changes. A fallback never invents one; it
         # can miss a flow whose only changes are a short excursion made
@@ -277,9 +284,13 @@ def test_three_modes_agree_on_debian_6_1(tmp_path):
             # schemas/events-v1.md, Attach modes); it never invents one.
             assert got["changes"] <= want["changes"], (mode, key, got, want)
             assert got["changes"] >= want["changes"] * 0.9 - 2, (mode, key, got, want)
+            if uncounted and got["mismatches"] > 0:
+                broken.append(key)
+                continue
             for state in STATES:
                 a, b = got[f"{state}_ns"], want[f"{state}_ns"]
                 assert abs(a - b) <= DURATION_SLACK_NS + DURATION_TOLERANCE * b, (mode, key, state, a, b)
+        assert len(broken) <= uncounted, (mode, broken, uncounted)
 
 
 def test_auto_picks_a_fallback_on_debian_5_10(tmp_path):
