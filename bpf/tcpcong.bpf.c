@@ -62,9 +62,6 @@ const volatile bool use_sk_storage = false;
 /* Lean records for described flows (socket storage, and a ring per CPU
  * and program: see emit_lean). */
 const volatile bool lean_records = false;
-/* The tracepoint program runs with interrupts off, and has no twin (see
- * on_cong_state_set). */
-const volatile bool irq_guard = false;
 const volatile struct lean_event lean_layout = {};
 /* Never read: it puts struct event into the skeleton's types, so that user
  * space decodes records with the generated type instead of a mirror kept
@@ -632,10 +629,10 @@ static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_
  * another socket's ACK while the program runs for a socket in process
  * context) is skipped, only counted in the program's recursion_misses. That
  * skip is what broke flows' chains under load (a transition without an
- * event). Two ways to have those calls, one chosen by user space:
+ * event). Two ways to have those calls, by what the kernel offers:
  *
- *   irq_guard   where the kernel has bpf_local_irq_save() (6.14 on), the
- *               program runs with interrupts off, so no softirq can come
+ *   interrupts  where the kernel has bpf_local_irq_save() (6.14 on), the
+ *     off       program runs with interrupts off, so no softirq can come
  *               inside it (a softirq runs on an interrupt's exit, or in a
  *               thread that cannot preempt it then);
  *   the twin    before, a second program on the same tracepoint takes the
@@ -664,15 +661,19 @@ int BPF_PROG(on_cong_state_set, struct sock *sk, __u8 ca_state)
 	struct cong_cpu *c = &cong_cpus[cpu & (LEAN_CPUS - 1)];
 	unsigned long flags;
 
-	if (irq_guard) {
+	/* Whether the kernel has the kfunc is a constant libbpf writes into the
+	 * instruction, not a load of read-only data (whose line this path
+	 * would read for it alone), and the verifier follows one path. User
+	 * space loads the twin by the same fact (irq_kfuncs). */
+	if (bpf_ksym_exists(bpf_local_irq_save))
 		bpf_local_irq_save(&flags);
-		cong_state_set(ctx, sk, ca_state, c, cpu, 0);
-		bpf_local_irq_restore(&flags);
-		return 0;
-	}
-	c->busy = 1;
+	else
+		c->busy = 1;
 	cong_state_set(ctx, sk, ca_state, c, cpu, 0);
-	c->busy = 0;
+	if (bpf_ksym_exists(bpf_local_irq_save))
+		bpf_local_irq_restore(&flags);
+	else
+		c->busy = 0;
 	return 0;
 }
 

@@ -366,7 +366,7 @@ fn load_mode<'obj>(
     // Interrupts off in the tracepoint program, or its twin (see
     // on_cong_state_set in the BPF object).
     let guarded = mode == AttachMode::Tracepoint && facts.irq_kfuncs;
-    configure(&mut open, cfg, mode, (use_cookie, numbered, guarded))?;
+    configure(&mut open, cfg, mode, (use_cookie, numbered))?;
     // The lifecycle hook also learns active sockets' owners and retires
     // assigned flow ids and a fallback's call records, so it runs even when
     // its events are not wanted.
@@ -488,7 +488,7 @@ fn configure(
     open: &mut OpenTcpcongSkel<'_>,
     cfg: &CaptureConfig,
     mode: AttachMode,
-    (use_cookie, numbered, guarded): (bool, bool, bool),
+    (use_cookie, numbered): (bool, bool),
 ) -> Result<()> {
     let rodata = open.maps.rodata_data.as_deref_mut().ok_or(Error::Internal(
         "the BPF object has no read-only data section",
@@ -513,7 +513,6 @@ fn configure(
     rodata.emit_lifecycle = cfg.lifecycle;
     rodata.track_calls = mode != AttachMode::Tracepoint;
     rodata.use_sk_storage = numbered;
-    rodata.irq_guard = guarded;
     // Lean rings are one per CPU and program (see lean_rings in the BPF
     // object), for as many CPUs as it has positions for.
     let cpus = libbpf_rs::num_possible_cpus().map_err(bpf_err("counting the CPUs"))?;
