@@ -315,6 +315,10 @@ impl RecordingWriter {
                 self.flush()?;
             }
         }
+        let tmp = &self.tmp;
+        if let Some(encoder) = self.encoder.as_mut() {
+            encoder.check().map_err(|e| Error::parquet(tmp, e))?;
+        }
         self.reserve()
     }
 
@@ -487,6 +491,16 @@ impl Encoder {
             return self.finish().map(drop);
         }
         self.sent += rows;
+        Ok(())
+    }
+
+    /// The thread ends early only on an error. Checked each round, not
+    /// only at the next batch: a capture whose events stop after its row
+    /// group failed would otherwise learn of it at its end.
+    fn check(&mut self) -> parquet::errors::Result<()> {
+        if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            return self.finish().map(drop);
+        }
         Ok(())
     }
 
@@ -707,5 +721,27 @@ mod tests {
             .to_string();
         assert!(err.contains("No space left"), "{err}");
         assert!(enc.finish().is_err(), "the stopped encoder stays stopped");
+    }
+
+    #[test]
+    fn a_failure_shows_without_a_further_batch() {
+        let schema = schema();
+        let mut enc = encoder(
+            OpenOptions::new().write(true).open("/dev/full").unwrap(),
+            &schema,
+        );
+        // Each batch waits for its encoding, so that the one whose row
+        // group failed is the last one sent.
+        for i in 0..1000 {
+            enc.write(numbers(&schema, i * 4096)).unwrap();
+            while enc.progress().1 > 0 && !enc.thread.as_ref().unwrap().is_finished() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            if enc.thread.as_ref().unwrap().is_finished() {
+                break;
+            }
+        }
+        let err = enc.check().expect_err("the thread stopped").to_string();
+        assert!(err.contains("No space left"), "{err}");
     }
 }
