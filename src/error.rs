@@ -64,6 +64,21 @@ pub enum Error {
     #[error("{} is left over from an earlier capture that did not finish: inspect or remove it, or pass --force to replace it", path.display())]
     Leftover { path: PathBuf },
 
+    /// The in-progress file went away during the capture (renamed or
+    /// removed by someone else): what was written went with it.
+    #[error("{} was moved or removed by someone else during the capture: its {events} events went with it, and {} was not written", tmp.display(), target.display())]
+    Moved {
+        tmp: PathBuf,
+        target: PathBuf,
+        events: u64,
+    },
+
+    /// Someone created the target during the capture (without `--force`,
+    /// nothing is replaced): the recording is complete under its
+    /// in-progress name.
+    #[error("{} was created by someone else during the capture and is left as it is; the complete recording is {} (rename it, or pass --force to replace the target next time)", target.display(), kept.display())]
+    Appeared { target: PathBuf, kept: PathBuf },
+
     #[error("{} is being written by another tcpcong that is still running: stop it, or choose another output", path.display())]
     Busy { path: PathBuf },
 
@@ -116,6 +131,19 @@ impl Error {
         Error::Io {
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    /// `err` ended the file at `path` that held `events`: they are lost,
+    /// unless `err` already says where they went or that they are lost.
+    pub fn incomplete(err: Error, path: &Path, events: u64) -> Error {
+        match err {
+            Error::Incomplete { .. } | Error::Moved { .. } | Error::Appeared { .. } => err,
+            _ => Error::Incomplete {
+                path: path.to_path_buf(),
+                events,
+                source: Box::new(err),
+            },
         }
     }
 

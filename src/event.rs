@@ -252,17 +252,7 @@ csv_number!(u8, u16, u32, u64);
 /// A task may name itself anything: quoted where it needs to be.
 impl CsvField for KernelName {
     fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        write!(out, ",{}", csv_text(self.as_str()))
-    }
-}
-
-/// A CSV field that may hold any text (a command or cgroup name): quoted
-/// when it has a comma, a quote or a line break, quotes doubled.
-pub fn csv_text(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
-    } else {
-        s.into()
+        write!(out, ",{}", crate::escape::csv(self.as_str()))
     }
 }
 

@@ -9,7 +9,9 @@
 //! * `record`: capture (`record::capture`, the kernel side) and the file
 //!   format (`record::format`: schema, writer, series, reader);
 //! * `analyze`: the engine and the reports (no BPF, no files);
-//! * `event`, `time`, `host`, `error`, `messages`: shared by all.
+//! * `http`: the bounded HTTP server behind `serve`'s metrics;
+//! * `event`, `time`, `host`, `files`, `escape`, `error`, `messages`:
+//!   shared by all.
 //!
 //! `main` uses `cli` and `cmd`; `cmd` uses the layers; the layers
 //! (capture, format, engine, report) never use `cli` or `cmd`, and format
@@ -27,8 +29,12 @@ pub mod cli;
 #[cfg(feature = "capture")]
 pub mod cmd;
 pub mod error;
+pub mod escape;
 pub mod event;
+pub mod files;
 pub mod host;
+#[cfg(feature = "capture")]
+pub mod http;
 pub mod messages;
 pub mod record;
 pub mod time;

@@ -10,14 +10,25 @@
 use std::fmt;
 use std::io::Write;
 
-/// `tcpcong: MESSAGE`, one line on stderr.
+use crate::escape;
+
+/// `tcpcong: MESSAGE`, one line on stderr. Messages name paths, hosts and
+/// processes that others choose: their control characters are escaped
+/// (see [`escape::terminal`]), so that the message stays one line and
+/// cannot drive the terminal.
 pub fn say(msg: impl fmt::Display) {
-    raw(format_args!("tcpcong: {msg}"));
+    raw(format_args!(
+        "tcpcong: {}",
+        escape::terminal(&msg.to_string())
+    ));
 }
 
 /// `tcpcong: WARNING: MESSAGE`: something the numbers on stdout cannot show.
 pub fn warn(msg: impl fmt::Display) {
-    raw(format_args!("tcpcong: WARNING: {msg}"));
+    raw(format_args!(
+        "tcpcong: WARNING: {}",
+        escape::terminal(&msg.to_string())
+    ));
 }
 
 /// A line on stderr as given (banners that BCC users know without prefix).

@@ -15,11 +15,10 @@ use crate::record::format::reader::{Columns, Dataset, Item, RowFilter};
 /// Reads `bytes` as a recording file (through a temporary file, as the
 /// reader needs a path) and runs every row through the engine.
 pub fn read_recording(bytes: &[u8]) -> Result<u64> {
-    let dir = std::env::temp_dir().join(format!("tcpcong-hardening-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| crate::error::Error::io(&dir, e))?;
-    let path = dir.join("input.parquet");
+    let named = std::env::temp_dir().join("tcpcong-hardening.parquet");
+    let (path, mut f) =
+        crate::files::create_temp_beside(&named).map_err(|e| crate::error::Error::io(&named, e))?;
     let res = (|| {
-        let mut f = std::fs::File::create(&path).map_err(|e| crate::error::Error::io(&path, e))?;
         f.write_all(bytes)
             .map_err(|e| crate::error::Error::io(&path, e))?;
         drop(f);

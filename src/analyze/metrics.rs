@@ -99,6 +99,9 @@ impl Metrics {
     fn labels(&mut self, state: (&str, &str), key: Option<String>) -> Labels {
         let mut l = vec![(state.0.to_string(), state.1.to_string())];
         if let (Some(by), Some(key)) = (self.cfg.by, key) {
+            // A process or cgroup name could otherwise end the label and
+            // forge series of its own.
+            let key = crate::escape::prometheus_label(&key).into_owned();
             let admitted = self.keys.contains(&key) || self.keys.len() < self.cfg.max_keys;
             let value = if admitted {
                 self.keys.insert(key.clone());

@@ -15,7 +15,8 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::analyze::engine::{FlowRow, Log2Hist, WindowReport};
-use crate::event::{csv_text, CaState, FlowAddr};
+use crate::escape;
+use crate::event::{CaState, FlowAddr};
 use crate::time::{local_hms, rfc3339};
 
 /// How a report is written.
@@ -613,7 +614,7 @@ fn write_groups(
                     r.window_start,
                     r.window_end,
                     r.by,
-                    csv_text(r.key),
+                    escape::csv(r.key),
                     r.flows,
                     r.open_ns,
                     r.disorder_ns,
@@ -631,9 +632,11 @@ fn write_groups(
             if groups.is_empty() {
                 return Ok(());
             }
-            let kw = groups
+            // Names (a process's, a cgroup's) are anyone's to choose.
+            let keys: Vec<_> = groups.iter().map(|g| escape::terminal(&g.key)).collect();
+            let kw = keys
                 .iter()
-                .map(|g| g.key.len())
+                .map(|k| k.chars().count())
                 .max()
                 .unwrap_or(0)
                 .max(by.name().len());
@@ -642,9 +645,9 @@ fn write_groups(
                 out,
                 &format!("{name:<kw$} {:<5} {}", "Flows", state_heads(o.micros)),
             )?;
-            for g in groups {
+            for (g, key) in groups.iter().zip(&keys) {
                 let cells = state_cells(&g.ns, g.changes, o.micros);
-                line(out, &format!("{:<kw$} {:<5} {cells}", g.key, g.flows))?;
+                line(out, &format!("{key:<kw$} {:<5} {cells}", g.flows))?;
             }
         }
     }
@@ -796,9 +799,9 @@ fn write_csv(out: &mut dyn Write, w: &WindowReport, c: Context<'_>) -> io::Resul
             r.daddr,
             r.dport,
             r.pid,
-            csv_text(r.comm),
+            escape::csv(r.comm),
             r.cgroup,
-            csv_text(r.cgroup_path),
+            escape::csv(r.cgroup_path),
             r.open_ns,
             r.disorder_ns,
             r.cwr_ns,

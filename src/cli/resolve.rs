@@ -207,6 +207,12 @@ fn clap_error(e: clap::Error) -> Result<Plan> {
 /// Shorter rotation makes a file of a handful of events each time: a
 /// mistake (a unit slip), not a series anyone wants.
 const MIN_ROTATE: Duration = Duration::from_secs(1);
+/// Live mode's shortest interval: each window is a table printed, and
+/// one of a nanosecond would make a billion windows a second.
+const MIN_LIVE_INTERVAL: Duration = Duration::from_millis(100);
+/// The same for sizes: a file's own rows and footer take tens of KiB, so
+/// anything near that (`10`, a slip for 10MB) would rotate at every event.
+const MIN_ROTATE_SIZE: u64 = 1 << 20;
 
 /// Where `-o` records to: a series (`DIR/`, rotated as the flags say) or
 /// one file.
@@ -216,6 +222,16 @@ fn record_target(output: &Path, r: &RotationArgs, force: bool) -> Result<Target>
             "--rotate-seconds must be at least {} s",
             MIN_ROTATE.as_secs()
         )));
+    }
+    for (flag, size) in [
+        ("--rotate-size", r.rotate_size),
+        ("--max-total", r.max_total),
+    ] {
+        if let Some(b) = size.filter(|&b| b < MIN_ROTATE_SIZE) {
+            return Err(Error::Usage(format!(
+                "{flag} {b} bytes is too small: it must be at least 1MiB (sizes take a unit: 64MB, 1G)"
+            )));
+        }
     }
     let rotation = Rotation {
         every_ns: r.rotate_seconds.map(nanos),
@@ -276,6 +292,12 @@ fn live(a: &LiveArgs, command: String) -> Result<cmd::live::Plan> {
             "live mode prints its report: --format table, json or csv (record a Parquet file with -o)"
                 .into(),
         ));
+    }
+    if a.interval.interval.is_some_and(|d| d < MIN_LIVE_INTERVAL) {
+        return Err(Error::Usage(format!(
+            "interval: at least {} s between tables (the windows of a shorter one pile up faster than they print)",
+            MIN_LIVE_INTERVAL.as_secs_f64()
+        )));
     }
     let report = report(
         &a.report,

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::{open_dataset, Selection};
 use crate::error::{Error, Result};
-use crate::event::{csv_text, Change, Detail};
+use crate::escape;
+use crate::event::{Change, Detail};
 use crate::record::format::reader::{BootNames, Columns, Item, Row};
 use crate::record::format::schema::columns;
 use crate::time::rfc3339;
@@ -124,7 +125,12 @@ fn csv_line(out: &mut dyn Write, r: &Row, boot: &BootNames) -> io::Result<()> {
         e.addr.dport,
     )?;
     e.detail.write_csv(out)?;
-    writeln!(out, ",{},{}", csv_text(&boot.host), csv_text(&boot.boot_id))
+    writeln!(
+        out,
+        ",{},{}",
+        escape::csv(&boot.host),
+        escape::csv(&boot.boot_id)
+    )
 }
 
 pub fn run(plan: &Plan) -> Result<()> {

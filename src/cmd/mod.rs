@@ -18,6 +18,7 @@ use crate::analyze::engine::{Accounting, EngineConfig, Summary, Unit};
 use crate::analyze::report::{ReportConfig, Style};
 use crate::error::{Error, Result};
 use crate::event::PortRange;
+use crate::files;
 use crate::messages;
 use crate::record::format::reader::{CgroupSel, Dataset, RowFilter};
 use crate::time::rfc3339;
@@ -54,7 +55,10 @@ pub fn run(plan: Plan) -> Result<()> {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
                 }
-                std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+                write_replacing(&path, |mut f| {
+                    f.write_all(text.as_bytes())
+                        .map_err(|e| Error::io(&path, e))
+                })?;
             }
             Ok(())
         }
@@ -178,33 +182,27 @@ impl Selection {
     }
 }
 
-/// Writes `path` through a temporary file in the same folder, renamed into
+/// Writes `path` through a temporary file in the same folder (new, 0600,
+/// named unpredictably: see [`files::create_temp_beside`]), renamed into
 /// place when `write` succeeds: `path` is the old file or the whole new
-/// one, never half of one.
+/// one, never half of one. Renaming replaces a link at `path`, never what
+/// it points to.
 fn write_replacing<T>(
     path: &std::path::Path,
     write: impl FnOnce(std::fs::File) -> Result<T>,
 ) -> Result<T> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Usage(format!("-o {}: not a file name", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let done = std::fs::File::create(&tmp)
-        .map_err(|e| Error::io(path, e))
-        .and_then(write)
-        .and_then(|v| {
-            std::fs::rename(&tmp, path)
-                .map(|()| v)
-                .map_err(|e| Error::io(path, e))
-        });
+    if path.file_name().is_none() {
+        return Err(Error::Usage(format!(
+            "-o {}: not a file name",
+            path.display()
+        )));
+    }
+    let (tmp, file) = files::create_temp_beside(path).map_err(|e| Error::io(path, e))?;
+    let done = write(file).and_then(|v| {
+        std::fs::rename(&tmp, path)
+            .map(|()| v)
+            .map_err(|e| Error::io(path, e))
+    });
     if done.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

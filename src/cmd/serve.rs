@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 
 use super::record::{check_filters, tell_started, Recording};
 use crate::analyze::engine::{Accounting, Engine, EngineConfig, Unit};
@@ -20,6 +19,7 @@ use crate::analyze::metrics::{Metrics, MetricsConfig};
 use crate::analyze::report::Boot;
 use crate::error::{Error, Result};
 use crate::event::{Event, FlowKey};
+use crate::http;
 use crate::messages;
 use crate::record::capture::load::{preflight, CaptureConfig};
 use crate::record::capture::{self, Progress, Sink, Started};
@@ -142,35 +142,22 @@ impl Sink for ServeSink<'_> {
     }
 }
 
-/// Answers `GET /metrics` until the server is unblocked.
-fn serve(server: Arc<tiny_http::Server>, metrics: Arc<Mutex<Metrics>>) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        for req in server.incoming_requests() {
-            let resp = if req.url() == "/metrics" {
-                let text = lock(&metrics).encode();
-                let kind = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-                let header =
-                    tiny_http::Header::from_bytes("Content-Type", kind).expect("a valid header");
-                tiny_http::Response::from_string(text).with_header(header)
-            } else {
-                tiny_http::Response::from_string("tcpcong serves /metrics\n").with_status_code(404)
-            };
-            // A scraper that hung up is its own problem.
-            let _ = req.respond(resp);
-        }
-    })
-}
-
 pub fn run(plan: &Plan) -> Result<()> {
     preflight(&plan.capture)?;
     check_filters(&plan.capture);
     super::warn_without_lifecycle(plan.accounting, plan.capture.lifecycle);
+    let metrics = Arc::new(Mutex::new(Metrics::new(plan.metrics)));
+    let page: Arc<http::Page> = {
+        let metrics = Arc::clone(&metrics);
+        Arc::new(move |path: &str| {
+            (path == "/metrics").then(|| (http::OPENMETRICS, lock(&metrics).encode()))
+        })
+    };
     // Bound before anything is loaded: a port in use is the first error.
-    let server = tiny_http::Server::http(plan.listen).map_err(|e| Error::Listen {
+    let server = http::Server::bind(plan.listen, page).map_err(|e| Error::Listen {
         addr: plan.listen,
         why: e.to_string(),
     })?;
-    let server = Arc::new(server);
     let recording = plan
         .output
         .as_ref()
@@ -179,8 +166,6 @@ pub fn run(plan: &Plan) -> Result<()> {
     let clock = recording
         .as_ref()
         .map_or_else(Clock::of_host, Recording::clock);
-    let metrics = Arc::new(Mutex::new(Metrics::new(plan.metrics)));
-    let http = serve(Arc::clone(&server), Arc::clone(&metrics));
     let mut sink = ServeSink {
         plan,
         clock,
@@ -195,8 +180,7 @@ pub fn run(plan: &Plan) -> Result<()> {
     };
     let outcome = capture::run(&plan.capture, None, &mut sink);
     super::show_libbpf_log(plan.verbose);
-    server.unblock();
-    let _ = http.join();
+    drop(server);
     if let Ok(stats) = &outcome {
         if stats.lost_events() > 0 {
             messages::warn(format_args!(

@@ -132,8 +132,17 @@ fn layers_never_import_the_command_line_and_format_never_imports_capture() {
             &["cli", "cmd", "record"]
         } else if rel.starts_with("analyze/") {
             &["cli", "cmd", "record::capture"]
-        } else if ["event.rs", "time.rs", "host.rs", "error.rs", "messages.rs"]
-            .contains(&rel.as_str())
+        } else if [
+            "event.rs",
+            "time.rs",
+            "host.rs",
+            "files.rs",
+            "escape.rs",
+            "http.rs",
+            "error.rs",
+            "messages.rs",
+        ]
+        .contains(&rel.as_str())
         {
             &["cli", "cmd", "record", "analyze"]
         } else {

@@ -57,13 +57,46 @@ pub fn facts() -> &'static KernelFacts {
 /// A netns inode, given as a number or as a path to a namespace file; the
 /// error says why the path is none.
 pub fn netns_inode(s: &str) -> Result<u32, String> {
+    const HOW: &str =
+        "give a network namespace's file (e.g. /var/run/netns/NAME, /proc/PID/ns/net) or its inode number";
     if let Ok(ino) = s.parse::<u32>() {
-        return Ok(ino);
+        // No inode is 0: it would match no socket, and record nothing.
+        return match ino {
+            0 => Err(format!("0 is no namespace's inode; {HOW}")),
+            _ => Ok(ino),
+        };
     }
-    let meta = fs::metadata(s).map_err(|e| {
-        format!("{e}; give a namespace file (e.g. /var/run/netns/NAME, /proc/PID/ns/net) or its inode number")
-    })?;
+    let meta = fs::metadata(s).map_err(|e| format!("{e}; {HOW}"))?;
+    if !is_netns_file(Path::new(s)) {
+        return Err(format!("not a network namespace; {HOW}"));
+    }
     u32::try_from(meta.ino()).map_err(|_| format!("inode {} is out of range", meta.ino()))
+}
+
+/// Whether `path` is a network namespace (a file of the kernel's nsfs
+/// whose type is `CLONE_NEWNET`), told without blocking on whatever else
+/// it may be: the file system is asked first, and only an nsfs file is
+/// opened.
+fn is_netns_file(path: &Path) -> bool {
+    const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
+    // _IO(0xb7, 0x3): the namespace type of an nsfs file descriptor.
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs is plain data, for which all zeroes is a valid value.
+    let mut fs_info: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path, and a statfs the kernel fills.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut fs_info) };
+    if rc != 0 || libc::c_long::from(fs_info.f_type) != NSFS_MAGIC {
+        return false;
+    }
+    let Ok(file) = fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: an ioctl without arguments on the descriptor `file` owns.
+    let kind = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&file), NS_GET_NSTYPE as _) };
+    kind == libc::CLONE_NEWNET
 }
 
 /// Whether a network namespace with this inode is in use: some process is

@@ -182,7 +182,7 @@ impl Output {
                 let meta = Metadata::new(&info, start_ktime, end_ktime, lost);
                 let bytes = writer
                     .finish(meta)
-                    .map_err(|e| incomplete(e, &place, events))?;
+                    .map_err(|e| Error::incomplete(e, &place, events))?;
                 Ok(Written {
                     events,
                     flows,
@@ -224,18 +224,8 @@ fn give_up(sink: Sink, err: Error) -> Error {
         Sink::Series(mut s) => s.abandon(),
     };
     match lost {
-        // Already counted (the error came from completing that file), or
-        // nothing was lost (e.g. the programs never loaded): the error alone.
-        _ if matches!(err, Error::Incomplete { .. }) => err,
-        Some((path, events)) if events > 0 => incomplete(err, &path, events),
+        Some((path, events)) if events > 0 => Error::incomplete(err, &path, events),
+        // Nothing was lost (e.g. the programs never loaded): the error alone.
         _ => err,
-    }
-}
-
-fn incomplete(err: Error, path: &Path, events: u64) -> Error {
-    Error::Incomplete {
-        path: path.to_path_buf(),
-        events,
-        source: Box::new(err),
     }
 }

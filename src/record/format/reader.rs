@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::event::{
     CaState, Change, Detail, Event, FlowAddr, FlowKey, Owner, PortRange, Span, TcpState,
 };
+use crate::files;
 use crate::time::Clock;
 
 /// The columns analysis reads (the core but `time`); the rest of a
@@ -58,6 +59,15 @@ pub struct BootNames {
 /// What reports label a flow with besides its addresses (see [`Owner`]).
 const OWNER: [&str; 3] = ["pid", "comm", "cgroup"];
 const BATCH_ROWS: usize = 65_536;
+/// Rows that may be merged in memory (files not in time order, captures
+/// that overlap): about 220 bytes each, so under 1 GB. A file can claim
+/// to be unsorted whatever it holds: this is what keeps a small file of
+/// many rows from taking all the memory there is.
+const MERGE_ROWS_MAX: usize = 4 << 20;
+/// The most one column of one row group may take decompressed. tcpcong's
+/// own take a few MiB per 2^20 rows; pyarrow, polars, DuckDB and Spark
+/// write row groups of at most a million rows or 128 MiB.
+const CHUNK_BYTES_MAX: i64 = 256 << 20;
 
 /// The recordings the inputs name, and what was passed over.
 #[derive(Debug, Default)]
@@ -132,7 +142,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, unfinished: &mut Vec<PathBuf>) -> Re
             }
             continue;
         }
-        if path.is_dir() {
+        // A link to a folder is not followed inside a folder: a link to
+        // one of its parents would send the walk round for ever.
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir {
             walk(&path, out, unfinished)?;
         } else if path.extension().is_some_and(|x| x == "parquet") {
             out.push(path);
@@ -144,7 +157,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, unfinished: &mut Vec<PathBuf>) -> Re
 /// The metadata a file's capture end row holds (see
 /// [`schema::CAPTURE_KIND`]), for a file without the footer's.
 fn in_band_metadata(path: &Path) -> Result<Option<String>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let file = files::open_regular(path).map_err(|e| Error::io(path, e))?;
     let bad = |e: parquet::errors::ParquetError| Error::bad_input(path, e.to_string());
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(bad)?;
     let parquet = builder.parquet_schema();
@@ -238,7 +251,7 @@ enum Source {
 
 impl Recording {
     pub fn open(path: &Path) -> Result<Recording> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = files::open_regular(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         if len == 0 {
             return Err(Error::bad_input(path, "empty file (not a recording)"));
@@ -247,6 +260,7 @@ impl Recording {
             Error::bad_input(path, footer_problem(path, &e.to_string()))
         };
         let plain = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(footer)?;
+        check_chunk_sizes(path, plain.metadata())?;
         let hinted = ArrowReaderOptions::new().with_schema(dictionary_hint(plain.schema()));
         let arrow_meta =
             ArrowReaderMetadata::try_new(Arc::clone(plain.metadata()), hinted).map_err(footer)?;
@@ -383,10 +397,32 @@ fn dictionary_hint(schema: &arrow_schema::SchemaRef) -> arrow_schema::SchemaRef 
     ))
 }
 
+/// Refuses a file with a column chunk that would decompress to more than
+/// [`CHUNK_BYTES_MAX`]: a few KiB of zstd can hold hundreds of MiB of one
+/// repeated byte, and a chunk is decoded whole page by page.
+fn check_chunk_sizes(path: &Path, meta: &parquet::file::metadata::ParquetMetaData) -> Result<()> {
+    for rg in meta.row_groups() {
+        for c in rg.columns() {
+            if c.uncompressed_size() > CHUNK_BYTES_MAX {
+                return Err(Error::bad_input(
+                    path,
+                    format!(
+                        "column {} holds {} MiB in one row group once decompressed, more than the {} MiB a recording's column may (tcpcong's own hold a few): refused, to keep memory bounded",
+                        c.column_path(),
+                        c.uncompressed_size() >> 20,
+                        CHUNK_BYTES_MAX >> 20
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Why a file has no readable footer, in the words a user needs.
 fn footer_problem(path: &Path, detail: &str) -> String {
     let mut magic = [0u8; 4];
-    let starts_right = File::open(path)
+    let starts_right = files::open_regular(path)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
         .map(|_| &magic == b"PAR1")
         .unwrap_or(false);
@@ -773,7 +809,13 @@ impl Dataset {
                 }
                 let mut rows = Vec::new();
                 for (file, i) in group.into_iter().enumerate() {
+                    let path = i.rec.path.clone();
                     scan_file(i, filter, columns, &mut |r| {
+                        if rows.len() >= MERGE_ROWS_MAX {
+                            return Err(Error::bad_input(&path, format!(
+                                "its rows must be put in time order in memory (the file says it is not sorted, or another capture overlaps it), and more than {MERGE_ROWS_MAX} rows do not fit the budget: select fewer (a filter, --since/--until) or sort the file by ktime_ns first"
+                            )));
+                        }
                         rows.push((file, r.clone()));
                         Ok(())
                     })?;

@@ -17,6 +17,7 @@ use super::schema::{CaptureInfo, Metadata};
 use super::writer::{is_being_written, Breaks, RecordingWriter};
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::files;
 use crate::host::hostname;
 use crate::time::{file_stamp, Clock};
 
@@ -68,7 +69,7 @@ impl Series {
     /// capture left in it (not those a running one is writing), for the
     /// caller to report.
     pub fn open(root: &Path, rotation: Rotation, clock: Clock) -> Result<(Series, Vec<PathBuf>)> {
-        fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+        files::create_private_dir(root).map_err(|e| Error::io(root, e))?;
         let mut leftovers = in_progress_files(root);
         leftovers.retain(|p| !is_being_written(p));
         let series = Series {
@@ -103,11 +104,12 @@ impl Series {
                 }
             })
             .collect();
-        let dir = self
-            .root
-            .join(format!("host={host}"))
-            .join(format!("date={date}"));
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        // Level by level, so that each is checked not to be a link.
+        let mut dir = self.root.clone();
+        for level in [format!("host={host}"), format!("date={date}")] {
+            dir.push(level);
+            files::create_private_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
         Ok(dir.join(format!("tcpcong-{stamp}-{:06}.parquet", self.seq)))
     }
 
@@ -182,10 +184,14 @@ impl Series {
             // By size the cut is where the size says: a burst that fills
             // the file within one round of the capture loop leaves it
             // without its end's snapshot (the next file's start has one).
-            let cut_at = if self
-                .rotation
-                .bytes
-                .is_some_and(|b| cur.writer.size_estimate() >= b)
+            // A file cut by size holds an event at least, so that each
+            // turn of this loop takes one and the loop ends with the round
+            // (a size its own rows exceed would otherwise cut for ever).
+            let cut_at = if cur.writer.events() > 0
+                && self
+                    .rotation
+                    .bytes
+                    .is_some_and(|b| cur.writer.size_estimate() >= b)
             {
                 Some(events.first().map_or(complete_until, |e| e.ktime_ns))
             } else {
@@ -218,11 +224,10 @@ impl Series {
         let path = cur.writer.target().to_path_buf();
         let (events, breaks) = (cur.writer.events(), cur.writer.breaks());
         self.flows.extend(cur.writer.flow_ids());
-        let size = cur.writer.finish(meta).map_err(|e| Error::Incomplete {
-            path: path.clone(),
-            events,
-            source: Box::new(e),
-        })?;
+        let size = cur
+            .writer
+            .finish(meta)
+            .map_err(|e| Error::incomplete(e, &path, events))?;
         self.events += events;
         self.breaks += breaks;
         self.files += 1;
@@ -295,7 +300,8 @@ fn in_progress_files(dir: &Path) -> Vec<PathBuf> {
     };
     for e in entries.flatten() {
         let p = e.path();
-        if p.is_dir() {
+        // Not through links: one to a parent would loop.
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
             out.extend(in_progress_files(&p));
         } else if e.file_name().to_string_lossy().ends_with(".inprogress") {
             out.push(p);

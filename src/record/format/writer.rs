@@ -13,10 +13,9 @@
 //! everything is zstd compressed.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -38,6 +37,7 @@ use parquet::schema::types::ColumnPath;
 use super::schema::{arrow_schema, DetailBuilders, Metadata, CAPTURE_KIND, METADATA_KEY};
 use crate::error::{Error, Result};
 use crate::event::{CaState, Change, Detail, Event, TcpState};
+use crate::files;
 use crate::host;
 use crate::time::Clock;
 
@@ -64,15 +64,11 @@ pub fn in_progress_path(target: &Path) -> PathBuf {
     target.with_file_name(format!(".{name}.inprogress"))
 }
 
-/// Creates `path` (mode 0600, never an existing file) and locks it for as
-/// long as it is open, so that others can tell a capture that is running
-/// from one that was killed.
+/// Creates `path` (see [`files::create_new`]: mode 0600, never an existing
+/// file, link or FIFO) and locks it for as long as it is open, so that
+/// others can tell a capture that is running from one that was killed.
 fn create_locked(path: &Path) -> std::io::Result<File> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let file = files::create_new(path)?;
     file.try_lock().map_err(std::io::Error::from)?;
     Ok(file)
 }
@@ -91,8 +87,11 @@ fn reserve_space(file: &File, len: u64) -> std::io::Result<()> {
 }
 
 /// Whether a running tcpcong holds `path` (an in-progress file) open.
+/// Anything else planted under that name (a FIFO, a link) is not: it is
+/// never opened in a way that could block or follow it.
 pub fn is_being_written(path: &Path) -> bool {
-    File::open(path).is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
+    files::open_regular_nofollow(path)
+        .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
 /// Transitions that came without an event, counted by who saw them.
@@ -115,6 +114,8 @@ impl std::ops::AddAssign for Breaks {
 
 pub struct RecordingWriter {
     target: PathBuf,
+    /// Whether the target may be replaced when the file is complete.
+    force: bool,
     tmp: PathBuf,
     encoder: Option<Encoder>,
     schema: SchemaRef,
@@ -151,7 +152,8 @@ impl RecordingWriter {
                 target.display()
             )));
         }
-        if target.exists() && !force {
+        // A dangling link is there too: it would be replaced as a file would.
+        if fs::symlink_metadata(target).is_ok() && !force {
             return Err(Error::Exists {
                 path: target.to_path_buf(),
             });
@@ -204,6 +206,7 @@ impl RecordingWriter {
         let encoder = Encoder::start(writer).map_err(|e| Error::io(&tmp, e))?;
         Ok(RecordingWriter {
             target: target.to_path_buf(),
+            force,
             tmp,
             encoder: Some(encoder),
             schema,
@@ -357,7 +360,10 @@ impl RecordingWriter {
     /// here), syncs, and renames the file into place. Returns its size.
     pub fn finish(mut self, meta: Metadata) -> Result<u64> {
         let res = self.complete(meta);
-        if res.is_err() {
+        if res
+            .as_ref()
+            .is_err_and(|e| !matches!(e, Error::Appeared { .. }))
+        {
             // Without its footer the file is unreadable: do not leave it.
             let _ = fs::remove_file(&self.tmp);
         }
@@ -408,8 +414,21 @@ impl RecordingWriter {
         // frees what was allocated past it).
         file.set_len(size).map_err(|e| Error::io(&tmp, e))?;
         file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
-        Ok(size)
+        // The in-progress file is ours only by name: someone may have moved
+        // it, or created the target, while the capture ran.
+        match files::rename(&self.tmp, &self.target, self.force) {
+            Ok(()) => Ok(size),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Moved {
+                tmp: self.tmp.clone(),
+                target: self.target.clone(),
+                events: self.events,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Appeared {
+                target: self.target.clone(),
+                kept: self.tmp.clone(),
+            }),
+            Err(e) => Err(Error::io(&self.target, e)),
+        }
     }
 }
 
@@ -710,7 +729,10 @@ mod tests {
     fn a_write_the_thread_failed_is_a_later_writes_error() {
         let schema = schema();
         let mut enc = encoder(
-            OpenOptions::new().write(true).open("/dev/full").unwrap(),
+            fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
             &schema,
         );
         // Each batch is a row group of 32 KiB: the file's buffer overflows
@@ -727,7 +749,10 @@ mod tests {
     fn a_failure_shows_without_a_further_batch() {
         let schema = schema();
         let mut enc = encoder(
-            OpenOptions::new().write(true).open("/dev/full").unwrap(),
+            fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
             &schema,
         );
         // Each batch waits for its encoding, so that the one whose row

@@ -1,0 +1,99 @@
+//! Text from the outside world, made safe for each reader it goes to.
+//! Process names (any process sets its own with `prctl`), cgroup paths,
+//! host names and file paths are attacker-controlled: unescaped, they could
+//! forge a Prometheus series, run a spreadsheet formula, or send a terminal
+//! control sequences. Each output passes them through the function for its
+//! reader; the HTML page escapes its own (`analyze::page::html`).
+
+use std::borrow::Cow;
+
+/// A CSV cell (RFC 4180): quoted when it holds a separator, a quote or a
+/// line break. A cell that a spreadsheet would read as a formula (it
+/// begins with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a
+/// leading `'`, as OWASP advises: the text stays readable, and is never
+/// run.
+pub fn csv(s: &str) -> Cow<'_, str> {
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let quoted = s.contains([',', '"', '\n', '\r']);
+    match (formula, quoted) {
+        (false, false) => s.into(),
+        (true, false) => format!("'{s}").into(),
+        (f, true) => format!("\"{}{}\"", if f { "'" } else { "" }, s.replace('"', "\"\"")).into(),
+    }
+}
+
+/// Text for a terminal (a table cell, a line on stderr): control
+/// characters (C0, DEL, C1) are written as `\xNN` or `\u{NNNN}`, so that
+/// no byte of a name can move the cursor, clear the screen, set the
+/// window's title or start a new line; a backslash is doubled, so that an
+/// escape cannot be faked.
+pub fn terminal(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() || c == '\\') {
+        return s.into();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() && (c as u32) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.into()
+}
+
+/// A label value of the Prometheus text and OpenMetrics formats: `\`, `"`
+/// and a line feed are the three characters that must be escaped there.
+pub fn prometheus_label(s: &str) -> Cow<'_, str> {
+    if !s.contains(['\\', '"', '\n']) {
+        return s.into();
+    }
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_quote_and_defuse_formulas() {
+        assert_eq!(csv("iperf3"), "iperf3");
+        assert_eq!(csv("/system.slice/x"), "/system.slice/x");
+        assert_eq!(csv("a,b"), "\"a,b\"");
+        assert_eq!(csv("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv("=1+2"), "'=1+2");
+        assert_eq!(csv("+cmd"), "'+cmd");
+        assert_eq!(csv("-2"), "'-2");
+        assert_eq!(csv("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv("\tx"), "'\tx");
+        assert_eq!(
+            csv("=HYPERLINK(\"x\",\"y\")"),
+            "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\""
+        );
+        assert_eq!(csv("\rx"), "\"'\rx\"");
+    }
+
+    #[test]
+    fn terminal_text_has_no_control_characters() {
+        assert_eq!(terminal("iperf3"), "iperf3");
+        assert_eq!(terminal("\x1b]0;owned\x07"), "\\x1b]0;owned\\x07");
+        assert_eq!(terminal("a\nb\r"), "a\\x0ab\\x0d");
+        assert_eq!(terminal("\u{9b}2J\u{7f}"), "\\x9b2J\\x7f");
+        assert_eq!(terminal("\u{2028}x"), "\u{2028}x");
+        assert_eq!(terminal("a\\x1b"), "a\\\\x1b");
+        assert_eq!(terminal("née"), "née");
+    }
+
+    #[test]
+    fn prometheus_labels_escape_their_three_characters() {
+        assert_eq!(prometheus_label("iperf3"), "iperf3");
+        assert_eq!(prometheus_label("\"}1\nfake 7\n#"), "\\\"}1\\nfake 7\\n#");
+        assert_eq!(prometheus_label("a\\b"), "a\\\\b");
+    }
+}

@@ -1,0 +1,311 @@
+//! The metrics endpoint's HTTP server: `GET /metrics` (a query string is
+//! allowed and ignored), nothing else, from anyone who can reach the port.
+//!
+//! Written here rather than taken from a crate: tiny_http, used before,
+//! allocated whatever `Content-Length` a request declared (one request
+//! could abort the process and its capture) and answered every client on
+//! one thread (a client that pipelined requests without reading stalled
+//! every scrape); hyper would bring an async runtime for one endpoint. What
+//! is needed is small enough to bound at every step:
+//!
+//! * each connection has its own thread, and at most [`MAX_CLIENTS`] are
+//!   served at once (one more is told 503 and closed), so a few slow
+//!   clients cannot keep a scrape waiting;
+//! * a request's head may take at most [`HEAD_MAX`] bytes and
+//!   [`HEAD_TIMEOUT`] in all (a client that trickles bytes is cut off);
+//! * a body is never read: only `GET` and `HEAD` are served, anything else
+//!   gets 405 before its body;
+//! * one request per connection (`Connection: close`), and a response that
+//!   the client does not read within [`WRITE_TIMEOUT`] is given up.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Connections served at once.
+pub const MAX_CLIENTS: usize = 16;
+/// Bytes of a request line and headers (Prometheus sends about 300).
+pub const HEAD_MAX: usize = 8 << 10;
+/// Time for a whole request head to arrive.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time for a response to be taken by the client.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long, and how many bytes, a closing connection still takes from
+/// the client, so that the response is not lost to a reset.
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_BYTES: usize = 64 << 10;
+/// How often the accepting thread looks whether it should stop.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// The content type of the metrics page.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// A server answering on its own threads until dropped.
+pub struct Server {
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+/// What a path is answered with: its content type and body, or `None` for
+/// 404.
+pub type Page = dyn Fn(&str) -> Option<(&'static str, String)> + Send + Sync;
+
+impl Server {
+    /// Binds `addr` (the caller's error if that fails: a port in use is
+    /// the first thing a user must hear) and serves `page` there.
+    pub fn bind(addr: SocketAddr, page: Arc<Page>) -> io::Result<Server> {
+        let listener = TcpListener::bind(addr)?;
+        // Non-blocking, so that the thread can look at `stop` between
+        // connections rather than wait in accept for ever.
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let accept = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("metrics-http".into())
+                .spawn(move || accept_loop(&listener, &stop, &page))?
+        };
+        Ok(Server {
+            stop,
+            accept: Some(accept),
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, stop: &AtomicBool, page: &Arc<Page>) {
+    let busy = Arc::new(AtomicUsize::new(0));
+    while !stop.load(Ordering::Relaxed) {
+        let stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_readable(listener, STOP_CHECK);
+                continue;
+            }
+            // A connection that failed before it was taken (reset, out
+            // of descriptors for a moment): the next one may do.
+            Err(_) => {
+                std::thread::sleep(STOP_CHECK);
+                continue;
+            }
+        };
+        // Accepted sockets inherit nothing from the listener here, but be
+        // explicit: the handler relies on blocking reads with timeouts.
+        if stream.set_nonblocking(false).is_err() {
+            continue;
+        }
+        if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+            busy.fetch_sub(1, Ordering::AcqRel);
+            let mut s = stream;
+            let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
+            let _ = respond(&mut s, 503, "text/plain", "too many clients\n", false);
+            continue;
+        }
+        let (done, page) = (Arc::clone(&busy), Arc::clone(page));
+        let spawned = std::thread::Builder::new()
+            .name("metrics-client".into())
+            .spawn(move || {
+                serve_one(stream, &*page);
+                done.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            // No thread for it: the stream went with the closure.
+            busy.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Waits until `listener` has a connection or `timeout` passes.
+fn wait_readable(listener: &TcpListener, timeout: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one pollfd that lives across the call.
+    unsafe { libc::poll(&mut fd, 1, ms) };
+}
+
+/// One connection: one request, one response, closed.
+fn serve_one(mut stream: TcpStream, page: &Page) {
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let head = match read_head(&mut stream) {
+        Ok(h) => h,
+        Err(Bad::TooLarge) => {
+            let _ = respond(
+                &mut stream,
+                431,
+                "text/plain",
+                "request head too large\n",
+                false,
+            );
+            return;
+        }
+        Err(Bad::Malformed) => {
+            let _ = respond(&mut stream, 400, "text/plain", "bad request\n", false);
+            return;
+        }
+        Err(Bad::Gone) => return,
+    };
+    let (status, kind, body, head_only) = answer(&head, page);
+    let _ = respond(&mut stream, status, kind, &body, head_only);
+}
+
+/// The response to a request head: status, content type, body, and
+/// whether the body is left out (`HEAD`).
+fn answer(head: &str, page: &Page) -> (u16, &'static str, String, bool) {
+    let mut parts = head.lines().next().unwrap_or("").split(' ');
+    let (method, target, version) = (parts.next(), parts.next(), parts.next());
+    let (Some(method), Some(target), Some(version)) = (method, target, version) else {
+        return (400, "text/plain", "bad request\n".into(), false);
+    };
+    if parts.next().is_some() || !version.starts_with("HTTP/1.") {
+        return (400, "text/plain", "bad request\n".into(), false);
+    }
+    let head_only = method == "HEAD";
+    if method != "GET" && !head_only {
+        return (405, "text/plain", "only GET is served here\n".into(), false);
+    }
+    let path = target.split_once('?').map_or(target, |(p, _)| p);
+    match page(path) {
+        Some((kind, body)) => (200, kind, body, head_only),
+        None => (
+            404,
+            "text/plain",
+            "tcpcong serves /metrics\n".into(),
+            head_only,
+        ),
+    }
+}
+
+enum Bad {
+    TooLarge,
+    Malformed,
+    /// The client went away or was too slow: nothing to answer.
+    Gone,
+}
+
+/// Reads up to the blank line that ends a request head, within
+/// [`HEAD_MAX`] bytes and [`HEAD_TIMEOUT`].
+fn read_head(stream: &mut TcpStream) -> Result<String, Bad> {
+    let deadline = Instant::now() + HEAD_TIMEOUT;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return Err(Bad::Gone);
+        }
+        let n = match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return Err(Bad::Gone),
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = find_end(&buf) {
+            return String::from_utf8(buf[..end].to_vec()).map_err(|_| Bad::Malformed);
+        }
+        if buf.len() > HEAD_MAX {
+            return Err(Bad::TooLarge);
+        }
+    }
+}
+
+/// Where the head ends (the blank line), if it has.
+fn find_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| buf.windows(2).position(|w| w == b"\n\n"))
+}
+
+fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    kind: &str,
+    body: &str,
+    head_only: bool,
+) -> io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        _ => "Service Unavailable",
+    };
+    let allow = if status == 405 {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    if !head_only {
+        stream.write_all(body.as_bytes())?;
+    }
+    stream.flush()?;
+    // Unread request bytes (a body we refused) would make close() send a
+    // reset that can destroy the response before the client reads it:
+    // say we are done writing, and take a little of what still comes.
+    stream.shutdown(Shutdown::Write)?;
+    stream.set_read_timeout(Some(LINGER))?;
+    let mut sink = [0u8; 4096];
+    let mut taken = 0;
+    while taken < LINGER_BYTES {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => taken += n,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page() -> Arc<Page> {
+        Arc::new(|path: &str| (path == "/metrics").then(|| (OPENMETRICS, "x 1\n".to_string())))
+    }
+
+    #[test]
+    fn answers_get_and_head_refuses_the_rest() {
+        let p = page();
+        let a = |h: &str| {
+            let (s, _, b, only) = answer(h, &*p);
+            (s, b, only)
+        };
+        assert_eq!(a("GET /metrics HTTP/1.1"), (200, "x 1\n".into(), false));
+        assert_eq!(a("GET /metrics?x=1 HTTP/1.1").0, 200);
+        assert_eq!(a("HEAD /metrics HTTP/1.0"), (200, "x 1\n".into(), true));
+        assert_eq!(a("GET / HTTP/1.1").0, 404);
+        assert_eq!(a("POST /metrics HTTP/1.1").0, 405);
+        assert_eq!(a("DELETE /metrics HTTP/1.1").0, 405);
+        assert_eq!(a("GET /metrics").0, 400);
+        assert_eq!(a("GET /metrics HTTP/1.1 x").0, 400);
+        assert_eq!(a("").0, 400);
+        assert_eq!(a("GET /metrics SPDY/3").0, 400);
+    }
+
+    #[test]
+    fn a_head_ends_at_its_blank_line() {
+        assert_eq!(find_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody"), Some(23));
+        assert_eq!(find_end(b"GET / HTTP/1.1\n\n"), Some(14));
+        assert_eq!(find_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+    }
+}
