@@ -2,8 +2,8 @@
 //! Process names (any process sets its own with `prctl`), cgroup paths,
 //! host names and file paths are attacker-controlled: unescaped, they could
 //! forge a Prometheus series, run a spreadsheet formula, or send a terminal
-//! control sequences. Each output passes them through the function for its
-//! reader; the HTML page escapes its own (`analyze::page::html`).
+//! control sequences, or inject markup into the report page. Each output
+//! passes them through the function for its reader.
 
 use std::borrow::Cow;
 
@@ -43,6 +43,25 @@ pub fn terminal(s: &str) -> Cow<'_, str> {
         }
     }
     out.into()
+}
+
+/// HTML text and attribute values (quoted): the five characters with a
+/// meaning in markup become entities, and control characters are shown
+/// as [`terminal`] shows them (they have no business in a page, and one
+/// saved and printed would reach a terminal).
+pub fn html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in terminal(s).chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A label value of the Prometheus text and OpenMetrics formats: `\`, `"`
@@ -88,6 +107,16 @@ mod tests {
         assert_eq!(terminal("\u{2028}x"), "\u{2028}x");
         assert_eq!(terminal("a\\x1b"), "a\\\\x1b");
         assert_eq!(terminal("née"), "née");
+    }
+
+    #[test]
+    fn html_text_has_no_markup_and_no_control_characters() {
+        assert_eq!(
+            html("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        assert_eq!(html("<b>\x1b[2J</b>"), "&lt;b&gt;\\x1b[2J&lt;/b&gt;");
+        assert_eq!(html("iperf3"), "iperf3");
     }
 
     #[test]

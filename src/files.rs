@@ -148,6 +148,8 @@ fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
 /// Folders tcpcong creates hold its recordings: others must not add or
 /// remove files in them.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    // `DIR/` would make the checks below look through a link at DIR.
+    let dir: &Path = &dir.components().collect::<PathBuf>();
     if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -271,6 +273,7 @@ mod tests {
         std::fs::create_dir(&real).unwrap();
         symlink(&real, d.join("link")).unwrap();
         assert!(create_private_dir(&d.join("link")).is_err());
+        assert!(create_private_dir(&d.join("link/")).is_err());
         create_private_dir(&d.join("new/deeper")).unwrap();
         for p in [d.join("new"), d.join("new/deeper")] {
             let mode = std::fs::metadata(&p).unwrap().permissions().mode();

@@ -9,8 +9,10 @@
 //! is needed is small enough to bound at every step:
 //!
 //! * each connection has its own thread, and at most [`MAX_CLIENTS`] are
-//!   served at once (one more is told 503 and closed), so a few slow
-//!   clients cannot keep a scrape waiting;
+//!   served at once; when all are taken, the connection that has waited
+//!   longest for its request is cut off for the new one (a scraper sends
+//!   its request at once, so idle connections cannot keep it out), and
+//!   only when every one is busy answering is the new one told 503;
 //! * a request's head may take at most [`HEAD_MAX`] bytes and
 //!   [`HEAD_TIMEOUT`] in all (a client that trickles bytes is cut off);
 //! * a body is never read: only `GET` and `HEAD` are served, anything else
@@ -21,12 +23,12 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Connections served at once.
-pub const MAX_CLIENTS: usize = 16;
+pub const MAX_CLIENTS: usize = 64;
 /// Bytes of a request line and headers (Prometheus sends about 300).
 pub const HEAD_MAX: usize = 8 << 10;
 /// Time for a whole request head to arrive.
@@ -85,7 +87,7 @@ impl Drop for Server {
 }
 
 fn accept_loop(listener: &TcpListener, stop: &AtomicBool, page: &Arc<Page>) {
-    let busy = Arc::new(AtomicUsize::new(0));
+    let clients = Arc::new(Clients::default());
     while !stop.load(Ordering::Relaxed) {
         let stream = match listener.accept() {
             Ok((s, _)) => s,
@@ -100,30 +102,79 @@ fn accept_loop(listener: &TcpListener, stop: &AtomicBool, page: &Arc<Page>) {
                 continue;
             }
         };
-        // Accepted sockets inherit nothing from the listener here, but be
-        // explicit: the handler relies on blocking reads with timeouts.
+        // The handler relies on blocking reads with timeouts.
         if stream.set_nonblocking(false).is_err() {
             continue;
         }
-        if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
-            busy.fetch_sub(1, Ordering::AcqRel);
+        if !clients.admit() {
             let mut s = stream;
             let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
             let _ = respond(&mut s, 503, "text/plain", "too many clients\n", false);
             continue;
         }
-        let (done, page) = (Arc::clone(&busy), Arc::clone(page));
+        let (done, page) = (Arc::clone(&clients), Arc::clone(page));
         let spawned = std::thread::Builder::new()
             .name("metrics-client".into())
             .spawn(move || {
-                serve_one(stream, &*page);
-                done.fetch_sub(1, Ordering::AcqRel);
+                serve_one(stream, &*page, &done);
+                done.busy.fetch_sub(1, Ordering::AcqRel);
             });
         if spawned.is_err() {
             // No thread for it: the stream went with the closure.
-            busy.fetch_sub(1, Ordering::AcqRel);
+            clients.busy.fetch_sub(1, Ordering::AcqRel);
         }
     }
+}
+
+/// The connections being served, and those still sending their request.
+#[derive(Default)]
+struct Clients {
+    busy: AtomicUsize,
+    next_id: AtomicUsize,
+    /// Connections whose request head has not arrived yet, oldest first,
+    /// with a handle to cut each off.
+    waiting: Mutex<Vec<(usize, TcpStream)>>,
+}
+
+impl Clients {
+    /// Takes a slot for a new connection. When all are taken, the one that
+    /// has waited longest for its request head is cut off to make room:
+    /// idle connections cannot keep a scraper out, as a scraper sends its
+    /// request at once. Only if every slot is busy answering is the new
+    /// one refused.
+    fn admit(&self) -> bool {
+        if self.busy.fetch_add(1, Ordering::AcqRel) < MAX_CLIENTS {
+            return true;
+        }
+        let mut waiting = lock(&self.waiting);
+        if waiting.is_empty() {
+            self.busy.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        // Its thread wakes from its read at once and frees its slot.
+        let (_, oldest) = waiting.remove(0);
+        let _ = oldest.shutdown(Shutdown::Both);
+        true
+    }
+
+    /// `stream` waits for its request head until [`Clients::arrived`].
+    fn waiting(&self, stream: &TcpStream) -> Option<usize> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let handle = stream.try_clone().ok()?;
+        lock(&self.waiting).push((id, handle));
+        Some(id)
+    }
+
+    fn arrived(&self, id: Option<usize>) {
+        if let Some(id) = id {
+            lock(&self.waiting).retain(|(i, _)| *i != id);
+        }
+    }
+}
+
+/// The list of waiting clients, also after a thread panicked holding it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Waits until `listener` has a connection or `timeout` passes.
@@ -140,9 +191,12 @@ fn wait_readable(listener: &TcpListener, timeout: Duration) {
 }
 
 /// One connection: one request, one response, closed.
-fn serve_one(mut stream: TcpStream, page: &Page) {
+fn serve_one(mut stream: TcpStream, page: &Page, clients: &Clients) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let head = match read_head(&mut stream) {
+    let id = clients.waiting(&stream);
+    let head = read_head(&mut stream);
+    clients.arrived(id);
+    let head = match head {
         Ok(h) => h,
         Err(Bad::TooLarge) => {
             let _ = respond(

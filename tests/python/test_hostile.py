@@ -1,0 +1,523 @@
+"""tcpcong run as root against a hostile host: an unprivileged user who
+plants links and FIFOs in shared folders, processes that name themselves
+to forge output, a metrics client that misbehaves, sizes and files that
+claim too much. Each test is an attack tried as an attacker would, and what
+must hold after it. The ones that record need root and BPF: in CI they
+fail, never skip, without them.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import FIXTURES, REPO, binary, fixture_meta, modernize
+
+LAB = REPO / "lab" / "lab.sh"
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+# A command that hangs (a FIFO read, a loop) is a failure, not a stuck CI.
+HANG_S = 30
+FIXTURE = FIXTURES / "ipv4-loss.parquet"
+
+
+def root_or_ci():
+    if os.geteuid() != 0 and not os.environ.get("CI"):
+        pytest.skip("needs root (BPF, namespaces, another user)")
+
+
+def tcpcong(*args, timeout=HANG_S, **kw):
+    return subprocess.run([str(binary()), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def as_nobody(*cmd):
+    subprocess.run([*NOBODY, *map(str, cmd)], check=True, timeout=HANG_S)
+
+
+def lab(*args, check=True):
+    return subprocess.run(["bash", str(LAB), *map(str, args)], capture_output=True, text=True,
+                          check=check, timeout=120)
+
+
+@pytest.fixture
+def scratch():
+    """A folder of the test's own that every user can reach (pytest's own
+    are private to root)."""
+    root_or_ci()
+    d = Path(tempfile.mkdtemp(prefix="tcpcong-hostile-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def shared(scratch):
+    """A sticky, world-writable folder, as /tmp is."""
+    d = scratch / "shared"
+    d.mkdir()
+    d.chmod(0o1777)
+    return d
+
+
+PLANT = r"""
+import os, sys
+from pathlib import Path
+# The names a temporary file could get from the next pids: links to the
+# victim, and (for some) FIFOs that would block the writer.
+d, victim, name = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+last = int(Path("/proc/sys/kernel/ns_last_pid").read_text())
+for i, pid in enumerate(range(last + 1, last + 2000)):
+    planted = d / f".{name}.{pid}.tmp"
+    if i % 7 == 3:
+        os.mkfifo(planted, 0o666)
+    else:
+        os.symlink(victim, planted)
+"""
+
+
+def plant_temporaries(folder: Path, victim: Path, name: str):
+    subprocess.run([*NOBODY, "/usr/bin/python3", "-c", PLANT, str(folder), str(victim), name],
+                   check=True, timeout=HANG_S)
+
+
+def mode(p: Path) -> int:
+    return stat.S_IMODE(p.lstat().st_mode)
+
+
+def one_line(stderr: str) -> str:
+    lines = stderr.strip("\n").split("\n")
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+# 1. Files in shared folders ------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["report", "analyze"])
+def test_outputs_in_a_shared_folder_never_follow_planted_links_or_fifos(shared, command):
+    victim = shared.parent / "victim"
+    victim.write_text("root's own file\n")
+    victim.chmod(0o644)
+    out = shared / "out.bin"
+    plant_temporaries(shared, victim, "out.bin")
+    args = (["report", FIXTURE, "-o", out] if command == "report"
+            else ["analyze", FIXTURE, "--format", "parquet", "-o", out])
+    p = subprocess.run(["sh", "-c", 'umask 000; exec "$@"', "sh", str(binary()), *map(str, args)],
+                       capture_output=True, text=True, timeout=HANG_S)
+    assert p.returncode == 0, p.stderr
+    assert victim.read_text() == "root's own file\n"
+    assert out.lstat().st_uid == 0 and stat.S_ISREG(out.lstat().st_mode)
+    # What a recording holds, its renderings hold: as private as it is.
+    assert mode(out) == 0o600, oct(mode(out))
+    assert out.stat().st_size > 0
+    leftovers = [p.name for p in shared.iterdir() if p.name.endswith(".tmp") and p.lstat().st_uid == 0]
+    assert not leftovers, leftovers
+
+
+def test_readers_refuse_a_fifo_without_hanging(shared):
+    fifo = shared / "x.parquet"
+    as_nobody("mkfifo", "-m", "666", fifo)
+    for args in (["analyze", fifo], ["events", fifo], ["report", fifo, "-o", shared.parent / "r.html"]):
+        p = tcpcong(*args)
+        assert p.returncode == 1, (args, p.stderr)
+        assert "not a regular file" in one_line(p.stderr), p.stderr
+
+
+def test_a_fifo_in_a_scanned_folder_is_passed_over(shared):
+    (shared / "run.parquet").write_bytes(FIXTURE.read_bytes())
+    as_nobody("mkfifo", "-m", "666", shared / ".planted.parquet.inprogress")
+    as_nobody("mkfifo", "-m", "666", shared / "fake.parquet")
+    # A link to the folder itself would send a walk round for ever.
+    as_nobody("ln", "-s", ".", shared / "loop")
+    p = tcpcong("analyze", shared)
+    # The FIFO named like a recording is refused by name, not hung on.
+    assert p.returncode == 1 and "fake.parquet" in p.stderr and "not a regular file" in p.stderr, p.stderr
+    (shared / "fake.parquet").unlink()
+    p = tcpcong("analyze", shared)
+    assert p.returncode == 0, p.stderr
+    assert "ignoring" in p.stderr and ".planted.parquet.inprogress" in p.stderr
+
+
+def test_record_refuses_a_planted_in_progress_fifo_without_hanging(shared):
+    out = shared / "rec.parquet"
+    as_nobody("mkfifo", "-m", "666", shared / ".rec.parquet.inprogress")
+    p = tcpcong("record", "-o", out, "--duration", "0.2", "-L", "1")
+    assert p.returncode == 1 and "left over" in p.stderr, p.stderr
+    p = tcpcong("record", "-o", out, "--duration", "0.2", "-L", "1", "--force")
+    assert p.returncode == 0, p.stderr
+    assert stat.S_ISREG(out.lstat().st_mode) and mode(out) == 0o600
+
+
+def test_record_never_writes_through_a_planted_in_progress_link(shared):
+    victim = shared.parent / "victim"
+    victim.write_text("keep\n")
+    out = shared / "rec.parquet"
+    as_nobody("ln", "-s", victim, shared / ".rec.parquet.inprogress")
+    for force in ([], ["--force"]):
+        tcpcong("record", "-o", out, "--duration", "0.2", "-L", "1", *force)
+        assert victim.read_text() == "keep\n"
+
+
+def test_a_series_is_private_and_never_rooted_in_a_link(shared, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    as_nobody("ln", "-s", elsewhere, shared / "series")
+    p = tcpcong("record", "-o", f"{shared / 'series'}/", "--duration", "0.2", "-L", "1")
+    assert p.returncode == 1 and "symbolic link" in p.stderr, p.stderr
+    assert not any(elsewhere.iterdir())
+    root = tmp_path / "mine"
+    p = subprocess.run(["sh", "-c", 'umask 000; exec "$@"', "sh", str(binary()), "record", "-o",
+                        f"{root}/", "--duration", "0.2", "-L", "1"],
+                       capture_output=True, text=True, timeout=HANG_S)
+    assert p.returncode == 0, p.stderr
+    found = list(root.rglob("*"))
+    assert any(f.suffix == ".parquet" for f in found), found
+    for f in [root, *found]:
+        want = 0o700 if f.is_dir() else 0o600
+        assert mode(f) == want, (f, oct(mode(f)))
+
+
+def test_a_recording_moved_away_during_capture_is_said_so_and_kept(tmp_path):
+    root_or_ci()
+    out = tmp_path / "rec.parquet"
+    tmp = tmp_path / ".rec.parquet.inprogress"
+    rec = subprocess.Popen([str(binary()), "record", "-o", str(out), "--duration", "3", "-L", "1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + HANG_S
+        while not tmp.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        moved = tmp_path / "moved.parquet"
+        tmp.rename(moved)
+        _, err = rec.communicate(timeout=HANG_S)
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+    assert rec.returncode == 1, err
+    assert "moved or removed" in err and "are lost" not in err, err
+    assert not out.exists()
+    # The data went where the file went, whole.
+    assert tcpcong("analyze", moved).returncode == 0
+
+
+def test_a_target_created_during_capture_is_not_replaced(tmp_path):
+    root_or_ci()
+    out = tmp_path / "rec.parquet"
+    tmp = tmp_path / ".rec.parquet.inprogress"
+    rec = subprocess.Popen([str(binary()), "record", "-o", str(out), "--duration", "2", "-L", "1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + HANG_S
+        while not tmp.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        out.write_text("theirs\n")
+        _, err = rec.communicate(timeout=HANG_S)
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+    assert rec.returncode == 1, err
+    assert out.read_text() == "theirs\n"
+    assert "created by someone else" in err and str(tmp) in err, err
+    assert tcpcong("analyze", tmp).returncode == 0
+
+
+# 2. Names are attacker-controlled ------------------------------------------
+
+# Each at most 15 bytes: the kernel's TASK_COMM_LEN.
+FORGER = '"}1\nfake 7\n#'
+TERMINAL = "\x1b]0;pwn\x07\x1b[2J"
+FORMULA = "=HYPERLINK(1)"
+MARKUP = "<b>x</b>&'"
+
+CLIENT = r"""
+import ctypes, socket, sys, time
+name = sys.argv[1].encode()
+ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name), 0, 0, 0)  # PR_SET_NAME
+s = socket.create_connection(("127.0.0.1", 5201))
+end = time.monotonic() + float(sys.argv[2])
+buf = b"x" * 65536
+while time.monotonic() < end:
+    s.sendall(buf)
+s.close()
+"""
+
+SERVER = r"""
+import socket, threading
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 5201))
+srv.listen(16)
+print("listening", flush=True)
+def drain(c):
+    while c.recv(1 << 16):
+        pass
+    c.close()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=drain, args=(c,), daemon=True).start()
+"""
+
+
+def wait_for(what, ok, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if ok():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def http_get(ns: str, url: str, timeout=5) -> str:
+    code = ("import sys, urllib.request; "
+            "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).read().decode())")
+    p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code, url, str(timeout)],
+                       capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        raise OSError(p.stderr.strip())
+    return p.stdout
+
+
+@pytest.fixture
+def served(tmp_path):
+    """serve --by process in a namespace of its own, recording a lossy lab
+    whose clients named themselves to attack each reader."""
+    root_or_ci()
+    ns, traced = f"tc-hm-{os.getpid()}", f"tc-ht-{os.getpid()}"
+    out = tmp_path / "series"
+    procs = []
+    lab("up", ns)
+    lab("up", traced, "--loss", "3")
+    try:
+        serve = subprocess.Popen(
+            ["ip", "netns", "exec", ns, str(binary()), "serve", "--listen", "127.0.0.1:9464",
+             "--netns", f"/var/run/netns/{traced}", "--by", "process", "-o", f"{out}/"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(serve)
+        wait_for("serve to answer", lambda: "# EOF" in http_get(ns, "http://127.0.0.1:9464/metrics"))
+        yield ns, traced, out, serve, procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        lab("down", ns, check=False)
+        lab("down", traced, check=False)
+
+
+def test_process_names_cannot_forge_any_output(served, tmp_path):
+    ns, traced, out, serve, procs = served
+    server = subprocess.Popen(["ip", "netns", "exec", traced, sys.executable, "-c", SERVER],
+                              stdout=subprocess.PIPE, text=True)
+    procs.append(server)
+    assert server.stdout.readline().strip() == "listening"
+    clients = [subprocess.Popen(["ip", "netns", "exec", traced, sys.executable, "-c", CLIENT, name, "3"])
+               for name in (FORGER, TERMINAL, FORMULA, MARKUP)]
+    for c in clients:
+        assert c.wait(timeout=60) == 0
+
+    wait_for("the named flows' series",
+             lambda: f'process="{FORMULA}"' in http_get(ns, "http://127.0.0.1:9464/metrics"))
+    text = http_get(ns, "http://127.0.0.1:9464/metrics")
+    # Prometheus's own parser: the page is valid, and holds no forged series.
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert "error" not in (check.stdout + check.stderr).lower(), check.stdout + check.stderr
+    assert not re.search(r"^fake", text, re.M), text
+    assert 'process="\\"}1\\nfake 7\\n#"' in text, text
+    server.send_signal(signal.SIGTERM)
+    serve.send_signal(signal.SIGTERM)
+    _, err = serve.communicate(timeout=60)
+    assert serve.returncode == 0, err
+
+    table = tcpcong("analyze", out, "--by", "process", "--all")
+    assert table.returncode == 0, table.stderr
+    assert "\x1b" not in table.stdout and "\x07" not in table.stdout, repr(table.stdout)
+    assert "\\x1b]0;pwn\\x07\\x1b[2J" in table.stdout, table.stdout
+    csv = tcpcong("analyze", out, "--by", "process", "--all", "--format", "csv")
+    assert csv.returncode == 0, csv.stderr
+    keys = [line.split(",")[3] for line in csv.stdout.splitlines()[1:] if line.count(",") >= 12]
+    assert "'=HYPERLINK(1)" in keys, csv.stdout
+    assert not any(k.startswith(("=", "+", "-", "@")) for k in keys), keys
+    per_flow = tcpcong("analyze", out, "--all", "--format", "csv")
+    cells = [c for line in per_flow.stdout.splitlines() for c in line.split(",")]
+    assert "'=HYPERLINK(1)" in cells and FORMULA not in cells, per_flow.stdout
+    page = tmp_path / "page.html"
+    p = tcpcong("report", out, "-o", page)
+    assert p.returncode == 0, p.stderr
+    html = page.read_text()
+    assert "<b>x</b>" not in html and "\x1b" not in html
+    assert "&lt;b&gt;x&lt;/b&gt;" in html, "the name is there, escaped"
+
+
+# 3. One request must not take serve down -----------------------------------
+
+ATTACK = r"""
+import json, socket, sys, time, urllib.request
+URL, HOST = "http://127.0.0.1:9464/metrics", ("127.0.0.1", 9464)
+out = {}
+
+def scrape(timeout=1.0):
+    t = time.monotonic()
+    body = urllib.request.urlopen(URL, timeout=timeout).read().decode()
+    return body.endswith("# EOF\n"), time.monotonic() - t
+
+def raw(data, read=True):
+    s = socket.create_connection(HOST, timeout=5)
+    s.sendall(data)
+    if not read:
+        return s
+    got = b""
+    try:
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            got += b
+    except OSError:
+        pass
+    s.close()
+    return got.split(b"\r\n", 1)[0].decode()
+
+out["huge_body"] = raw(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\nabc")
+out["delete"] = raw(b"DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+out["query"] = raw(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+out["huge_head"] = raw(b"GET /metrics HTTP/1.1\r\n" + b"X: " + b"a" * 100000 + b"\r\n\r\n")
+# Slow clients: many connections that never finish their request, one
+# that trickles it, one that pipelines requests without reading.
+idle = [raw(b"GET /metr", read=False) for _ in range(200)]
+pipelined = raw(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n" * 2000, read=False)
+out["during"] = [scrape() for _ in range(5)]
+for s in idle:
+    s.close()
+pipelined.close()
+out["after"] = [scrape() for _ in range(3)]
+print(json.dumps(out))
+"""
+
+
+def test_serve_keeps_answering_while_clients_misbehave(served):
+    ns, traced, out, serve, procs = served
+    p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", ATTACK],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["huge_body"].startswith("HTTP/1.1 405"), r
+    assert r["delete"].startswith("HTTP/1.1 405"), r
+    assert r["query"].startswith("HTTP/1.1 200"), r
+    assert r["huge_head"].startswith("HTTP/1.1 431"), r
+    # Every scrape whole, each within the second a scraper would wait.
+    for ok, seconds in r["during"] + r["after"]:
+        assert ok and seconds < 1.0, r
+    assert serve.poll() is None, "serve is still running"
+    serve.send_signal(signal.SIGTERM)
+    _, err = serve.communicate(timeout=60)
+    assert serve.returncode == 0, err
+    assert not list(out.rglob("*.inprogress"))
+
+
+# 4. Sizes that never end ---------------------------------------------------
+
+
+@pytest.mark.parametrize("size", ["1B", "10", "1000KB"])
+def test_rotation_sizes_below_a_file_are_usage_errors(tmp_path, size):
+    p = tcpcong("record", "-o", f"{tmp_path}/", "--rotate-size", size, "--duration", "1")
+    assert p.returncode == 2, p.stderr
+    assert "--rotate-size" in one_line(p.stderr)
+    assert not any(tmp_path.iterdir())
+    p = tcpcong("record", "-o", f"{tmp_path}/", "--max-total", size, "--duration", "1")
+    assert p.returncode == 2 and "--max-total" in one_line(p.stderr)
+
+
+def test_a_live_interval_of_a_nanosecond_is_a_usage_error():
+    p = tcpcong("0.000000001", "1")
+    assert p.returncode == 2, p.stderr
+    assert "interval" in one_line(p.stderr)
+
+
+# 5. Files that claim too much ----------------------------------------------
+
+
+MEASURE = r"""
+import os, subprocess, sys
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(p.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
+def run_measured(args):
+    """Runs tcpcong, returning (exit code, stderr, peak memory in MiB). A
+    small process of its own starts it: a child's peak counts the memory
+    of the process it was forked from, and the test's is large."""
+    p = subprocess.run([sys.executable, "-c", MEASURE, str(binary()), *map(str, args)],
+                       capture_output=True, text=True, timeout=600)
+    code, kib = p.stdout.split()
+    return int(code), p.stderr, int(kib) / 1024
+
+
+def test_a_file_claiming_to_be_unsorted_cannot_take_all_memory(tmp_path):
+    base = modernize(FIXTURE, tmp_path / "base.parquet", "h", "b")
+    t = pq.read_table(base)
+    t = t.filter(pa.compute.not_equal(t.column("kind"), "capture"))
+    copies = 5_000_000 // t.num_rows + 1
+    big = pa.concat_tables([t] * copies)
+    meta = fixture_meta(base)
+    meta.update(sorted=False, events=big.num_rows)
+    path = tmp_path / "unsorted.parquet"
+    pq.write_table(big.replace_schema_metadata({"tcpcong": json.dumps(meta)}), path, compression="zstd")
+    del big, t
+    code, err, peak = run_measured(["analyze", path])
+    assert code == 1, err
+    assert "budget" in one_line(err), err
+    print(f"{path.stat().st_size >> 10} KiB file of {copies}x rows: peak {peak:.0f} MiB")
+    assert peak < 1500, peak
+
+
+def test_one_huge_string_cannot_take_all_memory(tmp_path):
+    base = modernize(FIXTURE, tmp_path / "base.parquet", "h", "b")
+    t = pq.read_table(base)
+    comm = t.column("comm").to_pylist()
+    comm[len(comm) // 2] = "A" * (300 << 20)
+    t = t.set_column(t.column_names.index("comm"), "comm", pa.array(comm, pa.large_string()).cast(pa.string()))
+    path = tmp_path / "long.parquet"
+    pq.write_table(t, path, compression="zstd", use_dictionary=False)
+    del t, comm
+    assert path.stat().st_size < 5 << 20
+    code, err, peak = run_measured(["analyze", path])
+    assert code == 1, err
+    assert "comm" in one_line(err) and "MiB" in err, err
+    assert peak < 200, peak
+
+
+# 6. Small ones -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("netns", ["/etc/passwd", "0", "/proc/self/ns/uts"])
+def test_netns_must_name_a_network_namespace(tmp_path, netns):
+    p = tcpcong("record", "-o", tmp_path / "x.parquet", "--netns", netns, "--duration", "0.2")
+    assert p.returncode == 2, p.stderr
+    assert one_line(p.stderr).startswith(f"tcpcong: --netns {netns}:"), p.stderr
+
+
+def test_control_characters_in_a_path_stay_on_one_line(tmp_path):
+    p = tcpcong("analyze", tmp_path / "a\nb\x1b]0;x\x07.parquet")
+    assert p.returncode == 1
+    line = one_line(p.stderr)
+    assert "\x1b" not in line and "a\\x0ab\\x1b]0;x\\x07.parquet" in line, line
