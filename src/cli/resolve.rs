@@ -210,9 +210,10 @@ const MIN_ROTATE: Duration = Duration::from_secs(1);
 /// Live mode's shortest interval: each window is a table printed, and
 /// one of a nanosecond would make a billion windows a second.
 const MIN_LIVE_INTERVAL: Duration = Duration::from_millis(100);
-/// The same for sizes: a file's own rows and footer take tens of KiB, so
-/// anything near that (`10`, a slip for 10MB) would rotate at every event.
-const MIN_ROTATE_SIZE: u64 = 1 << 20;
+/// The same for sizes: a file's own rows and footer take about 9 KiB (an
+/// empty recording's size), so anything near that (`10`, a slip for 10MB)
+/// would rotate at every event.
+const MIN_ROTATE_SIZE: u64 = 16 << 10;
 
 /// Where `-o` records to: a series (`DIR/`, rotated as the flags say) or
 /// one file.
@@ -229,7 +230,7 @@ fn record_target(output: &Path, r: &RotationArgs, force: bool) -> Result<Target>
     ] {
         if let Some(b) = size.filter(|&b| b < MIN_ROTATE_SIZE) {
             return Err(Error::Usage(format!(
-                "{flag} {b} bytes is too small: it must be at least 1MiB (sizes take a unit: 64MB, 1G)"
+                "{flag} {b} bytes is too small: it must be at least 16KiB, as a file's own rows take about 9 KiB (sizes take a unit: 64MB, 1G)"
             )));
         }
     }
@@ -837,6 +838,19 @@ mod tests {
         assert!(
             usage(&["record", "-o", "/tmp/", "--rotate-seconds", "0.01"]).contains("at least 1 s")
         );
+        // A size a file's own rows exceed would rotate at every event.
+        for (flag, size) in [("--rotate-size", "10"), ("--max-total", "16383")] {
+            assert!(
+                usage(&["record", "-o", "/tmp/", flag, size])
+                    .starts_with(&format!("{flag} {size} bytes is too small")),
+                "{flag} {size}"
+            );
+        }
+        assert!(matches!(
+            plan(&["record", "-o", "/tmp/", "--rotate-size", "16KiB"]),
+            Plan::Record(_)
+        ));
+        assert!(usage(&["0.01"]).starts_with("interval: at least 0.1 s"));
         let missing = resolve(["tcpcong", "record", "-o", "/nonexistent/dir/x.parquet"])
             .map(drop)
             .map_err(|e| (e.exit_code(), e.to_string()));
