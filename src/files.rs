@@ -13,7 +13,7 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Mode of every file tcpcong writes: they hold addresses and names.
@@ -169,6 +169,28 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// As [`create_private_dir`], for a folder whose name tcpcong chose (a
+/// series' `host=`/`date=` levels): one that exists already must be ours
+/// and closed to others, or someone else could move and remove the files
+/// inside it.
+pub fn create_own_dir(dir: &Path) -> io::Result<()> {
+    create_private_dir(dir)?;
+    let m = std::fs::symlink_metadata(dir)?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if m.uid() != me || m.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "made by someone else (owner uid {}, mode {:o}), not by tcpcong: refused",
+                m.uid(),
+                m.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// 64 bits from the kernel's random source.
 fn random_u64() -> io::Result<u64> {
     let mut b = [0u8; 8];
@@ -275,6 +297,10 @@ mod tests {
         assert!(create_private_dir(&d.join("link")).is_err());
         assert!(create_private_dir(&d.join("link/")).is_err());
         create_private_dir(&d.join("new/deeper")).unwrap();
+        create_own_dir(&d.join("new/deeper")).unwrap();
+        std::fs::create_dir(d.join("open")).unwrap();
+        std::fs::set_permissions(d.join("open"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(create_own_dir(&d.join("open")).is_err());
         for p in [d.join("new"), d.join("new/deeper")] {
             let mode = std::fs::metadata(&p).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o700, "{}", p.display());

@@ -196,26 +196,15 @@ fn serve_one(mut stream: TcpStream, page: &Page, clients: &Clients) {
     let id = clients.waiting(&stream);
     let head = read_head(&mut stream);
     clients.arrived(id);
-    let head = match head {
-        Ok(h) => h,
-        Err(Bad::TooLarge) => {
-            let _ = respond(
-                &mut stream,
-                431,
-                "text/plain",
-                "request head too large\n",
-                false,
-            );
-            return;
-        }
-        Err(Bad::Malformed) => {
-            let _ = respond(&mut stream, 400, "text/plain", "bad request\n", false);
-            return;
-        }
+    let (status, kind, body, head_only) = match head {
+        Ok(h) => answer(&h, page),
+        Err(Bad::TooLarge) => (431, "text/plain", "request head too large\n".into(), false),
+        Err(Bad::Malformed) => (400, "text/plain", "bad request\n".into(), false),
         Err(Bad::Gone) => return,
     };
-    let (status, kind, body, head_only) = answer(&head, page);
-    let _ = respond(&mut stream, status, kind, &body, head_only);
+    if respond(&mut stream, status, kind, &body, head_only).is_ok() {
+        linger(&mut stream);
+    }
 }
 
 /// The response to a request head: status, content type, body, and
@@ -312,12 +301,17 @@ fn respond(
     if !head_only {
         stream.write_all(body.as_bytes())?;
     }
-    stream.flush()?;
-    // Unread request bytes (a body we refused) would make close() send a
-    // reset that can destroy the response before the client reads it:
-    // say we are done writing, and take a little of what still comes.
-    stream.shutdown(Shutdown::Write)?;
-    stream.set_read_timeout(Some(LINGER))?;
+    stream.flush()
+}
+
+/// Unread request bytes (a body refused, requests pipelined) would make
+/// the close send a reset, which can destroy the response before the
+/// client reads it: say that writing is done, and take a little of what
+/// still comes.
+fn linger(stream: &mut TcpStream) {
+    if stream.shutdown(Shutdown::Write).is_err() || stream.set_read_timeout(Some(LINGER)).is_err() {
+        return;
+    }
     let mut sink = [0u8; 4096];
     let mut taken = 0;
     while taken < LINGER_BYTES {
@@ -326,7 +320,6 @@ fn respond(
             Ok(n) => taken += n,
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -177,6 +177,13 @@ def test_a_series_is_private_and_never_rooted_in_a_link(shared, tmp_path):
     p = tcpcong("record", "-o", f"{shared / 'series'}/", "--duration", "0.2", "-L", "1")
     assert p.returncode == 1 and "symbolic link" in p.stderr, p.stderr
     assert not any(elsewhere.iterdir())
+    # A level of the series that someone else made ahead, open to them.
+    theirs = shared / "theirs"
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())
+    as_nobody("mkdir", "-p", "-m", "777", theirs / f"host={host}")
+    p = tcpcong("record", "-o", f"{theirs}/", "--duration", "0.2", "-L", "1")
+    assert p.returncode == 1 and "made by someone else" in p.stderr.strip().splitlines()[-1], p.stderr
+    assert not list((theirs / f"host={host}").iterdir())
     root = tmp_path / "mine"
     p = subprocess.run(["sh", "-c", 'umask 000; exec "$@"', "sh", str(binary()), "record", "-o",
                         f"{root}/", "--duration", "0.2", "-L", "1"],

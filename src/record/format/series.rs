@@ -108,7 +108,7 @@ impl Series {
         let mut dir = self.root.clone();
         for level in [format!("host={host}"), format!("date={date}")] {
             dir.push(level);
-            files::create_private_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+            files::create_own_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         }
         Ok(dir.join(format!("tcpcong-{stamp}-{:06}.parquet", self.seq)))
     }
