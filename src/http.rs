@@ -106,21 +106,22 @@ fn accept_loop(listener: &TcpListener, stop: &AtomicBool, page: &Arc<Page>) {
         if stream.set_nonblocking(false).is_err() {
             continue;
         }
-        if !clients.admit() {
+        let Some(id) = clients.admit(&stream) else {
             let mut s = stream;
             let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
             let _ = respond(&mut s, 503, "text/plain", "too many clients\n", false);
             continue;
-        }
+        };
         let (done, page) = (Arc::clone(&clients), Arc::clone(page));
         let spawned = std::thread::Builder::new()
             .name("metrics-client".into())
             .spawn(move || {
-                serve_one(stream, &*page, &done);
+                serve_one(stream, &*page, &done, id);
                 done.busy.fetch_sub(1, Ordering::AcqRel);
             });
         if spawned.is_err() {
             // No thread for it: the stream went with the closure.
+            clients.arrived(id);
             clients.busy.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -137,38 +138,32 @@ struct Clients {
 }
 
 impl Clients {
-    /// Takes a slot for a new connection. When all are taken, the one that
-    /// has waited longest for its request head is cut off to make room:
-    /// idle connections cannot keep a scraper out, as a scraper sends its
+    /// Takes a slot for a new connection, and counts it as waiting for its
+    /// request head until [`Clients::arrived`]. When all slots are taken,
+    /// the one that has waited longest is cut off to make room: idle
+    /// connections cannot keep a scraper out, as a scraper sends its
     /// request at once. Only if every slot is busy answering is the new
-    /// one refused.
-    fn admit(&self) -> bool {
-        if self.busy.fetch_add(1, Ordering::AcqRel) < MAX_CLIENTS {
-            return true;
-        }
-        let mut waiting = lock(&self.waiting);
-        if waiting.is_empty() {
-            self.busy.fetch_sub(1, Ordering::AcqRel);
-            return false;
-        }
-        // Its thread wakes from its read at once and frees its slot.
-        let (_, oldest) = waiting.remove(0);
-        let _ = oldest.shutdown(Shutdown::Both);
-        true
-    }
-
-    /// `stream` waits for its request head until [`Clients::arrived`].
-    fn waiting(&self, stream: &TcpStream) -> Option<usize> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+    /// one refused (`None`). Done as each connection is accepted, not in
+    /// its thread, so that the list is whole even while threads start.
+    fn admit(&self, stream: &TcpStream) -> Option<usize> {
         let handle = stream.try_clone().ok()?;
-        lock(&self.waiting).push((id, handle));
+        let mut waiting = lock(&self.waiting);
+        if self.busy.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+            if waiting.is_empty() {
+                self.busy.fetch_sub(1, Ordering::AcqRel);
+                return None;
+            }
+            // Its thread wakes from its read at once and frees its slot.
+            let (_, oldest) = waiting.remove(0);
+            let _ = oldest.shutdown(Shutdown::Both);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        waiting.push((id, handle));
         Some(id)
     }
 
-    fn arrived(&self, id: Option<usize>) {
-        if let Some(id) = id {
-            lock(&self.waiting).retain(|(i, _)| *i != id);
-        }
+    fn arrived(&self, id: usize) {
+        lock(&self.waiting).retain(|(i, _)| *i != id);
     }
 }
 
@@ -191,9 +186,8 @@ fn wait_readable(listener: &TcpListener, timeout: Duration) {
 }
 
 /// One connection: one request, one response, closed.
-fn serve_one(mut stream: TcpStream, page: &Page, clients: &Clients) {
+fn serve_one(mut stream: TcpStream, page: &Page, clients: &Clients, id: usize) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let id = clients.waiting(&stream);
     let head = read_head(&mut stream);
     clients.arrived(id);
     let (status, kind, body, head_only) = match head {

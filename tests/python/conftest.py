@@ -5,7 +5,9 @@ do not contain), built with pyarrow exactly as schema v1 prescribes."""
 import copy
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,6 +26,30 @@ MS = 1_000_000
 def binary() -> Path:
     p = Path(os.environ.get("TCPCONG", "target/debug/tcpcong"))
     return p if p.is_absolute() else REPO / p
+
+
+def wait_for(what, ok, seconds=60):
+    """Polls `ok` until it holds (an OSError counts as not yet)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if ok():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def stop(procs):
+    """Ends processes a test started: SIGTERM, then SIGKILL after 30 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def schema_doc() -> dict:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import FIXTURES, REPO, binary, fixture_meta, modernize
+from conftest import FIXTURES, REPO, binary, fixture_meta, modernize, stop, wait_for
 
 LAB = REPO / "lab" / "lab.sh"
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
@@ -196,45 +196,38 @@ def test_a_series_is_private_and_never_rooted_in_a_link(shared, tmp_path):
         assert mode(f) == want, (f, oct(mode(f)))
 
 
-def test_a_recording_moved_away_during_capture_is_said_so_and_kept(tmp_path):
-    root_or_ci()
-    out = tmp_path / "rec.parquet"
+def record_meanwhile(tmp_path, act):
+    """Records into tmp_path/rec.parquet for 2 s, doing `act` once the
+    in-progress file is there; returns the exit code and stderr."""
     tmp = tmp_path / ".rec.parquet.inprogress"
-    rec = subprocess.Popen([str(binary()), "record", "-o", str(out), "--duration", "3", "-L", "1"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rec = subprocess.Popen([str(binary()), "record", "-o", str(tmp_path / "rec.parquet"), "--duration", "2",
+                            "-L", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + HANG_S
-        while not tmp.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        moved = tmp_path / "moved.parquet"
-        tmp.rename(moved)
+        wait_for("the in-progress file", tmp.exists, HANG_S)
+        act()
         _, err = rec.communicate(timeout=HANG_S)
     finally:
         if rec.poll() is None:
             rec.kill()
-    assert rec.returncode == 1, err
+    return rec.returncode, err
+
+
+def test_a_recording_moved_away_during_capture_is_said_so_and_kept(tmp_path):
+    root_or_ci()
+    moved = tmp_path / "moved.parquet"
+    code, err = record_meanwhile(tmp_path, lambda: (tmp_path / ".rec.parquet.inprogress").rename(moved))
+    assert code == 1, err
     assert "moved or removed" in err and "are lost" not in err, err
-    assert not out.exists()
+    assert not (tmp_path / "rec.parquet").exists()
     # The data went where the file went, whole.
     assert tcpcong("analyze", moved).returncode == 0
 
 
 def test_a_target_created_during_capture_is_not_replaced(tmp_path):
     root_or_ci()
-    out = tmp_path / "rec.parquet"
-    tmp = tmp_path / ".rec.parquet.inprogress"
-    rec = subprocess.Popen([str(binary()), "record", "-o", str(out), "--duration", "2", "-L", "1"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + HANG_S
-        while not tmp.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        out.write_text("theirs\n")
-        _, err = rec.communicate(timeout=HANG_S)
-    finally:
-        if rec.poll() is None:
-            rec.kill()
-    assert rec.returncode == 1, err
+    out, tmp = tmp_path / "rec.parquet", tmp_path / ".rec.parquet.inprogress"
+    code, err = record_meanwhile(tmp_path, lambda: out.write_text("theirs\n"))
+    assert code == 1, err
     assert out.read_text() == "theirs\n"
     assert "created by someone else" in err and str(tmp) in err, err
     assert tcpcong("analyze", tmp).returncode == 0
@@ -277,18 +270,6 @@ while True:
 """
 
 
-def wait_for(what, ok, seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if ok():
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def http_get(ns: str, url: str, timeout=5) -> str:
     code = ("import sys, urllib.request; "
             "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])).read().decode())")
@@ -318,13 +299,7 @@ def served(tmp_path):
         wait_for("serve to answer", lambda: "# EOF" in http_get(ns, "http://127.0.0.1:9464/metrics"))
         yield ns, traced, out, serve, procs
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop(procs)
         lab("down", ns, check=False)
         lab("down", traced, check=False)
 
@@ -425,6 +400,7 @@ def test_serve_keeps_answering_while_clients_misbehave(served):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
+    print("scrapes during and after the attack (whole, seconds):", r["during"], r["after"])
     assert r["huge_body"].startswith("HTTP/1.1 405"), r
     assert r["delete"].startswith("HTTP/1.1 405"), r
     assert r["query"].startswith("HTTP/1.1 200"), r

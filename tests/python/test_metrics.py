@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, binary
+from conftest import REPO, binary, stop, wait_for
 
 LAB = REPO / "lab" / "lab.sh"
 STATES = ["open", "disorder", "cwr", "recovery", "loss"]
@@ -43,18 +43,6 @@ def query(ns: str, promql: str) -> list[dict]:
     r = json.loads(get(ns, "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode({"query": promql})))
     assert r["status"] == "success", r
     return r["data"]["result"]
-
-
-def wait_for(what, ok, seconds=60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if ok():
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def by_label(result: list[dict], label: str) -> dict[str, float]:
@@ -97,13 +85,7 @@ def served(tmp_path):
         wait_for("a first scrape", lambda: query(ns, 'up{job="tcpcong"} == 1'))
         yield ns, traced, out, serve
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop(procs)
         lab("down", ns, check=False)
         lab("down", traced, check=False)
 
