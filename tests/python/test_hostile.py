@@ -459,7 +459,8 @@ def test_a_file_claiming_to_be_unsorted_cannot_take_all_memory(tmp_path):
     base = modernize(FIXTURE, tmp_path / "base.parquet", "h", "b")
     t = pq.read_table(base)
     t = t.filter(pa.compute.not_equal(t.column("kind"), "capture"))
-    copies = 5_000_000 // t.num_rows + 1
+    rows = t.num_rows
+    copies = 5_000_000 // rows + 1
     big = pa.concat_tables([t] * copies)
     meta = fixture_meta(base)
     meta.update(sorted=False, events=big.num_rows)
@@ -469,7 +470,7 @@ def test_a_file_claiming_to_be_unsorted_cannot_take_all_memory(tmp_path):
     code, err, peak = run_measured(["analyze", path])
     assert code == 1, err
     assert "budget" in one_line(err), err
-    print(f"{path.stat().st_size >> 10} KiB file of {copies}x rows: peak {peak:.0f} MiB")
+    print(f"{path.stat().st_size >> 10} KiB file of {copies * rows} rows said unsorted: peak {peak:.0f} MiB")
     assert peak < 1500, peak
 
 
@@ -486,6 +487,7 @@ def test_one_huge_string_cannot_take_all_memory(tmp_path):
     code, err, peak = run_measured(["analyze", path])
     assert code == 1, err
     assert "comm" in one_line(err) and "MiB" in err, err
+    print(f"{path.stat().st_size >> 10} KiB file with a 300 MiB string: peak {peak:.0f} MiB")
     assert peak < 200, peak
 
 
