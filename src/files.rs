@@ -169,6 +169,25 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// As [`create_private_dir`], for the folder a user named to hold a series
+/// of recordings: one that exists already may be anyone's, but not open
+/// to everyone without the sticky bit (as `/tmp` has), where any user
+/// could move or remove what tcpcong puts there.
+pub fn create_root_dir(dir: &Path) -> io::Result<()> {
+    create_private_dir(dir)?;
+    let mode = std::fs::symlink_metadata(dir)?.mode();
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "writable by every user and not sticky (mode {:o}): choose a folder others cannot change",
+                mode & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// As [`create_private_dir`], for a folder whose name tcpcong chose (a
 /// series' `host=`/`date=` levels): one that exists already must be ours
 /// and closed to others, or someone else could move and remove the files
@@ -301,6 +320,9 @@ mod tests {
         std::fs::create_dir(d.join("open")).unwrap();
         std::fs::set_permissions(d.join("open"), std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(create_own_dir(&d.join("open")).is_err());
+        assert!(create_root_dir(&d.join("open")).is_err());
+        std::fs::set_permissions(d.join("open"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(create_root_dir(&d.join("open")).is_ok());
         for p in [d.join("new"), d.join("new/deeper")] {
             let mode = std::fs::metadata(&p).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o700, "{}", p.display());

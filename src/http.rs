@@ -33,7 +33,7 @@ pub const MAX_CLIENTS: usize = 64;
 pub const HEAD_MAX: usize = 8 << 10;
 /// Time for a whole request head to arrive.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time for a response to be taken by the client.
+/// Time for a whole response to be taken by the client.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long, and how many bytes, a closing connection still takes from
 /// the client, so that the response is not lost to a reset.
@@ -187,7 +187,6 @@ fn wait_readable(listener: &TcpListener, timeout: Duration) {
 
 /// One connection: one request, one response, closed.
 fn serve_one(mut stream: TcpStream, page: &Page, clients: &Clients, id: usize) {
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let head = read_head(&mut stream);
     clients.arrived(id);
     let (status, kind, body, head_only) = match head {
@@ -291,11 +290,26 @@ fn respond(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
         body.len()
     );
-    stream.write_all(head.as_bytes())?;
-    if !head_only {
-        stream.write_all(body.as_bytes())?;
+    // One deadline for the whole response, not one per write: a client
+    // that takes a byte now and then must not hold its slot for ever.
+    let deadline = Instant::now() + WRITE_TIMEOUT;
+    let body = if head_only { "" } else { body };
+    for mut part in [head.as_bytes(), body.as_bytes()] {
+        while !part.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            stream.set_write_timeout(Some(left))?;
+            match stream.write(part) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => part = &part[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
-    stream.flush()
+    Ok(())
 }
 
 /// Unread request bytes (a body refused, requests pipelined) would make

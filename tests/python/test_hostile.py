@@ -177,6 +177,10 @@ def test_a_series_is_private_and_never_rooted_in_a_link(shared, tmp_path):
     p = tcpcong("record", "-o", f"{shared / 'series'}/", "--duration", "0.2", "-L", "1")
     assert p.returncode == 1 and "symbolic link" in p.stderr, p.stderr
     assert not any(elsewhere.iterdir())
+    # A root any user may change: they could move the recordings away.
+    as_nobody("mkdir", "-m", "777", shared / "open")
+    p = tcpcong("record", "-o", f"{shared / 'open'}/", "--duration", "0.2", "-L", "1")
+    assert p.returncode == 1 and "writable by every user" in p.stderr, p.stderr
     # A level of the series that someone else made ahead, open to them.
     theirs = shared / "theirs"
     host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())

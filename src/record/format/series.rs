@@ -69,7 +69,7 @@ impl Series {
     /// capture left in it (not those a running one is writing), for the
     /// caller to report.
     pub fn open(root: &Path, rotation: Rotation, clock: Clock) -> Result<(Series, Vec<PathBuf>)> {
-        files::create_private_dir(root).map_err(|e| Error::io(root, e))?;
+        files::create_root_dir(root).map_err(|e| Error::io(root, e))?;
         let mut leftovers = in_progress_files(root);
         leftovers.retain(|p| !is_being_written(p));
         let series = Series {
