@@ -209,14 +209,21 @@ fn write_replacing<T>(
     done
 }
 
-/// Opens the recordings the inputs name, saying which unfinished files in
-/// their folders are passed over.
-fn open_dataset(inputs: &[String]) -> Result<Dataset> {
+/// The recordings the inputs name, saying which unfinished files in their
+/// folders are passed over. A command that reads them twice opens this one
+/// list twice: a second discovery would say it all again, and could find
+/// files the first did not.
+fn find_recordings(inputs: &[String]) -> Result<Vec<std::path::PathBuf>> {
     let found = crate::record::format::reader::discover(inputs)?;
     for p in &found.unfinished {
         messages::say(caveats::ignoring(p));
     }
-    Dataset::open(&found.files)
+    Ok(found.files)
+}
+
+/// Opens the recordings the inputs name (see [`find_recordings`]).
+fn open_dataset(inputs: &[String]) -> Result<Dataset> {
+    Dataset::open(&find_recordings(inputs)?)
 }
 
 /// libbpf's log of the loads so far, for `-v`.

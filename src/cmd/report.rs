@@ -6,12 +6,12 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use super::{open_dataset, warn_losses, warn_without_lifecycle, Selection};
+use super::{find_recordings, warn_losses, warn_without_lifecycle, Selection};
 use crate::analyze::engine::{EngineConfig, Unit};
 use crate::analyze::page::{html, CaptureFacts, Overview, Page, PageConfig, Timelines};
 use crate::error::{Error, Result};
 use crate::messages;
-use crate::record::format::reader::{Columns, Item};
+use crate::record::format::reader::{Columns, Dataset, Item};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -23,7 +23,8 @@ pub struct Plan {
 }
 
 pub fn run(plan: &Plan) -> Result<()> {
-    let data = open_dataset(&plan.inputs)?;
+    let files = find_recordings(&plan.inputs)?;
+    let data = Dataset::open(&files)?;
     let span = plan.select.span(&data)?;
     let captures: Vec<CaptureFacts> = data
         .recordings()
@@ -67,7 +68,7 @@ pub fn run(plan: &Plan) -> Result<()> {
     let overview = overview.finish(span.end_ns, plan.page.top);
 
     let mut timelines = Timelines::new(cfg, span.end_ns, &overview.top);
-    open_dataset(&plan.inputs)?.scan(&filter, Columns::All, &mut |item| {
+    Dataset::open(&files)?.scan(&filter, Columns::All, &mut |item| {
         match item {
             Item::Span(boot, s) => timelines.set_span(boot, s),
             Item::Row(r) if timelines.wants(r.key) => timelines.push(r.t_ns, r.key, &r.ev),

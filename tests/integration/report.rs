@@ -79,6 +79,30 @@ fn timelines_of_the_fixtures() {
 }
 
 #[test]
+fn inputs_are_found_once_for_both_passes() {
+    let dir = TempDir::new("report-once");
+    let runs = dir.0.join("runs");
+    std::fs::create_dir(&runs).unwrap();
+    std::fs::copy(fixture("ipv4-loss.parquet"), runs.join("a.parquet")).unwrap();
+    std::fs::write(runs.join(".b.parquet.inprogress"), b"").unwrap();
+    let page = dir.0.join("p.html");
+    let o = tcpcong(&[
+        "report",
+        runs.to_str().unwrap(),
+        "-o",
+        page.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The unfinished file is named once, as analyze names it.
+    assert_eq!(
+        stderr(&o).matches(".b.parquet.inprogress").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn bad_report_requests_are_one_line_errors() {
     let v4 = fixture("ipv4-loss.parquet");
     let v4 = v4.to_str().unwrap();
