@@ -2,7 +2,7 @@
 //! loading, transports, the loop) and the recording file format
 //! (`format`: schema v1, the writer and rotated series, and the reader
 //! that analysis uses). The two never import each other: the commands
-//! (`crate::cmd`) connect a capture's events to a format output.
+//! (`cmd`) connect a capture's events to a format output.
 
 #[cfg(feature = "capture")]
 pub mod capture;

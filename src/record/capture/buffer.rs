@@ -3,7 +3,7 @@
 //! directly, because libbpf-rs cannot set the perf buffer's wake-up period
 //! and the default wakes the consumer on every event, ~0.8 us each here).
 //!
-//! Both decode into one [`Inbox`]; neither is ever woken per event, so the
+//! Both decode into one [`Inbox`] (`inbox`); neither is ever woken per event, so the
 //! caller polls with a timeout and then drains.
 
 use std::cell::RefCell;
@@ -13,12 +13,11 @@ use std::time::Duration;
 use libbpf_rs::{RingBuffer, RingBufferBuilder};
 
 use super::ffi::{ring_positions, PerfReader};
+use super::inbox::Inbox;
 use super::lean::LeanRings;
-use super::raw::{Decoder, RAW_EVENT_SIZE};
+use super::raw::RAW_EVENT_SIZE;
 use super::skel::TcpcongSkel;
 use crate::error::{Error, Result};
-use crate::event::Event;
-use crate::time::ktime_now;
 
 /// The kernel-to-user transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,37 +51,6 @@ impl BufferKind {
 const PERF_PAGES: usize = 512;
 /// Wake the perf consumer once per this many events on a CPU.
 const PERF_WAKEUP_EVENTS: u32 = 256;
-
-/// Where decoded events and the transports' loss counts accumulate.
-#[derive(Default)]
-pub struct Inbox {
-    pub events: Vec<Event>,
-    /// Records that did not decode (never seen; counted so it cannot
-    /// hide), and lean records whose full record never came.
-    pub malformed: u64,
-    /// Samples the perf buffer reported as lost.
-    pub perf_lost: u64,
-    pub(super) decoder: Decoder,
-}
-
-impl Inbox {
-    pub(super) fn take(&mut self, data: &[u8]) {
-        match self.decoder.decode(data) {
-            Ok(Some(e)) => self.events.push(e),
-            // Parked until its full record comes.
-            Ok(None) => {}
-            Err(_) => self.malformed += 1,
-        }
-    }
-
-    /// After a round's reads: the parked lean records that can be decoded
-    /// now. One parked for longer than PARKED_NS is given up (its full
-    /// record comes first, so it is never that late): counted.
-    fn retry(&mut self) {
-        let give_up = ktime_now().saturating_sub(PARKED_NS);
-        self.malformed += self.decoder.retry(&mut self.events, give_up);
-    }
-}
 
 enum Transport {
     Ring(RingBuffer<'static>),
@@ -219,10 +187,6 @@ impl Consumer {
         ring + lean
     }
 }
-
-/// How long a lean record may wait for its full record: longer than the
-/// end's settling, which waits for preempted programs.
-const PARKED_NS: u64 = 2_000_000_000;
 
 /// A ring-buffer record: the event and libbpf's 8-byte header.
 const RING_RECORD_BYTES: u64 = RAW_EVENT_SIZE as u64 + 8;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use libbpf_rs::libbpf_sys as sys;
 use libbpf_rs::{AsRawLibbpf, RingBuffer};
 
-use super::buffer::Inbox;
+use super::inbox::Inbox;
 
 /// The reservation and consumption positions of a ring buffer with one
 /// ring, in bytes since its creation.

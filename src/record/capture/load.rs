@@ -17,6 +17,7 @@ use libbpf_rs::{MapCore, OpenObject};
 use super::attach::{self, AttachMode, KernelFacts};
 use super::buffer::BufferKind;
 use super::ffi;
+use super::lean::LEAN_PROGRAMS;
 use super::skel::{OpenTcpcongSkel, TcpcongSkel, TcpcongSkelBuilder};
 use crate::error::{Error, Result};
 use crate::event::Filters;
@@ -610,8 +611,6 @@ fn flow_id_base() -> u64 {
 /// encodes a batch of rows, or takes a snapshot); at 2 MiB, 65 ms of a
 /// CPU's events at 500,000 per second.
 const LEAN_BYTES: usize = 32 << 20;
-/// Lean rings per CPU: one per program on the tracepoint.
-pub const LEAN_PROGRAMS: usize = 2;
 /// Positions the BPF object has (`LEAN_CPUS`) per program.
 const LEAN_CPUS: usize = 1024;
 

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 pub mod attach;
 pub mod buffer;
 mod ffi;
+mod inbox;
 mod lean;
 pub mod load;
 pub mod names;
@@ -35,7 +36,8 @@ pub mod raw;
 pub mod skel;
 mod snapshot;
 
-use buffer::{BufferKind, Consumer, Inbox};
+use buffer::{BufferKind, Consumer};
+use inbox::Inbox;
 use load::{kernel_lost, load, object_slots, prog_stats, CaptureConfig};
 use skel::TcpcongSkel;
 use snapshot::Snapshots;

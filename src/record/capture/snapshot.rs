@@ -15,7 +15,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::buffer::Inbox;
+use super::inbox::Inbox;
 use super::raw::RAW_EVENT_SIZE;
 use super::skel::TcpcongSkel;
 use super::{CaptureStats, Sink};
