@@ -80,14 +80,7 @@ static void emit_lean(__u64 n, __u32 flow, __u64 k)
 	}
 	c = (void *)(bss + cpus_at) + cpu * sizeof(*c);
 	t = (void *)(bss + tails_at) + cpu * sizeof(*t);
-	struct lean_producer p = {
-		.reserved = &c->reserved[1],
-		.committed = &c->committed[1],
-		.tail_seen = &c->tail_seen[1],
-		.tail = &t->tail[1],
-		.base = (cpu * LEAN_PROGRAMS + 1) * c->slots,
-		.slots = c->slots,
-	};
+	struct lean_producer p = lean_producer_at(c, t, cpu, 1);
 	e = lean_begin(&lean_rings, &p);
 	if (!e) {
 		__sync_fetch_and_add(&reserve_failed, 1);

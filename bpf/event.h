@@ -208,6 +208,22 @@ struct lean_producer {
 	__u32 slots;
 };
 
+/* The producer of CPU `cpu`'s ring for program `level`, whose positions
+ * are in `c` and whose consumer's tail is in `t`. */
+static __always_inline struct lean_producer lean_producer_at(struct cong_cpu *c, struct lean_tail *t,
+							     __u32 cpu, __u32 level)
+{
+	struct lean_producer p = {
+		.reserved = &c->reserved[level],
+		.committed = &c->committed[level],
+		.tail_seen = &c->tail_seen[level],
+		.tail = &t->tail[level],
+		.base = (cpu * LEAN_PROGRAMS + level) * c->slots,
+		.slots = c->slots,
+	};
+	return p;
+}
+
 /* The ring's record at position `pos` (NULL only to the verifier, which
  * cannot tell that the index is within the map). */
 static __always_inline void *lean_record(void *ring, const struct lean_producer *p, __u32 pos)
@@ -303,5 +319,22 @@ struct lean_doorbell {
 	__u64 zero;
 };
 #define LEAN_DOORBELL_AT(slots) ((slots) / 4)
+
+/*
+ * The sizes user space and the cache-line design rely on. A lean record is
+ * one line; a CPU's producer line and its consumer's tails are one line
+ * each, so that no two CPUs, nor producer and consumer, share a line; user
+ * space tells a doorbell from a record by its size alone; and a full
+ * record has no padding the compiler could add (the perf path hands over
+ * stack memory, written in full).
+ */
+_Static_assert(sizeof(struct lean_event) == 64, "a lean record is one cache line");
+_Static_assert(sizeof(struct cong_cpu) == 64, "a CPU's producer positions are one cache line");
+_Static_assert(sizeof(struct lean_tail) == 64, "a CPU's consumer tails are one cache line");
+_Static_assert(sizeof(struct lean_doorbell) != sizeof(struct event) &&
+		       sizeof(struct lean_doorbell) != sizeof(struct lean_event),
+	       "a doorbell is told from records by its size");
+_Static_assert(sizeof(struct event) % 8 == 0, "a full record ends on its alignment, without a tail hole");
+_Static_assert((LEAN_CPUS & (LEAN_CPUS - 1)) == 0, "CPUs are masked into LEAN_CPUS");
 
 #endif /* TCPCONG_EVENT_H */

@@ -432,6 +432,14 @@ static __always_inline void ports_pass_btf(struct sock *sk, __u64 flow)
 #define PORTS_SEEN(sk, flow) ports_seen_map(flow)
 #define PORTS_PASS(sk, flow) ports_pass_map(flow)
 #include "handlers.h"
+#undef NAME
+#undef LD
+#undef LD_BITS
+#undef LD_BYTES
+#undef TCP_SOCK
+#undef COOKIE
+#undef PORTS_SEEN
+#undef PORTS_PASS
 
 /* Gives the socket's next event its number; NULL where sockets have no
  * storage here. */
@@ -521,14 +529,7 @@ static __noinline int ring_doorbell(void *ctx)
 static __always_inline void emit_lean(void *ctx, struct sock_seq *s, struct tcp_sock *tp, __u8 old,
 				      __u8 set, struct cong_cpu *c, __u32 cpu, __u32 level)
 {
-	struct lean_producer p = {
-		.reserved = &c->reserved[level],
-		.committed = &c->committed[level],
-		.tail_seen = &c->tail_seen[level],
-		.tail = &lean_tails[cpu & (LEAN_CPUS - 1)].tail[level],
-		.base = (cpu * LEAN_PROGRAMS + level) * c->slots,
-		.slots = c->slots,
-	};
+	struct lean_producer p = lean_producer_at(c, &lean_tails[cpu & (LEAN_CPUS - 1)], cpu, level);
 	__u32 seq = ++s->last_seq;
 	__u8 gap = chain(s, old, set);
 	struct lean_event *e;

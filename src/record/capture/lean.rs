@@ -12,11 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use libbpf_rs::MapCore;
 
 use super::skel::types::{cong_cpu, lean_event, lean_tail};
-use super::skel::TcpcongSkel;
+use super::skel::{TcpcongSkel, LEAN_PROGRAMS};
 use crate::error::{Error, Result};
 
-/// Lean rings per CPU: one per program on the tracepoint.
-pub const LEAN_PROGRAMS: usize = 2;
 const RECORD: usize = std::mem::size_of::<lean_event>();
 
 // The BPF object's per-CPU positions have one ring per program.

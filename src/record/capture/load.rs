@@ -17,8 +17,9 @@ use libbpf_rs::{MapCore, OpenObject};
 use super::attach::{self, AttachMode, KernelFacts};
 use super::buffer::BufferKind;
 use super::ffi;
-use super::lean::LEAN_PROGRAMS;
-use super::skel::{OpenTcpcongSkel, TcpcongSkel, TcpcongSkelBuilder};
+use super::skel::{
+    OpenTcpcongSkel, TcpcongSkel, TcpcongSkelBuilder, LEAN_CPUS, LEAN_PROGRAMS, LOST_SLOTS,
+};
 use crate::error::{Error, Result};
 use crate::event::Filters;
 
@@ -32,8 +33,6 @@ const CAP_BPF: u32 = 39;
 /// Ring-buffer size; 32 MiB holds ~250k events, a quarter second at the
 /// pipeline's budget rate, so a slow writer flush does not drop.
 const RING_BYTES: u32 = 32 << 20;
-/// `LOST_SLOTS` of bpf/tcpcong.bpf.c: the per-CPU loss counters.
-const LOST_SLOTS: usize = 1024;
 
 /// Everything the kernel side needs to know before load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -611,8 +610,6 @@ fn flow_id_base() -> u64 {
 /// encodes a batch of rows, or takes a snapshot); at 2 MiB, 65 ms of a
 /// CPU's events at 500,000 per second.
 const LEAN_BYTES: usize = 32 << 20;
-/// Positions the BPF object has (`LEAN_CPUS`) per program.
-const LEAN_CPUS: usize = 1024;
 
 /// Records per lean ring (a power of two, 1,024 to 32,768), or None where
 /// the BPF object has no positions for every CPU.

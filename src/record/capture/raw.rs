@@ -8,6 +8,7 @@ use rustc_hash::FxHashMap;
 
 use super::names::{Names, Process};
 use super::skel::types::{event as RawEvent, lean_event as LeanEvent};
+use super::skel::{KIND_CA_STATE, KIND_SNAPSHOT, KIND_TCP_STATE};
 use crate::event::{detail_columns, CaState, Change, Detail, Event, FlowAddr, Owner, TcpState};
 
 pub const RAW_EVENT_SIZE: usize = std::mem::size_of::<RawEvent>();
@@ -18,10 +19,6 @@ const LEAN_EVENT_SIZE: usize = std::mem::size_of::<LeanEvent>();
 fn is_doorbell(bytes: &[u8]) -> bool {
     matches!(bytes.len(), 8 | 12) && bytes[..8] == [0; 8]
 }
-
-const KIND_CA_STATE: u8 = 0;
-const KIND_TCP_STATE: u8 = 1;
-const KIND_SNAPSHOT: u8 = 2;
 
 /// A record that does not decode: counted by the caller, never dropped silently.
 #[derive(Debug, PartialEq, Eq)]
