@@ -10,7 +10,8 @@
 #                                         (--bps: print the received bits/s)
 #   lab.sh blackout NS MS [--port PORT]   drop everything to PORT for MS ms (RTOs: loss state)
 #   lab.sh synblock NS MS [--port PORT]   drop SYNs and SYN-ACKs of PORT for MS ms (handshake
-#                                         retransmits: open -> loss while in syn_sent)
+#                                         retransmits: open -> loss while in syn_sent); prints
+#                                         "blocked" once the rules are in
 #   lab.sh reset NS MS [--port PORT]      answer packets to PORT with a TCP reset for MS ms
 #   lab.sh reuse NS [--port PORT]         two short connections from the same local port
 #                                         (one 4-tuple, two sockets)
@@ -118,6 +119,7 @@ case $cmd in
     inns nft add rule inet lab synblock tcp dport "$port" tcp flags '&' syn == syn drop
     inns nft add rule inet lab synblock tcp sport "$port" tcp flags '&' syn == syn drop
     inns nft insert rule inet lab in jump synblock
+    echo blocked
     sleep "$(awk "BEGIN { print $ms / 1000 }")"
     handle=$(inns nft -a list chain inet lab in | awk '/jump synblock # handle/ && !h { h = $NF } END { print h }')
     inns nft delete rule inet lab in handle "$handle"

@@ -1,6 +1,7 @@
 //! Live mode (the drop-in for BCC's tcpcong), `events` and `doctor`, as a
 //! user runs them. Live tests need root and build their own lab.
 
+use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use crate::util::*;
 
 /// Starts live tcpcong with `args`, runs lab traffic, returns its output.
 fn live_during_traffic(lab: &Lab, args: &[&str], secs: u32) -> std::process::Output {
-    let child = Command::new(bin())
+    let mut child = Command::new(bin())
         .args(args)
         .args(["--netns", &lab.netns_path()])
         .env("TZ", "UTC")
@@ -16,9 +17,41 @@ fn live_during_traffic(lab: &Lab, args: &[&str], secs: u32) -> std::process::Out
         .stderr(Stdio::piped())
         .spawn()
         .expect("live tcpcong starts");
-    std::thread::sleep(Duration::from_millis(800));
+    // The banner, printed once the programs are attached, comes on stdout
+    // for a table and on stderr otherwise: both are read whole, and the
+    // traffic starts when either shows it.
+    let (attached, banner) = std::sync::mpsc::channel();
+    let collect = |from: Box<dyn std::io::Read + Send>| {
+        let attached = attached.clone();
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            for line in std::io::BufReader::new(from).split(b'\n') {
+                let line = line.unwrap();
+                if line.starts_with(b"Tracing tcp congestion") {
+                    let _ = attached.send(());
+                }
+                all.extend_from_slice(&line);
+                all.push(b'\n');
+            }
+            all
+        })
+    };
+    let out = collect(Box::new(child.stdout.take().unwrap()));
+    let err = collect(Box::new(child.stderr.take().unwrap()));
+    if banner.recv_timeout(Duration::from_secs(60)).is_err() {
+        let _ = child.kill();
+        panic!(
+            "live mode never attached: {}",
+            String::from_utf8_lossy(&err.join().unwrap())
+        );
+    }
     lab.traffic(secs, &[]);
-    let o = child.wait_with_output().expect("live tcpcong ends");
+    let status = child.wait().expect("live tcpcong ends");
+    let o = std::process::Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
     assert!(o.status.success(), "{}", stderr(&o));
     o
 }

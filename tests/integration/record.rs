@@ -116,10 +116,10 @@ fn lossy_capture(tag: &str, buffer: &str, traffic: &[&str], family: u8) {
         std::thread::sleep(std::time::Duration::from_millis(1500));
         lab.blackout(400);
     });
+    lab.await_closed();
     // Read the counter while still recording, between two timestamps: what
     // it counts was stamped before `read_end`, and all stamped before
     // `read_start` is counted.
-    std::thread::sleep(std::time::Duration::from_millis(500));
     let read_start = ktime_now();
     let after = recovery_counter(&lab);
     let read_end = ktime_now();
@@ -211,7 +211,7 @@ fn ring_and_perf_buffers_record_the_same_events() {
         &["--netns", &netns, "--buffer", "perf"],
     );
     lab.traffic(2, &[]);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    lab.await_closed();
     let (ring, perf) = (ring.stop(), perf.stop());
     // Both were attached for the whole transfer; compare what both saw
     // (the window's edges are cut by one program's stamps, so a margin).
@@ -431,7 +431,7 @@ fn a_storm_of_lossy_flows_is_recorded_within_bounds() {
     let before = recovery_counter(&lab);
     let rec = Recorder::start(&out, &["--netns", &lab.netns_path()]);
     lab.traffic(3, &["--parallel", "64"]);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    lab.await_closed();
     let read_start = ktime_now();
     let after = recovery_counter(&lab);
     let read_end = ktime_now();
@@ -481,7 +481,7 @@ fn two_overlapping_recordings_analyzed_together_count_each_event_once() {
     let ra = Recorder::start(&a, &["--netns", &netns]);
     let rb = Recorder::start(&b, &["--netns", &netns]);
     lab.traffic(2, &[]);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    lab.await_closed();
     let (ra, rb) = (ra.stop(), rb.stop());
     assert_no_transport_loss(&stderr(&ra), &read_meta(&a));
     assert_no_transport_loss(&stderr(&rb), &read_meta(&b));
@@ -577,10 +577,9 @@ fn connections_are_timed_from_their_birth_through_syn_retransmits() {
     let out = dir.join("s.parquet");
     let rec = Recorder::start(&out, &["--netns", &lab.netns_path()]);
     let block = lab.synblock(1500);
-    std::thread::sleep(std::time::Duration::from_millis(100));
     lab.traffic(1, &[]);
     block.join().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    lab.await_closed();
     let o = rec.stop();
     assert_no_transport_loss(&stderr(&o), &read_meta(&out));
 
@@ -679,7 +678,7 @@ fn resets_and_reused_four_tuples_are_timed_per_socket() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     lab.reset(300);
     traffic.join().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    lab.await_clients_closed();
     let o = rec.stop();
     assert_no_transport_loss(&stderr(&o), &read_meta(&out));
 
@@ -733,7 +732,7 @@ fn chain_breaks_are_transitions_the_kernel_never_announced() {
     let rec = Recorder::start(&out, &["--netns", &lab.netns_path()]);
     lab.traffic(5, &["--parallel", "64"]);
     // The last streams' closes under loss take a while after the traffic.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    lab.await_closed();
     let o = rec.stop();
     let seen = observer.stop();
     assert!(o.status.success(), "{}", stderr(&o));

@@ -43,7 +43,7 @@ fn a_rotated_series_equals_one_recording_of_the_same_traffic() {
     let whole = Recorder::start(&one, &["--netns", &netns]);
     lab.traffic(3, &[]);
     // Let the flows close, then end both captures at the same moment.
-    std::thread::sleep(Duration::from_millis(500));
+    lab.await_closed();
     let (r, _) = Recorder::stop_together(rotated, whole);
     assert!(stderr(&r).contains("files to"), "{}", stderr(&r));
 

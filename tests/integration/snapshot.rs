@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use crate::util::*;
 
@@ -99,7 +98,7 @@ fn every_file_snapshots_every_socket_in_order_with_its_events() {
         &["--netns", &lab.netns_path(), "--rotate-seconds", "1"],
     );
     lab.traffic(4, &["--parallel", "4"]);
-    std::thread::sleep(Duration::from_millis(300));
+    lab.await_closed();
     let done = rec.stop();
     assert_eq!(
         ss_cookies(&lab, IDLE_PORT),

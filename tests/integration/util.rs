@@ -189,11 +189,62 @@ impl Lab {
 
     /// Drops handshake packets (SYN, SYN-ACK) of the lab's port for `ms`,
     /// in the background: connections opened meanwhile retransmit them.
+    /// Drops SYNs of the lab's port for `ms`; returns once the rules are
+    /// in (lab.sh says so), with the thread that lifts them.
     pub fn synblock(&self, ms: u32) -> std::thread::JoinHandle<()> {
-        let ns = self.ns.clone();
-        std::thread::spawn(move || {
-            lab_sh(&["synblock", &ns, &ms.to_string()]);
-        })
+        let mut child = Command::new(repo().join("lab/lab.sh"))
+            .args(["synblock", &self.ns, &ms.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("lab.sh runs");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "blocked", "lab.sh synblock");
+        std::thread::spawn(move || assert!(child.wait().unwrap().success(), "lab.sh synblock"))
+    }
+
+    /// Waits (at most 10 s) until no connection of the lab's port is open
+    /// any more (closed, or in TIME-WAIT, whose socket the kernel already
+    /// closed): every flow of the traffic has had its close.
+    pub fn await_closed(&self) {
+        self.await_none("( sport = :5201 or dport = :5201 )");
+    }
+
+    /// As [`Lab::await_closed`], for the clients' side alone: a server
+    /// whose peer was reset away keeps its socket until it writes.
+    pub fn await_clients_closed(&self) {
+        self.await_none("( dport = :5201 )");
+    }
+
+    fn await_none(&self, filter: &str) {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        let mut open = String::new();
+        while std::time::Instant::now() < until {
+            let o = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.ns,
+                    "ss",
+                    "-Htn",
+                    "state",
+                    "connected",
+                ])
+                .args(["exclude", "time-wait", filter])
+                .output()
+                .expect("ss runs");
+            assert!(o.status.success(), "ss: {}", stderr(&o));
+            open = stdout(&o);
+            if open.trim().is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the lab's connections never closed in {}:\n{open}", self.ns);
     }
 
     pub fn nstat(&self) -> HashMap<String, u64> {
