@@ -38,7 +38,7 @@
 -- equivalent glob is 'DIR/**/*.parquet' (in-progress files are named
 -- .NAME.inprogress, so they never match *.parquet).
 --
--- The engine's rules (src/analyze/engine.rs; files, clocks and captures in
+-- The engine's rules (src/analyze/engine/mod.rs; files, clocks and captures in
 -- src/record/format/reader.rs `Dataset`), as expressed here:
 --
 -- * Clock. All files of one boot share one clock: wall time = ktime_ns +

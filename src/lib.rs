@@ -8,7 +8,8 @@
 //! * `cmd`: one file per command, connecting the layers below;
 //! * `record`: capture (`record::capture`, the kernel side) and the file
 //!   format (`record::format`: schema, writer, series, reader);
-//! * `analyze`: the engine and the reports (no BPF, no files);
+//! * `analyze`: the engine (`analyze::engine`) and what it renders
+//!   (`analyze::render`), no BPF;
 //! * `http`: the bounded HTTP server behind `serve`'s metrics;
 //! * `event`, `time`, `host`, `files`, `escape`, `error`, `messages`:
 //!   shared by all.

@@ -14,8 +14,9 @@ use arrow_pyarrow::{PyArrowType, Table};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
+use tcpcong::analyze::caveats;
+use tcpcong::analyze::engine::durations;
 use tcpcong::analyze::engine::Accounting;
-use tcpcong::analyze::{caveats, durations};
 use tcpcong::error::Error;
 use tcpcong::record::format::reader::{discover, Dataset};
 
@@ -106,7 +107,7 @@ fn durations_of_rows(
 /// The columns every table has, whether or not it has rows.
 #[pyfunction]
 fn table_schema() -> PyArrowType<arrow_schema::Schema> {
-    PyArrowType(tcpcong::analyze::table::schema().as_ref().clone())
+    PyArrowType(tcpcong::analyze::render::arrow::schema().as_ref().clone())
 }
 
 #[pymodule]

@@ -16,8 +16,9 @@ use super::args::{
 };
 use super::values::{parse_duration, parse_outputs};
 use crate::analyze::engine::Accounting;
-use crate::analyze::metrics::MetricsConfig;
-use crate::analyze::report::{GroupKey, ReportConfig, SortKey, Style};
+use crate::analyze::render::flows::GroupKey;
+use crate::analyze::render::printer::{ReportConfig, SortKey, Style};
+use crate::analyze::render::prometheus::MetricsConfig;
 use crate::cmd::{self, Plan, ReportPlan, Selection, TimeBound};
 use crate::error::{Error, Result};
 use crate::event::{CaState, Filters};
@@ -426,7 +427,7 @@ fn page(a: &PageArgs) -> Result<cmd::report::Plan> {
         inputs: a.inputs.clone(),
         output: a.output.clone(),
         select: selection(s)?,
-        page: crate::analyze::page::PageConfig {
+        page: crate::analyze::render::page::PageConfig {
             top: a.top,
             accounting: accounting(a.accounting),
             selection: words.join(" "),

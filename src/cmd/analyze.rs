@@ -8,9 +8,9 @@ use std::io::{self, BufWriter};
 use std::path::PathBuf;
 
 use super::{open_dataset, warn_losses, ReportPlan, Selection};
-use crate::analyze::durations::{self, Computed};
-use crate::analyze::report::Printer;
-use crate::analyze::table::{Table, TableFile};
+use crate::analyze::engine::durations::{self, Computed};
+use crate::analyze::render::arrow::{Table, TableFile};
+use crate::analyze::render::printer::Printer;
 use crate::error::{Error, Result};
 use crate::messages;
 

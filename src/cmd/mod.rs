@@ -15,7 +15,7 @@ use std::io::Write;
 
 use crate::analyze::caveats;
 use crate::analyze::engine::{Accounting, EngineConfig, Summary, Unit};
-use crate::analyze::report::{ReportConfig, Style};
+use crate::analyze::render::printer::{ReportConfig, Style};
 use crate::error::{Error, Result};
 use crate::event::PortRange;
 use crate::files;

@@ -1,5 +1,5 @@
 //! `tcpcong report`: recordings to one self-contained HTML page. Two scans
-//! of the recordings (see `analyze::page` for why), the page rendered in
+//! of the recordings (see `analyze::render::page` for why), the page rendered in
 //! memory and written under a temporary name, renamed into place only when
 //! complete: a failed run leaves no half-written page.
 
@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use super::{find_recordings, warn_losses, warn_without_lifecycle, Selection};
 use crate::analyze::engine::{EngineConfig, Unit};
-use crate::analyze::page::{html, CaptureFacts, Overview, Page, PageConfig, Timelines};
+use crate::analyze::render::page::{html, CaptureFacts, Overview, Page, PageConfig, Timelines};
 use crate::error::{Error, Result};
 use crate::messages;
 use crate::record::format::reader::{Columns, Dataset, Item};

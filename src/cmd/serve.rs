@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::record::{check_filters, tell_started, Recording};
 use crate::analyze::engine::{Accounting, Engine, EngineConfig, Unit};
-use crate::analyze::metrics::{Metrics, MetricsConfig};
-use crate::analyze::report::Boot;
+use crate::analyze::render::flows::Boot;
+use crate::analyze::render::prometheus::{Metrics, MetricsConfig};
 use crate::error::{Error, Result};
 use crate::event::{Event, FlowKey};
 use crate::http;

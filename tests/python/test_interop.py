@@ -454,7 +454,7 @@ def ms_of(row):
 
 
 def test_handmade_values_pinned_by_hand(handmade):
-    """The engine's rules (src/analyze/engine.rs), computed by hand (ms), full accounting."""
+    """The engine's rules (src/analyze/engine/mod.rs), computed by hand (ms), full accounting."""
     full = {f: ms_of(r) for f, r in assert_same(str(handmade), [handmade], "full").items()}
     # head discarded at 3000; open 3000-5000 and 6000-10000 (tail)
     assert full[100] == (6000, 1000, 0, 0, 0, 2)
@@ -569,7 +569,7 @@ def test_sql_equals_analyze_on_several_boots_and_overlaps(dataset, mode):
 
 
 def test_several_boots_pinned_by_hand(dataset):
-    """Each flow is timed within its own capture (the engine's rule, src/analyze/engine.rs: "capture
+    """Each flow is timed within its own capture (the engine's rule, src/analyze/engine/mod.rs: "capture
     start" and "capture end" are those of the recordings the flow was seen
     in, not the whole data set's). Boot X's files a and b overlap, so they are
     one capture [1000, 20000); boot Y's is [50000, 60000), an hour later."""

@@ -52,6 +52,9 @@
 //!   or the capture's end) keeps what it got up to the last boundary it
 //!   crossed; without an interval there are no boundaries.
 
+pub mod durations;
+pub mod sharded;
+
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 

@@ -14,9 +14,10 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use super::flows::{rows, visible, Boot, GroupKey, Row};
 use crate::analyze::engine::{FlowRow, Log2Hist, WindowReport};
 use crate::escape;
-use crate::event::{CaState, FlowAddr};
+use crate::event::CaState;
 use crate::time::{local_hms, rfc3339};
 
 /// How a report is written.
@@ -49,48 +50,6 @@ pub struct ReportConfig {
     /// Rows summed by this key instead of one per flow (`--by`).
     pub by: Option<GroupKey>,
 }
-
-/// What `--by` sums flows by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupKey {
-    /// The owning process's command name.
-    Process,
-    /// The socket's cgroup path (its id where the path is not known).
-    Cgroup,
-    Lport,
-    Rport,
-    Raddr,
-}
-
-impl GroupKey {
-    pub fn name(self) -> &'static str {
-        match self {
-            GroupKey::Process => "process",
-            GroupKey::Cgroup => "cgroup",
-            GroupKey::Lport => "lport",
-            GroupKey::Rport => "rport",
-            GroupKey::Raddr => "raddr",
-        }
-    }
-
-    /// The group a flow's row falls in, and an order for groups (ports
-    /// by number, the rest by name).
-    pub fn of(self, a: &FlowAddr, boot: &Boot) -> (u64, String) {
-        let o = &a.owner;
-        match self {
-            GroupKey::Process if o.pid == 0 => (0, UNKNOWN.into()),
-            GroupKey::Process => (0, o.comm.as_str().to_string()),
-            GroupKey::Cgroup if o.cgroup == 0 => (0, UNKNOWN.into()),
-            GroupKey::Cgroup => (0, boot.cgroup_path(o.cgroup)),
-            GroupKey::Lport => (u64::from(a.sport), a.sport.to_string()),
-            GroupKey::Rport => (u64::from(a.dport), a.dport.to_string()),
-            GroupKey::Raddr => (0, a.daddr.to_string()),
-        }
-    }
-}
-
-/// The group of flows whose owner or cgroup is not known.
-const UNKNOWN: &str = "(unknown)";
 
 /// What `--sort` orders rows by, largest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,10 +192,6 @@ fn per_unit(micros: bool) -> u64 {
     } else {
         1_000_000
     }
-}
-
-fn visible(r: &FlowRow, all: bool) -> bool {
-    all || r.changes != 0
 }
 
 fn line(out: &mut dyn Write, s: &str) -> io::Result<()> {
@@ -489,26 +444,6 @@ fn stars(val: u64, max: u64, width: usize) -> usize {
     n.min(width as u128) as usize
 }
 
-/// Where a row's flow lived: what makes `flow` unique across recordings of
-/// several hosts and boots, so that rows of many runs can be united; and
-/// the names of that boot's cgroups.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Boot {
-    pub host: String,
-    pub boot_id: String,
-    pub cgroup_paths: BTreeMap<u64, String>,
-}
-
-impl Boot {
-    /// A cgroup's path, or its id where the recording did not name it.
-    pub fn cgroup_path(&self, id: u64) -> String {
-        self.cgroup_paths
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| id.to_string())
-    }
-}
-
 /// One `--by` group of a window: the flows it sums.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
@@ -692,38 +627,6 @@ struct Context<'a> {
     boots: &'a [Boot],
 }
 
-/// A flow's row with the host and boot it lived on.
-pub struct Row<'a> {
-    pub boot: &'a Boot,
-    pub row: &'a FlowRow,
-}
-
-/// A boot index the caller gave no name for.
-static UNNAMED: Boot = Boot {
-    host: String::new(),
-    boot_id: String::new(),
-    cgroup_paths: BTreeMap::new(),
-};
-
-/// The rows a report shows (`all`: also those without changes), each with
-/// its boot (by the flow key's boot index into `boots`).
-pub fn rows<'a>(
-    w: &'a WindowReport,
-    all: bool,
-    boots: &'a [Boot],
-) -> impl Iterator<Item = Row<'a>> + 'a {
-    w.rows
-        .iter()
-        .filter(move |r| visible(r, all))
-        .map(move |r| Row {
-            boot: usize::try_from(r.key.boot)
-                .ok()
-                .and_then(|b| boots.get(b))
-                .unwrap_or(&UNNAMED),
-            row: r,
-        })
-}
-
 fn records<'a>(
     w: &'a WindowReport,
     c: Context<'a>,
@@ -818,7 +721,7 @@ fn write_csv(out: &mut dyn Write, w: &WindowReport, c: Context<'_>) -> io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{FlowKey, KernelName, Owner};
+    use crate::event::{FlowAddr, FlowKey, KernelName, Owner};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     const MS: u64 = 1_000_000;

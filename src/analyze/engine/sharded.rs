@@ -14,7 +14,7 @@
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use super::engine::{Engine, EngineConfig, Summary};
+use super::{Engine, EngineConfig, Summary};
 use crate::event::{Change, FlowAddr, FlowKey, Span};
 
 /// Events handed to a worker at a time: large enough that the channel's

@@ -10,11 +10,12 @@
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
-use super::caveats;
-use super::engine::{Accounting, EngineConfig, Summary, Unit};
-use super::report::{Boot, ReportConfig, Style};
 use super::sharded::Sharded;
-use super::table::Table;
+use super::{Accounting, EngineConfig, Summary, Unit};
+use crate::analyze::caveats;
+use crate::analyze::render::arrow::Table;
+use crate::analyze::render::flows::Boot;
+use crate::analyze::render::printer::{ReportConfig, Style};
 use crate::error::Result;
 use crate::record::format::reader::{Columns, Dataset, Item, RowFilter};
 

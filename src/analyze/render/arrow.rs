@@ -15,8 +15,9 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
-use super::engine::WindowReport;
-use super::report::{chosen, rows, Boot, ReportConfig, Row};
+use super::flows::{rows, Boot, Row};
+use super::printer::{chosen, ReportConfig};
+use crate::analyze::engine::WindowReport;
 
 /// The columns, as the JSON rows name them.
 pub fn schema() -> SchemaRef {

@@ -1,0 +1,108 @@
+//! Which flows a report shows, and whose they are: the pieces every
+//! rendering of the per-flow rows shares (the printed ones, the Arrow
+//! table, Prometheus' labels). `rows` pairs each visible row with the boot
+//! it lived on; `GroupKey` says which `--by` group a flow falls in.
+
+use std::collections::BTreeMap;
+
+use crate::analyze::engine::{FlowRow, WindowReport};
+use crate::event::FlowAddr;
+
+/// What `--by` sums flows by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKey {
+    /// The owning process's command name.
+    Process,
+    /// The socket's cgroup path (its id where the path is not known).
+    Cgroup,
+    Lport,
+    Rport,
+    Raddr,
+}
+
+impl GroupKey {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupKey::Process => "process",
+            GroupKey::Cgroup => "cgroup",
+            GroupKey::Lport => "lport",
+            GroupKey::Rport => "rport",
+            GroupKey::Raddr => "raddr",
+        }
+    }
+
+    /// The group a flow's row falls in, and an order for groups (ports
+    /// by number, the rest by name).
+    pub fn of(self, a: &FlowAddr, boot: &Boot) -> (u64, String) {
+        let o = &a.owner;
+        match self {
+            GroupKey::Process if o.pid == 0 => (0, UNKNOWN.into()),
+            GroupKey::Process => (0, o.comm.as_str().to_string()),
+            GroupKey::Cgroup if o.cgroup == 0 => (0, UNKNOWN.into()),
+            GroupKey::Cgroup => (0, boot.cgroup_path(o.cgroup)),
+            GroupKey::Lport => (u64::from(a.sport), a.sport.to_string()),
+            GroupKey::Rport => (u64::from(a.dport), a.dport.to_string()),
+            GroupKey::Raddr => (0, a.daddr.to_string()),
+        }
+    }
+}
+
+/// The group of flows whose owner or cgroup is not known.
+const UNKNOWN: &str = "(unknown)";
+
+/// Where a row's flow lived: what makes `flow` unique across recordings of
+/// several hosts and boots, so that rows of many runs can be united; and
+/// the names of that boot's cgroups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Boot {
+    pub host: String,
+    pub boot_id: String,
+    pub cgroup_paths: BTreeMap<u64, String>,
+}
+
+impl Boot {
+    /// A cgroup's path, or its id where the recording did not name it.
+    pub fn cgroup_path(&self, id: u64) -> String {
+        self.cgroup_paths
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    }
+}
+
+/// A flow's row with the host and boot it lived on.
+pub struct Row<'a> {
+    pub boot: &'a Boot,
+    pub row: &'a FlowRow,
+}
+
+/// A boot index the caller gave no name for.
+static UNNAMED: Boot = Boot {
+    host: String::new(),
+    boot_id: String::new(),
+    cgroup_paths: BTreeMap::new(),
+};
+
+/// The rows a report shows (`all`: also those without changes), each with
+/// its boot (by the flow key's boot index into `boots`).
+pub fn rows<'a>(
+    w: &'a WindowReport,
+    all: bool,
+    boots: &'a [Boot],
+) -> impl Iterator<Item = Row<'a>> + 'a {
+    w.rows
+        .iter()
+        .filter(move |r| visible(r, all))
+        .map(move |r| Row {
+            boot: usize::try_from(r.key.boot)
+                .ok()
+                .and_then(|b| boots.get(b))
+                .unwrap_or(&UNNAMED),
+            row: r,
+        })
+}
+
+/// Whether a row is shown: with `all`, every flow; else those that changed.
+pub(crate) fn visible(r: &FlowRow, all: bool) -> bool {
+    all || r.changes != 0
+}

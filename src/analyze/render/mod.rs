@@ -1,0 +1,12 @@
+//! What the engine's results become, one module per output: `printer`
+//! (the seed's duration tables, BCC's log2 histograms, JSON lines and CSV,
+//! for `analyze` and live mode), `arrow` (the per-flow table as Arrow and
+//! Parquet), `page` (the HTML page of `tcpcong report`), `prometheus`
+//! (`serve`'s counters). What they share, which flows a report shows and
+//! whose they are, is `flows`.
+
+pub mod arrow;
+pub mod flows;
+pub mod page;
+pub mod printer;
+pub mod prometheus;
