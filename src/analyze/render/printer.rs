@@ -683,8 +683,9 @@ fn write_csv_header(out: &mut dyn Write) -> io::Result<()> {
     )
 }
 
-/// One CSV line per visible row; no field can hold a comma or a quote.
-/// Lost events are a per-recording figure, reported on stderr, not a column.
+/// One CSV line per visible row. The names (`comm`, `cgroup_path`) are
+/// anyone's to choose: they go through [`escape::csv`]. `lost_events` is
+/// the recordings' figure, the same on every row (stderr says it too).
 fn write_csv(out: &mut dyn Write, w: &WindowReport, c: Context<'_>) -> io::Result<()> {
     let (start, end) = (rfc3339(w.start_ns), rfc3339(w.end_ns));
     for r in records(w, c, &start, &end) {

@@ -160,7 +160,9 @@ impl Metrics {
                 None => counts.push((l, 1)),
             }
         }
-        // Gauges of states no flow is in any more go to 0, not away.
+        // Without --by, the gauge of a state no flow is in any more goes to
+        // 0, not away; with it, the series of a key no open flow has goes
+        // (a key's series are many, and would stay at 0 for ever).
         for s in CaState::ALL {
             let l = self.labels(("state", s.name()), None);
             if self.cfg.by.is_none() && !counts.iter().any(|(k, _)| *k == l) {
