@@ -3,15 +3,46 @@
 //! 2 for usage mistakes, 1 for everything that went wrong at run time.
 //! Variants keep their source error, so that the line names the cause and
 //! a caller can still tell a full disk from a closed pipe.
+//!
+//! A variant says what happened, never which flag to type: the layers that
+//! raise them serve the Python package as well as the command line. The
+//! command line adds its flags to the words (`cli::words`); only
+//! [`Error::Usage`], which the command line alone raises, is worded there.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The command line asked for something that cannot be done.
+    /// The command line asked for something that cannot be done (raised by
+    /// the command line only, in its own words).
     #[error("{0}")]
     Usage(String),
+
+    /// A glob pattern among the inputs that cannot be read.
+    #[error("bad pattern '{pattern}': {why}")]
+    BadPattern { pattern: String, why: String },
+
+    /// A number where a recording was expected.
+    #[error("'{0}' is not a recording")]
+    NumberForInput(String),
+
+    /// A recording's name that is a folder.
+    #[error("{} is a directory: give a file name such as {}", path.display(), path.join("run.parquet").display())]
+    TargetIsDir { path: PathBuf },
+
+    /// A place to pin the capture's buffer that cannot hold it.
+    #[error("{}: {why}", path.display())]
+    PinPath { path: PathBuf, why: String },
+
+    /// The attach mode asked for cannot work on this kernel, but `fallback`
+    /// would.
+    #[error("{why} on kernel {kernel}")]
+    AttachElsewhere {
+        why: String,
+        kernel: String,
+        fallback: &'static str,
+    },
 
     /// Not allowed to load BPF programs.
     #[error("loading BPF programs needs root or CAP_BPF + CAP_PERFMON: run with sudo")]
@@ -58,10 +89,10 @@ pub enum Error {
     #[error("writing to standard output: {0}")]
     Stdout(#[source] io::Error),
 
-    #[error("{} already exists: pass --force to overwrite it", path.display())]
+    #[error("{} already exists", path.display())]
     Exists { path: PathBuf },
 
-    #[error("{} is left over from an earlier capture that did not finish: inspect or remove it, or pass --force to replace it", path.display())]
+    #[error("{} is left over from an earlier capture that did not finish: inspect or remove it", path.display())]
     Leftover { path: PathBuf },
 
     /// The in-progress file went away during the capture (renamed or
@@ -73,16 +104,16 @@ pub enum Error {
         events: u64,
     },
 
-    /// Someone created the target during the capture (without `--force`,
-    /// nothing is replaced): the recording is complete under its
-    /// in-progress name.
-    #[error("{} was created by someone else during the capture and is left as it is; the complete recording is {} (rename it, or pass --force to replace the target next time)", target.display(), kept.display())]
+    /// Someone created the target during the capture (unless told to
+    /// replace it, nothing is replaced): the recording is complete under
+    /// its in-progress name.
+    #[error("{} was created by someone else during the capture and is left as it is; the complete recording is {}: rename it", target.display(), kept.display())]
     Appeared { target: PathBuf, kept: PathBuf },
 
     #[error("{} is being written by another tcpcong that is still running: stop it, or choose another output", path.display())]
     Busy { path: PathBuf },
 
-    #[error("cannot serve metrics at {addr}: {why} (choose another --listen address)")]
+    #[error("cannot serve metrics at {addr}: {why}")]
     Listen {
         addr: std::net::SocketAddr,
         why: String,
@@ -122,7 +153,11 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) => 2,
+            Error::Usage(_)
+            | Error::BadPattern { .. }
+            | Error::NumberForInput(_)
+            | Error::TargetIsDir { .. }
+            | Error::PinPath { .. } => 2,
             _ => 1,
         }
     }

@@ -24,7 +24,7 @@ fn run() -> u8 {
         // Output that ended because its reader went away (`| head`).
         Err(e) if e.is_broken_pipe() => 0,
         Err(e) => {
-            messages::say(&e);
+            messages::say(cli::words(&e));
             e.exit_code()
         }
     }

@@ -29,7 +29,7 @@ pub fn duplicates(n: u64) -> Option<String> {
 /// timeline by its birth and its close: say so rather than over-count.
 pub fn without_lifecycle(accounting: Accounting, lifecycle: bool) -> Option<String> {
     (accounting == Accounting::Full && !lifecycle).then(|| {
-        "no lifecycle events (recorded with --no-lifecycle): full accounting times each flow from the capture's start to its last event, so flows born or closed during the capture are credited time they did not have or miss time they had; --accounting between needs no lifecycle events".to_string()
+        "no lifecycle events (recorded without them): full accounting times each flow from the capture's start to its last event, so flows born or closed during the capture are credited time they did not have or miss time they had; between accounting needs no lifecycle events".to_string()
     })
 }
 

@@ -112,6 +112,13 @@ fn bad_filter_targets_are_usage_errors() {
         2,
         &["--cgroup", "cgroup v2"],
     );
+    // The reader says a number is no recording; the command line says where
+    // numbers go.
+    assert_one_line_error(
+        &["analyze", "1", "x.parquet"],
+        2,
+        &["'1' is not a recording", "[interval] [outputs] come last"],
+    );
 }
 
 #[test]
@@ -138,7 +145,7 @@ fn output_problems_are_runtime_errors() {
     assert_one_line_error(
         &["record", "-o", target.to_str().unwrap()],
         1,
-        &["left over", ".left.parquet.inprogress"],
+        &["left over", ".left.parquet.inprogress", "or pass --force"],
     );
     assert!(
         dir.join(".left.parquet.inprogress").exists(),

@@ -296,3 +296,180 @@ fn the_rule_checker_sees_imports() {
         "{cmd_mod:?}"
     );
 }
+
+/// The string literals of Rust source `text` (comments left out), with the
+/// line each starts on.
+fn literals(text: &str) -> Vec<(usize, String)> {
+    let b = text.as_bytes();
+    let (mut i, mut line, mut out) = (0, 1, Vec::new());
+    while i < b.len() {
+        match b[i] {
+            b'\n' => line += 1,
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            // '"' and '\"' are characters, not strings.
+            b'\'' if b[i + 1..].starts_with(b"\"'") || b[i + 1..].starts_with(b"\\\"'") => {
+                i += if b[i + 1] == b'"' { 3 } else { 4 };
+                continue;
+            }
+            b'"' => {
+                // r"..." and r#"..."#: no escapes, the hashes close it.
+                let hashes = b[..i].iter().rev().take_while(|&&c| c == b'#').count();
+                let raw = i > hashes && b[i - hashes - 1] == b'r';
+                let (start, at) = (line, i + 1);
+                i += 1;
+                while i < b.len() {
+                    if b[i] == b'\n' {
+                        line += 1;
+                    }
+                    if !raw && b[i] == b'\\' {
+                        line += usize::from(b.get(i + 1) == Some(&b'\n'));
+                        i += 2;
+                        continue;
+                    }
+                    if b[i] == b'"' && b[i + 1..].iter().take(hashes).all(|&c| c == b'#') {
+                        break;
+                    }
+                    i += 1;
+                }
+                out.push((start, text[at..i.min(b.len())].to_string()));
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+/// One of `flags` named in `s`: `--word`, or `-L` standing alone.
+fn names_a_flag(s: &str, flags: &[String]) -> Option<String> {
+    let b = s.as_bytes();
+    (0..b.len()).find_map(|i| {
+        if b[i] != b'-' {
+            return None;
+        }
+        let alone = i == 0 || b" (/'`[,;:".contains(&b[i - 1]);
+        let dashes = b[i..].iter().take_while(|&&c| c == b'-').count();
+        let word = &b[i + dashes..];
+        let letters = word
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'-')
+            .count();
+        let flag = match dashes {
+            2 => letters > 0 && word[0].is_ascii_lowercase(),
+            1 => letters == 1 && word[0].is_ascii_alphabetic(),
+            _ => false,
+        };
+        let name = &s[i..i + dashes + letters];
+        (alone && flag && flags.iter().any(|f| f == name)).then(|| name.to_string())
+    })
+}
+
+/// Every flag `tcpcong` and its commands take, as their help lists them.
+fn tcpcong_flags() -> Vec<String> {
+    let help = |args: &[&str]| {
+        let out = std::process::Command::new(crate::util::bin())
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let top = help(&["--help"]);
+    let commands = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help");
+    let mut flags: Vec<String> = std::iter::once(top.clone())
+        .chain(commands.map(|c| help(&[c, "--help"])))
+        .flat_map(|h| {
+            h.split(|c: char| c.is_whitespace() || c == ',')
+                .map(|w| w.split(['=', '[', '<', '.']).next().unwrap().to_string())
+                .filter(|w| {
+                    let b = w.as_bytes();
+                    match b {
+                        [b'-', b'-', first, ..] => first.is_ascii_lowercase(),
+                        [b'-', only] => only.is_ascii_alphabetic(),
+                        _ => false,
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    flags.sort();
+    flags.dedup();
+    assert!(flags.len() > 30, "{flags:?}");
+    flags
+}
+
+/// The layers below the command line serve the Python package too, which
+/// has no flags: their errors and notes say what happened, and the command
+/// line adds its flags (`cli::words`). Only the command line raises
+/// `Error::Usage`.
+#[test]
+fn no_layer_below_the_command_line_names_a_flag() {
+    let src = repo().join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let edge = ["cli/", "cmd/", "main.rs"];
+    let flags = tcpcong_flags();
+    let mut found = Vec::new();
+    let mut checked = 0;
+    for f in &files {
+        let rel = f.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+        if edge.iter().any(|e| rel.starts_with(e)) {
+            continue;
+        }
+        let text = std::fs::read_to_string(f).unwrap();
+        // Unit tests may run commands; the code they test may not word them.
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for (line, lit) in literals(code) {
+            checked += 1;
+            if let Some(flag) = names_a_flag(&lit, &flags) {
+                found.push(format!("{rel}:{line}: {flag} in {lit:?}"));
+            }
+        }
+        for (n, l) in code.lines().enumerate() {
+            if l.contains("Error::Usage(") && rel != "error.rs" {
+                found.push(format!("{rel}:{}: raises Error::Usage", n + 1));
+            }
+        }
+    }
+    assert!(
+        checked > 500,
+        "{checked} literals: the scanner reads nothing"
+    );
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_flag_check_sees_flags_in_literals_only() {
+    let text = r##"
+        // a comment naming --force is fine
+        let q = '"'; let e = Error::Kernel(format!("{why}; --attach auto would use {m}"));
+        let r = r#"pass -L "or" nothing"#; let ok = "time-sorted, a --, -1, x--y, mount -t";
+        /// and --docs too
+        let s = "escaped \" quote then (-R here)";
+    "##;
+    let lits = literals(text);
+    let flags: Vec<String> = ["--attach", "-L", "-R"].map(String::from).into();
+    let flags: Vec<(usize, String)> = lits
+        .iter()
+        .filter_map(|(line, l)| names_a_flag(l, &flags).map(|f| (*line, f)))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            (3, "--attach".to_string()),
+            (4, "-L".to_string()),
+            (6, "-R".to_string())
+        ],
+        "{lits:?}"
+    );
+}

@@ -167,6 +167,13 @@ def test_errors_say_what_in_one_line(recordings, tmp_path):
     assert "empty list" in one_line_error(ValueError, lambda: tcpcong.durations([]))
     one = pq.read_table(files[0])
     assert "given 2 times" in one_line_error(ValueError, lambda: tcpcong.durations(pa.concat_tables([one, one])))
+    # Python has no flags: the errors name none (analyze adds its own).
+    number = one_line_error(ValueError, lambda: tcpcong.durations("10"))
+    assert number == "'10' is not a recording", number
+    bare = tmp_path / "bare.parquet"
+    pq.write_table(pq.read_table(FIXTURE_FILES[0]).replace_schema_metadata(None), bare)
+    text = one_line_error(ValueError, lambda: tcpcong.durations(bare))
+    assert "but not its metadata" in text and not re.search(r"(^|[ (/])--?[a-zA-Z]", text), text
 
 
 @pytest.mark.parametrize("mode", MODES)

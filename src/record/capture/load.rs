@@ -170,22 +170,22 @@ fn ensure_bpffs(pin: &Path) -> Result<()> {
         .file_name()
         .is_some_and(|n| n.as_encoded_bytes().contains(&b'.'))
     {
-        return Err(Error::Usage(format!(
-            "--pin-buffer {}: a BPF file system refuses names with a dot",
-            pin.display()
-        )));
+        return Err(Error::PinPath {
+            path: pin.to_path_buf(),
+            why: "a BPF file system refuses names with a dot".into(),
+        });
     }
     let dir = pin.parent().unwrap_or(Path::new("/"));
     if fs_type(dir).ok() == Some(BPF_FS_MAGIC) {
         return Ok(());
     }
-    let not_bpffs = || {
-        Error::Usage(format!(
-            "--pin-buffer {}: {} is not on a BPF file system (mount -t bpf bpf {})",
-            pin.display(),
+    let not_bpffs = || Error::PinPath {
+        path: pin.to_path_buf(),
+        why: format!(
+            "{} is not on a BPF file system (mount -t bpf bpf {})",
             dir.display(),
             dir.display()
-        ))
+        ),
     };
     if dir != Path::new(BPFFS) {
         return Err(not_bpffs());
@@ -256,16 +256,19 @@ pub fn preflight(cfg: &CaptureConfig) -> Result<()> {
 fn modes(request: Option<AttachMode>) -> Result<Vec<AttachMode>> {
     attach::plan(request, facts()).map_err(|why| {
         let kernel = crate::host::kernel_release();
-        Error::Kernel(match (request, attach::plan(None, facts())) {
-            (None, _) => {
-                format!("kernel {kernel} offers no hook tcpcong can use ({why})")
-            }
-            (_, Ok(offered)) => format!(
-                "{why} on kernel {kernel}; --attach auto would use {}",
-                offered[0].name()
-            ),
-            (_, Err(_)) => format!("{why} on kernel {kernel}, and no other mode is offered"),
-        })
+        match (request, attach::plan(None, facts())) {
+            (None, _) => Error::Kernel(format!(
+                "kernel {kernel} offers no hook tcpcong can use ({why})"
+            )),
+            (_, Ok(offered)) => Error::AttachElsewhere {
+                why,
+                kernel,
+                fallback: offered[0].name(),
+            },
+            (_, Err(_)) => Error::Kernel(format!(
+                "{why} on kernel {kernel}, and no other mode is offered"
+            )),
+        }
     })
 }
 
@@ -305,7 +308,7 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
     for (mode, slot) in modes.into_iter().zip(slots.iter_mut()) {
         keep_libbpf_log(
             libbpf_rs::PrintLevel::Info,
-            format!("tcpcong: loading --attach {}\n", mode.name()),
+            format!("tcpcong: loading the {} attach mode\n", mode.name()),
         );
         match load_mode(slot, cfg, mode) {
             Ok((mut skel, start_ktime_ns)) => {
@@ -341,7 +344,7 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
                     notes.push(format!("attached to {attach}{passed}"));
                 }
                 if mode == AttachMode::Kprobe {
-                    notes.push("note: the kernel skips a kprobe that fires while another BPF program runs on its CPU, and counts the skip (in lost events) only since Linux 6.7; --attach fentry has no such blind spot".into());
+                    notes.push("note: the kernel skips a kprobe that fires while another BPF program runs on its CPU, and counts the skip (in lost events) only since Linux 6.7; the fentry attach mode has no such blind spot".into());
                 }
                 return Ok(Loaded {
                     skel,

@@ -104,7 +104,10 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
         } else if input.contains(['*', '?', '[']) {
             let before = files.len();
             let matches = glob::glob(input)
-                .map_err(|e| Error::Usage(format!("bad pattern '{input}': {e}")))?
+                .map_err(|e| Error::BadPattern {
+                    pattern: input.clone(),
+                    why: e.to_string(),
+                })?
                 .filter_map(|m| m.ok());
             // A folder that matches is taken as a folder argument is.
             for m in matches {
@@ -118,9 +121,7 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
                 return Err(Error::bad_input(path, "no recording matches this pattern"));
             }
         } else if input.parse::<f64>().is_ok() {
-            return Err(Error::Usage(format!(
-                "'{input}' is not a recording: [interval] [outputs] come last and are both numbers"
-            )));
+            return Err(Error::NumberForInput(input.clone()));
         } else {
             return Err(Error::bad_input(path, "no such file or folder"));
         }
@@ -284,7 +285,7 @@ impl Recording {
                 Error::bad_input(
                     path,
                     if has_columns {
-                        "tcpcong's columns but not its metadata (nor the capture rows newer recordings also hold it in), which holds the capture's span, clock and losses (DuckDB's COPY and Spark drop it): filter with tcpcong's own --since/--until/-L/-R/--flow, or write the file with its schema metadata (pyarrow keeps it; DuckDB: COPY ... (KV_METADATA {tcpcong: '...'}))"
+                        "tcpcong's columns but not its metadata (nor the capture rows newer recordings also hold it in), which holds the capture's span, clock and losses (DuckDB's COPY and Spark drop it): filter with tcpcong's own selection (time span, addresses, ports, flow), or write the file with its schema metadata (pyarrow keeps it; DuckDB: COPY ... (KV_METADATA {tcpcong: '...'}))"
                     } else {
                         "a Parquet file but not a tcpcong recording (no tcpcong metadata)"
                     },
@@ -813,7 +814,7 @@ impl Dataset {
                     scan_file(i, filter, columns, &mut |r| {
                         if rows.len() >= MERGE_ROWS_MAX {
                             return Err(Error::bad_input(&path, format!(
-                                "its rows must be put in time order in memory (the file says it is not sorted, or another capture overlaps it), and more than {MERGE_ROWS_MAX} rows do not fit the budget: select fewer (a filter, --since/--until) or sort the file by ktime_ns first"
+                                "its rows must be put in time order in memory (the file says it is not sorted, or another capture overlaps it), and more than {MERGE_ROWS_MAX} rows do not fit the budget: select fewer (a time span or a filter) or sort the file by ktime_ns first"
                             )));
                         }
                         rows.push((file, r.clone()));

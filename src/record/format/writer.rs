@@ -146,11 +146,9 @@ impl RecordingWriter {
     /// in-progress file.
     pub fn create(target: &Path, force: bool, clock: Clock) -> Result<RecordingWriter> {
         if target.is_dir() {
-            return Err(Error::Usage(format!(
-                "{} is a directory: give a file name such as {}/run.parquet",
-                target.display(),
-                target.display()
-            )));
+            return Err(Error::TargetIsDir {
+                path: target.to_path_buf(),
+            });
         }
         // A dangling link is there too: it would be replaced as a file would.
         if fs::symlink_metadata(target).is_ok() && !force {

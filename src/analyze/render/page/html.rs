@@ -599,7 +599,7 @@ fn dwell(h: &mut String, p: &Page) {
     h.push_str("<section id=\"dwell\"><h2>How long each stay lasted</h2>\n");
     h.push_str(
         "<p class=\"note\">Dwell times (a stay whose start and end were both seen), log2 buckets \
-         in ms, as <code>analyze -d</code> prints them.</p><div class=\"hists\">\n",
+         in ms, as <code>tcpcong analyze</code> prints its histograms.</p><div class=\"hists\">\n",
     );
     for s in CaState::ALL {
         hist(h, s, &p.hist[s.index()]);
