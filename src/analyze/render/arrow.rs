@@ -15,43 +15,92 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
+use super::columns::{FlowLine, Kind, Value, Window, FLOW};
 use super::flows::{rows, Boot, Row};
 use super::printer::{chosen, ReportConfig};
 use crate::analyze::engine::WindowReport;
 
-/// The columns, as the JSON rows name them.
+/// The columns of [`FLOW`], as the JSON rows name them.
 pub fn schema() -> SchemaRef {
-    // Microseconds, as recordings' `time`: what Spark reads by default.
-    let time = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    let mut f = vec![
-        Field::new("window_start", time.clone(), false),
-        Field::new("window_end", time, false),
-        Field::new("host", DataType::Utf8, false),
-        Field::new("boot_id", DataType::Utf8, false),
-        Field::new("flow", DataType::UInt64, false),
-        Field::new("family", DataType::UInt8, false),
-        Field::new("saddr", DataType::Utf8, false),
-        Field::new("sport", DataType::UInt16, false),
-        Field::new("daddr", DataType::Utf8, false),
-        Field::new("dport", DataType::UInt16, false),
-        Field::new("pid", DataType::UInt32, false),
-        Field::new("comm", DataType::Utf8, false),
-        Field::new("cgroup", DataType::UInt64, false),
-        Field::new("cgroup_path", DataType::Utf8, false),
-    ];
-    for name in [
-        "open_ns",
-        "disorder_ns",
-        "cwr_ns",
-        "recovery_ns",
-        "loss_ns",
-        "changes",
-        "mismatches",
-        "lost_events",
-    ] {
-        f.push(Field::new(name, DataType::UInt64, false));
+    let fields: Vec<Field> = FLOW
+        .iter()
+        .map(|c| {
+            let kind = match c.kind {
+                // Microseconds, as recordings' `time`: what Spark reads by
+                // default.
+                Kind::Time => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                Kind::Text => DataType::Utf8,
+                Kind::U8 => DataType::UInt8,
+                Kind::U16 => DataType::UInt16,
+                Kind::U32 => DataType::UInt32,
+                Kind::U64 => DataType::UInt64,
+            };
+            Field::new(c.name, kind, false)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// A column being built, of its [`Kind`].
+enum Builder {
+    Time(TimestampMicrosecondBuilder),
+    Text(StringBuilder),
+    U8(PrimitiveBuilder<UInt8Type>),
+    U16(PrimitiveBuilder<UInt16Type>),
+    U32(PrimitiveBuilder<UInt32Type>),
+    U64(PrimitiveBuilder<UInt64Type>),
+}
+
+impl Builder {
+    fn new(kind: Kind) -> Builder {
+        match kind {
+            Kind::Time => Builder::Time(TimestampMicrosecondBuilder::new()),
+            Kind::Text => Builder::Text(StringBuilder::new()),
+            Kind::U8 => Builder::U8(PrimitiveBuilder::new()),
+            Kind::U16 => Builder::U16(PrimitiveBuilder::new()),
+            Kind::U32 => Builder::U32(PrimitiveBuilder::new()),
+            Kind::U64 => Builder::U64(PrimitiveBuilder::new()),
+        }
     }
-    Arc::new(Schema::new(f))
+
+    /// Appends `v`; a value that does not fit the column is a broken
+    /// promise of [`FLOW`]'s list.
+    fn append(&mut self, v: Value<'_>) -> Result<(), ArrowError> {
+        let narrow = |n: u64| ArrowError::ComputeError(format!("{n} does not fit its column"));
+        match (self, v) {
+            (Builder::Time(b), Value::Time(ns, _)) => {
+                b.append_value(i64::try_from(ns / 1_000).map_err(|_| narrow(ns))?)
+            }
+            (Builder::Text(b), Value::Text(t)) => b.append_value(t),
+            (Builder::U8(b), Value::Uint(n)) => {
+                b.append_value(n.try_into().map_err(|_| narrow(n))?)
+            }
+            (Builder::U16(b), Value::Uint(n)) => {
+                b.append_value(n.try_into().map_err(|_| narrow(n))?)
+            }
+            (Builder::U32(b), Value::Uint(n)) => {
+                b.append_value(n.try_into().map_err(|_| narrow(n))?)
+            }
+            (Builder::U64(b), Value::Uint(n)) => b.append_value(n),
+            (_, v) => {
+                return Err(ArrowError::ComputeError(format!(
+                    "{v:?} is not of its column's kind"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Builder::Time(mut b) => Arc::new(b.finish().with_timezone("UTC")),
+            Builder::Text(mut b) => Arc::new(b.finish()),
+            Builder::U8(mut b) => Arc::new(b.finish()),
+            Builder::U16(mut b) => Arc::new(b.finish()),
+            Builder::U32(mut b) => Arc::new(b.finish()),
+            Builder::U64(mut b) => Arc::new(b.finish()),
+        }
+    }
 }
 
 /// Makes each window's rows into a batch of the table.
@@ -81,80 +130,24 @@ impl Table {
     pub fn batch(&self, w: &WindowReport) -> Result<Option<RecordBatch>, ArrowError> {
         let picked = chosen(w, &self.cfg);
         let w = picked.as_ref().unwrap_or(w);
-        let (mut start, mut end) = (
-            TimestampMicrosecondBuilder::new(),
-            TimestampMicrosecondBuilder::new(),
-        );
-        let mut text: [StringBuilder; 6] = Default::default();
-        let mut pid = PrimitiveBuilder::<UInt32Type>::new();
-        let mut cgroup = PrimitiveBuilder::<UInt64Type>::new();
-        let mut family = PrimitiveBuilder::<UInt8Type>::new();
-        let mut ports: [PrimitiveBuilder<UInt16Type>; 2] = Default::default();
-        let mut numbers: [PrimitiveBuilder<UInt64Type>; 9] = Default::default();
+        let window = Window::new(w.start_ns, w.end_ns, self.lost_events);
+        let mut columns: Vec<Builder> = FLOW.iter().map(|c| Builder::new(c.kind)).collect();
         let mut n = 0;
-        for r in rows(w, self.cfg.all, &self.boots) {
-            let Row { boot, row } = r;
-            start.append_value((w.start_ns / 1_000) as i64);
-            end.append_value((w.end_ns / 1_000) as i64);
-            text[0].append_value(&boot.host);
-            text[1].append_value(&boot.boot_id);
-            text[2].append_value(row.addr.saddr.to_string());
-            text[3].append_value(row.addr.daddr.to_string());
-            let owner = &row.addr.owner;
-            pid.append_value(owner.pid);
-            text[4].append_value(owner.comm.as_str());
-            cgroup.append_value(owner.cgroup);
-            text[5].append_value(
-                boot.cgroup_paths
-                    .get(&owner.cgroup)
-                    .map_or("", String::as_str),
-            );
-            family.append_value(row.addr.family);
-            ports[0].append_value(row.addr.sport);
-            ports[1].append_value(row.addr.dport);
-            let values = [
-                row.key.cookie,
-                row.ns[0],
-                row.ns[1],
-                row.ns[2],
-                row.ns[3],
-                row.ns[4],
-                row.changes,
-                row.mismatches,
-                self.lost_events,
-            ];
-            for (b, v) in numbers.iter_mut().zip(values) {
-                b.append_value(v);
+        for Row { boot, row } in rows(w, self.cfg.all, &self.boots) {
+            let line = FlowLine {
+                window: &window,
+                boot,
+                row,
+            };
+            for (b, c) in columns.iter_mut().zip(FLOW) {
+                b.append((c.get)(&line))?;
             }
             n += 1;
         }
         if n == 0 {
             return Ok(None);
         }
-        let [host, boot_id, saddr, daddr, comm, cgroup_path] =
-            text.map(|mut b| Arc::new(b.finish()) as ArrayRef);
-        let [sport, dport] = ports.map(|mut b| Arc::new(b.finish()) as ArrayRef);
-        let [flow, rest @ ..] = numbers.map(|mut b| Arc::new(b.finish()) as ArrayRef);
-        let tz = |mut b: TimestampMicrosecondBuilder| {
-            Arc::new(b.finish().with_timezone("UTC")) as ArrayRef
-        };
-        let mut columns = vec![
-            tz(start),
-            tz(end),
-            host,
-            boot_id,
-            flow,
-            Arc::new(family.finish()),
-            saddr,
-            sport,
-            daddr,
-            dport,
-            Arc::new(pid.finish()),
-            comm,
-            Arc::new(cgroup.finish()),
-            cgroup_path,
-        ];
-        columns.extend(rest);
+        let columns = columns.into_iter().map(Builder::finish).collect();
         RecordBatch::try_new(Arc::clone(&self.schema), columns).map(Some)
     }
 }

@@ -70,6 +70,18 @@ impl Boot {
     }
 }
 
+/// One `--by` group of a window: the flows it sums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub key: String,
+    /// Where the group sorts among the others (ports by number).
+    pub order: u64,
+    pub flows: u64,
+    pub ns: [u64; 5],
+    pub changes: u64,
+    pub mismatches: u64,
+}
+
 /// A flow's row with the host and boot it lived on.
 pub struct Row<'a> {
     pub boot: &'a Boot,

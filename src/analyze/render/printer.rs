@@ -14,7 +14,10 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::flows::{rows, visible, Boot, GroupKey, Row};
+use super::columns::{
+    csv_header, csv_line, json_line, Column, FlowLine, Get, GroupLine, Window, FLOW, GROUP,
+};
+use super::flows::{rows, visible, Boot, Group, GroupKey, Row};
 use crate::analyze::engine::{FlowRow, Log2Hist, WindowReport};
 use crate::escape;
 use crate::event::CaState;
@@ -161,21 +164,21 @@ impl<W: Write> Printer<W> {
         match (c.style, c.histogram) {
             (Style::Table, true) => write_hist(out, w, c.micros, c.timestamp),
             (Style::Table, false) => write_table(out, w, &c),
-            (Style::Json, false) => write_json(out, w, rows),
+            (Style::Json, false) => write_flows(out, w, rows, Style::Json),
             (Style::Json, true) => write_hist_json(out, w, c.micros, self.lost_events),
             (Style::Csv, hist) => {
                 if !self.header_done {
                     if hist {
                         writeln!(out, "{HIST_CSV_HEADER}")?;
                     } else {
-                        write_csv_header(out)?;
+                        writeln!(out, "{}", csv_header(FLOW))?;
                     }
                     self.header_done = true;
                 }
                 if hist {
                     write_hist_csv(out, w, c.micros, self.lost_events)
                 } else {
-                    write_csv(out, w, rows)
+                    write_flows(out, w, rows, Style::Csv)
                 }
             }
         }
@@ -444,17 +447,6 @@ fn stars(val: u64, max: u64, width: usize) -> usize {
     n.min(width as u128) as usize
 }
 
-/// One `--by` group of a window: the flows it sums.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Group {
-    pub key: String,
-    order: u64,
-    pub flows: u64,
-    pub ns: [u64; 5],
-    pub changes: u64,
-    pub mismatches: u64,
-}
-
 /// The window's visible rows summed by `by`, in key order, or by `--sort`
 /// and cut at `--top`.
 pub fn groups(w: &WindowReport, by: GroupKey, c: &ReportConfig, boots: &[Boot]) -> Vec<Group> {
@@ -486,23 +478,6 @@ pub fn groups(w: &WindowReport, by: GroupKey, c: &ReportConfig, boots: &[Boot]) 
     out
 }
 
-#[derive(Serialize)]
-struct GroupRecord<'a> {
-    window_start: &'a str,
-    window_end: &'a str,
-    by: &'static str,
-    key: &'a str,
-    flows: u64,
-    open_ns: u64,
-    disorder_ns: u64,
-    cwr_ns: u64,
-    recovery_ns: u64,
-    loss_ns: u64,
-    changes: u64,
-    mismatches: u64,
-    lost_events: u64,
-}
-
 fn write_groups(
     out: &mut dyn Write,
     groups: &[Group],
@@ -512,54 +487,19 @@ fn write_groups(
     c: Context<'_>,
     first: bool,
 ) -> io::Result<()> {
-    let (start, end) = (rfc3339(w.start_ns), rfc3339(w.end_ns));
-    let records = groups.iter().map(|g| GroupRecord {
-        window_start: &start,
-        window_end: &end,
-        by: by.name(),
-        key: &g.key,
-        flows: g.flows,
-        open_ns: g.ns[CaState::Open.index()],
-        disorder_ns: g.ns[CaState::Disorder.index()],
-        cwr_ns: g.ns[CaState::Cwr.index()],
-        recovery_ns: g.ns[CaState::Recovery.index()],
-        loss_ns: g.ns[CaState::Loss.index()],
-        changes: g.changes,
-        mismatches: g.mismatches,
-        lost_events: c.lost_events,
-    });
+    let window = Window::new(w.start_ns, w.end_ns, c.lost_events);
     match o.style {
-        Style::Json => {
-            for r in records {
-                serde_json::to_writer(&mut *out, &r)?;
-                writeln!(out)?;
+        Style::Json | Style::Csv => {
+            if first && o.style == Style::Csv {
+                writeln!(out, "{}", csv_header(GROUP))?;
             }
-        }
-        Style::Csv => {
-            if first {
-                writeln!(
-                    out,
-                    "window_start,window_end,by,key,flows,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events"
-                )?;
-            }
-            for r in records {
-                writeln!(
-                    out,
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                    r.window_start,
-                    r.window_end,
-                    r.by,
-                    escape::csv(r.key),
-                    r.flows,
-                    r.open_ns,
-                    r.disorder_ns,
-                    r.cwr_ns,
-                    r.recovery_ns,
-                    r.loss_ns,
-                    r.changes,
-                    r.mismatches,
-                    r.lost_events
-                )?;
+            for group in groups {
+                let line = GroupLine {
+                    window: &window,
+                    by,
+                    group,
+                };
+                write_line(out, GROUP, &line, o.style)?;
             }
         }
         Style::Table => {
@@ -589,36 +529,6 @@ fn write_groups(
     Ok(())
 }
 
-#[derive(Serialize)]
-struct Record<'a> {
-    window_start: &'a str,
-    window_end: &'a str,
-    host: &'a str,
-    boot_id: &'a str,
-    flow: u64,
-    family: u8,
-    saddr: IpAddr,
-    sport: u16,
-    daddr: IpAddr,
-    dport: u16,
-    /// The owning process (0 and "" where not known).
-    pid: u32,
-    comm: &'a str,
-    cgroup: u64,
-    /// "" where the recording did not name it.
-    cgroup_path: &'a str,
-    open_ns: u64,
-    disorder_ns: u64,
-    cwr_ns: u64,
-    recovery_ns: u64,
-    loss_ns: u64,
-    changes: u64,
-    /// Events of this flow that did not start from its state: a
-    /// transition happened unseen (lost, or not reported by the kernel).
-    mismatches: u64,
-    lost_events: u64,
-}
-
 /// What every row of a window shares besides the window.
 #[derive(Clone, Copy)]
 struct Context<'a> {
@@ -627,96 +537,40 @@ struct Context<'a> {
     boots: &'a [Boot],
 }
 
-fn records<'a>(
-    w: &'a WindowReport,
-    c: Context<'a>,
-    start: &'a str,
-    end: &'a str,
-) -> impl Iterator<Item = Record<'a>> + 'a {
-    rows(w, c.all, c.boots).map(move |Row { boot, row: r }| {
-        let ns = |s: CaState| r.ns[s.index()];
-        Record {
-            window_start: start,
-            window_end: end,
-            host: &boot.host,
-            boot_id: &boot.boot_id,
-            flow: r.key.cookie,
-            family: r.addr.family,
-            saddr: r.addr.saddr,
-            sport: r.addr.sport,
-            daddr: r.addr.daddr,
-            dport: r.addr.dport,
-            pid: r.addr.owner.pid,
-            comm: r.addr.owner.comm.as_str(),
-            cgroup: r.addr.owner.cgroup,
-            cgroup_path: boot
-                .cgroup_paths
-                .get(&r.addr.owner.cgroup)
-                .map_or("", String::as_str),
-            open_ns: ns(CaState::Open),
-            disorder_ns: ns(CaState::Disorder),
-            cwr_ns: ns(CaState::Cwr),
-            recovery_ns: ns(CaState::Recovery),
-            loss_ns: ns(CaState::Loss),
-            changes: r.changes,
-            mismatches: r.mismatches,
-            lost_events: c.lost_events,
-        }
-    })
-}
-
-/// One JSON object per visible row, one per line.
-fn write_json(out: &mut dyn Write, w: &WindowReport, c: Context<'_>) -> io::Result<()> {
-    let (start, end) = (rfc3339(w.start_ns), rfc3339(w.end_ns));
-    for rec in records(w, c, &start, &end) {
-        serde_json::to_writer(&mut *out, &rec)?;
-        writeln!(out)?;
-    }
-    Ok(())
-}
-
-fn write_csv_header(out: &mut dyn Write) -> io::Result<()> {
-    writeln!(
-        out,
-        "window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,\
-         pid,comm,cgroup,cgroup_path,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events"
-    )
-}
-
-/// One CSV line per visible row. The names (`comm`, `cgroup_path`) are
-/// anyone's to choose: they go through [`escape::csv`]. `lost_events` is
-/// the recordings' figure, the same on every row (stderr says it too).
-fn write_csv(out: &mut dyn Write, w: &WindowReport, c: Context<'_>) -> io::Result<()> {
-    let (start, end) = (rfc3339(w.start_ns), rfc3339(w.end_ns));
-    for r in records(w, c, &start, &end) {
-        writeln!(
+/// One line per visible row, as JSON or CSV ([`columns::FLOW`]).
+fn write_flows(
+    out: &mut dyn Write,
+    w: &WindowReport,
+    c: Context<'_>,
+    style: Style,
+) -> io::Result<()> {
+    let window = Window::new(w.start_ns, w.end_ns, c.lost_events);
+    for Row { boot, row } in rows(w, c.all, c.boots) {
+        write_line(
             out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            r.window_start,
-            r.window_end,
-            r.host,
-            r.boot_id,
-            r.flow,
-            r.family,
-            r.saddr,
-            r.sport,
-            r.daddr,
-            r.dport,
-            r.pid,
-            escape::csv(r.comm),
-            r.cgroup,
-            escape::csv(r.cgroup_path),
-            r.open_ns,
-            r.disorder_ns,
-            r.cwr_ns,
-            r.recovery_ns,
-            r.loss_ns,
-            r.changes,
-            r.mismatches,
-            r.lost_events
+            FLOW,
+            &FlowLine {
+                window: &window,
+                boot,
+                row,
+            },
+            style,
         )?;
     }
     Ok(())
+}
+
+/// One line of `columns` for `line`, as JSON or CSV.
+fn write_line<L>(
+    out: &mut dyn Write,
+    columns: &[Column<Get<L>>],
+    line: &L,
+    style: Style,
+) -> io::Result<()> {
+    match style {
+        Style::Json => json_line(out, columns.iter().map(|c| (c.name, (c.get)(line)))),
+        _ => csv_line(out, columns.iter().map(|c| (c.get)(line))),
+    }
 }
 
 #[cfg(test)]
@@ -995,7 +849,7 @@ tcp_congest_state = loss
 
     #[test]
     fn json_lines() {
-        let got = text(|out| write_json(out, &sample(), ctx(false, 3)));
+        let got = text(|out| write_flows(out, &sample(), ctx(false, 3), Style::Json));
         let want = concat!(
             r#"{"window_start":"2026-11-26T08:03:58.123456789Z","window_end":"2026-11-26T08:03:59.123456789Z","#,
             r#""host":"h","boot_id":"b1","flow":10,"family":6,"saddr":"::ffff:127.0.0.1","sport":8080,"daddr":"2001:db8::1","dport":443,"#,
@@ -1005,10 +859,13 @@ tcp_congest_state = loss
         );
         let mut w = sample();
         w.rows.retain(|r| r.key.cookie == 10);
-        assert_eq!(text(|out| write_json(out, &w, ctx(false, 3))), want);
+        assert_eq!(
+            text(|out| write_flows(out, &w, ctx(false, 3), Style::Json)),
+            want
+        );
         assert_eq!(got.lines().count(), 3);
         assert_eq!(
-            text(|out| write_json(out, &sample(), ctx(true, 0)))
+            text(|out| write_flows(out, &sample(), ctx(true, 0), Style::Json))
                 .lines()
                 .count(),
             4
@@ -1018,8 +875,8 @@ tcp_congest_state = loss
     #[test]
     fn csv_lines() {
         let got = text(|out| {
-            write_csv_header(out)?;
-            write_csv(out, &sample(), ctx(false, 0))
+            writeln!(out, "{}", csv_header(FLOW))?;
+            write_flows(out, &sample(), ctx(false, 0), Style::Csv)
         });
         let want = "\
 window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,pid,comm,cgroup,cgroup_path,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events
