@@ -1,12 +1,16 @@
 //! The few libbpf calls that libbpf-rs does not offer yet, in one place:
-//! the perf buffer with a wake-up period, the ring buffer's positions, and
-//! a program's run statistics. Everything `unsafe` about libbpf lives here,
-//! each block with the reason it is sound.
+//! the perf buffer with a wake-up period, the ring buffer's positions, a
+//! program's run statistics, and maps' memory shared with the programs
+//! ([`Mapping`]). Everything `unsafe` about libbpf and about memory the
+//! programs write lives here, each block with the reason it is sound; the
+//! plain system calls elsewhere (statfs, mount, setns) carry their own.
 
 use std::cell::RefCell;
 use std::ffi::{c_int, c_void};
 use std::os::fd::{AsFd, AsRawFd};
+use std::ptr::NonNull;
 use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use libbpf_rs::libbpf_sys as sys;
@@ -133,6 +137,75 @@ impl Drop for PerfReader {
         unsafe {
             sys::perf_buffer__free(self.pb);
             drop(Box::from_raw(self.ctx));
+        }
+    }
+}
+
+/// A shared mapping of a BPF array map's memory (an mmapable array, or a
+/// loaded object's `.bss`), unmapped when dropped. The mapping holds its
+/// own reference to the map, so it stays valid whatever becomes of the
+/// skeleton it came from: nothing rests on the order things are dropped.
+pub struct Mapping {
+    at: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    /// The first `len` bytes of `map`'s memory; `writable` to also store
+    /// (the consumer's positions), else read only.
+    pub fn new(map: &impl AsFd, len: usize, writable: bool) -> std::io::Result<Mapping> {
+        let prot = if writable {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_READ
+        };
+        // SAFETY: a new shared mapping of the map's own memory (an mmapable
+        // array is laid out as its values back to back), of no more than
+        // its size (the kernel refuses more); checked for failure below.
+        let at = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                libc::MAP_SHARED,
+                map.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if at == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let at = NonNull::new(at.cast()).ok_or(std::io::ErrorKind::InvalidData)?;
+        Ok(Mapping { at, len })
+    }
+
+    /// The u64 at `offset`, which the programs too access only atomically
+    /// (atomic adds and loads). Panics on an offset outside the mapping or
+    /// not aligned: a broken promise of the caller's layout.
+    pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.len, "u64 at {offset}");
+        // SAFETY: in bounds and aligned (checked above; the mapping is page
+        // aligned), valid while self lives, and only accessed atomically.
+        unsafe { AtomicU64::from_ptr(self.at.as_ptr().add(offset).cast()) }
+    }
+
+    /// A copy of the `N` bytes at `offset`, which no one writes meanwhile
+    /// (a finished record the producer does not reuse until the consumer
+    /// has passed it). Panics outside the mapping.
+    pub fn read<const N: usize>(&self, offset: usize) -> [u8; N] {
+        assert!(offset + N <= self.len, "{N} bytes at {offset}");
+        // SAFETY: in bounds (checked above), valid while self lives; any
+        // bytes are a valid [u8; N].
+        unsafe { std::ptr::read_unaligned(self.at.as_ptr().add(offset).cast()) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in new, unmapped once; no reference
+        // handed out outlives self.
+        unsafe {
+            libc::munmap(self.at.as_ptr().cast(), self.len);
         }
     }
 }

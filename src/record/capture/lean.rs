@@ -5,28 +5,28 @@
 //! of their own: the poll's timeout drains them, and a ring a quarter full
 //! rings a doorbell through the ring or perf buffer (`lean_doorbell`).
 
-use std::os::fd::{AsFd, AsRawFd};
-use std::ptr::{addr_of_mut, NonNull};
+use std::mem::{offset_of, size_of};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use libbpf_rs::MapCore;
 
-use super::skel::types::{cong_cpu, lean_event, lean_tail};
+use super::ffi::Mapping;
+use super::skel::types::{bss, cong_cpu, lean_event, lean_tail};
 use super::skel::{TcpcongSkel, LEAN_PROGRAMS};
 use crate::error::{Error, Result};
 
-const RECORD: usize = std::mem::size_of::<lean_event>();
+const RECORD: usize = size_of::<lean_event>();
 
 // The BPF object's per-CPU positions have one ring per program.
 const _: fn(&cong_cpu) -> [u64; LEAN_PROGRAMS] = |c| c.reserved;
 
+/// The rings, read through mappings of their own: they stay valid however
+/// long the skeleton lives.
 pub struct LeanRings {
-    records: NonNull<u8>,
-    len: usize,
-    /// .bss's cong_cpus and lean_tails: the producers' positions and the
+    records: Mapping,
+    /// .bss, for cong_cpus and lean_tails: the producers' positions and the
     /// consumer's.
-    cpus: NonNull<cong_cpu>,
-    tails: NonNull<lean_tail>,
+    bss: Mapping,
     rings: usize,
     slots: u64,
 }
@@ -41,43 +41,34 @@ impl LeanRings {
             return Ok(None);
         }
         let records = skel.maps.lean_rings.max_entries() as usize;
-        let Some(bss) = skel.maps.bss_data.as_deref_mut() else {
+        let Some(data) = skel.maps.bss_data.as_deref() else {
             return Ok(None);
         };
         // Set before load, the same on every CPU (see configure in load.rs).
-        let slots = bss.cong_cpus[0].slots as usize;
+        let slots = data.cong_cpus[0].slots as usize;
         if slots == 0 {
             return Err(Error::Internal("lean records without lean rings"));
         }
-        let rings = (records / slots).min(bss.cong_cpus.len() * LEAN_PROGRAMS);
-        let cpus = NonNull::from(&mut bss.cong_cpus).cast::<cong_cpu>();
-        let tails = NonNull::from(&mut bss.lean_tails).cast::<lean_tail>();
-        let len = records * RECORD;
-        // SAFETY: a shared read-only mapping of the map's own memory (an
-        // mmapable array is laid out as its records back to back), of no
-        // more than its size; checked for failure below.
-        let at = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                skel.maps.lean_rings.as_fd().as_raw_fd(),
-                0,
-            )
+        let rings = (records / slots).min(data.cong_cpus.len() * LEAN_PROGRAMS);
+        let mapping = |what, map: &libbpf_rs::MapMut<'_>, len, writable| {
+            Mapping::new(map, len, writable).map_err(|source| Error::Buffer { what, source })
         };
-        if at == libc::MAP_FAILED {
-            return Err(Error::Buffer {
-                what: "mapping the lean records' rings",
-                source: std::io::Error::last_os_error(),
-            });
-        }
+        let records = mapping(
+            "mapping the lean records' rings",
+            &skel.maps.lean_rings,
+            records * RECORD,
+            false,
+        )?;
+        let bss = mapping(
+            "mapping the lean rings' positions",
+            &skel.maps.bss,
+            size_of::<bss>(),
+            true,
+        )?;
         debug_assert_eq!(rings % LEAN_PROGRAMS, 0);
         Ok(Some(LeanRings {
-            records: NonNull::new(at.cast()).expect("mmap succeeded"),
-            len,
-            cpus,
-            tails,
+            records,
+            bss,
             rings,
             slots: slots as u64,
         }))
@@ -88,19 +79,14 @@ impl LeanRings {
     fn positions(&self, ring: usize) -> [&AtomicU64; 3] {
         debug_assert!(ring < self.rings);
         let (cpu, program) = (ring / LEAN_PROGRAMS, ring % LEAN_PROGRAMS);
-        // SAFETY: `ring` is below `rings`, so `cpu` is within .bss's
-        // cong_cpus and lean_tails, which live as long as the skeleton that
-        // outlives self; each field is an aligned u64 only ever accessed
-        // atomically (by the programs, with atomic adds and loads).
-        unsafe {
-            let c = self.cpus.as_ptr().add(cpu);
-            let t = self.tails.as_ptr().add(cpu);
-            [
-                AtomicU64::from_ptr(addr_of_mut!((*c).reserved[program])),
-                AtomicU64::from_ptr(addr_of_mut!((*c).committed[program])),
-                AtomicU64::from_ptr(addr_of_mut!((*t).tail[program])),
-            ]
-        }
+        let c = offset_of!(bss, cong_cpus) + cpu * size_of::<cong_cpu>();
+        let t = offset_of!(bss, lean_tails) + cpu * size_of::<lean_tail>();
+        let at = |base: usize, field: usize| self.bss.atomic_u64(base + field + program * 8);
+        [
+            at(c, offset_of!(cong_cpu, reserved)),
+            at(c, offset_of!(cong_cpu, committed)),
+            at(t, offset_of!(lean_tail, tail)),
+        ]
     }
 
     /// How many records each ring's producers have begun.
@@ -120,16 +106,9 @@ impl LeanRings {
                 let mut at = tail.load(Ordering::Relaxed);
                 while at < end {
                     let index = r * self.slots as usize + (at % self.slots) as usize;
-                    // SAFETY: index < rings * slots <= the mapping's records;
-                    // the producer does not write a finished record again
+                    // The producer does not write a finished record again
                     // until the tail passes it.
-                    let bytes = unsafe {
-                        std::slice::from_raw_parts(
-                            self.records.as_ptr().add(index * RECORD),
-                            RECORD,
-                        )
-                    };
-                    take(bytes);
+                    take(&self.records.read::<RECORD>(index * RECORD));
                     at += 1;
                 }
                 tail.store(at, Ordering::Release);
@@ -147,14 +126,5 @@ impl LeanRings {
                 reserved.saturating_sub(committed.load(Ordering::Acquire))
             })
             .sum()
-    }
-}
-
-impl Drop for LeanRings {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in new, unmapped once.
-        unsafe {
-            libc::munmap(self.records.as_ptr().cast(), self.len);
-        }
     }
 }
