@@ -11,7 +11,8 @@ use crate::event::Filters;
 use crate::host;
 use crate::record::capture::attach::{self, AttachMode};
 use crate::record::capture::buffer::BufferKind;
-use crate::record::capture::load::{self, CaptureConfig};
+use crate::record::capture::config::CaptureConfig;
+use crate::record::capture::load;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Status {

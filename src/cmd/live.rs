@@ -3,23 +3,22 @@
 //! capture loop of `record` is the event source, the analyze engine does
 //! the arithmetic and its printer the output, so a live run and `analyze`
 //! of a recording of the same traffic print the same numbers. With `-o` the
-//! same stream is also written through record's [`Recording`].
+//! same stream is also recorded (see [`Feed`]).
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use super::record::{check_filters, tell_started, Recording};
+use super::feed::{this_boot, Feed, Output};
+use super::recording::{tell_started, Recording};
 use super::{warn_losses, ReportPlan};
-use crate::analyze::engine::{Engine, Summary, WindowReport};
-use crate::analyze::render::flows::Boot;
+use crate::analyze::engine::{Engine, EngineConfig, WindowReport};
 use crate::analyze::render::printer::Printer;
 use crate::error::{Error, Result};
-use crate::event::{Event, FlowKey};
+use crate::event::Event;
 use crate::messages;
-use crate::record::capture::load::{preflight, CaptureConfig};
-use crate::record::capture::{self, Progress, Sink, Started};
+use crate::record::capture::config::CaptureConfig;
+use crate::record::capture::{Progress, Started};
 use crate::record::format::output::Target;
-use crate::time::Clock;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -32,19 +31,17 @@ pub struct Plan {
     pub verbose: bool,
 }
 
-struct LiveSink<'p, W: Write> {
+/// Live mode's output: the printer, and how many intervals are left.
+struct Tables<'p, W: Write> {
     plan: &'p Plan,
-    clock: Clock,
-    engine: Option<Engine>,
     printer: Printer<W>,
     outputs_left: u64,
-    recording: Option<Recording>,
     /// Standard output failed (its reader left): the capture stops, the
     /// recording is still completed, and the error is returned after.
     print_err: Option<Error>,
 }
 
-impl<W: Write> LiveSink<'_, W> {
+impl<W: Write> Tables<'_, W> {
     fn print(&mut self, windows: &[WindowReport]) {
         for w in windows {
             if self.outputs_left == 0 || self.print_err.is_some() {
@@ -58,8 +55,13 @@ impl<W: Write> LiveSink<'_, W> {
     }
 }
 
-impl<W: Write> Sink for LiveSink<'_, W> {
-    fn started(&mut self, s: &Started) -> Result<()> {
+impl<W: Write> Output for Tables<'_, W> {
+    fn started(
+        &mut self,
+        s: &Started,
+        start_ns: u64,
+        _recording: Option<&Recording>,
+    ) -> Result<EngineConfig> {
         let banner = "Tracing tcp congestion control status duration... Hit Ctrl-C to end.";
         // As the seed prints it, on stdout, unless stdout is for machines.
         if self.plan.report.for_people() {
@@ -72,58 +74,26 @@ impl<W: Write> Sink for LiveSink<'_, W> {
         }
         super::show_libbpf_log(self.plan.verbose);
         tell_started(s);
-        let start = self.clock.wall(s.start_ktime_ns);
-        self.engine = Some(Engine::new(self.plan.report.engine(
-            start,
-            None,
-            self.plan.capture.lifecycle,
-        )));
-        match self.recording.as_mut() {
-            Some(r) => r.started(s),
-            None => Ok(()),
-        }
+        Ok(self
+            .plan
+            .report
+            .engine(start_ns, None, self.plan.capture.lifecycle))
     }
 
-    fn snapshot_due(&self, next: u64) -> bool {
-        self.recording
-            .as_ref()
-            .is_some_and(|r| r.snapshot_due(next))
-    }
-
-    fn snapshot_taken(&mut self, done: u64) {
-        if let Some(r) = self.recording.as_mut() {
-            r.snapshot_taken(done);
-        }
-    }
-
-    fn cgroups(&mut self, paths: &BTreeMap<u64, String>) -> Result<()> {
-        if let Some(r) = self.recording.as_mut() {
-            r.name_cgroups(paths);
-        }
+    fn cgroups(&mut self, paths: &BTreeMap<u64, String>) {
         self.printer.name_cgroups(0, paths);
-        Ok(())
     }
 
-    fn events(&mut self, events: &[Event], progress: Progress) -> Result<()> {
-        if let Some(r) = self.recording.as_mut() {
-            r.write(events, progress)?;
-        }
-        let now = self.clock.wall(progress.complete_until);
-        let Some(engine) = self.engine.as_mut() else {
-            return Ok(());
-        };
-        for e in events {
-            let key = FlowKey {
-                boot: 0,
-                cookie: e.flow,
-            };
-            engine.push(self.clock.wall(e.ktime_ns), key, e.change, || {
-                e.addr.clone()
-            });
-        }
-        let windows = engine.drain_until(now);
+    fn fed(
+        &mut self,
+        _engine: &mut Engine,
+        _events: &[Event],
+        windows: &[WindowReport],
+        _now: u64,
+        progress: Progress,
+    ) -> Result<()> {
         self.printer.set_lost_events(progress.lost);
-        self.print(&windows);
+        self.print(windows);
         Ok(())
     }
 
@@ -133,50 +103,27 @@ impl<W: Write> Sink for LiveSink<'_, W> {
 }
 
 pub fn run(plan: &Plan) -> Result<()> {
-    preflight(&plan.capture)?;
-    check_filters(&plan.capture);
-    super::warn_without_lifecycle(plan.report.accounting, plan.capture.lifecycle);
-    let recording = plan
-        .output
-        .as_ref()
-        .map(|t| Recording::create(t, &plan.capture, &plan.command))
-        .transpose()?;
-    let clock = recording
-        .as_ref()
-        .map_or_else(Clock::of_host, Recording::clock);
-    // Live flows are this boot's (boot index 0).
     let mut printer = Printer::new(io::stdout(), plan.report.report);
-    printer.set_boots(vec![Boot {
-        host: crate::host::hostname(),
-        boot_id: crate::host::boot_id(),
-        cgroup_paths: Default::default(),
-    }]);
-    let mut sink = LiveSink {
+    printer.set_boots(vec![this_boot()]);
+    let tables = Tables {
         plan,
-        clock,
-        engine: None,
         printer,
         outputs_left: plan.report.outputs.unwrap_or(u64::MAX),
-        recording,
         print_err: None,
     };
-    let outcome = capture::run(&plan.capture, None, &mut sink);
+    let mut feed = Feed::create(tables, &plan.capture, plan.output.as_ref(), &plan.command)?;
+    super::warn_without_lifecycle(plan.report.accounting, plan.capture.lifecycle);
+    let outcome = feed.run(&plan.capture);
     super::show_libbpf_log(plan.verbose);
-    let summary: Option<Summary> = match &outcome {
-        Ok(stats) => sink.engine.take().map(|e| {
-            let s = e.finish(clock.wall(stats.end_ktime_ns));
-            // At Ctrl-C, the interval in progress is printed, as the seed does.
-            sink.printer.set_lost_events(stats.lost_events());
-            sink.print(&s.windows);
-            s
-        }),
-        Err(_) => None,
-    };
-    let stats = match sink.recording.take() {
-        Some(r) => r.end(outcome)?,
-        None => outcome?,
-    };
-    if let Some(e) = sink.print_err.take() {
+    // At Ctrl-C, the interval in progress is printed, as the seed does.
+    let summary = feed.finish(&outcome);
+    if let (Some(s), Ok(stats)) = (&summary, &outcome) {
+        feed.out.printer.set_lost_events(stats.lost_events());
+        feed.out.print(&s.windows);
+    }
+    let (mut tables, stats) = feed.end(outcome);
+    let stats = stats?;
+    if let Some(e) = tables.print_err.take() {
         return Err(e);
     }
     if let Some(s) = &summary {

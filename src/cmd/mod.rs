@@ -2,12 +2,16 @@
 //! layers (a capture or recordings as the source, the engine, a report or
 //! a recording as the output) and says what the user must know, through
 //! `crate::messages`. This is the only place where sources meet outputs.
+//! What the capturing commands share is beside them: `recording` (events
+//! into a file or series) and `feed` (a capture into the live engine).
 
 pub mod analyze;
 pub mod doctor;
 pub mod events;
+mod feed;
 pub mod live;
 pub mod record;
+mod recording;
 pub mod report;
 pub mod serve;
 
@@ -251,5 +255,14 @@ fn warn_without_lifecycle(accounting: Accounting, lifecycle: bool) {
 fn warn_losses(lost_events: u64, gaps: Option<u64>, s: &Summary) {
     for line in caveats::losses(lost_events, gaps, s.mismatches) {
         messages::warn(line);
+    }
+}
+
+/// `1 event`, `2 events`.
+fn plural(n: u64, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
     }
 }

@@ -96,8 +96,8 @@ pub fn run(plan: &Plan) -> Result<()> {
         "wrote {} ({} KiB): {}, {}",
         plan.output.display(),
         text.len().div_ceil(1024),
-        super::record::plural(page.overview.summary.flows, "flow"),
-        super::record::plural(drawn as u64, "timeline")
+        super::plural(page.overview.summary.flows, "flow"),
+        super::plural(drawn as u64, "timeline")
     ));
     warn_losses(lost_events, Some(gaps), &page.overview.summary);
     warn_without_lifecycle(plan.page.accounting, lifecycle);

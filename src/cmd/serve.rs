@@ -13,18 +13,18 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::record::{check_filters, tell_started, Recording};
-use crate::analyze::engine::{Accounting, Engine, EngineConfig, Unit};
+use super::feed::{this_boot, Feed, Output};
+use super::recording::{tell_started, Recording};
+use crate::analyze::engine::{Accounting, Engine, EngineConfig, Unit, WindowReport};
 use crate::analyze::render::flows::Boot;
 use crate::analyze::render::prometheus::{Metrics, MetricsConfig};
 use crate::error::{Error, Result};
-use crate::event::{Event, FlowKey};
+use crate::event::Event;
 use crate::http;
 use crate::messages;
-use crate::record::capture::load::{preflight, CaptureConfig};
-use crate::record::capture::{self, Progress, Sink, Started};
+use crate::record::capture::config::CaptureConfig;
+use crate::record::capture::{Progress, Started};
 use crate::record::format::output::Target;
-use crate::time::Clock;
 
 /// How long a closed flow is remembered (see [`Engine::forget_closed`]):
 /// memory follows the flows alive, not every flow since the start.
@@ -43,13 +43,11 @@ pub struct Plan {
     pub verbose: bool,
 }
 
-struct ServeSink<'p> {
+/// Serve's output: the counters the endpoint serves.
+struct Counters<'p> {
     plan: &'p Plan,
-    clock: Clock,
-    engine: Option<Engine>,
     metrics: Arc<Mutex<Metrics>>,
     boots: Vec<Boot>,
-    recording: Option<Recording>,
 }
 
 /// The counters, also after a thread panicked holding them: a panic
@@ -58,94 +56,62 @@ fn lock(m: &Mutex<Metrics>) -> MutexGuard<'_, Metrics> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Sink for ServeSink<'_> {
-    fn started(&mut self, s: &Started) -> Result<()> {
+impl Output for Counters<'_> {
+    fn started(
+        &mut self,
+        s: &Started,
+        start_ns: u64,
+        recording: Option<&Recording>,
+    ) -> Result<EngineConfig> {
         super::show_libbpf_log(self.plan.verbose);
         tell_started(s);
         messages::raw(format_args!(
             "Serving TCP congestion-state metrics at http://{}/metrics{}... Hit Ctrl-C to end.",
             self.plan.listen,
-            self.recording
-                .as_ref()
+            recording
                 .map(|r| format!(", recording into {}", r.describe()))
                 .unwrap_or_default()
         ));
-        self.engine = Some(Engine::new(EngineConfig {
+        Ok(EngineConfig {
             accounting: self.plan.accounting,
             lifecycle: self.plan.capture.lifecycle,
-            start_ns: self.clock.wall(s.start_ktime_ns),
+            start_ns,
             until_ns: None,
             interval_ns: Some(self.plan.interval_ns),
             hist_unit: Unit::Millis,
-        }));
-        match self.recording.as_mut() {
-            Some(r) => r.started(s),
-            None => Ok(()),
-        }
+        })
     }
 
-    fn snapshot_due(&self, next: u64) -> bool {
-        self.recording
-            .as_ref()
-            .is_some_and(|r| r.snapshot_due(next))
-    }
-
-    fn snapshot_taken(&mut self, done: u64) {
-        if let Some(r) = self.recording.as_mut() {
-            r.snapshot_taken(done);
-        }
-    }
-
-    fn cgroups(&mut self, paths: &BTreeMap<u64, String>) -> Result<()> {
-        if let Some(r) = self.recording.as_mut() {
-            r.name_cgroups(paths);
-        }
+    fn cgroups(&mut self, paths: &BTreeMap<u64, String>) {
         if let Some(b) = self.boots.first_mut() {
             b.cgroup_paths
                 .extend(paths.iter().map(|(k, v)| (*k, v.clone())));
         }
-        Ok(())
     }
 
-    fn events(&mut self, events: &[Event], progress: Progress) -> Result<()> {
-        if let Some(r) = self.recording.as_mut() {
-            r.write(events, progress)?;
-        }
-        let Some(mut engine) = self.engine.take() else {
-            return Ok(());
-        };
-        for e in events {
-            let key = FlowKey {
-                boot: 0,
-                cookie: e.flow,
-            };
-            engine.push(self.clock.wall(e.ktime_ns), key, e.change, || {
-                e.addr.clone()
-            });
-        }
-        let now = self.clock.wall(progress.complete_until);
-        let windows = engine.drain_until(now);
+    fn fed(
+        &mut self,
+        engine: &mut Engine,
+        events: &[Event],
+        windows: &[WindowReport],
+        now: u64,
+        progress: Progress,
+    ) -> Result<()> {
         // A socket connects again (same cookie) right after a failed
         // attempt, if at all: a minute on, its flow is let go.
         engine.forget_closed(now.saturating_sub(FORGET_AFTER_NS));
-        {
-            let boots = &self.boots;
-            let mut m = lock(&self.metrics);
-            m.events(events);
-            for w in &windows {
-                m.window(w, boots);
-            }
-            m.now(&engine, boots, progress.lost);
+        let boots = &self.boots;
+        let mut m = lock(&self.metrics);
+        m.events(events);
+        for w in windows {
+            m.window(w, boots);
         }
-        self.engine = Some(engine);
+        m.now(engine, boots, progress.lost);
         Ok(())
     }
 }
 
 pub fn run(plan: &Plan) -> Result<()> {
-    preflight(&plan.capture)?;
-    check_filters(&plan.capture);
-    super::warn_without_lifecycle(plan.accounting, plan.capture.lifecycle);
     let metrics = Arc::new(Mutex::new(Metrics::new(plan.metrics)));
     let page: Arc<http::Page> = {
         let metrics = Arc::clone(&metrics);
@@ -158,27 +124,14 @@ pub fn run(plan: &Plan) -> Result<()> {
         addr: plan.listen,
         why: e.to_string(),
     })?;
-    let recording = plan
-        .output
-        .as_ref()
-        .map(|t| Recording::create(t, &plan.capture, &plan.command))
-        .transpose()?;
-    let clock = recording
-        .as_ref()
-        .map_or_else(Clock::of_host, Recording::clock);
-    let mut sink = ServeSink {
+    let counters = Counters {
         plan,
-        clock,
-        engine: None,
         metrics,
-        boots: vec![Boot {
-            host: crate::host::hostname(),
-            boot_id: crate::host::boot_id(),
-            cgroup_paths: Default::default(),
-        }],
-        recording,
+        boots: vec![this_boot()],
     };
-    let outcome = capture::run(&plan.capture, None, &mut sink);
+    let mut feed = Feed::create(counters, &plan.capture, plan.output.as_ref(), &plan.command)?;
+    super::warn_without_lifecycle(plan.accounting, plan.capture.lifecycle);
+    let outcome = feed.run(&plan.capture);
     super::show_libbpf_log(plan.verbose);
     drop(server);
     if let Ok(stats) = &outcome {
@@ -189,8 +142,5 @@ pub fn run(plan: &Plan) -> Result<()> {
             ));
         }
     }
-    match sink.recording.take() {
-        Some(r) => r.end(outcome).map(|_| ()),
-        None => outcome.map(|_| ()),
-    }
+    feed.end(outcome).1.map(|_| ())
 }

@@ -1,13 +1,12 @@
 //! Loading the capture programs: checks that explain failures in advance
-//! (privileges, BTF, a hook this kernel offers), resolution of filter
-//! arguments into what the kernel compares, and the skeleton's open →
-//! configure → load → attach sequence, for the attach mode chosen by
-//! [`super::attach`].
+//! (privileges, BTF, a hook this kernel offers, a place to pin), the
+//! skeleton's open → configure → load → attach sequence for the attach
+//! mode chosen by [`super::attach`], libbpf's log kept for `-v`, and the
+//! programs' own counters (losses, runs, cost) read back.
 
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
 use std::mem::MaybeUninit;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
@@ -16,15 +15,14 @@ use libbpf_rs::{MapCore, OpenObject};
 
 use super::attach::{self, AttachMode, KernelFacts};
 use super::buffer::BufferKind;
+use super::config::CaptureConfig;
 use super::ffi;
 use super::skel::{
     OpenTcpcongSkel, TcpcongSkel, TcpcongSkelBuilder, LEAN_CPUS, LEAN_PROGRAMS, LOST_SLOTS,
 };
 use crate::error::{Error, Result};
-use crate::event::Filters;
 
 const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 const BPFFS: &str = "/sys/fs/bpf";
 const CAP_SYS_ADMIN: u32 = 21;
@@ -34,120 +32,10 @@ const CAP_BPF: u32 = 39;
 /// pipeline's budget rate, so a slow writer flush does not drop.
 const RING_BYTES: u32 = 32 << 20;
 
-/// Everything the kernel side needs to know before load.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaptureConfig {
-    /// Applied in the kernel (netns and cgroup as their ids).
-    pub filters: Filters,
-    pub buffer: BufferKind,
-    /// `None`: the best mode this kernel offers (see [`attach::plan`]).
-    pub attach: Option<AttachMode>,
-    /// Emit `tcp_state` events.
-    pub lifecycle: bool,
-    /// Where to pin the ring buffer for a benchmark's producer.
-    pub pin_buffer: Option<std::path::PathBuf>,
-}
-
 /// The kernel's facts, read once per process (kallsyms is large).
 pub fn facts() -> &'static KernelFacts {
     static FACTS: OnceLock<KernelFacts> = OnceLock::new();
     FACTS.get_or_init(KernelFacts::probe)
-}
-
-/// A netns inode, given as a number or as a path to a namespace file; the
-/// error says why the path is none.
-pub fn netns_inode(s: &str) -> Result<u32, String> {
-    const HOW: &str =
-        "give a network namespace's file (e.g. /var/run/netns/NAME, /proc/PID/ns/net) or its inode number";
-    if let Ok(ino) = s.parse::<u32>() {
-        // No inode is 0: it would match no socket, and record nothing.
-        return match ino {
-            0 => Err(format!("0 is no namespace's inode; {HOW}")),
-            _ => Ok(ino),
-        };
-    }
-    let meta = fs::metadata(s).map_err(|e| format!("{e}; {HOW}"))?;
-    if !is_netns_file(Path::new(s)) {
-        return Err(format!("not a network namespace; {HOW}"));
-    }
-    u32::try_from(meta.ino()).map_err(|_| format!("inode {} is out of range", meta.ino()))
-}
-
-/// Whether `path` is a network namespace (a file of the kernel's nsfs
-/// whose type is `CLONE_NEWNET`), told without blocking on whatever else
-/// it may be: the file system is asked first, and only an nsfs file is
-/// opened.
-fn is_netns_file(path: &Path) -> bool {
-    const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
-    // _IO(0xb7, 0x3): the namespace type of an nsfs file descriptor.
-    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs is plain data, for which all zeroes is a valid value.
-    let mut fs_info: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: a NUL-terminated path, and a statfs the kernel fills.
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut fs_info) };
-    if rc != 0 || libc::c_long::from(fs_info.f_type) != NSFS_MAGIC {
-        return false;
-    }
-    let Ok(file) = fs::File::open(path) else {
-        return false;
-    };
-    // SAFETY: an ioctl without arguments on the descriptor `file` owns.
-    let kind = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&file), NS_GET_NSTYPE as _) };
-    kind == libc::CLONE_NEWNET
-}
-
-/// Whether a network namespace with this inode is in use: some process is
-/// in it, or it is bound under /run/netns (as `ip netns` does). One that is
-/// neither may still exist (held by a file descriptor), so this is for a
-/// warning, not a refusal.
-pub fn netns_in_use(ino: u32) -> bool {
-    let has = |p: &Path| fs::metadata(p).is_ok_and(|m| m.ino() == u64::from(ino));
-    let procs = fs::read_dir("/proc").into_iter().flatten().flatten();
-    let bound = ["/run/netns", "/var/run/netns"]
-        .into_iter()
-        .flat_map(fs::read_dir)
-        .flatten()
-        .flatten();
-    procs
-        .filter(|e| {
-            e.file_name()
-                .as_encoded_bytes()
-                .iter()
-                .all(u8::is_ascii_digit)
-        })
-        .any(|e| has(&e.path().join("ns/net")))
-        || bound.into_iter().any(|e| has(&e.path()))
-}
-
-/// A cgroup v2 directory's id, which is its inode number on cgroup2fs; the
-/// error says why the path is none.
-pub fn cgroup_id(p: &Path) -> Result<u64, String> {
-    let meta = fs::metadata(p).map_err(|e| e.to_string())?;
-    if !meta.is_dir() {
-        return Err("not a directory".into());
-    }
-    if fs_type(p).map_err(|e| e.to_string())? != CGROUP2_SUPER_MAGIC {
-        return Err(
-            "not on a cgroup v2 file system (see the cgroup2 line of /proc/self/mountinfo)".into(),
-        );
-    }
-    Ok(meta.ino())
-}
-
-/// The magic number of the file system `p` is on.
-fn fs_type(p: &Path) -> std::io::Result<i64> {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    // SAFETY: statfs is plain old data, for which all zeroes is valid.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: c is a valid NUL-terminated path, st a valid out-pointer.
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(st.f_type as i64)
 }
 
 /// Where `--pin-buffer PATH` pins the ring buffer, and beside it the lean
@@ -176,7 +64,7 @@ fn ensure_bpffs(pin: &Path) -> Result<()> {
         });
     }
     let dir = pin.parent().unwrap_or(Path::new("/"));
-    if fs_type(dir).ok() == Some(BPF_FS_MAGIC) {
+    if crate::host::fs_type(dir).ok() == Some(BPF_FS_MAGIC) {
         return Ok(());
     }
     let not_bpffs = || Error::PinPath {

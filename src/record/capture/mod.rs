@@ -1,5 +1,6 @@
 //! The kernel side of a capture, and its loop: which hook this kernel
-//! offers (`attach`), checks and loading (`load`), the ring and perf
+//! offers (`attach`), what a capture is asked to do (`config`), checks
+//! and loading (`load`), the ring and perf
 //! transports (`buffer`, with the raw libbpf calls in `ffi`) and the lean
 //! records' rings per CPU (`lean`), decoding of the BPF records (`raw`),
 //! and here the loop that `record` and live mode
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 
 pub mod attach;
 pub mod buffer;
+pub mod config;
 mod ffi;
 mod inbox;
 mod lean;
@@ -37,8 +39,9 @@ pub mod skel;
 mod snapshot;
 
 use buffer::{BufferKind, Consumer};
+use config::CaptureConfig;
 use inbox::Inbox;
-use load::{kernel_lost, load, object_slots, prog_stats, CaptureConfig};
+use load::{kernel_lost, load, object_slots, prog_stats};
 use skel::TcpcongSkel;
 use snapshot::Snapshots;
 

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -75,7 +75,7 @@ impl Names {
         }
         if !self.cgroups.contains_key(&id) && due(self.cgroups_scanned) {
             self.cgroups_scanned = Some(Instant::now());
-            self.cgroups = cgroup2_root()
+            self.cgroups = crate::host::cgroup2_root()
                 .map(|root| scan_cgroups(&root).into_iter().collect())
                 .unwrap_or_default();
         }
@@ -139,17 +139,6 @@ fn socket_inode(link: &Path) -> Option<u64> {
         .ok()
 }
 
-/// Where cgroup v2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified`
-/// on hybrid systems).
-pub fn cgroup2_root() -> Option<PathBuf> {
-    let mounts = fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let mut f = l.split_whitespace();
-        let (_, at, kind) = (f.next()?, f.next()?, f.next()?);
-        (kind == "cgroup2").then(|| PathBuf::from(at))
-    })
-}
-
 /// Every cgroup under `root` by id (its directory's inode), with its path
 /// relative to the mount ("/" for the root, "/system.slice/x.service").
 fn scan_cgroups(root: &Path) -> Vec<(u64, String)> {
@@ -202,7 +191,7 @@ mod tests {
 
     #[test]
     fn the_cgroup_of_this_process_gets_its_path() {
-        let Some(root) = cgroup2_root() else {
+        let Some(root) = crate::host::cgroup2_root() else {
             panic!("no cgroup2 mount: /proc/self/mounts has no cgroup2 line");
         };
         let own = fs::read_to_string("/proc/self/cgroup").unwrap();

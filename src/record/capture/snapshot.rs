@@ -8,12 +8,11 @@
 //! that cannot be entered are counted; the capture's own is always seen.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::inbox::Inbox;
 use super::raw::RAW_EVENT_SIZE;
@@ -21,9 +20,8 @@ use super::skel::TcpcongSkel;
 use super::{CaptureStats, Sink};
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::host::{network_namespaces, OWN_NETNS};
 use crate::time::ktime_now;
-
-const OWN_NETNS: &str = "/proc/thread-self/ns/net";
 
 pub struct Snapshots {
     /// This thread's namespace, to come back to.
@@ -59,7 +57,7 @@ impl Snapshots {
         let started = ktime_now();
         let mut unreachable = 0;
         let mut bytes = Vec::new();
-        for (ino, path) in namespaces() {
+        for (ino, path) in network_namespaces() {
             if self.only.is_some_and(|only| u64::from(only) != ino) {
                 continue;
             }
@@ -105,30 +103,4 @@ fn enter(ns: &File) -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// The network namespaces in use, by inode, each with a path that names it.
-fn namespaces() -> BTreeMap<u64, PathBuf> {
-    let mut found = BTreeMap::new();
-    let mut add = |p: PathBuf| {
-        if let Ok(m) = fs::metadata(&p) {
-            found.entry(m.ino()).or_insert(p);
-        }
-    };
-    add(PathBuf::from(OWN_NETNS));
-    for dir in ["/run/netns", "/var/run/netns"] {
-        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-            add(e.path());
-        }
-    }
-    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        if e.file_name()
-            .as_encoded_bytes()
-            .iter()
-            .all(u8::is_ascii_digit)
-        {
-            add(e.path().join("ns/net"));
-        }
-    }
-    found
 }

@@ -1,0 +1,20 @@
+//! What a capture is asked to do, as the command line resolves it: plain
+//! data, without libbpf, so that the command line can build it.
+
+use super::attach::AttachMode;
+use super::buffer::BufferKind;
+use crate::event::Filters;
+
+/// Everything the kernel side needs to know before load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// Applied in the kernel (netns and cgroup as their ids).
+    pub filters: Filters,
+    pub buffer: BufferKind,
+    /// `None`: the best mode this kernel offers (see [`attach::plan`]).
+    pub attach: Option<AttachMode>,
+    /// Emit `tcp_state` events.
+    pub lifecycle: bool,
+    /// Where to pin the ring buffer for a benchmark's producer.
+    pub pin_buffer: Option<std::path::PathBuf>,
+}
