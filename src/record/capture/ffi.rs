@@ -141,6 +141,15 @@ impl Drop for PerfReader {
     }
 }
 
+/// The value at `r`, in memory the programs write (libbpf's mapping of the
+/// `.bss`), read afresh on every call.
+pub fn read_shared(r: &u64) -> u64 {
+    // SAFETY: an aligned u64 behind a valid reference, which the programs
+    // only add to; volatile, so that the compiler does not reuse an
+    // earlier read.
+    unsafe { std::ptr::read_volatile(r) }
+}
+
 /// A shared mapping of a BPF array map's memory (an mmapable array, or a
 /// loaded object's `.bss`), unmapped when dropped. The mapping holds its
 /// own reference to the map, so it stays valid whatever becomes of the
@@ -183,7 +192,10 @@ impl Mapping {
     /// (atomic adds and loads). Panics on an offset outside the mapping or
     /// not aligned: a broken promise of the caller's layout.
     pub fn atomic_u64(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset.is_multiple_of(8) && offset + 8 <= self.len, "u64 at {offset}");
+        assert!(
+            offset.is_multiple_of(8) && offset + 8 <= self.len,
+            "u64 at {offset}"
+        );
         // SAFETY: in bounds and aligned (checked above; the mapping is page
         // aligned), valid while self lives, and only accessed atomically.
         unsafe { AtomicU64::from_ptr(self.at.as_ptr().add(offset).cast()) }

@@ -525,13 +525,7 @@ fn page_size() -> u32 {
 /// (see `lost` in bpf/tcpcong.bpf.c).
 pub fn kernel_lost(skel: &TcpcongSkel<'_>) -> u64 {
     match skel.maps.bss_data.as_deref() {
-        Some(bss) => bss
-            .lost
-            .iter()
-            // SAFETY: an aligned u64 that the programs only add to, read
-            // through a valid reference; volatile so that each call re-reads.
-            .map(|slot| unsafe { std::ptr::read_volatile(&slot.n) })
-            .sum(),
+        Some(bss) => bss.lost.iter().map(|slot| ffi::read_shared(&slot.n)).sum(),
         // Kernels before 5.5 cannot mmap global data: the one syscall way.
         None => skel
             .maps
@@ -628,9 +622,7 @@ fn nested_caught(skel: &TcpcongSkel<'_>) -> u64 {
     skel.maps.bss_data.as_deref().map_or(0, |bss| {
         bss.cong_cpus
             .iter()
-            // SAFETY: an aligned u64 that the programs only add to, read
-            // through a valid reference; volatile so that each call re-reads.
-            .map(|slot| unsafe { std::ptr::read_volatile(&slot.caught) })
+            .map(|slot| ffi::read_shared(&slot.caught))
             .sum()
     })
 }
