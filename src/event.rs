@@ -11,6 +11,7 @@
 //! all expanded from that list. A new column of that kind is one line there
 //! and the same field in the BPF program's `struct event` (bpf/event.h).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -137,6 +138,26 @@ impl Change {
 pub struct FlowKey {
     pub boot: u32,
     pub cookie: u64,
+}
+
+/// Where a row's flow lived: what makes `flow` unique across recordings of
+/// several hosts and boots, so that rows of many runs can be united; and
+/// the names of that boot's cgroups.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Boot {
+    pub host: String,
+    pub boot_id: String,
+    pub cgroup_paths: BTreeMap<u64, String>,
+}
+
+impl Boot {
+    /// A cgroup's path, or its id where the recording did not name it.
+    pub fn cgroup_path(&self, id: u64) -> String {
+        self.cgroup_paths
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    }
 }
 
 /// A capture (one recording, or overlapping ones) that a boot's events

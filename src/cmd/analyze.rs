@@ -43,7 +43,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         }
     }
     let (lost_events, gaps) = (data.lost_events, data.gaps);
-    let boots = durations::boots(&data);
+    let boots = data.boots();
     let filter = plan.select.rows();
     let lifecycle = data.lifecycle;
     let cfg = plan.report.engine(span.start_ns, span.until_ns, lifecycle);

@@ -9,8 +9,9 @@ use serde::Serialize;
 use super::{open_dataset, Selection};
 use crate::error::{Error, Result};
 use crate::escape;
+use crate::event::Boot;
 use crate::event::{Change, Detail};
-use crate::record::format::reader::{BootNames, Columns, Item, Row};
+use crate::record::format::reader::{Columns, Item, Row};
 use crate::record::format::schema::columns;
 use crate::time::rfc3339;
 
@@ -40,7 +41,7 @@ fn endpoint(addr: &std::net::IpAddr, port: u16) -> String {
     }
 }
 
-fn text(out: &mut dyn Write, r: &Row, _: &BootNames) -> io::Result<()> {
+fn text(out: &mut dyn Write, r: &Row, _: &Boot) -> io::Result<()> {
     let e = &r.ev;
     let (old, new) = e.change.names();
     // A snapshot's two states hold at once: no arrow between them.
@@ -85,7 +86,7 @@ struct JsonEvent<'a> {
     boot_id: &'a str,
 }
 
-fn json_line(out: &mut dyn Write, r: &Row, boot: &BootNames) -> io::Result<()> {
+fn json_line(out: &mut dyn Write, r: &Row, boot: &Boot) -> io::Result<()> {
     let e = &r.ev;
     let (old_state, new_state) = e.change.names();
     let v = JsonEvent {
@@ -108,7 +109,7 @@ fn json_line(out: &mut dyn Write, r: &Row, boot: &BootNames) -> io::Result<()> {
     writeln!(out)
 }
 
-fn csv_line(out: &mut dyn Write, r: &Row, boot: &BootNames) -> io::Result<()> {
+fn csv_line(out: &mut dyn Write, r: &Row, boot: &Boot) -> io::Result<()> {
     let e = &r.ev;
     let (old, new) = e.change.names();
     write!(
@@ -160,7 +161,7 @@ pub fn run(plan: &Plan) -> Result<()> {
     };
     let wanted = |r: &Row| plan.kind.is_none_or(|k| k == r.ev.change.kind());
     let boots = data.boots();
-    let unnamed = BootNames::default();
+    let unnamed = Boot::default();
     let boot_of = |r: &Row| boots.get(r.key.boot as usize).unwrap_or(&unnamed);
     let duplicates = data.scan(&filter, Columns::All, &mut |item| match item {
         Item::Row(r) if r.t_ns >= span.start_ns && r.t_ns < end && wanted(r) => {

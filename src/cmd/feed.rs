@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use super::recording::{check_filters, Recording};
 use crate::analyze::engine::{Engine, EngineConfig, Summary, WindowReport};
-use crate::analyze::render::flows::Boot;
 use crate::error::Result;
+use crate::event::Boot;
 use crate::event::{Event, FlowKey};
 use crate::record::capture::config::CaptureConfig;
 use crate::record::capture::load::preflight;

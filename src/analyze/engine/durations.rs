@@ -14,7 +14,6 @@ use super::sharded::Sharded;
 use super::{Accounting, EngineConfig, Summary, Unit};
 use crate::analyze::caveats;
 use crate::analyze::render::arrow::Table;
-use crate::analyze::render::flows::Boot;
 use crate::analyze::render::printer::{ReportConfig, Style};
 use crate::error::Result;
 use crate::record::format::reader::{Columns, Dataset, Item, RowFilter};
@@ -96,19 +95,6 @@ fn on_one_thread(
     })
 }
 
-/// Per boot index (the `boot` of the flow keys): its names, for the
-/// reports' rows.
-pub fn boots(data: &Dataset) -> Vec<Boot> {
-    data.boots()
-        .into_iter()
-        .map(|b| Boot {
-            host: b.host,
-            boot_id: b.boot_id,
-            cgroup_paths: b.cgroup_paths,
-        })
-        .collect()
-}
-
 /// A dataset's per-flow table (every row, one window) as Arrow batches,
 /// and what it cannot show: what the Python package returns.
 pub struct TableOf {
@@ -138,7 +124,7 @@ pub fn table(data: Dataset, accounting: Accounting, all: bool, threads: usize) -
         top: None,
         by: None,
     };
-    let table = Table::new(report, boots(&data), data.lost_events);
+    let table = Table::new(report, data.boots(), data.lost_events);
     let (end_ns, lost_events, gaps, lifecycle) =
         (data.end_ns, data.lost_events, data.gaps, data.lifecycle);
     let computed = compute(data, &RowFilter::default(), &cfg, threads, end_ns)?;

@@ -16,9 +16,10 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
 use super::columns::{FlowLine, Kind, Value, Window, FLOW};
-use super::flows::{rows, Boot, Row};
+use super::flows::{rows, Row};
 use super::printer::{chosen, ReportConfig};
 use crate::analyze::engine::WindowReport;
+use crate::event::Boot;
 
 /// The columns of [`FLOW`], as the JSON rows name them.
 pub fn schema() -> SchemaRef {

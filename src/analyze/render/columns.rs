@@ -9,9 +9,10 @@ use std::io::{self, Write};
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::flows::{Boot, Group, GroupKey};
+use super::flows::{Group, GroupKey};
 use crate::analyze::engine::FlowRow;
 use crate::escape;
+use crate::event::Boot;
 use crate::event::CaState;
 use crate::time::rfc3339;
 

@@ -3,10 +3,10 @@
 //! table, Prometheus' labels). `rows` pairs each visible row with the boot
 //! it lived on; `GroupKey` says which `--by` group a flow falls in.
 
+use crate::analyze::engine::{FlowRow, WindowReport};
 use std::collections::BTreeMap;
 
-use crate::analyze::engine::{FlowRow, WindowReport};
-use crate::event::FlowAddr;
+use crate::event::{Boot, FlowAddr};
 
 /// What `--by` sums flows by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,26 +49,6 @@ impl GroupKey {
 
 /// The group of flows whose owner or cgroup is not known.
 const UNKNOWN: &str = "(unknown)";
-
-/// Where a row's flow lived: what makes `flow` unique across recordings of
-/// several hosts and boots, so that rows of many runs can be united; and
-/// the names of that boot's cgroups.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Boot {
-    pub host: String,
-    pub boot_id: String,
-    pub cgroup_paths: BTreeMap<u64, String>,
-}
-
-impl Boot {
-    /// A cgroup's path, or its id where the recording did not name it.
-    pub fn cgroup_path(&self, id: u64) -> String {
-        self.cgroup_paths
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| id.to_string())
-    }
-}
 
 /// One `--by` group of a window: the flows it sums.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,9 +17,10 @@ use serde::Serialize;
 use super::columns::{
     csv_header, csv_line, json_line, Column, FlowLine, Get, GroupLine, Window, FLOW, GROUP,
 };
-use super::flows::{rows, visible, Boot, Group, GroupKey, Row};
+use super::flows::{rows, visible, Group, GroupKey, Row};
 use crate::analyze::engine::{FlowRow, Log2Hist, WindowReport};
 use crate::escape;
+use crate::event::Boot;
 use crate::event::CaState;
 use crate::time::{local_hms, rfc3339};
 

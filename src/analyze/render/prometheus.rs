@@ -17,8 +17,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use rustc_hash::FxHashSet;
 
-use super::flows::{rows, Boot, GroupKey};
+use super::flows::{rows, GroupKey};
 use crate::analyze::engine::{Engine, WindowReport};
+use crate::event::Boot;
 use crate::event::{CaState, Change, Event};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use rustc_hash::FxHashMap;
 use super::schema::{self, DetailArrays, Metadata, METADATA_KEY, SCHEMA_VERSION};
 use crate::error::{Error, Result};
 use crate::event::{
-    CaState, Change, Detail, Event, FlowAddr, FlowKey, Owner, PortRange, Span, TcpState,
+    Boot, CaState, Change, Detail, Event, FlowAddr, FlowKey, Owner, PortRange, Span, TcpState,
 };
 use crate::files;
 use crate::time::Clock;
@@ -46,14 +46,6 @@ pub enum CgroupSel {
         path: String,
         local_id: Option<u64>,
     },
-}
-
-/// A boot's host and id, and the cgroup paths its recordings name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BootNames {
-    pub host: String,
-    pub boot_id: String,
-    pub cgroup_paths: BTreeMap<u64, String>,
 }
 
 /// What reports label a flow with besides its addresses (see [`Owner`]).
@@ -743,8 +735,8 @@ impl Dataset {
 
     /// Per boot index (the `boot` of the flow keys a scan hands out): the
     /// host and boot id, as its first file names them.
-    pub fn boots(&self) -> Vec<BootNames> {
-        let mut out: Vec<BootNames> = Vec::new();
+    pub fn boots(&self) -> Vec<Boot> {
+        let mut out: Vec<Boot> = Vec::new();
         for i in &self.inputs {
             let b = i.boot as usize;
             if out.len() <= b {
