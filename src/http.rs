@@ -162,8 +162,19 @@ impl Clients {
         Some(id)
     }
 
+    /// Its request arrived: the connection is answered, never cut off.
     fn arrived(&self, id: usize) {
         lock(&self.waiting).retain(|(i, _)| *i != id);
+    }
+
+    /// Its answer is out: the connection may be cut off again to make
+    /// room. False if it could not be listed (then it is not lingered on).
+    fn idle(&self, id: usize, stream: &TcpStream) -> bool {
+        let Ok(handle) = stream.try_clone() else {
+            return false;
+        };
+        lock(&self.waiting).push((id, handle));
+        true
     }
 }
 
@@ -196,7 +207,12 @@ fn serve_one(mut stream: TcpStream, page: &Page, clients: &Clients, id: usize) {
         Err(Bad::Gone) => return,
     };
     if respond(&mut stream, status, kind, &body, head_only).is_ok() {
-        linger(&mut stream);
+        // Answered: while it lingers the connection is as idle as one that
+        // never sent its request, and as open to being cut off for a scraper.
+        if clients.idle(id, &stream) {
+            linger(&mut stream);
+            clients.arrived(id);
+        }
     }
 }
 
@@ -315,14 +331,20 @@ fn respond(
 /// Unread request bytes (a body refused, requests pipelined) would make
 /// the close send a reset, which can destroy the response before the
 /// client reads it: say that writing is done, and take a little of what
-/// still comes.
+/// still comes, for [`LINGER`] in all (a client trickling bytes must not
+/// renew it read by read).
 fn linger(stream: &mut TcpStream) {
-    if stream.shutdown(Shutdown::Write).is_err() || stream.set_read_timeout(Some(LINGER)).is_err() {
+    if stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
+    let deadline = Instant::now() + LINGER;
     let mut sink = [0u8; 4096];
     let mut taken = 0;
     while taken < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
         match stream.read(&mut sink) {
             Ok(0) | Err(_) => break,
             Ok(n) => taken += n,

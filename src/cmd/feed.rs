@@ -71,6 +71,7 @@ impl<O: Output> Feed<O> {
         output: Option<&Target>,
         command: &str,
     ) -> Result<Feed<O>> {
+        capture::install_stop_handler()?;
         preflight(capture)?;
         check_filters(capture);
         let recording = output

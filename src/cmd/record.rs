@@ -94,6 +94,7 @@ impl Sink for RecordSink {
 }
 
 pub fn run(plan: &Plan) -> Result<()> {
+    capture::install_stop_handler()?;
     preflight(&plan.capture)?;
     check_filters(&plan.capture);
     let rec = Recording::create(&plan.target, &plan.capture, &plan.command)?;

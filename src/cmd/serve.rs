@@ -23,7 +23,7 @@ use crate::event::Event;
 use crate::http;
 use crate::messages;
 use crate::record::capture::config::CaptureConfig;
-use crate::record::capture::{Progress, Started};
+use crate::record::capture::{self, Progress, Started};
 use crate::record::format::output::Target;
 
 /// How long a closed flow is remembered (see [`Engine::forget_closed`]):
@@ -112,6 +112,7 @@ impl Output for Counters<'_> {
 }
 
 pub fn run(plan: &Plan) -> Result<()> {
+    capture::install_stop_handler()?;
     let metrics = Arc::new(Mutex::new(Metrics::new(plan.metrics)));
     let page: Arc<http::Page> = {
         let metrics = Arc::clone(&metrics);

@@ -419,6 +419,48 @@ def test_serve_keeps_answering_while_clients_misbehave(served):
     assert not list(out.rglob("*.inprogress"))
 
 
+TRICKLE = r"""
+import json, socket, time, urllib.request
+URL, HOST = "http://127.0.0.1:9464/metrics", ("127.0.0.1", 9464)
+# As many clients as serve has slots: each takes its answer, then keeps
+# sending a byte now and then, which a closing connection still reads.
+conns = []
+for _ in range(64):
+    s = socket.create_connection(HOST, timeout=5)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.recv(1 << 16)
+    conns.append(s)
+scrapes, end = [], time.monotonic() + 6
+while time.monotonic() < end:
+    for s in conns:
+        try:
+            s.send(b"x")
+        except OSError:
+            pass
+    t = time.monotonic()
+    try:
+        body = urllib.request.urlopen(URL, timeout=3).read().decode()
+        scrapes.append([body.endswith("# EOF\n"), time.monotonic() - t])
+    except Exception as e:
+        scrapes.append([repr(e), time.monotonic() - t])
+    time.sleep(0.2)
+print(json.dumps(scrapes))
+"""
+
+
+def test_clients_trickling_after_their_answer_cannot_keep_scrapes_out(served):
+    ns, traced, out, serve, procs = served
+    p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", TRICKLE],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    scrapes = json.loads(p.stdout)
+    print("scrapes while 64 answered clients trickle bytes (whole, seconds):", scrapes)
+    assert len(scrapes) >= 5, scrapes
+    for ok, seconds in scrapes:
+        assert ok is True and seconds < 1.0, scrapes
+    assert serve.poll() is None, "serve is still running"
+
+
 # 4. Sizes that never end ---------------------------------------------------
 
 

@@ -61,7 +61,10 @@ static STOP: AtomicBool = AtomicBool::new(false);
 static HANDLER: Once = Once::new();
 
 /// SIGINT and SIGTERM end a capture cleanly; a second one is not needed.
-fn install_stop_handler() -> Result<()> {
+/// Commands call it first of all: a signal that comes while they set up
+/// (a port already answering, a file already created) must end the
+/// capture as soon as it starts, not kill the process mid-way.
+pub fn install_stop_handler() -> Result<()> {
     let mut res = Ok(());
     HANDLER.call_once(|| {
         res = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).map_err(Into::into);
