@@ -74,6 +74,11 @@ pub enum Error {
     #[error("installing the Ctrl-C handler: {0}")]
     Signal(#[from] ctrlc::Error),
 
+    /// The windows of a report (every flow alive in each) would not fit the
+    /// memory an analysis may take.
+    #[error("the report's windows would take more than {mib} MiB of memory (a long span, a short interval or many flows): choose a longer interval or a shorter span, or select fewer flows")]
+    ReportTooLarge { mib: u64 },
+
     /// A recording given to analyze is unreadable or not one of ours.
     #[error("{}: {reason}", path.display())]
     BadInput { path: PathBuf, reason: String },

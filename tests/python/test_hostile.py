@@ -537,6 +537,48 @@ def test_one_huge_string_cannot_take_all_memory(tmp_path):
     assert peak < 200, peak
 
 
+def test_a_file_claiming_a_long_span_cannot_take_all_memory(tmp_path):
+    # Five flows alive to the capture's end, which the file says comes 11
+    # days on: every 1 s window of it, each with those flows, would be
+    # gigabytes of report.
+    base = modernize(FIXTURE, tmp_path / "base.parquet", "h", "b")
+    t = pq.read_table(base)
+    meta = fixture_meta(base)
+    meta["end_ktime_ns"] = meta["start_ktime_ns"] + 999_000 * 10**9
+    path = tmp_path / "long-span.parquet"
+    pq.write_table(t.replace_schema_metadata({"tcpcong": json.dumps(meta)}), path, compression="zstd")
+    code, err, peak = run_measured(["analyze", path, "1"])
+    assert code == 1, err
+    assert "MiB of memory" in one_line(err) and "longer interval" in err, err
+    print(f"{path.stat().st_size >> 10} KiB file claiming 999,000 s, 1 s windows: peak {peak:.0f} MiB")
+    assert peak < 1500, peak
+    # The same file read whole, or in windows that fit, is analyzed.
+    code, err, _ = run_measured(["analyze", path])
+    assert code == 0, err
+    code, err, _ = run_measured(["analyze", path, "3600", "2"])
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("claim", [
+    {"end_ktime_ns": 2**64 - 1},
+    {"start_ktime_ns": 2**64 - 1},
+    {"clock_offset_ns": 2**63 - 1},
+    {"clock_offset_ns": -2**63},
+])
+def test_capture_times_out_of_range_are_refused_not_a_crash(tmp_path, claim):
+    base = modernize(FIXTURE, tmp_path / "base.parquet", "h", "b")
+    meta = fixture_meta(base)
+    meta.update(claim)
+    path = tmp_path / "times.parquet"
+    pq.write_table(pq.read_table(base).replace_schema_metadata({"tcpcong": json.dumps(meta)}), path)
+    for args in (["analyze", path], ["analyze", path, "1"], ["events", path],
+                 ["report", path, "-o", tmp_path / "page.html"]):
+        p = tcpcong(*args)
+        assert p.returncode == 1, (args, p.stderr)
+        assert "capture times are out of range" in one_line(p.stderr), p.stderr
+        assert "internal error" not in p.stderr
+
+
 # 6. Small ones -------------------------------------------------------------
 
 

@@ -11,11 +11,11 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
 use super::sharded::Sharded;
-use super::{Accounting, EngineConfig, Summary, Unit};
+use super::{Accounting, EngineConfig, Summary, Unit, WINDOWS_BUDGET};
 use crate::analyze::caveats;
 use crate::analyze::render::arrow::Table;
 use crate::analyze::render::printer::{ReportConfig, Style};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::record::format::reader::{Columns, Dataset, Item, RowFilter};
 
 /// What a dataset's scan gave: the engine's summary, and how many events
@@ -34,9 +34,27 @@ pub fn compute(
     end_ns: u64,
 ) -> Result<Computed> {
     let parts = data.by_boot();
-    if threads <= 1 || parts.len() <= 1 {
-        return on_one_thread(parts, filter, cfg, threads, end_ns);
+    let computed = if threads <= 1 || parts.len() <= 1 {
+        on_one_thread(parts, filter, cfg, threads, end_ns, WINDOWS_BUDGET)?
+    } else {
+        on_threads(parts, filter, cfg, threads, end_ns)?
+    };
+    if computed.summary.over_budget {
+        return Err(Error::ReportTooLarge {
+            mib: WINDOWS_BUDGET >> 20,
+        });
     }
+    Ok(computed)
+}
+
+/// Boots spread over `threads`, each read on one.
+fn on_threads(
+    parts: Vec<Dataset>,
+    filter: &RowFilter,
+    cfg: &EngineConfig,
+    threads: usize,
+    end_ns: u64,
+) -> Result<Computed> {
     let threads = threads.min(parts.len());
     let mut shares: Vec<Vec<Dataset>> = (0..threads).map(|_| Vec::new()).collect();
     for (i, part) in parts.into_iter().enumerate() {
@@ -48,7 +66,8 @@ pub fn compute(
             .map(|share| {
                 // The filter remembers flows' ports: one per thread.
                 let filter = filter.clone();
-                scope.spawn(move || on_one_thread(share, &filter, cfg, 1, end_ns))
+                let budget = WINDOWS_BUDGET / threads as u64;
+                scope.spawn(move || on_one_thread(share, &filter, cfg, 1, end_ns, budget))
             })
             .collect();
         running
@@ -77,8 +96,9 @@ fn on_one_thread(
     cfg: &EngineConfig,
     threads: usize,
     end_ns: u64,
+    budget: u64,
 ) -> Result<Computed> {
-    let mut engine = Sharded::new(cfg.clone(), threads);
+    let mut engine = Sharded::new(cfg.clone(), threads, budget);
     let mut duplicates = 0;
     for part in parts {
         duplicates += part.scan(filter, Columns::Analysis, &mut |item| {

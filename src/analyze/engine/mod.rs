@@ -187,6 +187,9 @@ pub struct Summary {
     /// Changes, mismatches and histogram samples that fell in an already
     /// drained window (so are missing from its report).
     pub late_events: u64,
+    /// The windows would not fit [`Engine::with_budget`]'s memory: the
+    /// summary is incomplete (windows are left out) and must not be shown.
+    pub over_budget: bool,
     /// Distinct flows seen.
     pub flows: u64,
 }
@@ -455,9 +458,38 @@ struct Ledger {
     current: HashMap<u32, usize>,
     /// Every stretch credited, when asked for (see [`Engine::log_credits`]).
     log: Option<Vec<Credit>>,
+    /// Rows in `windows`, and the bytes windows and rows may take: a
+    /// recording that claims a long span (or a tiny interval) would
+    /// otherwise make every window of it, for every flow alive, in memory.
+    held_rows: u64,
+    budget: u64,
+    over_budget: bool,
 }
 
+/// What a window and a row held cost, counted generously: the accumulator
+/// and the report built from it, with their maps' and vectors' slack.
+const WINDOW_BYTES: u64 = (size_of::<WinAcc>() + size_of::<WindowReport>() + 64) as u64;
+const ROW_BYTES: u64 = 2 * (size_of::<(FlowKey, RowAcc)>() + size_of::<FlowRow>()) as u64;
+
+/// The memory an engine's windows may take unless told otherwise.
+pub const WINDOWS_BUDGET: u64 = 1 << 30;
+
 impl Ledger {
+    /// Whether `windows` and `rows` more fit the budget; once one did not,
+    /// nothing more is held (the summary says so).
+    fn fits(&mut self, windows: u64, rows: u64) -> bool {
+        let bytes = (self.windows.len() as u64)
+            .saturating_add(windows)
+            .saturating_mul(WINDOW_BYTES)
+            .saturating_add(
+                self.held_rows
+                    .saturating_add(rows)
+                    .saturating_mul(ROW_BYTES),
+            );
+        self.over_budget |= bytes > self.budget;
+        !self.over_budget
+    }
+
     fn span_start(&self, boot: u32) -> u64 {
         self.current
             .get(&boot)
@@ -508,18 +540,30 @@ impl Ledger {
         }
     }
 
-    /// The accumulator of window `k`, or `None` once it has been drained.
+    /// The accumulator of window `k`, or `None` once it has been drained
+    /// (or past the budget).
     fn window(&mut self, k: u64) -> Option<&mut WinAcc> {
-        if k < self.first_open {
-            None
-        } else {
-            Some(self.windows.entry(k).or_default())
+        if k < self.first_open || !(self.windows.contains_key(&k) || self.fits(1, 0)) {
+            return None;
         }
+        Some(self.windows.entry(k).or_default())
+    }
+
+    /// The row of `key` in window `k`, as [`Ledger::window`].
+    fn row_in(&mut self, k: u64, key: FlowKey) -> Option<&mut RowAcc> {
+        let new = self
+            .windows
+            .get(&k)
+            .is_none_or(|w| !w.rows.contains_key(&key));
+        if new && (k < self.first_open || !self.fits(0, 1)) {
+            return None;
+        }
+        self.held_rows += u64::from(new);
+        Some(self.window(k)?.rows.entry(key).or_default())
     }
 
     fn row(&mut self, key: FlowKey, t: u64) -> Option<&mut RowAcc> {
-        let k = self.index(t);
-        self.window(k).map(|w| w.rows.entry(key).or_default())
+        self.row_in(self.index(t), key)
     }
 
     /// Credits `[from, to)` in `state`, clipped to the analysed range and
@@ -531,9 +575,9 @@ impl Ledger {
             let k = self.index(a);
             let b = self.nominal_end(k).min(to);
             let part = b - a;
-            match self.window(k) {
-                Some(w) => {
-                    let ns = &mut w.rows.entry(key).or_default().ns[state.index()];
+            match self.row_in(k, key) {
+                Some(r) => {
+                    let ns = &mut r.ns[state.index()];
                     *ns = ns.saturating_add(part);
                     if let Some(log) = &mut self.log {
                         log.push(Credit {
@@ -628,8 +672,17 @@ impl Engine {
                 spans: Vec::new(),
                 current: HashMap::default(),
                 log: None,
+                held_rows: 0,
+                budget: WINDOWS_BUDGET,
+                over_budget: false,
             },
         }
+    }
+
+    /// An engine whose windows may take `bytes` of memory (an estimate).
+    pub fn with_budget(mut self, bytes: u64) -> Engine {
+        self.led.budget = bytes;
+        self
     }
 
     /// One event. `t_ns` is wall-clock ns. Events of one flow arrive in time
@@ -840,13 +893,22 @@ impl Engine {
             .keys()
             .next_back()
             .map_or(last_by_end, |&k| k.max(last_by_end));
+        let empty = (last.saturating_sub(self.led.first_open).saturating_add(1))
+            .saturating_sub(self.led.windows.len() as u64);
+        // Nothing is shown of a summary past its budget.
+        let shown = self.led.fits(empty, 0);
         let windows = (self.led.first_open..=last)
+            .take(if shown { usize::MAX } else { 0 })
             .map(|k| {
                 let w_start = self.led.window_start(k);
                 let end = self.led.nominal_end(k).min(end_ns).max(w_start);
                 // The capture's last instant is inside it (its last event
                 // can be at its end): an owner learnt then counts.
-                let learnt_by = if end == end_ns { end + 1 } else { end };
+                let learnt_by = if end == end_ns {
+                    end.saturating_add(1)
+                } else {
+                    end
+                };
                 self.take_window(k, end, learnt_by)
             })
             .collect();
@@ -855,6 +917,7 @@ impl Engine {
             mismatches: self.led.mismatches,
             late_ns: self.led.late_ns,
             late_events: self.led.late_events,
+            over_budget: self.led.over_budget,
             flows: self.flows.len() as u64,
         };
         (summary, self.take_credits())
@@ -864,6 +927,7 @@ impl Engine {
     /// owners learnt before `learnt_by`.
     fn take_window(&mut self, k: u64, end_ns: u64, learnt_by: u64) -> WindowReport {
         let acc = self.led.windows.remove(&k).unwrap_or_default();
+        self.led.held_rows -= acc.rows.len() as u64;
         let mut rows: Vec<FlowRow> = acc
             .rows
             .into_iter()
@@ -914,6 +978,7 @@ impl Summary {
             mismatches: 0,
             late_ns: 0,
             late_events: 0,
+            over_budget: false,
             flows: 0,
         };
         // Each part reports the same windows, save ones only some had
@@ -923,6 +988,7 @@ impl Summary {
             all.mismatches += part.mismatches;
             all.late_ns = all.late_ns.saturating_add(part.late_ns);
             all.late_events += part.late_events;
+            all.over_budget |= part.over_budget;
             all.flows += part.flows;
             for w in part.windows {
                 match windows.entry(w.index) {
@@ -1761,5 +1827,32 @@ mod tests {
         assert!(e.drain_until(S + 100 * SEC).is_empty());
         let s = e.finish(S + SEC);
         assert_eq!(ms(&s.windows[0], 1), Some(([1000, 0, 0, 0, 0], 0)));
+    }
+
+    #[test]
+    fn windows_past_the_budget_leave_the_summary_marked() {
+        // Two flows alive for 100 windows: 100 windows and 200 rows.
+        let run = |budget: u64| {
+            let mut e = Engine::new(cfg(Accounting::Full, true, Some(SEC))).with_budget(budget);
+            e.push(S, key(1), est(), || addr(1));
+            e.push(S, key(2), est(), || addr(2));
+            e.finish(S + 100 * SEC)
+        };
+        let need = 100 * WINDOW_BYTES + 200 * ROW_BYTES;
+        let fits = run(need);
+        assert!(!fits.over_budget);
+        assert_eq!(fits.windows.len(), 100);
+        assert!(fits.windows.iter().all(|w| w.rows.len() == 2));
+        let over = run(need - 1);
+        assert!(over.over_budget);
+        assert!(over.windows.is_empty(), "nothing shown of it");
+        // Live mode hands windows out as they close: what it holds stays small.
+        let mut e = Engine::new(cfg(Accounting::Full, true, Some(SEC))).with_budget(need / 10);
+        e.push(S, key(1), est(), || addr(1));
+        e.push(S, key(2), est(), || addr(2));
+        for t in 1..=100 {
+            assert_eq!(e.drain_until(S + t * SEC).len(), 1);
+        }
+        assert!(!e.finish(S + 100 * SEC).over_budget);
     }
 }

@@ -43,11 +43,13 @@ enum Inner {
 }
 
 impl Sharded {
-    /// `threads` counts the pushing thread; 0 is taken as 1.
-    pub fn new(cfg: EngineConfig, threads: usize) -> Sharded {
+    /// `threads` counts the pushing thread; 0 is taken as 1. The engines
+    /// share `budget` (see [`Engine::with_budget`]).
+    pub fn new(cfg: EngineConfig, threads: usize, budget: u64) -> Sharded {
         if threads <= 1 {
-            return Sharded(Inner::One(Box::new(Engine::new(cfg))));
+            return Sharded(Inner::One(Box::new(Engine::new(cfg).with_budget(budget))));
         }
+        let share = budget / threads as u64;
         let workers = (1..threads)
             .map(|_| {
                 let (queue, rx) = sync_channel(QUEUED);
@@ -57,7 +59,7 @@ impl Sharded {
                     queue,
                     thread: std::thread::Builder::new()
                         .name("engine".into())
-                        .spawn(move || work(Engine::new(cfg), rx))
+                        .spawn(move || work(Engine::new(cfg).with_budget(share), rx))
                         .expect("spawning an engine thread"),
                 }
             })
@@ -141,7 +143,7 @@ fn work(mut engine: Engine, rx: Receiver<Vec<Msg>>) -> Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::engine::{Accounting, Unit};
+    use crate::analyze::engine::{Accounting, Unit, WINDOWS_BUDGET};
     use crate::event::{CaState, TcpState};
     use std::net::{IpAddr, Ipv4Addr};
 
@@ -219,7 +221,7 @@ mod tests {
             interval_ns,
             hist_unit: Unit::Millis,
         };
-        let mut e = Sharded::new(cfg, threads);
+        let mut e = Sharded::new(cfg, threads, WINDOWS_BUDGET);
         e.set_span(spans[0].0, spans[0].1);
         e.set_span(spans[1].0, spans[1].1);
         let mut second = false;

@@ -22,7 +22,7 @@ impl Axis {
     pub fn new(start_ns: u64, end_ns: u64, columns: usize) -> Axis {
         Axis {
             start_ns,
-            end_ns: end_ns.max(start_ns + 1),
+            end_ns: end_ns.max(start_ns.saturating_add(1)),
             columns: columns.max(1),
         }
     }

@@ -104,9 +104,34 @@ pub(super) fn metadata_of(path: &Path, kv: &str) -> Result<Metadata> {
             ),
         )),
         None => Err(Error::bad_input(path, "tcpcong metadata has no schema_version")),
-        _ => serde_json::from_str(kv)
-            .map_err(|e| Error::bad_input(path, format!("unreadable tcpcong metadata: {e}"))),
+        _ => {
+            let meta: Metadata = serde_json::from_str(kv)
+                .map_err(|e| Error::bad_input(path, format!("unreadable tcpcong metadata: {e}")))?;
+            check_times(path, &meta)?;
+            Ok(meta)
+        }
     }
+}
+
+/// A capture ends after it starts, between the epoch and 2262 (the
+/// readers' nanosecond timestamps are signed 64-bit): times past that are
+/// no recording's, and every sum of times downstream can rely on it.
+fn check_times(path: &Path, meta: &Metadata) -> Result<()> {
+    let wall = |k: u64| i128::from(k) + i128::from(meta.clock_offset_ns);
+    let fits = |k: u64| (0..=i128::from(i64::MAX)).contains(&wall(k));
+    if meta.start_ktime_ns <= meta.end_ktime_ns
+        && fits(meta.start_ktime_ns)
+        && fits(meta.end_ktime_ns)
+    {
+        return Ok(());
+    }
+    Err(Error::bad_input(
+        path,
+        format!(
+            "its capture times are out of range (kernel times {} to {}, clock offset {}): not a recording tcpcong wrote",
+            meta.start_ktime_ns, meta.end_ktime_ns, meta.clock_offset_ns
+        ),
+    ))
 }
 
 /// An opened recording: its metadata, checked, and where its rows come
