@@ -75,16 +75,24 @@ pub struct OverviewDone {
     pub top: Vec<FlowRow>,
 }
 
+/// The page's engines: one window, every stretch credited logged. Its
+/// rows are as many as the flows the engine holds anyway, so no budget.
+fn one_window(cfg: EngineConfig) -> Engine {
+    let mut engine = Engine::new(EngineConfig {
+        interval_ns: None,
+        ..cfg
+    })
+    .with_budget(u64::MAX);
+    engine.log_credits();
+    engine
+}
+
 impl Overview {
     /// `cfg` without an interval; `end_ns` the span's end.
     pub fn new(cfg: EngineConfig, end_ns: u64) -> Overview {
         let axis = Axis::new(cfg.start_ns, end_ns, COLUMNS);
         let range = (cfg.start_ns, cfg.until_ns.unwrap_or(u64::MAX));
-        let mut engine = Engine::new(EngineConfig {
-            interval_ns: None,
-            ..cfg
-        });
-        engine.log_credits();
+        let engine = one_window(cfg);
         Overview {
             engine,
             axis,
@@ -217,11 +225,7 @@ impl Timelines {
     pub fn new(cfg: EngineConfig, end_ns: u64, top: &[FlowRow]) -> Timelines {
         let axis = Axis::new(cfg.start_ns, end_ns, COLUMNS);
         let range = (cfg.start_ns, cfg.until_ns.unwrap_or(u64::MAX).min(end_ns));
-        let mut engine = Engine::new(EngineConfig {
-            interval_ns: None,
-            ..cfg
-        });
-        engine.log_credits();
+        let engine = one_window(cfg);
         Timelines {
             engine,
             axis,
