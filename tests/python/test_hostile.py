@@ -535,6 +535,54 @@ def test_one_huge_string_cannot_take_all_memory(tmp_path):
     assert "comm" in one_line(err) and "MiB" in err, err
     print(f"{path.stat().st_size >> 10} KiB file with a 300 MiB string: peak {peak:.0f} MiB")
     assert peak < 200, peak
+    # The footer's sizes are the writer's word; the decoder goes by each
+    # page's header. A footer patched to say 4 KiB changes nothing.
+    lying = tmp_path / "lying.parquet"
+    patched = understate_chunks(path, lying)
+    assert patched > 0
+    assert pq.ParquetFile(lying).metadata.row_group(0).total_byte_size == 4096
+    code, err, peak = run_measured(["analyze", lying])
+    assert code == 1, err
+    assert "comm" in one_line(err) and "MiB" in err, err
+    print(f"the same with its footer saying 4 KiB: peak {peak:.0f} MiB")
+    assert peak < 200, peak
+
+
+def understate_chunks(path: Path, out: Path) -> int:
+    """`path` with every size of more than 1 MiB in its footer (column
+    chunks' uncompressed sizes, row groups' byte sizes) rewritten as 4 KiB,
+    the varints padded to their old length so that nothing moves."""
+    raw = bytearray(path.read_bytes())
+    footer_len = int.from_bytes(raw[-8:-4], "little")
+    footer = len(raw) - 8 - footer_len
+    md = pq.ParquetFile(path).metadata
+
+    def varint(n, length=None):
+        z, b = n << 1, bytearray()
+        while True:
+            b.append(z & 0x7F)
+            z >>= 7
+            if (length is None and not z) or (length is not None and len(b) == length):
+                break
+            b[-1] |= 0x80
+        return bytes(b)
+
+    sizes = {md.row_group(r).column(c).total_uncompressed_size
+             for r in range(md.num_row_groups) for c in range(md.num_columns)}
+    sizes |= {md.row_group(r).total_byte_size for r in range(md.num_row_groups)}
+    patched = 0
+    for n in sizes:
+        if n <= 1 << 20:
+            continue
+        old = varint(n)
+        new = varint(4096, len(old))
+        at = raw.find(old, footer)
+        while at != -1:
+            raw[at:at + len(old)] = new
+            patched += 1
+            at = raw.find(old, at + 1)
+    out.write_bytes(raw)
+    return patched
 
 
 def test_a_file_claiming_a_long_span_cannot_take_all_memory(tmp_path):

@@ -17,6 +17,7 @@ use parquet::arrow::ProjectionMask;
 use super::super::schema::{self, Metadata, METADATA_KEY, SCHEMA_VERSION};
 use super::conform::{check_columns, NEEDED};
 use super::decode::Columns;
+use super::pages::{self, Walk};
 use crate::error::{Error, Result};
 use crate::files;
 
@@ -26,12 +27,13 @@ pub(super) const BATCH_ROWS: usize = 65_536;
 /// The most one column of one row group may take decompressed. tcpcong's
 /// own take a few MiB per 2^20 rows; pyarrow, polars, DuckDB and Spark
 /// write row groups of at most a million rows or 128 MiB.
-pub(super) const CHUNK_BYTES_MAX: i64 = 256 << 20;
+pub(super) const CHUNK_BYTES_MAX: u64 = 256 << 20;
 
 /// The metadata a file's capture end row holds (see
 /// [`schema::CAPTURE_KIND`]), for a file without the footer's.
-pub(super) fn in_band_metadata(path: &Path) -> Result<Option<String>> {
-    let file = files::open_regular(path).map_err(|e| Error::io(path, e))?;
+/// `file` is the one opened (and checked) as `path`.
+pub(super) fn in_band_metadata(path: &Path, file: &File) -> Result<Option<String>> {
+    let file = file.try_clone().map_err(|e| Error::io(path, e))?;
     let bad = |e: parquet::errors::ParquetError| Error::bad_input(path, e.to_string());
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(bad)?;
     let parquet = builder.parquet_schema();
@@ -161,10 +163,11 @@ impl Recording {
             Error::bad_input(path, footer_problem(path, &e.to_string()))
         };
         let plain = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(footer)?;
-        check_chunk_sizes(path, plain.metadata())?;
+        check_chunk_sizes(path, &file, plain.metadata())?;
         let hinted = ArrowReaderOptions::new().with_schema(dictionary_hint(plain.schema()));
         let arrow_meta =
             ArrowReaderMetadata::try_new(Arc::clone(plain.metadata()), hinted).map_err(footer)?;
+        let again = file.try_clone().map_err(|e| Error::io(path, e))?;
         let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, arrow_meta);
         let footer_kv = builder
             .metadata()
@@ -175,7 +178,7 @@ impl Recording {
         // A file another engine rewrote has lost the footer, not the rows.
         let kv = match footer_kv {
             Some(kv) => Some(kv),
-            None => in_band_metadata(path)?,
+            None => in_band_metadata(path, &again)?,
         };
         let kv = kv
             .ok_or_else(|| {
@@ -300,27 +303,29 @@ pub(super) fn dictionary_hint(schema: &arrow_schema::SchemaRef) -> arrow_schema:
 
 /// Refuses a file with a column chunk that would decompress to more than
 /// [`CHUNK_BYTES_MAX`]: a few KiB of zstd can hold hundreds of MiB of one
-/// repeated byte, and a chunk is decoded whole page by page.
+/// repeated byte, and a chunk is decoded whole page by page. The sizes are
+/// the pages' own (see [`pages`]): the footer's totals are not what the
+/// decoder allocates by.
 pub(super) fn check_chunk_sizes(
     path: &Path,
+    file: &File,
     meta: &parquet::file::metadata::ParquetMetaData,
 ) -> Result<()> {
-    for rg in meta.row_groups() {
-        for c in rg.columns() {
-            if c.uncompressed_size() > CHUNK_BYTES_MAX {
-                return Err(Error::bad_input(
-                    path,
-                    format!(
-                        "column {} holds {} MiB in one row group once decompressed, more than the {} MiB a recording's column may (tcpcong's own hold a few): refused, to keep memory bounded",
-                        c.column_path(),
-                        c.uncompressed_size() >> 20,
-                        CHUNK_BYTES_MAX >> 20
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
+    pages::check(file, meta, CHUNK_BYTES_MAX).map_err(|w| match w {
+        Walk::TooLarge { column, bytes } => Error::bad_input(
+            path,
+            format!(
+                "column {} holds more than {} MiB in one row group once decompressed, more than the {} MiB a recording's column may (tcpcong's own hold a few): refused, to keep memory bounded",
+                meta.file_metadata().schema_descr().column(column).path(),
+                bytes >> 20,
+                CHUNK_BYTES_MAX >> 20
+            ),
+        ),
+        Walk::Malformed => Error::bad_input(
+            path,
+            "a page header that no Parquet writer writes (the file is damaged or crafted)",
+        ),
+    })
 }
 
 /// Why a file has no readable footer, in the words a user needs.

@@ -10,8 +10,9 @@
 //!
 //! One module per job: `discover` (which files), `file` (one recording
 //! opened and checked), `conform` (other tools' layouts), `filter` (which
-//! rows), `dataset` (many files on one timeline, merged and deduplicated)
-//! and `decode` (batches into rows).
+//! rows), `dataset` (many files on one timeline, merged and deduplicated),
+//! `decode` (batches into rows) and `pages` (what a column decodes to, by
+//! its pages' headers).
 
 mod conform;
 mod dataset;
@@ -19,6 +20,7 @@ mod decode;
 mod discover;
 mod file;
 mod filter;
+mod pages;
 
 pub use dataset::Dataset;
 pub use decode::{Columns, Item, Row};
