@@ -7,39 +7,56 @@
 
 use std::borrow::Cow;
 
-/// A CSV cell (RFC 4180): quoted when it holds a separator, a quote or a
-/// line break. A cell that a spreadsheet would read as a formula (it
-/// begins with `=`, `+`, `-`, `@`, a tab or a carriage return) gets a
-/// leading `'`, as OWASP advises: the text stays readable, and is never
-/// run.
+/// A CSV cell (RFC 4180): quoted when it holds a separator or a quote.
+/// A cell that a spreadsheet would read as a formula (it begins with `=`,
+/// `+`, `-` or `@`) gets a leading `'`, as OWASP advises: the text stays
+/// readable, and is never run. Control and hidden characters are shown as
+/// [`terminal`] shows them (a CSV file is read with `cat` as often as with
+/// a spreadsheet), backslashes left as they are: cgroup paths hold
+/// systemd's `\x2d` escapes, which a cell must keep.
 pub fn csv(s: &str) -> Cow<'_, str> {
-    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    let quoted = s.contains([',', '"', '\n', '\r']);
+    let s = shown(s, false);
+    let formula = s.starts_with(['=', '+', '-', '@']);
+    let quoted = s.contains([',', '"']);
     match (formula, quoted) {
-        (false, false) => s.into(),
+        (false, false) => s,
         (true, false) => format!("'{s}").into(),
         (f, true) => format!("\"{}{}\"", if f { "'" } else { "" }, s.replace('"', "\"\"")).into(),
     }
 }
 
 /// Text for a terminal (a table cell, a line on stderr): control
-/// characters (C0, DEL, C1) are written as `\xNN` or `\u{NNNN}`, so that
-/// no byte of a name can move the cursor, clear the screen, set the
-/// window's title or start a new line; a backslash is doubled, so that an
-/// escape cannot be faked.
+/// characters (C0, DEL, C1) and the invisible ones that reorder or break
+/// lines ([`hidden`]) are written as `\xNN` or `\u{NNNN}`, so that no
+/// character of a name can move the cursor, clear the screen, set the
+/// window's title, start a new line or show its text in another order; a
+/// backslash is doubled, so that an escape cannot be faked.
 pub fn terminal(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(|c| c.is_control() || c == '\\') {
+    shown(s, true)
+}
+
+/// Unicode's format characters that reorder or hide text (bidirectional
+/// overrides and isolates, zero-width characters) and its line and
+/// paragraph separators: a name holding them reads as another name.
+fn hidden(c: char) -> bool {
+    matches!(c,
+        '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+        | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'
+        | '\u{fff9}'..='\u{fffb}')
+}
+
+fn shown(s: &str, backslash: bool) -> Cow<'_, str> {
+    let plain = |c: char| !(c.is_control() || hidden(c) || (backslash && c == '\\'));
+    if s.chars().all(plain) {
         return s.into();
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         match c {
+            c if plain(c) => out.push(c),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() && (c as u32) < 0x100 => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
-            c => out.push(c),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
         }
     }
     out.into()
@@ -90,12 +107,15 @@ mod tests {
         assert_eq!(csv("+cmd"), "'+cmd");
         assert_eq!(csv("-2"), "'-2");
         assert_eq!(csv("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(csv("\tx"), "'\tx");
+        assert_eq!(csv("\tx"), "\\x09x");
         assert_eq!(
             csv("=HYPERLINK(\"x\",\"y\")"),
             "\"'=HYPERLINK(\"\"x\"\",\"\"y\"\")\""
         );
-        assert_eq!(csv("\rx"), "\"'\rx\"");
+        assert_eq!(csv("\rx"), "\\x0dx");
+        assert_eq!(csv("a\nb\x1b[2J\u{9b}"), "a\\x0ab\\x1b[2J\\x9b");
+        assert_eq!(csv("=\u{202e}cod.exe"), "'=\\u{202e}cod.exe");
+        assert_eq!(csv("system-systemd\\x2dfsck.slice"), "system-systemd\\x2dfsck.slice");
     }
 
     #[test]
@@ -104,7 +124,10 @@ mod tests {
         assert_eq!(terminal("\x1b]0;owned\x07"), "\\x1b]0;owned\\x07");
         assert_eq!(terminal("a\nb\r"), "a\\x0ab\\x0d");
         assert_eq!(terminal("\u{9b}2J\u{7f}"), "\\x9b2J\\x7f");
-        assert_eq!(terminal("\u{2028}x"), "\u{2028}x");
+        assert_eq!(terminal("\u{2028}x"), "\\u{2028}x");
+        assert_eq!(terminal("abc\u{202e}fdp.exe"), "abc\\u{202e}fdp.exe");
+        assert_eq!(terminal("a\u{200b}b\u{feff}"), "a\\u{200b}b\\u{feff}");
+        assert_eq!(terminal("日本語 ünïcode"), "日本語 ünïcode");
         assert_eq!(terminal("a\\x1b"), "a\\\\x1b");
         assert_eq!(terminal("née"), "née");
     }

@@ -244,6 +244,8 @@ FORGER = '"}1\nfake 7\n#'
 TERMINAL = "\x1b]0;pwn\x07\x1b[2J"
 FORMULA = "=HYPERLINK(1)"
 MARKUP = "<b>x</b>&'"
+# Shown right to left from the override on: reads as "iperfexe.gnp".
+BIDI = "iperf\u202egnp.exe"
 
 CLIENT = r"""
 import ctypes, socket, sys, time
@@ -315,7 +317,7 @@ def test_process_names_cannot_forge_any_output(served, tmp_path):
     procs.append(server)
     assert server.stdout.readline().strip() == "listening"
     clients = [subprocess.Popen(["ip", "netns", "exec", traced, sys.executable, "-c", CLIENT, name, "3"])
-               for name in (FORGER, TERMINAL, FORMULA, MARKUP)]
+               for name in (FORGER, TERMINAL, FORMULA, MARKUP, BIDI)]
     for c in clients:
         assert c.wait(timeout=60) == 0
 
@@ -344,6 +346,12 @@ def test_process_names_cannot_forge_any_output(served, tmp_path):
     per_flow = tcpcong("analyze", out, "--all", "--format", "csv")
     cells = [c for line in per_flow.stdout.splitlines() for c in line.split(",")]
     assert "'=HYPERLINK(1)" in cells and FORMULA not in cells, per_flow.stdout
+    # Control and reordering characters are shown, not sent, in CSV too.
+    for text in (csv.stdout, per_flow.stdout):
+        assert not set(text) & {"\x1b", "\x07", "\u202e"}, repr(text)
+    assert "\\x1b]0;pwn\\x07\\x1b[2J" in per_flow.stdout, per_flow.stdout
+    assert "iperf\\u{202e}gnp.exe" in per_flow.stdout, per_flow.stdout
+    assert "\u202e" not in table.stdout and "iperf\\u{202e}gnp.exe" in table.stdout, table.stdout
     page = tmp_path / "page.html"
     p = tcpcong("report", out, "-o", page)
     assert p.returncode == 0, p.stderr
