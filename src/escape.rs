@@ -115,7 +115,10 @@ mod tests {
         assert_eq!(csv("\rx"), "\\x0dx");
         assert_eq!(csv("a\nb\x1b[2J\u{9b}"), "a\\x0ab\\x1b[2J\\x9b");
         assert_eq!(csv("=\u{202e}cod.exe"), "'=\\u{202e}cod.exe");
-        assert_eq!(csv("system-systemd\\x2dfsck.slice"), "system-systemd\\x2dfsck.slice");
+        assert_eq!(
+            csv("system-systemd\\x2dfsck.slice"),
+            "system-systemd\\x2dfsck.slice"
+        );
     }
 
     #[test]

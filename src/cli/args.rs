@@ -319,7 +319,7 @@ pub struct ServeArgs {
     #[arg(long, value_enum, value_name = "KEY")]
     pub by: Option<ByArg>,
 
-    /// At most this many values of the --by label; flows of later ones are counted under "other".
+    /// At most this many values of the --by label; flows of later ones are counted under "(beyond max keys)", and a value with no flow for 60 intervals gives its place up.
     #[arg(long, value_name = "N", default_value = "50")]
     pub max_keys: usize,
 

@@ -285,7 +285,7 @@ fn flows_name_their_process_and_cgroup_active_and_passive_v4_and_v6() {
         let mut want: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for r in &flows {
             let name = match r[field].as_str().unwrap() {
-                "" if field == "comm" => "(unknown)".to_string(),
+                "" if field == "comm" => "(owner not known)".to_string(),
                 s => s.to_string(),
             };
             let w = want.entry(name).or_default();

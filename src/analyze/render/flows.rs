@@ -47,8 +47,10 @@ impl GroupKey {
     }
 }
 
-/// The group of flows whose owner or cgroup is not known.
-const UNKNOWN: &str = "(unknown)";
+/// The group of flows whose owner or cgroup is not known: longer than a
+/// process name can be (15 bytes), and not a path, so that no process
+/// naming itself so joins it.
+const UNKNOWN: &str = "(owner not known)";
 
 /// One `--by` group of a window: the flows it sums.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -926,7 +926,7 @@ window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,pid,com
             got,
             vec![
                 (
-                    "(unknown)",
+                    "(owner not known)",
                     1,
                     [2_857_400_000, 5_999_999, 1_000, 108_000_001, 0],
                     19,
@@ -952,7 +952,10 @@ window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,pid,com
             boots,
         );
         let keys: Vec<&str> = cg.iter().map(|g| g.key.as_str()).collect();
-        assert_eq!(keys, ["(unknown)", "/system.slice/web.service", "6"]);
+        assert_eq!(
+            keys,
+            ["(owner not known)", "/system.slice/web.service", "6"]
+        );
 
         // Ports in numeric order; --sort orders groups, largest first.
         let lp = groups(
@@ -982,10 +985,10 @@ window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,pid,com
         let table = text(|out| write_groups(out, &g, &w, GroupKey::Process, &o, c, true));
         assert_eq!(
             table,
-            "\nPROCESS   Flows Open_ms Dod_ms Rcov_ms Cwr_ms  Los_ms Chgs\n\
-             (unknown) 1     2857    5      108     0       0      19\n\
-             sshd      1     1       0      0       0       2      2\n\
-             web, \"v2\" 1     0       0      3       0       0      1\n"
+            "\nPROCESS           Flows Open_ms Dod_ms Rcov_ms Cwr_ms  Los_ms Chgs\n\
+             (owner not known) 1     2857    5      108     0       0      19\n\
+             sshd              1     1       0      0       0       2      2\n\
+             web, \"v2\"         1     0       0      3       0       0      1\n"
         );
         o.style = Style::Csv;
         let csv = text(|out| write_groups(out, &g, &w, GroupKey::Process, &o, c, true));

@@ -6,7 +6,11 @@
 //!
 //! Labels are bounded by design: never one series per flow. Series are
 //! labelled by state, and by one `--by` key at most, whose values are
-//! capped: flows of keys beyond the cap are counted under `other`.
+//! capped: flows of keys beyond the cap are counted under [`OTHER`], and a
+//! key with no flow for [`IDLE_WINDOWS`] intervals gives its place (and
+//! its series) up to the next new one, so that names seen once (a burst
+//! of short-lived processes, or a user naming processes to fill the
+//! places) cannot keep the processes that come later out for good.
 
 use std::sync::atomic::AtomicU64;
 
@@ -15,7 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use rustc_hash::FxHashSet;
+use rustc_hash::FxHashMap;
 
 use super::flows::{rows, GroupKey};
 use crate::analyze::engine::{Engine, WindowReport};
@@ -30,8 +34,13 @@ pub struct MetricsConfig {
     pub max_keys: usize,
 }
 
-/// The label value for flows beyond `--max-keys`.
-pub const OTHER: &str = "other";
+/// The label value for flows beyond the key limit: longer than a process
+/// name can be (15 bytes), and not a path, port or address, so that no
+/// flow's own key can read as it.
+pub const OTHER: &str = "(beyond max keys)";
+
+/// Intervals without a flow after which a key's place may go to another.
+pub const IDLE_WINDOWS: u64 = 60;
 
 type Labels = Vec<(String, String)>;
 
@@ -44,8 +53,14 @@ pub struct Metrics {
     lost: Counter,
     breaks: Counter,
     flows: Counter,
-    /// The `--by` values that have series of their own.
-    keys: FxHashSet<String>,
+    /// The `--by` values that have series of their own, with the last
+    /// window they had a flow in.
+    keys: FxHashMap<String, u64>,
+    /// Windows handed in so far.
+    windows: u64,
+    /// The window a place was last looked for among idle keys: once per
+    /// window is enough, and keeps overflowing rows from scanning each.
+    evicted_at: Option<u64>,
 }
 
 impl Metrics {
@@ -92,7 +107,9 @@ impl Metrics {
             lost,
             breaks,
             flows,
-            keys: FxHashSet::default(),
+            keys: FxHashMap::default(),
+            windows: 0,
+            evicted_at: None,
         }
     }
 
@@ -103,9 +120,11 @@ impl Metrics {
             // A process or cgroup name could otherwise end the label and
             // forge series of its own.
             let key = crate::escape::prometheus_label(&key).into_owned();
-            let admitted = self.keys.contains(&key) || self.keys.len() < self.cfg.max_keys;
+            let admitted = self.keys.contains_key(&key)
+                || self.keys.len() < self.cfg.max_keys
+                || self.evict_idle(by);
             let value = if admitted {
-                self.keys.insert(key.clone());
+                self.keys.insert(key.clone(), self.windows);
                 key
             } else {
                 OTHER.to_string()
@@ -115,8 +134,37 @@ impl Metrics {
         l
     }
 
+    /// Frees the place of the key idle longest, if one has been idle for
+    /// [`IDLE_WINDOWS`], with its series; whether one was freed.
+    fn evict_idle(&mut self, by: GroupKey) -> bool {
+        if self.evicted_at == Some(self.windows) {
+            return false;
+        }
+        self.evicted_at = Some(self.windows);
+        let Some((idle, _)) = self
+            .keys
+            .iter()
+            .filter(|(_, &last)| last.saturating_add(IDLE_WINDOWS) <= self.windows)
+            .min_by_key(|(_, &last)| last)
+            .map(|(k, &last)| (k.clone(), last))
+        else {
+            return false;
+        };
+        self.keys.remove(&idle);
+        for s in CaState::ALL {
+            self.seconds.remove(&vec![
+                ("state".to_string(), s.name().to_string()),
+                (by.name().to_string(), idle.clone()),
+            ]);
+        }
+        // Another may be freed in this window once this one is taken.
+        self.evicted_at = None;
+        true
+    }
+
     /// A window the engine closed: its time per state, and its breaks.
     pub fn window(&mut self, w: &WindowReport, boots: &[Boot]) {
+        self.windows += 1;
         for r in rows(w, true, boots) {
             let key = self.cfg.by.map(|by| by.of(&r.row.addr, r.boot).1);
             for s in CaState::ALL {
@@ -282,10 +330,10 @@ mod tests {
         // Full accounting: flow 1's head (open from the window's start) counts.
         assert_eq!(web("open"), Some(0.5));
         assert_eq!(web("recovery"), Some(0.5));
-        // db is beyond --max-keys 1: "other".
+        // db is beyond one key: OTHER.
         let other = value(
             &t,
-            "tcpcong_state_seconds_total{state=\"loss\",process=\"other\"}",
+            &format!("tcpcong_state_seconds_total{{state=\"loss\",process=\"{OTHER}\"}}"),
         );
         assert_eq!(other, Some(0.9));
         assert_eq!(
@@ -293,7 +341,10 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(
-            value(&t, "tcpcong_flows{state=\"loss\",process=\"other\"}"),
+            value(
+                &t,
+                &format!("tcpcong_flows{{state=\"loss\",process=\"{OTHER}\"}}")
+            ),
             Some(1.0)
         );
         assert_eq!(value(&t, "tcpcong_lost_events_total"), Some(3.0));
@@ -339,5 +390,59 @@ mod tests {
             let series = format!("tcpcong_flows{{state=\"{}\"}}", s.name());
             assert_eq!(value(&t, &series), Some(0.0), "{t}");
         }
+    }
+
+    #[test]
+    fn an_idle_key_gives_its_place_up_and_no_name_reads_as_other() {
+        use CaState::*;
+        let mut e = engine();
+        let mut m = Metrics::new(MetricsConfig {
+            by: Some(GroupKey::Process),
+            max_keys: 1,
+        });
+        let boots = [Boot::default()];
+        let k = |c| FlowKey { boot: 0, cookie: c };
+        let ca = |old, new| Change::Ca { old, new };
+        let close = Change::Tcp {
+            old: crate::event::TcpState(1),
+            new: crate::event::TcpState(7),
+        };
+        let feed = |e: &mut Engine, m: &mut Metrics, to_s: u64| {
+            for w in e.drain_until(S + to_s * 1_000 * MS) {
+                m.window(&w, &boots);
+            }
+            m.now(e, &boots, 0);
+            m.encode()
+        };
+        // A process that calls itself by the overflow's short name takes
+        // the one place, and its flow closes within the first second.
+        e.push(S + 100 * MS, k(1), ca(Open, Loss), || addr(1, "other"));
+        e.push(S + 200 * MS, k(1), close, || addr(1, "other"));
+        let t = feed(&mut e, &mut m, 1);
+        assert!(t.contains("process=\"other\""), "{t}");
+        // web comes while the place is taken: counted beyond it, apart
+        // from the process named "other".
+        e.push(S + 1_100 * MS, k(2), ca(Open, Loss), || addr(2, "web"));
+        let t = feed(&mut e, &mut m, 2);
+        let other = format!("tcpcong_flows{{state=\"loss\",process=\"{OTHER}\"}}");
+        assert_eq!(value(&t, &other), Some(1.0), "{t}");
+        // After IDLE_WINDOWS intervals without a flow, "other"'s place and
+        // series go to the next key that needs one: web's, still open.
+        e.push(
+            S + (IDLE_WINDOWS + 2) * 1_000 * MS,
+            k(3),
+            ca(Open, Cwr),
+            || addr(3, "db"),
+        );
+        let t = feed(&mut e, &mut m, IDLE_WINDOWS + 3);
+        assert!(!t.contains("process=\"other\""), "{t}");
+        assert_eq!(
+            value(&t, "tcpcong_flows{state=\"loss\",process=\"web\"}"),
+            Some(1.0),
+            "{t}"
+        );
+        // db, new, finds the one place taken.
+        let other = format!("tcpcong_flows{{state=\"cwr\",process=\"{OTHER}\"}}");
+        assert_eq!(value(&t, &other), Some(1.0), "{t}");
     }
 }
