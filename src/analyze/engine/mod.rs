@@ -56,6 +56,7 @@ pub mod durations;
 pub mod sharded;
 
 use std::collections::btree_map::Entry;
+use std::collections::hash_map::Entry as HashEntry;
 use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
@@ -471,6 +472,46 @@ struct Ledger {
 const WINDOW_BYTES: u64 = (size_of::<WinAcc>() + size_of::<WindowReport>() + 64) as u64;
 const ROW_BYTES: u64 = 2 * (size_of::<(FlowKey, RowAcc)>() + size_of::<FlowRow>()) as u64;
 
+/// What a [`Ledger`] may still hold: its rows, its budget, and whether it
+/// went over.
+struct Budget<'a> {
+    rows: u64,
+    bytes: u64,
+    over: &'a mut bool,
+}
+
+/// Window `k` of `windows` (created if it fits `budget`), and how many
+/// windows are held with it; `None` once drained (before `first_open`) or
+/// over the budget. Apart from [`Ledger`] so that a caller may hold other
+/// fields of it meanwhile.
+fn window_in<'w>(
+    windows: &'w mut BTreeMap<u64, WinAcc>,
+    k: u64,
+    first_open: u64,
+    budget: Budget<'_>,
+) -> Option<(&'w mut WinAcc, u64)> {
+    if k < first_open || *budget.over {
+        return None;
+    }
+    let held = windows.len() as u64;
+    match windows.entry(k) {
+        Entry::Occupied(w) => Some((w.into_mut(), held)),
+        Entry::Vacant(_) if over(held + 1, budget.rows, budget.bytes) => {
+            *budget.over = true;
+            None
+        }
+        Entry::Vacant(w) => Some((w.insert(WinAcc::default()), held + 1)),
+    }
+}
+
+/// Whether `windows` windows and `rows` rows take more than `budget`.
+fn over(windows: u64, rows: u64, budget: u64) -> bool {
+    let bytes = windows
+        .saturating_mul(WINDOW_BYTES)
+        .saturating_add(rows.saturating_mul(ROW_BYTES));
+    bytes > budget
+}
+
 /// The memory an engine's windows may take unless told otherwise.
 pub const WINDOWS_BUDGET: u64 = 1 << 30;
 
@@ -478,15 +519,8 @@ impl Ledger {
     /// Whether `windows` and `rows` more fit the budget; once one did not,
     /// nothing more is held (the summary says so).
     fn fits(&mut self, windows: u64, rows: u64) -> bool {
-        let bytes = (self.windows.len() as u64)
-            .saturating_add(windows)
-            .saturating_mul(WINDOW_BYTES)
-            .saturating_add(
-                self.held_rows
-                    .saturating_add(rows)
-                    .saturating_mul(ROW_BYTES),
-            );
-        self.over_budget |= bytes > self.budget;
+        let held = self.windows.len() as u64;
+        self.over_budget |= over(held + windows, self.held_rows + rows, self.budget);
         !self.over_budget
     }
 
@@ -543,23 +577,35 @@ impl Ledger {
     /// The accumulator of window `k`, or `None` once it has been drained
     /// (or past the budget).
     fn window(&mut self, k: u64) -> Option<&mut WinAcc> {
-        if k < self.first_open || !(self.windows.contains_key(&k) || self.fits(1, 0)) {
-            return None;
-        }
-        Some(self.windows.entry(k).or_default())
+        let budget = Budget {
+            rows: self.held_rows,
+            bytes: self.budget,
+            over: &mut self.over_budget,
+        };
+        window_in(&mut self.windows, k, self.first_open, budget).map(|(w, _)| w)
     }
 
-    /// The row of `key` in window `k`, as [`Ledger::window`].
+    /// The row of `key` in window `k`, as [`Ledger::window`]. Every credit
+    /// comes here: one lookup in each map.
     fn row_in(&mut self, k: u64, key: FlowKey) -> Option<&mut RowAcc> {
-        let new = self
-            .windows
-            .get(&k)
-            .is_none_or(|w| !w.rows.contains_key(&key));
-        if new && (k < self.first_open || !self.fits(0, 1)) {
-            return None;
+        let (rows, bytes) = (self.held_rows, self.budget);
+        let budget = Budget {
+            rows,
+            bytes,
+            over: &mut self.over_budget,
+        };
+        let (w, held) = window_in(&mut self.windows, k, self.first_open, budget)?;
+        match w.rows.entry(key) {
+            HashEntry::Occupied(r) => Some(r.into_mut()),
+            HashEntry::Vacant(_) if over(held, rows + 1, bytes) => {
+                self.over_budget = true;
+                None
+            }
+            HashEntry::Vacant(r) => {
+                self.held_rows += 1;
+                Some(r.insert(RowAcc::default()))
+            }
         }
-        self.held_rows += u64::from(new);
-        Some(self.window(k)?.rows.entry(key).or_default())
     }
 
     fn row(&mut self, key: FlowKey, t: u64) -> Option<&mut RowAcc> {
