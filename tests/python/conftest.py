@@ -189,9 +189,12 @@ def write_events(path: Path, events: list[tuple], meta: dict) -> Path:
     """Writes hand-made events.
 
     Each event is (ktime_ns, flow, kind, old, new, family, saddr, sport,
-    daddr, dport); the TCP fields get plausible constants.
+    daddr, dport); the TCP fields get plausible constants, and columns
+    this does not name (a counter added later) zero or empty.
     """
-    cols = {c["name"]: [] for c in schema_doc()["columns"]}
+    columns = schema_doc()["columns"]
+    cols = {c["name"]: [] for c in columns}
+    blank = {c["name"]: "" if c["type"] == "string" else 0 for c in columns}
     off = meta["clock_offset_ns"]
     for (kt, flow, kind, old, new, fam, sa, sp, da, dp) in events:
         row = dict(time=(kt + off) // 1000, ktime_ns=kt, kind=kind, flow=flow, family=fam,
@@ -201,6 +204,7 @@ def write_events(path: Path, events: list[tuple], meta: dict) -> Path:
                    srtt_us=50, mss=1448, packets_out=0, retrans_out=0,
                    lost_out=0, sacked_out=0, total_retrans=0, seq=0, kernel_gap=0,
                    pid=0, comm="", host=meta["hostname"], boot_id=meta["boot_id"], capture="")
+        row = {**blank, **row}
         for name in cols:
             cols[name].append(row[name])
     schema = arrow_schema_from_doc()

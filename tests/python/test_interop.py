@@ -94,7 +94,7 @@ def test_schema_json_lists_the_writers_columns():
     details = [(n, RUST_TYPES[t]) for n, t in re.findall(r"^\s*(\w+): (\w+),\s*$", detail, re.M)]
     per_file = re.findall(r'"(\w+)"', SCHEMA_RS.read_text().split("pub const PER_FILE:", 1)[1].split("=", 1)[1].split("];", 1)[0])
     doc = [(c["name"], c["type"]) for c in schema_doc()["columns"]]
-    assert len(core_names) + len(details) + len(per_file) == 31
+    assert len(core_names) >= 11 and len(details) >= 17 and len(per_file) >= 3, (core_names, details, per_file)
     assert [n for n, _ in doc] == core_names + [n for n, _ in details] + per_file
     # The core columns' types are held to the document by the recordings
     # (test_arrow_schema_is_the_documented_one, and the Rust schema test).
