@@ -18,6 +18,15 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_tcpcong")
 }
 
+/// How many columns `schemas/events-v1.json` documents.
+pub fn documented_columns() -> usize {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("schemas/events-v1.json")).unwrap(),
+    )
+    .unwrap();
+    schema["columns"].as_array().unwrap().len()
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
