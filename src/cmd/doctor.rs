@@ -12,7 +12,7 @@ use crate::host;
 use crate::record::capture::attach::{self, AttachMode};
 use crate::record::capture::buffer::BufferKind;
 use crate::record::capture::config::CaptureConfig;
-use crate::record::capture::load;
+use crate::record::capture::{load, preflight};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -54,7 +54,7 @@ pub fn run(verbose: bool) -> Result<()> {
     let mut r = Report { fatal: false };
     r.line(Status::Ok, "kernel", &host::kernel_release(), false);
 
-    let btf = load::has_btf();
+    let btf = preflight::has_btf();
     r.line(
         status(btf),
         "BTF",
@@ -65,7 +65,7 @@ pub fn run(verbose: bool) -> Result<()> {
         },
         true,
     );
-    let life = load::facts().lifecycle_tracepoint;
+    let life = preflight::facts().lifecycle_tracepoint;
     r.line(
         if btf { status(life) } else { Status::Unknown },
         "sock:inet_sock_set_state",
@@ -76,7 +76,7 @@ pub fn run(verbose: bool) -> Result<()> {
         },
         false,
     );
-    let privileged = load::has_privileges();
+    let privileged = preflight::has_privileges();
     // The probe that record --buffer auto uses: without privileges its
     // answer is no answer, so it is not asked.
     let ring = if privileged {
@@ -138,7 +138,7 @@ pub fn run(verbose: bool) -> Result<()> {
 /// Fatal only when no mode works.
 /// `buffer`: the transport record would use, if known.
 fn modes(r: &mut Report, privileged: bool, buffer: Option<BufferKind>, verbose: bool) {
-    let facts = load::facts();
+    let facts = preflight::facts();
     // What auto would pick: the first mode that works.
     let mut auto = None;
     for mode in AttachMode::ALL {

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::event::Boot;
 use crate::event::{Event, FlowKey};
 use crate::record::capture::config::CaptureConfig;
-use crate::record::capture::load::preflight;
+use crate::record::capture::preflight::preflight;
 use crate::record::capture::{self, CaptureStats, Progress, Sink, Started};
 use crate::record::format::output::Target;
 use crate::time::Clock;

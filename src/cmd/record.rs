@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::messages;
 use crate::record::capture::config::CaptureConfig;
-use crate::record::capture::load::preflight;
+use crate::record::capture::preflight::preflight;
 use crate::record::capture::{self, Progress, Sink, Started};
 use crate::record::format::output::Target;
 

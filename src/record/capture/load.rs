@@ -1,42 +1,26 @@
-//! Loading the capture programs: checks that explain failures in advance
-//! (privileges, BTF, a hook this kernel offers, a place to pin), the
-//! skeleton's open → configure → load → attach sequence for the attach
-//! mode chosen by [`super::attach`], libbpf's log kept for `-v`, and the
-//! programs' own counters (losses, runs, cost) read back.
+//! Loading the capture programs: the skeleton's open → configure → load →
+//! attach sequence for the attach mode chosen by [`super::attach`] (after
+//! [`super::preflight`]'s checks), and libbpf's log kept for `-v`. What
+//! the programs count is read back in `stats.rs`.
 
-use std::fs;
 use std::hash::{BuildHasher, Hasher};
 use std::mem::MaybeUninit;
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::{MapCore, OpenObject};
+use libbpf_rs::OpenObject;
 
-use super::attach::{self, AttachMode, KernelFacts};
+use super::attach::{self, AttachMode};
 use super::buffer::BufferKind;
 use super::config::CaptureConfig;
-use super::ffi;
-use super::skel::{
-    OpenTcpcongSkel, TcpcongSkel, TcpcongSkelBuilder, LEAN_CPUS, LEAN_PROGRAMS, LOST_SLOTS,
-};
+use super::preflight::{facts, modes, mount};
+use super::skel::{OpenTcpcongSkel, TcpcongSkel, TcpcongSkelBuilder, LEAN_CPUS, LEAN_PROGRAMS};
 use crate::error::{Error, Result};
 
-const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-const BPFFS: &str = "/sys/fs/bpf";
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
 /// Ring-buffer size; 32 MiB holds ~250k events, a quarter second at the
 /// pipeline's budget rate, so a slow writer flush does not drop.
 const RING_BYTES: u32 = 32 << 20;
-
-/// The kernel's facts, read once per process (kallsyms is large).
-pub fn facts() -> &'static KernelFacts {
-    static FACTS: OnceLock<KernelFacts> = OnceLock::new();
-    FACTS.get_or_init(KernelFacts::probe)
-}
 
 /// Where `--pin-buffer PATH` pins the ring buffer, and beside it the lean
 /// records' rings and .bss (their positions), so that the benchmark's
@@ -48,116 +32,6 @@ pub fn pins(path: &Path) -> [std::path::PathBuf; 3] {
         std::path::PathBuf::from(name)
     };
     [path.to_owned(), beside("-lean"), beside("-bss")]
-}
-
-/// A folder to pin maps in must be on a BPF file system. A machine as it
-/// boots often has none mounted: mount one at its usual place, as bpftool
-/// does; anywhere else, say so.
-fn ensure_bpffs(pin: &Path) -> Result<()> {
-    if pin
-        .file_name()
-        .is_some_and(|n| n.as_encoded_bytes().contains(&b'.'))
-    {
-        return Err(Error::PinPath {
-            path: pin.to_path_buf(),
-            why: "a BPF file system refuses names with a dot".into(),
-        });
-    }
-    let dir = pin.parent().unwrap_or(Path::new("/"));
-    if crate::host::fs_type(dir).ok() == Some(BPF_FS_MAGIC) {
-        return Ok(());
-    }
-    let not_bpffs = || Error::PinPath {
-        path: pin.to_path_buf(),
-        why: format!(
-            "{} is not on a BPF file system (mount -t bpf bpf {})",
-            dir.display(),
-            dir.display()
-        ),
-    };
-    if dir != Path::new(BPFFS) {
-        return Err(not_bpffs());
-    }
-    mount(c"bpf", c"/sys/fs/bpf").map_err(|e| Error::io(dir, e))
-}
-
-/// Mounts a file system of type `kind` (and the same source name) at `at`.
-fn mount(kind: &std::ffi::CStr, at: &std::ffi::CStr) -> std::io::Result<()> {
-    // SAFETY: every argument is a NUL-terminated string, the data pointer
-    // may be NULL.
-    let rc = unsafe {
-        libc::mount(
-            kind.as_ptr(),
-            at.as_ptr(),
-            kind.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Effective capabilities of this process, from /proc/self/status.
-fn effective_caps() -> u64 {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(0)
-}
-
-pub fn has_privileges() -> bool {
-    let caps = effective_caps();
-    let has = |c: u32| caps & (1 << c) != 0;
-    // Root normally holds CAP_SYS_ADMIN, which covers both on any kernel.
-    has(CAP_SYS_ADMIN) || has(CAP_BPF) && has(CAP_PERFMON)
-}
-
-pub fn has_btf() -> bool {
-    Path::new(VMLINUX_BTF).exists()
-}
-
-/// The checks that turn an opaque EPERM or ENOENT from libbpf into advice:
-/// commands run them before they create files.
-pub fn preflight(cfg: &CaptureConfig) -> Result<()> {
-    if !has_privileges() {
-        return Err(Error::NoPrivilege);
-    }
-    if let Some(pin) = &cfg.pin_buffer {
-        ensure_bpffs(pin)?;
-    }
-    if !has_btf() {
-        return Err(Error::Kernel(format!(
-            "{VMLINUX_BTF} is missing: this kernel has no BTF (needs CONFIG_DEBUG_INFO_BTF=y)"
-        )));
-    }
-    modes(cfg.attach).map(drop)
-}
-
-/// The attach modes to try for this request, as a one-line error when none fits.
-fn modes(request: Option<AttachMode>) -> Result<Vec<AttachMode>> {
-    attach::plan(request, facts()).map_err(|why| {
-        let kernel = crate::host::kernel_release();
-        match (request, attach::plan(None, facts())) {
-            (None, _) => Error::Kernel(format!(
-                "kernel {kernel} offers no hook tcpcong can use ({why})"
-            )),
-            (_, Ok(offered)) => Error::AttachElsewhere {
-                why,
-                kernel,
-                fallback: offered[0].name(),
-            },
-            (_, Err(_)) => Error::Kernel(format!(
-                "{why} on kernel {kernel}, and no other mode is offered"
-            )),
-        }
-    })
 }
 
 fn bpf_err(what: &'static str) -> impl Fn(libbpf_rs::Error) -> Error {
@@ -368,7 +242,7 @@ fn attach_accept_hooks(skel: &mut TcpcongSkel<'_>) -> Option<String> {
     }
 }
 
-const SNAPSHOT_PROG: &str = "snapshot_tcp";
+pub(super) const SNAPSHOT_PROG: &str = "snapshot_tcp";
 
 /// Attaches the socket snapshot's iterator; without it files have no
 /// snapshot rows, which a note says.
@@ -518,113 +392,6 @@ fn page_size() -> u32 {
     // SAFETY: sysconf has no preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     u32::try_from(p).unwrap_or(4096)
-}
-
-/// Events the programs could not hand over, summed over CPUs. Read from
-/// the mmapped .bss: a bpf() syscall here would make kprobes skip events
-/// (see `lost` in bpf/tcpcong.bpf.c).
-pub fn kernel_lost(skel: &TcpcongSkel<'_>) -> u64 {
-    match skel.maps.bss_data.as_deref() {
-        Some(bss) => bss.lost.iter().map(|slot| ffi::read_shared(&slot.n)).sum(),
-        // Kernels before 5.5 cannot mmap global data: the one syscall way.
-        None => skel
-            .maps
-            .bss
-            .lookup(&0u32.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
-            .ok()
-            .flatten()
-            .map_or(0, |bytes| {
-                // `lost` comes first in .bss; other counters follow it.
-                let slot = std::mem::size_of::<super::skel::types::lost_slot>();
-                bytes
-                    .chunks_exact(slot)
-                    .take(LOST_SLOTS)
-                    .filter_map(|slot| slot.get(..8)?.try_into().ok())
-                    .map(u64::from_ne_bytes)
-                    .sum()
-            }),
-    }
-}
-
-/// What the kernel counts about the loaded programs, summed over them.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ProgStats {
-    /// Time spent in the programs and how often they ran: counted only
-    /// while `kernel.bpf_stats_enabled` is 1.
-    pub run_time_ns: u64,
-    pub run_cnt: u64,
-    /// Calls the kernel did not give the programs at all: a program that
-    /// is interrupted (by a softirq handling another socket's ACK on the
-    /// same CPU) and re-entered is skipped by the kernel's recursion guard
-    /// for that nested call.
-    pub recursion_misses: u64,
-    /// The first tracepoint program's own misses, and the calls the second
-    /// caught of them (recursion_misses has the difference). Without a
-    /// second (`irq_kfuncs`), nothing is caught: every miss is lost.
-    pub first_misses: u64,
-    pub caught: u64,
-}
-
-/// One loaded program's cost, while `kernel.bpf_stats_enabled` was 1.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProgramCost {
-    pub name: String,
-    pub runs: u64,
-    pub run_time_ns: u64,
-}
-
-pub fn program_costs(skel: &TcpcongSkel<'_>) -> Vec<ProgramCost> {
-    skel.object()
-        .progs()
-        .filter(|p| p.autoload())
-        .filter_map(|p| {
-            let info = ffi::prog_info(&p)?;
-            Some(ProgramCost {
-                name: p.name().to_string_lossy().into_owned(),
-                runs: info.run_cnt,
-                run_time_ns: info.run_time_ns,
-            })
-        })
-        .collect()
-}
-
-pub fn prog_stats(skel: &TcpcongSkel<'_>) -> ProgStats {
-    let mut sum = ProgStats::default();
-    let mut first_misses = 0;
-    for p in skel.object().progs().filter(|p| p.autoload()) {
-        // The snapshot's runs are per socket, at file boundaries, not per event.
-        if p.name().as_encoded_bytes() == SNAPSHOT_PROG.as_bytes() {
-            continue;
-        }
-        let Some(info) = ffi::prog_info(&p) else {
-            continue;
-        };
-        sum.run_time_ns += info.run_time_ns;
-        sum.run_cnt += info.run_cnt;
-        match p.name().as_encoded_bytes() {
-            // Its misses are calls the first of the pair ran for.
-            b"on_cong_state_set_nested" => {}
-            b"on_cong_state_set" => first_misses = info.recursion_misses,
-            _ => sum.recursion_misses += info.recursion_misses,
-        }
-    }
-    // The first's misses that the second did not catch (see cong_cpus in
-    // bpf/tcpcong.bpf.c).
-    sum.caught = nested_caught(skel);
-    sum.first_misses = first_misses;
-    sum.recursion_misses += first_misses.saturating_sub(sum.caught);
-    sum
-}
-
-/// Calls on_cong_state_set_nested took over, summed over CPUs (from the
-/// mmapped .bss, as [`kernel_lost`]).
-fn nested_caught(skel: &TcpcongSkel<'_>) -> u64 {
-    skel.maps.bss_data.as_deref().map_or(0, |bss| {
-        bss.cong_cpus
-            .iter()
-            .map(|slot| ffi::read_shared(&slot.caught))
-            .sum()
-    })
 }
 
 #[cfg(test)]

@@ -34,16 +34,19 @@ mod inbox;
 mod lean;
 pub mod load;
 pub mod names;
+pub mod preflight;
 pub mod raw;
 pub mod skel;
 mod snapshot;
+pub mod stats;
 
 use buffer::{BufferKind, Consumer};
 use config::CaptureConfig;
 use inbox::Inbox;
-use load::{kernel_lost, load, object_slots, prog_stats};
+use load::{load, object_slots};
 use skel::TcpcongSkel;
 use snapshot::Snapshots;
+use stats::{kernel_lost, prog_stats};
 
 use crate::error::Result;
 use crate::event::Event;
@@ -82,13 +85,13 @@ pub struct CaptureStats {
     /// Records that did not decode.
     pub malformed: u64,
     /// Calls the kernel skipped because the program was already running on
-    /// that CPU (see `load::ProgStats`).
+    /// that CPU (see `stats::ProgStats`).
     pub missed: u64,
     /// Time in the programs and their runs, while bpf_stats was enabled.
     pub bpf_run_ns: u64,
     pub bpf_runs: u64,
     /// The same per program.
-    pub programs: Vec<load::ProgramCost>,
+    pub programs: Vec<stats::ProgramCost>,
     /// Events that arrived after later ones had been released.
     pub late: u64,
     /// Events stamped after the end of a `--duration` capture (between its
@@ -369,7 +372,7 @@ pub fn run(
         stats.missed = progs.recursion_misses;
         stats.bpf_run_ns = progs.run_time_ns;
         stats.bpf_runs = progs.run_cnt;
-        stats.programs = load::program_costs(&skel);
+        stats.programs = stats::program_costs(&skel);
         stats.lost += kernel_lost(&skel)
             + match cfg.buffer {
                 BufferKind::Ring => 0,
