@@ -34,6 +34,24 @@ pub fn create_new(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Raises this process's limit of open files to its hard limit: a dataset
+/// keeps each of its files open, and the usual soft limit (1024) is a
+/// default for programs that do not, not a policy. Where it cannot be
+/// raised, a file past it says so when it is opened.
+pub fn raise_open_files_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `l` is a valid rlimit for both calls to read and write.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
 /// Creates a file for `path`'s content beside it, under a hidden name no
 /// one can guess (`.NAME.RANDOM.tmp`), for renaming into place once
 /// complete.

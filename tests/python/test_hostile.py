@@ -9,12 +9,13 @@ fail, never skip, without them.
 import json
 import os
 import re
+import resource
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -633,6 +634,32 @@ def test_capture_times_out_of_range_are_refused_not_a_crash(tmp_path, claim):
         assert p.returncode == 1, (args, p.stderr)
         assert "capture times are out of range" in one_line(p.stderr), p.stderr
         assert "internal error" not in p.stderr
+
+
+def test_more_files_than_the_soft_descriptor_limit_are_read(tmp_path):
+    base = modernize(FIXTURE, tmp_path / "base.parquet", "h", "b")
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(1100):
+        shutil.copy(base, folder / f"copy-{i:04}.parquet")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard > 1200, "the test needs a hard limit above its files"
+
+    def limit(n_soft, n_hard):
+        return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n_soft, n_hard))
+
+    # A soft limit of 1024, as most hosts set it: raised to the hard one.
+    p = subprocess.run([binary(), "analyze", folder, "--format", "json"], capture_output=True,
+                       text=True, timeout=HANG_S, preexec_fn=limit(1024, hard))
+    assert p.returncode == 0, p.stderr
+    assert len(p.stdout.splitlines()) > 0
+    # Where the hard limit itself is too low: that, in one line, not "not a
+    # Parquet file".
+    p = subprocess.run([binary(), "analyze", folder], capture_output=True, text=True,
+                       timeout=HANG_S, preexec_fn=limit(256, 256))
+    assert p.returncode == 1, p.stderr
+    assert "Too many open files" in one_line(p.stderr), p.stderr
+    assert "not a Parquet file" not in p.stderr
 
 
 # 6. Small ones -------------------------------------------------------------

@@ -51,6 +51,8 @@ pub struct Dataset {
 
 impl Dataset {
     pub fn open(paths: &[PathBuf]) -> Result<Dataset> {
+        // Each recording stays open until it is read.
+        crate::files::raise_open_files_limit();
         let recordings = paths
             .iter()
             .map(|p| Recording::open(p))

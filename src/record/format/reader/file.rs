@@ -331,11 +331,17 @@ pub(super) fn check_chunk_sizes(
 /// Why a file has no readable footer, in the words a user needs.
 pub(super) fn footer_problem(path: &Path, detail: &str) -> String {
     let mut magic = [0u8; 4];
-    let starts_right = files::open_regular(path)
+    let start = files::open_regular(path)
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-        .map(|_| &magic == b"PAR1")
-        .unwrap_or(false);
-    if starts_right {
+        .map(|_| &magic == b"PAR1");
+    // The reader's own failure (out of file descriptors, say), not the
+    // file's.
+    if let Err(e) = &start {
+        if e.kind() != std::io::ErrorKind::UnexpectedEof {
+            return format!("cannot be read: {e}");
+        }
+    }
+    if start.unwrap_or(false) {
         format!(
             "truncated recording: no Parquet footer ({detail}); a capture killed before it finished leaves such a file"
         )
