@@ -407,12 +407,17 @@ print(json.dumps(out))
 """
 
 
-def test_serve_keeps_answering_while_clients_misbehave(served):
-    ns, traced, out, serve, procs = served
-    p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", ATTACK],
+def run_script(ns: str, script: str):
+    """`script` run by Python in `ns`: what it printed, as JSON."""
+    p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", script],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    r = json.loads(p.stdout)
+    return json.loads(p.stdout)
+
+
+def test_serve_keeps_answering_while_clients_misbehave(served):
+    ns, traced, out, serve, procs = served
+    r = run_script(ns, ATTACK)
     print("scrapes during and after the attack (whole, seconds):", r["during"], r["after"])
     assert r["huge_body"].startswith("HTTP/1.1 405"), r
     assert r["delete"].startswith("HTTP/1.1 405"), r
@@ -459,10 +464,7 @@ print(json.dumps(scrapes))
 
 def test_clients_trickling_after_their_answer_cannot_keep_scrapes_out(served):
     ns, traced, out, serve, procs = served
-    p = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", TRICKLE],
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    scrapes = json.loads(p.stdout)
+    scrapes = run_script(ns, TRICKLE)
     print("scrapes while 64 answered clients trickle bytes (whole, seconds):", scrapes)
     assert len(scrapes) >= 5, scrapes
     for ok, seconds in scrapes:

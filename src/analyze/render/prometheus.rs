@@ -277,14 +277,19 @@ mod tests {
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
     }
 
-    #[test]
-    fn counters_hold_the_closed_windows_seconds_and_gauges_the_open_states() {
-        use CaState::*;
-        let mut e = engine();
-        let mut m = Metrics::new(MetricsConfig {
+    /// Metrics by process with one place, the engine that feeds them.
+    fn by_process_one_key() -> (Engine, Metrics) {
+        let m = Metrics::new(MetricsConfig {
             by: Some(GroupKey::Process),
             max_keys: 1,
         });
+        (engine(), m)
+    }
+
+    #[test]
+    fn counters_hold_the_closed_windows_seconds_and_gauges_the_open_states() {
+        use CaState::*;
+        let (mut e, mut m) = by_process_one_key();
         let boots = [Boot::default()];
         // Flow 1 (web): open, recovery at +200 ms, open at +700 ms.
         // Flow 2 (db): loss from +100 ms, still in it.
@@ -395,11 +400,7 @@ mod tests {
     #[test]
     fn an_idle_key_gives_its_place_up_and_no_name_reads_as_other() {
         use CaState::*;
-        let mut e = engine();
-        let mut m = Metrics::new(MetricsConfig {
-            by: Some(GroupKey::Process),
-            max_keys: 1,
-        });
+        let (mut e, mut m) = by_process_one_key();
         let boots = [Boot::default()];
         let k = |c| FlowKey { boot: 0, cookie: c };
         let ca = |old, new| Change::Ca { old, new };
