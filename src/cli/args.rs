@@ -347,7 +347,7 @@ pub struct AnalyzeArgs {
     pub inputs: Vec<String>,
 
     #[command(flatten)]
-    pub select: Selection,
+    pub select: SelectArgs,
 
     #[command(flatten)]
     pub report: ReportArgs,
@@ -366,7 +366,7 @@ pub struct AnalyzeArgs {
 
 /// Which events of the recordings to use: shared by `analyze` and `events`.
 #[derive(Debug, Clone, Args)]
-pub struct Selection {
+pub struct SelectArgs {
     #[command(flatten)]
     pub ports: PortFilter,
 
@@ -438,7 +438,7 @@ pub struct EventsArgs {
     pub inputs: Vec<String>,
 
     #[command(flatten)]
-    pub select: Selection,
+    pub select: SelectArgs,
 
     /// text: one line per event; json: one object per line, every column;
     /// csv: every column, with a header line.
@@ -461,7 +461,7 @@ pub struct PageArgs {
     pub output: PathBuf,
 
     #[command(flatten)]
-    pub select: Selection,
+    pub select: SelectArgs,
 
     /// full: also count time before a flow's first and after its last event;
     /// between: only between two observed changes (BCC's arithmetic).

@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser, ValueEnum};
 use super::args::{
     AccountingArg, AnalyzeArgs, AttachKind, BufferChoice, ByArg, CaptureArgs, Cli, Command,
     EventsArgs, EventsFormat, Format, KindArg, LiveArgs, PageArgs, PortFilter, RecordArgs,
-    ReportArgs, RotationArgs, Selection as SelectArgs, ServeArgs, SortArg,
+    ReportArgs, RotationArgs, SelectArgs, ServeArgs, SortArg,
 };
 use super::values::{parse_duration, parse_outputs};
 use crate::analyze::engine::Accounting;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use super::recording::{check_filters, Recording};
+use super::recording::{check_filters, Recorder};
 use crate::analyze::engine::{Engine, EngineConfig, Summary, WindowReport};
 use crate::error::Result;
 use crate::event::Boot;
@@ -25,7 +25,7 @@ pub trait Output {
         &mut self,
         s: &Started,
         start_ns: u64,
-        recording: Option<&Recording>,
+        recording: Option<&Recorder>,
     ) -> Result<EngineConfig>;
     /// Paths of cgroups the coming events name.
     fn cgroups(&mut self, paths: &BTreeMap<u64, String>);
@@ -50,7 +50,7 @@ pub struct Feed<O> {
     pub out: O,
     clock: Clock,
     engine: Option<Engine>,
-    recording: Option<Recording>,
+    recording: Option<Recorder>,
 }
 
 /// This boot, the one live flows are of (boot index 0).
@@ -75,11 +75,11 @@ impl<O: Output> Feed<O> {
         preflight(capture)?;
         check_filters(capture);
         let recording = output
-            .map(|t| Recording::create(t, capture, command))
+            .map(|t| Recorder::create(t, capture, command))
             .transpose()?;
         let clock = recording
             .as_ref()
-            .map_or_else(Clock::of_host, Recording::clock);
+            .map_or_else(Clock::of_host, Recorder::clock);
         Ok(Feed {
             out,
             clock,

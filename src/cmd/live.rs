@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use super::feed::{this_boot, Feed, Output};
-use super::recording::{tell_started, Recording};
+use super::recording::{tell_started, Recorder};
 use super::{warn_losses, ReportPlan};
 use crate::analyze::engine::{Engine, EngineConfig, WindowReport};
 use crate::analyze::render::printer::Printer;
@@ -60,7 +60,7 @@ impl<W: Write> Output for Tables<'_, W> {
         &mut self,
         s: &Started,
         start_ns: u64,
-        _recording: Option<&Recording>,
+        _recording: Option<&Recorder>,
     ) -> Result<EngineConfig> {
         let banner = "Tracing tcp congestion control status duration... Hit Ctrl-C to end.";
         // As the seed prints it, on stdout, unless stdout is for machines.

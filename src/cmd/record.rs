@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::recording::{check_filters, tell_started, Recording};
+use super::recording::{check_filters, tell_started, Recorder};
 use crate::error::Result;
 use crate::event::Event;
 use crate::messages;
@@ -35,7 +35,7 @@ pub struct Plan {
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
 struct RecordSink {
-    rec: Recording,
+    rec: Recorder,
     duration: Option<Duration>,
     verbose: bool,
     quiet: bool,
@@ -49,7 +49,7 @@ impl Sink for RecordSink {
         tell_started(s);
         if !self.quiet {
             messages::raw(format_args!(
-                "Recording TCP congestion-state transitions into {}{}... Hit Ctrl-C to end.",
+                "Recorder TCP congestion-state transitions into {}{}... Hit Ctrl-C to end.",
                 self.rec.describe(),
                 self.duration
                     .map(|d| format!(" for {:.1}s", d.as_secs_f64()))
@@ -97,7 +97,7 @@ pub fn run(plan: &Plan) -> Result<()> {
     capture::install_stop_handler()?;
     preflight(&plan.capture)?;
     check_filters(&plan.capture);
-    let rec = Recording::create(&plan.target, &plan.capture, &plan.command)?;
+    let rec = Recorder::create(&plan.target, &plan.capture, &plan.command)?;
     let mut sink = RecordSink {
         rec,
         duration: plan.duration,

@@ -19,16 +19,16 @@ use crate::record::format::schema::CaptureInfo;
 use crate::time::Clock;
 
 /// A capture's events on their way into an [`Output`].
-pub struct Recording {
+pub struct Recorder {
     out: Output,
     clock: Clock,
     info: CaptureInfo,
 }
 
-impl Recording {
+impl Recorder {
     /// Creates the output before anything is loaded, so that a bad path
     /// fails first, and says what an earlier capture left in its folder.
-    pub fn create(target: &Target, cfg: &CaptureConfig, command: &str) -> Result<Recording> {
+    pub fn create(target: &Target, cfg: &CaptureConfig, command: &str) -> Result<Recorder> {
         let clock = Clock::of_host();
         let (out, leftovers) = Output::create(target, clock)?;
         if let Some(first) = leftovers.first() {
@@ -38,7 +38,7 @@ impl Recording {
                 first.display()
             ));
         }
-        Ok(Recording {
+        Ok(Recorder {
             out,
             clock,
             info: CaptureInfo {

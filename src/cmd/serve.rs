@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::feed::{this_boot, Feed, Output};
-use super::recording::{tell_started, Recording};
+use super::recording::{tell_started, Recorder};
 use crate::analyze::engine::{Accounting, Engine, EngineConfig, Unit, WindowReport};
 use crate::analyze::render::prometheus::{Metrics, MetricsConfig};
 use crate::error::{Error, Result};
@@ -61,7 +61,7 @@ impl Output for Counters<'_> {
         &mut self,
         s: &Started,
         start_ns: u64,
-        recording: Option<&Recording>,
+        recording: Option<&Recorder>,
     ) -> Result<EngineConfig> {
         super::show_libbpf_log(self.plan.verbose);
         tell_started(s);

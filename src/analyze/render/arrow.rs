@@ -16,7 +16,7 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
 use super::columns::{FlowLine, Kind, Value, Window, FLOW};
-use super::flows::{rows, Row};
+use super::flows::{rows, HostRow};
 use super::printer::{chosen, ReportConfig};
 use crate::analyze::engine::WindowReport;
 use crate::event::Boot;
@@ -134,7 +134,7 @@ impl Table {
         let window = Window::new(w.start_ns, w.end_ns, self.lost_events);
         let mut columns: Vec<Builder> = FLOW.iter().map(|c| Builder::new(c.kind)).collect();
         let mut n = 0;
-        for Row { boot, row } in rows(w, self.cfg.all, &self.boots) {
+        for HostRow { boot, row } in rows(w, self.cfg.all, &self.boots) {
             let line = FlowLine {
                 window: &window,
                 boot,

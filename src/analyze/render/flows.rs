@@ -65,7 +65,7 @@ pub struct Group {
 }
 
 /// A flow's row with the host and boot it lived on.
-pub struct Row<'a> {
+pub struct HostRow<'a> {
     pub boot: &'a Boot,
     pub row: &'a FlowRow,
 }
@@ -83,11 +83,11 @@ pub fn rows<'a>(
     w: &'a WindowReport,
     all: bool,
     boots: &'a [Boot],
-) -> impl Iterator<Item = Row<'a>> + 'a {
+) -> impl Iterator<Item = HostRow<'a>> + 'a {
     w.rows
         .iter()
         .filter(move |r| visible(r, all))
-        .map(move |r| Row {
+        .map(move |r| HostRow {
             boot: usize::try_from(r.key.boot)
                 .ok()
                 .and_then(|b| boots.get(b))

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::columns::{
     csv_header, csv_line, json_line, Column, FlowLine, Get, GroupLine, Window, FLOW, GROUP,
 };
-use super::flows::{rows, visible, Group, GroupKey, Row};
+use super::flows::{rows, visible, Group, GroupKey, HostRow};
 use crate::analyze::engine::{FlowRow, Log2Hist, WindowReport};
 use crate::escape;
 use crate::event::Boot;
@@ -452,7 +452,7 @@ fn stars(val: u64, max: u64, width: usize) -> usize {
 /// and cut at `--top`.
 pub fn groups(w: &WindowReport, by: GroupKey, c: &ReportConfig, boots: &[Boot]) -> Vec<Group> {
     let mut out: BTreeMap<(u64, String), Group> = BTreeMap::new();
-    for Row { boot, row } in rows(w, c.all, boots) {
+    for HostRow { boot, row } in rows(w, c.all, boots) {
         let (order, key) = by.of(&row.addr, boot);
         let g = out.entry((order, key.clone())).or_insert_with(|| Group {
             key,
@@ -546,7 +546,7 @@ fn write_flows(
     style: Style,
 ) -> io::Result<()> {
     let window = Window::new(w.start_ns, w.end_ns, c.lost_events);
-    for Row { boot, row } in rows(w, c.all, c.boots) {
+    for HostRow { boot, row } in rows(w, c.all, c.boots) {
         write_line(
             out,
             FLOW,
