@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod resolve;
+mod states;
 pub mod values;
 mod words;
 

@@ -134,6 +134,10 @@ fn man_page(cmd: &clap::Command) -> (String, String) {
         man.render_name_section(&mut out)?;
         man.render_synopsis_section(&mut out)?;
         man.render_description_section(&mut out)?;
+        // The pages of the commands that print the tables.
+        if ["tcpcong", "analyze"].contains(&cmd.get_name()) {
+            out.extend(super::states::roff().as_bytes());
+        }
         if cmd.get_arguments().any(|a| !a.is_hide_set()) {
             man.render_options_section(&mut out)?;
         }

@@ -179,6 +179,35 @@ fn completions_and_man_page_come_from_the_flag_definitions() {
         "{page}"
     );
     assert!(page.contains("record"));
+    // The states are explained where the tables are: tcpcong(1) and
+    // tcpcong-analyze(1), and man renders the section.
+    for args in [&["man"][..], &["man", "analyze"]] {
+        let page = stdout(&tcpcong(args));
+        assert!(page.contains(".SH \"CONGESTION STATES\""), "{page}");
+        for state in ["open", "disorder", "recovery", "cwr", "loss", "Rcov_ms"] {
+            assert!(page.contains(state), "{state}: {page}");
+        }
+    }
+    if std::path::Path::new("/usr/bin/man").exists() {
+        let dir = TempDir::new("man-states");
+        let roff = dir.join("tcpcong-analyze.1");
+        std::fs::write(&roff, stdout(&tcpcong(&["man", "analyze"]))).unwrap();
+        let o = std::process::Command::new("man")
+            .arg("-l")
+            .arg(&roff)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .output()
+            .unwrap();
+        // As man justifies it: words apart by any spaces.
+        let text = String::from_utf8_lossy(&o.stdout);
+        let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(words.contains("CONGESTION STATES"), "{text}");
+        assert!(
+            words.contains("The retransmission timer (RTO) fired"),
+            "{text}"
+        );
+    }
 }
 
 #[test]
