@@ -49,7 +49,7 @@ impl Sink for RecordSink {
         tell_started(s);
         if !self.quiet {
             messages::raw(format_args!(
-                "Recorder TCP congestion-state transitions into {}{}... Hit Ctrl-C to end.",
+                "Recording TCP congestion-state transitions into {}{}... Hit Ctrl-C to end.",
                 self.rec.describe(),
                 self.duration
                     .map(|d| format!(" for {:.1}s", d.as_secs_f64()))
