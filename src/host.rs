@@ -30,11 +30,11 @@ pub fn boot_id() -> String {
     proc_line("/proc/sys/kernel/random/boot_id")
 }
 
-/// A netns inode, given as a number or as a path to a namespace file; the
-/// error says why the path is none.
+/// A netns inode, given as a number, a path to a namespace file, or the
+/// name `ip netns` gave it; the error says why the path is none.
 pub fn netns_inode(s: &str) -> Result<u32, String> {
     const HOW: &str =
-        "give a network namespace's file (e.g. /var/run/netns/NAME, /proc/PID/ns/net) or its inode number";
+        "give a network namespace's name (as ip netns lists it), its file (e.g. /proc/PID/ns/net) or its inode number";
     if let Ok(ino) = s.parse::<u32>() {
         // No inode is 0: it would match no socket, and record nothing.
         return match ino {
@@ -42,8 +42,13 @@ pub fn netns_inode(s: &str) -> Result<u32, String> {
             _ => Ok(ino),
         };
     }
-    let meta = fs::metadata(s).map_err(|e| format!("{e}; {HOW}"))?;
-    if !is_netns_file(Path::new(s)) {
+    // A bare name is what `ip netns` calls the namespace.
+    let named = (!s.contains('/'))
+        .then(|| ["/run/netns", "/var/run/netns"].map(|d| Path::new(d).join(s)))
+        .and_then(|paths| paths.into_iter().find(|p| p.exists()));
+    let path = named.as_deref().unwrap_or(Path::new(s));
+    let meta = fs::metadata(path).map_err(|e| format!("{e}; {HOW}"))?;
+    if !is_netns_file(path) {
         return Err(format!("not a network namespace; {HOW}"));
     }
     u32::try_from(meta.ino()).map_err(|_| format!("inode {} is out of range", meta.ino()))

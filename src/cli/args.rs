@@ -130,7 +130,7 @@ pub struct ReportArgs {
     #[arg(long, value_enum, value_name = "COLUMN")]
     pub sort: Option<SortArg>,
 
-    /// Only the first N flows of each window (after --sort).
+    /// Only the first N flows of each window: by --sort, or else those with the most time in loss + recovery.
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
 
@@ -226,7 +226,7 @@ pub struct CaptureArgs {
     #[arg(long, value_parser = parse_family)]
     pub family: Option<u8>,
 
-    /// Only sockets of this network namespace: a path (/var/run/netns/NAME) or an inode number.
+    /// Only sockets of this network namespace: its name (as ip netns lists it), a path (/proc/PID/ns/net) or an inode number.
     #[arg(long, value_name = "PATH|INODE")]
     pub netns: Option<String>,
 

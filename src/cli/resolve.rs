@@ -194,9 +194,12 @@ fn clap_error(e: clap::Error) -> Result<Plan> {
                     )));
                 }
             }
+            let text = e.render().to_string();
+            if let Some(hint) = hint(&e, &text) {
+                return Err(Error::Usage(hint));
+            }
             // clap puts the names of missing arguments on the lines after
             // its first.
-            let text = e.render().to_string();
             let para: Vec<&str> = text
                 .lines()
                 .take_while(|l| !l.trim().is_empty())
@@ -206,6 +209,35 @@ fn clap_error(e: clap::Error) -> Result<Plan> {
                 para.join(" ").trim_start_matches("error: ").to_string(),
             ))
         }
+    }
+}
+
+/// The words for two slips clap words poorly: a recording's name given
+/// without `-o`, and flags put before the subcommand (clap then reads the
+/// subcommand as live mode's interval).
+fn hint(e: &clap::Error, text: &str) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let value = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    match e.kind() {
+        ErrorKind::UnknownArgument if text.contains("Usage: tcpcong record") => {
+            let arg = value(ContextKind::InvalidArg)?;
+            (!arg.starts_with('-')).then(|| {
+                format!("unexpected argument '{arg}': record writes where -o says (tcpcong record -o {arg})")
+            })
+        }
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let sub = value(ContextKind::InvalidValue)?;
+            Cli::command()
+                .get_subcommands()
+                .any(|s| s.get_name() == sub)
+                .then(|| {
+                    format!("'{sub}' is a command: it comes first, its flags after it (tcpcong {sub} ...)")
+                })
+        }
+        _ => None,
     }
 }
 
@@ -254,6 +286,16 @@ fn record_target(output: &Path, r: &RotationArgs, force: bool) -> Result<Target>
         return Err(Error::Usage(format!(
             "--rotate-seconds, --rotate-size and --max-total need a directory: -o {}/",
             output.display()
+        )));
+    }
+    // A recording is Parquet whatever its name; a name that says another
+    // format is a user expecting that format.
+    let ext = output.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if ["csv", "json", "jsonl", "txt", "html"].contains(&ext.to_ascii_lowercase().as_str()) {
+        return Err(Error::Usage(format!(
+            "-o {}: a recording is Parquet, not {ext}: name it {}.parquet (analyze --format csv or json prints the tables as {ext})",
+            output.display(),
+            output.with_extension("").display()
         )));
     }
     file_target(output, force)
@@ -512,6 +554,11 @@ fn report(
     if outputs.is_some() && interval.is_none() {
         return Err(Error::Usage(outputs_alone.into()));
     }
+    if a.dist && (a.sort.is_some() || a.top.is_some()) {
+        return Err(Error::Usage(
+            "--sort and --top order the flows' rows; -d prints histograms, which are per state: use one or the other".into(),
+        ));
+    }
     if let Some(by) = a.by {
         let clash = if a.dist {
             Some("-d (histograms are per state, not per flow)")
@@ -535,7 +582,9 @@ fn report(
             micros: a.microseconds,
             timestamp: a.timestamp,
             all: a.all,
-            sort: a.sort.map(|s| match s {
+            // The flows a --top asks for are the worst ones, not the
+            // lowest ports (BCC's order, kept when all are shown).
+            sort: a.sort.or(a.top.map(|_| SortArg::Trouble)).map(|s| match s {
                 SortArg::Open => SortKey::State(CaState::Open),
                 SortArg::Disorder => SortKey::State(CaState::Disorder),
                 SortArg::Cwr => SortKey::State(CaState::Cwr),

@@ -511,3 +511,83 @@ fn pinning_explains_what_the_kernel_refuses() {
         &["is not on a BPF file system", "mount -t bpf"],
     );
 }
+
+/// Slips a new user makes, each answered with what to type instead.
+#[test]
+fn common_slips_say_what_to_type() {
+    assert_one_line_error(
+        &["record", "run.parquet"],
+        2,
+        &["tcpcong record -o run.parquet"],
+    );
+    assert_one_line_error(
+        &["-L", "5201", "record"],
+        2,
+        &["'record' is a command", "tcpcong record"],
+    );
+    assert_one_line_error(
+        &["record", "-o", "/tmp/run.csv"],
+        2,
+        &["a recording is Parquet", "/tmp/run.parquet", "--format csv"],
+    );
+    let f = fixture("ipv4-loss.parquet");
+    let f = f.to_str().unwrap();
+    assert_one_line_error(&["analyze", f, "-d", "--top", "1"], 2, &["-d", "--top"]);
+    assert_one_line_error(
+        &["analyze", f, "-d", "--sort", "loss"],
+        2,
+        &["-d", "--sort"],
+    );
+}
+
+/// `--top` alone keeps the worst flows (most loss + recovery), not the
+/// lowest ports.
+#[test]
+fn top_without_sort_keeps_the_flows_most_in_trouble() {
+    let f = fixture("multi-flow.parquet");
+    let f = f.to_str().unwrap();
+    let rows = |args: &[&str]| -> Vec<serde_json::Value> {
+        let o = tcpcong(&[&["analyze", f, "--all", "--format", "json"], args].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let trouble =
+        |r: &serde_json::Value| r["loss_ns"].as_u64().unwrap() + r["recovery_ns"].as_u64().unwrap();
+    let mut want: Vec<u64> = rows(&[]).iter().map(trouble).collect();
+    want.sort_by(|a, b| b.cmp(a));
+    want.truncate(2);
+    assert!(want[0] > 0, "the fixture has congestion");
+    let top: Vec<u64> = rows(&["--top", "2"]).iter().map(trouble).collect();
+    assert_eq!(top, want);
+}
+
+/// `--netns NAME` finds the namespace `ip netns` named so.
+#[test]
+fn a_network_namespace_is_found_by_its_name() {
+    let name = format!("tc-name-{}", std::process::id());
+    let add = std::process::Command::new("ip")
+        .args(["netns", "add", &name])
+        .status()
+        .unwrap();
+    assert!(add.success(), "ip netns add (as root)");
+    struct Delete<'a>(&'a str);
+    impl Drop for Delete<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", self.0])
+                .status();
+        }
+    }
+    let _delete = Delete(&name);
+    let f = fixture("ipv4-loss.parquet");
+    let o = tcpcong(&["analyze", f.to_str().unwrap(), "--netns", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_one_line_error(
+        &["analyze", f.to_str().unwrap(), "--netns", "tc-no-such-name"],
+        2,
+        &["tc-no-such-name", "as ip netns lists it"],
+    );
+}
