@@ -92,6 +92,30 @@ pub fn local_hms(wall_ns: u64) -> String {
 }
 
 /// An instant given on the command line, parsed into wall-clock ns.
+/// The wall-clock ns of local clock time `ns_of_day` (ns since midnight)
+/// on the local day of `wall_ns`, in this process's time zone (`TZ`, or
+/// the system's). A time a daylight-saving change skips or repeats is
+/// taken as the C library's `mktime` takes it.
+pub fn local_clock_time(wall_ns: u64, ns_of_day: u64) -> u64 {
+    let secs = libc::time_t::try_from(wall_ns / 1_000_000_000).unwrap_or(libc::time_t::MAX);
+    // SAFETY: a zeroed tm is a valid value; localtime_r writes into it and
+    // mktime reads and normalizes it, both on this thread's own memory.
+    let midnight = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            return wall_ns;
+        }
+        tm.tm_hour = 0;
+        tm.tm_min = 0;
+        tm.tm_sec = 0;
+        tm.tm_isdst = -1;
+        libc::mktime(&mut tm)
+    };
+    u64::try_from(midnight)
+        .map_or(0, |s| s.saturating_mul(1_000_000_000))
+        .saturating_add(ns_of_day)
+}
+
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
     DateTime::parse_from_rfc3339(s)
         .ok()

@@ -374,12 +374,16 @@ pub struct SelectArgs {
     #[arg(long, value_name = "COOKIE")]
     pub flow: Option<u64>,
 
-    /// Start of the span to use: RFC 3339, or seconds from the recording's start.
-    #[arg(long, value_name = "TIME")]
+    /// Start of the span to use: RFC 3339, seconds from the recordings' start (90), a duration before their end (-60s), or a local clock time on their first day (09:03:40).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
 
-    /// End of the span to use: RFC 3339, or seconds from the recording's start.
-    #[arg(long, value_name = "TIME")]
+    /// Only the last part of the recordings: the same as --since -DURATION (e.g. 60s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "since")]
+    pub last: Option<Duration>,
+
+    /// End of the span to use: as --since.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
 
     /// Only IPv4 (4) or IPv6 (6) flows.

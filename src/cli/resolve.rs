@@ -655,7 +655,11 @@ fn capture(ports: &PortFilter, c: &CaptureArgs) -> Result<CaptureConfig> {
 fn selection(s: &SelectArgs) -> Result<Selection> {
     let bound =
         |flag: &str, v: &Option<String>| v.as_deref().map(|v| time_bound(flag, v)).transpose();
-    let (since, until) = (bound("--since", &s.since)?, bound("--until", &s.until)?);
+    let since = match s.last {
+        Some(d) => Some(TimeBound::BeforeEnd(nanos(d))),
+        None => bound("--since", &s.since)?,
+    };
+    let until = bound("--until", &s.until)?;
     if let (Some(a), Some(b)) = (since, until) {
         if a.same_kind(&b) && b <= a {
             return Err(Error::Usage("--until must be later than --since".into()));
@@ -708,18 +712,49 @@ fn cgroup_selection(v: &str) -> Result<CgroupSel> {
     Ok(CgroupSel::Path { path, local_id })
 }
 
-/// RFC 3339, or seconds (fractions allowed) from the recordings' start.
+/// RFC 3339; seconds (fractions allowed) from the recordings' start; a
+/// duration before their end (`-60s`); or a local clock time (`09:03:40`).
 fn time_bound(flag: &str, s: &str) -> Result<TimeBound> {
     if let Ok(secs) = s.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
             return Ok(TimeBound::FromStart((secs * 1e9) as u64));
         }
     }
+    if let Some(before) = s.strip_prefix('-') {
+        if let Ok(d) = parse_duration(before) {
+            return Ok(TimeBound::BeforeEnd(nanos(d)));
+        }
+    }
+    if let Some(ns) = clock_time(s) {
+        return Ok(TimeBound::ClockTime(ns));
+    }
     crate::time::parse_rfc3339(s).map(TimeBound::At).ok_or_else(|| {
         Error::Usage(format!(
-            "{flag} {s}: expected RFC 3339 (2026-11-26T08:00:00Z) or seconds from the recording's start"
+            "{flag} {s}: expected RFC 3339 (2026-11-26T08:00:00Z), seconds from the recording's start (90), a duration before its end (-60s) or a local clock time (09:03:40)"
         ))
     })
+}
+
+/// `HH:MM`, `HH:MM:SS` or `HH:MM:SS.fraction`: ns since midnight.
+fn clock_time(s: &str) -> Option<u64> {
+    let mut parts = s.splitn(3, ':');
+    let (h, m) = (parts.next()?, parts.next()?);
+    let (sec, frac) = match parts.next() {
+        Some(rest) => rest.split_once('.').unwrap_or((rest, "")),
+        None => ("0", ""),
+    };
+    let two = |v: &str, max: u64| {
+        (v.len() == 2 && v.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| v.parse::<u64>().ok())
+            .flatten()
+            .filter(|&n| n <= max)
+    };
+    let sec = if sec == "0" { Some(0) } else { two(sec, 59) };
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let frac_ns = format!("{frac:0<9}").parse::<u64>().ok()?;
+    Some(((two(h, 23)? * 60 + two(m, 59)?) * 60 + sec?) * 1_000_000_000 + frac_ns)
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -947,6 +982,27 @@ mod tests {
         );
         assert!(usage(&["record", "-o", "x.parquet", "--cgroup", "/proc"])
             .contains("not on a cgroup v2"));
+    }
+
+    #[test]
+    fn clock_times_parse_to_ns_since_midnight() {
+        assert_eq!(
+            clock_time("09:03"),
+            Some((9 * 3600 + 3 * 60) * 1_000_000_000)
+        );
+        assert_eq!(clock_time("00:00:01.5"), Some(1_500_000_000));
+        assert_eq!(clock_time("23:59:59.000000001"), Some(86_399_000_000_001));
+        for bad in [
+            "24:00",
+            "9:03",
+            "09:60",
+            "09:03:61",
+            "09:03:01.1234567891",
+            "09:03:0x",
+            "09",
+        ] {
+            assert_eq!(clock_time(bad), None, "{bad}");
+        }
     }
 
     #[test]

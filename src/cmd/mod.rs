@@ -116,20 +116,42 @@ pub enum TimeBound {
     At(u64),
     /// Nanoseconds after the start of the data.
     FromStart(u64),
+    /// Nanoseconds before the end of the data ("the last minute").
+    BeforeEnd(u64),
+    /// A local clock time (ns since midnight) on the day the data starts,
+    /// or the next day where that is before the start.
+    ClockTime(u64),
 }
 
 impl TimeBound {
+    /// Whether the two can be compared before the data is known: both
+    /// wall-clock times, or both offsets from the start.
     pub fn same_kind(&self, other: &TimeBound) -> bool {
-        std::mem::discriminant(self) == std::mem::discriminant(other)
+        matches!(
+            (self, other),
+            (TimeBound::At(_), TimeBound::At(_))
+                | (TimeBound::FromStart(_), TimeBound::FromStart(_))
+        )
     }
 
-    fn at(self, start_ns: u64) -> u64 {
+    fn at(self, start_ns: u64, end_ns: u64) -> u64 {
         match self {
             TimeBound::At(t) => t,
             TimeBound::FromStart(d) => start_ns.saturating_add(d),
+            TimeBound::BeforeEnd(d) => end_ns.saturating_sub(d),
+            TimeBound::ClockTime(ns) => {
+                let day = crate::time::local_clock_time(start_ns, ns);
+                if day < start_ns {
+                    crate::time::local_clock_time(start_ns.saturating_add(DAY_NS), ns)
+                } else {
+                    day
+                }
+            }
         }
     }
 }
+
+const DAY_NS: u64 = 86_400_000_000_000;
 
 /// Which events of the recordings to use: analyze and events alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,8 +185,8 @@ impl Selection {
 
     /// Places the bounds on the dataset's timeline.
     fn span(&self, data: &Dataset) -> Result<Span> {
-        let since = self.since.map(|b| b.at(data.start_ns));
-        let until = self.until.map(|b| b.at(data.start_ns));
+        let since = self.since.map(|b| b.at(data.start_ns, data.end_ns));
+        let until = self.until.map(|b| b.at(data.start_ns, data.end_ns));
         if let (Some(s), Some(u)) = (since, until) {
             if u <= s {
                 return Err(Error::Usage("--until must be later than --since".into()));

@@ -591,3 +591,44 @@ fn a_network_namespace_is_found_by_its_name() {
         &["tc-no-such-name", "as ip netns lists it"],
     );
 }
+
+/// "The last minute" and "from 09:03:40" as a user says them: each equals
+/// the same span given in RFC 3339. The fixture runs from
+/// 2026-11-26T09:03:29.762Z to 09:03:33.735Z.
+#[test]
+fn spans_relative_to_the_end_and_local_clock_times_select_the_same_rows() {
+    let f = fixture("ipv4-loss.parquet");
+    let f = f.to_str().unwrap();
+    let json = |tz: &str, extra: &[&str]| {
+        let o = std::process::Command::new(bin())
+            .args([&["analyze", f, "--all", "--format", "json"], extra].concat())
+            .env("TZ", tz)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let last = json("UTC", &["--since", "2026-11-26T09:03:31.735845625Z"]);
+    assert!(last.lines().count() > 0);
+    assert_eq!(json("UTC", &["--last", "2s"]), last);
+    assert_eq!(json("UTC", &["--since", "-2s"]), last);
+    assert_ne!(
+        json("UTC", &["--since", "-3s"]),
+        last,
+        "a longer span differs"
+    );
+    let at = json("UTC", &["--since", "2026-11-26T09:03:31.5Z"]);
+    assert_eq!(json("UTC", &["--since", "09:03:31.5"]), at);
+    // Nine hours east of UTC (a POSIX TZ, no zone files needed).
+    assert_eq!(json("JST-9", &["--since", "18:03:31.5"]), at);
+    assert_one_line_error(
+        &["analyze", f, "--since", "25:00"],
+        2,
+        &["--since 25:00", "-60s", "09:03:40"],
+    );
+    assert_one_line_error(
+        &["analyze", f, "--last", "2s", "--since", "1"],
+        2,
+        &["--last", "--since"],
+    );
+}
