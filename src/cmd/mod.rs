@@ -275,7 +275,7 @@ fn warn_without_lifecycle(accounting: Accounting, lifecycle: bool) {
 
 /// What stderr must say beside any report (see [`caveats::losses`]).
 fn warn_losses(lost_events: u64, gaps: Option<u64>, s: &Summary) {
-    for line in caveats::losses(lost_events, gaps, s.mismatches) {
+    for line in caveats::losses(lost_events, gaps, s) {
         messages::warn(line);
     }
 }

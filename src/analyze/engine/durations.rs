@@ -157,11 +157,7 @@ pub fn table(data: Dataset, accounting: Accounting, all: bool, threads: usize) -
     let mut notes: Vec<String> = caveats::duplicates(computed.duplicates)
         .into_iter()
         .collect();
-    notes.extend(caveats::losses(
-        lost_events,
-        Some(gaps),
-        computed.summary.mismatches,
-    ));
+    notes.extend(caveats::losses(lost_events, Some(gaps), &computed.summary));
     notes.extend(caveats::without_lifecycle(accounting, lifecycle));
     Ok(TableOf {
         schema: table.schema(),

@@ -188,6 +188,11 @@ pub struct Summary {
     /// Changes, mismatches and histogram samples that fell in an already
     /// drained window (so are missing from its report).
     pub late_events: u64,
+    /// Time credited to some state, in all windows (also those handed out
+    /// by `drain_until`).
+    pub credited_ns: u64,
+    /// Time credited to no state: the spans before chain breaks.
+    pub uncredited_ns: u64,
     /// The windows would not fit [`Engine::with_budget`]'s memory: the
     /// summary is incomplete (windows are left out) and must not be shown.
     pub over_budget: bool,
@@ -355,6 +360,10 @@ impl Flow {
             Some(s) if old != s => {
                 // The path from `s` to `old` is unknown: the span since the
                 // period began is credited to nobody.
+                let lost = t
+                    .min(led.until)
+                    .saturating_sub(self.credited_to.max(led.cfg.start_ns));
+                led.uncredited_ns = led.uncredited_ns.saturating_add(lost);
                 led.count_mismatch(key, t);
                 self.settle_head(key, led);
                 self.begin(new, t, new != old);
@@ -465,6 +474,9 @@ struct Ledger {
     held_rows: u64,
     budget: u64,
     over_budget: bool,
+    /// See [`Summary::credited_ns`] and [`Summary::uncredited_ns`].
+    credited_ns: u64,
+    uncredited_ns: u64,
 }
 
 /// What a window and a row held cost, counted generously: the accumulator
@@ -625,6 +637,7 @@ impl Ledger {
                 Some(r) => {
                     let ns = &mut r.ns[state.index()];
                     *ns = ns.saturating_add(part);
+                    self.credited_ns = self.credited_ns.saturating_add(part);
                     if let Some(log) = &mut self.log {
                         log.push(Credit {
                             key,
@@ -721,6 +734,8 @@ impl Engine {
                 held_rows: 0,
                 budget: WINDOWS_BUDGET,
                 over_budget: false,
+                credited_ns: 0,
+                uncredited_ns: 0,
             },
         }
     }
@@ -963,6 +978,8 @@ impl Engine {
             mismatches: self.led.mismatches,
             late_ns: self.led.late_ns,
             late_events: self.led.late_events,
+            credited_ns: self.led.credited_ns,
+            uncredited_ns: self.led.uncredited_ns,
             over_budget: self.led.over_budget,
             flows: self.flows.len() as u64,
         };
@@ -1024,6 +1041,8 @@ impl Summary {
             mismatches: 0,
             late_ns: 0,
             late_events: 0,
+            credited_ns: 0,
+            uncredited_ns: 0,
             over_budget: false,
             flows: 0,
         };
@@ -1035,6 +1054,8 @@ impl Summary {
             all.late_ns = all.late_ns.saturating_add(part.late_ns);
             all.late_events += part.late_events;
             all.over_budget |= part.over_budget;
+            all.credited_ns = all.credited_ns.saturating_add(part.credited_ns);
+            all.uncredited_ns = all.uncredited_ns.saturating_add(part.uncredited_ns);
             all.flows += part.flows;
             for w in part.windows {
                 match windows.entry(w.index) {
@@ -1367,12 +1388,18 @@ mod tests {
         // [0,100) from established and [300,400) from the mismatch's change.
         assert_eq!(hist(w, Open), vec![(7, 2)]);
         assert_eq!(hist(w, Disorder), vec![]);
+        // The disorder period [100, 300) the break hides is counted apart.
+        assert_eq!((full.credited_ns, full.uncredited_ns), (300 * MS, 200 * MS));
 
         let between = run(cfg(Accounting::Between, true, None), &ev, 500);
         assert_eq!(between.mismatches, 1);
         let w = &between.windows[0];
         assert_eq!(ms(w, 1), Some(([100, 0, 0, 0, 0], 2)));
         assert_eq!(hist(w, Open), vec![(7, 1)]);
+        assert_eq!(
+            (between.credited_ns, between.uncredited_ns),
+            (100 * MS, 200 * MS)
+        );
     }
 
     #[test]

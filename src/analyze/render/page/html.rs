@@ -11,6 +11,7 @@ use std::fmt::Write;
 
 use super::timeline::{bands, merged_periods, Axis, Band, Buckets, Steps};
 use super::{FlowTimeline, Page};
+use crate::analyze::caveats;
 use crate::analyze::engine::{Accounting, FlowRow, Log2Hist};
 use crate::escape::html as esc;
 use crate::event::CaState;
@@ -127,12 +128,24 @@ fn facts(h: &mut String, p: &Page) {
     boots.dedup();
     h.push_str("<section id=\"facts\"><h2>Capture</h2>\n");
     if lost > 0 || gaps > 0 {
+        // Loud where the numbers are short by something that matters: a
+        // lost event (of some flow, unknown which) or a percent of the
+        // time; a few breaks in a long run are a note.
+        let s = &p.overview.summary;
+        let class = if lost > 0 || caveats::uncounted_matters(s) {
+            "loud"
+        } else {
+            "note"
+        };
         let _ = writeln!(
             h,
-            "<p class=\"loud\" id=\"losses\" data-lost=\"{lost}\" data-gaps=\"{gaps}\">\
+            "<p class=\"{class}\" id=\"losses\" data-lost=\"{lost}\" data-gaps=\"{gaps}\" \
+             data-uncounted-ns=\"{}\">\
              The capture lost {lost} events and its flows show {gaps} chain breaks \
              (transitions that arrived without the event before them): the time before each \
-             break is counted for no state, and the numbers below are short by it.</p>"
+             break is counted for no state ({}), and the numbers below are short by it.</p>",
+            s.uncredited_ns,
+            caveats::uncounted(s)
         );
     } else {
         h.push_str("<p id=\"losses\" data-lost=\"0\" data-gaps=\"0\">No events lost, no chain breaks.</p>\n");
