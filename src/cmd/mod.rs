@@ -59,8 +59,13 @@ pub fn run(plan: Plan) -> Result<()> {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
                 }
+                // Man pages and completions are for every user to read.
                 write_replacing(&path, |mut f| {
                     f.write_all(text.as_bytes())
+                        .and_then(|()| {
+                            use std::os::unix::fs::PermissionsExt;
+                            f.set_permissions(std::fs::Permissions::from_mode(0o644))
+                        })
                         .map_err(|e| Error::io(&path, e))
                 })?;
             }

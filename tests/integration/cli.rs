@@ -188,6 +188,14 @@ fn completions_and_man_page_come_from_the_flag_definitions() {
             assert!(page.contains(state), "{state}: {page}");
         }
     }
+    // `make install` writes the pages with `man --dir`: every user reads them.
+    let dir = TempDir::new("man-dir");
+    let o = tcpcong(&["man", "--dir", dir.join("man1").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let page = dir.join("man1").join("tcpcong-analyze.1");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&page).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o644, "{}", page.display());
     if std::path::Path::new("/usr/bin/man").exists() {
         let dir = TempDir::new("man-states");
         let roff = dir.join("tcpcong-analyze.1");
