@@ -180,6 +180,10 @@ pub struct FlowAddr {
     pub daddr: IpAddr,
     pub dport: u16,
     pub owner: Owner,
+    /// The socket's network namespace (its inode number).
+    pub netns: u32,
+    /// The congestion control of its first event.
+    pub cc: KernelName,
 }
 
 /// Whose flow it is: the owning process (`pid` 0 while not known, e.g.

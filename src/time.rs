@@ -91,7 +91,24 @@ pub fn local_hms(wall_ns: u64) -> String {
         .to_string()
 }
 
-/// An instant given on the command line, parsed into wall-clock ns.
+/// How far local time is ahead of UTC at `wall_ns`, in ns.
+pub fn local_offset_ns(wall_ns: u64) -> i64 {
+    i64::from(
+        utc(wall_ns)
+            .with_timezone(&Local)
+            .offset()
+            .local_minus_utc(),
+    ) * 1_000_000_000
+}
+
+/// `HH:MM:SS.mmm` in local time: instants closer than `-T`'s seconds.
+pub fn local_hms_ms(wall_ns: u64) -> String {
+    utc(wall_ns)
+        .with_timezone(&Local)
+        .format("%H:%M:%S%.3f")
+        .to_string()
+}
+
 /// The wall-clock ns of local clock time `ns_of_day` (ns since midnight)
 /// on the local day of `wall_ns`, in this process's time zone (`TZ`, or
 /// the system's). A time a daylight-saving change skips or repeats is

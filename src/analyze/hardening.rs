@@ -62,6 +62,7 @@ fn config(
         start_ns,
         until_ns: None,
         interval_ns,
+        align: false,
         hist_unit: Unit::Micros,
     }
 }
@@ -145,6 +146,8 @@ pub fn engine_sequence(bytes: &[u8]) {
             daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             dport: 5201,
             owner: Default::default(),
+            netns: 0,
+            cc: Default::default(),
         });
         if interval.is_some() && chunk[3] & 0x40 != 0 {
             // Live mode drains as it goes.

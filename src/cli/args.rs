@@ -134,9 +134,17 @@ pub struct ReportArgs {
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
 
-    /// Sum the flows of each window by their process, cgroup, local or remote port, or remote address (--sort and --top then order and cut the groups).
+    /// Sum the flows of each window by their process, cgroup, local or remote port, remote address, network namespace, congestion control or host (--sort and --top then order and cut the groups).
     #[arg(long, value_enum, value_name = "KEY")]
     pub by: Option<ByArg>,
+
+    /// Tables also show each flow's id (what --flow takes), process id, network namespace, congestion control, when it was in recovery or loss (first-last, local time) and command name.
+    #[arg(short = 'w', long)]
+    pub wide: bool,
+
+    /// Windows end on round clock times, whole multiples of the interval (10:00:05, 10:00:10 for 5), instead of every interval from the start; the first is shorter.
+    #[arg(long)]
+    pub align: bool,
 }
 
 /// `--by`: what flows are summed by.
@@ -152,6 +160,12 @@ pub enum ByArg {
     Rport,
     /// The remote address
     Raddr,
+    /// The network namespace (its inode number)
+    Netns,
+    /// The congestion control (bbr, cubic, ...)
+    Cc,
+    /// The host (several hosts' recordings together)
+    Host,
 }
 
 /// BCC's trailing positionals: `[interval] [outputs]`.

@@ -559,6 +559,27 @@ fn report(
             "--sort and --top order the flows' rows; -d prints histograms, which are per state: use one or the other".into(),
         ));
     }
+    if a.align && interval.is_none() {
+        return Err(Error::Usage(
+            "--align places the windows of an interval: give one (tcpcong --align -T 5, analyze FILE --align 5)".into(),
+        ));
+    }
+    if a.wide {
+        let clash = if a.dist {
+            Some("-d: histograms are per state, not per flow")
+        } else if a.by.is_some() {
+            Some("--by: its rows are groups, not flows")
+        } else if a.format != Format::Table {
+            Some("--format json, csv and parquet: their rows name the flow, its owner and namespace already")
+        } else {
+            None
+        };
+        if let Some(what) = clash {
+            return Err(Error::Usage(format!(
+                "--wide widens the per-flow table, not with {what}"
+            )));
+        }
+    }
     if let Some(by) = a.by {
         let clash = if a.dist {
             Some("-d (histograms are per state, not per flow)")
@@ -596,6 +617,8 @@ fn report(
             }),
             top: a.top,
             by: a.by.map(group_key),
+            wide: a.wide,
+            align: a.align,
         },
         accounting: accounting(a.accounting),
         interval_ns: interval.map(nanos),
@@ -610,6 +633,9 @@ fn group_key(b: ByArg) -> GroupKey {
         ByArg::Lport => GroupKey::Lport,
         ByArg::Rport => GroupKey::Rport,
         ByArg::Raddr => GroupKey::Raddr,
+        ByArg::Netns => GroupKey::Netns,
+        ByArg::Cc => GroupKey::Cc,
+        ByArg::Host => GroupKey::Host,
     }
 }
 
@@ -903,6 +929,8 @@ mod tests {
                 sort: None,
                 top: None,
                 by: None,
+                wide: false,
+                align: false,
             }
         );
         assert_eq!(p.report.accounting, Accounting::Between);

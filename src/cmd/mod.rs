@@ -98,6 +98,7 @@ impl ReportPlan {
             start_ns,
             until_ns,
             interval_ns: self.interval_ns,
+            align: self.report.align,
             hist_unit: if self.report.micros {
                 Unit::Micros
             } else {

@@ -52,6 +52,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         start_ns: span.start_ns,
         until_ns: span.until_ns,
         interval_ns: None,
+        align: false,
         hist_unit: Unit::Millis,
     };
     let filter = plan.select.rows();

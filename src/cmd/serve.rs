@@ -78,6 +78,7 @@ impl Output for Counters<'_> {
             start_ns,
             until_ns: None,
             interval_ns: Some(self.plan.interval_ns),
+            align: false,
             hist_unit: Unit::Millis,
         })
     }

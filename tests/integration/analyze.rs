@@ -402,3 +402,113 @@ fn globs_that_match_folders_read_them() {
     assert_eq!(analyze_ok(&[&pattern, "--all", "--format", "json"]), whole);
     assert!(whole.lines().count() > 3);
 }
+
+/// `--wide` names each flow as `--flow` takes it, its namespace and
+/// congestion control, and when it was in trouble: from its first entry
+/// into recovery or loss to its last way out (out of them, or its close),
+/// which the test reads from the flow's own events.
+#[test]
+fn wide_tables_name_the_flow_and_when_it_was_in_trouble() {
+    let multi = f("multi-flow.parquet");
+    let table = analyze_ok(&[&multi, "--wide"]);
+    insta::assert_snapshot!("table_multi_wide", table);
+
+    let o = tcpcong(&["events", &multi, "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let events: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let trouble = |s: &serde_json::Value| matches!(s.as_str(), Some("recovery" | "loss"));
+    // HH:MM:SS.mmm of an RFC 3339 time in UTC, as the table (TZ=UTC) cuts it.
+    let hms = |t: &serde_json::Value| t.as_str().unwrap()[11..23].to_string();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| l.contains('/') && !l.starts_with("LAddr"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    for cells in rows {
+        let flow: u64 = cells[8].parse().unwrap();
+        let mut first = None;
+        let mut last = None;
+        let mut inside = false;
+        for e in events.iter().filter(|e| e["flow"] == flow) {
+            let leaves = match e["kind"].as_str() {
+                Some("ca_state") => inside && !trouble(&e["new_state"]),
+                Some("tcp_state") => inside && e["new_state"] == "close",
+                _ => false,
+            };
+            if leaves {
+                last = Some(hms(&e["time"]));
+                inside = false;
+            }
+            if e["kind"] == "ca_state" && trouble(&e["new_state"]) && !inside {
+                first.get_or_insert_with(|| hms(&e["time"]));
+                inside = true;
+            }
+        }
+        assert!(!inside, "flow {flow} is in trouble at the fixture's end");
+        let want = format!("{}-{}", first.unwrap(), last.unwrap());
+        assert_eq!(cells[12], want, "flow {flow}");
+        assert_eq!(cells[10], events[0]["netns"].to_string(), "flow {flow}");
+        assert_eq!(cells[11], "bbr", "flow {flow}");
+        // The id is what --flow takes: that flow's row alone.
+        let one = analyze_ok(&[&multi, "--wide", "--flow", cells[8]]);
+        let line = one
+            .lines()
+            .find(|l| l.contains('/') && !l.starts_with("LAddr"));
+        assert_eq!(
+            line.map(str::split_whitespace)
+                .map(Iterator::collect::<Vec<_>>),
+            Some(cells.clone())
+        );
+    }
+}
+
+/// `--align` puts the windows on whole seconds: `-T` then names each by a
+/// different second, the last one, which the recording's end cuts short,
+/// too; the windows still add up to the unaligned total.
+#[test]
+fn aligned_windows_end_on_whole_seconds() {
+    let multi = f("multi-flow.parquet");
+    let aligned = analyze_ok(&[&multi, "-T", "--align", "1"]);
+    insta::assert_snapshot!("table_multi_aligned_timestamps", aligned);
+    let stamps: Vec<&str> = aligned
+        .lines()
+        .filter(|l| l.len() == 8 && l.as_bytes()[2] == b':')
+        .collect();
+    let distinct: std::collections::BTreeSet<&&str> = stamps.iter().collect();
+    assert_eq!(distinct.len(), stamps.len(), "{aligned}");
+
+    let json = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec![multi.as_str(), "--format", "json", "--all"];
+        all.extend_from_slice(args);
+        analyze_ok(&all)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let windows = json(&["--align", "1"]);
+    let starts: std::collections::BTreeSet<&str> = windows
+        .iter()
+        .map(|r| r["window_start"].as_str().unwrap())
+        .collect();
+    // The recording's start, then whole seconds.
+    for s in starts.iter().skip(1) {
+        assert_eq!(&s[19..], ".000000000Z", "{s} is not a whole second");
+    }
+    let total = |rows: &[serde_json::Value], col: &str| -> u64 {
+        rows.iter().map(|r| r[col].as_u64().unwrap()).sum()
+    };
+    let whole = json(&[]);
+    for col in [
+        "open_ns",
+        "disorder_ns",
+        "recovery_ns",
+        "loss_ns",
+        "changes",
+    ] {
+        assert_eq!(total(&windows, col), total(&whole, col), "{col}");
+    }
+}

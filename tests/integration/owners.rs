@@ -281,12 +281,33 @@ fn flows_name_their_process_and_cgroup_active_and_passive_v4_and_v6() {
             );
         }
     }
-    for (key, field) in [("process", "comm"), ("cgroup", "cgroup_path")] {
+    // Every flow is the lab namespace's (its inode, from the file system),
+    // under the congestion control the recording's own rows name.
+    for r in &flows {
+        assert_eq!(r["netns"].as_u64(), Some(lab.inode()), "{r}");
+        let flow = r["flow"].as_u64().unwrap();
+        let algos: BTreeSet<&str> = events
+            .iter()
+            .filter(|e| e.flow == flow)
+            .map(|e| e.cong_algo.as_str())
+            .collect();
+        assert_eq!(algos, [r["cong_algo"].as_str().unwrap()].into(), "{r}");
+    }
+    for (key, field) in [
+        ("process", "comm"),
+        ("cgroup", "cgroup_path"),
+        ("netns", "netns"),
+        ("cc", "cong_algo"),
+        ("host", "host"),
+    ] {
         let mut want: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         for r in &flows {
-            let name = match r[field].as_str().unwrap() {
-                "" if field == "comm" => "(owner not known)".to_string(),
-                s => s.to_string(),
+            let name = match &r[field] {
+                serde_json::Value::String(s) if s.is_empty() && field == "comm" => {
+                    "(owner not known)".to_string()
+                }
+                serde_json::Value::String(s) => s.clone(),
+                n => n.to_string(),
             };
             let w = want.entry(name).or_default();
             w.0 += 1;

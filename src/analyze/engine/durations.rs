@@ -132,6 +132,7 @@ pub fn table(data: Dataset, accounting: Accounting, all: bool, threads: usize) -
         start_ns: data.start_ns,
         until_ns: None,
         interval_ns: None,
+        align: false,
         hist_unit: Unit::Millis,
     };
     let report = ReportConfig {
@@ -143,6 +144,8 @@ pub fn table(data: Dataset, accounting: Accounting, all: bool, threads: usize) -
         sort: None,
         top: None,
         by: None,
+        wide: false,
+        align: false,
     };
     let table = Table::new(report, data.boots(), data.lost_events);
     let (end_ns, lost_events, gaps, lifecycle) =

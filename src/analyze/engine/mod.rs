@@ -62,6 +62,7 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap as HashMap;
 
 use crate::event::{CaState, Change, FlowAddr, FlowKey, Owner, Span, TcpState};
+use crate::time::local_offset_ns;
 
 /// How much of a flow's life is timed (`--accounting`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -100,6 +101,10 @@ pub struct EngineConfig {
     pub until_ns: Option<u64>,
     /// Window length; `None` (or 0) is one window covering everything.
     pub interval_ns: Option<u64>,
+    /// Window boundaries at whole multiples of the interval of the local
+    /// clock (10:00:05, 10:00:10 for 5 s) instead of from `start_ns`: the
+    /// first window is then shorter.
+    pub align: bool,
     pub hist_unit: Unit,
 }
 
@@ -165,6 +170,9 @@ pub struct FlowRow {
     pub changes: u64,
     /// Events whose `old` was not the state the flow was in (lost events).
     pub mismatches: u64,
+    /// The first and last instants of the window the flow was in recovery
+    /// or loss (credited time there), if it was.
+    pub trouble: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +213,7 @@ struct RowAcc {
     ns: [u64; 5],
     changes: u64,
     mismatches: u64,
+    trouble: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -456,6 +465,9 @@ struct Ledger {
     cfg: EngineConfig,
     until: u64,
     interval: Option<u64>,
+    /// Where window 0 would start if it were whole: `start_ns`, or the
+    /// round clock time before it with `align`.
+    origin: u64,
     /// Windows below this index were handed out by `drain_until`.
     first_open: u64,
     windows: BTreeMap<u64, WinAcc>,
@@ -559,7 +571,7 @@ impl Ledger {
     /// The window holding `t`; `t` must not be before `start_ns`.
     fn index(&self, t: u64) -> u64 {
         match self.interval {
-            Some(iv) => t.saturating_sub(self.cfg.start_ns) / iv,
+            Some(iv) => t.saturating_sub(self.origin) / iv,
             None => 0,
         }
     }
@@ -574,7 +586,10 @@ impl Ledger {
 
     fn window_start(&self, k: u64) -> u64 {
         match self.interval {
-            Some(iv) => self.cfg.start_ns.saturating_add(k.saturating_mul(iv)),
+            Some(iv) => self
+                .origin
+                .saturating_add(k.saturating_mul(iv))
+                .max(self.cfg.start_ns),
             None => self.cfg.start_ns,
         }
     }
@@ -637,6 +652,11 @@ impl Ledger {
                 Some(r) => {
                     let ns = &mut r.ns[state.index()];
                     *ns = ns.saturating_add(part);
+                    if matches!(state, CaState::Recovery | CaState::Loss) {
+                        let (first, last) = r.trouble.get_or_insert((a, b));
+                        *first = (*first).min(a);
+                        *last = (*last).max(b);
+                    }
                     self.credited_ns = self.credited_ns.saturating_add(part);
                     if let Some(log) = &mut self.log {
                         log.push(Credit {
@@ -715,6 +735,14 @@ impl Engine {
     pub fn new(cfg: EngineConfig) -> Engine {
         let until = cfg.until_ns.unwrap_or(u64::MAX);
         let interval = cfg.interval_ns.filter(|&iv| iv > 0);
+        let origin = match interval {
+            Some(iv) if cfg.align => {
+                let local = i128::from(cfg.start_ns) + i128::from(local_offset_ns(cfg.start_ns));
+                let into = u64::try_from(local.rem_euclid(i128::from(iv))).unwrap_or(0);
+                cfg.start_ns - into.min(cfg.start_ns)
+            }
+            _ => cfg.start_ns,
+        };
         Engine {
             flows: HashMap::default(),
             births: HashMap::default(),
@@ -723,6 +751,7 @@ impl Engine {
                 cfg,
                 until,
                 interval,
+                origin,
                 first_open: 0,
                 windows: BTreeMap::new(),
                 mismatches: 0,
@@ -904,7 +933,7 @@ impl Engine {
         let Some(iv) = self.led.interval else {
             return Vec::new();
         };
-        let closed = now_ns.saturating_sub(self.led.cfg.start_ns) / iv;
+        let closed = now_ns.saturating_sub(self.led.origin) / iv;
         if closed <= self.led.first_open {
             return Vec::new();
         }
@@ -1001,6 +1030,7 @@ impl Engine {
                     ns: r.ns,
                     changes: r.changes,
                     mismatches: r.mismatches,
+                    trouble: r.trouble,
                 })
             })
             .collect();
@@ -1102,6 +1132,8 @@ mod tests {
             daddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
             dport: 5201,
             owner: Default::default(),
+            netns: 0,
+            cc: Default::default(),
         }
     }
 
@@ -1112,6 +1144,7 @@ mod tests {
             start_ns: S,
             until_ns: None,
             interval_ns,
+            align: false,
             hist_unit: Unit::Millis,
         }
     }
@@ -1400,6 +1433,49 @@ mod tests {
             (between.credited_ns, between.uncredited_ns),
             (100 * MS, 200 * MS)
         );
+    }
+
+    /// Aligned windows fall on whole seconds after a start that does not;
+    /// live draining gives the same windows; each row says when its flow
+    /// was in trouble inside the window.
+    #[test]
+    fn aligned_windows_start_on_whole_multiples_of_the_interval() {
+        let c = EngineConfig {
+            start_ns: S + 300 * MS,
+            align: true,
+            ..cfg(Accounting::Full, true, Some(SEC))
+        };
+        let ev = [
+            (300, 1, est()),
+            (900, 1, ca(Open, Recovery)),
+            (1500, 1, ca(Recovery, Open)),
+        ];
+        let s = run(c.clone(), &ev, 2400);
+        let spans: Vec<(u64, u64)> = s
+            .windows
+            .iter()
+            .map(|w| ((w.start_ns - S) / MS, (w.end_ns - S) / MS))
+            .collect();
+        assert_eq!(spans, [(300, 1000), (1000, 2000), (2000, 2400)]);
+        let w = &s.windows;
+        assert_eq!(ms(&w[0], 1), Some(([600, 0, 0, 100, 0], 1)));
+        assert_eq!(ms(&w[1], 1), Some(([500, 0, 0, 500, 0], 1)));
+        assert_eq!(ms(&w[2], 1), Some(([400, 0, 0, 0, 0], 0)));
+        let trouble: Vec<Option<(u64, u64)>> = w
+            .iter()
+            .map(|w| w.rows[0].trouble.map(|(a, b)| ((a - S) / MS, (b - S) / MS)))
+            .collect();
+        assert_eq!(trouble, [Some((900, 1000)), Some((1000, 1500)), None]);
+        let live = run_live(c.clone(), &ev, 2400);
+        assert_eq!(live, s.windows);
+
+        let unaligned = run(EngineConfig { align: false, ..c }, &ev, 2400);
+        let spans: Vec<(u64, u64)> = unaligned
+            .windows
+            .iter()
+            .map(|w| ((w.start_ns - S) / MS, (w.end_ns - S) / MS))
+            .collect();
+        assert_eq!(spans, [(300, 1300), (1300, 2300), (2300, 2400)]);
     }
 
     #[test]

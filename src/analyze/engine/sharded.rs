@@ -219,6 +219,7 @@ mod tests {
             start_ns: S,
             until_ns: Some(S + 18_000 * MS),
             interval_ns,
+            align: false,
             hist_unit: Unit::Millis,
         };
         let mut e = Sharded::new(cfg, threads, WINDOWS_BUDGET);
@@ -238,6 +239,8 @@ mod tests {
                 daddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
                 dport: 443,
                 owner: Default::default(),
+                netns: 0,
+                cc: Default::default(),
             };
             e.push(t, key, change, &addr);
         }

@@ -140,6 +140,8 @@ pub static FLOW: &[Column<FlowGet>] = &[
                 .map_or("", String::as_str),
         )
     }),
+    flow("netns", Kind::U32, |l| Value::Uint(l.row.addr.netns.into())),
+    flow("cong_algo", Kind::Text, |l| text(l.row.addr.cc.as_str())),
     flow("open_ns", Kind::U64, |l| {
         Value::Uint(l.row.ns[CaState::Open.index()])
     }),

@@ -18,6 +18,12 @@ pub enum GroupKey {
     Lport,
     Rport,
     Raddr,
+    /// The socket's network namespace (its inode number).
+    Netns,
+    /// The congestion control (bbr, cubic, ...).
+    Cc,
+    /// The host the flow lived on (several hosts' recordings together).
+    Host,
 }
 
 impl GroupKey {
@@ -28,6 +34,9 @@ impl GroupKey {
             GroupKey::Lport => "lport",
             GroupKey::Rport => "rport",
             GroupKey::Raddr => "raddr",
+            GroupKey::Netns => "netns",
+            GroupKey::Cc => "cc",
+            GroupKey::Host => "host",
         }
     }
 
@@ -43,6 +52,12 @@ impl GroupKey {
             GroupKey::Lport => (u64::from(a.sport), a.sport.to_string()),
             GroupKey::Rport => (u64::from(a.dport), a.dport.to_string()),
             GroupKey::Raddr => (0, a.daddr.to_string()),
+            // Recordings before these columns hold 0 and "".
+            GroupKey::Netns if a.netns == 0 => (0, NOT_RECORDED.into()),
+            GroupKey::Netns => (u64::from(a.netns), a.netns.to_string()),
+            GroupKey::Cc if a.cc.as_str().is_empty() => (0, NOT_RECORDED.into()),
+            GroupKey::Cc => (0, a.cc.as_str().to_string()),
+            GroupKey::Host => (0, boot.host.clone()),
         }
     }
 }
@@ -51,6 +66,9 @@ impl GroupKey {
 /// process name can be (15 bytes), and not a path, so that no process
 /// naming itself so joins it.
 const UNKNOWN: &str = "(owner not known)";
+
+/// The group of flows whose recording did not hold the key (older files).
+const NOT_RECORDED: &str = "(not recorded)";
 
 /// One `--by` group of a window: the flows it sums.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,7 +22,7 @@ use crate::analyze::engine::{FlowRow, Log2Hist, WindowReport};
 use crate::escape;
 use crate::event::Boot;
 use crate::event::CaState;
-use crate::time::{local_hms, rfc3339};
+use crate::time::{local_hms, local_hms_ms, rfc3339};
 
 /// How a report is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,13 @@ pub struct ReportConfig {
     pub top: Option<usize>,
     /// Rows summed by this key instead of one per flow (`--by`).
     pub by: Option<GroupKey>,
+    /// Tables also name each flow's id, owner, namespace, congestion
+    /// control and when it was in trouble (text style).
+    pub wide: bool,
+    /// Windows on round clock times: `-T` names each by its round end,
+    /// the last, cut short by the capture's end, too (its own end would
+    /// read as the second before).
+    pub align: bool,
 }
 
 /// What `--sort` orders rows by, largest first.
@@ -163,7 +170,7 @@ impl<W: Write> Printer<W> {
             return write_groups(out, &groups(w, by, &c, &self.boots), w, by, &c, rows, first);
         }
         match (c.style, c.histogram) {
-            (Style::Table, true) => write_hist(out, w, c.micros, c.timestamp),
+            (Style::Table, true) => write_hist(out, w, &c),
             (Style::Table, false) => write_table(out, w, &c),
             (Style::Json, false) => write_flows(out, w, rows, Style::Json),
             (Style::Json, true) => write_hist_json(out, w, c.micros, self.lost_events),
@@ -202,18 +209,29 @@ fn line(out: &mut dyn Write, s: &str) -> io::Result<()> {
     writeln!(out, "{}", s.trim_end())
 }
 
-/// The leading empty line and, with `timestamp`, the window end's local time.
-fn window_head(out: &mut dyn Write, w: &WindowReport, timestamp: bool) -> io::Result<()> {
+/// The leading empty line and, with `-T`, the window end's local time
+/// (an empty window prints it alone, as BCC does: scripts count windows
+/// by it). Aligned windows end on whole seconds, except the last, which
+/// the capture's end cuts: its time is rounded up, or it would read as
+/// the window before.
+fn window_head(out: &mut dyn Write, w: &WindowReport, o: &ReportConfig) -> io::Result<()> {
     writeln!(out)?;
-    if timestamp {
-        line(out, &local_hms(w.end_ns))?;
+    if o.timestamp {
+        let end = if o.align {
+            w.end_ns.div_ceil(SEC).saturating_mul(SEC)
+        } else {
+            w.end_ns
+        };
+        line(out, &local_hms(end))?;
     }
     Ok(())
 }
 
+const SEC: u64 = 1_000_000_000;
+
 /// One window as the seed prints it: IPv4 table, then IPv6 table.
 fn write_table(out: &mut dyn Write, w: &WindowReport, o: &ReportConfig) -> io::Result<()> {
-    window_head(out, w, o.timestamp)?;
+    window_head(out, w, o)?;
     write_family(out, w, o, false)?;
     write_family(out, w, o, true)
 }
@@ -237,22 +255,90 @@ fn write_family(
     } else {
         (21, "LAddrPort", "RAddrPort")
     };
+    let wide = o.wide.then(|| Wide::of(&rows));
     line(
         out,
-        &format!("{laddr:<aw$} {raddr:<aw$} {}", state_heads(o.micros)),
+        &format!(
+            "{laddr:<aw$} {raddr:<aw$} {}{}",
+            state_heads(o.micros),
+            wide.as_ref().map_or(String::new(), Wide::heads)
+        ),
     )?;
     for r in rows {
         line(
             out,
             &format!(
-                "{:<aw$} {:<aw$} {}",
+                "{:<aw$} {:<aw$} {}{}",
                 endpoint(r.addr.saddr, r.addr.sport),
                 endpoint(r.addr.daddr, r.addr.dport),
-                state_cells(&r.ns, r.changes, o.micros)
+                state_cells(&r.ns, r.changes, o.micros),
+                wide.as_ref().map_or(String::new(), |w| w.cells(r))
             ),
         )?;
     }
     Ok(())
+}
+
+/// The columns `--wide` adds after BCC's: what `--flow` takes, whose the
+/// flow is, and when it was in trouble. The command name, anyone's to
+/// choose, comes last and escaped, so that the columns before it stay
+/// where they are.
+struct Wide {
+    flow: usize,
+    pid: usize,
+    netns: usize,
+    cc: usize,
+}
+
+impl Wide {
+    fn of(rows: &[&FlowRow]) -> Wide {
+        let width = |f: &dyn Fn(&FlowRow) -> usize, head: &str| {
+            rows.iter().map(|r| f(r)).max().unwrap_or(0).max(head.len())
+        };
+        Wide {
+            flow: width(&|r| r.key.cookie.to_string().len(), "Flow"),
+            pid: width(&|r| r.addr.owner.pid.to_string().len(), "PID"),
+            netns: width(&|r| r.addr.netns.to_string().len(), "Netns"),
+            cc: width(
+                &|r| escape::terminal(r.addr.cc.as_str()).chars().count(),
+                "CC",
+            ),
+        }
+    }
+
+    fn heads(&self) -> String {
+        let Wide {
+            flow,
+            pid,
+            netns,
+            cc,
+        } = self;
+        format!(
+            " {:<flow$} {:<pid$} {:<netns$} {:<cc$} {:<25} Comm",
+            "Flow", "PID", "Netns", "CC", "Trouble"
+        )
+    }
+
+    fn cells(&self, r: &FlowRow) -> String {
+        let Wide {
+            flow,
+            pid,
+            netns,
+            cc,
+        } = self;
+        let trouble = r.trouble.map_or("-".to_string(), |(a, b)| {
+            format!("{}-{}", local_hms_ms(a), local_hms_ms(b))
+        });
+        let o = &r.addr.owner;
+        format!(
+            " {:<flow$} {:<pid$} {:<netns$} {:<cc$} {trouble:<25} {}",
+            r.key.cookie,
+            o.pid,
+            r.addr.netns,
+            escape::terminal(r.addr.cc.as_str()),
+            escape::terminal(o.comm.as_str()),
+        )
+    }
 }
 
 /// The heads of a table's state columns, in BCC's order and widths.
@@ -288,14 +374,9 @@ fn endpoint(ip: IpAddr, port: u16) -> String {
 }
 
 /// One window's histograms: a section per state with samples, state order.
-fn write_hist(
-    out: &mut dyn Write,
-    w: &WindowReport,
-    micros: bool,
-    timestamp: bool,
-) -> io::Result<()> {
-    window_head(out, w, timestamp)?;
-    let label = unit_name(micros);
+fn write_hist(out: &mut dyn Write, w: &WindowReport, o: &ReportConfig) -> io::Result<()> {
+    window_head(out, w, o)?;
+    let label = unit_name(o.micros);
     for s in CaState::ALL {
         let h = &w.hist[s.index()];
         if let Some(top) = h.max_slot() {
@@ -504,7 +585,7 @@ fn write_groups(
             }
         }
         Style::Table => {
-            window_head(out, w, o.timestamp)?;
+            window_head(out, w, o)?;
             if groups.is_empty() {
                 return Ok(());
             }
@@ -584,6 +665,22 @@ mod tests {
     // 2026-11-26T08:03:58.123456789Z
     const T0: u64 = 1_795_680_238_123_456_789;
 
+    /// BCC's table: milliseconds, no timestamps, rows with changes.
+    fn plain() -> ReportConfig {
+        ReportConfig {
+            style: Style::Table,
+            histogram: false,
+            micros: false,
+            timestamp: false,
+            all: false,
+            sort: None,
+            top: None,
+            by: None,
+            wide: false,
+            align: false,
+        }
+    }
+
     fn row(cookie: u64, saddr: IpAddr, sport: u16, daddr: IpAddr, dport: u16) -> FlowRow {
         FlowRow {
             key: FlowKey { boot: 1, cookie },
@@ -594,10 +691,13 @@ mod tests {
                 daddr,
                 dport,
                 owner: Default::default(),
+                netns: 0,
+                cc: Default::default(),
             },
             ns: [0; 5],
             changes: 0,
             mismatches: 0,
+            trouble: None,
         }
     }
 
@@ -639,6 +739,9 @@ mod tests {
         );
         c.ns = [0, 0, 0, 3_000_000, 0];
         c.changes = 1;
+        c.addr.netns = 4_026_531_840;
+        c.addr.cc = KernelName::from_str_lossy("cubic");
+        c.trouble = Some((T0 + 100 * MS, T0 + 103 * MS));
         c.addr.owner = Owner {
             pid: 77,
             comm: KernelName::from_str_lossy("web, \"v2\""),
@@ -660,16 +763,7 @@ mod tests {
 
     #[test]
     fn table_ms() {
-        let o = ReportConfig {
-            style: Style::Table,
-            histogram: false,
-            sort: None,
-            top: None,
-            by: None,
-            micros: false,
-            timestamp: false,
-            all: false,
-        };
+        let o = plain();
         let got = text(|out| write_table(out, &sample(), &o));
         let want = "\n\
 LAddrPort             RAddrPort             Open_ms Dod_ms Rcov_ms Cwr_ms  Los_ms Chgs
@@ -684,14 +778,9 @@ LAddrPort6                       RAddrPort6                       Open_ms Dod_ms
     #[test]
     fn table_us_all_shows_quiet_rows() {
         let o = ReportConfig {
-            style: Style::Table,
-            histogram: false,
-            sort: None,
-            top: None,
-            by: None,
             micros: true,
-            timestamp: false,
             all: true,
+            ..plain()
         };
         let mut w = sample();
         w.rows.truncate(2);
@@ -706,16 +795,7 @@ LAddrPort             RAddrPort             Open_us Dod_us Rcov_us Cwr_us  Los_u
 
     #[test]
     fn table_without_visible_rows_is_a_blank_line() {
-        let o = ReportConfig {
-            style: Style::Table,
-            histogram: false,
-            sort: None,
-            top: None,
-            by: None,
-            micros: false,
-            timestamp: false,
-            all: false,
-        };
+        let o = plain();
         let mut w = sample();
         w.rows.retain(|r| r.changes == 0);
         assert_eq!(text(|out| write_table(out, &w, &o)), "\n");
@@ -724,14 +804,8 @@ LAddrPort             RAddrPort             Open_us Dod_us Rcov_us Cwr_us  Los_u
     #[test]
     fn clock_is_hh_mm_ss() {
         let o = ReportConfig {
-            style: Style::Table,
-            histogram: false,
-            sort: None,
-            top: None,
-            by: None,
-            micros: false,
             timestamp: true,
-            all: false,
+            ..plain()
         };
         let got = text(|out| write_table(out, &window(vec![]), &o));
         let want = format!("\n{}\n", local_hms(T0 + 1_000 * MS));
@@ -756,7 +830,7 @@ LAddrPort             RAddrPort             Open_us Dod_us Rcov_us Cwr_us  Los_u
             w.hist[CaState::Open.index()].add(v);
         }
         w.hist[CaState::Loss.index()].add(5);
-        let got = text(|out| write_hist(out, &w, false, false));
+        let got = text(|out| write_hist(out, &w, &plain()));
         let want = "
 
 tcp_congest_state = open
@@ -777,7 +851,16 @@ tcp_congest_state = loss
     fn histogram_wide_layout_above_slot_32() {
         let mut w = window(vec![]);
         w.hist[CaState::Cwr.index()].add(1 << 32);
-        let got = text(|out| write_hist(out, &w, true, false));
+        let got = text(|out| {
+            write_hist(
+                out,
+                &w,
+                &ReportConfig {
+                    micros: true,
+                    ..plain()
+                },
+            )
+        });
         let lines: Vec<&str> = got.lines().collect();
         // Two blank lines, title, header, slots 1..=33.
         assert_eq!(lines.len(), 4 + 33);
@@ -824,10 +907,7 @@ tcp_congest_state = loss
 
     #[test]
     fn empty_histogram_is_a_blank_line() {
-        assert_eq!(
-            text(|out| write_hist(out, &window(vec![]), false, false)),
-            "\n"
-        );
+        assert_eq!(text(|out| write_hist(out, &window(vec![]), &plain())), "\n");
     }
 
     /// The samples' flows are of boot 1: "h" has two boots.
@@ -854,7 +934,7 @@ tcp_congest_state = loss
         let want = concat!(
             r#"{"window_start":"2026-11-26T08:03:58.123456789Z","window_end":"2026-11-26T08:03:59.123456789Z","#,
             r#""host":"h","boot_id":"b1","flow":10,"family":6,"saddr":"::ffff:127.0.0.1","sport":8080,"daddr":"2001:db8::1","dport":443,"#,
-            r#""pid":77,"comm":"web, \"v2\"","cgroup":5,"cgroup_path":"/system.slice/web.service","#,
+            r#""pid":77,"comm":"web, \"v2\"","cgroup":5,"cgroup_path":"/system.slice/web.service","netns":4026531840,"cong_algo":"cubic","#,
             r#""open_ns":0,"disorder_ns":0,"cwr_ns":0,"recovery_ns":3000000,"loss_ns":0,"changes":1,"mismatches":0,"lost_events":3}"#,
             "\n"
         );
@@ -880,24 +960,20 @@ tcp_congest_state = loss
             write_flows(out, &sample(), ctx(false, 0), Style::Csv)
         });
         let want = "\
-window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,pid,comm,cgroup,cgroup_path,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,7,4,192.168.219.3,34968,192.168.219.4,5201,0,,0,,2857400000,5999999,1000,108000001,0,19,0,0
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,9,6,::1,22,::1,51000,78,sshd,6,,1500000,0,0,0,2000000,2,0,0
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,10,6,::ffff:127.0.0.1,8080,2001:db8::1,443,77,\"web, \"\"v2\"\"\",5,/system.slice/web.service,0,0,0,3000000,0,1,0,0
+window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,pid,comm,cgroup,cgroup_path,netns,cong_algo,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,7,4,192.168.219.3,34968,192.168.219.4,5201,0,,0,,0,,2857400000,5999999,1000,108000001,0,19,0,0
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,9,6,::1,22,::1,51000,78,sshd,6,,0,,1500000,0,0,0,2000000,2,0,0
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,10,6,::ffff:127.0.0.1,8080,2001:db8::1,443,77,\"web, \"\"v2\"\"\",5,/system.slice/web.service,4026531840,cubic,0,0,0,3000000,0,1,0,0
 ";
         assert_eq!(got, want);
     }
 
     fn by(key: GroupKey, sort: Option<SortKey>, all: bool) -> ReportConfig {
         ReportConfig {
-            style: Style::Table,
-            histogram: false,
-            micros: false,
-            timestamp: false,
             all,
             sort,
-            top: None,
             by: Some(key),
+            ..plain()
         }
     }
 

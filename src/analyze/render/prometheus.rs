@@ -253,6 +253,7 @@ mod tests {
             start_ns: S,
             until_ns: None,
             interval_ns: Some(1_000 * MS),
+            align: false,
             hist_unit: Unit::Millis,
         })
     }
@@ -269,6 +270,8 @@ mod tests {
                 comm: KernelName::from_str_lossy(comm),
                 cgroup: 1,
             },
+            netns: 0,
+            cc: Default::default(),
         }
     }
 

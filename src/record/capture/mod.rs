@@ -460,6 +460,8 @@ mod tests {
                 daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 dport: 5201,
                 owner: Default::default(),
+                netns: 0,
+                cc: Default::default(),
             },
             change: Change::Ca {
                 old: CaState::Open,

@@ -81,6 +81,8 @@ fn decode(bytes: &[u8]) -> Result<(Event, u64), Malformed> {
             daddr,
             dport: r.dport,
             owner: Owner::of(&detail),
+            netns: detail.netns,
+            cc: detail.cong_algo,
         },
         change,
         detail,

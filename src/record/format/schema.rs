@@ -171,6 +171,7 @@ impl DetailArrays<'_> {
             cgroup: get::<u64>(self.cgroup, i),
             pid: get::<u32>(self.pid, i),
             comm: get::<KernelName>(self.comm, i),
+            cong_algo: get::<KernelName>(self.cong_algo, i),
             ..Detail::default()
         }
     }

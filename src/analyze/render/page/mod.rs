@@ -357,6 +357,8 @@ mod tests {
                 daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 dport: 443,
                 owner: Default::default(),
+                netns: 0,
+                cc: Default::default(),
             },
             change,
             detail: Detail {
@@ -406,6 +408,7 @@ mod tests {
             start_ns: S,
             until_ns: None,
             interval_ns: None,
+            align: false,
             hist_unit: Unit::Millis,
         }
     }

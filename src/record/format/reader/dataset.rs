@@ -407,6 +407,8 @@ mod tests {
             daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             dport: 2,
             owner: Default::default(),
+            netns: 0,
+            cc: Default::default(),
         };
         Row {
             t_ns,

@@ -208,6 +208,8 @@ pub(super) fn decode_batch(
             daddr: daddrs[i].ok_or_else(|| bad("a bad daddr"))?,
             dport: dp,
             owner: Owner::of(&detail),
+            netns: detail.netns,
+            cc: detail.cong_algo,
         };
         f(&Row {
             t_ns: clock.wall(ktime.value(i)),

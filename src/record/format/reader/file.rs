@@ -21,8 +21,8 @@ use super::pages::{self, Walk};
 use crate::error::{Error, Result};
 use crate::files;
 
-/// What reports label a flow with besides its addresses (see [`Owner`]).
-pub(super) const OWNER: [&str; 3] = ["pid", "comm", "cgroup"];
+/// What reports label a flow with besides its addresses (see [`crate::event::FlowAddr`]).
+pub(super) const LABELS: [&str; 5] = ["pid", "comm", "cgroup", "netns", "cong_algo"];
 pub(super) const BATCH_ROWS: usize = 65_536;
 /// The most one column of one row group may take decompressed. tcpcong's
 /// own take a few MiB per 2^20 rows; pyarrow, polars, DuckDB and Spark
@@ -255,7 +255,7 @@ impl Recording {
         };
         let schema = builder.parquet_schema();
         let mut wanted: Vec<&str> = match columns {
-            Columns::Analysis => NEEDED.iter().chain(&OWNER).copied().collect(),
+            Columns::Analysis => NEEDED.iter().chain(&LABELS).copied().collect(),
             Columns::All => schema::columns().into_iter().map(|(n, _)| n).collect(),
         };
         wanted.extend(extra);
