@@ -83,6 +83,10 @@ pub enum Error {
     #[error("{}: {reason}", path.display())]
     BadInput { path: PathBuf, reason: String },
 
+    /// A recording this user may not read: tcpcong writes them for root.
+    #[error("{}: permission denied: tcpcong writes recordings readable by their owner only (0600: they name processes and addresses); read it as that user (root for one root recorded), or give this user read access (chmod, chown)", path.display())]
+    Unreadable { path: PathBuf },
+
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

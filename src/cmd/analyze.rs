@@ -13,6 +13,7 @@ use crate::analyze::render::arrow::{Table, TableFile};
 use crate::analyze::render::printer::Printer;
 use crate::error::{Error, Result};
 use crate::messages;
+use crate::record::format::reader::Dataset;
 
 /// The largest number of windows a report may have: a guard against an
 /// interval far too small for the recording, which would exhaust memory.
@@ -43,6 +44,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         }
     }
     let (lost_events, gaps) = (data.lost_events, data.gaps);
+    let recorded = Recorded::of(&data);
     let boots = data.boots();
     let filter = plan.select.rows();
     let lifecycle = data.lifecycle;
@@ -82,17 +84,60 @@ pub fn run(plan: &Plan) -> Result<()> {
         }
     };
     if visible_rows == 0 && !plan.report.report.histogram {
-        let hint = if plan.report.report.all {
-            ""
+        if summary.flows == 0 {
+            recorded.explain_nothing(&plan.select);
         } else {
-            "; --all also shows flows without changes"
-        };
-        messages::say(format_args!(
-            "no flow changed congestion state in the selected data ({} flows seen{hint})",
-            summary.flows
-        ));
+            let hint = if plan.report.report.all {
+                ""
+            } else {
+                "; --all also shows flows without changes"
+            };
+            messages::say(format_args!(
+                "no flow changed congestion state in the selected data ({} flows seen{hint})",
+                summary.flows
+            ));
+        }
     }
     warn_losses(lost_events, Some(gaps), &summary);
     super::warn_without_lifecycle(plan.report.accounting, lifecycle);
     Ok(())
+}
+
+/// What the recordings hold, for saying why a report is empty.
+struct Recorded {
+    events: u64,
+    /// The sockets each distinct capture kept, as its flags.
+    kept: Vec<String>,
+}
+
+impl Recorded {
+    fn of(data: &Dataset) -> Recorded {
+        let mut kept: Vec<String> = data
+            .recordings()
+            .map(|(_, m)| super::recording::kept_by(&m.filters))
+            .collect();
+        kept.sort();
+        kept.dedup();
+        Recorded {
+            events: data.recordings().map(|(_, m)| m.events).sum(),
+            kept,
+        }
+    }
+
+    /// Why no flow is in the report: none was recorded, or the selection
+    /// left none.
+    fn explain_nothing(&self, select: &Selection) {
+        if self.events == 0 {
+            messages::say(format_args!(
+                "the recordings hold no events: no TCP socket {} changed state while they were recorded (was the traffic in that namespace, on those ports, at that time?)",
+                self.kept.join(", or ")
+            ));
+        } else {
+            messages::say(format_args!(
+                "the selection ({}) keeps none of the recordings' {} events; `tcpcong events` without it lists them",
+                select.flags(),
+                self.events
+            ));
+        }
+    }
 }

@@ -189,6 +189,40 @@ impl Selection {
         )
     }
 
+    /// The flags that made this selection, for messages.
+    fn flags(&self) -> String {
+        let mut f = Vec::new();
+        if let Some(p) = self.localport {
+            f.push(format!("-L {p}"));
+        }
+        if let Some(p) = self.remoteport {
+            f.push(format!("-R {p}"));
+        }
+        if let Some(id) = self.flow {
+            f.push(format!("--flow {id}"));
+        }
+        if let Some(fam) = self.family {
+            f.push(format!("--family {fam}"));
+        }
+        if let Some(ino) = self.netns {
+            f.push(format!("--netns {ino}"));
+        }
+        for (given, name) in [
+            (self.cgroup.is_some(), "--cgroup"),
+            (self.since.is_some(), "--since"),
+            (self.until.is_some(), "--until"),
+        ] {
+            if given {
+                f.push(name.into());
+            }
+        }
+        if f.is_empty() {
+            "no filter".into()
+        } else {
+            f.join(" ")
+        }
+    }
+
     /// Places the bounds on the dataset's timeline.
     fn span(&self, data: &Dataset) -> Result<Span> {
         let since = self.since.map(|b| b.at(data.start_ns, data.end_ns));

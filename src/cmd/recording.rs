@@ -9,7 +9,7 @@ use indicatif::HumanBytes;
 
 use super::plural;
 use crate::error::Result;
-use crate::event::Event;
+use crate::event::{Event, Filters};
 use crate::host::netns_in_use;
 use crate::messages;
 use crate::record::capture::config::CaptureConfig;
@@ -162,6 +162,17 @@ impl Recorder {
             stats.lost_events(),
             loss_detail(&stats)
         ));
+        if w.events == 0 && stats.lost_events() == 0 {
+            messages::say(format_args!(
+                "nothing was recorded: no TCP socket {} changed state while the capture ran; check that the traffic ran then{}, and what `tcpcong doctor` says this kernel shows",
+                kept_by(&self.info.filters),
+                if self.info.filters == Filters::default() {
+                    ""
+                } else {
+                    " and matches the filters"
+                }
+            ));
+        }
         if stats.snapshot_unreachable > 0 {
             messages::say(format_args!(
                 "the socket snapshots left out {} network namespace(s) that record could not enter (setns needs CAP_SYS_ADMIN): their sockets' events are recorded, their idle sockets are not",
@@ -232,4 +243,29 @@ fn loss_detail(stats: &CaptureStats) -> String {
     .map(|(n, why)| format!("{n} {why}"))
     .collect();
     format!(" ({}; see lost_events in the file)", parts.join(", "))
+}
+
+/// The sockets a capture's filters keep, in the flags that set them.
+pub fn kept_by(f: &Filters) -> String {
+    let mut flags = Vec::new();
+    if let Some(p) = f.localport {
+        flags.push(format!("-L {p}"));
+    }
+    if let Some(p) = f.remoteport {
+        flags.push(format!("-R {p}"));
+    }
+    if let Some(fam) = f.family {
+        flags.push(format!("--family {fam}"));
+    }
+    if let Some(ino) = f.netns {
+        flags.push(format!("--netns {ino}"));
+    }
+    if let Some(id) = f.cgroup {
+        flags.push(format!("--cgroup {id}"));
+    }
+    if flags.is_empty() {
+        "of this host".into()
+    } else {
+        format!("kept by {}", flags.join(" "))
+    }
 }

@@ -640,3 +640,85 @@ fn spans_relative_to_the_end_and_local_clock_times_select_the_same_rows() {
         &["--last", "--since"],
     );
 }
+
+/// A recording of nothing says so at its end and when analyzed, naming
+/// the filters it was recorded with; a selection that keeps nothing of a
+/// recording says which flags it was; a recording this user may not read
+/// says whose it is to read.
+#[test]
+fn empty_results_say_why() {
+    let lab = Lab::new("empty", &[]);
+    let dir = TempDir::new("empty");
+    let out = dir.join("none.parquet");
+    let o = tcpcong(&[
+        "record",
+        "-o",
+        out.to_str().unwrap(),
+        "--netns",
+        &lab.netns_path(),
+        "-L",
+        "5201",
+        "--duration",
+        "1s",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let kept = format!("kept by -L 5201 --netns {}", lab.inode());
+    let said = stderr(&o);
+    assert!(
+        said.contains(&format!(
+            "nothing was recorded: no TCP socket {kept} changed state"
+        )),
+        "{said}"
+    );
+    let o = tcpcong(&["analyze", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "the recordings hold no events: no TCP socket {kept} changed state"
+        )),
+        "{}",
+        stderr(&o)
+    );
+
+    let multi = fixture("multi-flow.parquet");
+    let o = tcpcong(&[
+        "analyze",
+        multi.to_str().unwrap(),
+        "-L",
+        "9999",
+        "--since",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let events = read_meta(&multi)["events"].as_u64().unwrap();
+    assert!(
+        stderr(&o).contains(&format!(
+            "the selection (-L 9999 --since) keeps none of the recordings' {events} events"
+        )),
+        "{}",
+        stderr(&o)
+    );
+
+    let private = dir.join("private.parquet");
+    std::fs::copy(&multi, &private).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            bin(),
+            "analyze",
+        ])
+        .arg(&private)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let said = stderr(&o);
+    assert!(
+        said.contains("permission denied: tcpcong writes recordings readable by their owner only")
+            && said.lines().count() == 1,
+        "{said}"
+    );
+}

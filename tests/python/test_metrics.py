@@ -50,8 +50,10 @@ def by_label(result: list[dict], label: str) -> dict[str, float]:
 
 
 @pytest.fixture
-def served(tmp_path):
-    """A lab, tcpcong serve in it (recording), and Prometheus scraping it."""
+def served(tmp_path, request):
+    """A lab, tcpcong serve in it (recording), and Prometheus scraping it;
+    serve's label flags are the test's parameter, if it gives one."""
+    by = getattr(request, "param", ["--by", "lport", "--max-keys", "2"])
     if os.geteuid() != 0 and not os.environ.get("CI"):
         pytest.skip("needs root (BPF, namespaces)")
     ns = f"tc-metrics-{os.getpid()}"
@@ -72,7 +74,7 @@ def served(tmp_path):
     try:
         serve = subprocess.Popen(
             ["ip", "netns", "exec", ns, str(binary()), "serve", "--listen", "127.0.0.1:9464",
-             "--netns", f"/var/run/netns/{traced}", "-o", f"{out}/", "--by", "lport", "--max-keys", "2"],
+             "--netns", f"/var/run/netns/{traced}", "-o", f"{out}/", *by],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         procs.append(serve)
         prom = subprocess.Popen(
@@ -90,11 +92,9 @@ def served(tmp_path):
         lab("down", traced, check=False)
 
 
-def test_prometheus_scrapes_what_analyze_computes_from_the_same_run(served):
-    ns, traced, out, serve = served
-    lab("traffic", traced, "3", "--parallel", "3")
-    # Every flow has closed; the counters stop moving once serve has
-    # closed the interval of the last close and Prometheus scraped it.
+def settle(ns: str):
+    """Waits until every flow has closed and the counters stopped moving:
+    serve closed the interval of the last close and Prometheus scraped it."""
     last = [None, time.monotonic()]
 
     def settled():
@@ -107,6 +107,26 @@ def test_prometheus_scrapes_what_analyze_computes_from_the_same_run(served):
         return quiet and not query(ns, "sum(tcpcong_flows) > 0")
 
     wait_for("the counters to settle", settled)
+
+
+def stopped(serve):
+    serve.send_signal(signal.SIGTERM)
+    _, err = serve.communicate(timeout=60)
+    assert serve.returncode == 0, err
+    return err
+
+
+def analyze_json(*args) -> list[dict]:
+    p = subprocess.run([str(binary()), "analyze", *map(str, args), "--format", "json"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return [json.loads(l) for l in p.stdout.splitlines()]
+
+
+def test_prometheus_scrapes_what_analyze_computes_from_the_same_run(served):
+    ns, traced, out, serve = served
+    lab("traffic", traced, "3", "--parallel", "3")
+    settle(ns)
     seconds = by_label(query(ns, "sum by (state) (tcpcong_state_seconds_total)"), "state")
     transitions = query(ns, "sum(tcpcong_transitions_total)")
     breaks = query(ns, "tcpcong_chain_breaks_total")
@@ -114,15 +134,10 @@ def test_prometheus_scrapes_what_analyze_computes_from_the_same_run(served):
     lports = by_label(query(ns, "sum by (lport) (tcpcong_state_seconds_total)"), "lport")
     moves = query(ns, "tcpcong_transitions_total")
 
-    serve.send_signal(signal.SIGTERM)
-    _, err = serve.communicate(timeout=60)
-    assert serve.returncode == 0, err
+    err = stopped(serve)
     # In serve's 1 s intervals: a flow is timed from the interval it is
     # first seen in, as in any windowed report (live mode's, analyze's).
-    p = subprocess.run([str(binary()), "analyze", str(out), "--all", "--format", "json", "1"],
-                       capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    rows = [json.loads(l) for l in p.stdout.splitlines()]
+    rows = analyze_json(out, "--all", "1")
     assert rows, "analyze found flows"
     want = {s: sum(r[f"{s}_ns"] for r in rows) / 1e9 for s in STATES}
     print("state  prometheus  analyze (s)")
@@ -140,3 +155,29 @@ def test_prometheus_scrapes_what_analyze_computes_from_the_same_run(served):
     assert abs(sum(lports.values()) - sum(want.values())) < 1e-6
     # Every transition pair is a real change.
     assert all(m["metric"]["from"] != m["metric"]["to"] for m in moves)
+
+
+@pytest.mark.parametrize("served", [["--by", "process"]], indirect=True)
+def test_serve_names_owners_as_the_windowed_report_does(served):
+    """The lab's server only receives: its sockets' owner, learnt at their
+    accept, reaches the engine with their next record, their close. serve
+    labels the intervals closed before then "(owner not known)", and so
+    does analyze in the same intervals (--all: serve counts every flow);
+    analyze without an interval names the owner known at the end."""
+    ns, traced, out, serve = served
+    lab("traffic", traced, "3", "--parallel", "2")
+    settle(ns)
+    seconds = by_label(query(ns, "sum by (process) (tcpcong_state_seconds_total)"), "process")
+    stopped(serve)
+    windowed: dict[str, float] = {}
+    for g in analyze_json(out, "--all", "--by", "process", "1"):
+        windowed[g["key"]] = windowed.get(g["key"], 0) + sum(g[f"{s}_ns"] for s in STATES) / 1e9
+    print("process  serve  analyze 1 (s)")
+    for k in sorted(set(seconds) | set(windowed)):
+        print(f"{k:20} {seconds.get(k, 0.0):.9f} {windowed.get(k, 0.0):.9f}")
+    assert seconds.keys() == windowed.keys()
+    for k, v in windowed.items():
+        assert abs(seconds[k] - v) < 1e-6, (k, seconds, windowed)
+    assert seconds.get("(owner not known)", 0) > 0, seconds
+    whole = {g["key"] for g in analyze_json(out, "--all", "--by", "process")}
+    assert whole == {"iperf3"}, whole

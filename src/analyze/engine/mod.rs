@@ -792,12 +792,18 @@ impl Engine {
         // mismatch where the flow was thought in another state), and the
         // flow is known to have been in that state up to it, even where
         // no tail follows its last event. Between accounting, as the seed,
-        // times from events only.
+        // times from events only, but a snapshot still names the owner
+        // user space found for a flow (as it does in Full accounting).
         let (change, observed) = match change {
             Change::Snapshot { ca, .. } if self.led.cfg.accounting == Accounting::Full => {
                 (Change::Ca { old: ca, new: ca }, true)
             }
-            Change::Snapshot { .. } => return,
+            Change::Snapshot { .. } => {
+                if let Some(f) = self.flows.get_mut(&key) {
+                    f.learn_owner(t_ns, addr);
+                }
+                return;
+            }
             c => (c, false),
         };
         // Other TCP states do not move the arithmetic, and must not label a
@@ -1298,6 +1304,27 @@ mod tests {
                 hist(&seen.windows[0], Recovery)
             );
             assert_eq!(hist(&seen.windows[0], Recovery), vec![(9, 1)]);
+        }
+    }
+
+    /// An owner that only a snapshot names (found by user space at a
+    /// file's end) labels the flow in both accounting modes.
+    #[test]
+    fn a_snapshot_names_the_owner_in_both_modes() {
+        let owned = || FlowAddr {
+            owner: Owner {
+                pid: 7,
+                ..Default::default()
+            },
+            ..addr(1)
+        };
+        for accounting in [Accounting::Full, Accounting::Between] {
+            let mut e = Engine::new(cfg(accounting, true, None));
+            e.push(S, key(1), ca(Open, Recovery), || addr(1));
+            e.push(S + 100 * MS, key(1), ca(Recovery, Open), || addr(1));
+            e.push(S + 200 * MS, key(1), snap(Open), owned);
+            let s = e.finish(S + SEC);
+            assert_eq!(s.windows[0].rows[0].addr.owner.pid, 7, "{accounting:?}");
         }
     }
 

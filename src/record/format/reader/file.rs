@@ -154,7 +154,12 @@ pub(super) enum Source {
 
 impl Recording {
     pub fn open(path: &Path) -> Result<Recording> {
-        let file = files::open_regular(path).map_err(|e| Error::io(path, e))?;
+        let file = files::open_regular(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => Error::Unreadable {
+                path: path.to_path_buf(),
+            },
+            _ => Error::io(path, e),
+        })?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         if len == 0 {
             return Err(Error::bad_input(path, "empty file (not a recording)"));
