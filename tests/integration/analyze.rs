@@ -39,6 +39,12 @@ fn golden_tables() {
         "table_all_fixtures_folder",
         analyze_ok(&[fixture("").to_str().unwrap()])
     );
+    // One of v1's first files (no seq, owners, capture or snapshot rows)
+    // reads as it always did.
+    insta::assert_snapshot!(
+        "table_compat_first_v1",
+        analyze_ok(&[&compat(), "-T", "1"])
+    );
 }
 
 /// The engine on one thread and shared out over several gives the same

@@ -601,11 +601,19 @@ fn a_network_namespace_is_found_by_its_name() {
 }
 
 /// "The last minute" and "from 09:03:40" as a user says them: each equals
-/// the same span given in RFC 3339. The fixture runs from
-/// 2026-11-26T09:03:29.762Z to 09:03:33.735Z.
+/// the same span given in RFC 3339, computed from the fixture's own start
+/// and end.
 #[test]
 fn spans_relative_to_the_end_and_local_clock_times_select_the_same_rows() {
+    use chrono::{DateTime, Duration, FixedOffset, SecondsFormat, Utc};
     let f = fixture("ipv4-loss.parquet");
+    let meta = read_meta(&f);
+    let instant = |k: &str| DateTime::parse_from_rfc3339(meta[k].as_str().unwrap()).unwrap();
+    let (start, end) = (instant("start"), instant("end"));
+    let rfc = |t: DateTime<FixedOffset>| {
+        t.with_timezone(&Utc)
+            .to_rfc3339_opts(SecondsFormat::Nanos, true)
+    };
     let f = f.to_str().unwrap();
     let json = |tz: &str, extra: &[&str]| {
         let o = std::process::Command::new(bin())
@@ -616,7 +624,7 @@ fn spans_relative_to_the_end_and_local_clock_times_select_the_same_rows() {
         assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
         stdout(&o)
     };
-    let last = json("UTC", &["--since", "2026-11-26T09:03:31.735845625Z"]);
+    let last = json("UTC", &["--since", &rfc(end - Duration::seconds(2))]);
     assert!(last.lines().count() > 0);
     assert_eq!(json("UTC", &["--last", "2s"]), last);
     assert_eq!(json("UTC", &["--since", "-2s"]), last);
@@ -625,10 +633,17 @@ fn spans_relative_to_the_end_and_local_clock_times_select_the_same_rows() {
         last,
         "a longer span differs"
     );
-    let at = json("UTC", &["--since", "2026-11-26T09:03:31.5Z"]);
-    assert_eq!(json("UTC", &["--since", "09:03:31.5"]), at);
-    // Nine hours east of UTC (a POSIX TZ, no zone files needed).
-    assert_eq!(json("JST-9", &["--since", "18:03:31.5"]), at);
+    // 1.5 s after the start, as a clock time in UTC and nine hours east
+    // (a POSIX TZ, no zone files needed).
+    let t = start + Duration::milliseconds(1500);
+    let at = json("UTC", &["--since", &rfc(t)]);
+    let clock = |offset_h: i64| {
+        (t.with_timezone(&Utc) + Duration::hours(offset_h))
+            .format("%H:%M:%S%.f")
+            .to_string()
+    };
+    assert_eq!(json("UTC", &["--since", &clock(0)]), at);
+    assert_eq!(json("JST-9", &["--since", &clock(9)]), at);
     assert_one_line_error(
         &["analyze", f, "--since", "25:00"],
         2,

@@ -31,6 +31,15 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// One of schema v1's first files (no `seq`, owners, capture or snapshot
+/// rows), kept apart from the fixtures so that their folder is one schema.
+pub fn compat() -> String {
+    repo()
+        .join("tests/compat/v1-first-multi-flow.parquet")
+        .display()
+        .to_string()
+}
+
 pub fn fixture(name: &str) -> PathBuf {
     repo().join("fixtures").join(name)
 }
