@@ -737,3 +737,36 @@ fn empty_results_say_why() {
         "{said}"
     );
 }
+
+/// A recording asked for while its capture runs, or after one was killed,
+/// is named for what it is, by its final name and by its unfinished one,
+/// in analyze, events and report alike.
+#[test]
+fn unfinished_recordings_say_whose_they_are() {
+    let dir = TempDir::new("unfinished");
+    let out = dir.join("wip.parquet");
+    let wip = dir.join(".wip.parquet.inprogress");
+    let page = dir.join("page.html");
+    let (out, wip, page) = (
+        out.to_str().unwrap(),
+        wip.to_str().unwrap(),
+        page.to_str().unwrap(),
+    );
+    let rec = Recorder::start(std::path::Path::new(out), &["-L", "1"]);
+    // What the final name and the unfinished one each say.
+    let ask = |by_name: &str, by_wip: &str| {
+        for (path, what) in [(out, by_name), (wip, by_wip)] {
+            assert_one_line_error(&["analyze", path], 1, &[what]);
+            assert_one_line_error(&["events", path], 1, &[what]);
+            assert_one_line_error(&["report", path, "-o", page], 1, &[what]);
+        }
+    };
+    let running = "not finished: a capture that is still running is writing it";
+    ask(running, running);
+    // Dropping the recorder kills it (SIGKILL) and reaps it.
+    drop(rec);
+    ask(
+        &format!("not there: a capture that did not finish (killed, or the name was taken meanwhile) left {wip}"),
+        "not finished: a capture that was killed before it finished left it",
+    );
+}

@@ -19,6 +19,11 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "fixtures"
 SCHEMAS = REPO / "schemas"
 FIXTURE_FILES = sorted(FIXTURES.glob("*.parquet"))
+# One of schema v1's first files, without what was added to v1 since.
+COMPAT = REPO / "tests" / "compat" / "v1-first-multi-flow.parquet"
+# Every fixture with whether it is in the current layout.
+LAYOUTS = [(p, True) for p in FIXTURE_FILES] + [(COMPAT, False)]
+LAYOUT_IDS = [p.stem for p, _ in LAYOUTS]
 
 MS = 1_000_000
 
@@ -157,24 +162,28 @@ def with_capture_rows(table: pa.Table, meta: dict) -> pa.Table:
 
 
 def modernize(path: Path, out: Path, host: str, boot_id: str, drop_every: int = 0) -> Path:
-    """A fixture (written before the columns added to v1 later) as this
-    version writes it: time in microseconds, host, boot_id, the capture rows,
-    zeros for the other new columns; with `drop_every` N, every Nth ca_state
-    row left out (lost events)."""
+    """A fixture as this version writes it, as if recorded on `host` in boot
+    `boot_id`: a file of v1's first layout gets time in microseconds, the
+    capture rows and zeros for the other new columns; a current one keeps
+    its rows (new capture rows replace its own). With `drop_every` N,
+    every Nth ca_state row is left out (lost events)."""
     t = pq.read_table(path)
+    current = t.schema.field("time").type == pa.timestamp("us", tz="UTC")
+    if current:
+        t = t.filter(pa.compute.not_equal(t.column("kind"), "capture"))
     meta = fixture_meta(path)
     meta.update(hostname=host, boot_id=boot_id)
     schema = arrow_schema_from_doc()
     n = t.num_rows
     cols = {}
     for f in schema:
-        if f.name == "time":
+        if f.name == "time" and not current:
             ns = t.column("time").cast(pa.int64()).to_pylist()
             cols["time"] = pa.array([v // 1000 for v in ns], pa.int64()).cast(f.type)
-        elif f.name in t.column_names:
-            cols[f.name] = t.column(f.name)
         elif f.name in ("host", "boot_id"):
             cols[f.name] = pa.array([meta["hostname" if f.name == "host" else "boot_id"]] * n)
+        elif f.name in t.column_names:
+            cols[f.name] = t.column(f.name)
         else:
             cols[f.name] = pa.array(["" if f.type == pa.string() else 0] * n, f.type)
     table = pa.Table.from_pydict(cols, schema=schema)

@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import (FIXTURE_FILES, FIXTURES, MS, REPO, SCHEMAS,
+from conftest import (COMPAT, FIXTURE_FILES, FIXTURES, LAYOUT_IDS, LAYOUTS, MS, REPO, SCHEMAS,
                       arrow_schema_from_doc, assert_rows_are_json, binary, fixture_meta, run_analyze,
                       schema_doc, write_events, write_table)
 
@@ -79,11 +79,24 @@ SCHEMA_RS = REPO / "src" / "record" / "format" / "schema.rs"
 RUST_TYPES = {"u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64", "KernelName": "string"}
 
 
-def fixture_columns() -> list[dict]:
-    """The documented columns the fixtures have: all but those added to v1
-    after they were recorded, with the types they had then."""
-    return [dict(c, type=c.get("type_before", c["type"]))
-            for c in schema_doc()["columns"] if not c.get("added_later")]
+def fixture_columns(current: bool) -> list[dict]:
+    """The documented columns a fixture has: all of them in the current
+    layout; in v1's first, all but those added to v1 after it, with the
+    types they had then."""
+    return [dict(c, type=c["type"] if current else c.get("type_before", c["type"]))
+            for c in schema_doc()["columns"] if current or not c.get("added_later")]
+
+
+def wall_from_ktime(path, current: bool) -> tuple[list[int], list[int]]:
+    """Each row's `time` as stored, and what it must be: ktime plus the
+    clock offset, in microseconds (floored) in the current layout, in ns
+    in v1's first."""
+    t = pq.read_table(path, columns=["time", "ktime_ns"])
+    off = fixture_meta(path)["clock_offset_ns"]
+    want = [k + off for k in t.column("ktime_ns").to_pylist()]
+    if current:
+        want = [w // 1000 for w in want]
+    return t.column("time").cast(pa.int64()).to_pylist(), want
 
 
 def test_schema_json_lists_the_writers_columns():
@@ -110,21 +123,20 @@ def test_schema_json_lists_the_metadata_fields():
     assert [k["name"] for k in schema_doc()["metadata_keys"]] == fields
 
 
-@pytest.mark.parametrize("path", FIXTURE_FILES, ids=IDS)
-def test_arrow_schema_is_the_documented_one(path):
-    # The fixtures were recorded before seq and kernel_gap were added.
+@pytest.mark.parametrize("path,current", LAYOUTS, ids=LAYOUT_IDS)
+def test_arrow_schema_is_the_documented_one(path, current):
     got = pq.read_schema(path).remove_metadata()
-    assert got.equals(arrow_schema_from_doc(current=False)), f"{got}"
-    for f, c in zip(got, fixture_columns()):
+    assert got.equals(arrow_schema_from_doc(current=current)), f"{got}"
+    for f, c in zip(got, fixture_columns(current)):
         assert str(f.type) == c["type"] and f.nullable == c["nullable"]
 
 
 # ---------------------------------------------------------------- loading
 
-@pytest.mark.parametrize("path", FIXTURE_FILES, ids=IDS)
-def test_pandas_dtypes(path):
+@pytest.mark.parametrize("path,current", LAYOUTS, ids=LAYOUT_IDS)
+def test_pandas_dtypes(path, current):
     df = pd.read_parquet(path)
-    cols = fixture_columns()
+    cols = fixture_columns(current)
     assert list(df.columns) == [c["name"] for c in cols]
     assert len(df) > 0
     for c in cols:
@@ -134,25 +146,27 @@ def test_pandas_dtypes(path):
         else:
             assert str(dt) == PANDAS_DTYPES[c["type"]], (c["name"], dt)
     assert str(df["time"].dt.tz) == "UTC"
-    # nanosecond precision survives: time is exactly ktime + offset
-    off = fixture_meta(path)["clock_offset_ns"]
-    ns = df["time"].astype("int64").to_numpy()
-    assert ((ns - df["ktime_ns"].astype("int64").to_numpy()) == off).all()
+    # the stored precision survives: time is exactly ktime + offset in it
+    _, want = wall_from_ktime(path, current)
+    unit = "us" if current else "ns"
+    assert (df["time"].dt.as_unit(unit).astype("int64").to_numpy() == want).all()
 
 
-@pytest.mark.parametrize("path", FIXTURE_FILES, ids=IDS)
-def test_duckdb_loads_with_unsigned_types(path):
+@pytest.mark.parametrize("path,current", LAYOUTS, ids=LAYOUT_IDS)
+def test_duckdb_loads_with_unsigned_types(path, current):
     con = duckdb.connect()
     desc = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
     got = [(r[0], r[1]) for r in desc]
-    want = [(c["name"], DUCKDB_TYPES[c["type"]]) for c in fixture_columns()]
+    want = [(c["name"], DUCKDB_TYPES[c["type"]]) for c in fixture_columns(current)]
     assert got == want
     n = con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()[0]
     assert n == pq.ParquetFile(path).metadata.num_rows > 0
-    # the timestamp keeps its nanoseconds in DuckDB too
+    # the timestamp keeps its precision in DuckDB too
+    epoch = "epoch_us(time)" if current else "epoch_ns(time)"
+    per = 1000 if current else 1
     bad = con.execute(
-        "SELECT count(*) FROM read_parquet(?) "
-        "WHERE epoch_ns(time) - ktime_ns::HUGEINT <> ?",
+        f"SELECT count(*) FROM read_parquet(?) "
+        f"WHERE {epoch} <> (ktime_ns::HUGEINT + ?) // {per}",
         [str(path), fixture_meta(path)["clock_offset_ns"]]).fetchone()[0]
     assert bad == 0
 
@@ -175,7 +189,7 @@ def rfc3339_ns(s: str) -> int:
     return secs * 10**9 + int((m.group(2) or "0").ljust(9, "0"))
 
 
-@pytest.mark.parametrize("path", FIXTURE_FILES, ids=IDS)
+@pytest.mark.parametrize("path", [p for p, _ in LAYOUTS], ids=LAYOUT_IDS)
 def test_metadata_same_in_arrow_schema_and_footer(path):
     from_arrow = pq.read_schema(path).metadata[b"tcpcong"].decode()
     assert from_arrow == duckdb_meta(path)
@@ -194,18 +208,23 @@ def test_metadata_same_in_arrow_schema_and_footer(path):
             rfc3339_ns(v)
 
 
-@pytest.mark.parametrize("path", FIXTURE_FILES, ids=IDS)
-def test_metadata_tells_the_truth(path):
+@pytest.mark.parametrize("path,current", LAYOUTS, ids=LAYOUT_IDS)
+def test_metadata_tells_the_truth(path, current):
     meta = fixture_meta(path)
     t = pq.read_table(path)
+    kinds = t.column("kind").to_pylist()
+    # The capture and snapshot rows are not events (and name no flow).
+    events = t.filter(pc.is_in(t.column("kind"), pa.array(["ca_state", "tcp_state"])))
+    assert (kinds.count("capture"), kinds.count("snapshot")) == (
+        (2, meta["snapshots"]) if current else (0, 0))
     k = t.column("ktime_ns").to_pylist()
     assert meta["schema_version"] == 1
-    assert meta["events"] == t.num_rows
-    assert meta["flows"] == len(pc.unique(t.column("flow")))
+    assert meta["events"] == events.num_rows
+    assert meta["flows"] == len(pc.unique(events.column("flow")))
     assert meta["lost_events"] == 0
     assert meta["sorted"] is True
     assert meta["buffer"] in ("ring", "perf")
-    assert meta["lifecycle"] == ("tcp_state" in t.column("kind").to_pylist())
+    assert meta["lifecycle"] == ("tcp_state" in kinds)
     off = meta["clock_offset_ns"]
     assert rfc3339_ns(meta["start"]) == meta["start_ktime_ns"] + off
     assert rfc3339_ns(meta["end"]) == meta["end_ktime_ns"] + off
@@ -218,14 +237,12 @@ def test_metadata_tells_the_truth(path):
     assert min(k) >= meta["start_ktime_ns"]
 
 
-@pytest.mark.parametrize("path", FIXTURE_FILES, ids=IDS)
-def test_rows_sorted_and_time_is_ktime_plus_offset(path):
-    t = pq.read_table(path, columns=["time", "ktime_ns"])
-    k = t.column("ktime_ns").to_pylist()
+@pytest.mark.parametrize("path,current", LAYOUTS, ids=LAYOUT_IDS)
+def test_rows_sorted_and_time_is_ktime_plus_offset(path, current):
+    k = pq.read_table(path, columns=["ktime_ns"]).column("ktime_ns").to_pylist()
     assert all(a <= b for a, b in zip(k, k[1:]))
-    off = fixture_meta(path)["clock_offset_ns"]
-    wall = t.column("time").cast(pa.int64()).to_pylist()
-    assert [w - kt for w, kt in zip(wall, k)] == [off] * len(k)
+    got, want = wall_from_ktime(path, current)
+    assert got == want
 
 
 # ---------------------------------------------------------------- durations.sql
@@ -796,8 +813,11 @@ def test_analyze_reads_what_other_tools_wrote(tmp_path, path, how):
 
 
 def test_a_file_without_the_metadata_is_refused_in_one_line(tmp_path):
+    """A file of v1's first layout holds its capture's facts only in its
+    footer: a copy without it cannot be read (a current file's capture rows
+    hold them too: test_analyze_reads_what_other_tools_wrote)."""
     out = tmp_path / "copied.parquet"
-    duckdb.sql(f"COPY (SELECT * FROM '{FIXTURE_FILES[0]}') TO '{out}' (FORMAT parquet)")
+    duckdb.sql(f"COPY (SELECT * FROM '{COMPAT}') TO '{out}' (FORMAT parquet)")
     r = subprocess.run([str(binary()), "analyze", str(out)], capture_output=True, text=True)
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1, r.stderr

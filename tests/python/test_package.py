@@ -23,7 +23,7 @@ import pytest
 
 import tcpcong
 import test_interop as rules
-from conftest import FIXTURE_FILES, FIXTURES, REPO, assert_rows_are_json, binary, modernize, run_analyze
+from conftest import COMPAT, FIXTURE_FILES, FIXTURES, REPO, assert_rows_are_json, binary, modernize, run_analyze
 
 MODES = ["full", "between"]
 
@@ -156,7 +156,7 @@ def test_errors_say_what_in_one_line(recordings, tmp_path):
         ValueError, lambda: tcpcong.durations(pa.table({"a": [1]})))
     # A fixture predates the capture rows: its facts are only in its footer.
     assert "pass their paths instead" in one_line_error(
-        ValueError, lambda: tcpcong.durations(pq.read_table(FIXTURE_FILES[0])))
+        ValueError, lambda: tcpcong.durations(pq.read_table(COMPAT)))
     two = pa.concat_tables([pq.read_table(f) for f in files[-2:]])
     assert "filename column" in one_line_error(ValueError, lambda: tcpcong.durations(two))
     messy = shuffled(pq.read_table(files[0]))
@@ -171,7 +171,7 @@ def test_errors_say_what_in_one_line(recordings, tmp_path):
     number = one_line_error(ValueError, lambda: tcpcong.durations("10"))
     assert number == "'10' is not a recording", number
     bare = tmp_path / "bare.parquet"
-    pq.write_table(pq.read_table(FIXTURE_FILES[0]).replace_schema_metadata(None), bare)
+    pq.write_table(pq.read_table(COMPAT).replace_schema_metadata(None), bare)
     text = one_line_error(ValueError, lambda: tcpcong.durations(bare))
     assert "but not its metadata" in text and not re.search(r"(^|[ (/])--?[a-zA-Z]", text), text
 

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::record::format::writer::{in_progress_path, is_being_written};
 
 /// The recordings the inputs name, and what was passed over.
 #[derive(Debug, Default)]
@@ -56,6 +57,8 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
             if files.len() == before {
                 return Err(Error::bad_input(path, "no recording matches this pattern"));
             }
+        } else if let Some(note) = unfinished_beside(path) {
+            return Err(Error::bad_input(path, note));
         } else if input.parse::<f64>().is_ok() {
             return Err(Error::NumberForInput(input.clone()));
         } else {
@@ -66,6 +69,29 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
     files.dedup();
     Ok(found)
 }
+
+/// What a recording that is not there yet is: the unfinished file a
+/// capture writes it as, while it runs or after it stopped short.
+fn unfinished_beside(path: &Path) -> Option<String> {
+    let wip = in_progress_path(path);
+    if !wip.is_file() {
+        return None;
+    }
+    Some(if is_being_written(&wip) {
+        format!("{RUNNING} ({})", wip.display())
+    } else {
+        format!(
+            "not there: a capture that did not finish (killed, or the name was taken meanwhile) left {}; name that file to read what it holds",
+            wip.display()
+        )
+    })
+}
+
+/// Why the unfinished file of a running capture cannot be read yet.
+pub(super) const RUNNING: &str = "not finished: a capture that is still running is writing it; its events are written out when it ends (a rotated series' finished files can be read while it runs)";
+
+/// Why the unfinished file of a stopped capture holds nothing to read.
+pub(super) const KILLED: &str = "not finished: a capture that was killed before it finished left it, without the events it held (they are written out when a capture ends)";
 
 pub(super) fn walk(
     dir: &Path,

@@ -20,6 +20,7 @@ use super::decode::Columns;
 use super::pages::{self, Walk};
 use crate::error::{Error, Result};
 use crate::files;
+use crate::record::format::writer::is_being_written;
 
 /// What reports label a flow with besides its addresses (see [`crate::event::FlowAddr`]).
 pub(super) const LABELS: [&str; 5] = ["pid", "comm", "cgroup", "netns", "cong_algo"];
@@ -161,10 +162,26 @@ impl Recording {
             _ => Error::io(path, e),
         })?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        // A capture's unfinished file: being written, or left by one that
+        // was killed (complete, where only its final rename was refused).
+        let unfinished = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with(".inprogress"));
+        if unfinished && is_being_written(path) {
+            return Err(Error::bad_input(path, super::discover::RUNNING));
+        }
         if len == 0 {
-            return Err(Error::bad_input(path, "empty file (not a recording)"));
+            let why = if unfinished {
+                super::discover::KILLED
+            } else {
+                "empty file (not a recording)"
+            };
+            return Err(Error::bad_input(path, why));
         }
         let footer = |e: parquet::errors::ParquetError| {
+            if unfinished {
+                return Error::bad_input(path, super::discover::KILLED);
+            }
             Error::bad_input(path, footer_problem(path, &e.to_string()))
         };
         let plain = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(footer)?;
