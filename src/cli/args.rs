@@ -51,6 +51,10 @@ pub enum Command {
     /// (seconds per state, transitions, losses, flows per state), optionally
     /// recording at the same time.
     Serve(ServeArgs),
+    /// Two sets of recordings side by side (before and after): the share
+    /// of time in each state, the change rate, typical stays, the flows
+    /// most in trouble, and the differences that matter.
+    Compare(CompareArgs),
     /// The raw transitions of recordings, in time order.
     Events(EventsArgs),
     /// One self-contained HTML page of recordings: where the time went,
@@ -447,6 +451,39 @@ pub enum SortArg {
     Trouble,
     Changes,
     Mismatches,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// The recordings before: a file, a folder (every *.parquet inside) or a glob.
+    #[arg(value_name = "BEFORE")]
+    pub before: String,
+
+    /// The recordings after, as BEFORE.
+    #[arg(value_name = "AFTER")]
+    pub after: String,
+
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    /// full: also count time before a flow's first and after its last event;
+    /// between: only between two observed changes (BCC's arithmetic).
+    #[arg(long, value_enum, default_value = "full")]
+    pub accounting: AccountingArg,
+
+    /// The flows most in loss + recovery shown for each side.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub top: usize,
+
+    /// table: for people; json: one object with both sides and what changed.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: CompareFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompareFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Clone, Args)]

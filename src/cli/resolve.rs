@@ -11,8 +11,8 @@ use clap::{CommandFactory, Parser, ValueEnum};
 
 use super::args::{
     AccountingArg, AnalyzeArgs, AttachKind, BufferChoice, ByArg, CaptureArgs, Cli, Command,
-    EventsArgs, EventsFormat, Format, KindArg, LiveArgs, PageArgs, PortFilter, RecordArgs,
-    ReportArgs, RotationArgs, SelectArgs, ServeArgs, SortArg,
+    CompareArgs, CompareFormat, EventsArgs, EventsFormat, Format, KindArg, LiveArgs, PageArgs,
+    PortFilter, RecordArgs, ReportArgs, RotationArgs, SelectArgs, ServeArgs, SortArg,
 };
 use super::values::{parse_duration, parse_outputs};
 use crate::analyze::engine::Accounting;
@@ -57,6 +57,7 @@ where
         Some(Command::Record(a)) => record(&a, command).map(Plan::Record),
         Some(Command::Analyze(a)) => analyze(&a).map(Plan::Analyze),
         Some(Command::Serve(a)) => serve(&a, command).map(Plan::Serve),
+        Some(Command::Compare(a)) => compare(&a).map(Plan::Compare),
         Some(Command::Events(a)) => events(&a).map(Plan::Events),
         Some(Command::Report(a)) => page(&a).map(Plan::Report),
         Some(Command::Doctor { verbose }) => Ok(Plan::Doctor { verbose }),
@@ -486,6 +487,18 @@ fn accounting(a: AccountingArg) -> Accounting {
         AccountingArg::Full => Accounting::Full,
         AccountingArg::Between => Accounting::Between,
     }
+}
+
+fn compare(a: &CompareArgs) -> Result<cmd::compare::Plan> {
+    Ok(cmd::compare::Plan {
+        before: a.before.clone(),
+        after: a.after.clone(),
+        select: selection(&a.select)?,
+        accounting: accounting(a.accounting),
+        top: a.top,
+        json: a.format == CompareFormat::Json,
+        threads: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+    })
 }
 
 fn events(a: &EventsArgs) -> Result<cmd::events::Plan> {

@@ -6,6 +6,7 @@
 //! into a file or series) and `feed` (a capture into the live engine).
 
 pub mod analyze;
+pub mod compare;
 pub mod doctor;
 pub mod events;
 mod feed;
@@ -33,6 +34,7 @@ pub enum Plan {
     Record(record::Plan),
     Live(live::Plan),
     Analyze(analyze::Plan),
+    Compare(compare::Plan),
     Serve(serve::Plan),
     Events(events::Plan),
     Report(report::Plan),
@@ -50,6 +52,7 @@ pub fn run(plan: Plan) -> Result<()> {
         Plan::Record(p) => record::run(&p),
         Plan::Live(p) => live::run(&p),
         Plan::Analyze(p) => analyze::run(&p),
+        Plan::Compare(p) => compare::run(&p),
         Plan::Serve(p) => serve::run(&p),
         Plan::Events(p) => events::run(&p),
         Plan::Report(p) => report::run(&p),

@@ -41,10 +41,7 @@ fn golden_tables() {
     );
     // One of v1's first files (no seq, owners, capture or snapshot rows)
     // reads as it always did.
-    insta::assert_snapshot!(
-        "table_compat_first_v1",
-        analyze_ok(&[&compat(), "-T", "1"])
-    );
+    insta::assert_snapshot!("table_compat_first_v1", analyze_ok(&[&compat(), "-T", "1"]));
 }
 
 /// The engine on one thread and shared out over several gives the same
@@ -517,4 +514,79 @@ fn aligned_windows_end_on_whole_seconds() {
     ] {
         assert_eq!(total(&windows, col), total(&whole, col), "{col}");
     }
+}
+
+/// `compare` puts two recordings side by side: each side's time per state
+/// is what analyze's rows of that recording add up to, its shares follow
+/// from them, and its worst flow is the one analyze's rows have most in
+/// loss + recovery.
+#[test]
+fn compare_sides_are_what_analyze_adds_up() {
+    let (before, after) = ("fixtures/ipv4-loss.parquet", "fixtures/multi-flow.parquet");
+    insta::assert_snapshot!(
+        "compare_ipv4_multi",
+        analyze_ok_cmd(&["compare", before, after])
+    );
+    let v: serde_json::Value = serde_json::from_str(&analyze_ok_cmd(&[
+        "compare", before, after, "--format", "json", "--top", "1",
+    ]))
+    .unwrap();
+    for (name, input) in [("before", before), ("after", after)] {
+        let rows: Vec<serde_json::Value> = analyze_ok(&[
+            &repo().join(input).display().to_string(),
+            "--all",
+            "--format",
+            "json",
+        ])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+        let side = &v[name];
+        let mut total = 0;
+        for s in ["open", "disorder", "cwr", "recovery", "loss"] {
+            let want: u64 = rows
+                .iter()
+                .map(|r| r[format!("{s}_ns")].as_u64().unwrap())
+                .sum();
+            assert_eq!(side["state_ns"][s].as_u64(), Some(want), "{name} {s}");
+            total += want;
+        }
+        assert_eq!(side["flow_time_ns"].as_u64(), Some(total), "{name}");
+        let loss = side["state_ns"]["loss"].as_u64().unwrap() as f64;
+        // (serde_json parses floats to within an ulp.)
+        let share = side["share_percent"]["loss"].as_f64().unwrap();
+        assert!(
+            (share - loss * 100.0 / total as f64).abs() < 1e-12,
+            "{name}: {share}"
+        );
+        let changes: u64 = rows.iter().map(|r| r["changes"].as_u64().unwrap()).sum();
+        assert_eq!(side["changes"].as_u64(), Some(changes), "{name}");
+        let trouble = |r: &serde_json::Value| {
+            r["recovery_ns"].as_u64().unwrap() + r["loss_ns"].as_u64().unwrap()
+        };
+        let worst = rows.iter().max_by_key(|r| trouble(r)).unwrap();
+        assert_eq!(side["worst"][0]["flow"], worst["flow"], "{name}");
+        assert_eq!(
+            side["worst"][0]["trouble_ns"].as_u64(),
+            Some(trouble(worst))
+        );
+    }
+    assert!(
+        v["called_out"][0].as_str().unwrap().starts_with("loss +"),
+        "{}",
+        v["called_out"]
+    );
+}
+
+/// A command's output, run in the repository with the paths given
+/// relative to it (so that golden outputs do not name the checkout).
+fn analyze_ok_cmd(args: &[&str]) -> String {
+    let o = std::process::Command::new(bin())
+        .args(args)
+        .current_dir(repo())
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    stdout(&o)
 }

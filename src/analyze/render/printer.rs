@@ -426,7 +426,7 @@ fn buckets(h: &Log2Hist) -> Option<Vec<Bucket>> {
 }
 
 /// `low -> high` of slot i as BCC prints it (slot 1 reads `0 -> 1`).
-fn slot_range(i: usize) -> (u64, u64) {
+pub(crate) fn slot_range(i: usize) -> (u64, u64) {
     let high = u64::try_from((1u128 << i) - 1).unwrap_or(u64::MAX);
     let low = u64::try_from((1u128 << i) >> 1).unwrap_or(u64::MAX);
     (if low == high { low - 1 } else { low }, high)

@@ -1,0 +1,213 @@
+//! A comparison of two sets of recordings (see [`crate::analyze::compare`])
+//! as a table for people and as one JSON object for programs.
+
+use std::io::{self, Write};
+
+use serde_json::{json, Map, Value};
+
+use super::printer::slot_range;
+use crate::analyze::compare::{
+    called_out, percent, trouble, Change, Side, RATE_FACTOR, SHARE_POINTS,
+};
+use crate::analyze::engine::FlowRow;
+use crate::escape;
+use crate::event::CaState;
+
+/// The two sides, named as the user gave them, and the dwell histograms'
+/// unit in ns (the engine's `hist_unit`).
+pub struct Comparison<'a> {
+    pub before: (&'a str, &'a Side),
+    pub after: (&'a str, &'a Side),
+    pub unit_ns: u64,
+}
+
+/// What a called-out change reads as.
+fn say(c: &Change) -> String {
+    match c {
+        Change::Share(s, d) => format!("{} {d:+.1} points of the flows' time", s.name()),
+        Change::Rate(r) => format!("state changes per flow-second x{r:.2}"),
+        Change::Dwell(s, d) if *d > 0 => {
+            format!(
+                "a typical stay in {} {}x as long",
+                s.name(),
+                1u64 << d.unsigned_abs().min(63)
+            )
+        }
+        Change::Dwell(s, d) => format!(
+            "a typical stay in {} 1/{} as long",
+            s.name(),
+            1u64 << d.unsigned_abs().min(63)
+        ),
+    }
+}
+
+impl Comparison<'_> {
+    /// A median stay's slot as a range of time, in the unit that reads
+    /// best.
+    fn stay(&self, slot: Option<usize>) -> String {
+        let Some(slot) = slot else {
+            return "-".into();
+        };
+        let (lo, hi) = slot_range(slot);
+        let (lo, hi) = (
+            lo.saturating_mul(self.unit_ns),
+            hi.saturating_mul(self.unit_ns),
+        );
+        if hi >= 10_000_000 {
+            format!("{}-{} ms", lo / 1_000_000, hi / 1_000_000)
+        } else {
+            format!("{}-{} us", lo / 1_000, hi / 1_000)
+        }
+    }
+
+    fn stay_json(&self, slot: Option<usize>) -> Value {
+        slot.map_or(Value::Null, |s| {
+            let (lo, hi) = slot_range(s);
+            json!({"low_ns": lo.saturating_mul(self.unit_ns), "high_ns": hi.saturating_mul(self.unit_ns)})
+        })
+    }
+
+    pub fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
+        let (b, a) = (self.before.1, self.after.1);
+        for (label, (name, side)) in [("Before", self.before), ("After", self.after)] {
+            writeln!(
+                out,
+                "{label:<7} {} ({} flows, {:.3} s of flow time)",
+                escape::terminal(name),
+                side.flows,
+                side.total_ns() as f64 / 1e9
+            )?;
+        }
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{:<24} {:>14} {:>14} {:>12}",
+            "", "before", "after", "change"
+        )?;
+        for s in CaState::ALL {
+            let (x, y) = (b.share(s), a.share(s));
+            // Rounded first, so that a move too small to show reads 0.0,
+            // not -0.0.
+            let d = ((y - x) * 10.0).round() / 10.0 + 0.0;
+            writeln!(
+                out,
+                "{:<24} {:>12.1} % {:>12.1} % {:>+8.1} pts",
+                s.name(),
+                x,
+                y,
+                d
+            )?;
+        }
+        let (x, y) = (b.changes_per_flow_second(), a.changes_per_flow_second());
+        let ratio = if x > 0.0 {
+            format!("x{:.2}", y / x)
+        } else {
+            "-".into()
+        };
+        writeln!(
+            out,
+            "{:<24} {x:>14.1} {y:>14.1} {ratio:>12}",
+            "changes per flow-second"
+        )?;
+        for s in CaState::ALL {
+            let (x, y) = (b.median_slot(s), a.median_slot(s));
+            if x.is_some() || y.is_some() {
+                writeln!(
+                    out,
+                    "{:<24} {:>14} {:>14}",
+                    format!("typical stay, {}", s.name()),
+                    self.stay(x),
+                    self.stay(y)
+                )?;
+            }
+        }
+        let calls: Vec<String> = called_out(b, a).iter().map(say).collect();
+        writeln!(out)?;
+        if calls.is_empty() {
+            writeln!(
+                out,
+                "No difference worth calling out (shares within {SHARE_POINTS} point, the change rate within x{RATE_FACTOR}, typical stays in the same power of two)."
+            )?;
+        } else {
+            writeln!(out, "Called out: {}.", calls.join("; "))?;
+        }
+        writeln!(out)?;
+        writeln!(out, "Flows most in loss + recovery")?;
+        for (label, side) in [("before", b), ("after", a)] {
+            if side.worst.is_empty() {
+                writeln!(out, "  {label:<6} none")?;
+            }
+            for r in &side.worst {
+                writeln!(out, "  {label:<6} {}", worst_line(r))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn write_json(&self, out: &mut dyn Write) -> io::Result<()> {
+        let side = |(name, s): (&str, &Side)| {
+            let mut share = Map::new();
+            let mut stay = Map::new();
+            for st in CaState::ALL {
+                share.insert(st.name().into(), json!(s.share(st)));
+                stay.insert(st.name().into(), self.stay_json(s.median_slot(st)));
+            }
+            json!({
+                "inputs": name,
+                "flows": s.flows,
+                "flow_time_ns": s.total_ns(),
+                "state_ns": by_state(&s.ns),
+                "share_percent": share,
+                "changes": s.changes,
+                "changes_per_flow_second": s.changes_per_flow_second(),
+                "typical_stay": stay,
+                "worst": s.worst.iter().map(worst_json).collect::<Vec<_>>(),
+            })
+        };
+        let v = json!({
+            "before": side(self.before),
+            "after": side(self.after),
+            "called_out": called_out(self.before.1, self.after.1).iter().map(say).collect::<Vec<_>>(),
+        });
+        serde_json::to_writer(&mut *out, &v)?;
+        writeln!(out)
+    }
+}
+
+fn worst_line(r: &FlowRow) -> String {
+    let total = r.ns.iter().fold(0u64, |a, &n| a.saturating_add(n));
+    format!(
+        "{}/{} > {}/{}  {} ms of {} ms ({:.1} %)  flow {}  {}",
+        r.addr.saddr,
+        r.addr.sport,
+        r.addr.daddr,
+        r.addr.dport,
+        trouble(&r.ns) / 1_000_000,
+        total / 1_000_000,
+        percent(trouble(&r.ns), total),
+        r.key.cookie,
+        escape::terminal(r.addr.owner.comm.as_str())
+    )
+}
+
+fn worst_json(r: &FlowRow) -> Value {
+    json!({
+        "flow": r.key.cookie,
+        "saddr": r.addr.saddr.to_string(),
+        "sport": r.addr.sport,
+        "daddr": r.addr.daddr.to_string(),
+        "dport": r.addr.dport,
+        "comm": r.addr.owner.comm.as_str(),
+        "trouble_ns": trouble(&r.ns),
+        "state_ns": by_state(&r.ns),
+        "changes": r.changes,
+    })
+}
+
+/// Per-state nanoseconds as an object keyed by the states' names.
+fn by_state(ns: &[u64; 5]) -> Map<String, Value> {
+    CaState::ALL
+        .iter()
+        .map(|s| (s.name().to_string(), json!(ns[s.index()])))
+        .collect()
+}
