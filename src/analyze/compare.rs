@@ -221,13 +221,8 @@ mod tests {
         }
         Summary {
             windows,
-            mismatches: 0,
-            late_ns: 0,
-            late_events: 0,
-            credited_ns: 0,
-            uncredited_ns: 0,
-            over_budget: false,
             flows: 2,
+            ..Summary::default()
         }
     }
 

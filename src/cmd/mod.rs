@@ -22,7 +22,7 @@ use crate::analyze::caveats;
 use crate::analyze::engine::{Accounting, EngineConfig, Summary, Unit};
 use crate::analyze::render::printer::{ReportConfig, Style};
 use crate::error::{Error, Result};
-use crate::event::PortRange;
+use crate::event::{Filters, PortRange};
 use crate::files;
 use crate::messages;
 use crate::record::format::reader::{CgroupSel, Dataset, RowFilter};
@@ -194,21 +194,15 @@ impl Selection {
 
     /// The flags that made this selection, for messages.
     fn flags(&self) -> String {
-        let mut f = Vec::new();
-        if let Some(p) = self.localport {
-            f.push(format!("-L {p}"));
-        }
-        if let Some(p) = self.remoteport {
-            f.push(format!("-R {p}"));
-        }
+        let mut f = socket_flags(&Filters {
+            localport: self.localport,
+            remoteport: self.remoteport,
+            family: self.family,
+            netns: self.netns,
+            cgroup: None,
+        });
         if let Some(id) = self.flow {
             f.push(format!("--flow {id}"));
-        }
-        if let Some(fam) = self.family {
-            f.push(format!("--family {fam}"));
-        }
-        if let Some(ino) = self.netns {
-            f.push(format!("--netns {ino}"));
         }
         for (given, name) in [
             (self.cgroup.is_some(), "--cgroup"),
@@ -249,6 +243,27 @@ impl Selection {
             until_ns: until,
         })
     }
+}
+
+/// The flags that keep the sockets `f` keeps.
+fn socket_flags(f: &Filters) -> Vec<String> {
+    let mut flags = Vec::new();
+    if let Some(p) = f.localport {
+        flags.push(format!("-L {p}"));
+    }
+    if let Some(p) = f.remoteport {
+        flags.push(format!("-R {p}"));
+    }
+    if let Some(fam) = f.family {
+        flags.push(format!("--family {fam}"));
+    }
+    if let Some(ino) = f.netns {
+        flags.push(format!("--netns {ino}"));
+    }
+    if let Some(id) = f.cgroup {
+        flags.push(format!("--cgroup {id}"));
+    }
+    flags
 }
 
 /// Writes `path` through a temporary file in the same folder (new, 0600,

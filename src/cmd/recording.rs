@@ -247,22 +247,7 @@ fn loss_detail(stats: &CaptureStats) -> String {
 
 /// The sockets a capture's filters keep, in the flags that set them.
 pub fn kept_by(f: &Filters) -> String {
-    let mut flags = Vec::new();
-    if let Some(p) = f.localport {
-        flags.push(format!("-L {p}"));
-    }
-    if let Some(p) = f.remoteport {
-        flags.push(format!("-R {p}"));
-    }
-    if let Some(fam) = f.family {
-        flags.push(format!("--family {fam}"));
-    }
-    if let Some(ino) = f.netns {
-        flags.push(format!("--netns {ino}"));
-    }
-    if let Some(id) = f.cgroup {
-        flags.push(format!("--cgroup {id}"));
-    }
+    let flags = super::socket_flags(f);
     if flags.is_empty() {
         "of this host".into()
     } else {

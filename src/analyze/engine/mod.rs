@@ -186,7 +186,7 @@ pub struct WindowReport {
     pub hist: [Log2Hist; 5],
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     /// The windows not handed out by `drain_until`, oldest first.
     pub windows: Vec<WindowReport>,
@@ -1072,16 +1072,7 @@ impl Summary {
     /// event of a flow in one of them), as one engine that saw them all
     /// would give it: rows united, histograms and counts added.
     pub fn merge(parts: Vec<Summary>) -> Summary {
-        let mut all = Summary {
-            windows: Vec::new(),
-            mismatches: 0,
-            late_ns: 0,
-            late_events: 0,
-            credited_ns: 0,
-            uncredited_ns: 0,
-            over_budget: false,
-            flows: 0,
-        };
+        let mut all = Summary::default();
         // Each part reports the same windows, save ones only some had
         // events in past the capture's end: windows are matched by index.
         let mut windows: BTreeMap<u64, WindowReport> = BTreeMap::new();
