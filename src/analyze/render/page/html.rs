@@ -9,7 +9,7 @@
 
 use std::fmt::Write;
 
-use super::timeline::{bands, merged_periods, Axis, Band, Buckets, Steps};
+use super::timeline::{bands, merged_periods, round_ticks, Axis, Band, Buckets, Steps};
 use super::{FlowTimeline, Page};
 use crate::analyze::caveats;
 use crate::analyze::engine::{Accounting, FlowRow, Log2Hist};
@@ -21,7 +21,12 @@ use crate::time::rfc3339;
 const LEFT: usize = 64;
 const RIGHT: usize = 64;
 const BAND_H: usize = 22;
-const LINES_H: usize = 90;
+/// The window pane (cwnd, ssthresh, retransmissions) and the RTT pane
+/// under it, with a gap between.
+const WINDOW_H: usize = 64;
+const RTT_H: usize = 36;
+const PANE_GAP: usize = 8;
+const LINES_H: usize = WINDOW_H + PANE_GAP + RTT_H;
 const STRIP_H: usize = 60;
 
 const STYLE: &str = include_str!("page.css");
@@ -113,9 +118,9 @@ fn legend(h: &mut String) {
     }
     h.push_str(
         "</p>\n<p class=\"legend\">Under each flow's band: <span class=\"cwnd\">cwnd</span> and \
-         <span class=\"ssthresh\">ssthresh</span> (packets, left axis), <span class=\"srtt\">srtt</span> \
-         (right axis), <span class=\"retrans\">▲ retransmissions</span>; above it a mark per pixel \
-         with transitions (hover for the transition).</p>\n",
+         <span class=\"ssthresh\">ssthresh</span> (packets) with <span class=\"retrans\">▲ \
+         retransmissions</span>, and under them <span class=\"srtt\">srtt</span> (ms) on its own \
+         scale; above the band a mark per pixel with transitions (hover for the transition).</p>\n",
     );
 }
 
@@ -304,24 +309,22 @@ fn top_row(h: &mut String, r: &FlowRow) {
     );
 }
 
-/// Labels of the shared time axis, under a chart.
+/// Labels of the shared time axis, under a chart: at round instants (see
+/// [`round_ticks`]), to the second or the millisecond as the step needs.
 fn time_axis(h: &mut String, axis: &Axis, y: usize) {
-    let ticks = 5;
-    for i in 0..=ticks {
-        let c = (axis.columns * i / ticks).min(axis.columns);
-        let t = axis.column_start(c);
-        let anchor = match i {
-            0 => "start",
-            i if i == ticks => "end",
-            _ => "middle",
+    let (step, ticks) = round_ticks(axis, 8);
+    for t in ticks {
+        let label = if step % 1_000_000_000 == 0 {
+            clock(t)[..8].to_string()
+        } else {
+            clock_ms(t)
         };
         let _ = write!(
             h,
             "<line class=\"grid\" x1=\"{0}\" x2=\"{0}\" y1=\"0\" y2=\"{y}\"/>\
-             <text class=\"t\" x=\"{0}\" y=\"{1}\" text-anchor=\"{anchor}\">{2}</text>",
-            x_of(c),
+             <text class=\"t\" x=\"{0}\" y=\"{1}\" text-anchor=\"middle\">{label}</text>",
+            x_of(axis.column_of(t)),
             y + 12,
-            clock_ms(t)
         );
     }
 }
@@ -480,7 +483,7 @@ fn flow(h: &mut String, f: &FlowTimeline, axis: &Axis) {
     if merged > 0 {
         let _ = write!(
             h,
-            " · <span class=\"merged\">{merged} periods shorter than a pixel drawn merged (stacked columns)</span>"
+            " · <span class=\"merged note\">{merged} periods shorter than a pixel are drawn as stacked columns</span>"
         );
     }
     h.push_str("</figcaption>\n");
@@ -548,39 +551,44 @@ fn flow(h: &mut String, f: &FlowTimeline, axis: &Axis) {
     h.push_str("</svg></figure>\n");
 }
 
-/// cwnd and ssthresh (packets, left axis), srtt (ms, right axis), and
-/// retransmission marks, in a chart whose top is at `top`.
+/// cwnd and ssthresh (packets) with the retransmission marks in one pane
+/// whose top is at `top`, and srtt (ms) in its own pane under it: the
+/// window and the round trip each get their own scale.
 fn lines(h: &mut String, f: &FlowTimeline, top: usize) {
     let packets = f.cwnd.max().max(f.ssthresh.max()).max(1);
     let srtt = f.srtt_us.max().max(1);
-    let bottom = (top + LINES_H) as f64;
-    let y = |v: u64, max: u64| bottom - v as f64 * LINES_H as f64 / max as f64;
+    let window_bottom = (top + WINDOW_H) as f64;
+    let rtt_top = top + WINDOW_H + PANE_GAP;
+    let rtt_bottom = (rtt_top + RTT_H) as f64;
+    let y = |v: u64, max: u64, bottom: f64, height: usize| {
+        bottom - v as f64 * height as f64 / max as f64
+    };
     let _ = write!(
         h,
-        "<text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{packets} pk</text>\
-         <text class=\"axis\" x=\"{}\" y=\"{}\" text-anchor=\"end\">0</text>\
-         <text class=\"axis srtt\" x=\"{}\" y=\"{}\">{:.1} ms</text>",
+        "<text class=\"axis\" x=\"{0}\" y=\"{1}\" text-anchor=\"end\">{packets} pk</text>\
+         <text class=\"axis\" x=\"{0}\" y=\"{2}\" text-anchor=\"end\">0</text>\
+         <text class=\"axis srtt\" x=\"{0}\" y=\"{3}\" text-anchor=\"end\">{4:.1} ms</text>\
+         <text class=\"axis srtt\" x=\"{0}\" y=\"{5}\" text-anchor=\"end\">0</text>\
+         <line class=\"grid\" x1=\"{6}\" x2=\"{7}\" y1=\"{5}\" y2=\"{5}\"/>",
         LEFT - 4,
         top + 9,
-        LEFT - 4,
-        bottom,
-        LEFT + super::COLUMNS + 4,
-        top + 9,
-        srtt as f64 / 1e3
+        window_bottom,
+        rtt_top + 9,
+        srtt as f64 / 1e3,
+        rtt_bottom,
+        LEFT,
+        LEFT + super::COLUMNS,
     );
-    for (steps, class, max) in [
-        (&f.cwnd, "cwnd", packets),
-        (&f.ssthresh, "ssthresh", packets),
-        (&f.srtt_us, "srtt", srtt),
-    ] {
-        step_path(h, steps, class, |v| y(v, max));
+    for (steps, class) in [(&f.cwnd, "cwnd"), (&f.ssthresh, "ssthresh")] {
+        step_path(h, steps, class, |v| y(v, packets, window_bottom, WINDOW_H));
     }
+    step_path(h, &f.srtt_us, "srtt", |v| y(v, srtt, rtt_bottom, RTT_H));
     for (c, n) in &f.retrans {
         let _ = write!(
             h,
-            "<path class=\"retrans\" d=\"M{0} {1}l-3 6h6z\"><title>{n} retransmitted</title></path>",
+            "<path class=\"retrans\" d=\"M{0} {1}l-2 5h4z\"><title>{n} retransmitted</title></path>",
             x_of(*c),
-            bottom - 6.0
+            window_bottom - 5.0
         );
     }
 }

@@ -46,6 +46,32 @@ impl Axis {
     }
 }
 
+/// Instants for the axis's labels: whole multiples of a round step (1, 2
+/// or 5 times a power of ten nanoseconds), the smallest that gives at most
+/// `most` of them inside the axis; and that step.
+pub fn round_ticks(axis: &Axis, most: usize) -> (u64, Vec<u64>) {
+    let span = axis.end_ns - axis.start_ns;
+    let most = most.max(1) as u64;
+    let mut step = 1u64;
+    'found: for _ in 0..20 {
+        for m in [1, 2, 5] {
+            let s = step.saturating_mul(m);
+            if span / s < most {
+                step = s;
+                break 'found;
+            }
+        }
+        step = step.saturating_mul(10);
+    }
+    let first = axis.start_ns.div_ceil(step).saturating_mul(step);
+    let ticks = (0..)
+        .map(|i: u64| first.saturating_add(i.saturating_mul(step)))
+        .take_while(|&t| t < axis.end_ns)
+        .take(most as usize)
+        .collect();
+    (step, ticks)
+}
+
 /// Time spent in each state per column, and how many stretches of time
 /// (a period, or its part within the column) each column holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,5 +363,25 @@ mod tests {
         }
         assert_eq!(ticks.len(), 2);
         assert_eq!((ticks[0].count, ticks[0].first.t_ns), (2, 5));
+    }
+
+    /// Labels fall on round instants: 200 ms apart over 1.3 s, whole
+    /// seconds over 7 s, never more than asked for.
+    #[test]
+    fn ticks_fall_on_round_instants() {
+        const MS: u64 = 1_000_000;
+        let t0 = 1_700_000_000_000 * MS + 26 * MS;
+        let (step, ticks) = round_ticks(&Axis::new(t0, t0 + 1_300 * MS, 720), 8);
+        assert_eq!(step, 200 * MS);
+        let offsets: Vec<u64> = ticks.iter().map(|t| (t - t0) / 1_000).collect();
+        assert_eq!(
+            offsets,
+            [174_000, 374_000, 574_000, 774_000, 974_000, 1_174_000]
+        );
+        let (step, ticks) = round_ticks(&Axis::new(t0, t0 + 7_000 * MS, 720), 8);
+        assert_eq!((step, ticks.len()), (1_000 * MS, 7));
+        assert!(ticks.iter().all(|t| t % (1_000 * MS) == 0));
+        let (_, few) = round_ticks(&Axis::new(t0, t0 + 1, 720), 8);
+        assert!(few.len() <= 1);
     }
 }
