@@ -47,8 +47,12 @@ python: deps
 	python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target $(PY_SITE) target/wheels/tcpcong-*.whl
 
 # The binary, its man pages (one per command) and shell completions (bash, zsh, fish).
+# The binary without its debug info (133 MB -> 22 MB; symbols stay, for
+# backtraces): libbpf, libelf and zlib are linked in, so it is one file to
+# copy to another host with glibc 2.34 or later.
 install: release
 	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/tcpcong
+	strip --strip-debug $(DESTDIR)$(PREFIX)/bin/tcpcong
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
 	  $(DESTDIR)$(ZSH_COMPLETIONS) $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
 	$(RELEASE_BIN) man --dir $(DESTDIR)$(PREFIX)/share/man/man1
@@ -57,9 +61,10 @@ install: release
 	$(RELEASE_BIN) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/tcpcong.fish
 
 # target/debian/tcpcong_VERSION_ARCH.deb: `make install` into a staging
-# root, the binary without its debug info (133 MB -> 22 MB; symbols stay,
-# for backtraces), the service and its settings (packaging/deb/). The
-# Depends there are dpkg-shlibdeps' for the binary on Debian 12, and adduser
+# root, the README and the schemas as its docs, the service and its
+# settings (packaging/deb/). The Depends there are dpkg-shlibdeps' for the
+# binary on Debian 12 (glibc and libgcc only: libelf and zlib are linked
+# in), and adduser
 # for postinst. Debian's zsh reads vendor-completions, not site-functions.
 # xz -1 packs in 2 s, not the default level's 12 s, for 13 % more bytes.
 DEB_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
@@ -68,8 +73,9 @@ DEB_ROOT := target/debian/root
 deb: release
 	rm -rf $(DEB_ROOT)
 	$(MAKE) --no-print-directory install DESTDIR=$(DEB_ROOT) PREFIX=/usr ZSH_COMPLETIONS=/usr/share/zsh/vendor-completions
-	strip --strip-debug $(DEB_ROOT)/usr/bin/tcpcong
 	gzip -9n $(DEB_ROOT)/usr/share/man/man1/*.1
+	install -D -m 0644 -t $(DEB_ROOT)/usr/share/doc/tcpcong README.md
+	install -D -m 0644 -t $(DEB_ROOT)/usr/share/doc/tcpcong/schemas schemas/*
 	chmod -R a+rX,go-w $(DEB_ROOT)
 	install -D -m 0644 packaging/deb/tcpcong.service $(DEB_ROOT)/lib/systemd/system/tcpcong.service
 	install -D -m 0644 packaging/deb/default $(DEB_ROOT)/etc/default/tcpcong

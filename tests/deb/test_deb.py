@@ -2,7 +2,9 @@
 
 What this test proves:
 
-* `dpkg -i` installs the binary (stripped of its debug info, and it runs),
+* `dpkg -i` installs the binary (stripped of its debug info, libelf and
+  zlib linked in, glibc 2.34 the newest it asks for, and it runs), the
+  README and the schemas as its docs,
   a man page per command, the bash, zsh and fish completions, the unit and
   /etc/default/tcpcong (a conffile), and creates the tcpcong user and
   /var/lib/tcpcong; `systemd-analyze verify` accepts the unit.
@@ -218,6 +220,19 @@ def test_install_run_purge(package, lab_ns, tmp_path):
     assert version == run("dpkg-query", "-W", "-f=${Version}", "tcpcong").stdout
     sections = run("readelf", "-S", "-W", "/usr/bin/tcpcong").stdout
     assert ".debug_info" not in sections, "the packaged binary keeps its debug info"
+    # One file to copy to another host: libbpf, libelf and zlib are linked
+    # in, and it asks for no glibc newer than 2.34 (Debian 12, Ubuntu
+    # 22.04, RHEL 9 and later have it).
+    dynamic = run("readelf", "-d", "-W", "/usr/bin/tcpcong").stdout
+    needed = set(re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", dynamic))
+    assert needed <= {"libc.so.6", "libm.so.6", "libgcc_s.so.1", "ld-linux-x86-64.so.2"}, needed
+    symbols = run("objdump", "-T", "/usr/bin/tcpcong").stdout
+    glibc = max(tuple(int(n) for n in v.split(".")) for v in re.findall(r"GLIBC_([0-9.]+)", symbols))
+    assert glibc <= (2, 34), glibc
+    depends = run("dpkg-query", "-W", "-f=${Depends}", "tcpcong").stdout
+    assert "libelf" not in depends and "zlib" not in depends, depends
+    for doc in ("README.md", "schemas/events-v1.md", "schemas/events-v1.json", "schemas/durations.sql"):
+        assert Path("/usr/share/doc/tcpcong", doc) in files, f"{doc} is not in the package's docs"
     commands = ("record", "analyze", "events", "report", "doctor")
     for p in [Path("/usr/share/man/man1/tcpcong.1.gz")] + [Path(f"/usr/share/man/man1/tcpcong-{c}.1.gz") for c in commands]:
         assert p in files, f"{p} is not in the package"
