@@ -328,6 +328,32 @@ fn live_mode_gives_up_on_its_recording_as_record_does() {
 /// One file on a full disk: the capture stops at the first failed write
 /// (not at the end of its --duration), says how many events the file held,
 /// and removes it.
+/// A disk already full when a file must start (what a series meets when
+/// the disk fills just as it rotates): the recording refuses at once and
+/// leaves no empty file behind to trip the next run.
+#[test]
+fn a_file_that_cannot_start_leaves_nothing() {
+    let dir = TempDir::new("nostart");
+    let disk = SmallDisk::mount(&dir, "64k");
+    let filler = disk.0.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=4k", "count=64"])
+        .arg(format!("of={}", filler.display()))
+        .output()
+        .unwrap();
+    let out = disk.0.join("one.parquet");
+    let o = tcpcong(&["record", "-o", out.to_str().unwrap(), "--duration", "1"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&disk.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "filler")
+        .collect();
+    assert!(left.is_empty(), "{left:?} left in {}", disk.0.display());
+}
+
 #[test]
 fn a_full_disk_stops_a_single_file_capture_at_once() {
     let dir = TempDir::new("fullfile");

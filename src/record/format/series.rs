@@ -116,14 +116,24 @@ impl Series {
     /// The capture is attached: its first file starts at `start_ktime`.
     pub fn start(&mut self, info: CaptureInfo, start_ktime: u64) -> Result<()> {
         self.info = Some(info);
-        self.begin(start_ktime, 0)
+        self.begin(start_ktime, 0).map_err(|(e, _)| e)
     }
 
-    fn begin(&mut self, start_ktime: u64, lost_before: u64) -> Result<()> {
-        let path = self.next_path(start_ktime)?;
-        let mut writer = RecordingWriter::create(&path, false, self.clock)?;
+    /// Starts the next file; a failure says which file it was.
+    fn begin(
+        &mut self,
+        start_ktime: u64,
+        lost_before: u64,
+    ) -> std::result::Result<(), (Error, PathBuf)> {
+        let path = self
+            .next_path(start_ktime)
+            .map_err(|e| (e, self.root.clone()))?;
+        let mut writer =
+            RecordingWriter::create(&path, false, self.clock).map_err(|e| (e, path.clone()))?;
         if let Some(info) = &self.info {
-            writer.begin(&Metadata::new(info, start_ktime, start_ktime, 0))?;
+            writer
+                .begin(&Metadata::new(info, start_ktime, start_ktime, 0))
+                .map_err(|e| (e, path.clone()))?;
         }
         self.current = Some(Current {
             writer,
@@ -202,7 +212,10 @@ impl Series {
             match cut_at {
                 Some(t) => {
                     self.cut(t, lost)?;
-                    self.begin(t, lost)?;
+                    // The round's events from the cut on go to the next
+                    // file: if it cannot be started, they are lost.
+                    self.begin(t, lost)
+                        .map_err(|(e, next)| Error::incomplete(e, &next, events.len() as u64))?;
                 }
                 None if events.is_empty() => break,
                 None => {}

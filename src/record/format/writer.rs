@@ -199,9 +199,18 @@ impl RecordingWriter {
         let opts = ArrowWriterOptions::new()
             .with_properties(props)
             .with_skip_arrow_metadata(true);
-        let writer = ArrowWriter::try_new_with_options(file, Arc::clone(&schema), opts)
-            .map_err(|e| Error::parquet(&tmp, e))?;
-        let encoder = Encoder::start(writer).map_err(|e| Error::io(&tmp, e))?;
+        // The writer puts the file's magic down at once: on a full disk
+        // that fails, and the empty file would trip the next run.
+        let started = ArrowWriter::try_new_with_options(file, Arc::clone(&schema), opts)
+            .map_err(|e| Error::parquet(&tmp, e))
+            .and_then(|w| Encoder::start(w).map_err(|e| Error::io(&tmp, e)));
+        let encoder = match started {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
         Ok(RecordingWriter {
             target: target.to_path_buf(),
             force,
