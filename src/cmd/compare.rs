@@ -5,12 +5,13 @@
 
 use std::io::{self, BufWriter, Write};
 
-use super::{open_dataset, tell_duplicates, warn_losses, Selection};
+use super::{open_dataset, tell_duplicates, warn_losses, Selection, NO_FILTER};
 use crate::analyze::compare::Side;
 use crate::analyze::engine::durations::{self, Computed};
 use crate::analyze::engine::{Accounting, EngineConfig, Unit};
 use crate::analyze::render::compare::Comparison;
 use crate::error::{Error, Result};
+use crate::{escape, messages};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -47,6 +48,13 @@ fn side(plan: &Plan, input: &str) -> Result<Side> {
     } = durations::compute(data, &plan.select.rows(), &cfg, plan.threads, span.end_ns)?;
     tell_duplicates(duplicates);
     warn_losses(lost, Some(gaps), &summary);
+    if summary.flows == 0 {
+        let why = match plan.select.flags() {
+            f if f == NO_FILTER => "it holds no flow".to_string(),
+            f => format!("the selection ({f}) keeps no flow of it"),
+        };
+        messages::say(format_args!("{}: {why}", escape::terminal(input)));
+    }
     Ok(Side::of(&summary, plan.top))
 }
 

@@ -214,7 +214,7 @@ impl Selection {
             }
         }
         if f.is_empty() {
-            "no filter".into()
+            NO_FILTER.into()
         } else {
             f.join(" ")
         }
@@ -244,6 +244,9 @@ impl Selection {
         })
     }
 }
+
+/// What [`Selection::flags`] says of a selection of everything.
+const NO_FILTER: &str = "no filter";
 
 /// The flags that keep the sockets `f` keeps.
 fn socket_flags(f: &Filters) -> Vec<String> {

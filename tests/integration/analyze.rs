@@ -576,6 +576,23 @@ fn compare_sides_are_what_analyze_adds_up() {
         "{}",
         v["called_out"]
     );
+    // A side the selection empties says so.
+    let o = tcpcong(&[
+        "compare",
+        &f("ipv4-loss.parquet"),
+        &f("multi-flow.parquet"),
+        "-L",
+        "9999",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o)
+            .matches("the selection (-L 9999) keeps no flow of it")
+            .count(),
+        2,
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A command's output, run in the repository with the paths given
