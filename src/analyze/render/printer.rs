@@ -306,37 +306,38 @@ impl Wide {
         }
     }
 
-    fn heads(&self) -> String {
-        let Wide {
-            flow,
-            pid,
-            netns,
-            cc,
-        } = self;
+    /// The added columns' cells, each padded to its column.
+    fn line(
+        &self,
+        flow: &str,
+        pid: &str,
+        netns: &str,
+        cc: &str,
+        trouble: &str,
+        comm: &str,
+    ) -> String {
         format!(
-            " {:<flow$} {:<pid$} {:<netns$} {:<cc$} {:<25} Comm",
-            "Flow", "PID", "Netns", "CC", "Trouble"
+            " {flow:<0$} {pid:<1$} {netns:<2$} {cc:<3$} {trouble:<25} {comm}",
+            self.flow, self.pid, self.netns, self.cc
         )
     }
 
+    fn heads(&self) -> String {
+        self.line("Flow", "PID", "Netns", "CC", "Trouble", "Comm")
+    }
+
     fn cells(&self, r: &FlowRow) -> String {
-        let Wide {
-            flow,
-            pid,
-            netns,
-            cc,
-        } = self;
         let trouble = r.trouble.map_or("-".to_string(), |(a, b)| {
             format!("{}-{}", local_hms_ms(a), local_hms_ms(b))
         });
         let o = &r.addr.owner;
-        format!(
-            " {:<flow$} {:<pid$} {:<netns$} {:<cc$} {trouble:<25} {}",
-            r.key.cookie,
-            o.pid,
-            r.addr.netns,
-            escape::terminal(r.addr.cc.as_str()),
-            escape::terminal(o.comm.as_str()),
+        self.line(
+            &r.key.cookie.to_string(),
+            &o.pid.to_string(),
+            &r.addr.netns.to_string(),
+            &escape::terminal(r.addr.cc.as_str()),
+            &trouble,
+            &escape::terminal(o.comm.as_str()),
         )
     }
 }
