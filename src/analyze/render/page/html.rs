@@ -118,8 +118,8 @@ fn legend(h: &mut String) {
     }
     h.push_str(
         "</p>\n<p class=\"legend\">Under each flow's band: <span class=\"cwnd\">cwnd</span> and \
-         <span class=\"ssthresh\">ssthresh</span> (packets) with <span class=\"retrans\">▲ \
-         retransmissions</span>, and under them <span class=\"srtt\">srtt</span> (ms) on its own \
+         <span class=\"ssthresh\">ssthresh</span> (packets) with <span class=\"retrans\">▮ \
+         retransmissions</span> per pixel (taller: more, on a log scale), and under them <span class=\"srtt\">srtt</span> (ms) on its own \
          scale; above the band a mark per pixel with transitions (hover for the transition).</p>\n",
     );
 }
@@ -583,12 +583,19 @@ fn lines(h: &mut String, f: &FlowTimeline, top: usize) {
         step_path(h, steps, class, |v| y(v, packets, window_bottom, WINDOW_H));
     }
     step_path(h, &f.srtt_us, "srtt", |v| y(v, srtt, rtt_bottom, RTT_H));
+    // Retransmissions as a bar per column along the pane's foot, its
+    // height growing with the log of the count: at high loss nearly every
+    // column has some, and marks of one size would merge into a band.
+    let most = f.retrans.iter().map(|&(_, n)| n).max().unwrap_or(1);
+    let scale =
+        |n: u64| 2.0 + 10.0 * (n as f64).ln_1p() / (most as f64).ln_1p().max(f64::MIN_POSITIVE);
     for (c, n) in &f.retrans {
+        let tall = scale(*n);
         let _ = write!(
             h,
-            "<path class=\"retrans\" d=\"M{0} {1}l-2 5h4z\"><title>{n} retransmitted</title></path>",
+            "<rect class=\"retrans\" x=\"{0}\" y=\"{1:.1}\" width=\"1\" height=\"{tall:.1}\"><title>{n} retransmitted</title></rect>",
             x_of(*c),
-            window_bottom - 5.0
+            window_bottom - tall
         );
     }
 }
