@@ -122,32 +122,38 @@ pub fn median_slot(h: &Log2Hist) -> Option<usize> {
 pub enum Change {
     /// A state's share of the flows' time moved by this many points.
     Share(CaState, f64),
-    /// State changes per flow-second were multiplied by this.
-    Rate(f64),
-    /// The median stay in a state moved by this many log2 slots (each a
-    /// factor of two).
-    Dwell(CaState, i64),
+    /// State changes per flow-second went from `before` to `after`.
+    Rate { before: f64, after: f64 },
+    /// The median stay in a state moved from one log2 slot to another,
+    /// two or more apart (a factor of four or more).
+    Dwell {
+        state: CaState,
+        before: usize,
+        after: usize,
+    },
 }
 
 /// Shares that moved by at least this many points are called out.
 pub const SHARE_POINTS: f64 = 1.0;
 /// A change rate that grew or shrank by at least this factor is.
 pub const RATE_FACTOR: f64 = 1.25;
+/// A typical stay whose log2 slot moved by at least this many is: one
+/// slot apart can be 1023 us against 1024 us.
+pub const DWELL_SLOTS: usize = 2;
 
 /// What changed from `before` to `after` enough to say: shares by a point
-/// or more, the change rate by a quarter or more, a median stay by a
-/// factor of two or more; biggest share moves first.
+/// or more, the change rate by a quarter or more (or to or from none), a
+/// median stay by two log2 slots or more; biggest share moves first.
+/// Nothing is called out where a side has no flow time to compare.
 pub fn called_out(before: &Side, after: &Side) -> Vec<Change> {
+    if before.total_ns() == 0 || after.total_ns() == 0 {
+        return Vec::new();
+    }
     let mut shares: Vec<Change> = CaState::ALL
         .iter()
         // To the tenth of a point shown, so that what is called out and
         // what the table prints agree.
-        .map(|&s| {
-            (
-                s,
-                ((after.share(s) - before.share(s)) * 10.0).round() / 10.0,
-            )
-        })
+        .map(|&s| (s, tenths(after.share(s) - before.share(s))))
         .filter(|(_, d)| d.abs() >= SHARE_POINTS)
         .map(|(s, d)| Change::Share(s, d))
         .collect();
@@ -162,17 +168,36 @@ pub fn called_out(before: &Side, after: &Side) -> Vec<Change> {
         before.changes_per_flow_second(),
         after.changes_per_flow_second(),
     );
-    if rb > 0.0 && ra > 0.0 && (ra / rb >= RATE_FACTOR || rb / ra >= RATE_FACTOR) {
-        shares.push(Change::Rate(ra / rb));
+    // The ratio as the table prints it, to two decimals.
+    let ratio = |x: f64, y: f64| (y / x * 100.0).round() / 100.0;
+    let moved = match (rb > 0.0, ra > 0.0) {
+        (true, true) => ratio(rb, ra) >= RATE_FACTOR || ratio(ra, rb) >= RATE_FACTOR,
+        (false, false) => false,
+        _ => true,
+    };
+    if moved {
+        shares.push(Change::Rate {
+            before: rb,
+            after: ra,
+        });
     }
-    for s in CaState::ALL {
-        if let (Some(b), Some(a)) = (before.median_slot(s), after.median_slot(s)) {
-            if a != b {
-                shares.push(Change::Dwell(s, a as i64 - b as i64));
+    for state in CaState::ALL {
+        if let (Some(b), Some(a)) = (before.median_slot(state), after.median_slot(state)) {
+            if a.abs_diff(b) >= DWELL_SLOTS {
+                shares.push(Change::Dwell {
+                    state,
+                    before: b,
+                    after: a,
+                });
             }
         }
     }
     shares
+}
+
+/// `v` to the tenth shown.
+fn tenths(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
 }
 
 #[cfg(test)]
@@ -283,14 +308,44 @@ mod tests {
             .iter()
             .map(|c| match c {
                 Change::Share(s, d) => format!("{} {d:+.1}", s.name()),
-                Change::Rate(r) => format!("rate x{r:.2}"),
-                Change::Dwell(s, d) => format!("{} {d:+}", s.name()),
+                Change::Rate { before, after } => format!("rate {before}->{after}"),
+                Change::Dwell {
+                    state,
+                    before,
+                    after,
+                } => format!("{} {before}->{after}", state.name()),
             })
             .collect();
         assert_eq!(
             rounded,
-            ["open -20.0", "loss +10.0", "recovery +9.6", "recovery +2"]
+            ["open -20.0", "loss +10.0", "recovery +9.6", "recovery 3->5"]
         );
+        // A side without flow time has nothing to compare.
+        let none = Side::of(&summary(vec![vec![]], &[]), 3);
+        assert_eq!(called_out(&before, &none), vec![]);
+    }
+
+    /// The change rate is called out as the table rounds it, and when it
+    /// goes to or from none.
+    #[test]
+    fn the_rate_is_called_out_as_shown_and_from_none() {
+        let side = |changes| {
+            Side::of(
+                &summary(vec![vec![row(1, [1000 * MS, 0, 0, 0, 0], changes)]], &[]),
+                1,
+            )
+        };
+        let rate = |b: &Side, a: &Side| {
+            called_out(b, a)
+                .into_iter()
+                .filter(|c| matches!(c, Change::Rate { .. }))
+                .count()
+        };
+        // 4 -> 5 per second is x1.25 exactly; 100 -> 124 is x1.24.
+        assert_eq!(rate(&side(4), &side(5)), 1);
+        assert_eq!(rate(&side(100), &side(124)), 0);
+        assert_eq!(rate(&side(0), &side(3)), 1);
+        assert_eq!(rate(&side(0), &side(0)), 0);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::analyze::engine::durations::{self, Computed};
 use crate::analyze::engine::{Accounting, EngineConfig, Unit};
 use crate::analyze::render::compare::Comparison;
 use crate::error::{Error, Result};
-use crate::{escape, messages};
+use crate::messages;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -53,7 +53,8 @@ fn side(plan: &Plan, input: &str) -> Result<Side> {
             f if f == NO_FILTER => "it holds no flow".to_string(),
             f => format!("the selection ({f}) keeps no flow of it"),
         };
-        messages::say(format_args!("{}: {why}", escape::terminal(input)));
+        // (messages escape what they print.)
+        messages::say(format_args!("{input}: {why}"));
     }
     Ok(Side::of(&summary, plan.top))
 }

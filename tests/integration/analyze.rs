@@ -571,11 +571,14 @@ fn compare_sides_are_what_analyze_adds_up() {
             Some(trouble(worst))
         );
     }
-    assert!(
-        v["called_out"][0].as_str().unwrap().starts_with("loss +"),
+    let first = &v["called_out"][0];
+    assert_eq!(
+        (first["kind"].as_str(), first["state"].as_str()),
+        (Some("share"), Some("loss")),
         "{}",
         v["called_out"]
     );
+    assert!(first["points"].as_f64().unwrap() > 1.0, "{first}");
     // A side the selection empties says so.
     let o = tcpcong(&[
         "compare",

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::printer::slot_range;
 use crate::analyze::compare::{
-    called_out, percent, trouble, Change, Side, RATE_FACTOR, SHARE_POINTS,
+    called_out, percent, trouble, Change, Side, DWELL_SLOTS, RATE_FACTOR, SHARE_POINTS,
 };
 use crate::analyze::engine::FlowRow;
 use crate::escape;
@@ -19,26 +19,6 @@ pub struct Comparison<'a> {
     pub before: (&'a str, &'a Side),
     pub after: (&'a str, &'a Side),
     pub unit_ns: u64,
-}
-
-/// What a called-out change reads as.
-fn say(c: &Change) -> String {
-    match c {
-        Change::Share(s, d) => format!("{} {d:+.1} points of the flows' time", s.name()),
-        Change::Rate(r) => format!("state changes per flow-second x{r:.2}"),
-        Change::Dwell(s, d) if *d > 0 => {
-            format!(
-                "a typical stay in {} {}x as long",
-                s.name(),
-                1u64 << d.unsigned_abs().min(63)
-            )
-        }
-        Change::Dwell(s, d) => format!(
-            "a typical stay in {} 1/{} as long",
-            s.name(),
-            1u64 << d.unsigned_abs().min(63)
-        ),
-    }
 }
 
 impl Comparison<'_> {
@@ -60,11 +40,58 @@ impl Comparison<'_> {
         }
     }
 
+    /// A stay's slot in ns: the stays were cut to whole units before they
+    /// were counted, so the slot holds up to its last unit's last ns.
     fn stay_json(&self, slot: Option<usize>) -> Value {
         slot.map_or(Value::Null, |s| {
             let (lo, hi) = slot_range(s);
-            json!({"low_ns": lo.saturating_mul(self.unit_ns), "high_ns": hi.saturating_mul(self.unit_ns)})
+            json!({
+                "low_ns": lo.saturating_mul(self.unit_ns),
+                "high_ns": hi.saturating_add(1).saturating_mul(self.unit_ns).saturating_sub(1),
+            })
         })
+    }
+
+    /// What a called-out change reads as.
+    fn say(&self, c: &Change) -> String {
+        match c {
+            Change::Share(s, d) => format!("{} {d:+.1} points of the flows' time", s.name()),
+            Change::Rate { before, after } => {
+                format!("state changes per flow-second from {before:.1} to {after:.1}")
+            }
+            Change::Dwell {
+                state,
+                before,
+                after,
+            } => format!(
+                "a typical stay in {} from {} to {}",
+                state.name(),
+                self.stay(Some(*before)),
+                self.stay(Some(*after))
+            ),
+        }
+    }
+
+    /// A called-out change for programs: what moved, and by how much.
+    fn change_json(&self, c: &Change) -> Value {
+        let mut v = match c {
+            Change::Share(s, d) => json!({"kind": "share", "state": s.name(), "points": d}),
+            Change::Rate { before, after } => {
+                json!({"kind": "rate", "before": before, "after": after})
+            }
+            Change::Dwell {
+                state,
+                before,
+                after,
+            } => json!({
+                "kind": "stay",
+                "state": state.name(),
+                "before": self.stay_json(Some(*before)),
+                "after": self.stay_json(Some(*after)),
+            }),
+        };
+        v["text"] = json!(self.say(c));
+        v
     }
 
     pub fn write_table(&self, out: &mut dyn Write) -> io::Result<()> {
@@ -84,17 +111,22 @@ impl Comparison<'_> {
             "{:<24} {:>14} {:>14} {:>12}",
             "", "before", "after", "change"
         )?;
+        // A side without flow time has no shares: "-", not 0 %.
+        let share = |side: &Side, s: CaState| (side.total_ns() > 0).then(|| side.share(s));
         for s in CaState::ALL {
-            let (x, y) = (b.share(s), a.share(s));
+            let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} %"));
+            let (x, y) = (share(b, s), share(a, s));
             // Rounded first, so that a move too small to show reads 0.0,
             // not -0.0.
-            let d = ((y - x) * 10.0).round() / 10.0 + 0.0;
+            let d = x.zip(y).map_or("-".to_string(), |(x, y)| {
+                format!("{:+.1} pts", ((y - x) * 10.0).round() / 10.0 + 0.0)
+            });
             writeln!(
                 out,
-                "{:<24} {:>12.1} % {:>12.1} % {:>+8.1} pts",
+                "{:<24} {:>14} {:>14} {:>12}",
                 s.name(),
-                x,
-                y,
+                cell(x),
+                cell(y),
                 d
             )?;
         }
@@ -104,10 +136,19 @@ impl Comparison<'_> {
         } else {
             "-".into()
         };
+        let rate = |side: &Side, v: f64| {
+            if side.total_ns() > 0 {
+                format!("{v:.1}")
+            } else {
+                "-".into()
+            }
+        };
         writeln!(
             out,
-            "{:<24} {x:>14.1} {y:>14.1} {ratio:>12}",
-            "changes per flow-second"
+            "{:<24} {:>14} {:>14} {ratio:>12}",
+            "changes per flow-second",
+            rate(b, x),
+            rate(a, y)
         )?;
         for s in CaState::ALL {
             let (x, y) = (b.median_slot(s), a.median_slot(s));
@@ -121,12 +162,14 @@ impl Comparison<'_> {
                 )?;
             }
         }
-        let calls: Vec<String> = called_out(b, a).iter().map(say).collect();
+        let calls: Vec<String> = called_out(b, a).iter().map(|c| self.say(c)).collect();
         writeln!(out)?;
-        if calls.is_empty() {
+        if calls.is_empty() && (b.total_ns() == 0 || a.total_ns() == 0) {
+            writeln!(out, "Nothing to compare: a side has no flow time.")?;
+        } else if calls.is_empty() {
             writeln!(
                 out,
-                "No difference worth calling out (shares within {SHARE_POINTS} point, the change rate within x{RATE_FACTOR}, typical stays in the same power of two)."
+                "No difference worth calling out (shares within {SHARE_POINTS} point, the change rate within x{RATE_FACTOR}, typical stays within {DWELL_SLOTS} powers of two)."
             )?;
         } else {
             writeln!(out, "Called out: {}.", calls.join("; "))?;
@@ -149,7 +192,8 @@ impl Comparison<'_> {
             let mut share = Map::new();
             let mut stay = Map::new();
             for st in CaState::ALL {
-                share.insert(st.name().into(), json!(s.share(st)));
+                let v = (s.total_ns() > 0).then(|| s.share(st));
+                share.insert(st.name().into(), json!(v));
                 stay.insert(st.name().into(), self.stay_json(s.median_slot(st)));
             }
             json!({
@@ -159,6 +203,7 @@ impl Comparison<'_> {
                 "state_ns": by_state(&s.ns),
                 "share_percent": share,
                 "changes": s.changes,
+                "mismatches": s.mismatches,
                 "changes_per_flow_second": s.changes_per_flow_second(),
                 "typical_stay": stay,
                 "worst": s.worst.iter().map(worst_json).collect::<Vec<_>>(),
@@ -167,7 +212,7 @@ impl Comparison<'_> {
         let v = json!({
             "before": side(self.before),
             "after": side(self.after),
-            "called_out": called_out(self.before.1, self.after.1).iter().map(say).collect::<Vec<_>>(),
+            "called_out": called_out(self.before.1, self.after.1).iter().map(|c| self.change_json(c)).collect::<Vec<_>>(),
         });
         serde_json::to_writer(&mut *out, &v)?;
         writeln!(out)
