@@ -83,9 +83,13 @@ pub enum Error {
     #[error("{}: {reason}", path.display())]
     BadInput { path: PathBuf, reason: String },
 
-    /// A recording this user may not read: tcpcong writes them for root.
-    #[error("{}: permission denied: tcpcong writes recordings readable by their owner only (0600: they name processes and addresses); read it as that user (root for one root recorded), or give this user read access (chmod, chown)", path.display())]
-    Unreadable { path: PathBuf },
+    /// A recording this user may not read (tcpcong writes them 0600).
+    #[error("{}: permission denied: {whose}tcpcong writes recordings readable by their owner only (0600: they name processes and addresses); read it as that user, or give this user read access (chmod, chown)", path.display())]
+    Unreadable {
+        path: PathBuf,
+        /// "it belongs to uid N, and ", where the file's owner can be told.
+        whose: String,
+    },
 
     #[error("{}: {source}", path.display())]
     Io {

@@ -7,7 +7,7 @@
 use std::io::{self, BufWriter};
 use std::path::PathBuf;
 
-use super::{open_dataset, warn_losses, ReportPlan, Selection};
+use super::{open_dataset, warn_losses, ReportPlan, Selection, NO_FILTER};
 use crate::analyze::engine::durations::{self, Computed};
 use crate::analyze::render::arrow::{Table, TableFile};
 use crate::analyze::render::printer::Printer;
@@ -85,7 +85,7 @@ pub fn run(plan: &Plan) -> Result<()> {
     };
     if visible_rows == 0 && !plan.report.report.histogram {
         if summary.flows == 0 {
-            recorded.explain_nothing(&plan.select);
+            recorded.explain_nothing(&plan.select, lost_events);
         } else {
             let hint = if plan.report.report.all {
                 ""
@@ -124,18 +124,28 @@ impl Recorded {
         }
     }
 
-    /// Why no flow is in the report: none was recorded, or the selection
-    /// left none.
-    fn explain_nothing(&self, select: &Selection) {
-        if self.events == 0 {
+    /// Why no flow is in the report: none was recorded, every event was
+    /// lost, the events name no flow's congestion state, or the selection
+    /// left none. `lost`: the recordings' lost events.
+    fn explain_nothing(&self, select: &Selection, lost: u64) {
+        let flags = select.flags();
+        if self.events == 0 && lost > 0 {
+            messages::say(format_args!(
+                "the recordings hold no events: the capture lost all it had ({lost}, see the warning)"
+            ));
+        } else if self.events == 0 {
             messages::say(format_args!(
                 "the recordings hold no events: no TCP socket {} changed state while they were recorded (was the traffic in that namespace, on those ports, at that time?)",
                 self.kept.join(", or ")
             ));
+        } else if flags == NO_FILTER {
+            messages::say(format_args!(
+                "the recordings' {} events time no flow (births, closes or listening sockets only); `tcpcong events` lists them",
+                self.events
+            ));
         } else {
             messages::say(format_args!(
-                "the selection ({}) keeps none of the recordings' {} events; `tcpcong events` without it lists them",
-                select.flags(),
+                "the selection ({flags}) keeps none of the recordings' {} events; `tcpcong events` without it lists them",
                 self.events
             ));
         }

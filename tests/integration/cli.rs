@@ -695,6 +695,25 @@ fn empty_results_say_why() {
         stderr(&o)
     );
 
+    // A socket that only listened: an event, a flow, no change.
+    let listened = dir.join("listen.parquet");
+    let rec = Recorder::start(&listened, &["--netns", &lab.netns_path()]);
+    let script = "import socket, time\n\
+                  s = socket.socket(); s.bind(('127.0.0.1', 5201)); s.listen(); time.sleep(0.2)";
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", &lab.ns, "python3", "-c", script])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    rec.stop();
+    let o = tcpcong(&["analyze", listened.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no flow changed congestion state in the selected data (1 flows seen"),
+        "{}",
+        stderr(&o)
+    );
+
     let multi = fixture("multi-flow.parquet");
     let o = tcpcong(&[
         "analyze",
@@ -732,7 +751,7 @@ fn empty_results_say_why() {
     assert_eq!(o.status.code(), Some(1));
     let said = stderr(&o);
     assert!(
-        said.contains("permission denied: tcpcong writes recordings readable by their owner only")
+        said.contains("permission denied: it belongs to uid 0, and tcpcong writes recordings readable by their owner only")
             && said.lines().count() == 1,
         "{said}"
     );
@@ -763,6 +782,26 @@ fn unfinished_recordings_say_whose_they_are() {
     };
     let running = "not finished: a capture that is still running is writing it";
     ask(running, running);
+    // Another user cannot open it to tell running from killed.
+    let o = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            bin(),
+            "analyze",
+            out,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains(
+            "is a capture's unfinished file (running or killed) that this user may not read"
+        ),
+        "{}",
+        stderr(&o)
+    );
     // Dropping the recorder kills it (SIGKILL) and reaps it.
     drop(rec);
     ask(

@@ -325,9 +325,6 @@ fn live_mode_gives_up_on_its_recording_as_record_does() {
     );
 }
 
-/// One file on a full disk: the capture stops at the first failed write
-/// (not at the end of its --duration), says how many events the file held,
-/// and removes it.
 /// A disk already full when a file must start (what a series meets when
 /// the disk fills just as it rotates): the recording refuses at once and
 /// leaves no empty file behind to trip the next run.
@@ -354,6 +351,9 @@ fn a_file_that_cannot_start_leaves_nothing() {
     assert!(left.is_empty(), "{left:?} left in {}", disk.0.display());
 }
 
+/// One file on a full disk: the capture stops at the first failed write
+/// (not at the end of its --duration), says how many events the file held,
+/// and removes it.
 #[test]
 fn a_full_disk_stops_a_single_file_capture_at_once() {
     let dir = TempDir::new("fullfile");

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use super::schema::{CaptureInfo, Metadata};
 use super::writer::{is_being_written, Breaks, RecordingWriter};
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{Change, Event};
 use crate::files;
 use crate::host::hostname;
 use crate::time::{file_stamp, Clock};
@@ -214,8 +214,14 @@ impl Series {
                     self.cut(t, lost)?;
                     // The round's events from the cut on go to the next
                     // file: if it cannot be started, they are lost.
-                    self.begin(t, lost)
-                        .map_err(|(e, next)| Error::incomplete(e, &next, events.len() as u64))?;
+                    self.begin(t, lost).map_err(|(e, next)| {
+                        // Snapshot rows are not events.
+                        let lost = events
+                            .iter()
+                            .filter(|e| !matches!(e.change, Change::Snapshot { .. }))
+                            .count();
+                        Error::incomplete(e, &next, lost as u64)
+                    })?;
                 }
                 None if events.is_empty() => break,
                 None => {}

@@ -47,22 +47,30 @@ impl Axis {
 }
 
 /// Instants for the axis's labels: whole multiples of a round step (1, 2
-/// or 5 times a power of ten nanoseconds), the smallest that gives at most
-/// `most` of them inside the axis; and that step.
+/// or 5 times a power of ten below a second; then 1, 2, 5, 10, 15 or 30
+/// seconds or minutes, 1, 2, 3, 6 or 12 hours, then days), the smallest
+/// that gives at most `most` of them inside the axis; and that step.
 pub fn round_ticks(axis: &Axis, most: usize) -> (u64, Vec<u64>) {
+    const SEC: u64 = 1_000_000_000;
     let span = axis.end_ns - axis.start_ns;
     let most = most.max(1) as u64;
-    let mut step = 1u64;
-    'found: for _ in 0..20 {
-        for m in [1, 2, 5] {
-            let s = step.saturating_mul(m);
-            if span / s < most {
-                step = s;
-                break 'found;
-            }
-        }
-        step = step.saturating_mul(10);
-    }
+    let below_a_second = (0..9).flat_map(|k| [1, 2, 5].map(|m| m * 10u64.pow(k)));
+    let clock = [1, 2, 5, 10, 15, 30]
+        .into_iter()
+        .map(|m| m * SEC)
+        .chain([1, 2, 5, 10, 15, 30].map(|m| m * 60 * SEC))
+        .chain([1, 2, 3, 6, 12].map(|m| m * 3_600 * SEC));
+    // Saturating: a span of centuries ends at u64::MAX, which any span fits.
+    let days = (0..).map(|k: u32| {
+        (86_400 * SEC)
+            .saturating_mul(10u64.saturating_pow(k / 3))
+            .saturating_mul([1, 2, 5][k as usize % 3])
+    });
+    let step = below_a_second
+        .chain(clock)
+        .chain(days)
+        .find(|&s| span / s < most)
+        .unwrap_or(u64::MAX);
     let first = axis.start_ns.div_ceil(step).saturating_mul(step);
     let ticks = (0..)
         .map(|i: u64| first.saturating_add(i.saturating_mul(step)))
@@ -383,5 +391,12 @@ mod tests {
         assert!(ticks.iter().all(|t| t % (1_000 * MS) == 0));
         let (_, few) = round_ticks(&Axis::new(t0, t0 + 1, 720), 8);
         assert!(few.len() <= 1);
+        // An hour: every ten minutes, on the clock's minutes.
+        let (step, ticks) = round_ticks(&Axis::new(t0, t0 + 3_600_000 * MS, 720), 8);
+        assert_eq!((step, ticks.len()), (600_000 * MS, 6));
+        assert!(ticks.iter().all(|t| t % (600_000 * MS) == 0));
+        // The widest axis there is: one label, no overflow.
+        let (_, ticks) = round_ticks(&Axis::new(0, u64::MAX, 720), 8);
+        assert!(ticks.len() <= 8);
     }
 }

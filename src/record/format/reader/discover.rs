@@ -77,6 +77,15 @@ fn unfinished_beside(path: &Path) -> Option<String> {
     if !wip.is_file() {
         return None;
     }
+    // Whether it is being written cannot be told without opening it.
+    if crate::files::open_regular_nofollow(&wip)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+    {
+        return Some(format!(
+            "not there: {} is a capture's unfinished file (running or killed) that this user may not read",
+            wip.display()
+        ));
+    }
     Some(if is_being_written(&wip) {
         format!("{RUNNING} ({})", wip.display())
     } else {

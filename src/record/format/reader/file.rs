@@ -158,6 +158,13 @@ impl Recording {
         let file = files::open_regular(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::PermissionDenied => Error::Unreadable {
                 path: path.to_path_buf(),
+                // Its folder may be readable where the file is not.
+                whose: std::fs::metadata(path).map_or(String::new(), |m| {
+                    format!(
+                        "it belongs to uid {}, and ",
+                        std::os::unix::fs::MetadataExt::uid(&m)
+                    )
+                }),
             },
             _ => Error::io(path, e),
         })?;
