@@ -656,6 +656,13 @@ fn spans_relative_to_the_end_and_local_clock_times_select_the_same_rows() {
     );
 }
 
+/// `analyze ARGS` succeeds and says `text` on stderr.
+fn analyze_says(args: &[&str], text: &str) {
+    let o = tcpcong(&[&["analyze"], args].concat());
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    assert!(stderr(&o).contains(text), "{args:?}: {}", stderr(&o));
+}
+
 /// A recording of nothing says so at its end and when analyzed, naming
 /// the filters it was recorded with; a selection that keeps nothing of a
 /// recording says which flags it was; a recording this user may not read
@@ -685,14 +692,9 @@ fn empty_results_say_why() {
         )),
         "{said}"
     );
-    let o = tcpcong(&["analyze", out.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains(&format!(
-            "the recordings hold no events: no TCP socket {kept} changed state"
-        )),
-        "{}",
-        stderr(&o)
+    analyze_says(
+        &[out.to_str().unwrap()],
+        &format!("the recordings hold no events: no TCP socket {kept} changed state"),
     );
 
     // A socket that only listened: an event, a flow, no change.
@@ -706,48 +708,23 @@ fn empty_results_say_why() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     rec.stop();
-    let o = tcpcong(&["analyze", listened.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("no flow changed congestion state in the selected data (1 flows seen"),
-        "{}",
-        stderr(&o)
+    analyze_says(
+        &[listened.to_str().unwrap()],
+        "no flow changed congestion state in the selected data (1 flows seen",
     );
 
     let multi = fixture("multi-flow.parquet");
-    let o = tcpcong(&[
-        "analyze",
-        multi.to_str().unwrap(),
-        "-L",
-        "9999",
-        "--since",
-        "1",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
     let events = read_meta(&multi)["events"].as_u64().unwrap();
-    assert!(
-        stderr(&o).contains(&format!(
-            "the selection (-L 9999 --since) keeps none of the recordings' {events} events"
-        )),
-        "{}",
-        stderr(&o)
+    analyze_says(
+        &[multi.to_str().unwrap(), "-L", "9999", "--since", "1"],
+        &format!("the selection (-L 9999 --since) keeps none of the recordings' {events} events"),
     );
 
     let private = dir.join("private.parquet");
     std::fs::copy(&multi, &private).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let o = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            bin(),
-            "analyze",
-        ])
-        .arg(&private)
-        .output()
-        .unwrap();
+    let o = tcpcong_as_nobody(&["analyze", private.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let said = stderr(&o);
     assert!(
@@ -783,17 +760,7 @@ fn unfinished_recordings_say_whose_they_are() {
     let running = "not finished: a capture that is still running is writing it";
     ask(running, running);
     // Another user cannot open it to tell running from killed.
-    let o = std::process::Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            bin(),
-            "analyze",
-            out,
-        ])
-        .output()
-        .unwrap();
+    let o = tcpcong_as_nobody(&["analyze", out]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains(

@@ -53,6 +53,15 @@ pub fn tcpcong(args: &[&str]) -> Output {
         .expect("tcpcong runs")
 }
 
+/// Runs tcpcong as the user nobody (uid 65534), with no groups.
+pub fn tcpcong_as_nobody(args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()])
+        .args(args)
+        .output()
+        .expect("setpriv runs")
+}
+
 /// Runs tcpcong as root without any capability, as an unprivileged user
 /// would be (setpriv drops them all, also for children).
 pub fn tcpcong_without_capabilities(args: &[&str]) -> Output {
