@@ -256,3 +256,65 @@ fn by_state(ns: &[u64; 5]) -> Map<String, Value> {
         .map(|s| (s.name().to_string(), json!(ns[s.index()])))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::engine::{Summary, WindowReport};
+    use crate::event::{FlowAddr, FlowKey, KernelName, Owner};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// A worst flow's command name, and the names the user gave the sides,
+    /// reach the terminal escaped; JSON carries them as data.
+    #[test]
+    fn names_are_escaped_for_the_terminal() {
+        let row = FlowRow {
+            key: FlowKey { boot: 0, cookie: 1 },
+            addr: FlowAddr {
+                family: 4,
+                saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                sport: 1,
+                daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                dport: 2,
+                owner: Owner {
+                    pid: 7,
+                    comm: KernelName::from_str_lossy("\x1b]0;pwn\x07\n"),
+                    cgroup: 0,
+                },
+                netns: 0,
+                cc: Default::default(),
+            },
+            ns: [1, 0, 0, 5, 0],
+            changes: 1,
+            mismatches: 0,
+            trouble: None,
+        };
+        let s = Summary {
+            windows: vec![WindowReport {
+                index: 0,
+                start_ns: 0,
+                end_ns: 0,
+                rows: vec![row],
+                hist: Default::default(),
+            }],
+            flows: 1,
+            ..Summary::default()
+        };
+        let side = Side::of(&s, 3);
+        let c = Comparison {
+            before: ("a\x1b[31m\nb", &side),
+            after: ("c", &side),
+            unit_ns: 1_000,
+        };
+        let mut table = Vec::new();
+        c.write_table(&mut table).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        assert!(!table.contains(['\x1b', '\x07']), "{table:?}");
+        assert!(table.contains(r"a\x1b[31m\x0ab"), "{table}");
+        assert!(table.contains(r"\x1b]0;pwn\x07\x0a"), "{table}");
+        let mut json = Vec::new();
+        c.write_json(&mut json).unwrap();
+        let v: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["before"]["worst"][0]["comm"], "\x1b]0;pwn\x07\n");
+    }
+}

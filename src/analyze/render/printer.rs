@@ -969,6 +969,28 @@ window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,pid,com
         assert_eq!(got, want);
     }
 
+    /// A process names itself what it likes: --wide's columns stay put and
+    /// the terminal gets no control character, whatever comm and the
+    /// congestion control's name hold.
+    #[test]
+    fn wide_rows_escape_names() {
+        let mut w = sample();
+        w.rows.retain(|r| r.key.cookie == 10);
+        w.rows[0].addr.owner.comm = KernelName::from_str_lossy("\x1b[2J\nx\ty\"z");
+        w.rows[0].addr.cc = KernelName::from_str_lossy("cu\rbic");
+        let o = ReportConfig {
+            wide: true,
+            ..plain()
+        };
+        let got = text(|out| write_table(out, &w, &o));
+        assert!(!got.contains(['\x1b', '\r', '\t']), "{got:?}");
+        // The blank line, the head and one row: no newline slipped in.
+        assert_eq!(got.lines().count(), 3, "{got:?}");
+        let row = got.lines().nth(2).unwrap();
+        assert!(row.ends_with(r#"\x1b[2J\x0ax\x09y"z"#), "{row}");
+        assert!(row.contains(r"cu\x0dbic"), "{row}");
+    }
+
     fn by(key: GroupKey, sort: Option<SortKey>, all: bool) -> ReportConfig {
         ReportConfig {
             all,
