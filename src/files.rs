@@ -56,27 +56,109 @@ pub fn raise_open_files_limit() {
 /// one can guess (`.NAME.RANDOM.tmp`), for renaming into place once
 /// complete.
 pub fn create_temp_beside(path: &Path) -> io::Result<(PathBuf, File)> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    fresh_name_beside(path, |tmp| create_new(tmp).map(|f| (tmp.to_path_buf(), f)))
+}
+
+/// Calls `make` with unpredictable hidden names beside `path`
+/// (`.NAME.RANDOM.tmp`) until one is not taken.
+fn fresh_name_beside<T>(
+    path: &Path,
+    mut make: impl FnMut(&Path) -> io::Result<T>,
+) -> io::Result<T> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?;
     let mut last = None;
     for _ in 0..NAME_TRIES {
-        let tmp = dir.join(format!(
+        let tmp = folder_of(path).join(format!(
             ".{}.{:016x}.tmp",
             name.to_string_lossy(),
             random_u64()?
         ));
-        match create_new(&tmp) {
-            Ok(f) => return Ok((tmp, f)),
+        match make(&tmp) {
+            Ok(v) => return Ok(v),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(e),
         }
     }
     Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)))
+}
+
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// A file for `path`'s content in its folder, as yet without a name
+/// (`O_TMPFILE`): if the process dies before [`name_beside`] the kernel
+/// frees it, so a killed capture leaves no half-written file behind. A
+/// file system without unnamed files gets a hidden unpredictable name
+/// (see [`create_temp_beside`]), returned with the file.
+pub fn create_unnamed_beside(path: &Path) -> io::Result<(File, Option<PathBuf>)> {
+    let unnamed = OpenOptions::new()
+        .write(true)
+        .mode(PRIVATE)
+        .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
+        .open(folder_of(path));
+    match unnamed {
+        Ok(f) => Ok((f, None)),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+            ) =>
+        {
+            create_temp_beside(path).map(|(p, f)| (f, Some(p)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives a file [`create_unnamed_beside`] made without a name a hidden
+/// unpredictable one beside `path`, for renaming into place.
+pub fn name_beside(file: &File, path: &Path) -> io::Result<PathBuf> {
+    fresh_name_beside(path, |tmp| {
+        let to = c_path(tmp)?;
+        let empty = c"";
+        // SAFETY: the descriptor is open for the call; both paths are
+        // NUL-terminated and live across it.
+        let rc = unsafe {
+            libc::linkat(
+                file.as_raw_fd(),
+                empty.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        if rc == 0 {
+            return Ok(tmp.to_path_buf());
+        }
+        let err = io::Error::last_os_error();
+        // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the descriptor's
+        // /proc link does not.
+        if !matches!(err.raw_os_error(), Some(libc::ENOENT | libc::EPERM)) {
+            return Err(err);
+        }
+        let proc = c_path(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())))?;
+        // SAFETY: as above.
+        let rc = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                proc.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if rc == 0 {
+            Ok(tmp.to_path_buf())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    })
 }
 
 /// Opens `path` for reading if it is a regular file (following symbolic

@@ -72,12 +72,8 @@ fn durations_of_files(
     let mode = self::accounting(accounting)?;
     let open = move || {
         let found = discover(&inputs)?;
-        let passed_over = found
-            .unfinished
-            .iter()
-            .map(|p| caveats::ignoring(p))
-            .collect();
-        Ok((Dataset::open(&found.files)?, passed_over))
+        let notes = caveats::discovered(&found);
+        Ok((Dataset::open(&found.files)?, notes))
     };
     table_of(py, open, mode, all, threads)
 }

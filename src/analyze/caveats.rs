@@ -3,19 +3,29 @@
 //! warnings the Python package raises with its table. One text for both,
 //! so that the two say the same.
 
-use std::path::Path;
-
 use super::engine::{Accounting, Summary};
+use crate::record::format::reader::Discovered;
 use crate::record::format::writer::is_being_written;
 
-/// An unfinished file in an input folder, passed over.
-pub fn ignoring(path: &Path) -> String {
-    let what = if is_being_written(path) {
-        "a capture that is still running"
-    } else {
-        "a capture that was killed before it finished"
-    };
-    format!("ignoring {}: {what}", path.display())
+/// What the inputs' discovery read besides finished recordings, and what
+/// it passed over.
+pub fn discovered(found: &Discovered) -> Vec<String> {
+    let reading = found.unfinished.iter().map(|p| {
+        let what = if is_being_written(p) {
+            "the unfinished file of a capture that is still running"
+        } else {
+            "what a capture that was killed before it finished left"
+        };
+        format!(
+            "reading {}: {what}, up to about a second before it was last written; the events the capture lost and its cgroups' paths are known only when a capture ends",
+            p.display()
+        )
+    });
+    let passed = found
+        .passed_over
+        .iter()
+        .map(|(p, why)| format!("ignoring {}: {why}", p.display()));
+    reading.chain(passed).collect()
 }
 
 /// Overlapping captures (two recorders at once) recorded some events twice.

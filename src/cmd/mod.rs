@@ -296,14 +296,14 @@ fn write_replacing<T>(
     done
 }
 
-/// The recordings the inputs name, saying which unfinished files in their
-/// folders are passed over. A command that reads them twice opens this one
+/// The recordings the inputs name, saying which are the unfinished files
+/// of captures. A command that reads them twice opens this one
 /// list twice: a second discovery would say it all again, and could find
 /// files the first did not.
 fn find_recordings(inputs: &[String]) -> Result<Vec<std::path::PathBuf>> {
     let found = crate::record::format::reader::discover(inputs)?;
-    for p in &found.unfinished {
-        messages::say(caveats::ignoring(p));
+    for line in caveats::discovered(&found) {
+        messages::say(line);
     }
     Ok(found.files)
 }

@@ -46,6 +46,8 @@ struct RecordSink {
 impl Sink for RecordSink {
     fn started(&mut self, s: &Started) -> Result<()> {
         super::show_libbpf_log(self.verbose);
+        // The file can be read from the moment the banner says so.
+        self.rec.started(s)?;
         tell_started(s);
         if !self.quiet {
             messages::raw(format_args!(
@@ -65,7 +67,7 @@ impl Sink for RecordSink {
                 self.status = Some((bar, Instant::now() - STATUS_EVERY));
             }
         }
-        self.rec.started(s)
+        Ok(())
     }
 
     fn cgroups(&mut self, paths: &BTreeMap<u64, String>) -> Result<()> {

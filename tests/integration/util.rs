@@ -356,6 +356,12 @@ impl Recorder {
         (a.wait(), b.wait())
     }
 
+    /// Reaps a recorder the test killed: how it ended.
+    pub fn wait_killed(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("a running recorder");
+        child.wait().expect("record ends")
+    }
+
     pub fn wait(mut self) -> Output {
         let child = self.child.take().expect("a running recorder");
         let mut o = child.wait_with_output().expect("record finishes");

@@ -1,9 +1,11 @@
 //! The recording file format: schema v1 (`schema`), writing a recording
-//! (`writer`) or a rotated series of them (`series`) behind one `output`,
-//! and reading recordings back (`reader`). No BPF and no command line: the
+//! (`writer`, with its unfinished file, the `journal`) or a rotated series
+//! of them (`series`) behind one `output`, and reading recordings back
+//! (`reader`). No BPF and no command line: the
 //! format is what other tools share with tcpcong, and it knows nothing of
 //! how events were captured.
 
+pub mod journal;
 pub mod output;
 pub mod reader;
 pub mod schema;

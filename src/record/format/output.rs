@@ -112,6 +112,7 @@ impl Output {
                 start_ktime: start,
             } => {
                 writer.begin(&Metadata::new(&info, start_ktime, start_ktime, 0))?;
+                writer.settle()?;
                 *slot = Some(info);
                 *start = start_ktime;
                 Ok(())

@@ -1,9 +1,13 @@
 //! Writes events into a schema v1 Parquet file.
 //!
-//! The file is built under a hidden in-progress name in the target folder
-//! and renamed into place only once its footer is written, so a file with
-//! the final name is always complete. Rows arrive in time order and go out
-//! in batches; the Parquet writer flushes a row group whenever one fills,
+//! The file is built without a name in the target folder (or under a
+//! hidden one where the file system has no unnamed files) and renamed into
+//! place only once its footer is written, so a file with the final name is
+//! always complete. Meanwhile the capture's rows are also appended, about
+//! once a second, to its unfinished file under a hidden name
+//! (`.NAME.inprogress`, see [`super::journal`]): what a running or killed
+//! capture can be read from. Rows arrive in time order and go out in
+//! batches; the Parquet writer flushes a row group whenever one fills,
 //! which bounds memory on long captures. Batches are encoded on a thread
 //! of their own (`Encoder`), so that a capture's drain never waits for
 //! zstd.
@@ -21,6 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use arrow_array::builder::{
     StringBuilder, TimestampMicrosecondBuilder, UInt16Builder, UInt64Builder, UInt8Builder,
@@ -34,6 +39,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use super::journal::{self, Journal};
 use super::schema::{arrow_schema, DetailBuilders, Metadata, CAPTURE_KIND, METADATA_KEY};
 use crate::error::{Error, Result};
 use crate::event::{CaState, Change, Detail, Event, TcpState};
@@ -41,7 +47,7 @@ use crate::files;
 use crate::host;
 use crate::time::Clock;
 
-const BATCH_ROWS: usize = 65_536;
+const BATCH_ROWS: usize = journal::MESSAGE_ROWS_MAX;
 /// Columns that change by small steps from row to row: the clocks, and
 /// counters that mostly grow or drift (measured on lab recordings: delta
 /// halves srtt_us and shrinks total_retrans sixfold against dictionaries).
@@ -55,7 +61,8 @@ const RESERVE_STEP: u64 = 64 << 10;
 /// socket's first event comes before its peer address is set).
 const ADDR_CACHE_MAX: usize = 100_000;
 
-/// The hidden name a recording has until it is complete.
+/// The hidden name of a recording's unfinished file (its journal) while
+/// its capture runs.
 pub fn in_progress_path(target: &Path) -> PathBuf {
     let name = target
         .file_name()
@@ -116,7 +123,16 @@ pub struct RecordingWriter {
     target: PathBuf,
     /// Whether the target may be replaced when the file is complete.
     force: bool,
+    /// The journal.
     tmp: PathBuf,
+    /// The journal again, locked for as long as the capture writes: its
+    /// lock is how others tell a running capture from a killed one.
+    _lock: File,
+    /// The Parquet file's name while it is written, where the file system
+    /// could not leave it without one.
+    named: Option<PathBuf>,
+    /// When the last batch went to the journal.
+    sent_at: Instant,
     encoder: Option<Encoder>,
     schema: SchemaRef,
     cols: Columns,
@@ -134,16 +150,16 @@ pub struct RecordingWriter {
     breaks: Breaks,
     /// Some event carried a per-socket number (see `Metadata::numbered`).
     numbered: bool,
-    /// The in-progress file again, to claim disk space through.
+    /// The Parquet file again, to claim disk space through and to name.
     space: File,
     /// Bytes claimed so far.
     reserved: u64,
 }
 
 impl RecordingWriter {
-    /// Creates the in-progress file (mode 0600). Refuses to overwrite an
-    /// existing recording without `force`, and never reuses a leftover
-    /// in-progress file.
+    /// Creates the journal and the Parquet file (mode 0600). Refuses to
+    /// overwrite an existing recording without `force`, and never reuses a
+    /// leftover journal.
     pub fn create(target: &Path, force: bool, clock: Clock) -> Result<RecordingWriter> {
         if target.is_dir() {
             return Err(Error::TargetIsDir {
@@ -157,7 +173,7 @@ impl RecordingWriter {
             });
         }
         let tmp = in_progress_path(target);
-        let file = match create_locked(&tmp) {
+        let journal = match create_locked(&tmp) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 if is_being_written(&tmp) {
                     return Err(Error::Busy { path: tmp });
@@ -173,6 +189,20 @@ impl RecordingWriter {
             other => other,
         }
         .map_err(|e| Error::io(&tmp, e))?;
+        let lock = journal.try_clone().map_err(|e| Error::io(&tmp, e))?;
+        let gone = |named: Option<&PathBuf>| {
+            let _ = fs::remove_file(&tmp);
+            if let Some(p) = named {
+                let _ = fs::remove_file(p);
+            }
+        };
+        let (file, named) = match files::create_unnamed_beside(target) {
+            Ok(made) => made,
+            Err(e) => {
+                gone(None);
+                return Err(Error::io(target, e));
+            }
+        };
         let space = file.try_clone().map_err(|e| Error::io(&tmp, e))?;
 
         let schema = arrow_schema();
@@ -199,15 +229,19 @@ impl RecordingWriter {
         let opts = ArrowWriterOptions::new()
             .with_properties(props)
             .with_skip_arrow_metadata(true);
-        // The writer puts the file's magic down at once: on a full disk
-        // that fails, and the empty file would trip the next run.
+        // The writers put the files' first bytes down at once: on a full
+        // disk that fails, and an empty journal would trip the next run.
         let started = ArrowWriter::try_new_with_options(file, Arc::clone(&schema), opts)
             .map_err(|e| Error::parquet(&tmp, e))
-            .and_then(|w| Encoder::start(w).map_err(|e| Error::io(&tmp, e)));
+            .and_then(|w| {
+                let j =
+                    Journal::start(journal, &schema).map_err(|e| Error::parquet(&tmp, e.into()))?;
+                Encoder::start(w, j).map_err(|e| Error::io(&tmp, e))
+            });
         let encoder = match started {
             Ok(e) => e,
             Err(e) => {
-                let _ = fs::remove_file(&tmp);
+                gone(named.as_ref());
                 return Err(e);
             }
         };
@@ -215,6 +249,9 @@ impl RecordingWriter {
             target: target.to_path_buf(),
             force,
             tmp,
+            _lock: lock,
+            named,
+            sent_at: Instant::now(),
             encoder: Some(encoder),
             schema,
             cols: Columns::new(clock),
@@ -325,6 +362,10 @@ impl RecordingWriter {
                 self.flush()?;
             }
         }
+        // What a killed capture keeps: rows wait at most this long.
+        if self.sent_at.elapsed() >= journal::EVERY {
+            self.flush()?;
+        }
         let tmp = &self.tmp;
         if let Some(encoder) = self.encoder.as_mut() {
             encoder.check().map_err(|e| Error::parquet(tmp, e))?;
@@ -351,7 +392,8 @@ impl RecordingWriter {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
+    pub(super) fn flush(&mut self) -> Result<()> {
+        self.sent_at = Instant::now();
         if self.cols.rows == 0 {
             return Ok(());
         }
@@ -364,17 +406,26 @@ impl RecordingWriter {
     }
 
     /// Writes the footer with `meta` (events, flows and order filled in
-    /// here), syncs, and renames the file into place. Returns its size.
+    /// here), syncs, renames the file into place and removes the journal.
+    /// Returns its size.
     pub fn finish(mut self, meta: Metadata) -> Result<u64> {
         let res = self.complete(meta);
         if res
             .as_ref()
             .is_err_and(|e| !matches!(e, Error::Appeared { .. }))
         {
-            // Without its footer the file is unreadable: do not leave it.
-            let _ = fs::remove_file(&self.tmp);
+            // The error says how many events were lost: leave no file that
+            // holds some of them.
+            self.remove_files();
         }
         res
+    }
+
+    fn remove_files(&mut self) {
+        let _ = fs::remove_file(&self.tmp);
+        if let Some(p) = self.named.take() {
+            let _ = fs::remove_file(p);
+        }
     }
 
     /// The capture this file covers starts: its first row says so.
@@ -382,6 +433,18 @@ impl RecordingWriter {
         let json = serde_json::to_string(meta)?;
         self.cols.push_capture(meta.start_ktime_ns, "start", &json);
         self.last_ktime = meta.start_ktime_ns;
+        // At once into the journal: without it, what the file holds cannot
+        // be read.
+        self.flush()
+    }
+
+    /// Waits until every row so far is in the journal: a capture's start
+    /// row, so that the file is readable once the capture says it runs.
+    pub fn settle(&mut self) -> Result<()> {
+        let tmp = &self.tmp;
+        if let Some(encoder) = self.encoder.as_mut() {
+            encoder.settle().map_err(|e| Error::parquet(tmp, e))?;
+        }
         Ok(())
     }
 
@@ -421,18 +484,32 @@ impl RecordingWriter {
         // frees what was allocated past it).
         file.set_len(size).map_err(|e| Error::io(&tmp, e))?;
         file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        // The in-progress file is ours only by name: someone may have moved
-        // it, or created the target, while the capture ran.
-        match files::rename(&self.tmp, &self.target, self.force) {
-            Ok(()) => Ok(size),
+        let named = match self.named.take() {
+            Some(p) => p,
+            None => {
+                files::name_beside(&file, &self.target).map_err(|e| Error::io(&self.target, e))?
+            }
+        };
+        // A named file is ours only by name: someone may have moved it, or
+        // created the target, while the capture ran.
+        let placed = files::rename(&named, &self.target, self.force);
+        self.named = Some(named.clone());
+        match placed {
+            Ok(()) => {
+                self.named = None;
+                // The recording is complete: its journal has no more to say
+                // (and its lock goes with it).
+                let _ = fs::remove_file(&self.tmp);
+                Ok(size)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Moved {
-                tmp: self.tmp.clone(),
+                tmp: named,
                 target: self.target.clone(),
                 events: self.events,
             }),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Appeared {
                 target: self.target.clone(),
-                kept: self.tmp.clone(),
+                kept: named,
             }),
             Err(e) => Err(Error::io(&self.target, e)),
         }
@@ -440,12 +517,12 @@ impl RecordingWriter {
 }
 
 impl RecordingWriter {
-    /// Gives up on an incomplete recording after a failure: removes the
-    /// in-progress file (its events cannot be read without a footer) and
-    /// says which file and how many events that was.
+    /// Gives up on an incomplete recording after a failure (a full disk,
+    /// a capture that broke): removes its files and says which recording
+    /// and how many events that was.
     pub fn abandon(mut self) -> (PathBuf, u64) {
         self.encoder = None;
-        let _ = fs::remove_file(&self.tmp);
+        self.remove_files();
         (self.target.clone(), self.events)
     }
 }
@@ -455,12 +532,14 @@ impl Drop for RecordingWriter {
     /// was written): do not leave an in-progress file to trip the next run.
     fn drop(&mut self) {
         if self.encoder.is_some() && self.events == 0 {
-            let _ = fs::remove_file(&self.tmp);
+            self.remove_files();
         }
     }
 }
 
-/// The file's Parquet writer on a thread of its own, fed whole batches.
+/// The file's Parquet writer and its journal on a thread of their own, fed
+/// whole batches: each goes to the journal first, which is what a killed
+/// capture keeps.
 /// Encoding a batch can take longer than a capture round may (a tenth of a
 /// second for 65,536 rows here, in which one CPU's lean ring fills at a few
 /// hundred thousand events/s); on a second core it runs beside the drain.
@@ -484,7 +563,7 @@ struct Encoded {
 }
 
 impl Encoder {
-    fn start(mut writer: ArrowWriter<File>) -> std::io::Result<Encoder> {
+    fn start(mut writer: ArrowWriter<File>, mut journal: Journal) -> std::io::Result<Encoder> {
         let (batches, incoming) = sync_channel::<RecordBatch>(1);
         let done = Arc::new(Encoded::default());
         let progress = Arc::clone(&done);
@@ -492,6 +571,7 @@ impl Encoder {
             .name("tcpcong-encode".into())
             .spawn(move || {
                 for batch in incoming {
+                    journal.append(&batch)?;
                     writer.write(&batch)?;
                     let bytes = writer.bytes_written() + writer.in_progress_size();
                     progress.bytes.store(bytes as u64, Ordering::Relaxed);
@@ -526,6 +606,16 @@ impl Encoder {
     fn check(&mut self) -> parquet::errors::Result<()> {
         if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
             return self.finish().map(drop);
+        }
+        Ok(())
+    }
+
+    /// Waits until the thread has taken every batch sent (or stopped on
+    /// an error, which this returns).
+    fn settle(&mut self) -> parquet::errors::Result<()> {
+        while self.progress().1 > 0 {
+            self.check()?;
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         Ok(())
     }
@@ -694,8 +784,12 @@ mod tests {
             .set_max_row_group_row_count(Some(4096))
             .set_dictionary_enabled(false)
             .build();
-        Encoder::start(ArrowWriter::try_new(file, Arc::clone(schema), Some(props)).unwrap())
-            .unwrap()
+        let journal = Journal::start(File::create("/dev/null").unwrap(), schema).unwrap();
+        Encoder::start(
+            ArrowWriter::try_new(file, Arc::clone(schema), Some(props)).unwrap(),
+            journal,
+        )
+        .unwrap()
     }
 
     fn schema() -> SchemaRef {

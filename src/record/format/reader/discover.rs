@@ -1,43 +1,49 @@
-//! Finding recordings: the files, folders and globs a user names, and
-//! what was passed over (captures that have not finished).
+//! Finding recordings: the files, folders and globs a user names, with
+//! the unfinished files of captures that are running or were killed.
 
 use std::path::{Path, PathBuf};
 
+use super::file::Recording;
 use crate::error::{Error, Result};
-use crate::record::format::writer::{in_progress_path, is_being_written};
+use crate::record::format::writer::in_progress_path;
 
-/// The recordings the inputs name, and what was passed over.
+/// The recordings the inputs name.
 #[derive(Debug, Default)]
 pub struct Discovered {
     /// Recording files, sorted by path.
     pub files: Vec<PathBuf>,
-    /// Hidden in-progress files inside folders: captures still running,
-    /// or killed before they finished.
+    /// Which of them are unfinished files (`.NAME.inprogress`) a capture
+    /// is still writing or left when it was killed, found in folders or
+    /// in the place of a recording named that is not there yet.
     pub unfinished: Vec<PathBuf>,
+    /// Unfinished files in folders that cannot be read, and why: one that
+    /// is damaged (or planted) does not stop the folder's recordings from
+    /// being read.
+    pub passed_over: Vec<(PathBuf, String)>,
 }
 
 /// Expands inputs (files, folders, globs) into recording files. Hidden
 /// files are skipped inside folders.
 pub fn discover(inputs: &[String]) -> Result<Discovered> {
     let mut found = Discovered::default();
+    let mut in_folders = Vec::new();
     let files = &mut found.files;
     for input in inputs {
         let path = Path::new(input);
         if path.is_dir() {
-            let (before, unfinished) = (files.len(), found.unfinished.len());
-            walk(path, files, &mut found.unfinished)?;
-            if files.len() == before {
-                let reason = match found.unfinished.get(unfinished) {
-                    Some(p) => format!(
-                        "no finished recordings in this folder, only captures that have not finished (e.g. {})",
-                        p.display()
-                    ),
-                    None => "no recordings (*.parquet) in this folder".to_string(),
-                };
-                return Err(Error::bad_input(path, reason));
+            let before = files.len();
+            walk(path, files, &mut in_folders)?;
+            if files.len() == before && in_folders.is_empty() {
+                return Err(Error::bad_input(
+                    path,
+                    "no recordings (*.parquet) in this folder",
+                ));
             }
         } else if path.exists() {
             files.push(path.to_path_buf());
+            if super::file::is_unfinished(path) {
+                found.unfinished.push(path.to_path_buf());
+            }
         } else if input.contains(['*', '?', '[']) {
             let before = files.len();
             let matches = glob::glob(input)
@@ -49,7 +55,7 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
             // A folder that matches is taken as a folder argument is.
             for m in matches {
                 if m.is_dir() {
-                    walk(&m, files, &mut found.unfinished)?;
+                    walk(&m, files, &mut in_folders)?;
                 } else if m.is_file() {
                     files.push(m);
                 }
@@ -57,50 +63,59 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
             if files.len() == before {
                 return Err(Error::bad_input(path, "no recording matches this pattern"));
             }
-        } else if let Some(note) = unfinished_beside(path) {
-            return Err(Error::bad_input(path, note));
+        } else if let Some(wip) = unfinished_beside(path)? {
+            files.push(wip.clone());
+            found.unfinished.push(wip);
         } else if input.parse::<f64>().is_ok() {
             return Err(Error::NumberForInput(input.clone()));
         } else {
             return Err(Error::bad_input(path, "no such file or folder"));
         }
     }
-    files.sort();
-    files.dedup();
+    for p in in_folders {
+        match Recording::open(&p) {
+            Ok(_) => {
+                found.files.push(p.clone());
+                found.unfinished.push(p);
+            }
+            Err(Error::BadInput { reason, .. }) => found.passed_over.push((p, reason)),
+            Err(e) => found.passed_over.push((p, e.to_string())),
+        }
+    }
+    if found.files.is_empty() {
+        if let Some((p, why)) = found.passed_over.first() {
+            return Err(Error::bad_input(p, why.clone()));
+        }
+    }
+    found.files.sort();
+    found.files.dedup();
     Ok(found)
 }
 
 /// What a recording that is not there yet is: the unfinished file a
-/// capture writes it as, while it runs or after it stopped short.
-fn unfinished_beside(path: &Path) -> Option<String> {
+/// capture writes it as, while it runs or after it stopped short, to be
+/// read in its place.
+fn unfinished_beside(path: &Path) -> Result<Option<PathBuf>> {
     let wip = in_progress_path(path);
     if !wip.is_file() {
-        return None;
+        return Ok(None);
     }
-    // Whether it is being written cannot be told without opening it.
     if crate::files::open_regular_nofollow(&wip)
         .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
     {
-        return Some(format!(
-            "not there: {} is a capture's unfinished file (running or killed) that this user may not read",
-            wip.display()
+        return Err(Error::bad_input(
+            path,
+            format!(
+                "not there: {} is a capture's unfinished file (running or killed) that this user may not read",
+                wip.display()
+            ),
         ));
     }
-    Some(if is_being_written(&wip) {
-        format!("{RUNNING} ({})", wip.display())
-    } else {
-        format!(
-            "not there: a capture that did not finish (killed, or the name was taken meanwhile) left {}; name that file to read what it holds",
-            wip.display()
-        )
-    })
+    Ok(Some(wip))
 }
 
-/// Why the unfinished file of a running capture cannot be read yet.
-pub(super) const RUNNING: &str = "not finished: a capture that is still running is writing it; its events are written out when it ends (a rotated series' finished files can be read while it runs)";
-
-/// Why the unfinished file of a stopped capture holds nothing to read.
-pub(super) const KILLED: &str = "not finished: a capture that was killed before it finished left it, without the events it held (they are written out when a capture ends)";
+/// Why an unfinished file an earlier tcpcong left holds nothing to read.
+pub(super) const EARLIER: &str = "a capture that was killed before it finished left it, and the tcpcong that wrote it kept nothing readable before the end (this version's captures can be read until their last second)";
 
 pub(super) fn walk(
     dir: &Path,
@@ -113,7 +128,7 @@ pub(super) fn walk(
         let path = entry.path();
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
         if hidden {
-            if entry.file_name().to_string_lossy().ends_with(".inprogress") {
+            if super::file::is_unfinished(&path) {
                 unfinished.push(path);
             }
             continue;

@@ -17,10 +17,10 @@ use parquet::arrow::ProjectionMask;
 use super::super::schema::{self, Metadata, METADATA_KEY, SCHEMA_VERSION};
 use super::conform::{check_columns, NEEDED};
 use super::decode::Columns;
+use super::journal::Journal;
 use super::pages::{self, Walk};
 use crate::error::{Error, Result};
 use crate::files;
-use crate::record::format::writer::is_being_written;
 
 /// What reports label a flow with besides its addresses (see [`crate::event::FlowAddr`]).
 pub(super) const LABELS: [&str; 5] = ["pid", "comm", "cgroup", "netns", "cong_algo"];
@@ -119,7 +119,7 @@ pub(super) fn metadata_of(path: &Path, kv: &str) -> Result<Metadata> {
 /// A capture ends after it starts, between the epoch and 2262 (the
 /// readers' nanosecond timestamps are signed 64-bit): times past that are
 /// no recording's, and every sum of times downstream can rely on it.
-fn check_times(path: &Path, meta: &Metadata) -> Result<()> {
+pub(super) fn check_times(path: &Path, meta: &Metadata) -> Result<()> {
     let wall = |k: u64| i128::from(k) + i128::from(meta.clock_offset_ns);
     let fits = |k: u64| (0..=i128::from(i64::MAX)).contains(&wall(k));
     if meta.start_ktime_ns <= meta.end_ktime_ns
@@ -146,16 +146,24 @@ pub struct Recording {
     pub(super) source: Source,
 }
 
-/// A recording's rows: in its file, or Arrow batches in memory, in the
-/// file's order (the Python package's tables).
+/// A recording's rows: in its file, in a capture's unfinished file, or
+/// Arrow batches in memory, in the file's order (the Python package's
+/// tables).
 pub(super) enum Source {
     File(ParquetRecordBatchReaderBuilder<File>),
+    Journal(Journal),
     Batches(Vec<RecordBatch>),
 }
 
 impl Recording {
     pub fn open(path: &Path) -> Result<Recording> {
-        let file = files::open_regular(path).map_err(|e| match e.kind() {
+        // tcpcong never makes its unfinished files links.
+        let open = if is_unfinished(path) {
+            files::open_regular_nofollow
+        } else {
+            files::open_regular
+        };
+        let file = open(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::PermissionDenied => Error::Unreadable {
                 path: path.to_path_buf(),
                 // Its folder may be readable where the file is not.
@@ -170,25 +178,14 @@ impl Recording {
         })?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         // A capture's unfinished file: being written, or left by one that
-        // was killed (complete, where only its final rename was refused).
-        let unfinished = path
-            .file_name()
-            .is_some_and(|n| n.to_string_lossy().ends_with(".inprogress"));
-        if unfinished && is_being_written(path) {
-            return Err(Error::bad_input(path, super::discover::RUNNING));
+        // was killed.
+        if is_unfinished(path) {
+            return Recording::unfinished(path, file);
         }
         if len == 0 {
-            let why = if unfinished {
-                super::discover::KILLED
-            } else {
-                "empty file (not a recording)"
-            };
-            return Err(Error::bad_input(path, why));
+            return Err(Error::bad_input(path, "empty file (not a recording)"));
         }
         let footer = |e: parquet::errors::ParquetError| {
-            if unfinished {
-                return Error::bad_input(path, super::discover::KILLED);
-            }
             Error::bad_input(path, footer_problem(path, &e.to_string()))
         };
         let plain = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(footer)?;
@@ -232,6 +229,23 @@ impl Recording {
         })
     }
 
+    /// A capture's unfinished file, read up to its last complete batch.
+    fn unfinished(path: &Path, file: File) -> Result<Recording> {
+        let mut magic = [0u8; 4];
+        if std::os::unix::fs::FileExt::read_exact_at(&file, &mut magic, 0).is_ok()
+            && &magic == b"PAR1"
+        {
+            return Err(Error::bad_input(path, super::discover::EARLIER));
+        }
+        let (journal, meta) = Journal::open(path, file)?;
+        check_columns(path, journal.schema())?;
+        Ok(Recording {
+            path: path.to_path_buf(),
+            meta,
+            source: Source::Journal(journal),
+        })
+    }
+
     /// The rows of one recording file, handed over as Arrow batches in the
     /// file's order: its metadata is its capture end row's.
     pub fn from_batches(path: PathBuf, batches: Vec<RecordBatch>) -> Result<Recording> {
@@ -267,8 +281,14 @@ impl Recording {
     }
 
     pub(super) fn rows(self, columns: Columns, extra: &[&str]) -> Result<Batches> {
+        let mut wanted: Vec<&str> = match columns {
+            Columns::Analysis => NEEDED.iter().chain(&LABELS).copied().collect(),
+            Columns::All => schema::columns().into_iter().map(|(n, _)| n).collect(),
+        };
+        wanted.extend(extra);
         let builder = match self.source {
             Source::File(builder) => builder,
+            Source::Journal(j) => return Ok(Box::new(j.into_batches(&wanted))),
             // Only schema v1's columns: what else the rows carry
             // (`filename`, an engine's own) is not ours to check.
             Source::Batches(b) => {
@@ -283,11 +303,6 @@ impl Recording {
             }
         };
         let schema = builder.parquet_schema();
-        let mut wanted: Vec<&str> = match columns {
-            Columns::Analysis => NEEDED.iter().chain(&LABELS).copied().collect(),
-            Columns::All => schema::columns().into_iter().map(|(n, _)| n).collect(),
-        };
-        wanted.extend(extra);
         let indices: Vec<usize> = wanted
             .iter()
             .filter_map(|n| schema.columns().iter().position(|c| c.name() == *n))
@@ -355,6 +370,12 @@ pub(super) fn check_chunk_sizes(
             "a page header that no Parquet writer writes (the file is damaged or crafted)",
         ),
     })
+}
+
+/// Whether `path` is named as a capture's unfinished file is.
+pub(super) fn is_unfinished(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with(".inprogress"))
 }
 
 /// Why a file has no readable footer, in the words a user needs.

@@ -9,7 +9,7 @@
 //! memory grows with events.
 //!
 //! One module per job: `discover` (which files), `file` (one recording
-//! opened and checked), `conform` (other tools' layouts), `filter` (which
+//! opened and checked), `journal` (a capture's unfinished file), `conform` (other tools' layouts), `filter` (which
 //! rows), `dataset` (many files on one timeline, merged and deduplicated),
 //! `decode` (batches into rows) and `pages` (what a column decodes to, by
 //! its pages' headers).
@@ -20,6 +20,7 @@ mod decode;
 mod discover;
 mod file;
 mod filter;
+mod journal;
 mod pages;
 
 pub use dataset::Dataset;
