@@ -108,8 +108,9 @@ pub enum Error {
     #[error("{} is left over from an earlier capture that did not finish: inspect or remove it", path.display())]
     Leftover { path: PathBuf },
 
-    /// The in-progress file went away during the capture (renamed or
-    /// removed by someone else): what was written went with it.
+    /// The recording went away before it was named (renamed or removed by
+    /// someone else, where the file system gave it a hidden name while it
+    /// was written): what was written went with it.
     #[error("{} was moved or removed by someone else during the capture: its {events} events went with it, and {} was not written", tmp.display(), target.display())]
     Moved {
         tmp: PathBuf,
@@ -118,8 +119,8 @@ pub enum Error {
     },
 
     /// Someone created the target during the capture (unless told to
-    /// replace it, nothing is replaced): the recording is complete under
-    /// its in-progress name.
+    /// replace it, nothing is replaced): the recording is complete under a
+    /// hidden name beside it.
     #[error("{} was created by someone else during the capture and is left as it is; the complete recording is {}: rename it", target.display(), kept.display())]
     Appeared { target: PathBuf, kept: PathBuf },
 

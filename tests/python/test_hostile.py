@@ -217,15 +217,16 @@ def record_meanwhile(tmp_path, act):
     return rec.returncode, err
 
 
-def test_a_recording_moved_away_during_capture_is_said_so_and_kept(tmp_path):
+def test_an_unfinished_file_moved_away_during_capture_leaves_the_recording_whole(tmp_path):
     root_or_ci()
-    moved = tmp_path / "moved.parquet"
+    moved = tmp_path / "moved.arrows"
     code, err = record_meanwhile(tmp_path, lambda: (tmp_path / ".rec.parquet.inprogress").rename(moved))
-    assert code == 1, err
-    assert "moved or removed" in err and "are lost" not in err, err
-    assert not (tmp_path / "rec.parquet").exists()
-    # The data went where the file went, whole.
-    assert tcpcong("analyze", moved).returncode == 0
+    # The recording is written apart from the unfinished file (which holds
+    # a copy of its rows for readers while it runs): whole, under its name.
+    assert code == 0, err
+    assert tcpcong("analyze", tmp_path / "rec.parquet").returncode == 0
+    # It is Arrow's IPC stream: pyarrow reads it as it is.
+    assert pa.ipc.open_stream(moved).read_all().num_rows >= 1
 
 
 def test_a_target_created_during_capture_is_not_replaced(tmp_path):
@@ -234,8 +235,11 @@ def test_a_target_created_during_capture_is_not_replaced(tmp_path):
     code, err = record_meanwhile(tmp_path, lambda: out.write_text("theirs\n"))
     assert code == 1, err
     assert out.read_text() == "theirs\n"
-    assert "created by someone else" in err and str(tmp) in err, err
-    assert tcpcong("analyze", tmp).returncode == 0
+    kept = re.search(r"the complete recording is (\S+): rename it", err)
+    assert "created by someone else" in err and kept, err
+    assert Path(kept.group(1)).parent == tmp_path and Path(kept.group(1)).name.startswith(".rec.parquet."), err
+    assert tcpcong("analyze", kept.group(1)).returncode == 0
+    assert not tmp.exists()
 
 
 # 2. Names are attacker-controlled ------------------------------------------

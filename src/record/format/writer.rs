@@ -507,10 +507,15 @@ impl RecordingWriter {
                 target: self.target.clone(),
                 events: self.events,
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::Appeared {
-                target: self.target.clone(),
-                kept: named,
-            }),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // The complete recording is kept: the journal has no more
+                // to say.
+                let _ = fs::remove_file(&self.tmp);
+                Err(Error::Appeared {
+                    target: self.target.clone(),
+                    kept: named,
+                })
+            }
             Err(e) => Err(Error::io(&self.target, e)),
         }
     }
