@@ -781,3 +781,27 @@ fn unfinished_recordings_say_whose_they_are() {
     drop(rec);
     ask("what a capture that was killed before it finished left");
 }
+
+/// In a folder, a recording's unfinished file is read only while the
+/// recording is not there: once it is complete, it holds all the other
+/// did (a capture stopped between the two steps leaves both).
+#[test]
+fn a_complete_recording_stands_for_its_unfinished_file() {
+    let dir = TempDir::new("both");
+    std::fs::copy(fixture("ipv4-loss.parquet"), dir.join("run.parquet")).unwrap();
+    std::fs::write(dir.join(".run.parquet.inprogress"), b"not read").unwrap();
+    let o = tcpcong(&["analyze", dir.0.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("inprogress"), "{}", stderr(&o));
+    // Alone, it is read (and this one is no journal).
+    std::fs::rename(dir.join("run.parquet"), dir.join("other.parquet")).unwrap();
+    let o = tcpcong(&["analyze", dir.0.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            ".run.parquet.inprogress: a capture's unfinished file that is damaged or not tcpcong's"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -128,7 +128,9 @@ pub(super) fn walk(
         let path = entry.path();
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
         if hidden {
-            if super::file::is_unfinished(&path) {
+            // Once its recording is complete the unfinished file goes; until
+            // it has gone, the recording holds all it does.
+            if super::file::is_unfinished(&path) && !finished_beside(&path) {
                 unfinished.push(path);
             }
             continue;
@@ -143,4 +145,16 @@ pub(super) fn walk(
         }
     }
     Ok(())
+}
+
+/// Whether the recording an unfinished file (`.NAME.inprogress`) is the
+/// journal of is there.
+fn finished_beside(journal: &Path) -> bool {
+    let name = journal
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    name.as_deref()
+        .and_then(|n| n.strip_prefix('.'))
+        .and_then(|n| n.strip_suffix(".inprogress"))
+        .is_some_and(|n| journal.with_file_name(n).is_file())
 }

@@ -22,7 +22,7 @@ use arrow_schema::{ArrowError, SchemaRef};
 
 use super::super::journal::MESSAGE_ROWS_MAX;
 use super::super::schema::{Metadata, CAPTURE_KIND};
-use super::file::{check_times, metadata_of, CHUNK_BYTES_MAX};
+use super::file::{check_times, metadata_of};
 use crate::error::{Error, Result};
 
 /// Where a message starts: `0xFFFFFFFF`, then its header's length.
@@ -30,8 +30,13 @@ const CONTINUATION: u32 = 0xFFFF_FFFF;
 /// The most a message's header may take: a batch's header lists two or
 /// three buffers per column, a few KiB for tcpcong's columns.
 const HEADER_MAX: usize = 1 << 20;
-/// The most a message may hold, compressed or not.
-const MESSAGE_MAX: u64 = CHUNK_BYTES_MAX;
+/// The most a message may hold, compressed or not: a journal's batch of
+/// 65,536 rows takes about 15 MiB uncompressed.
+const MESSAGE_MAX: u64 = 64 << 20;
+/// Buffers in a message's body start on 8-byte boundaries and the body is
+/// padded to 64: a body longer than its last buffer by more is not one
+/// tcpcong wrote.
+const BODY_PADDING_MAX: i64 = 64;
 /// LZ4 cannot expand a block by more than this: a buffer claiming more is
 /// crafted.
 const LZ4_RATIO_MAX: i64 = 255;
@@ -55,10 +60,11 @@ pub struct Journal {
 
 /// Why a journal cannot be read, in a user's words.
 fn damaged(path: &Path, what: impl std::fmt::Display) -> Error {
-    Error::bad_input(
-        path,
-        format!("a capture's unfinished file that is damaged or not tcpcong's ({what})"),
-    )
+    Error::bad_input(path, damage(what))
+}
+
+fn damage(what: impl std::fmt::Display) -> String {
+    format!("a capture's unfinished file that is damaged or not tcpcong's ({what})")
 }
 
 impl Journal {
@@ -91,7 +97,7 @@ impl Journal {
                 // The capture is writing it, or was killed as it did.
                 break;
             }
-            check_batch(path, &journal.file, &header, at, body_len)?;
+            check_header(&header, body_len).map_err(|e| damaged(path, e))?;
             journal.messages.push(Message {
                 header,
                 body_at: at,
@@ -109,7 +115,7 @@ impl Journal {
     /// The start row's metadata, with the end and order the rows show.
     fn metadata(&self) -> Result<Metadata> {
         let mut start = None;
-        let (mut last, mut end, mut sorted, mut rows) = (0u64, 0u64, true, 0u64);
+        let (mut last, mut end, mut sorted, mut events) = (0u64, 0u64, true, 0u64);
         let projection = self.projection(&["ktime_ns", "kind", "new_state", "capture"]);
         for m in &self.messages {
             let batch = self
@@ -132,11 +138,18 @@ impl Journal {
                 let k = t.value(i);
                 sorted &= k >= last;
                 (last, end) = (k, end.max(k));
-                if start.is_none() && kind.value(i) == CAPTURE_KIND && state.value(i) == "start" {
-                    start = Some(capture.value(i).to_string());
+                match kind.value(i) {
+                    CAPTURE_KIND if state.value(i) == "start" => match &start {
+                        None => start = Some(capture.value(i).to_string()),
+                        Some(s) if s != capture.value(i) => {
+                            return Err(damaged(&self.path, "the rows of two captures"));
+                        }
+                        Some(_) => {}
+                    },
+                    CAPTURE_KIND | "snapshot" => {}
+                    _ => events += 1,
                 }
             }
-            rows += batch.num_rows() as u64;
         }
         let Some(start) = start else {
             return Err(damaged(&self.path, "no capture start row"));
@@ -144,7 +157,7 @@ impl Journal {
         let mut meta = metadata_of(&self.path, &start)?;
         meta.end_ktime_ns = meta.end_ktime_ns.max(end);
         meta.sorted = sorted;
-        meta.events = rows;
+        meta.events = events;
         check_times(&self.path, &meta)?;
         Ok(meta)
     }
@@ -156,7 +169,10 @@ impl Journal {
         columns: &[&str],
     ) -> impl Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + 'static {
         let projection = self.projection(columns);
-        (0..self.messages.len()).map(move |i| self.read(&self.messages[i], &projection))
+        (0..self.messages.len()).map(move |i| {
+            self.read(&self.messages[i], &projection)
+                .map_err(|e| ArrowError::IpcError(damage(e)))
+        })
     }
 
     fn projection(&self, columns: &[&str]) -> Vec<usize> {
@@ -166,19 +182,17 @@ impl Journal {
             .collect()
     }
 
-    fn read(
-        &self,
-        m: &Message,
-        projection: &[usize],
-    ) -> std::result::Result<RecordBatch, ArrowError> {
+    /// One batch, read once from the file: its sizes are checked on the
+    /// bytes it is decoded from (the file may change meanwhile).
+    fn read(&self, m: &Message, projection: &[usize]) -> std::result::Result<RecordBatch, String> {
         let mut body = vec![0u8; m.body_len];
-        self.file.read_exact_at(&mut body, m.body_at)?;
+        self.file
+            .read_exact_at(&mut body, m.body_at)
+            .map_err(|e| e.to_string())?;
+        let message = arrow_ipc::root_as_message(&m.header).map_err(|e| e.to_string())?;
+        let batch = message.header_as_record_batch().ok_or("not a batch")?;
+        check_sizes(batch, &body)?;
         let body = arrow_buffer::Buffer::from_vec(body);
-        let message = arrow_ipc::root_as_message(&m.header)
-            .map_err(|e| ArrowError::IpcError(e.to_string()))?;
-        let batch = message
-            .header_as_record_batch()
-            .ok_or_else(|| ArrowError::IpcError("not a batch".into()))?;
         // The decoder asserts where it should return errors on some
         // malformed input: an input error, not a crash.
         crate::error::guarded(|| {
@@ -190,8 +204,8 @@ impl Journal {
                 Some(projection),
                 &message.version(),
             )
-        })
-        .map_err(ArrowError::IpcError)?
+        })?
+        .map_err(|e| e.to_string())
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -214,6 +228,11 @@ fn next_header(
     }
     file.read_exact_at(&mut prefix, *at)
         .map_err(|e| Error::io(path, e))?;
+    // A power cut can leave blocks the kernel allocated but never wrote:
+    // zeros, where the next message would have been.
+    if prefix == [0; 8] && *at > 0 {
+        return Ok(None);
+    }
     let [c0, c1, c2, c3, l0, l1, l2, l3] = prefix;
     if u32::from_le_bytes([c0, c1, c2, c3]) != CONTINUATION {
         return Err(damaged(path, format!("no message at byte {at}")));
@@ -258,64 +277,65 @@ fn next_header(
     Ok(Some((header, body_len as usize)))
 }
 
-/// Checks a batch's sizes before it is decoded: its rows, its buffers
-/// inside its body, and what they decompress to.
-fn check_batch(
-    path: &Path,
-    file: &File,
-    header: &[u8],
-    body_at: u64,
-    body_len: usize,
-) -> Result<()> {
-    let message = arrow_ipc::root_as_message(header).map_err(|e| damaged(path, e))?;
-    let batch = message
-        .header_as_record_batch()
-        .ok_or_else(|| damaged(path, "not a batch"))?;
+/// Checks what a batch's header says before its body is read: its rows,
+/// its codec, its buffers inside its body and the body no longer than
+/// they need.
+fn check_header(header: &[u8], body_len: usize) -> std::result::Result<(), String> {
+    let message = arrow_ipc::root_as_message(header).map_err(|e| e.to_string())?;
+    let batch = message.header_as_record_batch().ok_or("not a batch")?;
     if !(0..=MESSAGE_ROWS_MAX as i64).contains(&batch.length()) {
-        return Err(damaged(path, format!("a batch of {} rows", batch.length())));
+        return Err(format!("a batch of {} rows", batch.length()));
     }
-    let compressed = match batch.compression().map(|c| c.codec()) {
-        None => false,
-        Some(CompressionType::LZ4_FRAME) => true,
-        Some(_) => return Err(damaged(path, "a compression tcpcong does not write")),
-    };
-    let buffers = batch
-        .buffers()
-        .ok_or_else(|| damaged(path, "a batch without buffers"))?;
-    let mut decoded = 0i64;
+    match batch.compression().map(|c| c.codec()) {
+        None | Some(CompressionType::LZ4_FRAME) => {}
+        Some(_) => return Err("a compression tcpcong does not write".into()),
+    }
+    let buffers = batch.buffers().ok_or("a batch without buffers")?;
+    let mut used = 0i64;
     for b in buffers.iter() {
         let (offset, len) = (b.offset(), b.length());
         if offset < 0 || len < 0 || offset.saturating_add(len) > body_len as i64 {
-            return Err(damaged(path, "a buffer outside its message"));
+            return Err("a buffer outside its message".into());
         }
+        used = used.max(offset + len);
+    }
+    if body_len as i64 > used + BODY_PADDING_MAX {
+        return Err(format!(
+            "a message body of {body_len} bytes for {used} bytes of buffers"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks what a batch's buffers decompress to, on the bytes they will be
+/// decompressed from, before any is: LZ4 cannot expand a buffer by more
+/// than [`LZ4_RATIO_MAX`], and a message holds at most [`MESSAGE_MAX`].
+fn check_sizes(batch: arrow_ipc::RecordBatch, body: &[u8]) -> std::result::Result<(), String> {
+    let compressed = batch.compression().is_some();
+    let mut decoded = 0i64;
+    for b in batch.buffers().into_iter().flatten() {
+        let (offset, len) = (b.offset() as usize, b.length());
         if !compressed || len == 0 {
             decoded = decoded.saturating_add(len);
             continue;
         }
-        if len < 8 {
-            return Err(damaged(path, "a compressed buffer without its length"));
-        }
-        let mut size = [0u8; 8];
-        file.read_exact_at(&mut size, body_at + offset as u64)
-            .map_err(|e| Error::io(path, e))?;
+        let size: [u8; 8] = body
+            .get(offset..offset + 8)
+            .filter(|_| len >= 8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or("a compressed buffer without its length")?;
         let size = i64::from_le_bytes(size);
         // -1: stored uncompressed.
         let size = if size == -1 { len - 8 } else { size };
         if !(0..=len.saturating_mul(LZ4_RATIO_MAX)).contains(&size) {
-            return Err(damaged(
-                path,
-                format!("a buffer said to decompress to {size} bytes"),
-            ));
+            return Err(format!("a buffer said to decompress to {size} bytes"));
         }
         decoded = decoded.saturating_add(size);
     }
     if decoded > MESSAGE_MAX as i64 {
-        return Err(damaged(
-            path,
-            format!(
-                "a batch of {} MiB decompressed, more than a journal's batches take",
-                decoded >> 20
-            ),
+        return Err(format!(
+            "a batch of {} MiB decompressed, more than a journal's batches take",
+            decoded >> 20
         ));
     }
     Ok(())
@@ -409,6 +429,11 @@ mod tests {
         assert_eq!(all, want);
         assert_eq!((meta.start_ktime_ns, meta.end_ktime_ns), (1_000, 1_300));
         assert!(meta.sorted);
+        assert_eq!(meta.events, 300, "the start row is no event");
+        // Zeros after the last message (blocks a power cut left unwritten)
+        // end it as its end does.
+        let zeroed = [&bytes[..], &[0u8; 4096][..]].concat();
+        assert_eq!(read(&dir, &zeroed).unwrap().1, want);
         // Cut anywhere, as a kill leaves it: whole batches of the rows
         // before, never an error once the start row's batch is complete.
         let mut seen = std::collections::BTreeSet::new();
