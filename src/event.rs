@@ -292,6 +292,37 @@ pub struct Event {
     pub detail: Detail,
 }
 
+#[cfg(test)]
+impl Event {
+    /// A loopback flow's `open -> disorder` at `ktime_ns`, its socket's
+    /// `seq`th event: what unit tests feed a capture or a file.
+    pub fn example(ktime_ns: u64, flow: u64, seq: u32) -> Event {
+        use std::net::{IpAddr, Ipv4Addr};
+        Event {
+            ktime_ns,
+            flow,
+            addr: FlowAddr {
+                family: 4,
+                saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                sport: 40000,
+                daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                dport: 5201,
+                owner: Default::default(),
+                netns: 0,
+                cc: Default::default(),
+            },
+            change: Change::Ca {
+                old: CaState::Open,
+                new: CaState::Disorder,
+            },
+            detail: Detail {
+                seq,
+                ..Detail::default()
+            },
+        }
+    }
+}
+
 /// A name as the kernel stores it in 16 NUL-padded bytes (a congestion
 /// control's `TCP_CA_NAME_MAX`, a task's `TASK_COMM_LEN`): fixed size so
 /// that an event never allocates.

@@ -445,33 +445,10 @@ impl Reorder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{CaState, Change, Detail, FlowAddr};
-    use std::net::{IpAddr, Ipv4Addr};
 
     /// An event of flow `flow` at `ktime_ns`, the socket's `seq`th.
     fn ev(ktime_ns: u64, flow: u64, seq: u32) -> Event {
-        Event {
-            ktime_ns,
-            flow,
-            addr: FlowAddr {
-                family: 4,
-                saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                sport: 40000,
-                daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                dport: 5201,
-                owner: Default::default(),
-                netns: 0,
-                cc: Default::default(),
-            },
-            change: Change::Ca {
-                old: CaState::Open,
-                new: CaState::Disorder,
-            },
-            detail: Detail {
-                seq,
-                ..Detail::default()
-            },
-        }
+        Event::example(ktime_ns, flow, seq)
     }
 
     fn keys(events: &[Event]) -> Vec<(u64, u64, u32)> {

@@ -189,11 +189,18 @@ impl RecordingWriter {
             other => other,
         }
         .map_err(|e| Error::io(&tmp, e))?;
-        let lock = journal.try_clone().map_err(|e| Error::io(&tmp, e))?;
+        // From here a failure leaves nothing behind to trip the next run.
         let gone = |named: Option<&PathBuf>| {
             let _ = fs::remove_file(&tmp);
             if let Some(p) = named {
                 let _ = fs::remove_file(p);
+            }
+        };
+        let lock = match journal.try_clone() {
+            Ok(f) => f,
+            Err(e) => {
+                gone(None);
+                return Err(Error::io(&tmp, e));
             }
         };
         let (file, named) = match files::create_unnamed_beside(target) {
@@ -203,7 +210,13 @@ impl RecordingWriter {
                 return Err(Error::io(target, e));
             }
         };
-        let space = file.try_clone().map_err(|e| Error::io(&tmp, e))?;
+        let space = match file.try_clone() {
+            Ok(f) => f,
+            Err(e) => {
+                gone(named.as_ref());
+                return Err(Error::io(&tmp, e));
+            }
+        };
 
         let schema = arrow_schema();
         let props = WriterProperties::builder()

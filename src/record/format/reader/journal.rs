@@ -344,33 +344,10 @@ fn check_sizes(batch: arrow_ipc::RecordBatch, body: &[u8]) -> std::result::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{CaState, Change, Detail, Event, FlowAddr};
+    use crate::event::Event;
     use crate::record::format::schema::CaptureInfo;
     use crate::record::format::writer::{in_progress_path, RecordingWriter};
     use crate::time::Clock;
-    use std::net::{IpAddr, Ipv4Addr};
-
-    fn ev(ktime_ns: u64) -> Event {
-        Event {
-            ktime_ns,
-            flow: 7,
-            addr: FlowAddr {
-                family: 4,
-                saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                sport: 40000,
-                daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-                dport: 5201,
-                owner: Default::default(),
-                netns: 0,
-                cc: Default::default(),
-            },
-            change: Change::Ca {
-                old: CaState::Open,
-                new: CaState::Disorder,
-            },
-            detail: Detail::default(),
-        }
-    }
 
     /// A folder of its own for a test.
     fn folder(tag: &str) -> PathBuf {
@@ -397,7 +374,9 @@ mod tests {
         };
         w.begin(&Metadata::new(&info, 1_000, 1_000, 0)).unwrap();
         for b in 0..3 {
-            let events: Vec<Event> = (1..=100).map(|i| ev(1_000 + b * 100 + i)).collect();
+            let events: Vec<Event> = (1..=100)
+                .map(|i| Event::example(1_000 + b * 100 + i, 7, 0))
+                .collect();
             w.write(&events).unwrap();
             w.flush().unwrap();
         }
