@@ -165,6 +165,15 @@ class Recording:
     def changed(self):
         return {key: row for key, row in self.flows.items() if row["changes"] > 0}
 
+    def change_span(self, key):
+        """When the flow's first and last observed change happened (ktime)."""
+        t = [
+            r["ktime_ns"]
+            for r in self.ca
+            if (r["saddr"], r["sport"], r["daddr"], r["dport"]) == key and r["old_state"] != r["new_state"]
+        ]
+        return (min(t), max(t)) if t else None
+
     def recovery_entries(self):
         return sum(1 for r in self.ca if r["new_state"] == "recovery" and r["old_state"] != "recovery")
 
@@ -286,6 +295,16 @@ def test_three_modes_agree_on_debian_6_1(tmp_path):
             assert got["changes"] >= want["changes"] * 0.9 - 2, (mode, key, got, want)
             if uncounted and got["mismatches"] > 0:
                 broken.append(key)
+                continue
+            # A missed excursion before the flow's first change or after its
+            # last (the iperf3 control connection's, seen: open -> cwr ->
+            # open 4 s before its close) moves where between accounting
+            # starts or ends its timed span: the fallback then times a part
+            # of the reference's span, never more in any state.
+            (got_first, got_last), (want_first, want_last) = rec.change_span(key), reference.change_span(key)
+            if got_first > want_first + DURATION_SLACK_NS or got_last < want_last - DURATION_SLACK_NS:
+                for state in STATES:
+                    assert got[f"{state}_ns"] <= want[f"{state}_ns"] + DURATION_SLACK_NS, (mode, key, state, got, want)
                 continue
             for state in STATES:
                 a, b = got[f"{state}_ns"], want[f"{state}_ns"]
