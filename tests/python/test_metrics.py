@@ -106,7 +106,12 @@ def settle(ns: str):
         quiet = v is not None and time.monotonic() - last[1] > 3 * SCRAPE_S
         return quiet and not query(ns, "sum(tcpcong_flows) > 0")
 
-    wait_for("the counters to settle", settled)
+    try:
+        wait_for("the counters to settle", settled)
+    except pytest.fail.Exception:
+        # What kept them from settling, for whoever reads the failure.
+        open_flows = query(ns, "tcpcong_flows > 0")
+        pytest.fail(f"the counters did not settle in 60 s: last total {last[0]}, flows still open {open_flows}")
 
 
 def stopped(serve):
