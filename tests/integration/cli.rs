@@ -805,3 +805,31 @@ fn a_complete_recording_stands_for_its_unfinished_file() {
         stderr(&o)
     );
 }
+
+/// A link planted under a capture's unfinished-file name is not followed:
+/// tcpcong never makes that file a link, and following one would let
+/// whoever plants it have root read (and show) a file they cannot, here
+/// another capture's unfinished file in a private folder.
+#[test]
+fn a_link_named_as_an_unfinished_file_is_not_followed() {
+    let private = TempDir::new("linked-private");
+    let shared = TempDir::new("linked-shared");
+    let real = private.join("real.parquet");
+    let rec = Recorder::start(&real, &["-L", "1"]);
+    let journal = private.join(".real.parquet.inprogress");
+    // It can be read by name: what the link would reach.
+    let o = tcpcong(&["events", journal.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let link = shared.join(".x.parquet.inprogress");
+    std::os::unix::fs::symlink(&journal, &link).unwrap();
+    for input in [shared.join("x.parquet"), link] {
+        let o = tcpcong(&["events", input.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{input:?}: {}", stderr(&o));
+        assert!(
+            stdout(&o).is_empty() && !stderr(&o).contains("reading"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    drop(rec);
+}

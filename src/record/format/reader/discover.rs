@@ -40,10 +40,11 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
                 ));
             }
         } else if path.exists() {
-            files.push(path.to_path_buf());
             if super::file::is_unfinished(path) {
+                not_a_link(path)?;
                 found.unfinished.push(path.to_path_buf());
             }
+            files.push(path.to_path_buf());
         } else if input.contains(['*', '?', '[']) {
             let before = files.len();
             let matches = glob::glob(input)
@@ -97,9 +98,10 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
 /// read in its place.
 fn unfinished_beside(path: &Path) -> Result<Option<PathBuf>> {
     let wip = in_progress_path(path);
-    if !wip.is_file() {
+    if std::fs::symlink_metadata(&wip).is_err() {
         return Ok(None);
     }
+    not_a_link(&wip)?;
     if crate::files::open_regular_nofollow(&wip)
         .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
     {
@@ -157,4 +159,16 @@ fn finished_beside(journal: &Path) -> bool {
         .and_then(|n| n.strip_prefix('.'))
         .and_then(|n| n.strip_suffix(".inprogress"))
         .is_some_and(|n| journal.with_file_name(n).is_file())
+}
+
+/// Refuses a link named as a capture's unfinished file: tcpcong never
+/// makes one, and following it would read whatever file its planter chose.
+fn not_a_link(path: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::bad_input(
+            path,
+            "a symbolic link named as a capture's unfinished file, which never is one: not followed",
+        ));
+    }
+    Ok(())
 }
