@@ -36,10 +36,11 @@ fn main() {
 /// type): read from the C (`#define NAME VALUE` or an enum's `NAME = VALUE`)
 /// into `bpf_constants.rs`, so that each is written once.
 #[cfg(feature = "capture")]
-const CONSTANTS: [(&str, &str, &str); 6] = [
+const CONSTANTS: [(&str, &str, &str); 7] = [
     ("bpf/event.h", "KIND_CA_STATE", "u8"),
     ("bpf/event.h", "KIND_TCP_STATE", "u8"),
     ("bpf/event.h", "KIND_SNAPSHOT", "u8"),
+    ("bpf/event.h", "KIND_RETRANSMIT", "u8"),
     ("bpf/event.h", "LEAN_CPUS", "usize"),
     ("bpf/event.h", "LEAN_PROGRAMS", "usize"),
     ("bpf/tcpcong.bpf.c", "LOST_SLOTS", "usize"),

@@ -5,7 +5,9 @@
  * trace_call_bpf, not by the raw tracepoint path tcpcong's programs take)
  * on tcp:tcp_cong_state_set. Per socket it keeps the state the last call
  * set; a call that finds the socket in another state is a transition the
- * kernel made without announcing it, and is handed to user space.
+ * kernel made without announcing it, and is handed to user space. And,
+ * per socket, the calls of tcp:tcp_retransmit_skb and the segments they
+ * resent.
  */
 #include "../bpf/kernel_types.h"
 #include <bpf/bpf_helpers.h>
@@ -19,6 +21,11 @@ char LICENSE[] SEC("license") = "GPL";
 struct trace_event_raw_tcp_cong_state_set {
 	const void *skaddr;
 	__u8 cong_state;
+} __attribute__((preserve_access_index));
+
+struct trace_event_raw_tcp_retransmit_skb___observed {
+	const void *skaddr;
+	const void *skbaddr;
 } __attribute__((preserve_access_index));
 
 struct trace_event_raw_inet_sock_set_state {
@@ -58,6 +65,22 @@ struct {
 __u64 calls;
 __u64 unreported;
 
+struct resent {
+	__u64 calls;
+	__u64 segs;
+};
+
+/* Socket cookie -> its retransmissions. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct resent);
+} resent SEC(".maps");
+
+/* Retransmissions the table had no room for. */
+__u64 resent_unrecorded;
+
 SEC("tracepoint/tcp/tcp_cong_state_set")
 int observe_cong_state(struct trace_event_raw_tcp_cong_state_set *ctx)
 {
@@ -94,5 +117,29 @@ int observe_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 
 	if (BPF_CORE_READ(ctx, newstate) == TCP_CLOSE)
 		bpf_map_delete_elem(&last_set, &sk);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_retransmit_skb")
+int observe_retransmit(struct trace_event_raw_tcp_retransmit_skb___observed *ctx)
+{
+	struct sock_common___cookie *sk = (void *)BPF_CORE_READ(ctx, skaddr);
+	struct sk_buff *skb = (void *)BPF_CORE_READ(ctx, skbaddr);
+	__u64 cookie = BPF_CORE_READ(sk, skc_cookie.counter);
+	__u16 segs = BPF_CORE_READ((struct tcp_skb_cb *)&skb->cb, tcp_gso_segs);
+	struct resent *r = bpf_map_lookup_elem(&resent, &cookie);
+
+	if (!r) {
+		struct resent fresh = {};
+
+		bpf_map_update_elem(&resent, &cookie, &fresh, BPF_NOEXIST);
+		r = bpf_map_lookup_elem(&resent, &cookie);
+		if (!r) {
+			__sync_fetch_and_add(&resent_unrecorded, 1);
+			return 0;
+		}
+	}
+	__sync_fetch_and_add(&r->calls, 1);
+	__sync_fetch_and_add(&r->segs, segs);
 	return 0;
 }

@@ -17,6 +17,19 @@ enum event_kind {
 	/* A socket's states as the snapshot program found them: old_state
 	 * is its TCP state, new_state its congestion state. */
 	KIND_SNAPSHOT = 2,
+	/* The socket sent a segment again: old_state is its congestion
+	 * state then, new_state why (enum resend). */
+	KIND_RETRANSMIT = 3,
+};
+
+/* Why a segment was sent again (see resend_kind in tcpcong.bpf.c). */
+enum resend {
+	RESEND_OTHER = 0,
+	RESEND_FAST = 1,
+	RESEND_LOSS = 2,
+	RESEND_RTO = 3,
+	RESEND_TLP = 4,
+	RESEND_SYN = 5,
 };
 
 /* The TCP counters every record carries, in both records' order. */
@@ -77,9 +90,12 @@ struct event {
 	__u8 kernel_gap;
 	__u8 pad;
 	__u32 seq;
-	/* No hole anywhere: the perf path hands over stack memory, which must
-	 * be written in full. */
-	__u32 pad2;
+	/* A retransmission's segments, the first one's sequence number and
+	 * the send's error (0 in other kinds' records). No hole anywhere: the
+	 * perf path hands over stack memory, which must be written in full. */
+	__u32 segs;
+	__u32 tcp_seq;
+	__s32 err;
 };
 
 

@@ -105,9 +105,10 @@ static __always_inline __u64 NAME(sock_ino)(struct sock *sk)
 }
 
 /* Writes every byte of `e` (the perf path passes stack memory, which the
- * verifier wants fully initialised). */
+ * verifier wants fully initialised). `r`: a retransmission's, or NULL. */
 static __always_inline void NAME(fill)(struct event *e, struct sock *sk, struct tcp_sock *tp,
-				       const struct ident *id, __u8 kind, __u8 old, __u8 new)
+				       const struct ident *id, __u8 kind, __u8 old, __u8 new,
+				       const struct resent *r)
 {
 	const struct tcp_congestion_ops *ops = LD(tp, inet_conn.icsk_ca_ops);
 
@@ -160,19 +161,22 @@ static __always_inline void NAME(fill)(struct event *e, struct sock *sk, struct 
 	e->kernel_gap = id->kernel_gap;
 	e->pad = 0;
 	e->seq = id->seq;
-	e->pad2 = 0;
+	e->segs = r ? r->segs : 0;
+	e->tcp_seq = r ? r->seq : 0;
+	e->err = r ? r->err : 0;
 }
 
 /* Whether the record was handed over. */
 static __always_inline bool NAME(emit)(void *ctx, struct sock *sk, struct tcp_sock *tp,
-				       const struct ident *id, __u8 kind, __u8 old, __u8 new)
+				       const struct ident *id, __u8 kind, __u8 old, __u8 new,
+				       const struct resent *r)
 {
 	struct event *e;
 
 	if (!use_ringbuf) {
 		struct event ev;
 
-		NAME(fill)(&ev, sk, tp, id, kind, old, new);
+		NAME(fill)(&ev, sk, tp, id, kind, old, new, r);
 		/* A full perf buffer is reported by its lost callback. */
 		return !bpf_perf_event_output(ctx, &events_perf, BPF_F_CURRENT_CPU, &ev, sizeof(ev));
 	}
@@ -182,7 +186,7 @@ static __always_inline bool NAME(emit)(void *ctx, struct sock *sk, struct tcp_so
 		count_lost();
 		return false;
 	}
-	NAME(fill)(e, sk, tp, id, kind, old, new);
+	NAME(fill)(e, sk, tp, id, kind, old, new, r);
 
 	submit_watermarked(&events_rb, e, wakeup_bytes);
 	return true;
@@ -195,7 +199,7 @@ static __always_inline void NAME(transition)(void *ctx, struct sock *sk, struct 
 
 	if (NAME(flow_wanted)(sk, &id)) {
 		id.owner = owner_of(sk);
-		NAME(emit)(ctx, sk, tp, &id, KIND_CA_STATE, old, new);
+		NAME(emit)(ctx, sk, tp, &id, KIND_CA_STATE, old, new, NULL);
 	}
 }
 

@@ -109,6 +109,8 @@ struct sock_common {
 	__u16 skc_num;
 	unsigned short skc_family;
 	volatile unsigned char skc_state;
+	/* sk_flags, as the kernel names it through a macro. */
+	unsigned long skc_flags;
 	struct {
 		struct net *net;
 	} skc_net;
@@ -164,6 +166,7 @@ struct inet_connection_sock {
 	__u8 icsk_ca_initialized: 1;
 	__u8 icsk_ca_setsockopt: 1;
 	__u8 icsk_ca_dst_locked: 1;
+	__u8 icsk_pending;
 };
 
 struct tcp_sock {
@@ -177,8 +180,26 @@ struct tcp_sock {
 	__u32 lost_out;
 	__u32 sacked_out;
 	__u32 total_retrans;
+	__u32 snd_wnd;
 	/* Read by the benchmark's clock comparison only (bench/floor.bpf.c). */
 	__u64 tcp_clock_cache;
+};
+
+struct sk_buff {
+	char cb[48];
+};
+
+/* What TCP keeps in an skb's control buffer (skb->cb). */
+struct tcp_skb_cb {
+	__u32 seq;
+	__u16 tcp_gso_segs;
+	__u8 sacked;
+};
+
+/* The tracepoint's classic record, declared only to ask whether this
+ * kernel's tcp_retransmit_skb reports the send's error (6.10 on). */
+struct trace_event_raw_tcp_retransmit_skb {
+	int err;
 };
 
 /* What kprobes see, per architecture (bpf_tracing.h names the members). */

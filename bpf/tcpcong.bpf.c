@@ -210,6 +210,13 @@ struct ident {
 	__u8 kernel_gap;
 };
 
+/* What a retransmission's record adds (see on_retransmit). */
+struct resent {
+	__u32 segs;
+	__u32 seq;
+	__s32 err;
+};
+
 /*
  * Per socket, where the kernel lets tracing programs keep socket storage
  * (5.11 on; `use_sk_storage`): the number of its last event, and the
@@ -494,7 +501,7 @@ static __always_inline void lifecycle(void *ctx, struct sock *sk, int oldstate, 
 			s->owned = 0;
 		}
 		id.owner = owner_of(sk);
-		emit_btf(ctx, sk, tp, &id, KIND_TCP_STATE, oldstate, newstate);
+		emit_btf(ctx, sk, tp, &id, KIND_TCP_STATE, oldstate, newstate, NULL);
 	}
 	if (newstate == TCP_CLOSE)
 		forget_socket(sk);
@@ -583,7 +590,7 @@ static __noinline int describe(__u64 *ctx, struct sock *sk, struct tcp_sock *tp,
 		s->owner = *id.owner;
 		s->owned = 1;
 	}
-	if (emit_btf(ctx, sk, tp, &id, KIND_CA_STATE, old, ca_state) && s && lean_records) {
+	if (emit_btf(ctx, sk, tp, &id, KIND_CA_STATE, old, ca_state, NULL) && s && lean_records) {
 		s->described = 1;
 		s->sport = sk->__sk_common.skc_num;
 		s->dport = sk->__sk_common.skc_dport;
@@ -709,6 +716,85 @@ int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 	return 0;
 }
 
+#define ICSK_TIME_LOSS_PROBE 5
+#define TCP_CA_LOSS 4
+/* In tcp_skb_cb.sacked: marked lost, so tcp_xmit_retransmit_queue's. */
+#define TCPCB_LOST 0x04
+/* In sk_flags: the socket is orphaned. */
+#define SOCK_DEAD 0
+
+/*
+ * Why the kernel sends a segment again, from what it has set by the time
+ * it does (schemas/events-v1.md, Retransmissions, says what each kind
+ * counts and which of the kernel's counters it equals):
+ *
+ *   syn   the socket is still connecting (tcp_retransmit_timer in SYN_SENT);
+ *   rto   no timer is pending: tcp_write_timer_handler clears icsk_pending
+ *         before it calls tcp_retransmit_timer, and at any other time a
+ *         socket with data in flight has one pending (retransmission, loss
+ *         probe or reordering timer). Unless the peer's window is zero
+ *         and the socket has a process: that branch of the timer probes
+ *         it, and counts no timeout (other);
+ *   tlp   the loss probe timer is pending (tcp_send_loss_probe clears it
+ *         only after its probe) and the segment is not marked lost: a
+ *         probe resends the last segment, marked or not, while every other
+ *         resend but the timer's is of a segment marked lost;
+ *   loss  marked lost, in loss: after a timeout's first, as ACKs come;
+ *   fast  marked lost in any other state (SACKs, RACK, duplicate ACKs);
+ *   other anything else.
+ */
+static __always_inline __u8 resend_kind(const struct sock *sk, const struct tcp_sock *tp,
+					const struct tcp_skb_cb *cb, __u8 ca)
+{
+	__u8 pending = tp->inet_conn.icsk_pending;
+	bool lost = BPF_CORE_READ(cb, sacked) & TCPCB_LOST;
+
+	if (sk->__sk_common.skc_state == TCP_SYN_SENT)
+		return RESEND_SYN;
+	if (!pending)
+		return tp->snd_wnd || (sk->__sk_common.skc_flags & 1 << SOCK_DEAD) ? RESEND_RTO : RESEND_OTHER;
+	if (pending == ICSK_TIME_LOSS_PROBE && !lost)
+		return RESEND_TLP;
+	if (!lost)
+		return RESEND_OTHER;
+	return ca == TCP_CA_LOSS ? RESEND_LOSS : RESEND_FAST;
+}
+
+/*
+ * Every retransmission of a traced flow: rare next to ACKs, so a full
+ * record each. It moves no state and takes no event number: its `seq` is
+ * the socket's last event's, as a snapshot's.
+ */
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(on_retransmit, struct sock *sk, struct sk_buff *skb)
+{
+	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)skb->cb;
+	struct sock_seq *s = NULL;
+	struct tcp_sock *tp;
+	struct resent r;
+	struct ident id;
+	__u8 ca;
+
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp || !flow_wanted_btf(sk, &id))
+		return 0;
+	ca = BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state);
+	r.segs = BPF_CORE_READ(cb, tcp_gso_segs);
+	r.seq = BPF_CORE_READ(cb, seq);
+	/* The third argument exists where the classic record has its field:
+	 * elsewhere the verifier never sees this read (the branch is a
+	 * constant libbpf writes). */
+	r.err = bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb, err) ? (int)ctx[2] : 0;
+	if (use_sk_storage) {
+		s = bpf_sk_storage_get(&sock_seqs, sk, 0, 0);
+		if (s)
+			id.seq = s->last_seq;
+	}
+	id.owner = s && s->owned ? &s->owner : owner_of(sk);
+	emit_btf(ctx, sk, tp, &id, KIND_RETRANSMIT, ca, resend_kind(sk, tp, cb, ca), &r);
+	return 0;
+}
+
 /*
  * A snapshot: every TCP socket the filters keep, with its TCP and
  * congestion states as they are now, one full record each, written to
@@ -746,7 +832,7 @@ int snapshot_tcp(struct bpf_iter__tcp *ctx)
 	}
 	id.owner = s && s->owned ? &s->owner : owner_of(sk);
 	fill_btf(&e, sk, tp, &id, KIND_SNAPSHOT, state,
-		 BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state));
+		 BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state), NULL);
 	bpf_seq_write(ctx->meta->seq, &e, sizeof(e));
 	return 0;
 }

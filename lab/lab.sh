@@ -8,6 +8,9 @@
 #   lab.sh up NS [--loss PCT] [--ecn PCT] [--port PORT]   create (idempotent: recreated)
 #   lab.sh traffic NS SECONDS [--ipv6] [--parallel N] [--port PORT] [--cc ALGO] [--bps]
 #                                         (--bps: print the received bits/s)
+#   lab.sh requests NS SECONDS [--port PORT]  one connection, small requests each answered
+#                                         before the next (lost ones: tail loss probes);
+#                                         prints how many
 #   lab.sh blackout NS MS [--port PORT]   drop everything to PORT for MS ms (RTOs: loss state)
 #   lab.sh synblock NS MS [--port PORT]   drop SYNs and SYN-ACKs of PORT for MS ms (handshake
 #                                         retransmits: open -> loss while in syn_sent); prints
@@ -16,7 +19,7 @@
 #   lab.sh reuse NS [--port PORT]         two short connections from the same local port
 #                                         (one 4-tuple, two sockets)
 #   lab.sh inode NS                       the namespace's inode (for --netns)
-#   lab.sh nstat NS                       TcpExt counters, "name value" lines
+#   lab.sh nstat NS                       Tcp and TcpExt counters, "name value" lines
 #   lab.sh down NS                        delete (never fails)
 set -euo pipefail
 
@@ -100,6 +103,34 @@ case $cmd in
     fi
     rm -f "$err"
     ;;
+  requests)
+    [ $# -ge 1 ] || die "requests needs SECONDS"
+    secs=$1; shift
+    parse "$@"
+    # One connection, one small request (a segment) at a time, each
+    # answered before the next: a lost request is the flow's last segment
+    # with nothing after it, which a tail loss probe resends.
+    inns timeout $((secs + 15)) python3 -c '
+import socket, sys, time
+port, secs = int(sys.argv[1]), float(sys.argv[2])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port))
+srv.listen(1)
+cli = socket.create_connection(("127.0.0.1", port))
+conn, _ = srv.accept()
+end, n = time.monotonic() + secs, 0
+while time.monotonic() < end:
+    cli.sendall(b"q" * 2000)
+    got = 0
+    while got < 2000:
+        got += len(conn.recv(2000 - got))
+    conn.sendall(b"a")
+    cli.recv(1)
+    n += 1
+cli.close(); conn.close(); srv.close()
+print(n)' "$port" "$secs"
+    ;;
   blackout)
     [ $# -ge 1 ] || die "blackout needs MS"
     ms=$1; shift
@@ -178,8 +209,8 @@ PY
     stat -L -c %i "/var/run/netns/$ns"
     ;;
   nstat)
-    inns cat /proc/net/netstat | awk '
-      /^TcpExt:/ { if (!hdr) { for (i = 2; i <= NF; i++) name[i] = $i; hdr = 1 } else { for (i = 2; i <= NF; i++) print "TcpExt" name[i], $i } }'
+    inns cat /proc/net/snmp /proc/net/netstat | awk '
+      /^(Tcp|TcpExt):/ { p = substr($1, 1, length($1) - 1); if (!hdr[p]) { for (i = 2; i <= NF; i++) name[p, i] = $i; hdr[p] = 1 } else { for (i = 2; i <= NF; i++) print p name[p, i], $i } }'
     ;;
   down)
     ip netns del "$ns" 2>/dev/null || true

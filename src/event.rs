@@ -101,6 +101,55 @@ impl TcpState {
     }
 }
 
+/// Why the kernel sent a segment again (`kind = retransmit`, in
+/// `new_state`), as told at `tcp:tcp_retransmit_skb` (schemas/events-v1.md,
+/// *Retransmissions*). Numbered as the BPF program's `enum rtx_kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resend {
+    /// None of the others: the kernel gave no sign of why.
+    Other = 0,
+    /// Marked lost by SACK, RACK or duplicate ACKs, in recovery.
+    Fast = 1,
+    /// Marked lost in loss state, after a timeout, as ACKs come.
+    Loss = 2,
+    /// The retransmission timer's own, the first after it fired.
+    Rto = 3,
+    /// A tail loss probe that resent the last segment.
+    Tlp = 4,
+    /// A SYN of a connection being opened.
+    Syn = 5,
+}
+
+impl Resend {
+    pub const ALL: [Resend; 6] = [
+        Resend::Other,
+        Resend::Fast,
+        Resend::Loss,
+        Resend::Rto,
+        Resend::Tlp,
+        Resend::Syn,
+    ];
+
+    pub fn from_kernel(v: u8) -> Option<Resend> {
+        Resend::ALL.get(usize::from(v)).copied()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Resend::Other => "other",
+            Resend::Fast => "fast",
+            Resend::Loss => "loss",
+            Resend::Rto => "rto",
+            Resend::Tlp => "tlp",
+            Resend::Syn => "syn",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Resend> {
+        Resend::ALL.into_iter().find(|r| r.name() == s)
+    }
+}
+
 /// What an event's `old_state`/`new_state` pair describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -112,6 +161,10 @@ pub enum Change {
     /// observation rather than an event (`old_state` holds the TCP state,
     /// `new_state` the congestion state).
     Snapshot { tcp: TcpState, ca: CaState },
+    /// `kind = retransmit`: the socket sent a segment again (`old_state`
+    /// holds its congestion state then, `new_state` why). Evidence, not a
+    /// change: it moves no state.
+    Retransmit { ca: CaState, why: Resend },
 }
 
 impl Change {
@@ -120,6 +173,7 @@ impl Change {
             Change::Ca { .. } => "ca_state",
             Change::Tcp { .. } => "tcp_state",
             Change::Snapshot { .. } => "snapshot",
+            Change::Retransmit { .. } => "retransmit",
         }
     }
 
@@ -128,6 +182,7 @@ impl Change {
             Change::Ca { old, new } => (old.name(), new.name()),
             Change::Tcp { old, new } => (old.name(), new.name()),
             Change::Snapshot { tcp, ca } => (tcp.name(), ca.name()),
+            Change::Retransmit { ca, why } => (ca.name(), why.name()),
         }
     }
 }
@@ -229,6 +284,9 @@ macro_rules! detail_columns {
             kernel_gap: u8,
             pid: u32,
             comm: KernelName,
+            segs: u32,
+            tcp_seq: u32,
+            err: i32,
         }
     };
 }
@@ -272,7 +330,7 @@ macro_rules! csv_number {
         }
     )*};
 }
-csv_number!(u8, u16, u32, u64);
+csv_number!(u8, u16, u32, u64, i32);
 
 /// A task may name itself anything: quoted where it needs to be.
 impl CsvField for KernelName {
@@ -418,6 +476,11 @@ mod tests {
         assert_eq!(TcpState(10).name(), "listen");
         assert_eq!(TcpState(99).name(), "unknown");
         assert_eq!(TcpState::from_name("unknown"), None);
+        for r in Resend::ALL {
+            assert_eq!(Resend::from_name(r.name()), Some(r));
+            assert_eq!(Resend::from_kernel(r as u8), Some(r));
+        }
+        assert_eq!(Resend::from_kernel(6), None);
     }
 
     #[test]

@@ -264,6 +264,12 @@ pub struct CaptureArgs {
     #[arg(long)]
     pub no_lifecycle: bool,
 
+    /// The evidence written beside the transitions, as rows of their own
+    /// kind: `all`, `none`, or a list (`retransmit`). Default: all when
+    /// writing a file, none otherwise (the tables do not use it).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
+    pub evidence: Vec<EvidenceArg>,
+
     /// Also show libbpf's log (the verifier's, when the kernel refuses a program).
     #[arg(short = 'v', long)]
     pub verbose: bool,
@@ -424,6 +430,17 @@ pub enum EventsFormat {
     Csv,
 }
 
+/// `--evidence`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvidenceArg {
+    /// Every kind below.
+    All,
+    /// Transitions only.
+    None,
+    /// Every retransmitted segment, with why (fast, loss, rto, tlp, syn).
+    Retransmit,
+}
+
 /// `events --kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KindArg {
@@ -437,6 +454,10 @@ pub enum KindArg {
     /// its TCP state, new_state its congestion state).
     #[value(name = "snapshot")]
     Snapshot,
+    /// Retransmitted segments (old_state the congestion state then,
+    /// new_state why: fast, loss, rto, tlp, syn, other).
+    #[value(name = "retransmit")]
+    Retransmit,
 }
 
 /// `--sort`: the per-flow figure that orders rows, largest first.

@@ -11,8 +11,8 @@ use clap::{CommandFactory, Parser, ValueEnum};
 
 use super::args::{
     AccountingArg, AnalyzeArgs, AttachKind, BufferChoice, ByArg, CaptureArgs, Cli, Command,
-    CompareArgs, CompareFormat, EventsArgs, EventsFormat, Format, KindArg, LiveArgs, PageArgs,
-    PortFilter, RecordArgs, ReportArgs, RotationArgs, SelectArgs, ServeArgs, SortArg,
+    CompareArgs, CompareFormat, EventsArgs, EventsFormat, EvidenceArg, Format, KindArg, LiveArgs,
+    PageArgs, PortFilter, RecordArgs, ReportArgs, RotationArgs, SelectArgs, ServeArgs, SortArg,
 };
 use super::values::{parse_duration, parse_outputs};
 use crate::analyze::engine::Accounting;
@@ -25,7 +25,7 @@ use crate::event::{CaState, Filters};
 use crate::host::{cgroup2_root, cgroup_id, netns_inode};
 use crate::record::capture::attach::AttachMode;
 use crate::record::capture::buffer::BufferKind;
-use crate::record::capture::config::CaptureConfig;
+use crate::record::capture::config::{CaptureConfig, Evidence};
 use crate::record::format::output::Target;
 use crate::record::format::reader::CgroupSel;
 use crate::record::format::series::Rotation;
@@ -303,7 +303,7 @@ fn record_target(output: &Path, r: &RotationArgs, force: bool) -> Result<Target>
 }
 
 fn record(a: &RecordArgs, command: String) -> Result<cmd::record::Plan> {
-    let capture = capture(&a.ports, &a.capture)?;
+    let capture = capture(&a.ports, &a.capture, true)?;
     let target = record_target(&a.output, &a.rotation, a.force)?;
     Ok(cmd::record::Plan {
         capture,
@@ -363,7 +363,7 @@ fn live(a: &LiveArgs, command: String) -> Result<cmd::live::Plan> {
         None => None,
     };
     Ok(cmd::live::Plan {
-        capture: capture(&a.ports, &a.capture)?,
+        capture: capture(&a.ports, &a.capture, output.is_some())?,
         output,
         report,
         command,
@@ -372,7 +372,7 @@ fn live(a: &LiveArgs, command: String) -> Result<cmd::live::Plan> {
 }
 
 fn serve(a: &ServeArgs, command: String) -> Result<cmd::serve::Plan> {
-    let capture = capture(&a.ports, &a.capture)?;
+    let capture = capture(&a.ports, &a.capture, a.output.is_some())?;
     let output = match &a.output {
         Some(p) => Some(record_target(p, &a.rotation, false)?),
         None if a.rotation.rotate_seconds.is_some()
@@ -514,6 +514,7 @@ fn events(a: &EventsArgs) -> Result<cmd::events::Plan> {
             KindArg::CaState => "ca_state",
             KindArg::TcpState => "tcp_state",
             KindArg::Snapshot => "snapshot",
+            KindArg::Retransmit => "retransmit",
         }),
     })
 }
@@ -654,7 +655,35 @@ fn group_key(b: ByArg) -> GroupKey {
 
 /// What the kernel side captures, with paths resolved to the ids the
 /// kernel compares.
-fn capture(ports: &PortFilter, c: &CaptureArgs) -> Result<CaptureConfig> {
+/// The evidence asked for; without `--evidence`, all of it where a file is
+/// written (`writing`), none where only tables are made of the capture.
+fn evidence(asked: &[EvidenceArg], writing: bool) -> Result<Evidence> {
+    if asked.len() > 1
+        && asked
+            .iter()
+            .any(|a| matches!(a, EvidenceArg::All | EvidenceArg::None))
+    {
+        return Err(Error::Usage(
+            "--evidence: all or none alone, or a list of kinds (retransmit)".into(),
+        ));
+    }
+    let mut e = Evidence::default();
+    for a in asked {
+        match a {
+            EvidenceArg::All => e = Evidence::ALL,
+            EvidenceArg::None => {}
+            EvidenceArg::Retransmit => e.retransmits = true,
+        }
+    }
+    Ok(if asked.is_empty() && writing {
+        Evidence::ALL
+    } else {
+        e
+    })
+}
+
+/// `writing`: the capture writes a file.
+fn capture(ports: &PortFilter, c: &CaptureArgs, writing: bool) -> Result<CaptureConfig> {
     let netns = c
         .netns
         .as_deref()
@@ -687,6 +716,7 @@ fn capture(ports: &PortFilter, c: &CaptureArgs) -> Result<CaptureConfig> {
             AttachKind::Kprobe => Some(AttachMode::Kprobe),
         },
         lifecycle: !c.no_lifecycle,
+        evidence: evidence(&c.evidence, writing)?,
         pin_buffer: c.pin_buffer.clone(),
     })
 }

@@ -11,7 +11,7 @@ use crate::event::Filters;
 use crate::host;
 use crate::record::capture::attach::{self, AttachMode};
 use crate::record::capture::buffer::BufferKind;
-use crate::record::capture::config::CaptureConfig;
+use crate::record::capture::config::{CaptureConfig, Evidence};
 use crate::record::capture::{load, preflight};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -211,6 +211,7 @@ fn try_load(mode: AttachMode, buffer: BufferKind) -> Result<()> {
         buffer,
         attach: Some(mode),
         lifecycle: true,
+        evidence: Evidence::ALL,
         pin_buffer: None,
     };
     let mut slots = load::object_slots();

@@ -30,7 +30,8 @@ pub struct Plan {
     pub inputs: Vec<String>,
     pub select: Selection,
     pub format: Format,
-    /// Only rows of this `kind` (`ca_state`, `tcp_state`, `snapshot`).
+    /// Only rows of this `kind` (`ca_state`, `tcp_state`, `snapshot`,
+    /// `retransmit`).
     pub kind: Option<&'static str>,
 }
 
@@ -44,9 +45,10 @@ fn endpoint(addr: &std::net::IpAddr, port: u16) -> String {
 fn text(out: &mut dyn Write, r: &Row, _: &Boot) -> io::Result<()> {
     let e = &r.ev;
     let (old, new) = e.change.names();
-    // A snapshot's two states hold at once: no arrow between them.
+    // A snapshot's two states hold at once, and a retransmission's are its
+    // state and why: no arrow between them.
     let between = match e.change {
-        Change::Snapshot { .. } => "  ",
+        Change::Snapshot { .. } | Change::Retransmit { .. } => "  ",
         _ => "->",
     };
     writeln!(

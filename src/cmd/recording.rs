@@ -46,6 +46,7 @@ impl Recorder {
                 buffer: cfg.buffer.name().to_string(),
                 filters: cfg.filters.clone(),
                 lifecycle: cfg.lifecycle,
+                evidence: cfg.evidence.kinds(),
                 command: command.to_string(),
                 clock,
                 cgroup_paths: BTreeMap::new(),

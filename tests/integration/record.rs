@@ -72,22 +72,6 @@ fn check_recovery_counter(events: &[Ev], meta: &serde_json::Value, read: (u64, u
     );
 }
 
-/// Nothing was lost between the kernel and the file. The only loss allowed
-/// is the kernel skipping a program that an interrupt re-entered on the same
-/// CPU (seen under this suite's parallel load, about once per twenty runs),
-/// which the recorder must report as such, in the file and on stderr.
-fn assert_no_transport_loss(stderr: &str, meta: &serde_json::Value) {
-    let lost = meta["lost_events"].as_u64().unwrap();
-    if lost == 0 {
-        assert!(stderr.contains(", 0 lost events"), "{stderr}");
-    } else {
-        let why = format!(
-            "{lost} lost events ({lost} skipped by the kernel: program re-entered on one CPU;"
-        );
-        assert!(stderr.contains(&why), "{stderr}");
-    }
-}
-
 /// Events entering recovery from another state.
 fn recovery_entries(events: &[Ev]) -> u64 {
     ca(events)

@@ -3,9 +3,12 @@
 //! `ready` once attached, then one line per transition the kernel made
 //! without a call of the tracepoint (`break KTIME_NS COOKIE FOUND SET
 //! LAST`: the socket, the state a call found, the one it set, the one the
-//! socket's previous call set), and at the end, when its standard input closes, `calls N
-//! unreported N misses N` (breaks the ring could not take, and calls the
-//! kernel skipped running the observer for).
+//! socket's previous call set), and at the end, when its standard input
+//! closes, one line per socket that retransmitted (`retransmits COOKIE
+//! CALLS SEGS`: calls of tcp:tcp_retransmit_skb, segments resent), and
+//! `calls N unreported N misses N resent_unrecorded N resent_misses N`
+//! (breaks the ring could not take, and calls the kernel skipped running
+//! the observer for; the same for retransmissions).
 //!
 //! Classic tracepoints are attached through tracefs: it is mounted at
 //! /sys/kernel/tracing if it is not, and unmounted again at the end.
@@ -56,6 +59,7 @@ fn main() {
     let links = [
         skel.progs.observe_cong_state.attach(),
         skel.progs.observe_sock_state.attach(),
+        skel.progs.observe_retransmit.attach(),
     ]
     .into_iter()
     .collect::<Result<Vec<_>, _>>()
@@ -91,13 +95,28 @@ fn main() {
     }
     let _ = rb.consume();
     drop(links);
-    let misses: u64 = libbpf_rs::query::ProgInfoIter::default()
-        .filter(|p| p.name.to_string_lossy().starts_with("observe_cong"))
-        .map(|p| p.recursion_misses)
-        .sum();
+    let misses = |prefix: &str| -> u64 {
+        libbpf_rs::query::ProgInfoIter::default()
+            .filter(|p| p.name.to_string_lossy().starts_with(prefix))
+            .map(|p| p.recursion_misses)
+            .sum()
+    };
+    use libbpf_rs::MapCore;
+    for key in skel.maps.resent.keys() {
+        if let Ok(Some(v)) = skel.maps.resent.lookup(&key, libbpf_rs::MapFlags::ANY) {
+            let word = |at: usize| u64::from_ne_bytes(v[at..at + 8].try_into().unwrap_or_default());
+            let cookie = u64::from_ne_bytes(key[..8].try_into().unwrap_or_default());
+            println!("retransmits {cookie} {} {}", word(0), word(8));
+        }
+    }
     let bss = skel.maps.bss_data.as_deref();
-    let (calls, unreported) = bss.map_or((0, 0), |b| (b.calls, b.unreported));
-    println!("calls {calls} unreported {unreported} misses {misses}");
+    let (calls, unreported, unrecorded) =
+        bss.map_or((0, 0, 0), |b| (b.calls, b.unreported, b.resent_unrecorded));
+    println!(
+        "calls {calls} unreported {unreported} misses {} resent_unrecorded {unrecorded} resent_misses {}",
+        misses("observe_cong"),
+        misses("observe_retransmit")
+    );
     if mounted {
         let _ = std::process::Command::new("umount").arg(TRACEFS).status();
     }

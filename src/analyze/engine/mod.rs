@@ -798,7 +798,8 @@ impl Engine {
             Change::Snapshot { ca, .. } if self.led.cfg.accounting == Accounting::Full => {
                 (Change::Ca { old: ca, new: ca }, true)
             }
-            Change::Snapshot { .. } => {
+            // Evidence moves no state: it only names the owner, as above.
+            Change::Snapshot { .. } | Change::Retransmit { .. } => {
                 if let Some(f) = self.flows.get_mut(&key) {
                     f.learn_owner(t_ns, addr);
                 }
@@ -869,7 +870,7 @@ impl Engine {
                 flow.on_established(t_ns, led)
             }
             Change::Tcp { new, .. } if new == TcpState::CLOSE => flow.on_close(key, t_ns, led),
-            Change::Tcp { .. } | Change::Snapshot { .. } => {}
+            Change::Tcp { .. } | Change::Snapshot { .. } | Change::Retransmit { .. } => {}
         }
         if observed {
             flow.credit_open(key, t_ns.min(led.until), true, led);

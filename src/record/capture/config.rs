@@ -15,6 +15,29 @@ pub struct CaptureConfig {
     pub attach: Option<AttachMode>,
     /// Emit `tcp_state` events.
     pub lifecycle: bool,
+    /// The evidence recorded beside the transitions.
+    pub evidence: Evidence,
     /// Where to pin the ring buffer for a benchmark's producer.
     pub pin_buffer: Option<std::path::PathBuf>,
+}
+
+/// The kinds of evidence a capture records beside the transitions, each
+/// with its own program (so what is off costs nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Evidence {
+    /// `retransmit` events.
+    pub retransmits: bool,
+}
+
+impl Evidence {
+    pub const ALL: Evidence = Evidence { retransmits: true };
+
+    /// The kinds on, by their rows' `kind`, as a file's metadata lists them.
+    pub fn kinds(&self) -> Vec<String> {
+        let mut kinds = Vec::new();
+        if self.retransmits {
+            kinds.push("retransmit".to_string());
+        }
+        kinds
+    }
 }

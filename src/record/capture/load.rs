@@ -175,6 +175,7 @@ fn load_mode<'obj>(
             "on_cong_state_set" => mode == AttachMode::Tracepoint,
             "on_cong_state_set_nested" => mode == AttachMode::Tracepoint && !guarded,
             "on_inet_sock_set_state" => true,
+            "on_retransmit" => cfg.evidence.retransmits,
             // Attached apart (see attach_accept_hooks): they need tracefs.
             ACCEPT4_PROG | ACCEPT_PROG => {
                 prog.set_autoattach(false);

@@ -8,8 +8,10 @@ use rustc_hash::FxHashMap;
 
 use super::names::{Names, Process};
 use super::skel::types::{event as RawEvent, lean_event as LeanEvent};
-use super::skel::{KIND_CA_STATE, KIND_SNAPSHOT, KIND_TCP_STATE};
-use crate::event::{detail_columns, CaState, Change, Detail, Event, FlowAddr, Owner, TcpState};
+use super::skel::{KIND_CA_STATE, KIND_RETRANSMIT, KIND_SNAPSHOT, KIND_TCP_STATE};
+use crate::event::{
+    detail_columns, CaState, Change, Detail, Event, FlowAddr, Owner, Resend, TcpState,
+};
 
 pub const RAW_EVENT_SIZE: usize = std::mem::size_of::<RawEvent>();
 const LEAN_EVENT_SIZE: usize = std::mem::size_of::<LeanEvent>();
@@ -67,6 +69,10 @@ fn decode(bytes: &[u8]) -> Result<(Event, u64), Malformed> {
         KIND_SNAPSHOT => Change::Snapshot {
             tcp: TcpState(r.old_state),
             ca: CaState::from_kernel(r.new_state).ok_or(Malformed)?,
+        },
+        KIND_RETRANSMIT => Change::Retransmit {
+            ca: CaState::from_kernel(r.old_state).ok_or(Malformed)?,
+            why: Resend::from_kernel(r.new_state).ok_or(Malformed)?,
         },
         _ => return Err(Malformed),
     };
@@ -164,7 +170,7 @@ impl Decoder {
             }
             // A snapshot's fields are the socket's now, but its flow's lean
             // records follow the flow's last full record of an event.
-            Change::Tcp { .. } | Change::Snapshot { .. } => {}
+            Change::Tcp { .. } | Change::Snapshot { .. } | Change::Retransmit { .. } => {}
             Change::Ca { .. } => {
                 let kept = self.described.entry(e.flow).or_default();
                 if kept.len() == FACTS_KEPT {

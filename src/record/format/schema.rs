@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::{ArrayBuilder, PrimitiveBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+use arrow_array::types::{Int32Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
 use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::{Deserialize, Serialize};
@@ -94,6 +94,7 @@ primitive_value! {
     u16 => UInt16Type, UInt16;
     u32 => UInt32Type, UInt32;
     u64 => UInt64Type, UInt64;
+    i32 => Int32Type, Int32;
 }
 
 impl ColumnValue for KernelName {
@@ -256,13 +257,18 @@ pub struct Metadata {
     #[serde(default)]
     pub snapshots: u64,
     /// Additions to v1 since its first files: 1 for the per-row `host`,
-    /// `boot_id` and the capture rows; 2 for the snapshot rows.
+    /// `boot_id` and the capture rows; 2 for the snapshot rows; 3 for the
+    /// evidence rows and columns.
     #[serde(default)]
     pub schema_minor: u32,
+    /// The kinds of evidence the capture recorded (`retransmit`): a kind
+    /// not listed has no rows because it was not asked for.
+    #[serde(default)]
+    pub evidence: Vec<String>,
 }
 
 /// The `schema_minor` this version writes.
-pub const SCHEMA_MINOR: u32 = 2;
+pub const SCHEMA_MINOR: u32 = 3;
 
 /// What every file of a capture says about how it was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,6 +279,8 @@ pub struct CaptureInfo {
     pub buffer: String,
     pub filters: Filters,
     pub lifecycle: bool,
+    /// The kinds of evidence recorded (see [`Metadata::evidence`]).
+    pub evidence: Vec<String>,
     /// The command line that recorded it.
     pub command: String,
     pub clock: Clock,
@@ -316,6 +324,7 @@ impl Metadata {
             numbered: false,
             cgroup_paths: info.cgroup_paths.clone(),
             schema_minor: SCHEMA_MINOR,
+            evidence: info.evidence.clone(),
         }
     }
 }
@@ -352,6 +361,7 @@ mod tests {
             numbered: true,
             cgroup_paths: BTreeMap::from([(7, "/a.slice".into())]),
             schema_minor: SCHEMA_MINOR,
+            evidence: vec!["retransmit".into()],
         };
         let mut v = serde_json::to_value(&m).unwrap();
         v["from_the_future"] = serde_json::json!(42);

@@ -11,7 +11,9 @@ use super::super::schema::DetailArrays;
 use super::conform::NEEDED;
 use super::filter::RowFilter;
 use crate::error::{Error, Result};
-use crate::event::{CaState, Change, Detail, Event, FlowAddr, FlowKey, Owner, Span, TcpState};
+use crate::event::{
+    CaState, Change, Detail, Event, FlowAddr, FlowKey, Owner, Resend, Span, TcpState,
+};
 use crate::time::Clock;
 
 /// Which columns to decode: analysis needs ten, `events` shows them all.
@@ -107,6 +109,7 @@ pub(super) enum Kind {
     Ca,
     Tcp,
     Snapshot,
+    Retransmit,
 }
 
 /// A state column's value read both ways; the row's kind says which holds.
@@ -114,6 +117,7 @@ pub(super) enum Kind {
 pub(super) struct StateName {
     ca: Option<CaState>,
     tcp: TcpState,
+    resend: Option<Resend>,
 }
 
 impl StateName {
@@ -121,6 +125,7 @@ impl StateName {
         StateName {
             ca: CaState::from_name(s),
             tcp: TcpState::from_name(s).unwrap_or(TcpState(0)),
+            resend: Resend::from_name(s),
         }
     }
 }
@@ -148,6 +153,7 @@ pub(super) fn decode_batch(
         "ca_state" => Some(Kind::Ca),
         "tcp_state" => Some(Kind::Tcp),
         "snapshot" => Some(Kind::Snapshot),
+        "retransmit" => Some(Kind::Retransmit),
         // Kinds added by later schema versions are not ours to judge.
         _ => None,
     })?;
@@ -198,6 +204,12 @@ pub(super) fn decode_batch(
             Some(Kind::Snapshot) => Change::Snapshot {
                 tcp: olds[i].tcp,
                 ca: ca(news[i])?,
+            },
+            Some(Kind::Retransmit) => Change::Retransmit {
+                ca: ca(olds[i])?,
+                why: news[i]
+                    .resend
+                    .ok_or_else(|| bad("an unknown retransmission kind"))?,
             },
             None => continue,
         };

@@ -368,6 +368,7 @@ mod tests {
             buffer: "ring".into(),
             filters: Default::default(),
             lifecycle: true,
+            evidence: Vec::new(),
             command: "tcpcong record".into(),
             clock: Clock::new(0),
             cgroup_paths: Default::default(),
