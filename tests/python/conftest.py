@@ -68,6 +68,7 @@ ARROW_TYPES = {
     "uint32": pa.uint32(),
     "uint16": pa.uint16(),
     "uint8": pa.uint8(),
+    "int32": pa.int32(),
     "string": pa.string(),
 }
 
@@ -126,11 +127,11 @@ def write_table(path: Path, table: pa.Table, meta: dict) -> Path:
     places them."""
     meta = copy.deepcopy(meta)
     kinds = table.column("kind").to_pylist()
-    meta["events"] = sum(k in ("ca_state", "tcp_state") for k in kinds)
+    meta["events"] = sum(k in ("ca_state", "tcp_state", "retransmit") for k in kinds)
     meta["snapshots"] = kinds.count("snapshot")
     meta["flows"] = len(set(table.column("flow").to_pylist()))
     if "capture" in table.column_names:
-        meta["schema_minor"] = 2
+        meta["schema_minor"] = 3
         table = with_capture_rows(table, meta)
     k = table.column("ktime_ns").to_pylist()
     meta["sorted"] = all(a <= b for a, b in zip(k, k[1:]))

@@ -58,14 +58,16 @@ PANDAS_DTYPES = {
     "timestamp[ns, tz=UTC]": "datetime64[ns, UTC]",
     "timestamp[us, tz=UTC]": "datetime64[us, UTC]",
     "uint64": "uint64", "uint32": "uint32", "uint16": "uint16", "uint8": "uint8",
+    "int32": "int32",
 }
 DUCKDB_TYPES = {
     "timestamp[ns, tz=UTC]": "TIMESTAMPTZ_NS", "timestamp[us, tz=UTC]": "TIMESTAMP WITH TIME ZONE",
     "uint64": "UBIGINT",
     "uint32": "UINTEGER", "uint16": "USMALLINT", "uint8": "UTINYINT",
+    "int32": "INTEGER",
     "string": "VARCHAR",
 }
-JSON_TYPES = {"integer": int, "string": str, "boolean": bool, "object": dict}
+JSON_TYPES = {"integer": int, "string": str, "boolean": bool, "object": dict, "array": list}
 
 
 def test_fixtures_exist():
@@ -76,7 +78,8 @@ def test_fixtures_exist():
 
 SCHEMA_RS = REPO / "src" / "record" / "format" / "schema.rs"
 # The Rust types of the detail columns, as pyarrow names them.
-RUST_TYPES = {"u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64", "KernelName": "string"}
+RUST_TYPES = {"u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64", "i32": "int32",
+              "KernelName": "string"}
 
 
 def fixture_columns(current: bool) -> list[dict]:
@@ -214,7 +217,7 @@ def test_metadata_tells_the_truth(path, current):
     t = pq.read_table(path)
     kinds = t.column("kind").to_pylist()
     # The capture and snapshot rows are not events (and name no flow).
-    events = t.filter(pc.is_in(t.column("kind"), pa.array(["ca_state", "tcp_state"])))
+    events = t.filter(pc.is_in(t.column("kind"), pa.array(["ca_state", "tcp_state", "retransmit"])))
     assert (kinds.count("capture"), kinds.count("snapshot")) == (
         (2, meta["snapshots"]) if current else (0, 0))
     k = t.column("ktime_ns").to_pylist()

@@ -36,6 +36,7 @@ SPARK_TYPES = {
     "uint32": "bigint",
     "uint16": "int",
     "uint8": "smallint",
+    "int32": "int",
     "string": "string",
 }
 

@@ -175,7 +175,7 @@ fn load_mode<'obj>(
             "on_cong_state_set" => mode == AttachMode::Tracepoint,
             "on_cong_state_set_nested" => mode == AttachMode::Tracepoint && !guarded,
             "on_inet_sock_set_state" => true,
-            "on_retransmit" => cfg.evidence.retransmits,
+            RETRANSMIT_PROG => cfg.evidence.retransmits,
             // Attached apart (see attach_accept_hooks): they need tracefs.
             ACCEPT4_PROG | ACCEPT_PROG => {
                 prog.set_autoattach(false);
@@ -209,6 +209,8 @@ fn load_mode<'obj>(
     Ok((skel, attached_ktime_ns))
 }
 
+/// Evidence: each kind's program is loaded only when the kind is asked for.
+const RETRANSMIT_PROG: &str = "on_retransmit";
 const ACCEPT4_PROG: &str = "on_accept4_exit";
 const ACCEPT_PROG: &str = "on_accept_exit";
 const TRACEFS: &str = "/sys/kernel/tracing";
@@ -433,6 +435,7 @@ mod tests {
                         "on_cong_state_set",
                         "on_cong_state_set_nested",
                         "on_inet_sock_set_state",
+                        RETRANSMIT_PROG,
                         ACCEPT4_PROG,
                         ACCEPT_PROG,
                         SNAPSHOT_PROG,
