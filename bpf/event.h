@@ -20,7 +20,18 @@ enum event_kind {
 	/* The socket sent a segment again: old_state is its congestion
 	 * state then, new_state why (enum resend). */
 	KIND_RETRANSMIT = 3,
+	/* This host dropped a segment of the flow: old_state is the
+	 * direction (enum direction), new_state the kernel's reason (enum
+	 * skb_drop_reason, DROP_REASON_OTHER beyond). */
+	KIND_DROP = 4,
 };
+
+enum direction {
+	DIRECTION_TX = 0,
+	DIRECTION_RX = 1,
+};
+
+#define DROP_REASON_OTHER 255
 
 /* Why a segment was sent again (see resend_kind in tcpcong.bpf.c). */
 enum resend {
@@ -90,12 +101,16 @@ struct event {
 	__u8 kernel_gap;
 	__u8 pad;
 	__u32 seq;
-	/* A retransmission's segments, the first one's sequence number and
-	 * the send's error (0 in other kinds' records). No hole anywhere: the
-	 * perf path hands over stack memory, which must be written in full. */
+	/* A retransmission's or drop's segments and the first one's sequence
+	 * number, and a retransmission's send error (0 in other kinds'
+	 * records). No hole anywhere: the perf path hands over stack memory,
+	 * which must be written in full. */
 	__u32 segs;
 	__u32 tcp_seq;
 	__s32 err;
+	/* A drop's place: the kernel function that freed the segment
+	 * (empty in other kinds' records). */
+	char location[32];
 };
 
 

@@ -164,6 +164,7 @@ static __always_inline void NAME(fill)(struct event *e, struct sock *sk, struct 
 	e->segs = r ? r->segs : 0;
 	e->tcp_seq = r ? r->seq : 0;
 	e->err = r ? r->err : 0;
+	__builtin_memset(e->location, 0, sizeof(e->location));
 }
 
 /* Whether the record was handed over. */

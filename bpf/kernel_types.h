@@ -185,8 +185,25 @@ struct tcp_sock {
 	__u64 tcp_clock_cache;
 };
 
+struct net_device {
+	struct {
+		struct net *net;
+	} nd_net;
+};
+
 struct sk_buff {
 	char cb[48];
+	struct net_device *dev;
+	int skb_iif;
+	__be16 protocol;
+	__u16 transport_header;
+	__u16 network_header;
+	__u32 end;
+	unsigned char *head;
+};
+
+struct skb_shared_info {
+	__u16 gso_segs;
 };
 
 /* What TCP keeps in an skb's control buffer (skb->cb). */
@@ -197,9 +214,16 @@ struct tcp_skb_cb {
 };
 
 /* The tracepoint's classic record, declared only to ask whether this
- * kernel's tcp_retransmit_skb reports the send's error (6.10 on). */
+ * kernel's tcp_retransmit_skb reports the send's error (6.17 on). */
 struct trace_event_raw_tcp_retransmit_skb {
 	int err;
+};
+
+/* Likewise: whether kfree_skb says why (5.17 on) and for which socket
+ * (6.11 on). */
+struct trace_event_raw_kfree_skb {
+	int reason;
+	void *rx_sk;
 };
 
 /* What kprobes see, per architecture (bpf_tracing.h names the members). */

@@ -29,6 +29,7 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+#define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
 #define TCP_CLOSE 7
@@ -473,6 +474,59 @@ static __always_inline void own(struct sock *sk)
 	bpf_map_update_elem(&owners, &key, &o, BPF_ANY);
 }
 
+/* Drops are recorded (see on_drop): flows are also kept by their addresses. */
+const volatile bool record_drops = false;
+
+/*
+ * A flow by its addresses, as a segment names it, in its network namespace:
+ * how a drop finds the flow of a segment the kernel freed before it knew
+ * the socket (a netfilter rule on input). Kept from a flow's established
+ * (or its first full record) on; a closed flow's entry stays until the
+ * table needs its room or a new connection takes its addresses (at close
+ * the kernel has already released its local port, so the key cannot be
+ * built again).
+ */
+struct flow_tuple {
+	__u32 netns;
+	__u16 lport;
+	__u16 rport;
+	__u8 family;
+	__u8 pad[3];
+	__u8 laddr[16];
+	__u8 raddr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct flow_tuple);
+	__type(value, __u64);
+} flow_tuples SEC(".maps");
+
+static __always_inline void remember_tuple(struct sock *sk, const struct ident *id)
+{
+	struct flow_tuple t = {
+		.netns = id->netns,
+		.lport = id->sport,
+		.rport = id->dport,
+		.family = id->family,
+	};
+
+	if (!record_drops || !id->sport)
+		return;
+	if (id->family == 4) {
+		__u64 pair = sk->__sk_common.skc_addrpair;
+		__u32 l = pair >> 32, r = pair;
+
+		__builtin_memcpy(t.laddr, &l, 4);
+		__builtin_memcpy(t.raddr, &r, 4);
+	} else {
+		__builtin_memcpy(t.laddr, sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+		__builtin_memcpy(t.raddr, sk->__sk_common.skc_v6_daddr.in6_u.u6_addr8, 16);
+	}
+	bpf_map_update_elem(&flow_tuples, &t, &id->flow, BPF_ANY);
+}
+
 /* A TCP state change: a lifecycle event, the end (or a reused socket's
  * new start) of a tcpcong-assigned flow id, and an active socket's owner. */
 static __always_inline void lifecycle(void *ctx, struct sock *sk, int oldstate, int newstate)
@@ -489,6 +543,8 @@ static __always_inline void lifecycle(void *ctx, struct sock *sk, int oldstate, 
 		forget_socket(sk);
 	if (newstate == TCP_SYN_SENT)
 		own(sk);
+	if (record_drops && newstate == TCP_ESTABLISHED && flow_wanted_btf(sk, &id))
+		remember_tuple(sk, &id);
 	if (emit_lifecycle && flow_wanted_btf(sk, &id)) {
 		/* A new connection or a close starts the socket's chain afresh,
 		 * as readers of the file do. */
@@ -590,6 +646,8 @@ static __noinline int describe(__u64 *ctx, struct sock *sk, struct tcp_sock *tp,
 		s->owner = *id.owner;
 		s->owned = 1;
 	}
+	if (!s || !s->described)
+		remember_tuple(sk, &id);
 	if (emit_btf(ctx, sk, tp, &id, KIND_CA_STATE, old, ca_state, NULL) && s && lean_records) {
 		s->described = 1;
 		s->sport = sk->__sk_common.skc_num;
@@ -793,6 +851,193 @@ int BPF_PROG(on_retransmit, struct sock *sk, struct sk_buff *skb)
 	id.owner = s && s->owned ? &s->owner : owner_of(sk);
 	emit_btf(ctx, sk, tp, &id, KIND_RETRANSMIT, ca, resend_kind(sk, tp, cb, ca), &r);
 	return 0;
+}
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+
+/* Per reason (DROP_REASON_OTHER and beyond in the last), TCP segments of
+ * the traced namespace (every one without a namespace filter) this host
+ * dropped that were no traced flow's: the files' host-wide context, read
+ * by user space through the mmapped .bss. */
+__u64 untraced_drops[DROP_REASON_OTHER + 1];
+
+/* What a drop record adds: the segment, and where it was freed. */
+struct dropped {
+	struct resent r;
+	__u64 location;
+};
+
+/* The drop's record, handed over with the kernel function that freed it
+ * by name. `sk`: the flow's socket, or NULL where the segment's addresses
+ * (`t`) named the flow: its identity is then the segment's, user space
+ * gives it the flow's owner, and the counters are 0. */
+static __always_inline void fill_drop(struct event *e, struct sock *sk, struct tcp_sock *tp,
+				      const struct ident *id, const struct flow_tuple *t,
+				      const struct dropped *d, __u8 dir, __u8 reason)
+{
+	static const char fmt[] = "%ps";
+
+	if (tp) {
+		fill_btf(e, sk, tp, id, KIND_DROP, dir, reason, &d->r);
+	} else {
+		__builtin_memset(e, 0, sizeof(*e));
+		e->ktime_ns = bpf_ktime_get_ns();
+		e->cookie = id->flow;
+		__builtin_memcpy(e->saddr, t->laddr, sizeof(e->saddr));
+		__builtin_memcpy(e->daddr, t->raddr, sizeof(e->daddr));
+		e->netns = id->netns;
+		e->sport = id->sport;
+		e->dport = id->dport;
+		e->family = id->family;
+		e->cpu = bpf_get_smp_processor_id();
+		e->kind = KIND_DROP;
+		e->old_state = dir;
+		e->new_state = reason;
+		e->segs = d->r.segs;
+		e->tcp_seq = d->r.seq;
+	}
+	bpf_snprintf(e->location, sizeof(e->location), fmt, (__u64 *)&d->location, sizeof(__u64));
+}
+
+static __always_inline void emit_drop(void *ctx, struct sock *sk, const struct ident *id,
+				      const struct flow_tuple *t, const struct dropped *d, __u8 dir,
+				      __u8 reason)
+{
+	struct tcp_sock *tp = NULL;
+	struct event *e;
+
+	if (!t) {
+		tp = bpf_skc_to_tcp_sock(sk);
+		if (!tp)
+			return;
+	}
+	if (!use_ringbuf) {
+		struct event ev;
+
+		fill_drop(&ev, sk, tp, id, t, d, dir, reason);
+		/* A full perf buffer is reported by its lost callback. */
+		bpf_perf_event_output(ctx, &events_perf, BPF_F_CURRENT_CPU, &ev, sizeof(ev));
+		return;
+	}
+	e = bpf_ringbuf_reserve(&events_rb, sizeof(*e), 0);
+	if (!e) {
+		count_lost();
+		return;
+	}
+	fill_drop(e, sk, tp, id, t, d, dir, reason);
+	submit_watermarked(&events_rb, e, wakeup_bytes);
+}
+
+/*
+ * A TCP segment this host dropped: the flow's, by its socket where the
+ * kernel gives it (the receiver's, once TCP has found it) or else by its
+ * addresses; otherwise counted by reason. Not inlined: every other freed
+ * packet leaves on_drop after two loads.
+ */
+static __noinline int drop_tcp(void *ctx, struct sk_buff *skb, __u64 location, __u32 why,
+			       __u32 family)
+{
+	unsigned char *head = skb->head;
+	__u16 nh = skb->network_header, th = skb->transport_header;
+	struct flow_tuple t = { .family = family };
+	__u8 reason = why < DROP_REASON_OTHER ? why : DROP_REASON_OTHER;
+	__u8 dir = skb->skb_iif ? DIRECTION_RX : DIRECTION_TX;
+	struct net_device *dev = skb->dev;
+	struct sock *sk = NULL;
+	struct dropped d = { .location = location };
+	struct ident id;
+	__u8 src[16] = {}, dst[16] = {};
+	__u16 ports[2];
+	__u32 seq;
+	__u64 *flow;
+	__u32 key = reason;
+
+	if (family == 4) {
+		__u8 ihl;
+
+		bpf_probe_read_kernel(&ihl, 1, head + nh);
+		bpf_probe_read_kernel(src, 4, head + nh + 12);
+		bpf_probe_read_kernel(dst, 4, head + nh + 16);
+		if (th == 0xffff)
+			th = nh + (ihl & 0xf) * 4;
+	} else {
+		bpf_probe_read_kernel(src, 16, head + nh + 8);
+		bpf_probe_read_kernel(dst, 16, head + nh + 24);
+		if (th == 0xffff)
+			th = nh + 40;
+	}
+	bpf_probe_read_kernel(ports, 4, head + th);
+	bpf_probe_read_kernel(&seq, 4, head + th + 4);
+	d.r.seq = bpf_ntohl(seq);
+	d.r.segs = BPF_CORE_READ((struct skb_shared_info *)(head + skb->end), gso_segs) ?: 1;
+	d.r.err = 0;
+
+	/* The receiver's socket, once TCP has found it (6.11 on). A sender's
+	 * (skb->sk) is not one the verifier lets a program use: its own
+	 * segments are found by their addresses, as below. */
+	if (dir == DIRECTION_RX && bpf_core_field_exists(struct trace_event_raw_kfree_skb, rx_sk))
+		sk = (struct sock *)((__u64 *)ctx)[3];
+	if (use_sk_storage && sk && bpf_skc_to_tcp_sock(sk) &&
+	    bpf_sk_storage_get(&sock_seqs, sk, 0, 0) && flow_wanted_btf(sk, &id)) {
+		struct sock_seq *s = bpf_sk_storage_get(&sock_seqs, sk, 0, 0);
+
+		if (s)
+			id.seq = s->last_seq;
+		id.owner = s && s->owned ? &s->owner : owner_of(sk);
+		emit_drop(ctx, sk, &id, NULL, &d, dir, reason);
+		return 0;
+	}
+
+	/* By the segment's addresses, as the flow names them. */
+	t.netns = dev ? BPF_CORE_READ(dev, nd_net.net, ns.inum) : 0;
+	if (dir == DIRECTION_TX) {
+		t.lport = bpf_ntohs(ports[0]);
+		t.rport = bpf_ntohs(ports[1]);
+		__builtin_memcpy(t.laddr, src, 16);
+		__builtin_memcpy(t.raddr, dst, 16);
+	} else {
+		t.lport = bpf_ntohs(ports[1]);
+		t.rport = bpf_ntohs(ports[0]);
+		__builtin_memcpy(t.laddr, dst, 16);
+		__builtin_memcpy(t.raddr, src, 16);
+	}
+	flow = bpf_map_lookup_elem(&flow_tuples, &t);
+	if (flow) {
+		id.flow = *flow;
+		id.netns = t.netns;
+		id.sport = t.lport;
+		id.dport = t.rport;
+		id.family = family;
+		emit_drop(ctx, NULL, &id, &t, &d, dir, reason);
+		return 0;
+	}
+	if (netns_only && t.netns != netns_only)
+		return 0;
+	/* The mask is the verifier's bound: the compiler knows a u8 needs
+	 * none, and would drop it. */
+	asm volatile("%0 &= 0xff" : "+r"(key));
+	__sync_fetch_and_add(&untraced_drops[key], 1);
+	return 0;
+}
+
+/*
+ * Every packet the host drops (kfree_skb, not consume_skb): anything but
+ * TCP over IP leaves after reading its protocol numbers.
+ */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(on_drop, struct sk_buff *skb, void *location, int reason)
+{
+	__u16 proto = skb->protocol;
+	__u8 l4 = 0;
+
+	if (proto == bpf_htons(ETH_P_IP))
+		bpf_probe_read_kernel(&l4, 1, skb->head + skb->network_header + 9);
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		bpf_probe_read_kernel(&l4, 1, skb->head + skb->network_header + 6);
+	if (l4 != IPPROTO_TCP)
+		return 0;
+	return drop_tcp(ctx, skb, (__u64)location, reason, proto == bpf_htons(ETH_P_IP) ? 4 : 6);
 }
 
 /*

@@ -11,6 +11,11 @@
 #   lab.sh requests NS SECONDS [--port PORT]  one connection, small requests each answered
 #                                         before the next (lost ones: tail loss probes);
 #                                         prints how many
+#   lab.sh shape NS                       a slow, short queue (tbf) on the loopback: senders
+#                                         overflow it
+#   lab.sh drops NS                       "netfilter N" (the --loss rule's drops) and
+#                                         "qdisc N" (the queue's, with shape)
+#   lab.sh udp NS COUNT                   COUNT datagrams to a closed UDP port
 #   lab.sh blackout NS MS [--port PORT]   drop everything to PORT for MS ms (RTOs: loss state)
 #   lab.sh synblock NS MS [--port PORT]   drop SYNs and SYN-ACKs of PORT for MS ms (handshake
 #                                         retransmits: open -> loss while in syn_sent); prints
@@ -54,7 +59,7 @@ case $cmd in
     inns nft add chain inet lab in '{ type filter hook input priority 0; }'
     inns nft add chain inet lab out '{ type filter hook output priority 0; }'
     if [ "$loss" != 0 ]; then
-      inns nft add rule inet lab in tcp dport "$port" numgen random mod 100 '<' "$loss" drop
+      inns nft add rule inet lab in tcp dport "$port" numgen random mod 100 '<' "$loss" counter drop
     fi
     if [ "$ecn" != 0 ]; then
       # Never mark a SYN: a SYN arriving ECT/CE makes Linux refuse ECN for
@@ -102,6 +107,25 @@ case $cmd in
       exit 1
     fi
     rm -f "$err"
+    ;;
+  shape)
+    # A slow, short queue on the namespace's loopback: senders overflow it
+    # (drops of their own segments, by the queue).
+    inns tc qdisc replace dev lo root tbf rate 200mbit burst 128kb limit 160kb
+    ;;
+  drops)
+    # What the lab dropped: its loss rule's packets and the queue's.
+    inns nft list chain inet lab in | awk '/numgen random/ { for (i = 1; i < NF; i++) if ($i == "packets") print "netfilter", $(i + 1) }'
+    inns tc -s qdisc show dev lo | awk '/dropped/ { gsub(/[(),]/, " "); for (i = 1; i < NF; i++) if ($i == "dropped") print "qdisc", $(i + 1) }'
+    ;;
+  udp)
+    # Datagrams to a closed port: drops of another protocol than TCP.
+    [ $# -ge 1 ] || die "udp needs COUNT"
+    inns python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(int(sys.argv[1])):
+    s.sendto(b"x", ("127.0.0.1", 9))' "$1"
     ;;
   requests)
     [ $# -ge 1 ] || die "requests needs SECONDS"

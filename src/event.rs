@@ -165,6 +165,10 @@ pub enum Change {
     /// holds its congestion state then, `new_state` why). Evidence, not a
     /// change: it moves no state.
     Retransmit { ca: CaState, why: Resend },
+    /// `kind = drop`: this host dropped a segment of the flow, arriving
+    /// (`rx`) or its own (`old_state` `rx` or `tx`), for the kernel's
+    /// `reason` (`new_state`). Evidence, not a change.
+    Drop { rx: bool, reason: SymbolName },
 }
 
 impl Change {
@@ -174,15 +178,17 @@ impl Change {
             Change::Tcp { .. } => "tcp_state",
             Change::Snapshot { .. } => "snapshot",
             Change::Retransmit { .. } => "retransmit",
+            Change::Drop { .. } => "drop",
         }
     }
 
-    pub fn names(&self) -> (&'static str, &'static str) {
-        match *self {
+    pub fn names(&self) -> (&str, &str) {
+        match self {
             Change::Ca { old, new } => (old.name(), new.name()),
             Change::Tcp { old, new } => (old.name(), new.name()),
             Change::Snapshot { tcp, ca } => (tcp.name(), ca.name()),
             Change::Retransmit { ca, why } => (ca.name(), why.name()),
+            Change::Drop { rx, reason } => (if *rx { "rx" } else { "tx" }, reason.as_str()),
         }
     }
 }
@@ -287,6 +293,7 @@ macro_rules! detail_columns {
             segs: u32,
             tcp_seq: u32,
             err: i32,
+            location: SymbolName,
         }
     };
 }
@@ -333,7 +340,7 @@ macro_rules! csv_number {
 csv_number!(u8, u16, u32, u64, i32);
 
 /// A task may name itself anything: quoted where it needs to be.
-impl CsvField for KernelName {
+impl<const N: usize> CsvField for Name<N> {
     fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
         write!(out, ",{}", crate::escape::csv(self.as_str()))
     }
@@ -381,19 +388,31 @@ impl Event {
     }
 }
 
-/// A name as the kernel stores it in 16 NUL-padded bytes (a congestion
-/// control's `TCP_CA_NAME_MAX`, a task's `TASK_COMM_LEN`): fixed size so
+/// A name as the kernel stores it, in `N` NUL-padded bytes: fixed size so
 /// that an event never allocates.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct KernelName(pub [u8; 16]);
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Name<const N: usize>(pub [u8; N]);
 
-impl KernelName {
-    /// From a recording's string column; longer names are cut at 16 bytes.
-    pub fn from_str_lossy(name: &str) -> KernelName {
-        let mut b = [0u8; 16];
-        let n = name.len().min(16);
+/// A congestion control's (`TCP_CA_NAME_MAX`) or a task's
+/// (`TASK_COMM_LEN`) name: 16 bytes.
+pub type KernelName = Name<16>;
+
+/// A kernel function's or a drop reason's name, cut at 32 bytes.
+pub type SymbolName = Name<32>;
+
+impl<const N: usize> Default for Name<N> {
+    fn default() -> Self {
+        Name([0; N])
+    }
+}
+
+impl<const N: usize> Name<N> {
+    /// From a recording's string column; longer names are cut at `N` bytes.
+    pub fn from_str_lossy(name: &str) -> Name<N> {
+        let mut b = [0u8; N];
+        let n = name.len().min(N);
         b[..n].copy_from_slice(&name.as_bytes()[..n]);
-        KernelName(b)
+        Name(b)
     }
 
     pub fn as_str(&self) -> &str {
@@ -402,26 +421,26 @@ impl KernelName {
     }
 }
 
-/// The kernel's `char name[16]`, as the skeleton types it.
-impl From<[i8; 16]> for KernelName {
-    fn from(c: [i8; 16]) -> KernelName {
-        KernelName(c.map(|b| b as u8))
+/// The kernel's `char name[N]`, as the skeleton types it.
+impl<const N: usize> From<[i8; N]> for Name<N> {
+    fn from(c: [i8; N]) -> Name<N> {
+        Name(c.map(|b| b as u8))
     }
 }
 
-impl std::fmt::Debug for KernelName {
+impl<const N: usize> std::fmt::Debug for Name<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl std::fmt::Display for KernelName {
+impl<const N: usize> std::fmt::Display for Name<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl Serialize for KernelName {
+impl<const N: usize> Serialize for Name<N> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
     }
@@ -491,11 +510,16 @@ mod tests {
 
     #[test]
     fn algo_names_are_nul_padded() {
+        assert_eq!(KernelName::from_str_lossy("cubic").as_str(), "cubic");
+        assert_eq!(Name([0; 16]).as_str(), "");
+        assert_eq!(Name([b'a'; 16]).as_str(), "a".repeat(16));
         assert_eq!(
-            KernelName(*b"cubic\0\0\0\0\0\0\0\0\0\0\0").as_str(),
+            KernelName::from(b"cubic\0\0\0\0\0\0\0\0\0\0\0".map(|b| b as i8)).as_str(),
             "cubic"
         );
-        assert_eq!(KernelName([0; 16]).as_str(), "");
-        assert_eq!(KernelName([b'a'; 16]).as_str(), "a".repeat(16));
+        assert_eq!(
+            SymbolName::from_str_lossy(&"x".repeat(40)).as_str(),
+            "x".repeat(32)
+        );
     }
 }

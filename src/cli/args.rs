@@ -265,7 +265,7 @@ pub struct CaptureArgs {
     pub no_lifecycle: bool,
 
     /// The evidence written beside the transitions, as rows of their own
-    /// kind: `all`, `none`, or a list (`retransmit`). Default: all when
+    /// kind: `all`, `none`, or a list (`retransmit,drop`). Default: all when
     /// writing a file, none otherwise (the tables do not use it).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
     pub evidence: Vec<EvidenceArg>,
@@ -439,6 +439,9 @@ pub enum EvidenceArg {
     None,
     /// Every retransmitted segment, with why (fast, loss, rto, tlp, syn).
     Retransmit,
+    /// Every segment of a traced flow this host dropped, with the kernel's
+    /// reason and where (Linux 5.17+).
+    Drop,
 }
 
 /// `events --kind`.
@@ -458,6 +461,10 @@ pub enum KindArg {
     /// new_state why: fast, loss, rto, tlp, syn, other).
     #[value(name = "retransmit")]
     Retransmit,
+    /// Segments this host dropped (old_state rx or tx, new_state the
+    /// kernel's reason).
+    #[value(name = "drop")]
+    Drop,
 }
 
 /// `--sort`: the per-flow figure that orders rows, largest first.

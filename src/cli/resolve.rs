@@ -515,6 +515,7 @@ fn events(a: &EventsArgs) -> Result<cmd::events::Plan> {
             KindArg::TcpState => "tcp_state",
             KindArg::Snapshot => "snapshot",
             KindArg::Retransmit => "retransmit",
+            KindArg::Drop => "drop",
         }),
     })
 }
@@ -664,7 +665,7 @@ fn evidence(asked: &[EvidenceArg], writing: bool) -> Result<Evidence> {
             .any(|a| matches!(a, EvidenceArg::All | EvidenceArg::None))
     {
         return Err(Error::Usage(
-            "--evidence: all or none alone, or a list of kinds (retransmit)".into(),
+            "--evidence: all or none alone, or a list of kinds (retransmit,drop)".into(),
         ));
     }
     let mut e = Evidence::default();
@@ -673,6 +674,7 @@ fn evidence(asked: &[EvidenceArg], writing: bool) -> Result<Evidence> {
             EvidenceArg::All => e = Evidence::ALL,
             EvidenceArg::None => {}
             EvidenceArg::Retransmit => e.retransmits = true,
+            EvidenceArg::Drop => e.drops = true,
         }
     }
     Ok(if asked.is_empty() && writing {

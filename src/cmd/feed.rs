@@ -145,7 +145,7 @@ impl<O: Output> Sink for Feed<O> {
 
     fn events(&mut self, events: &[Event], progress: Progress) -> Result<()> {
         if let Some(r) = self.recording.as_mut() {
-            r.write(events, progress)?;
+            r.write(events, &progress)?;
         }
         let Some(engine) = self.engine.as_mut() else {
             return Ok(());

@@ -84,7 +84,7 @@ impl Sink for RecordSink {
     }
 
     fn events(&mut self, events: &[Event], progress: Progress) -> Result<()> {
-        self.rec.write(events, progress)?;
+        self.rec.write(events, &progress)?;
         if let Some((bar, last)) = &mut self.status {
             if last.elapsed() >= STATUS_EVERY {
                 bar.set_message(self.rec.status(progress.lost));

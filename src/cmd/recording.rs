@@ -47,6 +47,7 @@ impl Recorder {
                 filters: cfg.filters.clone(),
                 lifecycle: cfg.lifecycle,
                 evidence: cfg.evidence.kinds(),
+                untraced_drops: BTreeMap::new(),
                 command: command.to_string(),
                 clock,
                 cgroup_paths: BTreeMap::new(),
@@ -80,10 +81,12 @@ impl Recorder {
 
     pub fn started(&mut self, s: &Started) -> Result<()> {
         self.info.attach = s.attach.clone();
+        self.info.evidence = s.evidence.kinds();
         self.out.start(self.info.clone(), s.start_ktime_ns)
     }
 
-    pub fn write(&mut self, events: &[Event], p: Progress) -> Result<()> {
+    pub fn write(&mut self, events: &[Event], p: &Progress) -> Result<()> {
+        self.out.count_untraced(&p.untraced_drops);
         self.out.write(events, p.complete_until, p.lost)
     }
 

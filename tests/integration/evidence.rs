@@ -58,7 +58,7 @@ fn retransmissions_match_the_kernel_counters() {
 
     let meta = read_meta(&out);
     assert_eq!(meta["schema_minor"], 3);
-    assert_eq!(meta["evidence"], serde_json::json!(["retransmit"]));
+    assert_eq!(meta["evidence"], serde_json::json!(["retransmit", "drop"]));
     assert_no_transport_loss(&stderr(&o), &meta);
     let events = read_events(&out);
     let resent: Vec<&Ev> = events.iter().filter(|e| e.kind == "retransmit").collect();
@@ -145,10 +145,14 @@ fn retransmissions_match_the_kernel_counters() {
     let mut last: HashMap<u64, u32> = HashMap::new();
     for e in &events {
         assert_eq!(u64::from(e.netns), lab.inode());
-        if e.kind == "retransmit" {
-            assert_eq!(e.seq, last.get(&e.flow).copied().unwrap_or(0), "{e:?}");
-        } else {
-            last.insert(e.flow, e.seq);
+        match e.kind.as_str() {
+            "retransmit" => {
+                assert_eq!(e.seq, last.get(&e.flow).copied().unwrap_or(0), "{e:?}")
+            }
+            "ca_state" | "tcp_state" => {
+                last.insert(e.flow, e.seq);
+            }
+            _ => {}
         }
     }
 
@@ -174,4 +178,103 @@ fn retransmissions_match_the_kernel_counters() {
     // Asked for none: the same traffic, no rows, and the file says so.
     assert_eq!(read_meta(&none)["evidence"], serde_json::json!([]));
     assert!(read_events(&none).iter().all(|e| e.kind != "retransmit"));
+}
+
+#[test]
+fn drops_match_the_rules_and_queues_that_dropped_them() {
+    let lab = Lab::new("drops", &["--loss", "2"]);
+    lab.shape();
+    let dir = TempDir::new("drops");
+    let (out, udp) = (dir.join("run.parquet"), dir.join("udp.parquet"));
+    let netns = lab.netns_path();
+
+    // Datagrams to a closed port: dropped by the kernel, and no flow's.
+    let rec = Recorder::start(&udp, &["--netns", &netns]);
+    lab.udp(20_000);
+    let o = rec.stop();
+    let meta = read_meta(&udp);
+    assert_no_transport_loss(&stderr(&o), &meta);
+    assert_eq!(meta["lost_events"], 0);
+    assert!(read_events(&udp).is_empty());
+    assert!(meta.get("untraced_drops").is_none(), "{meta}");
+
+    let before = lab.drops();
+    let rec = Recorder::start(&out, &["--netns", &netns]);
+    lab.traffic(2, &[]);
+    lab.traffic(1, &["--parallel", "3"]);
+    lab.await_closed();
+    let after = lab.drops();
+    let o = rec.stop();
+    let meta = read_meta(&out);
+    assert_no_transport_loss(&stderr(&o), &meta);
+    assert_eq!(meta["evidence"], serde_json::json!(["retransmit", "drop"]));
+    let events = read_events(&out);
+    let drops: Vec<&Ev> = events.iter().filter(|e| e.kind == "drop").collect();
+    let rows = |dir: &str, reason: &str| {
+        drops
+            .iter()
+            .filter(|e| e.old == dir && e.new == reason)
+            .count() as u64
+    };
+    let untraced = |reason: &str| meta["untraced_drops"][reason].as_u64().unwrap_or(0);
+    let lab_count = |what: &str| after[what] - before.get(what).copied().unwrap_or(0);
+    let seen = format!(
+        "{:?}; untraced {}",
+        drops
+            .iter()
+            .map(|e| (&e.old, &e.new))
+            .fold(HashMap::new(), |mut m, k| {
+                *m.entry(k).or_insert(0) += 1;
+                m
+            }),
+        meta["untraced_drops"]
+    );
+    // Every segment the rule dropped, on its way in: a flow's, or (a
+    // handshake's, before its flow is established) counted apart.
+    assert!(lab_count("netfilter") > 0 && lab_count("qdisc") > 0);
+    assert_eq!(
+        rows("rx", "netfilter_drop") + untraced("netfilter_drop"),
+        lab_count("netfilter"),
+        "{seen}"
+    );
+    // Every segment the queue dropped, its sender's own.
+    assert_eq!(
+        rows("tx", "qdisc_drop") + untraced("qdisc_drop"),
+        lab_count("qdisc"),
+        "{seen}"
+    );
+    assert!(rows("rx", "netfilter_drop") > 0 && rows("tx", "qdisc_drop") > 0);
+    for e in &drops {
+        assert_eq!(u64::from(e.netns), lab.inode(), "{e:?}");
+    }
+    // Where: the function that freed each, by name.
+    let loc = tcpcong(&[
+        "events",
+        out.to_str().unwrap(),
+        "--kind",
+        "drop",
+        "--format",
+        "json",
+    ]);
+    assert!(loc.status.success(), "{}", stderr(&loc));
+    let shown: Vec<serde_json::Value> = stdout(&loc)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(shown.len(), drops.len());
+    assert!(
+        shown
+            .iter()
+            .all(|r| !r["location"].as_str().unwrap().is_empty()),
+        "{shown:?}"
+    );
+    // Each flow's drops name its owner, as its transitions do.
+    let owners: HashMap<u64, u32> = events
+        .iter()
+        .filter(|e| e.kind == "ca_state" && e.pid != 0)
+        .map(|e| (e.flow, e.pid))
+        .collect();
+    for e in drops.iter().filter(|e| owners.contains_key(&e.flow)) {
+        assert_eq!(Some(&e.pid), owners.get(&e.flow), "{e:?}");
+    }
 }

@@ -169,11 +169,10 @@ fn every_file_snapshots_every_socket_in_order_with_its_events() {
             .enumerate()
             .filter(|(_, r)| r.kind == "snapshot")
         {
-            let before = rows[..i].iter().rev().find(|r| r.kind != "snapshot");
+            let numbered = |r: &&&Ev| r.kind == "ca_state" || r.kind == "tcp_state";
+            let before = rows[..i].iter().rev().find(numbered);
             // The next event with a number of its own (evidence takes none).
-            let after = rows[i + 1..]
-                .iter()
-                .find(|r| r.kind == "ca_state" || r.kind == "tcp_state");
+            let after = rows[i + 1..].iter().find(numbered);
             if s.seq == 0 {
                 assert!(before.is_none(), "flow {flow}: {s:?} after {before:?}");
                 continue;

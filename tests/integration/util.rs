@@ -209,6 +209,28 @@ impl Lab {
             .expect("a count")
     }
 
+    /// A slow, short queue on the loopback, which senders overflow.
+    pub fn shape(&self) {
+        lab_sh(&["shape", &self.ns]);
+    }
+
+    /// What the lab dropped so far: `netfilter` (the loss rule) and, with
+    /// [`Lab::shape`], `qdisc` (the queue).
+    pub fn drops(&self) -> HashMap<String, u64> {
+        stdout(&lab_sh(&["drops", &self.ns]))
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                Some((k.to_string(), v.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// `n` datagrams to a closed UDP port.
+    pub fn udp(&self, n: u32) {
+        lab_sh(&["udp", &self.ns, &n.to_string()]);
+    }
+
     /// Drops everything to the server port for `ms`: RTOs, hence `loss`.
     pub fn blackout(&self, ms: u32) {
         lab_sh(&["blackout", &self.ns, &ms.to_string()]);

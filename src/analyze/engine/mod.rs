@@ -799,7 +799,7 @@ impl Engine {
                 (Change::Ca { old: ca, new: ca }, true)
             }
             // Evidence moves no state: it only names the owner, as above.
-            Change::Snapshot { .. } | Change::Retransmit { .. } => {
+            Change::Snapshot { .. } | Change::Retransmit { .. } | Change::Drop { .. } => {
                 if let Some(f) = self.flows.get_mut(&key) {
                     f.learn_owner(t_ns, addr);
                 }
@@ -870,7 +870,10 @@ impl Engine {
                 flow.on_established(t_ns, led)
             }
             Change::Tcp { new, .. } if new == TcpState::CLOSE => flow.on_close(key, t_ns, led),
-            Change::Tcp { .. } | Change::Snapshot { .. } | Change::Retransmit { .. } => {}
+            Change::Tcp { .. }
+            | Change::Snapshot { .. }
+            | Change::Retransmit { .. }
+            | Change::Drop { .. } => {}
         }
         if observed {
             flow.credit_open(key, t_ns.min(led.until), true, led);

@@ -9,6 +9,9 @@
 use std::collections::HashSet;
 use std::fs;
 
+use super::skel::DROP_REASON_OTHER;
+use crate::event::SymbolName;
+
 /// The kernel functions that call `tcp_set_ca_state()`, which is inline
 /// before Linux 5.19, to change a congestion state: BCC's five, and
 /// tcp_simple_retransmit (Loss after a path MTU drop). The fallback modes
@@ -85,6 +88,35 @@ pub struct KernelFacts {
     /// the tracepoint program then has every call that would interrupt it,
     /// without a second program to take them.
     pub irq_kfuncs: bool,
+    /// The names of `enum skb_drop_reason` (5.17+: `kfree_skb` says why),
+    /// indexed by value up to the capture's `DROP_REASON_OTHER`, lower case
+    /// without their prefix (`netfilter_drop`); empty without it, and then
+    /// drops are not recorded.
+    pub drop_reasons: Vec<SymbolName>,
+}
+
+/// `enum skb_drop_reason`'s names by value (see [`KernelFacts::drop_reasons`]).
+fn drop_reasons(btf: &libbpf_rs::btf::Btf<'_>) -> Vec<SymbolName> {
+    use libbpf_rs::btf::types::Enum;
+    let Some(e) = btf.type_by_name::<Enum<'_>>("skb_drop_reason") else {
+        return Vec::new();
+    };
+    let mut names = vec![SymbolName::from_str_lossy("unknown"); usize::from(DROP_REASON_OTHER) + 1];
+    names[usize::from(DROP_REASON_OTHER)] = SymbolName::from_str_lossy("other");
+    for m in e.iter() {
+        let Some(name) = m.name.and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let name = name.strip_prefix("SKB_DROP_REASON_").unwrap_or(name);
+        if let Some(slot) = usize::try_from(m.value)
+            .ok()
+            .filter(|&v| v < usize::from(DROP_REASON_OTHER))
+            .and_then(|v| names.get_mut(v))
+        {
+            *slot = SymbolName::from_str_lossy(&name.to_ascii_lowercase());
+        }
+    }
+    names
 }
 
 /// Kernel symbols whose presence answers a question.
@@ -123,6 +155,7 @@ impl KernelFacts {
             sk_storage_in_tracing: has_sym(SYM_SK_STORAGE),
             tcp_iter: has_type("bpf_iter__tcp") && has_type("bpf_tcp_iter_state"),
             irq_kfuncs: has_type("bpf_local_irq_save") && has_type("bpf_local_irq_restore"),
+            drop_reasons: btf.as_ref().map(drop_reasons).unwrap_or_default(),
         }
     }
 
@@ -231,6 +264,7 @@ mod tests {
             sk_storage_in_tracing: true,
             tcp_iter: true,
             irq_kfuncs: true,
+            drop_reasons: vec![SymbolName::from_str_lossy("netfilter_drop")],
         }
     }
 
@@ -242,6 +276,7 @@ mod tests {
             cookie_in_tracing: false,
             sk_storage_in_tracing: false,
             tcp_iter: false,
+            drop_reasons: Vec::new(),
             irq_kfuncs: false,
             ..modern()
         }

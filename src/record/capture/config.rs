@@ -27,17 +27,22 @@ pub struct CaptureConfig {
 pub struct Evidence {
     /// `retransmit` events.
     pub retransmits: bool,
+    /// `drop` events, and the drops of no traced flow counted by reason.
+    pub drops: bool,
 }
 
 impl Evidence {
-    pub const ALL: Evidence = Evidence { retransmits: true };
+    pub const ALL: Evidence = Evidence {
+        retransmits: true,
+        drops: true,
+    };
 
     /// The kinds on, by their rows' `kind`, as a file's metadata lists them.
     pub fn kinds(&self) -> Vec<String> {
-        let mut kinds = Vec::new();
-        if self.retransmits {
-            kinds.push("retransmit".to_string());
-        }
-        kinds
+        [(self.retransmits, "retransmit"), (self.drops, "drop")]
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, kind)| kind.to_string())
+            .collect()
     }
 }

@@ -13,7 +13,7 @@ use libbpf_rs::OpenObject;
 
 use super::attach::{self, AttachMode};
 use super::buffer::BufferKind;
-use super::config::CaptureConfig;
+use super::config::{CaptureConfig, Evidence};
 use super::preflight::{facts, modes, mount};
 use super::skel::{OpenTcpcongSkel, TcpcongSkel, TcpcongSkelBuilder, LEAN_CPUS, LEAN_PROGRAMS};
 use crate::error::{Error, Result};
@@ -55,6 +55,8 @@ pub struct Loaded<'obj> {
     pub attach: String,
     /// What a capture tells its user about the choice (doctor does not).
     pub notes: Vec<String>,
+    /// The evidence the programs record.
+    pub evidence: Evidence,
 }
 
 /// Opens, configures, loads and attaches the capture programs, trying the
@@ -105,6 +107,10 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
                         .collect();
                     notes.push(format!("attached to {attach}{passed}"));
                 }
+                let evidence = recorded_evidence(cfg);
+                if cfg.evidence.drops && !evidence.drops {
+                    notes.push("note: no drops in the files (this kernel's kfree_skb does not say why: Linux 5.17+)".into());
+                }
                 if mode == AttachMode::Kprobe {
                     notes.push("note: the kernel skips a kprobe that fires while another BPF program runs on its CPU, and counts the skip (in lost events) only since Linux 6.7; the fentry attach mode has no such blind spot".into());
                 }
@@ -113,6 +119,7 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
                     start_ktime_ns,
                     attach,
                     notes,
+                    evidence,
                 });
             }
             Err(e) => failed.push((mode, e)),
@@ -165,6 +172,10 @@ fn load_mode<'obj>(
     // on_cong_state_set in the BPF object).
     let guarded = mode == AttachMode::Tracepoint && facts.irq_kfuncs;
     configure(&mut open, cfg, mode, (use_cookie, numbered))?;
+    let drops = recorded_evidence(cfg).drops;
+    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+        rodata.record_drops = drops;
+    }
     // The lifecycle hook also learns active sockets' owners and retires
     // assigned flow ids and a fallback's call records, so it runs even when
     // its events are not wanted.
@@ -176,6 +187,7 @@ fn load_mode<'obj>(
             "on_cong_state_set_nested" => mode == AttachMode::Tracepoint && !guarded,
             "on_inet_sock_set_state" => true,
             RETRANSMIT_PROG => cfg.evidence.retransmits,
+            DROP_PROG => drops,
             // Attached apart (see attach_accept_hooks): they need tracefs.
             ACCEPT4_PROG | ACCEPT_PROG => {
                 prog.set_autoattach(false);
@@ -211,7 +223,17 @@ fn load_mode<'obj>(
 
 /// Evidence: each kind's program is loaded only when the kind is asked for.
 const RETRANSMIT_PROG: &str = "on_retransmit";
+const DROP_PROG: &str = "on_drop";
 const ACCEPT4_PROG: &str = "on_accept4_exit";
+
+/// The evidence asked for that this kernel can give: drops need the
+/// kernel's reasons (5.17+).
+pub fn recorded_evidence(cfg: &CaptureConfig) -> Evidence {
+    Evidence {
+        drops: cfg.evidence.drops && !facts().drop_reasons.is_empty(),
+        ..cfg.evidence
+    }
+}
 const ACCEPT_PROG: &str = "on_accept_exit";
 const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -436,6 +458,7 @@ mod tests {
                         "on_cong_state_set_nested",
                         "on_inet_sock_set_state",
                         RETRANSMIT_PROG,
+                        DROP_PROG,
                         ACCEPT4_PROG,
                         ACCEPT_PROG,
                         SNAPSHOT_PROG,

@@ -41,7 +41,7 @@ mod snapshot;
 pub mod stats;
 
 use buffer::{BufferKind, Consumer};
-use config::CaptureConfig;
+use config::{CaptureConfig, Evidence};
 use inbox::Inbox;
 use load::{load, object_slots};
 use skel::TcpcongSkel;
@@ -182,12 +182,14 @@ impl SettledMisses {
 }
 
 /// Where a capture stands after a round.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Progress {
     /// No event stamped before this ktime is still to come.
     pub complete_until: u64,
     /// Events lost so far, all causes (see [`CaptureStats::lost_events`]).
     pub lost: u64,
+    /// TCP segments dropped so far that were no traced flow's, by reason.
+    pub untraced_drops: BTreeMap<String, u64>,
 }
 
 /// What a capture attached to, once it has.
@@ -200,6 +202,8 @@ pub struct Started {
     /// What the user should know about the choice (a fallback mode, its
     /// blind spots), one line each.
     pub notes: Vec<String>,
+    /// The evidence recorded beside the transitions.
+    pub evidence: Evidence,
 }
 
 /// Receives ordered events after each round of the capture loop.
@@ -254,6 +258,7 @@ pub fn run(
         start_ktime_ns,
         attach: loaded.attach,
         notes: loaded.notes,
+        evidence: loaded.evidence,
     })?;
     // A --duration capture covers exactly [start, start + duration): the
     // loop wakes at the deadline, and events stamped after it (between the
@@ -313,6 +318,7 @@ pub fn run(
             Progress {
                 complete_until: order.released_until,
                 lost,
+                untraced_drops: stats::untraced_drops(&skel),
             },
         )?;
     }
@@ -385,6 +391,7 @@ pub fn run(
         Progress {
             complete_until: stats.end_ktime_ns,
             lost: stats.lost_events(),
+            untraced_drops: stats::untraced_drops(&skel),
         },
     )?;
     Ok(stats)

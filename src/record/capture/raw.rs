@@ -8,9 +8,13 @@ use rustc_hash::FxHashMap;
 
 use super::names::{Names, Process};
 use super::skel::types::{event as RawEvent, lean_event as LeanEvent};
-use super::skel::{KIND_CA_STATE, KIND_RETRANSMIT, KIND_SNAPSHOT, KIND_TCP_STATE};
+use super::skel::{
+    DIRECTION_RX, DIRECTION_TX, KIND_CA_STATE, KIND_DROP, KIND_RETRANSMIT, KIND_SNAPSHOT,
+    KIND_TCP_STATE,
+};
 use crate::event::{
-    detail_columns, CaState, Change, Detail, Event, FlowAddr, Owner, Resend, TcpState,
+    detail_columns, CaState, Change, Detail, Event, FlowAddr, KernelName, Owner, Resend,
+    SymbolName, TcpState,
 };
 
 pub const RAW_EVENT_SIZE: usize = std::mem::size_of::<RawEvent>();
@@ -38,8 +42,9 @@ macro_rules! detail_from_raw {
 detail_columns!(detail_from_raw);
 
 /// A full record's event, and its socket's inode where the programs did
-/// not know the socket's owner (else 0).
-fn decode(bytes: &[u8]) -> Result<(Event, u64), Malformed> {
+/// not know the socket's owner (else 0). `reasons`: the kernel's drop
+/// reasons by value.
+fn decode(bytes: &[u8], reasons: &[SymbolName]) -> Result<(Event, u64), Malformed> {
     // The perf buffer pads samples to 8 bytes, so only a short record is wrong.
     if bytes.len() < RAW_EVENT_SIZE {
         return Err(Malformed);
@@ -73,6 +78,14 @@ fn decode(bytes: &[u8]) -> Result<(Event, u64), Malformed> {
         KIND_RETRANSMIT => Change::Retransmit {
             ca: CaState::from_kernel(r.old_state).ok_or(Malformed)?,
             why: Resend::from_kernel(r.new_state).ok_or(Malformed)?,
+        },
+        KIND_DROP => Change::Drop {
+            rx: match r.old_state {
+                DIRECTION_RX => true,
+                DIRECTION_TX => false,
+                _ => return Err(Malformed),
+            },
+            reason: *reasons.get(usize::from(r.new_state)).ok_or(Malformed)?,
         },
         _ => return Err(Malformed),
     };
@@ -111,6 +124,9 @@ pub struct Decoder {
     /// Flows whose owner user space found, until they close: their later
     /// records (after the process closed its descriptor) keep it.
     found: FxHashMap<u64, Process>,
+    /// Per flow, whose it is and its congestion control, as its last full
+    /// record of a socket said, until it closes.
+    identities: FxHashMap<u64, (Owner, KernelName)>,
     /// Lean records whose full record has not been read yet.
     parked: Vec<LeanEvent>,
     /// Flows closed in this round and in the last, with their close's
@@ -148,7 +164,20 @@ impl Decoder {
                 }
             };
         }
-        let (mut e, sock_ino) = decode(bytes)?;
+        let (mut e, sock_ino) = decode(bytes, &super::preflight::facts().drop_reasons)?;
+        // A drop the programs matched by its segment's addresses names its
+        // flow only (no congestion control, as every socket's record has):
+        // whose it is comes from the flow's last record that said.
+        if e.addr.cc.as_str().is_empty() {
+            if let Some(&(owner, cc)) = self.identities.get(&e.flow) {
+                e.addr.owner = owner;
+                e.addr.cc = cc;
+                e.detail.cgroup = owner.cgroup;
+                e.detail.cong_algo = cc;
+                e.detail.pid = owner.pid;
+                e.detail.comm = owner.comm;
+            }
+        }
         if e.detail.pid == 0 {
             let found = match self.found.get(&e.flow) {
                 Some(p) => Some(*p),
@@ -163,6 +192,9 @@ impl Decoder {
             }
         }
         self.names.cgroup(e.detail.cgroup);
+        if !e.addr.cc.as_str().is_empty() {
+            self.identities.insert(e.flow, (e.addr.owner, e.addr.cc));
+        }
         match e.change {
             Change::Tcp { new, .. } if new == TcpState::CLOSE => {
                 self.closing.push((e.flow, e.detail.seq));
@@ -170,7 +202,10 @@ impl Decoder {
             }
             // A snapshot's fields are the socket's now, but its flow's lean
             // records follow the flow's last full record of an event.
-            Change::Tcp { .. } | Change::Snapshot { .. } | Change::Retransmit { .. } => {}
+            Change::Tcp { .. }
+            | Change::Snapshot { .. }
+            | Change::Retransmit { .. }
+            | Change::Drop { .. } => {}
             Change::Ca { .. } => {
                 let kept = self.described.entry(e.flow).or_default();
                 if kept.len() == FACTS_KEPT {
@@ -200,6 +235,7 @@ impl Decoder {
         for (flow, closed_at) in
             std::mem::replace(&mut self.closed, std::mem::take(&mut self.closing))
         {
+            self.identities.remove(&flow);
             if let Some(kept) = self.described.get_mut(&flow) {
                 kept.retain(|e| e.detail.seq > closed_at);
                 if kept.is_empty() {
@@ -297,7 +333,7 @@ mod tests {
 
     #[test]
     fn decodes_a_congestion_event() {
-        let (e, _) = decode(&raw(4, 0, 1, 3)).unwrap();
+        let (e, _) = decode(&raw(4, 0, 1, 3), &[]).unwrap();
         assert_eq!(e.ktime_ns, 42);
         assert_eq!(e.flow, 7);
         assert_eq!(e.addr.saddr.to_string(), "127.0.0.1");
@@ -316,10 +352,10 @@ mod tests {
 
     #[test]
     fn rejects_what_the_kernel_never_sends() {
-        assert_eq!(decode(&raw(5, 0, 0, 0)), Err(Malformed));
-        assert_eq!(decode(&raw(4, 9, 0, 0)), Err(Malformed));
-        assert_eq!(decode(&raw(4, 0, 0, 5)), Err(Malformed));
-        assert_eq!(decode(&raw(4, 0, 0, 0)[..100]), Err(Malformed));
+        assert_eq!(decode(&raw(5, 0, 0, 0), &[]), Err(Malformed));
+        assert_eq!(decode(&raw(4, 9, 0, 0), &[]), Err(Malformed));
+        assert_eq!(decode(&raw(4, 0, 0, 5), &[]), Err(Malformed));
+        assert_eq!(decode(&raw(4, 0, 0, 0)[..100], &[]), Err(Malformed));
     }
 
     fn lean(cookie: u64, old: u8, new: u8, seq: u32, facts: u32) -> Vec<u8> {

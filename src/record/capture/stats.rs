@@ -12,6 +12,24 @@ use super::skel::{TcpcongSkel, LOST_SLOTS};
 /// Events the programs could not hand over, summed over CPUs. Read from
 /// the mmapped .bss: a bpf() syscall here would make kprobes skip events
 /// (see `lost` in bpf/tcpcong.bpf.c).
+/// TCP segments the host dropped that were no traced flow's, so far, by
+/// the kernel's reason (from the mmapped .bss, as [`kernel_lost`]; none
+/// where it cannot be mapped).
+pub fn untraced_drops(skel: &TcpcongSkel<'_>) -> std::collections::BTreeMap<String, u64> {
+    let reasons = &super::preflight::facts().drop_reasons;
+    skel.maps
+        .bss_data
+        .as_deref()
+        .map_or_else(Default::default, |bss| {
+            bss.untraced_drops
+                .iter()
+                .zip(reasons)
+                .map(|(n, name)| (name.as_str().to_string(), ffi::read_shared(n)))
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        })
+}
+
 pub fn kernel_lost(skel: &TcpcongSkel<'_>) -> u64 {
     match skel.maps.bss_data.as_deref() {
         Some(bss) => bss.lost.iter().map(|slot| ffi::read_shared(&slot.n)).sum(),

@@ -33,7 +33,7 @@ impl Target {
 enum Sink {
     File {
         writer: Box<RecordingWriter>,
-        info: Option<CaptureInfo>,
+        info: Option<Box<CaptureInfo>>,
         start_ktime: u64,
     },
     Series(Box<Series>),
@@ -113,7 +113,7 @@ impl Output {
             } => {
                 writer.begin(&Metadata::new(&info, start_ktime, start_ktime, 0))?;
                 writer.settle()?;
-                *slot = Some(info);
+                *slot = Some(Box::new(info));
                 *start = start_ktime;
                 Ok(())
             }
@@ -124,12 +124,23 @@ impl Output {
     /// Paths of cgroups the coming events' sockets are in.
     pub fn name_cgroups(&mut self, paths: &BTreeMap<u64, String>) {
         let info = match &mut self.sink {
-            Sink::File { info, .. } => info.as_mut(),
+            Sink::File { info, .. } => info.as_deref_mut(),
             Sink::Series(s) => s.info.as_mut(),
         };
         if let Some(info) = info {
             info.cgroup_paths
                 .extend(paths.iter().map(|(k, v)| (*k, v.clone())));
+        }
+    }
+
+    /// The capture's count so far of the drops of no traced flow.
+    pub fn count_untraced(&mut self, drops: &BTreeMap<String, u64>) {
+        let info = match &mut self.sink {
+            Sink::File { info, .. } => info.as_deref_mut(),
+            Sink::Series(s) => s.info.as_mut(),
+        };
+        if let Some(info) = info {
+            info.untraced_drops.clone_from(drops);
         }
     }
 

@@ -19,7 +19,7 @@ use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{detail_columns, Detail, Filters, KernelName};
+use crate::event::{detail_columns, Detail, Filters, KernelName, Name, SymbolName};
 use crate::host;
 use crate::time::{rfc3339, Clock};
 
@@ -97,7 +97,7 @@ primitive_value! {
     i32 => Int32Type, Int32;
 }
 
-impl ColumnValue for KernelName {
+impl<const N: usize> ColumnValue for Name<N> {
     fn data_type() -> DataType {
         DataType::Utf8
     }
@@ -110,7 +110,7 @@ impl ColumnValue for KernelName {
         a.as_string_opt::<i32>()
     }
     fn at(a: &Self::Array, i: usize) -> Self {
-        KernelName::from_str_lossy(a.value(i))
+        Name::from_str_lossy(a.value(i))
     }
 }
 
@@ -261,10 +261,16 @@ pub struct Metadata {
     /// evidence rows and columns.
     #[serde(default)]
     pub schema_minor: u32,
-    /// The kinds of evidence the capture recorded (`retransmit`): a kind
-    /// not listed has no rows because it was not asked for.
+    /// The kinds of evidence the capture recorded (`retransmit`, `drop`):
+    /// a kind not listed has no rows because it was not asked for.
     #[serde(default)]
     pub evidence: Vec<String>,
+    /// TCP segments this host dropped while the file was written that
+    /// were no traced flow's, in the traced namespace (all of them without
+    /// a namespace filter), by the kernel's reason: the host's context of
+    /// the flows' `drop` rows.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub untraced_drops: BTreeMap<String, u64>,
 }
 
 /// The `schema_minor` this version writes.
@@ -281,6 +287,8 @@ pub struct CaptureInfo {
     pub lifecycle: bool,
     /// The kinds of evidence recorded (see [`Metadata::evidence`]).
     pub evidence: Vec<String>,
+    /// Since the capture started (see [`Metadata::untraced_drops`]).
+    pub untraced_drops: BTreeMap<String, u64>,
     /// The command line that recorded it.
     pub command: String,
     pub clock: Clock,
@@ -325,6 +333,7 @@ impl Metadata {
             cgroup_paths: info.cgroup_paths.clone(),
             schema_minor: SCHEMA_MINOR,
             evidence: info.evidence.clone(),
+            untraced_drops: info.untraced_drops.clone(),
         }
     }
 }
@@ -362,6 +371,7 @@ mod tests {
             cgroup_paths: BTreeMap::from([(7, "/a.slice".into())]),
             schema_minor: SCHEMA_MINOR,
             evidence: vec!["retransmit".into()],
+            untraced_drops: BTreeMap::from([("netfilter_drop".into(), 3)]),
         };
         let mut v = serde_json::to_value(&m).unwrap();
         v["from_the_future"] = serde_json::json!(42);

@@ -9,7 +9,7 @@
 //! across them without a gap. With `--max-total` the oldest files of the
 //! series are deleted to stay within the budget.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -58,6 +58,8 @@ struct Current {
     writer: RecordingWriter,
     start_ktime: u64,
     lost_before: u64,
+    /// The capture's count of untraced drops when the file began.
+    untraced_before: BTreeMap<String, u64>,
     /// Socket snapshots taken for it: its start's, then its end's.
     snapshots: u8,
     /// When its end's snapshot was complete: it is not cut before.
@@ -140,10 +142,16 @@ impl Series {
                 .begin(&Metadata::new(info, start_ktime, start_ktime, 0))
                 .map_err(|e| (e, path.clone()))?;
         }
+        let untraced_before = self
+            .info
+            .as_ref()
+            .map(|i| i.untraced_drops.clone())
+            .unwrap_or_default();
         self.current = Some(Current {
             writer,
             start_ktime,
             lost_before,
+            untraced_before,
             snapshots: 0,
             end_snapshot: None,
         });
@@ -244,7 +252,12 @@ impl Series {
             "a series file was cut before the capture started",
         ))?;
         let lost = lost_now.saturating_sub(cur.lost_before);
-        let meta = Metadata::new(info, cur.start_ktime, end_ktime, lost);
+        let mut meta = Metadata::new(info, cur.start_ktime, end_ktime, lost);
+        // The file's own share of the capture's count.
+        for (reason, n) in &mut meta.untraced_drops {
+            *n -= cur.untraced_before.get(reason).copied().unwrap_or(0);
+        }
+        meta.untraced_drops.retain(|_, n| *n > 0);
         let path = cur.writer.target().to_path_buf();
         let (events, breaks) = (cur.writer.events(), cur.writer.breaks());
         self.flows.extend(cur.writer.flow_ids());

@@ -12,7 +12,7 @@ use super::conform::NEEDED;
 use super::filter::RowFilter;
 use crate::error::{Error, Result};
 use crate::event::{
-    CaState, Change, Detail, Event, FlowAddr, FlowKey, Owner, Resend, Span, TcpState,
+    CaState, Change, Detail, Event, FlowAddr, FlowKey, Owner, Resend, Span, SymbolName, TcpState,
 };
 use crate::time::Clock;
 
@@ -110,6 +110,7 @@ pub(super) enum Kind {
     Tcp,
     Snapshot,
     Retransmit,
+    Drop,
 }
 
 /// A state column's value read both ways; the row's kind says which holds.
@@ -118,6 +119,8 @@ pub(super) struct StateName {
     ca: Option<CaState>,
     tcp: TcpState,
     resend: Option<Resend>,
+    /// As a drop's direction (`rx`) or reason: any name that fits.
+    name: Option<SymbolName>,
 }
 
 impl StateName {
@@ -126,6 +129,7 @@ impl StateName {
             ca: CaState::from_name(s),
             tcp: TcpState::from_name(s).unwrap_or(TcpState(0)),
             resend: Resend::from_name(s),
+            name: (!s.is_empty() && s.len() <= 32).then(|| SymbolName::from_str_lossy(s)),
         }
     }
 }
@@ -154,6 +158,7 @@ pub(super) fn decode_batch(
         "tcp_state" => Some(Kind::Tcp),
         "snapshot" => Some(Kind::Snapshot),
         "retransmit" => Some(Kind::Retransmit),
+        "drop" => Some(Kind::Drop),
         // Kinds added by later schema versions are not ours to judge.
         _ => None,
     })?;
@@ -210,6 +215,16 @@ pub(super) fn decode_batch(
                 why: news[i]
                     .resend
                     .ok_or_else(|| bad("an unknown retransmission kind"))?,
+            },
+            Some(Kind::Drop) => Change::Drop {
+                rx: match olds[i].name.as_ref().map(SymbolName::as_str) {
+                    Some("rx") => true,
+                    Some("tx") => false,
+                    _ => return Err(bad("a drop's direction neither rx nor tx")),
+                },
+                reason: news[i]
+                    .name
+                    .ok_or_else(|| bad("a drop without its reason"))?,
             },
             None => continue,
         };

@@ -369,6 +369,7 @@ mod tests {
             filters: Default::default(),
             lifecycle: true,
             evidence: Vec::new(),
+            untraced_drops: Default::default(),
             command: "tcpcong record".into(),
             clock: Clock::new(0),
             cgroup_paths: Default::default(),
