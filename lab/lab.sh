@@ -59,7 +59,9 @@ case $cmd in
     inns nft add chain inet lab in '{ type filter hook input priority 0; }'
     inns nft add chain inet lab out '{ type filter hook output priority 0; }'
     if [ "$loss" != 0 ]; then
-      inns nft add rule inet lab in tcp dport "$port" numgen random mod 100 '<' "$loss" counter drop
+      # Counted where the kernel has nft's counters (a guest's may not).
+      inns nft add rule inet lab in tcp dport "$port" numgen random mod 100 '<' "$loss" counter drop 2>/dev/null ||
+        inns nft add rule inet lab in tcp dport "$port" numgen random mod 100 '<' "$loss" drop
     fi
     if [ "$ecn" != 0 ]; then
       # Never mark a SYN: a SYN arriving ECT/CE makes Linux refuse ECN for

@@ -248,6 +248,8 @@ pub fn run(
     // capture ends (the map itself goes with its last user).
     let _unpin = cfg.pin_buffer.as_deref().map(load::pins).map(Unpin);
     let inbox = Rc::new(RefCell::new(Inbox::default()));
+    let reasons = &preflight::facts().drop_reasons;
+    inbox.borrow_mut().decoder.drop_reasons.clone_from(reasons);
     let consumer = Consumer::new(&mut skel, cfg.buffer, Rc::clone(&inbox))?;
     let mut stats = CaptureStats {
         start_ktime_ns,
@@ -318,7 +320,7 @@ pub fn run(
             Progress {
                 complete_until: order.released_until,
                 lost,
-                untraced_drops: stats::untraced_drops(&skel),
+                untraced_drops: stats::untraced_drops(&skel, reasons),
             },
         )?;
     }
@@ -391,7 +393,7 @@ pub fn run(
         Progress {
             complete_until: stats.end_ktime_ns,
             lost: stats.lost_events(),
-            untraced_drops: stats::untraced_drops(&skel),
+            untraced_drops: stats::untraced_drops(&skel, reasons),
         },
     )?;
     Ok(stats)

@@ -125,10 +125,12 @@ pub struct Decoder {
     /// records (after the process closed its descriptor) keep it.
     found: FxHashMap<u64, Process>,
     /// Per flow, whose it is and its congestion control, as its last full
-    /// record of a socket said, until it closes.
+    /// record of a socket said.
     identities: FxHashMap<u64, (Owner, KernelName)>,
     /// Lean records whose full record has not been read yet.
     parked: Vec<LeanEvent>,
+    /// The kernel's drop reasons by value (see `KernelFacts::drop_reasons`).
+    pub drop_reasons: Vec<SymbolName>,
     /// Flows closed in this round and in the last, with their close's
     /// event number: their lean records, all finished before the close, can
     /// still be in a ring this round.
@@ -137,6 +139,9 @@ pub struct Decoder {
     pub names: Names,
 }
 
+/// Flows whose identity is kept for their drops (the BPF object's
+/// `flow_tuples` holds as many).
+const IDENTITIES_KEPT: usize = 65_536;
 /// Full records kept per flow for lean records read late.
 const FACTS_KEPT: usize = 4;
 /// The event number bits a lean record names its full record by.
@@ -164,7 +169,7 @@ impl Decoder {
                 }
             };
         }
-        let (mut e, sock_ino) = decode(bytes, &super::preflight::facts().drop_reasons)?;
+        let (mut e, sock_ino) = decode(bytes, &self.drop_reasons)?;
         // A drop the programs matched by its segment's addresses names its
         // flow only (no congestion control, as every socket's record has):
         // whose it is comes from the flow's last record that said.
@@ -193,6 +198,11 @@ impl Decoder {
         }
         self.names.cgroup(e.detail.cgroup);
         if !e.addr.cc.as_str().is_empty() {
+            // As many as the programs keep flows by their addresses: a drop
+            // after its flow's close still finds the flow (there, and here).
+            if self.identities.len() >= IDENTITIES_KEPT && !self.identities.contains_key(&e.flow) {
+                self.identities.clear();
+            }
             self.identities.insert(e.flow, (e.addr.owner, e.addr.cc));
         }
         match e.change {
@@ -235,7 +245,6 @@ impl Decoder {
         for (flow, closed_at) in
             std::mem::replace(&mut self.closed, std::mem::take(&mut self.closing))
         {
-            self.identities.remove(&flow);
             if let Some(kept) = self.described.get_mut(&flow) {
                 kept.retain(|e| e.detail.seq > closed_at);
                 if kept.is_empty() {

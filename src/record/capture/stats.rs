@@ -13,10 +13,12 @@ use super::skel::{TcpcongSkel, LOST_SLOTS};
 /// the mmapped .bss: a bpf() syscall here would make kprobes skip events
 /// (see `lost` in bpf/tcpcong.bpf.c).
 /// TCP segments the host dropped that were no traced flow's, so far, by
-/// the kernel's reason (from the mmapped .bss, as [`kernel_lost`]; none
-/// where it cannot be mapped).
-pub fn untraced_drops(skel: &TcpcongSkel<'_>) -> std::collections::BTreeMap<String, u64> {
-    let reasons = &super::preflight::facts().drop_reasons;
+/// the kernel's reason (`reasons`, by value), from the mmapped .bss, as
+/// [`kernel_lost`]; none where it cannot be mapped.
+pub fn untraced_drops(
+    skel: &TcpcongSkel<'_>,
+    reasons: &[crate::event::SymbolName],
+) -> std::collections::BTreeMap<String, u64> {
     skel.maps
         .bss_data
         .as_deref()
