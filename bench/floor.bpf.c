@@ -24,6 +24,19 @@ int BPF_PROG(floor_sock_state, struct sock *sk, int oldstate, int newstate)
 	return 0;
 }
 
+/* The evidence's hooks: a retransmission, and any packet the host drops. */
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(floor_retransmit, struct sock *sk, struct sk_buff *skb)
+{
+	return 0;
+}
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(floor_drop, struct sk_buff *skb, void *location)
+{
+	return 0;
+}
+
 /*
  * "Fields only": what tcpcong's full record reads per event (the flow's
  * identity, namespace, cgroup, cookie, congestion control, state, TCP

@@ -28,6 +28,16 @@ struct trace_event_raw_tcp_retransmit_skb___observed {
 	const void *skbaddr;
 } __attribute__((preserve_access_index));
 
+/* The kernel types reason as its enum: so must a relocated read. */
+enum skb_drop_reason___observed {
+	SKB_DROP_REASON_NOT_SPECIFIED___observed = 2,
+};
+
+struct trace_event_raw_kfree_skb___observed {
+	void *skbaddr;
+	enum skb_drop_reason___observed reason;
+} __attribute__((preserve_access_index));
+
 struct trace_event_raw_inet_sock_set_state {
 	const void *skaddr;
 	int newstate;
@@ -80,6 +90,21 @@ struct {
 
 /* Retransmissions the table had no room for. */
 __u64 resent_unrecorded;
+
+/* TCP packets dropped, by network namespace (the device's) and reason. */
+struct drop_key {
+	__u32 netns;
+	__u32 reason;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct drop_key);
+	__type(value, __u64);
+} dropped SEC(".maps");
+
+__u64 dropped_unrecorded;
 
 SEC("tracepoint/tcp/tcp_cong_state_set")
 int observe_cong_state(struct trace_event_raw_tcp_cong_state_set *ctx)
@@ -141,5 +166,32 @@ int observe_retransmit(struct trace_event_raw_tcp_retransmit_skb___observed *ctx
 	}
 	__sync_fetch_and_add(&r->calls, 1);
 	__sync_fetch_and_add(&r->segs, segs);
+	return 0;
+}
+
+SEC("tracepoint/skb/kfree_skb")
+int observe_drop(struct trace_event_raw_kfree_skb___observed *ctx)
+{
+	struct sk_buff *skb = (void *)BPF_CORE_READ(ctx, skbaddr);
+	struct drop_key k = { .reason = BPF_CORE_READ(ctx, reason) };
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 nh = BPF_CORE_READ(skb, network_header);
+	__u16 proto = BPF_CORE_READ(skb, protocol);
+	__u8 l4 = 0;
+	__u64 one = 1, *n;
+
+	/* TCP over IP only, as tcpcong records. */
+	if (proto == __builtin_bswap16(0x0800))
+		bpf_probe_read_kernel(&l4, 1, head + nh + 9);
+	else if (proto == __builtin_bswap16(0x86DD))
+		bpf_probe_read_kernel(&l4, 1, head + nh + 6);
+	if (l4 != 6)
+		return 0;
+	k.netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	n = bpf_map_lookup_elem(&dropped, &k);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	else if (bpf_map_update_elem(&dropped, &k, &one, BPF_NOEXIST))
+		__sync_fetch_and_add(&dropped_unrecorded, 1);
 	return 0;
 }

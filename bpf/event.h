@@ -108,9 +108,11 @@ struct event {
 	__u32 segs;
 	__u32 tcp_seq;
 	__s32 err;
-	/* A drop's place: the kernel function that freed the segment
-	 * (empty in other kinds' records). */
+	/* A drop's place, the kernel function that freed the segment, by
+	 * name: user space names `drop_ip` here (empty in other kinds'
+	 * records). */
 	char location[32];
+	__u64 drop_ip;
 };
 
 

@@ -165,6 +165,7 @@ static __always_inline void NAME(fill)(struct event *e, struct sock *sk, struct 
 	e->tcp_seq = r ? r->seq : 0;
 	e->err = r ? r->err : 0;
 	__builtin_memset(e->location, 0, sizeof(e->location));
+	e->drop_ip = 0;
 }
 
 /* Whether the record was handed over. */

@@ -200,10 +200,12 @@ fn drops_match_the_rules_and_queues_that_dropped_them() {
 
     let before = lab.drops();
     let rec = Recorder::start(&out, &["--netns", &netns]);
+    let observer = Observer::start();
     lab.traffic(2, &[]);
     lab.traffic(1, &["--parallel", "3"]);
     lab.await_closed();
     let after = lab.drops();
+    let observed = observer.stop();
     let o = rec.stop();
     let meta = read_meta(&out);
     assert_no_transport_loss(&stderr(&o), &meta);
@@ -230,19 +232,30 @@ fn drops_match_the_rules_and_queues_that_dropped_them() {
         meta["untraced_drops"]
     );
     // Every segment the rule dropped, on its way in: a flow's, or (a
-    // handshake's, before its flow is established) counted apart.
+    // handshake's, before its flow is established) counted apart; and every
+    // one the queue dropped, its sender's own. Exactly as the independent
+    // observer counted the kernel's calls, and as the rule and the queue
+    // counted them but for a drop the kernel counted without calling its
+    // tracepoint (seen by neither tracer; rare).
     assert!(lab_count("netfilter") > 0 && lab_count("qdisc") > 0);
-    assert_eq!(
-        rows("rx", "netfilter_drop") + untraced("netfilter_drop"),
-        lab_count("netfilter"),
-        "{seen}"
-    );
-    // Every segment the queue dropped, its sender's own.
-    assert_eq!(
-        rows("tx", "qdisc_drop") + untraced("qdisc_drop"),
-        lab_count("qdisc"),
-        "{seen}"
-    );
+    for (dir, reason, counter) in [
+        ("rx", "netfilter_drop", "netfilter"),
+        ("tx", "qdisc_drop", "qdisc"),
+    ] {
+        let file = rows(dir, reason) + untraced(reason);
+        let traced = observed
+            .dropped
+            .get(&(lab.inode(), reason.to_string()))
+            .copied()
+            .unwrap_or(0);
+        let counted = lab_count(counter);
+        eprintln!("{reason}: {file} in the file, {traced} observed, {counted} counted by the lab");
+        assert_eq!(file, traced, "{reason}: {seen}");
+        assert!(
+            traced <= counted && counted <= traced + 2,
+            "{reason}: {traced} observed, {counted} counted by the lab: {seen}"
+        );
+    }
     assert!(rows("rx", "netfilter_drop") > 0 && rows("tx", "qdisc_drop") > 0);
     for e in &drops {
         assert_eq!(u64::from(e.netns), lab.inode(), "{e:?}");

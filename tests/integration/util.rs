@@ -647,6 +647,8 @@ pub struct Observed {
     pub resent: HashMap<u64, (u64, u64)>,
     /// Retransmission calls the kernel did not run the observer for.
     pub resent_misses: u64,
+    /// TCP packets dropped, by (network namespace, reason).
+    pub dropped: HashMap<(u64, String), u64>,
 }
 
 pub struct Observer {
@@ -682,6 +684,7 @@ impl Observer {
             misses: 0,
             resent: HashMap::new(),
             resent_misses: 0,
+            dropped: HashMap::new(),
         };
         for line in text.lines() {
             let w: Vec<&str> = line.split_whitespace().collect();
@@ -693,6 +696,12 @@ impl Observer {
                     set.parse().unwrap(),
                     last.parse().unwrap(),
                 )),
+                ["drops", netns, reason, n] => {
+                    seen.dropped.insert(
+                        (netns.parse().unwrap(), reason.to_string()),
+                        n.parse().unwrap(),
+                    );
+                }
                 ["retransmits", cookie, calls, segs] => {
                     seen.resent.insert(
                         cookie.parse().unwrap(),

@@ -5,7 +5,10 @@
 //! LAST`: the socket, the state a call found, the one it set, the one the
 //! socket's previous call set), and at the end, when its standard input
 //! closes, one line per socket that retransmitted (`retransmits COOKIE
-//! CALLS SEGS`: calls of tcp:tcp_retransmit_skb, segments resent), and
+//! CALLS SEGS`: calls of tcp:tcp_retransmit_skb, segments resent), one per
+//! network namespace and reason of dropped TCP packets (`drops NETNS REASON
+//! COUNT`, the reason as `enum skb_drop_reason` names it, in lower case
+//! without its prefix), and
 //! `calls N unreported N misses N resent_unrecorded N resent_misses N`
 //! (breaks the ring could not take, and calls the kernel skipped running
 //! the observer for; the same for retransmissions).
@@ -49,6 +52,24 @@ fn mount_tracefs() -> bool {
     true
 }
 
+/// `enum skb_drop_reason`'s names by value, as tcpcong writes them.
+fn drop_reasons() -> std::collections::HashMap<u32, String> {
+    use libbpf_rs::btf::types::Enum;
+    let Ok(btf) = libbpf_rs::btf::Btf::from_vmlinux() else {
+        return Default::default();
+    };
+    let Some(e) = btf.type_by_name::<Enum<'_>>("skb_drop_reason") else {
+        return Default::default();
+    };
+    e.iter()
+        .filter_map(|m| {
+            let name = m.name?.to_str()?;
+            let name = name.strip_prefix("SKB_DROP_REASON_").unwrap_or(name);
+            Some((u32::try_from(m.value).ok()?, name.to_ascii_lowercase()))
+        })
+        .collect()
+}
+
 fn main() {
     let mounted = mount_tracefs();
     let mut obj = MaybeUninit::uninit();
@@ -60,6 +81,7 @@ fn main() {
         skel.progs.observe_cong_state.attach(),
         skel.progs.observe_sock_state.attach(),
         skel.progs.observe_retransmit.attach(),
+        skel.progs.observe_drop.attach(),
     ]
     .into_iter()
     .collect::<Result<Vec<_>, _>>()
@@ -109,9 +131,27 @@ fn main() {
             println!("retransmits {cookie} {} {}", word(0), word(8));
         }
     }
+    let reasons = drop_reasons();
+    for key in skel.maps.dropped.keys() {
+        if let Ok(Some(v)) = skel.maps.dropped.lookup(&key, libbpf_rs::MapFlags::ANY) {
+            let half =
+                |at: usize| u32::from_ne_bytes(key[at..at + 4].try_into().unwrap_or_default());
+            let count = u64::from_ne_bytes(v[..8].try_into().unwrap_or_default());
+            let reason = reasons
+                .get(&half(4))
+                .cloned()
+                .unwrap_or_else(|| half(4).to_string());
+            println!("drops {} {reason} {count}", half(0));
+        }
+    }
     let bss = skel.maps.bss_data.as_deref();
-    let (calls, unreported, unrecorded) =
-        bss.map_or((0, 0, 0), |b| (b.calls, b.unreported, b.resent_unrecorded));
+    let (calls, unreported, unrecorded) = bss.map_or((0, 0, 0), |b| {
+        (
+            b.calls,
+            b.unreported,
+            b.resent_unrecorded + b.dropped_unrecorded,
+        )
+    });
     println!(
         "calls {calls} unreported {unreported} misses {} resent_unrecorded {unrecorded} resent_misses {}",
         misses("observe_cong"),

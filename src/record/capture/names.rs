@@ -2,7 +2,9 @@
 //! flow or per cgroup: the owner of a socket the programs did not see
 //! being connected or accepted (one older than the capture, or accepted
 //! by io_uring), found from its inode in `/proc/PID/fd` as `ss -p` does;
-//! and the path of a cgroup id under the cgroup v2 mount.
+//! the path of a cgroup id under the cgroup v2 mount; and the kernel
+//! function at an address (where a drop happened), from /proc/kallsyms,
+//! once per address.
 //!
 //! Both are looked up again on a miss, at most once per [`RESCAN`]: a
 //! burst of new flows (a capture starting on a busy server) costs one scan,
@@ -16,9 +18,12 @@ use std::time::{Duration, Instant};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::event::KernelName;
+use crate::event::{KernelName, SymbolName};
 
 const RESCAN: Duration = Duration::from_secs(1);
+/// Kernel addresses named: the places that drop packets are a few hundred
+/// functions, so more is a bug, not a workload (the cache starts over).
+const MAX_SYMBOLS: usize = 4096;
 const MAX_SOCKETS: usize = 1 << 20;
 
 /// A process, as a flow's owner.
@@ -40,6 +45,8 @@ pub struct Names {
     named: FxHashSet<u64>,
     /// Paths found since the last [`Names::take_new_cgroups`].
     new_cgroups: BTreeMap<u64, String>,
+    /// Kernel functions by address.
+    symbols: FxHashMap<u64, SymbolName>,
 }
 
 fn due(last: Option<Instant>) -> bool {
@@ -94,6 +101,42 @@ impl Names {
 /// Every socket inode of every process under `proc`, with its process.
 /// Processes that exit while scanned, or whose descriptors are not
 /// readable, are skipped.
+impl Names {
+    /// The kernel function that holds `addr` (its text symbol at or below
+    /// it), empty where /proc/kallsyms does not show addresses.
+    pub fn kernel_symbol(&mut self, addr: u64) -> SymbolName {
+        if let Some(name) = self.symbols.get(&addr) {
+            return *name;
+        }
+        if self.symbols.len() >= MAX_SYMBOLS {
+            self.symbols.clear();
+        }
+        let all = fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+        let name = symbol_at(&all, addr)
+            .map(SymbolName::from_str_lossy)
+            .unwrap_or_default();
+        self.symbols.insert(addr, name);
+        name
+    }
+}
+
+/// In kallsyms' text (`ADDR TYPE NAME [MODULE]` lines), the name of the
+/// function `addr` is in: the text symbol with the highest address not
+/// above it.
+fn symbol_at(kallsyms: &str, addr: u64) -> Option<&str> {
+    kallsyms
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let at = u64::from_str_radix(f.next()?, 16).ok()?;
+            let kind = f.next()?;
+            let name = f.next()?;
+            (matches!(kind, "t" | "T") && at != 0 && at <= addr).then_some((at, name))
+        })
+        .max_by_key(|&(at, _)| at)
+        .map(|(_, name)| name)
+}
+
 fn scan_sockets(proc: &Path) -> FxHashMap<u64, Process> {
     let mut out = FxHashMap::default();
     let Ok(dir) = fs::read_dir(proc) else {
@@ -165,6 +208,17 @@ fn scan_cgroups(root: &Path) -> Vec<(u64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_is_named_by_the_function_below_it() {
+        let all = "ffffffff81000000 T _stext\nffffffff81000100 t tcp_v4_rcv\nffffffff81000200 D some_data\nffffffff81000300 T nf_hook_slow\t[nf]\n0000000000000000 T hidden\n";
+        assert_eq!(symbol_at(all, 0xffffffff81000150), Some("tcp_v4_rcv"));
+        assert_eq!(symbol_at(all, 0xffffffff81000250), Some("tcp_v4_rcv"));
+        assert_eq!(symbol_at(all, 0xffffffff81000300), Some("nf_hook_slow"));
+        assert_eq!(symbol_at(all, 0xffffffff80000000), None);
+        // Addresses hidden (kptr_restrict): nothing to name it by.
+        assert_eq!(symbol_at("0000000000000000 T tcp_v4_rcv\n", 0x1234), None);
+    }
 
     #[test]
     fn socket_links_name_their_inode() {

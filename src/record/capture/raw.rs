@@ -41,10 +41,10 @@ macro_rules! detail_from_raw {
 }
 detail_columns!(detail_from_raw);
 
-/// A full record's event, and its socket's inode where the programs did
-/// not know the socket's owner (else 0). `reasons`: the kernel's drop
-/// reasons by value.
-fn decode(bytes: &[u8], reasons: &[SymbolName]) -> Result<(Event, u64), Malformed> {
+/// A full record's event, its socket's inode where the programs did not
+/// know the socket's owner (else 0), and a drop's kernel address. `reasons`:
+/// the kernel's drop reasons by value.
+fn decode(bytes: &[u8], reasons: &[SymbolName]) -> Result<(Event, u64, u64), Malformed> {
     // The perf buffer pads samples to 8 bytes, so only a short record is wrong.
     if bytes.len() < RAW_EVENT_SIZE {
         return Err(Malformed);
@@ -106,7 +106,7 @@ fn decode(bytes: &[u8], reasons: &[SymbolName]) -> Result<(Event, u64), Malforme
         change,
         detail,
     };
-    Ok((event, r.sock_ino))
+    Ok((event, r.sock_ino, r.drop_ip))
 }
 
 /// Decodes both records the programs hand over: a full one, which also
@@ -169,7 +169,10 @@ impl Decoder {
                 }
             };
         }
-        let (mut e, sock_ino) = decode(bytes, &self.drop_reasons)?;
+        let (mut e, sock_ino, drop_ip) = decode(bytes, &self.drop_reasons)?;
+        if matches!(e.change, Change::Drop { .. }) {
+            e.detail.location = self.names.kernel_symbol(drop_ip);
+        }
         // A drop the programs matched by its segment's addresses names its
         // flow only (no congestion control, as every socket's record has):
         // whose it is comes from the flow's last record that said.
@@ -342,7 +345,7 @@ mod tests {
 
     #[test]
     fn decodes_a_congestion_event() {
-        let (e, _) = decode(&raw(4, 0, 1, 3), &[]).unwrap();
+        let (e, _, _) = decode(&raw(4, 0, 1, 3), &[]).unwrap();
         assert_eq!(e.ktime_ns, 42);
         assert_eq!(e.flow, 7);
         assert_eq!(e.addr.saddr.to_string(), "127.0.0.1");
