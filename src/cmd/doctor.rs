@@ -76,6 +76,21 @@ pub fn run(verbose: bool) -> Result<()> {
         },
         false,
     );
+    let reasons = !preflight::facts().drop_reasons.is_empty();
+    r.line(
+        if btf {
+            status(reasons)
+        } else {
+            Status::Unknown
+        },
+        "skb:kfree_skb reasons",
+        if reasons {
+            "the kernel says why it drops (drop evidence)"
+        } else {
+            "no drop reasons (Linux 5.17+): recordings have no drop rows"
+        },
+        false,
+    );
     let privileged = preflight::has_privileges();
     // The probe that record --buffer auto uses: without privileges its
     // answer is no answer, so it is not asked.

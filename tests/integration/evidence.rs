@@ -34,6 +34,23 @@ fn retransmitting_traffic(lab: &Lab) {
     lab.await_closed();
 }
 
+/// `events FILE --kind KIND --format json`, which must succeed: its rows.
+fn events_json(file: &std::path::Path, kind: &str) -> Vec<serde_json::Value> {
+    let o = tcpcong(&[
+        "events",
+        file.to_str().unwrap(),
+        "--kind",
+        kind,
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn retransmissions_match_the_kernel_counters() {
     let lab = Lab::new("rtx", &["--loss", "2"]);
@@ -157,19 +174,7 @@ fn retransmissions_match_the_kernel_counters() {
     }
 
     // What `events` shows of them.
-    let o2 = tcpcong(&[
-        "events",
-        out.to_str().unwrap(),
-        "--kind",
-        "retransmit",
-        "--format",
-        "json",
-    ]);
-    assert!(o2.status.success(), "{}", stderr(&o2));
-    let shown: Vec<serde_json::Value> = stdout(&o2)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let shown = events_json(&out, "retransmit");
     assert_eq!(shown.len(), resent.len());
     let shown_segs: u64 = shown.iter().map(|r| r["segs"].as_u64().unwrap()).sum();
     assert_eq!(shown_segs, segs(""));
@@ -261,19 +266,7 @@ fn drops_match_the_rules_and_queues_that_dropped_them() {
         assert_eq!(u64::from(e.netns), lab.inode(), "{e:?}");
     }
     // Where: the function that freed each, by name.
-    let loc = tcpcong(&[
-        "events",
-        out.to_str().unwrap(),
-        "--kind",
-        "drop",
-        "--format",
-        "json",
-    ]);
-    assert!(loc.status.success(), "{}", stderr(&loc));
-    let shown: Vec<serde_json::Value> = stdout(&loc)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let shown = events_json(&out, "drop");
     assert_eq!(shown.len(), drops.len());
     assert!(
         shown

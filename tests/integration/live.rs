@@ -217,6 +217,11 @@ fn doctor_reports_what_works_and_what_does_not() {
             "{text}"
         );
     }
+    // 6.18 says why it drops: recordings have drop rows.
+    assert!(
+        line(&text, "skb:kfree_skb reasons").starts_with("ok"),
+        "{text}"
+    );
     assert!(line(&text, "record would use").starts_with("ok"), "{text}");
     assert!(
         line(&text, "record would use").contains("--attach tracepoint with the ring buffer"),

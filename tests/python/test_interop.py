@@ -79,7 +79,7 @@ def test_fixtures_exist():
 SCHEMA_RS = REPO / "src" / "record" / "format" / "schema.rs"
 # The Rust types of the detail columns, as pyarrow names them.
 RUST_TYPES = {"u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64", "i32": "int32",
-              "KernelName": "string"}
+              "KernelName": "string", "SymbolName": "string"}
 
 
 def fixture_columns(current: bool) -> list[dict]:
@@ -217,7 +217,7 @@ def test_metadata_tells_the_truth(path, current):
     t = pq.read_table(path)
     kinds = t.column("kind").to_pylist()
     # The capture and snapshot rows are not events (and name no flow).
-    events = t.filter(pc.is_in(t.column("kind"), pa.array(["ca_state", "tcp_state", "retransmit"])))
+    events = t.filter(pc.is_in(t.column("kind"), pa.array(["ca_state", "tcp_state", "retransmit", "drop"])))
     assert (kinds.count("capture"), kinds.count("snapshot")) == (
         (2, meta["snapshots"]) if current else (0, 0))
     k = t.column("ktime_ns").to_pylist()
