@@ -107,8 +107,10 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
                         .collect();
                     notes.push(format!("attached to {attach}{passed}"));
                 }
-                let evidence = recorded_evidence(cfg);
-                if cfg.evidence.drops && !evidence.drops {
+                let evidence = recorded_evidence(cfg, mode);
+                if cfg.evidence != Evidence::default() && mode != AttachMode::Tracepoint {
+                    notes.push("note: no retransmissions or drops in the files (the evidence is recorded with the tracepoint attach mode only)".into());
+                } else if cfg.evidence.drops && !evidence.drops {
                     notes.push("note: no drops in the files (this kernel's kfree_skb does not say why: Linux 5.17+)".into());
                 }
                 if mode == AttachMode::Kprobe {
@@ -172,9 +174,9 @@ fn load_mode<'obj>(
     // on_cong_state_set in the BPF object).
     let guarded = mode == AttachMode::Tracepoint && facts.irq_kfuncs;
     configure(&mut open, cfg, mode, (use_cookie, numbered))?;
-    let drops = recorded_evidence(cfg).drops;
+    let evidence = recorded_evidence(cfg, mode);
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.record_drops = drops;
+        rodata.record_drops = evidence.drops;
     }
     // The lifecycle hook also learns active sockets' owners and retires
     // assigned flow ids and a fallback's call records, so it runs even when
@@ -186,8 +188,8 @@ fn load_mode<'obj>(
             "on_cong_state_set" => mode == AttachMode::Tracepoint,
             "on_cong_state_set_nested" => mode == AttachMode::Tracepoint && !guarded,
             "on_inet_sock_set_state" => true,
-            RETRANSMIT_PROG => cfg.evidence.retransmits,
-            DROP_PROG => drops,
+            RETRANSMIT_PROG => evidence.retransmits,
+            DROP_PROG => evidence.drops,
             // Attached apart (see attach_accept_hooks): they need tracefs.
             ACCEPT4_PROG | ACCEPT_PROG => {
                 prog.set_autoattach(false);
@@ -226,9 +228,15 @@ const RETRANSMIT_PROG: &str = "on_retransmit";
 const DROP_PROG: &str = "on_drop";
 const ACCEPT4_PROG: &str = "on_accept4_exit";
 
-/// The evidence asked for that this kernel can give: drops need the
-/// kernel's reasons (5.17+).
-pub fn recorded_evidence(cfg: &CaptureConfig) -> Evidence {
+/// The evidence asked for that this kernel and mode can give: drops need
+/// the kernel's reasons (5.17+), and both kinds the tracepoint mode (a
+/// fallback's kernels, 5.10 under emulation, locked up once in four runs
+/// with its hooks and the retransmission program loaded together: not
+/// taken further).
+pub fn recorded_evidence(cfg: &CaptureConfig, mode: AttachMode) -> Evidence {
+    if mode != AttachMode::Tracepoint {
+        return Evidence::default();
+    }
     Evidence {
         drops: cfg.evidence.drops && !facts().drop_reasons.is_empty(),
         ..cfg.evidence
