@@ -99,7 +99,10 @@ fn retransmissions_match_the_kernel_counters() {
         "{recorded}"
     );
     assert_eq!(rows("other"), 0, "{recorded}");
-    for why in ["fast", "loss", "rto", "tlp", "syn"] {
+    // Every kind the workload is made to cause. `loss` (resends in loss
+    // state after the blackout's timeout) is there in most runs, not all:
+    // the timeout's own resend can be the only one its flow needs.
+    for why in ["fast", "rto", "tlp", "syn"] {
         assert!(rows(why) > 0, "no {why} retransmission: {recorded}");
     }
 

@@ -174,16 +174,21 @@ impl Decoder {
             e.detail.location = self.names.kernel_symbol(drop_ip);
         }
         // A drop the programs matched by its segment's addresses names its
-        // flow only (no congestion control, as every socket's record has):
-        // whose it is comes from the flow's last record that said.
-        if e.addr.cc.as_str().is_empty() {
+        // flow only (no congestion control, as every socket's record has),
+        // and evidence of a socket's last moments comes after its close has
+        // retired its owner in the kernel: whose it is comes from the
+        // flow's last record that said.
+        let evidence = matches!(e.change, Change::Drop { .. } | Change::Retransmit { .. });
+        if e.addr.cc.as_str().is_empty() || evidence && e.detail.pid == 0 {
             if let Some(&(owner, cc)) = self.identities.get(&e.flow) {
-                e.addr.owner = owner;
-                e.addr.cc = cc;
-                e.detail.cgroup = owner.cgroup;
-                e.detail.cong_algo = cc;
+                if e.addr.cc.as_str().is_empty() {
+                    e.addr.cc = cc;
+                    e.detail.cong_algo = cc;
+                    e.detail.cgroup = owner.cgroup;
+                }
                 e.detail.pid = owner.pid;
                 e.detail.comm = owner.comm;
+                e.addr.owner = Owner::of(&e.detail);
             }
         }
         if e.detail.pid == 0 {
@@ -206,7 +211,13 @@ impl Decoder {
             if self.identities.len() >= IDENTITIES_KEPT && !self.identities.contains_key(&e.flow) {
                 self.identities.clear();
             }
-            self.identities.insert(e.flow, (e.addr.owner, e.addr.cc));
+            // An owner once known stays (a socket's last records may come
+            // after the kernel retired it).
+            let owner = match self.identities.get(&e.flow) {
+                Some(&(known, _)) if e.addr.owner.pid == 0 => known,
+                _ => e.addr.owner,
+            };
+            self.identities.insert(e.flow, (owner, e.addr.cc));
         }
         match e.change {
             Change::Tcp { new, .. } if new == TcpState::CLOSE => {
