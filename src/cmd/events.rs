@@ -45,10 +45,10 @@ fn endpoint(addr: &std::net::IpAddr, port: u16) -> String {
 fn text(out: &mut dyn Write, r: &Row, _: &Boot) -> io::Result<()> {
     let e = &r.ev;
     let (old, new) = e.change.names();
-    // A snapshot's two states hold at once, and a retransmission's are its
-    // state and why: no arrow between them.
+    // A snapshot's two states hold at once, and evidence's are its state
+    // or direction and why: no arrow between them.
     let between = match e.change {
-        Change::Snapshot { .. } | Change::Retransmit { .. } => "  ",
+        Change::Snapshot { .. } | Change::Retransmit { .. } | Change::Drop { .. } => "  ",
         _ => "->",
     };
     writeln!(

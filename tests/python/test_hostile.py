@@ -683,3 +683,21 @@ def test_control_characters_in_a_path_stay_on_one_line(tmp_path):
     assert p.returncode == 1
     line = one_line(p.stderr)
     assert "\x1b" not in line and "a\\x0ab\\x1b]0;x\\x07.parquet" in line, line
+
+
+def test_a_drop_reason_cannot_forge_the_terminal(tmp_path):
+    """A drop row's reason is a name from the kernel: one a file forges
+    (control characters for the terminal that shows `events`) is refused
+    as the malformed row it is, and nothing of it reaches the output."""
+    t = pq.read_table(FIXTURE)
+    kinds = t.column("kind").to_pylist()
+    new = t.column("new_state").to_pylist()
+    new[kinds.index("drop")] = TERMINAL
+    t = t.set_column(t.schema.get_field_index("new_state"), "new_state", pa.array(new))
+    evil = tmp_path / "evil.parquet"
+    pq.write_table(t, evil)
+    p = tcpcong("events", evil, "--kind", "drop")
+    out = p.stdout + p.stderr
+    assert "\x1b" not in out and "\x07" not in out, repr(out)
+    assert p.returncode == 1, out
+    assert "a drop without its reason" in one_line(p.stderr), p.stderr

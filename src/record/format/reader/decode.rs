@@ -119,7 +119,8 @@ pub(super) struct StateName {
     ca: Option<CaState>,
     tcp: TcpState,
     resend: Option<Resend>,
-    /// As a drop's direction (`rx`) or reason: any name that fits.
+    /// As a drop's direction (`rx`) or reason: a name as the kernel writes
+    /// them (lower case, digits, `_`), which no output needs to escape.
     name: Option<SymbolName>,
 }
 
@@ -129,7 +130,11 @@ impl StateName {
             ca: CaState::from_name(s),
             tcp: TcpState::from_name(s).unwrap_or(TcpState(0)),
             resend: Resend::from_name(s),
-            name: (!s.is_empty() && s.len() <= 32).then(|| SymbolName::from_str_lossy(s)),
+            name: (!s.is_empty()
+                && s.len() <= 32
+                && s.bytes()
+                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')))
+            .then(|| SymbolName::from_str_lossy(s)),
         }
     }
 }
