@@ -217,13 +217,7 @@ impl Lab {
     /// What the lab dropped so far: `netfilter` (the loss rule) and, with
     /// [`Lab::shape`], `qdisc` (the queue).
     pub fn drops(&self) -> HashMap<String, u64> {
-        stdout(&lab_sh(&["drops", &self.ns]))
-            .lines()
-            .filter_map(|l| {
-                let (k, v) = l.split_once(' ')?;
-                Some((k.to_string(), v.trim().parse().ok()?))
-            })
-            .collect()
+        name_values(&lab_sh(&["drops", &self.ns]))
     }
 
     /// `n` datagrams to a closed UDP port.
@@ -307,14 +301,19 @@ impl Lab {
     }
 
     pub fn nstat(&self) -> HashMap<String, u64> {
-        stdout(&lab_sh(&["nstat", &self.ns]))
-            .lines()
-            .filter_map(|l| {
-                let (k, v) = l.split_once(' ')?;
-                Some((k.to_string(), v.trim().parse().ok()?))
-            })
-            .collect()
+        name_values(&lab_sh(&["nstat", &self.ns]))
     }
+}
+
+/// lab.sh's "name value" lines.
+fn name_values(o: &Output) -> HashMap<String, u64> {
+    stdout(o)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 impl Drop for Lab {
