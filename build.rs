@@ -36,15 +36,16 @@ fn main() {
 /// type): read from the C (`#define NAME VALUE` or an enum's `NAME = VALUE`)
 /// into `bpf_constants.rs`, so that each is written once.
 #[cfg(feature = "capture")]
-const CONSTANTS: [(&str, &str, &str); 11] = [
+const CONSTANTS: [(&str, &str, &str); 12] = [
     ("bpf/event.h", "KIND_CA_STATE", "u8"),
     ("bpf/event.h", "KIND_TCP_STATE", "u8"),
     ("bpf/event.h", "KIND_SNAPSHOT", "u8"),
     ("bpf/event.h", "KIND_RETRANSMIT", "u8"),
     ("bpf/event.h", "KIND_DROP", "u8"),
+    ("bpf/event.h", "KIND_RESET", "u8"),
     ("bpf/event.h", "DIRECTION_TX", "u8"),
     ("bpf/event.h", "DIRECTION_RX", "u8"),
-    ("bpf/event.h", "DROP_REASON_OTHER", "u8"),
+    ("bpf/event.h", "REASON_OTHER", "u8"),
     ("bpf/event.h", "LEAN_CPUS", "usize"),
     ("bpf/event.h", "LEAN_PROGRAMS", "usize"),
     ("bpf/tcpcong.bpf.c", "LOST_SLOTS", "usize"),

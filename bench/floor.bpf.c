@@ -64,6 +64,8 @@ int BPF_PROG(floor_fields, struct sock *sk, __u8 ca_state)
 	x ^= bpf_get_socket_cookie(sk);
 	x ^= tp->snd_cwnd ^ tp->snd_ssthresh ^ (tp->srtt_us >> 3) ^ tp->mss_cache;
 	x ^= tp->packets_out ^ tp->retrans_out ^ tp->lost_out ^ tp->sacked_out ^ tp->total_retrans;
+	x ^= tp->inet_conn.icsk_rto ^ tp->inet_conn.icsk_backoff ^ tp->undo_marker;
+	x ^= tp->delivered_ce ^ tp->dsack_dups ^ tp->reord_seen;
 	x ^= BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state);
 	ops = tp->inet_conn.icsk_ca_ops;
 	if (ops)
@@ -200,7 +202,7 @@ static __always_inline void lean_fill(struct lean_event *e, struct lean_seq *s,
 {
 	e->ktime_ns = bpf_ktime_get_ns();
 	e->cookie = s->flow;
-	FILL_COUNTERS(e, tp, DIRECT);
+	FILL_COUNTERS(e, tp, DIRECT, 4000000);
 	e->seq = s->seq[v & 1];
 	e->cpu = bpf_get_smp_processor_id();
 	e->old_state = s->last[v & 1];

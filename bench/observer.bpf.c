@@ -75,6 +75,71 @@ struct {
 __u64 calls;
 __u64 unreported;
 
+/* The kernel's jiffy in nanoseconds (set by user space): the
+ * retransmission timeout as tcpcong writes it, in microseconds. */
+const volatile __u32 jiffy_ns = 0;
+
+/* Per socket, sums over its calls of what tcpcong's ca_state rows carry
+ * about causes (their names), to hold a recording's rows to. */
+struct causes {
+	__u64 calls;
+	__u64 delivered_ce;
+	__u64 dsack_dups;
+	__u64 reord_seen;
+	__u64 backoff;
+	__u64 rto_us;
+	__u64 undo;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct causes);
+} causes SEC(".maps");
+
+__u64 causes_unrecorded;
+
+/* The table's entry for `key`, created from `zero` if new; NULL, and
+ * counted in `unrecorded`, when the table has no room. */
+static __always_inline void *entry_of(void *map, __u64 *key, const void *zero, __u64 *unrecorded)
+{
+	void *v = bpf_map_lookup_elem(map, key);
+
+	if (!v) {
+		bpf_map_update_elem(map, key, zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(map, key);
+		if (!v)
+			__sync_fetch_and_add(unrecorded, 1);
+	}
+	return v;
+}
+
+#define TCP_CA_DISORDER 1
+#define TCP_CA_RECOVERY 3
+#define TCP_CA_LOSS 4
+
+/* The call's values, read here by probe reads, on the classic tracepoint. */
+static void add_causes(__u64 sk, __u8 found, __u8 set)
+{
+	struct tcp_sock *tp = (void *)sk;
+	__u64 cookie = BPF_CORE_READ((struct sock_common___cookie *)sk, skc_cookie.counter);
+	struct causes fresh = {}, *c = entry_of(&causes, &cookie, &fresh, &causes_unrecorded);
+
+	if (!c)
+		return;
+	c->calls++;
+	c->delivered_ce += BPF_CORE_READ(tp, delivered_ce);
+	c->dsack_dups += BPF_CORE_READ(tp, dsack_dups);
+	c->reord_seen += BPF_CORE_READ(tp, reord_seen);
+	c->backoff += BPF_CORE_READ(tp, inet_conn.icsk_backoff);
+	c->rto_us += (__u64)BPF_CORE_READ(tp, inet_conn.icsk_rto) * jiffy_ns / 1000;
+	/* Out of recovery or loss with the undo marker cleared. */
+	if ((found == TCP_CA_RECOVERY || found == TCP_CA_LOSS) && set <= TCP_CA_DISORDER &&
+	    !BPF_CORE_READ(tp, undo_marker))
+		c->undo++;
+}
+
 struct resent {
 	__u64 calls;
 	__u64 segs;
@@ -116,6 +181,7 @@ int observe_cong_state(struct trace_event_raw_tcp_cong_state_set *ctx)
 	__u8 *last = bpf_map_lookup_elem(&last_set, &sk);
 
 	__sync_fetch_and_add(&calls, 1);
+	add_causes(sk, found, set);
 	if (last && *last != found) {
 		struct brk *b = bpf_ringbuf_reserve(&breaks, sizeof(*b), 0);
 
@@ -152,18 +218,10 @@ int observe_retransmit(struct trace_event_raw_tcp_retransmit_skb___observed *ctx
 	struct sk_buff *skb = (void *)BPF_CORE_READ(ctx, skbaddr);
 	__u64 cookie = BPF_CORE_READ(sk, skc_cookie.counter);
 	__u16 segs = BPF_CORE_READ((struct tcp_skb_cb *)&skb->cb, tcp_gso_segs);
-	struct resent *r = bpf_map_lookup_elem(&resent, &cookie);
+	struct resent fresh = {}, *r = entry_of(&resent, &cookie, &fresh, &resent_unrecorded);
 
-	if (!r) {
-		struct resent fresh = {};
-
-		bpf_map_update_elem(&resent, &cookie, &fresh, BPF_NOEXIST);
-		r = bpf_map_lookup_elem(&resent, &cookie);
-		if (!r) {
-			__sync_fetch_and_add(&resent_unrecorded, 1);
-			return 0;
-		}
-	}
+	if (!r)
+		return 0;
 	__sync_fetch_and_add(&r->calls, 1);
 	__sync_fetch_and_add(&r->segs, segs);
 	return 0;

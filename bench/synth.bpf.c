@@ -91,7 +91,7 @@ static void emit_lean(__u64 n, __u32 flow, __u64 k)
 	e->snd_cwnd = 10 + (n & 63);
 	e->snd_ssthresh = 20;
 	e->srtt_us = 200 + flow;
-	e->mss = 1448;
+	e->rto_us = 200000;
 	e->packets_out = n & 31;
 	e->retrans_out = 0;
 	e->lost_out = 0;
@@ -146,6 +146,7 @@ static long emit_one(__u32 i, void *unused)
 	e->snd_cwnd = 10 + (n & 63);
 	e->snd_ssthresh = 20;
 	e->srtt_us = 200 + flow;
+	e->rto_us = 200000;
 	e->mss = 1448;
 	e->packets_out = n & 31;
 	e->total_retrans = k;

@@ -22,8 +22,12 @@ enum event_kind {
 	KIND_RETRANSMIT = 3,
 	/* This host dropped a segment of the flow: old_state is the
 	 * direction (enum direction), new_state the kernel's reason (enum
-	 * skb_drop_reason, DROP_REASON_OTHER beyond). */
+	 * skb_drop_reason, REASON_OTHER beyond). */
 	KIND_DROP = 4,
+	/* The flow was reset: old_state is the direction (enum direction:
+	 * tx sent, rx received), new_state a sent reset's reason (enum
+	 * sk_rst_reason, REASON_OTHER beyond; 0 when received). */
+	KIND_RESET = 5,
 };
 
 enum direction {
@@ -31,7 +35,9 @@ enum direction {
 	DIRECTION_RX = 1,
 };
 
-#define DROP_REASON_OTHER 255
+/* The last reason value a record carries: the kernel's beyond it are
+ * this one. */
+#define REASON_OTHER 255
 
 /* Why a segment was sent again (see resend_kind in tcpcong.bpf.c). */
 enum resend {
@@ -43,12 +49,13 @@ enum resend {
 	RESEND_SYN = 5,
 };
 
-/* The TCP counters every record carries, in both records' order. */
+/* The TCP counters every record carries, in both records' order: those
+ * that change from one event to the next. */
 #define TCP_COUNTERS            \
 	__u32 snd_cwnd;         \
 	__u32 snd_ssthresh;     \
 	__u32 srtt_us;          \
-	__u32 mss;              \
+	__u32 rto_us;           \
 	__u32 packets_out;      \
 	__u32 retrans_out;      \
 	__u32 lost_out;         \
@@ -56,18 +63,19 @@ enum resend {
 	__u32 total_retrans;
 
 /* The TCP counters (TCP_COUNTERS) into a record of either kind, through
- * the loads `ld` of the program type. */
-#define FILL_COUNTERS(e, tp, ld)                              \
-	do {                                                  \
-		(e)->snd_cwnd = ld(tp, snd_cwnd);             \
-		(e)->snd_ssthresh = ld(tp, snd_ssthresh);     \
-		(e)->srtt_us = ld(tp, srtt_us) >> 3;          \
-		(e)->mss = ld(tp, mss_cache);                 \
-		(e)->packets_out = ld(tp, packets_out);       \
-		(e)->retrans_out = ld(tp, retrans_out);       \
-		(e)->lost_out = ld(tp, lost_out);             \
-		(e)->sacked_out = ld(tp, sacked_out);         \
-		(e)->total_retrans = ld(tp, total_retrans);   \
+ * the loads `ld` of the program type; `tick`: the nanoseconds of a jiffy,
+ * in which the kernel keeps its retransmission timeout. */
+#define FILL_COUNTERS(e, tp, ld, tick)                                       \
+	do {                                                                 \
+		(e)->snd_cwnd = ld(tp, snd_cwnd);                            \
+		(e)->snd_ssthresh = ld(tp, snd_ssthresh);                    \
+		(e)->srtt_us = ld(tp, srtt_us) >> 3;                         \
+		(e)->rto_us = (__u64)ld(tp, inet_conn.icsk_rto) * (tick) / 1000; \
+		(e)->packets_out = ld(tp, packets_out);                      \
+		(e)->retrans_out = ld(tp, retrans_out);                      \
+		(e)->lost_out = ld(tp, lost_out);                            \
+		(e)->sacked_out = ld(tp, sacked_out);                        \
+		(e)->total_retrans = ld(tp, total_retrans);                  \
 	} while (0)
 #define DIRECT(p, f) ((p)->f)
 
@@ -113,14 +121,29 @@ struct event {
 	 * records). */
 	char location[32];
 	__u64 drop_ip;
+	/* What changes rarely, and tells why a flow's window moved: its
+	 * segment size, the CE marks its peer echoed, the DSACKs it got, the
+	 * reorderings it saw, and its timer's backoff (tcp_info's names).
+	 * A lean record takes them from its flow's last full record, which
+	 * holds only while none changed (see cause_unchanged). */
+	__u32 mss;
+	__u32 delivered_ce;
+	__u32 dsack_dups;
+	__u32 reord_seen;
+	__u8 backoff;
+	/* A ca_state record's transition out of recovery or loss undid the
+	 * window's reduction (see undone): never a lean record's. */
+	__u8 undo;
+	__u8 tail[6];
 };
 
 
 /*
  * What a ca_state call of a known flow hands over when nothing fixed
- * about the flow (addresses, ports, namespace, cgroup, congestion control)
- * changed since its last full record: user space takes those from that
- * record. One cache line (struct event is two and a half), and none of its
+ * about the flow (addresses, ports, namespace, cgroup, congestion control,
+ * and what changes rarely: segment size, CE marks, DSACKs, reorderings,
+ * backoff) changed since its last full record, and the call undid no
+ * reduction: user space takes those from that record. One cache line (struct event is two and a half), and none of its
  * pointer chases.
  */
 struct lean_event {

@@ -130,7 +130,7 @@ static __always_inline void NAME(fill)(struct event *e, struct sock *sk, struct 
 		LD_BYTES(e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	}
 	e->netns = id->netns;
-	FILL_COUNTERS(e, tp, LD);
+	FILL_COUNTERS(e, tp, LD, nsec_per_jiffy);
 	if (ops) {
 		LD_BYTES(e->cong_algo, ops, name);
 	} else {
@@ -166,6 +166,13 @@ static __always_inline void NAME(fill)(struct event *e, struct sock *sk, struct 
 	e->err = r ? r->err : 0;
 	__builtin_memset(e->location, 0, sizeof(e->location));
 	e->drop_ip = 0;
+	e->mss = LD(tp, mss_cache);
+	e->delivered_ce = LD(tp, delivered_ce);
+	e->dsack_dups = LD(tp, dsack_dups);
+	e->reord_seen = LD(tp, reord_seen);
+	e->backoff = LD(tp, inet_conn.icsk_backoff);
+	e->undo = kind == KIND_CA_STATE && undone(LD(tp, undo_marker), old, new);
+	__builtin_memset(e->tail, 0, sizeof(e->tail));
 }
 
 /* Whether the record was handed over. */

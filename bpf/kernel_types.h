@@ -167,6 +167,8 @@ struct inet_connection_sock {
 	__u8 icsk_ca_setsockopt: 1;
 	__u8 icsk_ca_dst_locked: 1;
 	__u8 icsk_pending;
+	__u8 icsk_backoff;
+	__u32 icsk_rto;
 };
 
 struct tcp_sock {
@@ -181,6 +183,10 @@ struct tcp_sock {
 	__u32 sacked_out;
 	__u32 total_retrans;
 	__u32 snd_wnd;
+	__u32 delivered_ce;
+	__u32 dsack_dups;
+	__u32 reord_seen;
+	__u32 undo_marker;
 	/* Read by the benchmark's clock comparison only (bench/floor.bpf.c). */
 	__u64 tcp_clock_cache;
 };
@@ -224,6 +230,15 @@ struct trace_event_raw_tcp_retransmit_skb {
 struct trace_event_raw_kfree_skb {
 	int reason;
 	void *rx_sk;
+};
+
+/* Likewise: whether tcp_send_reset says why (6.10 on). */
+enum sk_rst_reason {
+	SK_RST_REASON_NOT_SPECIFIED = 0,
+};
+
+struct trace_event_raw_tcp_send_reset {
+	enum sk_rst_reason reason;
 };
 
 /* What kprobes see, per architecture (bpf_tracing.h names the members). */

@@ -35,6 +35,10 @@ char LICENSE[] SEC("license") = "GPL";
 #define TCP_CLOSE 7
 #define TCP_LISTEN 10
 
+#define TCP_CA_DISORDER 1
+#define TCP_CA_RECOVERY 3
+#define TCP_CA_LOSS 4
+
 /* Filters and buffer choice, fixed by user space before load so that the
  * verifier prunes whatever is switched off. */
 const volatile __u16 lport_lo = 0;
@@ -63,6 +67,9 @@ const volatile bool use_sk_storage = false;
 /* Lean records for described flows (socket storage, and a ring per CPU
  * and program: see emit_lean). */
 const volatile bool lean_records = false;
+/* The kernel's jiffy in nanoseconds (its retransmission timeout is kept in
+ * jiffies), set by user space. */
+const volatile __u32 nsec_per_jiffy = 0;
 const volatile struct lean_event lean_layout = {};
 /* Never read: it puts struct event into the skeleton's types, so that user
  * space decodes records with the generated type instead of a mirror kept
@@ -228,6 +235,18 @@ struct resent {
  * number tells a user space loss (a number missing) from that. Freed with
  * the socket.
  */
+/*
+ * A transition out of recovery or loss (to open or disorder) that undid its
+ * window's reduction: every undo clears undo_marker (in
+ * tcp_undo_cwnd_reduction), which entering either state set (tcp_init_undo,
+ * to snd_una: 0 only where snd_una is, 1 in 2^32), and nothing else
+ * clears it inside them.
+ */
+static __always_inline bool undone(__u32 undo_marker, __u8 old, __u8 new)
+{
+	return (old == TCP_CA_RECOVERY || old == TCP_CA_LOSS) && new <= TCP_CA_DISORDER && !undo_marker;
+}
+
 struct sock_seq {
 	__u32 last_seq;
 	__u8 last_set;
@@ -248,10 +267,38 @@ struct sock_seq {
 	__u8 filed;
 	__u64 ca_ops;
 	__u64 flow;
-	/* The event number of the flow's last full record. */
+	/* The event number of the flow's last full record, and what changes
+	 * rarely as it had them (see cause_unchanged). */
 	__u32 facts_seq;
+	/* nsec_per_jiffy, here for the lean path, which reads no read-only
+	 * data (see cong_state_set). */
+	__u32 nsec_per_jiffy;
+	__u32 mss;
+	__u32 delivered_ce;
+	__u32 dsack_dups;
+	__u32 reord_seen;
+	__u8 backoff;
 	struct owner owner;
 };
+
+/* What changes rarely is as the flow's last full record had it: a lean
+ * record can take it from there. */
+static __always_inline bool cause_unchanged(const struct sock_seq *s, const struct tcp_sock *tp)
+{
+	return s->mss == tp->mss_cache && s->delivered_ce == tp->delivered_ce &&
+	       s->dsack_dups == tp->dsack_dups && s->reord_seen == tp->reord_seen &&
+	       s->backoff == tp->inet_conn.icsk_backoff;
+}
+
+/* Keeps what cause_unchanged compares, as a full record just had it. */
+static __always_inline void keep_causes(struct sock_seq *s, const struct tcp_sock *tp)
+{
+	s->mss = tp->mss_cache;
+	s->delivered_ce = tp->delivered_ce;
+	s->dsack_dups = tp->dsack_dups;
+	s->reord_seen = tp->reord_seen;
+	s->backoff = tp->inet_conn.icsk_backoff;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -606,7 +653,7 @@ static __always_inline void emit_lean(void *ctx, struct sock_seq *s, struct tcp_
 	}
 	e->ktime_ns = bpf_ktime_get_ns();
 	e->cookie = s->flow;
-	FILL_COUNTERS(e, tp, DIRECT);
+	FILL_COUNTERS(e, tp, DIRECT, s->nsec_per_jiffy);
 	e->seq = seq;
 	e->cpu = cpu;
 	e->old_state = old;
@@ -656,6 +703,8 @@ static __noinline int describe(__u64 *ctx, struct sock *sk, struct tcp_sock *tp,
 		s->flow = id.flow;
 		s->facts_seq = id.seq;
 		s->filed = sk->sk_socket != NULL;
+		s->nsec_per_jiffy = nsec_per_jiffy;
+		keep_causes(s, tp);
 	}
 	return 0;
 }
@@ -689,7 +738,8 @@ static __always_inline void cong_state_set(__u64 *ctx, struct sock *sk, __u8 ca_
 	 * says so. */
 	if (__builtin_expect(s && s->described && s->sport == sk->__sk_common.skc_num &&
 			     s->dport == sk->__sk_common.skc_dport &&
-			     s->ca_ops == (__u64)tp->inet_conn.icsk_ca_ops &&
+			     s->ca_ops == (__u64)tp->inet_conn.icsk_ca_ops && cause_unchanged(s, tp) &&
+			     !undone(tp->undo_marker, old, ca_state) &&
 			     (s->owned || (!bpf_map_lookup_elem(&owners, &key) &&
 					   (s->filed || !sk->sk_socket))), 1))
 		emit_lean(ctx, s, tp, old, ca_state, c, cpu, level);
@@ -775,7 +825,6 @@ int BPF_PROG(on_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 }
 
 #define ICSK_TIME_LOSS_PROBE 5
-#define TCP_CA_LOSS 4
 /* In tcp_skb_cb.sacked: marked lost, so tcp_xmit_retransmit_queue's. */
 #define TCPCB_LOST 0x04
 /* In sk_flags: the socket is orphaned. */
@@ -819,15 +868,31 @@ static __always_inline __u8 resend_kind(const struct sock *sk, const struct tcp_
 }
 
 /*
- * Every retransmission of a traced flow: rare next to ACKs, so a full
- * record each. It moves no state and takes no event number: its `seq` is
- * the socket's last event's, as a snapshot's.
+ * Evidence of a traced flow (a retransmission, a reset): a full record,
+ * which moves no state and takes no event number: its `seq` is the
+ * socket's last event's, as a snapshot's. `r`: a retransmission's.
  */
+static __always_inline void evidence(void *ctx, struct sock *sk, struct tcp_sock *tp,
+				     struct ident *id, __u8 kind, __u8 old, __u8 new,
+				     const struct resent *r)
+{
+	struct sock_seq *s = NULL;
+
+	if (use_sk_storage) {
+		s = bpf_sk_storage_get(&sock_seqs, sk, 0, 0);
+		if (s)
+			id->seq = s->last_seq;
+	}
+	id->owner = s && s->owned ? &s->owner : owner_of(sk);
+	emit_btf(ctx, sk, tp, id, kind, old, new, r);
+}
+
+/* Every retransmission of a traced flow: rare next to ACKs, so a full
+ * record each. */
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(on_retransmit, struct sock *sk, struct sk_buff *skb)
 {
 	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)skb->cb;
-	struct sock_seq *s = NULL;
 	struct tcp_sock *tp;
 	struct resent r;
 	struct ident id;
@@ -843,24 +908,52 @@ int BPF_PROG(on_retransmit, struct sock *sk, struct sk_buff *skb)
 	 * elsewhere the verifier never sees this read (the branch is a
 	 * constant libbpf writes). */
 	r.err = bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb, err) ? (int)ctx[2] : 0;
-	if (use_sk_storage) {
-		s = bpf_sk_storage_get(&sock_seqs, sk, 0, 0);
-		if (s)
-			id.seq = s->last_seq;
-	}
-	id.owner = s && s->owned ? &s->owner : owner_of(sk);
-	emit_btf(ctx, sk, tp, &id, KIND_RETRANSMIT, ca, resend_kind(sk, tp, cb, ca), &r);
+	evidence(ctx, sk, tp, &id, KIND_RETRANSMIT, ca, resend_kind(sk, tp, cb, ca), &r);
+	return 0;
+}
+
+/* A reset of a traced flow, sent (a reason of enum sk_rst_reason) or
+ * received. A reset of no full socket (an answer to a segment of none, or
+ * from a request or time-wait socket) is no traced flow's. */
+static __always_inline void reset(void *ctx, struct sock *sk, __u8 dir, __u32 why)
+{
+	struct tcp_sock *tp;
+	struct ident id;
+
+	/* The kernel sends some without a socket (the verifier knows). */
+	if (!sk)
+		return;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp || !flow_wanted_btf(sk, &id))
+		return;
+	evidence(ctx, sk, tp, &id, KIND_RESET, dir, why < REASON_OTHER ? why : REASON_OTHER, NULL);
+}
+
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(on_send_reset, struct sock *sk)
+{
+	/* The reason is the third argument where the classic record has its
+	 * field (6.10 on); elsewhere the verifier never sees this read. */
+	reset(ctx, sk, DIRECTION_TX,
+	      bpf_core_field_exists(struct trace_event_raw_tcp_send_reset, reason) ? (__u32)ctx[2] : 0);
+	return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(on_receive_reset, struct sock *sk)
+{
+	reset(ctx, sk, DIRECTION_RX, 0);
 	return 0;
 }
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 
-/* Per reason (DROP_REASON_OTHER and beyond in the last), TCP segments of
+/* Per reason (REASON_OTHER and beyond in the last), TCP segments of
  * the traced namespace (every one without a namespace filter) this host
  * dropped that were no traced flow's: the files' host-wide context, read
  * by user space through the mmapped .bss. */
-__u64 untraced_drops[DROP_REASON_OTHER + 1];
+__u64 untraced_drops[REASON_OTHER + 1];
 
 /* What a drop record adds: the segment, and where it was freed. */
 struct dropped {
@@ -941,7 +1034,7 @@ static __noinline int drop_tcp(void *ctx, struct sk_buff *skb, __u64 location, _
 	unsigned char *head = skb->head;
 	__u16 nh = skb->network_header, th = skb->transport_header;
 	struct flow_tuple t = { .family = family };
-	__u8 reason = why < DROP_REASON_OTHER ? why : DROP_REASON_OTHER;
+	__u8 reason = why < REASON_OTHER ? why : REASON_OTHER;
 	__u8 dir = skb->skb_iif ? DIRECTION_RX : DIRECTION_TX;
 	struct net_device *dev = skb->dev;
 	struct sock *sk = NULL;

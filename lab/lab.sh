@@ -21,6 +21,9 @@
 #                                         retransmits: open -> loss while in syn_sent); prints
 #                                         "blocked" once the rules are in
 #   lab.sh reset NS MS [--port PORT]      answer packets to PORT with a TCP reset for MS ms
+#   lab.sh aborts NS COUNT [--port PORT]  COUNT connections reset by their client: one in two
+#                                         closed with data unread, the others with a zero
+#                                         linger; each reset seen by the server before the next
 #   lab.sh reuse NS [--port PORT]         two short connections from the same local port
 #                                         (one 4-tuple, two sockets)
 #   lab.sh inode NS                       the namespace's inode (for --netns)
@@ -190,6 +193,38 @@ print(n)' "$port" "$secs"
     sleep "$(awk "BEGIN { print $ms / 1000 }")"
     handle=$(inns nft -a list chain inet lab in | awk '/reject with tcp reset # handle/ && !h { h = $NF } END { print h }')
     inns nft delete rule inet lab in handle "$handle"
+    ;;
+  aborts)
+    [ $# -ge 1 ] || die "aborts needs COUNT"
+    count=$1; shift
+    parse "$@"
+    inns timeout 60 python3 -c '
+import socket, struct, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", port))
+srv.listen(1)
+for i in range(count):
+    cli = socket.create_connection(("127.0.0.1", port))
+    conn, _ = srv.accept()
+    conn.sendall(b"x")
+    if i % 2:
+        # Nothing unread, zero linger: close aborts (TCPAbortOnData).
+        cli.recv(1)
+        cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    else:
+        # Data unread at close: the kernel resets (TCPAbortOnClose).
+        cli.recv(1, socket.MSG_PEEK)
+    cli.close()
+    try:
+        conn.recv(1)
+        sys.exit("lab.sh: the server saw no reset")
+    except ConnectionResetError:
+        pass
+    conn.close()
+srv.close()
+print(count)' "$port" "$count"
     ;;
   reuse)
     parse "$@"

@@ -169,6 +169,19 @@ pub enum Change {
     /// (`rx`) or its own (`old_state` `rx` or `tx`), for the kernel's
     /// `reason` (`new_state`). Evidence, not a change.
     Drop { rx: bool, reason: SymbolName },
+    /// `kind = reset`: the flow was reset, by this host (`old_state` `tx`,
+    /// `new_state` the kernel's reason) or by its peer (`rx`, `peer`).
+    /// Evidence of how the flow ended; its close follows.
+    Reset { rx: bool, reason: SymbolName },
+}
+
+/// The name of an evidence row's direction (`old_state` of drops and resets).
+fn direction(rx: bool) -> &'static str {
+    if rx {
+        "rx"
+    } else {
+        "tx"
+    }
 }
 
 impl Change {
@@ -179,6 +192,7 @@ impl Change {
             Change::Snapshot { .. } => "snapshot",
             Change::Retransmit { .. } => "retransmit",
             Change::Drop { .. } => "drop",
+            Change::Reset { .. } => "reset",
         }
     }
 
@@ -188,7 +202,9 @@ impl Change {
             Change::Tcp { old, new } => (old.name(), new.name()),
             Change::Snapshot { tcp, ca } => (tcp.name(), ca.name()),
             Change::Retransmit { ca, why } => (ca.name(), why.name()),
-            Change::Drop { rx, reason } => (if *rx { "rx" } else { "tx" }, reason.as_str()),
+            Change::Drop { rx, reason } | Change::Reset { rx, reason } => {
+                (direction(*rx), reason.as_str())
+            }
         }
     }
 }
@@ -294,6 +310,12 @@ macro_rules! detail_columns {
             tcp_seq: u32,
             err: i32,
             location: SymbolName,
+            rto_us: u32,
+            backoff: u8,
+            delivered_ce: u32,
+            dsack_dups: u32,
+            reord_seen: u32,
+            undo: u8,
         }
     };
 }

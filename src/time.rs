@@ -43,6 +43,18 @@ pub fn ktime_now() -> u64 {
     u64::try_from(clock_ns(libc::CLOCK_MONOTONIC)).unwrap_or(0)
 }
 
+/// The kernel's jiffy (1/HZ s) in nanoseconds, as it rounds it (TICK_NSEC):
+/// the resolution of its coarse clocks, which advance once a jiffy.
+pub fn jiffy_ns() -> u32 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write into; the clock always exists.
+    unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    u32::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
 pub fn wall_now() -> i64 {
     clock_ns(libc::CLOCK_REALTIME)
 }

@@ -265,7 +265,7 @@ pub struct CaptureArgs {
     pub no_lifecycle: bool,
 
     /// The evidence written beside the transitions, as rows of their own
-    /// kind: `all`, `none`, or a list (`retransmit,drop`). Default: all when
+    /// kind: `all`, `none`, or a list (`retransmit,drop,reset`). Default: all when
     /// writing a file, none otherwise (the tables do not use it).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
     pub evidence: Vec<EvidenceArg>,
@@ -442,6 +442,9 @@ pub enum EvidenceArg {
     /// Every segment of a traced flow this host dropped, with the kernel's
     /// reason and where (Linux 5.17+).
     Drop,
+    /// Every reset of a traced flow, sent (with the kernel's reason, Linux
+    /// 6.10+) or received.
+    Reset,
 }
 
 /// `events --kind`.
@@ -465,6 +468,10 @@ pub enum KindArg {
     /// kernel's reason).
     #[value(name = "drop")]
     Drop,
+    /// Resets (old_state tx or rx, new_state a sent one's reason, or
+    /// peer).
+    #[value(name = "reset")]
+    Reset,
 }
 
 /// `--sort`: the per-flow figure that orders rows, largest first.

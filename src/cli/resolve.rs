@@ -516,6 +516,7 @@ fn events(a: &EventsArgs) -> Result<cmd::events::Plan> {
             KindArg::Snapshot => "snapshot",
             KindArg::Retransmit => "retransmit",
             KindArg::Drop => "drop",
+            KindArg::Reset => "reset",
         }),
     })
 }
@@ -665,7 +666,7 @@ fn evidence(asked: &[EvidenceArg], writing: bool) -> Result<Evidence> {
             .any(|a| matches!(a, EvidenceArg::All | EvidenceArg::None))
     {
         return Err(Error::Usage(
-            "--evidence: all or none alone, or a list of kinds (retransmit,drop)".into(),
+            "--evidence: all or none alone, or a list of kinds (retransmit,drop,reset)".into(),
         ));
     }
     let mut e = Evidence::default();
@@ -675,6 +676,7 @@ fn evidence(asked: &[EvidenceArg], writing: bool) -> Result<Evidence> {
             EvidenceArg::None => {}
             EvidenceArg::Retransmit => e.retransmits = true,
             EvidenceArg::Drop => e.drops = true,
+            EvidenceArg::Reset => e.resets = true,
         }
     }
     Ok(if asked.is_empty() && writing {

@@ -76,7 +76,7 @@ pub fn run(verbose: bool) -> Result<()> {
         },
         false,
     );
-    let reasons = !preflight::facts().drop_reasons.is_empty();
+    let reasons = !preflight::facts().reasons.drop.is_empty();
     r.line(
         if btf {
             status(reasons)

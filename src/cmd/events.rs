@@ -48,7 +48,10 @@ fn text(out: &mut dyn Write, r: &Row, _: &Boot) -> io::Result<()> {
     // A snapshot's two states hold at once, and evidence's are its state
     // or direction and why: no arrow between them.
     let between = match e.change {
-        Change::Snapshot { .. } | Change::Retransmit { .. } | Change::Drop { .. } => "  ",
+        Change::Snapshot { .. }
+        | Change::Retransmit { .. }
+        | Change::Drop { .. }
+        | Change::Reset { .. } => "  ",
         _ => "->",
     };
     writeln!(

@@ -135,6 +135,10 @@ impl<O: Output> Sink for Feed<O> {
         }
     }
 
+    fn unsnapped(&self) -> bool {
+        self.recording.as_ref().is_some_and(|r| r.unsnapped())
+    }
+
     fn cgroups(&mut self, paths: &BTreeMap<u64, String>) -> Result<()> {
         if let Some(r) = self.recording.as_mut() {
             r.name_cgroups(paths);

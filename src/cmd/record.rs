@@ -83,6 +83,10 @@ impl Sink for RecordSink {
         self.rec.snapshot_taken(done);
     }
 
+    fn unsnapped(&self) -> bool {
+        self.rec.unsnapped()
+    }
+
     fn events(&mut self, events: &[Event], progress: Progress) -> Result<()> {
         self.rec.write(events, &progress)?;
         if let Some((bar, last)) = &mut self.status {

@@ -102,6 +102,10 @@ impl Recorder {
         self.out.snapshot_taken(done);
     }
 
+    pub fn unsnapped(&self) -> bool {
+        self.out.unsnapped()
+    }
+
     /// Ends the recording with the capture's outcome: its files are
     /// completed after a capture that finished, given up on (and their
     /// events counted as lost) after one that failed.

@@ -1,6 +1,7 @@
 //! The evidence recorded beside the transitions, end to end as root: a
-//! lossy lab's retransmissions against the kernel's own counters for its
-//! namespace.
+//! lab's retransmissions, drops and resets against the kernel's own
+//! counters for its namespace, the lab's rules and queues, and an
+//! independent tracer.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -51,6 +52,43 @@ fn events_json(file: &std::path::Path, kind: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A recording of a lab's namespace over a workload whose sockets are all
+/// closed when it returns, and the namespace's counters it moved.
+struct Counted {
+    _dir: TempDir,
+    out: std::path::PathBuf,
+    events: Vec<Ev>,
+    delta: HashMap<String, u64>,
+}
+
+impl Counted {
+    fn record(lab: &Lab, tag: &str, workload: impl FnOnce()) -> Counted {
+        let dir = TempDir::new(tag);
+        let out = dir.join("run.parquet");
+        let rec = Recorder::start(&out, &["--netns", &lab.netns_path()]);
+        let before = lab.nstat();
+        workload();
+        let after = lab.nstat();
+        let o = rec.stop();
+        assert_no_transport_loss(&stderr(&o), &read_meta(&out));
+        let delta = after
+            .iter()
+            .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+            .collect();
+        Counted {
+            events: read_events(&out),
+            out,
+            delta,
+            _dir: dir,
+        }
+    }
+
+    /// How much the workload moved the namespace's counter `name`.
+    fn counted(&self, name: &str) -> u64 {
+        self.delta[name]
+    }
+}
+
 #[test]
 fn retransmissions_match_the_kernel_counters() {
     let lab = Lab::new("rtx", &["--loss", "2"]);
@@ -75,7 +113,10 @@ fn retransmissions_match_the_kernel_counters() {
 
     let meta = read_meta(&out);
     assert_eq!(meta["schema_minor"], 3);
-    assert_eq!(meta["evidence"], serde_json::json!(["retransmit", "drop"]));
+    assert_eq!(
+        meta["evidence"],
+        serde_json::json!(["retransmit", "drop", "reset"])
+    );
     assert_no_transport_loss(&stderr(&o), &meta);
     let events = read_events(&out);
     let resent: Vec<&Ev> = events.iter().filter(|e| e.kind == "retransmit").collect();
@@ -217,7 +258,10 @@ fn drops_match_the_rules_and_queues_that_dropped_them() {
     let o = rec.stop();
     let meta = read_meta(&out);
     assert_no_transport_loss(&stderr(&o), &meta);
-    assert_eq!(meta["evidence"], serde_json::json!(["retransmit", "drop"]));
+    assert_eq!(
+        meta["evidence"],
+        serde_json::json!(["retransmit", "drop", "reset"])
+    );
     let events = read_events(&out);
     let drops: Vec<&Ev> = events.iter().filter(|e| e.kind == "drop").collect();
     let rows = |dir: &str, reason: &str| {
@@ -286,4 +330,248 @@ fn drops_match_the_rules_and_queues_that_dropped_them() {
     for e in drops.iter().filter(|e| owners.contains_key(&e.flow)) {
         assert_eq!(Some(&e.pid), owners.get(&e.flow), "{e:?}");
     }
+}
+
+/// Connections reset by their clients, each reset both sent and received in
+/// the lab: every one recorded twice, exactly as the namespace counted them.
+#[test]
+fn resets_match_the_kernel_counters() {
+    const ABORTS: u32 = 10;
+    let lab = Lab::new("rst", &[]);
+    let run = Counted::record(&lab, "rst", || lab.aborts(ABORTS, 7400));
+    let (events, counted) = (&run.events, |k: &str| run.counted(k));
+    let resets: Vec<&Ev> = events.iter().filter(|e| e.kind == "reset").collect();
+    let rows = |dir: &str, reason: Option<&str>| {
+        resets
+            .iter()
+            .filter(|e| e.old == dir && reason.is_none_or(|r| e.new == r))
+            .count() as u64
+    };
+    let (sent, received) = (rows("tx", None), rows("rx", None));
+    let seen: Vec<(&str, &str)> = resets.iter().map(|e| (&*e.old, &*e.new)).collect();
+    eprintln!(
+        "resets: {sent} sent, {received} received; TcpOutRsts {}, TCPAbortOnClose {}, TCPAbortOnData {}, TcpEstabResets {}",
+        counted("TcpOutRsts"),
+        counted("TcpExtTCPAbortOnClose"),
+        counted("TcpExtTCPAbortOnData"),
+        counted("TcpEstabResets")
+    );
+    // Every reset the namespace sent, each for its reason: data unread at
+    // close, and a zero linger's disconnect (which counts as "abort on
+    // data" and resets for the socket's state).
+    assert_eq!(sent, counted("TcpOutRsts"), "{seen:?}");
+    assert_eq!(sent, u64::from(ABORTS), "{seen:?}");
+    assert_eq!(
+        rows("tx", Some("tcp_abort_on_close")),
+        counted("TcpExtTCPAbortOnClose"),
+        "{seen:?}"
+    );
+    assert_eq!(
+        rows("tx", Some("tcp_state")),
+        counted("TcpExtTCPAbortOnData"),
+        "{seen:?}"
+    );
+    // Each received by its peer, whose reason is not on the wire; and each
+    // end left an established connection for it.
+    assert_eq!(rows("rx", Some("peer")), sent, "{seen:?}");
+    assert_eq!(sent + received, counted("TcpEstabResets"), "{seen:?}");
+    // Sent and received on the two ends of one connection, each on its
+    // flow with its ports (the sender's local port released by then).
+    let ends = |dir: &str| -> Vec<(String, u16, String, u16)> {
+        let mut v: Vec<_> = resets
+            .iter()
+            .filter(|e| e.old == dir)
+            .map(|e| {
+                let (l, r) = ((e.saddr.clone(), e.sport), (e.daddr.clone(), e.dport));
+                if dir == "tx" {
+                    (l.0, l.1, r.0, r.1)
+                } else {
+                    (r.0, r.1, l.0, l.1)
+                }
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ends("tx"), ends("rx"));
+    for e in &resets {
+        assert!(e.sport != 0 && e.dport != 0, "{e:?}");
+        for t in events
+            .iter()
+            .filter(|t| t.flow == e.flow && t.kind == "tcp_state")
+        {
+            // Before a connect the socket has no port yet.
+            if t.old != "close" {
+                assert_eq!((t.sport, t.dport), (e.sport, e.dport), "{t:?}");
+            }
+        }
+    }
+    assert_eq!(events_json(&run.out, "reset").len(), resets.len());
+}
+
+/// Per flow, the sums over its `ca_state` rows of what they carry of the
+/// causes (as [`Observed::causes`] orders them, after the row count).
+fn cause_sums(events: &[Ev]) -> HashMap<u64, [u64; 7]> {
+    let mut sums: HashMap<u64, [u64; 7]> = HashMap::new();
+    for e in events.iter().filter(|e| e.kind == "ca_state") {
+        let c = e.causes;
+        let s = sums.entry(e.flow).or_default();
+        for (d, v) in s.iter_mut().zip([
+            1,
+            u64::from(c.delivered_ce),
+            u64::from(c.dsack_dups),
+            u64::from(c.reord_seen),
+            u64::from(c.backoff),
+            u64::from(c.rto_us),
+            u64::from(c.undo),
+        ]) {
+            *d += v;
+        }
+    }
+    sums
+}
+
+/// Per flow, its last row's causes: at its close, what the flow counted in
+/// its life.
+fn final_causes(events: &[Ev]) -> HashMap<u64, Causes> {
+    let mut last: HashMap<u64, (u64, Causes)> = HashMap::new();
+    for e in events.iter().filter(|e| e.kind != "drop" || e.pid != 0) {
+        let l = last.entry(e.flow).or_insert((e.ktime, e.causes));
+        if e.ktime >= l.0 {
+            *l = (e.ktime, e.causes);
+        }
+    }
+    last.into_iter().map(|(f, (_, c))| (f, c)).collect()
+}
+
+/// Every `ca_state` row's causes (full and lean records alike) as an
+/// independent tracer read them at the same calls, flow by flow; summed
+/// over the flows at their close, the namespace's own counters; and the
+/// transitions that undid a reduction within the kernel's undo counters.
+#[test]
+fn causes_match_an_independent_tracer_and_the_kernel_counters() {
+    let lab = Lab::new("cause", &["--loss", "2"]);
+    let mut observed = None;
+    let run = Counted::record(&lab, "cause", || {
+        let observer = Observer::start();
+        retransmitting_traffic(&lab);
+        observed = Some(observer.stop());
+    });
+    let (events, counted) = (&run.events, |k: &str| run.counted(k));
+    let observed = observed.expect("observed");
+
+    // Row by row, as read at the same calls by another program.
+    let sums = cause_sums(events);
+    assert!(!sums.is_empty());
+    for (flow, s) in &sums {
+        assert_eq!(
+            Some(s),
+            observed.causes.get(flow),
+            "flow {flow}: file != observed"
+        );
+    }
+
+    // Each flow's life, summed over the flows, as the namespace counted.
+    let last = final_causes(events);
+    let total = |f: fn(&Causes) -> u32| last.values().map(|c| u64::from(f(c))).sum::<u64>();
+    let reorderings = counted("TcpExtTCPSACKReorder")
+        + counted("TcpExtTCPTSReorder")
+        + counted("TcpExtTCPRenoReorder");
+    eprintln!(
+        "dsack_dups {} (TCPDSACKRecvSegs {}), reord_seen {} (reorderings {reorderings})",
+        total(|c| c.dsack_dups),
+        counted("TcpExtTCPDSACKRecvSegs"),
+        total(|c| c.reord_seen),
+    );
+    assert_eq!(total(|c| c.dsack_dups), counted("TcpExtTCPDSACKRecvSegs"));
+    assert_eq!(total(|c| c.reord_seen), reorderings);
+
+    // Undone reductions: every undo out of loss, and out of recovery every
+    // full and partial one, and a DSACK's where it came in recovery (one
+    // that comes after, in open or disorder, moves no state: no row).
+    let undone = |from: &str| {
+        events
+            .iter()
+            .filter(|e| e.kind == "ca_state" && e.causes.undo == 1 && e.old == from)
+            .count() as u64
+    };
+    let (full, partial, dsack) = (
+        counted("TcpExtTCPFullUndo"),
+        counted("TcpExtTCPPartialUndo"),
+        counted("TcpExtTCPDSACKUndo"),
+    );
+    eprintln!(
+        "undone: {} out of recovery (TCPFullUndo {full}, TCPPartialUndo {partial}, TCPDSACKUndo {dsack}), {} out of loss (TCPLossUndo {})",
+        undone("recovery"),
+        undone("loss"),
+        counted("TcpExtTCPLossUndo")
+    );
+    assert_eq!(undone("loss"), counted("TcpExtTCPLossUndo"));
+    assert!(
+        full + partial <= undone("recovery") && undone("recovery") <= full + partial + dsack,
+        "{} undone out of recovery",
+        undone("recovery")
+    );
+    for e in events.iter().filter(|e| e.causes.undo == 1) {
+        assert!(
+            e.kind == "ca_state" && ["open", "disorder"].contains(&e.new.as_str()),
+            "{e:?}"
+        );
+    }
+    // The blackout's timeouts back the timer off, and a loss state has it.
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "ca_state" && e.new == "loss" && e.causes.backoff > 0),
+        "no backoff"
+    );
+    assert!(events
+        .iter()
+        .filter(|e| e.kind == "ca_state")
+        .all(|e| e.causes.rto_us >= 200_000));
+}
+
+/// CE marks instead of drops: the flows' windows are cut for them (cwr),
+/// the marks the peers echoed are the namespace's count, and nothing is
+/// lost. (The loopback reorders a few segments: the kernel then resends
+/// some that were not lost, and their receiver drops the copies.)
+#[test]
+fn ecn_marks_are_counted_without_loss() {
+    let lab = Lab::new("ecn", &["--ecn", "3"]);
+    let run = Counted::record(&lab, "ecn", || {
+        lab.traffic(2, &["--parallel", "2"]);
+        lab.await_closed();
+    });
+    let (events, counted) = (&run.events, |k: &str| run.counted(k));
+    let ce: u64 = final_causes(events)
+        .values()
+        .map(|c| u64::from(c.delivered_ce))
+        .sum();
+    eprintln!(
+        "delivered_ce {ce}, TCPDeliveredCE {}",
+        counted("TcpExtTCPDeliveredCE")
+    );
+    assert!(ce > 0);
+    assert_eq!(ce, counted("TcpExtTCPDeliveredCE"));
+    assert!(events
+        .iter()
+        .any(|e| e.kind == "ca_state" && e.new == "cwr"));
+    // Each cut follows marks it had not had at its flow's previous row.
+    let mut seen: HashMap<u64, u32> = HashMap::new();
+    for e in events.iter().filter(|e| e.kind == "ca_state") {
+        let before = seen.insert(e.flow, e.causes.delivered_ce).unwrap_or(0);
+        assert!(e.causes.delivered_ce >= before, "{e:?}");
+    }
+    for e in events.iter().filter(|e| e.kind == "drop") {
+        assert!(
+            e.old == "rx" && ["tcp_old_data", "tcp_old_sequence"].contains(&e.new.as_str()),
+            "a segment lost: {e:?}"
+        );
+    }
+    let resent: u64 = events
+        .iter()
+        .filter(|e| e.kind == "retransmit")
+        .map(|e| u64::from(e.segs))
+        .sum();
+    assert_eq!(resent, counted("TcpRetransSegs"));
 }

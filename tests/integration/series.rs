@@ -284,7 +284,7 @@ impl SmallDisk {
 #[test]
 fn a_full_disk_is_reported_and_earlier_files_stay_valid() {
     let dir = TempDir::new("full");
-    let disk = SmallDisk::mount(&dir, "256k");
+    let disk = SmallDisk::mount(&dir, "512k");
     let mnt = disk.0.clone();
 
     let mut synthetic = synthetic_series(&mnt, &["--rotate-size", "30KB"], 300_000, 3.0);
@@ -357,7 +357,7 @@ fn a_file_that_cannot_start_leaves_nothing() {
 #[test]
 fn a_full_disk_stops_a_single_file_capture_at_once() {
     let dir = TempDir::new("fullfile");
-    let disk = SmallDisk::mount(&dir, "256k");
+    let disk = SmallDisk::mount(&dir, "512k");
     let out = disk.0.join("one.parquet");
     let started = std::time::Instant::now();
     let args = ["record", "-o", out.to_str().unwrap(), "--duration", "60"];

@@ -209,6 +209,14 @@ impl Lab {
             .expect("a count")
     }
 
+    /// `count` connections to `port`, each reset by its client (one in two
+    /// closed with data unread, the others with a zero linger) and the
+    /// reset seen by its server before the next.
+    pub fn aborts(&self, count: u32, port: u16) {
+        let (c, p) = (count.to_string(), port.to_string());
+        lab_sh(&["aborts", &self.ns, &c, "--port", &p]);
+    }
+
     /// A slow, short queue on the loopback, which senders overflow.
     pub fn shape(&self) {
         lab_sh(&["shape", &self.ns]);
@@ -437,6 +445,19 @@ pub struct Ev {
     pub comm: String,
     pub segs: u32,
     pub err: i32,
+    pub causes: Causes,
+}
+
+/// What a row carries of the causes (columns of the same names; 0 in
+/// recordings older than them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Causes {
+    pub rto_us: u32,
+    pub backoff: u8,
+    pub delivered_ce: u32,
+    pub dsack_dups: u32,
+    pub reord_seen: u32,
+    pub undo: u8,
 }
 
 /// The events of a recording: neither the capture rows that open and
@@ -485,6 +506,14 @@ fn read_rows(path: &Path, keep: impl Fn(&str) -> bool) -> Vec<Ev> {
         let (seq, kernel_gap) = (b.column_by_name("seq"), b.column_by_name("kernel_gap"));
         let (pid, comm) = (b.column_by_name("pid"), b.column_by_name("comm"));
         let (segs, err) = (b.column_by_name("segs"), b.column_by_name("err"));
+        let u32_at = |name: &str, i: usize| {
+            b.column_by_name(name)
+                .map_or(0, |a| a.as_primitive::<UInt32Type>().value(i))
+        };
+        let u8_at = |name: &str, i: usize| {
+            b.column_by_name(name)
+                .map_or(0, |a| a.as_primitive::<UInt8Type>().value(i))
+        };
         for i in 0..b.num_rows() {
             if !keep(kind.as_string::<i32>().value(i)) {
                 continue;
@@ -511,6 +540,14 @@ fn read_rows(path: &Path, keep: impl Fn(&str) -> bool) -> Vec<Ev> {
                 comm: comm.map_or_else(String::new, |a| a.as_string::<i32>().value(i).to_string()),
                 segs: segs.map_or(0, |a| a.as_primitive::<UInt32Type>().value(i)),
                 err: err.map_or(0, |a| a.as_primitive::<Int32Type>().value(i)),
+                causes: Causes {
+                    rto_us: u32_at("rto_us", i),
+                    backoff: u8_at("backoff", i),
+                    delivered_ce: u32_at("delivered_ce", i),
+                    dsack_dups: u32_at("dsack_dups", i),
+                    reord_seen: u32_at("reord_seen", i),
+                    undo: u8_at("undo", i),
+                },
             });
         }
     }
@@ -648,6 +685,11 @@ pub struct Observed {
     pub resent_misses: u64,
     /// TCP packets dropped, by (network namespace, reason).
     pub dropped: HashMap<(u64, String), u64>,
+    /// Per socket cookie, over its calls of `tcp:tcp_cong_state_set`:
+    /// the calls, and the sums of `delivered_ce`, `dsack_dups`,
+    /// `reord_seen`, `backoff`, `rto_us`, and of calls out of recovery or
+    /// loss that found the undo marker cleared.
+    pub causes: HashMap<u64, [u64; 7]>,
 }
 
 pub struct Observer {
@@ -684,6 +726,7 @@ impl Observer {
             resent: HashMap::new(),
             resent_misses: 0,
             dropped: HashMap::new(),
+            causes: HashMap::new(),
         };
         for line in text.lines() {
             let w: Vec<&str> = line.split_whitespace().collect();
@@ -700,6 +743,13 @@ impl Observer {
                         (netns.parse().unwrap(), reason.to_string()),
                         n.parse().unwrap(),
                     );
+                }
+                ["causes", cookie, sums @ ..] if sums.len() == 7 => {
+                    let mut v = [0; 7];
+                    for (d, s) in v.iter_mut().zip(sums) {
+                        *d = s.parse().unwrap();
+                    }
+                    seen.causes.insert(cookie.parse().unwrap(), v);
                 }
                 ["retransmits", cookie, calls, segs] => {
                     seen.resent.insert(

@@ -127,7 +127,7 @@ def write_table(path: Path, table: pa.Table, meta: dict) -> Path:
     places them."""
     meta = copy.deepcopy(meta)
     kinds = table.column("kind").to_pylist()
-    meta["events"] = sum(k in ("ca_state", "tcp_state", "retransmit", "drop") for k in kinds)
+    meta["events"] = sum(k in ("ca_state", "tcp_state", "retransmit", "drop", "reset") for k in kinds)
     meta["snapshots"] = kinds.count("snapshot")
     meta["flows"] = len(set(table.column("flow").to_pylist()))
     if "capture" in table.column_names:

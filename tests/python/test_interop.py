@@ -217,7 +217,7 @@ def test_metadata_tells_the_truth(path, current):
     t = pq.read_table(path)
     kinds = t.column("kind").to_pylist()
     # The capture and snapshot rows are not events (and name no flow).
-    events = t.filter(pc.is_in(t.column("kind"), pa.array(["ca_state", "tcp_state", "retransmit", "drop"])))
+    events = t.filter(pc.is_in(t.column("kind"), pa.array(["ca_state", "tcp_state", "retransmit", "drop", "reset"])))
     assert (kinds.count("capture"), kinds.count("snapshot")) == (
         (2, meta["snapshots"]) if current else (0, 0))
     k = t.column("ktime_ns").to_pylist()

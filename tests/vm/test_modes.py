@@ -263,11 +263,11 @@ def test_three_modes_agree_on_debian_6_1(tmp_path):
     # each socket's events, the fallback modes do not.
     # 6.1 says why it drops: the evidence has its drops too.
     assert re.search(r"^ok\s+skb:kfree_skb reasons", doctor, re.M), doctor
-    assert recs["tracepoint"].meta["evidence"] == ["retransmit", "drop"]
+    assert recs["tracepoint"].meta["evidence"] == ["retransmit", "drop", "reset"]
     # The evidence is the tracepoint mode's only.
     for mode in ("fentry", "kprobe"):
         assert recs[mode].meta["evidence"] == [], mode
-        assert "note: no retransmissions or drops in the files" in recs[mode].stderr, mode
+        assert "note: no retransmissions, drops or resets in the files" in recs[mode].stderr, mode
     assert recs["tracepoint"].meta["numbered"] is True
     assert all(r["seq"] > 0 for r in recs["tracepoint"].rows if r["kind"] in ("ca_state", "tcp_state"))
     assert not recs["fentry"].meta["numbered"] and not recs["kprobe"].meta["numbered"]
@@ -337,7 +337,7 @@ def test_auto_picks_a_fallback_on_debian_5_10(tmp_path):
     assert recs["kprobe"].meta["attach"] == "kprobe+kretprobe/" + ALL_CALLERS
     assert "attached to fentry+fexit/" in recs["auto"].stderr
     assert all(rec.meta["evidence"] == [] for rec in recs.values())
-    assert all("note: no retransmissions or drops in the files" in rec.stderr for rec in recs.values())
+    assert all("note: no retransmissions, drops or resets in the files" in rec.stderr for rec in recs.values())
     # 5.10 has no socket storage for tracing programs: nothing is numbered.
     assert not any(rec.meta["numbered"] or any(r["seq"] for r in rec.rows) for rec in recs.values())
     for rec in recs.values():

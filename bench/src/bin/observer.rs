@@ -8,7 +8,11 @@
 //! CALLS SEGS`: calls of tcp:tcp_retransmit_skb, segments resent), one per
 //! network namespace and reason of dropped TCP packets (`drops NETNS REASON
 //! COUNT`, the reason as `enum skb_drop_reason` names it, in lower case
-//! without its prefix), and
+//! without its prefix), one per socket whose congestion state was set
+//! (`causes COOKIE CALLS DELIVERED_CE DSACK_DUPS REORD_SEEN BACKOFF RTO_US
+//! UNDO`: over its calls, the sums of what tcpcong's ca_state rows carry
+//! of those names, and the calls out of recovery or loss that found the
+//! undo marker cleared), and
 //! `calls N unreported N misses N resent_unrecorded N resent_misses N`
 //! (breaks the ring could not take, and calls the kernel skipped running
 //! the observer for; the same for retransmissions).
@@ -70,12 +74,28 @@ fn drop_reasons() -> std::collections::HashMap<u32, String> {
         .collect()
 }
 
+/// The kernel's jiffy in nanoseconds: its coarse clocks' resolution.
+fn jiffy_ns() -> u32 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write into; the clock always exists.
+    unsafe { libc::clock_getres(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    u32::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
 fn main() {
     let mounted = mount_tracefs();
     let mut obj = MaybeUninit::uninit();
     let skel = observer::ObserverSkelBuilder::default()
         .open(&mut obj)
-        .and_then(|o| o.load())
+        .and_then(|mut o| {
+            if let Some(r) = o.maps.rodata_data.as_deref_mut() {
+                r.jiffy_ns = jiffy_ns();
+            }
+            o.load()
+        })
         .unwrap_or_else(|e| fail("load", e));
     let links = [
         skel.progs.observe_cong_state.attach(),
@@ -131,6 +151,16 @@ fn main() {
             println!("retransmits {cookie} {} {}", word(0), word(8));
         }
     }
+    for key in skel.maps.causes.keys() {
+        if let Ok(Some(v)) = skel.maps.causes.lookup(&key, libbpf_rs::MapFlags::ANY) {
+            let words: Vec<String> = v
+                .chunks_exact(8)
+                .map(|w| u64::from_ne_bytes(w.try_into().unwrap_or_default()).to_string())
+                .collect();
+            let cookie = u64::from_ne_bytes(key[..8].try_into().unwrap_or_default());
+            println!("causes {cookie} {}", words.join(" "));
+        }
+    }
     let reasons = drop_reasons();
     for key in skel.maps.dropped.keys() {
         if let Ok(Some(v)) = skel.maps.dropped.lookup(&key, libbpf_rs::MapFlags::ANY) {
@@ -149,7 +179,7 @@ fn main() {
         (
             b.calls,
             b.unreported,
-            b.resent_unrecorded + b.dropped_unrecorded,
+            b.resent_unrecorded + b.dropped_unrecorded + b.causes_unrecorded,
         )
     });
     println!(

@@ -799,7 +799,10 @@ impl Engine {
                 (Change::Ca { old: ca, new: ca }, true)
             }
             // Evidence moves no state: it only names the owner, as above.
-            Change::Snapshot { .. } | Change::Retransmit { .. } | Change::Drop { .. } => {
+            Change::Snapshot { .. }
+            | Change::Retransmit { .. }
+            | Change::Drop { .. }
+            | Change::Reset { .. } => {
                 if let Some(f) = self.flows.get_mut(&key) {
                     f.learn_owner(t_ns, addr);
                 }
@@ -873,7 +876,8 @@ impl Engine {
             Change::Tcp { .. }
             | Change::Snapshot { .. }
             | Change::Retransmit { .. }
-            | Change::Drop { .. } => {}
+            | Change::Drop { .. }
+            | Change::Reset { .. } => {}
         }
         if observed {
             flow.credit_open(key, t_ns.min(led.until), true, led);

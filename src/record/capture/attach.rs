@@ -9,7 +9,8 @@
 use std::collections::HashSet;
 use std::fs;
 
-use super::skel::DROP_REASON_OTHER;
+use super::raw::Reasons;
+use super::skel::REASON_OTHER;
 use crate::event::SymbolName;
 
 /// The kernel functions that call `tcp_set_ca_state()`, which is inline
@@ -88,35 +89,47 @@ pub struct KernelFacts {
     /// the tracepoint program then has every call that would interrupt it,
     /// without a second program to take them.
     pub irq_kfuncs: bool,
-    /// The names of `enum skb_drop_reason` (5.17+: `kfree_skb` says why),
-    /// indexed by value up to the capture's `DROP_REASON_OTHER`, lower case
-    /// without their prefix (`netfilter_drop`); empty without it, and then
-    /// drops are not recorded.
-    pub drop_reasons: Vec<SymbolName>,
+    /// The names of the kernel's reasons for drops and resets (see
+    /// [`Reasons`]).
+    pub reasons: Reasons,
 }
 
-/// `enum skb_drop_reason`'s names by value (see [`KernelFacts::drop_reasons`]).
-fn drop_reasons(btf: &libbpf_rs::btf::Btf<'_>) -> Vec<SymbolName> {
+/// The names of `enum_name`'s values up to the capture's `REASON_OTHER`
+/// (`other`), lower case without `prefix` (`unknown` for a value the enum
+/// skips); empty where the kernel has no such enum.
+fn enum_names(btf: &libbpf_rs::btf::Btf<'_>, enum_name: &str, prefix: &str) -> Vec<SymbolName> {
     use libbpf_rs::btf::types::Enum;
-    let Some(e) = btf.type_by_name::<Enum<'_>>("skb_drop_reason") else {
+    let Some(e) = btf.type_by_name::<Enum<'_>>(enum_name) else {
         return Vec::new();
     };
-    let mut names = vec![SymbolName::from_str_lossy("unknown"); usize::from(DROP_REASON_OTHER) + 1];
-    names[usize::from(DROP_REASON_OTHER)] = SymbolName::from_str_lossy("other");
+    let mut names = vec![SymbolName::from_str_lossy("unknown"); usize::from(REASON_OTHER) + 1];
+    names[usize::from(REASON_OTHER)] = SymbolName::from_str_lossy("other");
     for m in e.iter() {
         let Some(name) = m.name.and_then(|n| n.to_str()) else {
             continue;
         };
-        let name = name.strip_prefix("SKB_DROP_REASON_").unwrap_or(name);
+        let name = name.strip_prefix(prefix).unwrap_or(name);
         if let Some(slot) = usize::try_from(m.value)
             .ok()
-            .filter(|&v| v < usize::from(DROP_REASON_OTHER))
+            .filter(|&v| v < usize::from(REASON_OTHER))
             .and_then(|v| names.get_mut(v))
         {
             *slot = SymbolName::from_str_lossy(&name.to_ascii_lowercase());
         }
     }
     names
+}
+
+/// The reasons in `btf` (see [`Reasons`]).
+fn reasons(btf: &libbpf_rs::btf::Btf<'_>) -> Reasons {
+    let mut reset = enum_names(btf, "sk_rst_reason", "SK_RST_REASON_");
+    if reset.is_empty() {
+        reset.push(SymbolName::from_str_lossy("not_specified"));
+    }
+    Reasons {
+        drop: enum_names(btf, "skb_drop_reason", "SKB_DROP_REASON_"),
+        reset,
+    }
 }
 
 /// Kernel symbols whose presence answers a question.
@@ -155,7 +168,7 @@ impl KernelFacts {
             sk_storage_in_tracing: has_sym(SYM_SK_STORAGE),
             tcp_iter: has_type("bpf_iter__tcp") && has_type("bpf_tcp_iter_state"),
             irq_kfuncs: has_type("bpf_local_irq_save") && has_type("bpf_local_irq_restore"),
-            drop_reasons: btf.as_ref().map(drop_reasons).unwrap_or_default(),
+            reasons: btf.as_ref().map(reasons).unwrap_or_default(),
         }
     }
 
@@ -264,7 +277,10 @@ mod tests {
             sk_storage_in_tracing: true,
             tcp_iter: true,
             irq_kfuncs: true,
-            drop_reasons: vec![SymbolName::from_str_lossy("netfilter_drop")],
+            reasons: Reasons {
+                drop: vec![SymbolName::from_str_lossy("netfilter_drop")],
+                reset: vec![SymbolName::from_str_lossy("not_specified")],
+            },
         }
     }
 
@@ -276,7 +292,10 @@ mod tests {
             cookie_in_tracing: false,
             sk_storage_in_tracing: false,
             tcp_iter: false,
-            drop_reasons: Vec::new(),
+            reasons: Reasons {
+                drop: Vec::new(),
+                reset: vec![SymbolName::from_str_lossy("not_specified")],
+            },
             irq_kfuncs: false,
             ..modern()
         }

@@ -29,20 +29,27 @@ pub struct Evidence {
     pub retransmits: bool,
     /// `drop` events, and the drops of no traced flow counted by reason.
     pub drops: bool,
+    /// `reset` events, sent and received.
+    pub resets: bool,
 }
 
 impl Evidence {
     pub const ALL: Evidence = Evidence {
         retransmits: true,
         drops: true,
+        resets: true,
     };
 
     /// The kinds on, by their rows' `kind`, as a file's metadata lists them.
     pub fn kinds(&self) -> Vec<String> {
-        [(self.retransmits, "retransmit"), (self.drops, "drop")]
-            .into_iter()
-            .filter(|(on, _)| *on)
-            .map(|(_, kind)| kind.to_string())
-            .collect()
+        [
+            (self.retransmits, "retransmit"),
+            (self.drops, "drop"),
+            (self.resets, "reset"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, kind)| kind.to_string())
+        .collect()
     }
 }

@@ -109,7 +109,7 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
                 }
                 let evidence = recorded_evidence(cfg, mode);
                 if cfg.evidence != Evidence::default() && mode != AttachMode::Tracepoint {
-                    notes.push("note: no retransmissions or drops in the files (the evidence is recorded with the tracepoint attach mode only)".into());
+                    notes.push("note: no retransmissions, drops or resets in the files (the evidence is recorded with the tracepoint attach mode only)".into());
                 } else if cfg.evidence.drops && !evidence.drops {
                     notes.push("note: no drops in the files (this kernel's kfree_skb does not say why: Linux 5.17+)".into());
                 }
@@ -190,6 +190,7 @@ fn load_mode<'obj>(
             "on_inet_sock_set_state" => true,
             RETRANSMIT_PROG => evidence.retransmits,
             DROP_PROG => evidence.drops,
+            SEND_RESET_PROG | RECEIVE_RESET_PROG => evidence.resets,
             // Attached apart (see attach_accept_hooks): they need tracefs.
             ACCEPT4_PROG | ACCEPT_PROG => {
                 prog.set_autoattach(false);
@@ -226,10 +227,12 @@ fn load_mode<'obj>(
 /// Evidence: each kind's program is loaded only when the kind is asked for.
 const RETRANSMIT_PROG: &str = "on_retransmit";
 const DROP_PROG: &str = "on_drop";
+const SEND_RESET_PROG: &str = "on_send_reset";
+const RECEIVE_RESET_PROG: &str = "on_receive_reset";
 const ACCEPT4_PROG: &str = "on_accept4_exit";
 
 /// The evidence asked for that this kernel and mode can give: drops need
-/// the kernel's reasons (5.17+), and both kinds the tracepoint mode (a
+/// the kernel's reasons (5.17+), and every kind the tracepoint mode (a
 /// fallback's kernels, 5.10 under emulation, locked up once in four runs
 /// with its hooks and the retransmission program loaded together: not
 /// taken further).
@@ -238,7 +241,7 @@ pub fn recorded_evidence(cfg: &CaptureConfig, mode: AttachMode) -> Evidence {
         return Evidence::default();
     }
     Evidence {
-        drops: cfg.evidence.drops && !facts().drop_reasons.is_empty(),
+        drops: cfg.evidence.drops && !facts().reasons.drop.is_empty(),
         ..cfg.evidence
     }
 }
@@ -344,6 +347,7 @@ fn configure(
     rodata.emit_lifecycle = cfg.lifecycle;
     rodata.track_calls = mode != AttachMode::Tracepoint;
     rodata.use_sk_storage = numbered;
+    rodata.nsec_per_jiffy = crate::time::jiffy_ns();
     // Lean rings are one per CPU and program (see lean_rings in the BPF
     // object), for as many CPUs as it has positions for.
     let cpus = libbpf_rs::num_possible_cpus().map_err(bpf_err("counting the CPUs"))?;
@@ -467,6 +471,8 @@ mod tests {
                         "on_inet_sock_set_state",
                         RETRANSMIT_PROG,
                         DROP_PROG,
+                        SEND_RESET_PROG,
+                        RECEIVE_RESET_PROG,
                         ACCEPT4_PROG,
                         ACCEPT_PROG,
                         SNAPSHOT_PROG,

@@ -230,6 +230,12 @@ pub trait Sink {
     /// A snapshot was taken, all its rows stamped before `done` (ktime):
     /// they come with the next events.
     fn snapshot_taken(&mut self, _done: u64) {}
+    /// Whether the sink's current file has had no snapshot yet (a file
+    /// series' file that the last round began): a capture that stops then
+    /// takes its start's before its end's.
+    fn unsnapped(&self) -> bool {
+        false
+    }
 }
 
 /// Runs a capture for `duration` from the moment it is attached (or until a
@@ -248,8 +254,8 @@ pub fn run(
     // capture ends (the map itself goes with its last user).
     let _unpin = cfg.pin_buffer.as_deref().map(load::pins).map(Unpin);
     let inbox = Rc::new(RefCell::new(Inbox::default()));
-    let reasons = &preflight::facts().drop_reasons;
-    inbox.borrow_mut().decoder.drop_reasons.clone_from(reasons);
+    let reasons = &preflight::facts().reasons;
+    inbox.borrow_mut().decoder.reasons.clone_from(reasons);
     let consumer = Consumer::new(&mut skel, cfg.buffer, Rc::clone(&inbox))?;
     let mut stats = CaptureStats {
         start_ktime_ns,
@@ -280,6 +286,10 @@ pub fn run(
         let stopping =
             STOP.load(Ordering::SeqCst) || sink.done() || deadline.is_some_and(|d| now >= d);
         if stopping {
+            if sink.unsnapped() {
+                snapped.extend(snapshots.take(&skel, &inbox, &mut stats, sink)?);
+                ended = false;
+            }
             break;
         }
         let wait = deadline.map_or(POLL, |d| POLL.min(Duration::from_nanos(d - now)));
@@ -320,7 +330,7 @@ pub fn run(
             Progress {
                 complete_until: order.released_until,
                 lost,
-                untraced_drops: stats::untraced_drops(&skel, reasons),
+                untraced_drops: stats::untraced_drops(&skel, &reasons.drop),
             },
         )?;
     }
@@ -393,7 +403,7 @@ pub fn run(
         Progress {
             complete_until: stats.end_ktime_ns,
             lost: stats.lost_events(),
-            untraced_drops: stats::untraced_drops(&skel, reasons),
+            untraced_drops: stats::untraced_drops(&skel, &reasons.drop),
         },
     )?;
     Ok(stats)

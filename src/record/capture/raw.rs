@@ -9,8 +9,8 @@ use rustc_hash::FxHashMap;
 use super::names::{Names, Process};
 use super::skel::types::{event as RawEvent, lean_event as LeanEvent};
 use super::skel::{
-    DIRECTION_RX, DIRECTION_TX, KIND_CA_STATE, KIND_DROP, KIND_RETRANSMIT, KIND_SNAPSHOT,
-    KIND_TCP_STATE,
+    DIRECTION_RX, DIRECTION_TX, KIND_CA_STATE, KIND_DROP, KIND_RESET, KIND_RETRANSMIT,
+    KIND_SNAPSHOT, KIND_TCP_STATE,
 };
 use crate::event::{
     detail_columns, CaState, Change, Detail, Event, FlowAddr, KernelName, Owner, Resend,
@@ -41,10 +41,35 @@ macro_rules! detail_from_raw {
 }
 detail_columns!(detail_from_raw);
 
+/// The kernel's names of the reasons drops and sent resets carry, by value
+/// up to the programs' `REASON_OTHER`, lower case without their enum's
+/// prefix (`netfilter_drop`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reasons {
+    /// `enum skb_drop_reason`: empty before 5.17, whose kernels do not say
+    /// (drops are then not recorded).
+    pub drop: Vec<SymbolName>,
+    /// `enum sk_rst_reason`: before 6.10, whose kernels do not say, its
+    /// first value alone (`not_specified`).
+    pub reset: Vec<SymbolName>,
+}
+
+/// What a received reset's reason is: the peer's, which the segment does
+/// not carry.
+const PEER: &str = "peer";
+
+/// Whether an evidence record's direction is `rx`.
+fn received(direction: u8) -> Result<bool, Malformed> {
+    match direction {
+        DIRECTION_RX => Ok(true),
+        DIRECTION_TX => Ok(false),
+        _ => Err(Malformed),
+    }
+}
+
 /// A full record's event, its socket's inode where the programs did not
-/// know the socket's owner (else 0), and a drop's kernel address. `reasons`:
-/// the kernel's drop reasons by value.
-fn decode(bytes: &[u8], reasons: &[SymbolName]) -> Result<(Event, u64, u64), Malformed> {
+/// know the socket's owner (else 0), and a drop's kernel address.
+fn decode(bytes: &[u8], reasons: &Reasons) -> Result<(Event, u64, u64), Malformed> {
     // The perf buffer pads samples to 8 bytes, so only a short record is wrong.
     if bytes.len() < RAW_EVENT_SIZE {
         return Err(Malformed);
@@ -80,13 +105,26 @@ fn decode(bytes: &[u8], reasons: &[SymbolName]) -> Result<(Event, u64, u64), Mal
             why: Resend::from_kernel(r.new_state).ok_or(Malformed)?,
         },
         KIND_DROP => Change::Drop {
-            rx: match r.old_state {
-                DIRECTION_RX => true,
-                DIRECTION_TX => false,
-                _ => return Err(Malformed),
-            },
-            reason: *reasons.get(usize::from(r.new_state)).ok_or(Malformed)?,
+            rx: received(r.old_state)?,
+            reason: *reasons
+                .drop
+                .get(usize::from(r.new_state))
+                .ok_or(Malformed)?,
         },
+        KIND_RESET => {
+            let rx = received(r.old_state)?;
+            Change::Reset {
+                rx,
+                reason: if rx {
+                    SymbolName::from_str_lossy(PEER)
+                } else {
+                    *reasons
+                        .reset
+                        .get(usize::from(r.new_state))
+                        .ok_or(Malformed)?
+                },
+            }
+        }
         _ => return Err(Malformed),
     };
     let detail = detail(&r);
@@ -113,24 +151,28 @@ fn decode(bytes: &[u8], reasons: &[SymbolName]) -> Result<(Event, u64, u64), Mal
 /// describes its flow, and a lean one (`struct lean_event`), which takes
 /// what is fixed about its flow from the full record it names. Lean records
 /// come by their own rings, so one can be read before the full record it
-/// names (it waits, parked, until that comes) or after a newer one (the
-/// last few are kept per flow). A full record without an owner gets one
+/// names (it waits, parked, until that comes) or after a newer one (kept
+/// while a lean record can name it). A full record without an owner gets one
 /// from user space where it can be found, and so do its flow's lean
 /// records.
 #[derive(Default)]
 pub struct Decoder {
-    /// Per flow, its last few full records of a transition, newest last.
-    described: FxHashMap<u64, Vec<Event>>,
+    /// Per flow, its full records of a transition that a lean record can
+    /// still name, newest last (see [`Decoder::describe`]), each with the
+    /// round a newer one came in.
+    described: FxHashMap<u64, Vec<(Option<u64>, Event)>>,
+    /// Rounds of reads so far (see [`Decoder::retry`]).
+    round: u64,
     /// Flows whose owner user space found, until they close: their later
     /// records (after the process closed its descriptor) keep it.
     found: FxHashMap<u64, Process>,
-    /// Per flow, whose it is and its congestion control, as its last full
-    /// record of a socket said.
-    identities: FxHashMap<u64, (Owner, KernelName)>,
+    /// Per flow, whose it is, its congestion control and its local port,
+    /// as its last full record of a socket said.
+    identities: FxHashMap<u64, (Owner, KernelName, u16)>,
     /// Lean records whose full record has not been read yet.
     parked: Vec<LeanEvent>,
-    /// The kernel's drop reasons by value (see `KernelFacts::drop_reasons`).
-    pub drop_reasons: Vec<SymbolName>,
+    /// The kernel's reasons by value.
+    pub reasons: Reasons,
     /// Flows closed in this round and in the last, with their close's
     /// event number: their lean records, all finished before the close, can
     /// still be in a ring this round.
@@ -142,8 +184,6 @@ pub struct Decoder {
 /// Flows whose identity is kept for their drops (the BPF object's
 /// `flow_tuples` holds as many).
 const IDENTITIES_KEPT: usize = 65_536;
-/// Full records kept per flow for lean records read late.
-const FACTS_KEPT: usize = 4;
 /// The event number bits a lean record names its full record by.
 const FACTS_MASK: u32 = 0xff_ffff;
 
@@ -169,26 +209,42 @@ impl Decoder {
                 }
             };
         }
-        let (mut e, sock_ino, drop_ip) = decode(bytes, &self.drop_reasons)?;
+        let (mut e, sock_ino, drop_ip) = decode(bytes, &self.reasons)?;
         if matches!(e.change, Change::Drop { .. }) {
             e.detail.location = self.names.kernel_symbol(drop_ip);
         }
         // A drop the programs matched by its segment's addresses names its
         // flow only (no congestion control, as every socket's record has),
         // and evidence of a socket's last moments comes after its close has
-        // retired its owner in the kernel: whose it is comes from the
-        // flow's last record that said.
-        let evidence = matches!(e.change, Change::Drop { .. } | Change::Retransmit { .. });
-        if e.addr.cc.as_str().is_empty() || evidence && e.detail.pid == 0 {
-            if let Some(&(owner, cc)) = self.identities.get(&e.flow) {
+        // retired its owner in the kernel: whose it is comes from the flow's
+        // last record that said. A closing socket has released its local
+        // port before its last records (its close, a reset sent as it
+        // closes): they keep the one its flow had. (A socket about to
+        // connect has none yet, and may have had another before.)
+        let evidence = matches!(
+            e.change,
+            Change::Drop { .. } | Change::Retransmit { .. } | Change::Reset { .. }
+        );
+        let last =
+            evidence || matches!(e.change, Change::Tcp { new, .. } if new == TcpState::CLOSE);
+        if e.addr.cc.as_str().is_empty()
+            || evidence && e.detail.pid == 0
+            || last && e.addr.sport == 0
+        {
+            if let Some(&(owner, cc, sport)) = self.identities.get(&e.flow) {
+                if last && e.addr.sport == 0 {
+                    e.addr.sport = sport;
+                }
                 if e.addr.cc.as_str().is_empty() {
                     e.addr.cc = cc;
                     e.detail.cong_algo = cc;
                     e.detail.cgroup = owner.cgroup;
                 }
-                e.detail.pid = owner.pid;
-                e.detail.comm = owner.comm;
-                e.addr.owner = Owner::of(&e.detail);
+                if e.detail.pid == 0 && (evidence || e.addr.cc.as_str().is_empty()) {
+                    e.detail.pid = owner.pid;
+                    e.detail.comm = owner.comm;
+                    e.addr.owner = Owner::of(&e.detail);
+                }
             }
         }
         if e.detail.pid == 0 {
@@ -214,10 +270,11 @@ impl Decoder {
             // An owner once known stays (a socket's last records may come
             // after the kernel retired it).
             let owner = match self.identities.get(&e.flow) {
-                Some(&(known, _)) if e.addr.owner.pid == 0 => known,
+                Some(&(known, ..)) if e.addr.owner.pid == 0 => known,
                 _ => e.addr.owner,
             };
-            self.identities.insert(e.flow, (owner, e.addr.cc));
+            self.identities
+                .insert(e.flow, (owner, e.addr.cc, e.addr.sport));
         }
         match e.change {
             Change::Tcp { new, .. } if new == TcpState::CLOSE => {
@@ -229,16 +286,28 @@ impl Decoder {
             Change::Tcp { .. }
             | Change::Snapshot { .. }
             | Change::Retransmit { .. }
-            | Change::Drop { .. } => {}
-            Change::Ca { .. } => {
-                let kept = self.described.entry(e.flow).or_default();
-                if kept.len() == FACTS_KEPT {
-                    kept.remove(0);
-                }
-                kept.push(e.clone());
-            }
+            | Change::Drop { .. }
+            | Change::Reset { .. } => {}
+            Change::Ca { .. } => self.describe(&e),
         }
         Ok(Some(e))
+    }
+
+    /// Keeps a flow's full record of a transition for its lean records. A
+    /// lean record names the full record its flow had when it was written
+    /// (the programs write a flow's records one at a time), so it was
+    /// committed before the newer one that replaced it, and read by the end
+    /// of the round after the one that read that: a replaced record goes
+    /// then. A flow can have many in a round (every CE mark, DSACK or
+    /// reordering it counts calls for one).
+    fn describe(&mut self, e: &Event) {
+        let round = self.round;
+        let kept = self.described.entry(e.flow).or_default();
+        if let Some((replaced, _)) = kept.last_mut() {
+            *replaced = Some(round);
+        }
+        kept.retain(|(replaced, _)| replaced.is_none_or(|r| r + 1 >= round));
+        kept.push((None, e.clone()));
     }
 
     /// Decodes the parked lean records whose full records have come, into
@@ -249,6 +318,7 @@ impl Decoder {
     /// connects again keeps its cookie, and its new facts).
     pub fn retry(&mut self, out: &mut Vec<Event>, give_up: u64) -> u64 {
         let mut failed = 0;
+        self.round += 1;
         for r in std::mem::take(&mut self.parked) {
             match self.lean(&r) {
                 Ok(Some(e)) => out.push(e),
@@ -260,7 +330,7 @@ impl Decoder {
             std::mem::replace(&mut self.closed, std::mem::take(&mut self.closing))
         {
             if let Some(kept) = self.described.get_mut(&flow) {
-                kept.retain(|e| e.detail.seq > closed_at);
+                kept.retain(|(_, e)| e.detail.seq > closed_at);
                 if kept.is_empty() {
                     self.described.remove(&flow);
                 }
@@ -285,6 +355,7 @@ impl Decoder {
         let Some(full) = self.described.get(&r.cookie).and_then(|kept| {
             kept.iter()
                 .rev()
+                .map(|(_, e)| e)
                 .find(|e| e.detail.seq & FACTS_MASK == facts)
         }) else {
             return Ok(None);
@@ -303,7 +374,7 @@ impl Decoder {
             snd_cwnd,
             snd_ssthresh,
             srtt_us,
-            mss,
+            rto_us,
             packets_out,
             retrans_out,
             lost_out,
@@ -313,6 +384,8 @@ impl Decoder {
             cpu,
             kernel_gap
         );
+        // A transition that undid a reduction is never a lean record.
+        e.detail.undo = 0;
         Ok(Some(e))
     }
 }
@@ -356,7 +429,7 @@ mod tests {
 
     #[test]
     fn decodes_a_congestion_event() {
-        let (e, _, _) = decode(&raw(4, 0, 1, 3), &[]).unwrap();
+        let (e, _, _) = decode(&raw(4, 0, 1, 3), &Reasons::default()).unwrap();
         assert_eq!(e.ktime_ns, 42);
         assert_eq!(e.flow, 7);
         assert_eq!(e.addr.saddr.to_string(), "127.0.0.1");
@@ -375,10 +448,54 @@ mod tests {
 
     #[test]
     fn rejects_what_the_kernel_never_sends() {
-        assert_eq!(decode(&raw(5, 0, 0, 0), &[]), Err(Malformed));
-        assert_eq!(decode(&raw(4, 9, 0, 0), &[]), Err(Malformed));
-        assert_eq!(decode(&raw(4, 0, 0, 5), &[]), Err(Malformed));
-        assert_eq!(decode(&raw(4, 0, 0, 0)[..100], &[]), Err(Malformed));
+        assert_eq!(
+            decode(&raw(5, 0, 0, 0), &Reasons::default()),
+            Err(Malformed)
+        );
+        assert_eq!(
+            decode(&raw(4, 9, 0, 0), &Reasons::default()),
+            Err(Malformed)
+        );
+        assert_eq!(
+            decode(&raw(4, 0, 0, 5), &Reasons::default()),
+            Err(Malformed)
+        );
+        assert_eq!(
+            decode(&raw(4, 0, 0, 0)[..100], &Reasons::default()),
+            Err(Malformed)
+        );
+    }
+
+    /// A reset sent as its socket closes: the kernel has released the local
+    /// port by then, and the flow's earlier record gives it back.
+    #[test]
+    fn a_reset_names_its_reason_and_keeps_its_flow_after_the_close() {
+        let mut d = Decoder {
+            reasons: Reasons {
+                drop: Vec::new(),
+                reset: ["not_specified", "no_socket"]
+                    .map(SymbolName::from_str_lossy)
+                    .to_vec(),
+            },
+            ..Decoder::default()
+        };
+        d.decode(&full(1, KIND_TCP_STATE, 1, 7)).unwrap();
+        let mut sent = full(1, KIND_RESET, DIRECTION_TX, 1);
+        sent[std::mem::offset_of!(RawEvent, sport)..][..2].copy_from_slice(&0u16.to_ne_bytes());
+        let e = decoded(&mut d, &sent);
+        assert_eq!(e.addr.sport, 5201);
+        assert_eq!(e.change.names(), ("tx", "no_socket"));
+        let got = decoded(&mut d, &full(1, KIND_RESET, DIRECTION_RX, 0));
+        assert_eq!(
+            (got.change.kind(), got.change.names()),
+            ("reset", ("rx", "peer"))
+        );
+        assert_eq!(
+            d.decode(&full(1, KIND_RESET, DIRECTION_TX, 2)),
+            Err(Malformed),
+            "a reason beyond the kernel's"
+        );
+        assert_eq!(d.decode(&full(1, KIND_RESET, 2, 0)), Err(Malformed));
     }
 
     fn lean(cookie: u64, old: u8, new: u8, seq: u32, facts: u32) -> Vec<u8> {
@@ -474,6 +591,30 @@ mod tests {
         d.decode(&newer).unwrap();
         assert_eq!(decoded(&mut d, &lean(7, 1, 3, 3, 1)).detail.pid, 31);
         assert_eq!(decoded(&mut d, &lean(7, 1, 3, 6, 5)).detail.pid, 41);
+    }
+
+    /// A flow can have many full records in a round (a CE mark or a DSACK
+    /// each): a lean record read a round late still finds the one it
+    /// names, which goes a round after that.
+    #[test]
+    fn a_replaced_full_record_is_kept_until_the_round_after_next() {
+        let mut d = Decoder::default();
+        let mut out = Vec::new();
+        for seq in 1..=10 {
+            d.decode(&full(seq, 0, 0, 1)).unwrap();
+        }
+        assert_eq!(d.retry(&mut out, 0), 0);
+        assert_eq!(decoded(&mut d, &lean(7, 1, 0, 12, 1)).detail.seq, 12);
+        d.decode(&full(13, 0, 1, 0)).unwrap();
+        assert_eq!(d.retry(&mut out, 0), 0);
+        d.decode(&full(14, 0, 0, 1)).unwrap();
+        assert_eq!(
+            d.decode(&lean(7, 1, 0, 15, 1)),
+            Ok(None),
+            "replaced two rounds ago"
+        );
+        assert_eq!(decoded(&mut d, &lean(7, 1, 0, 15, 13)).detail.seq, 15);
+        assert_eq!(decoded(&mut d, &lean(7, 0, 1, 16, 14)).detail.seq, 16);
     }
 
     #[test]

@@ -160,6 +160,16 @@ impl Output {
         }
     }
 
+    /// Whether the current file has had no snapshot yet (see
+    /// [`Series::unsnapped`]); a single file's start snapshot is the
+    /// capture's.
+    pub fn unsnapped(&self) -> bool {
+        match &self.sink {
+            Sink::File { .. } => false,
+            Sink::Series(s) => s.unsnapped(),
+        }
+    }
+
     /// A round of ordered events; the stream is complete up to
     /// `complete_until`, and the capture has lost `lost` so far.
     pub fn write(&mut self, events: &[Event], complete_until: u64, lost: u64) -> Result<()> {

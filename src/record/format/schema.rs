@@ -261,8 +261,9 @@ pub struct Metadata {
     /// evidence rows and columns.
     #[serde(default)]
     pub schema_minor: u32,
-    /// The kinds of evidence the capture recorded (`retransmit`, `drop`):
-    /// a kind not listed has no rows because it was not asked for.
+    /// The kinds of evidence the capture recorded (`retransmit`, `drop`,
+    /// `reset`): a kind not listed has no rows because it was not asked
+    /// for.
     #[serde(default)]
     pub evidence: Vec<String>,
     /// TCP segments this host dropped while the file was written that

@@ -175,6 +175,12 @@ impl Series {
         cur.snapshots == 0 || cur.snapshots == 1 && ending()
     }
 
+    /// Whether the current file has had no snapshot yet: one the capture's
+    /// last round began.
+    pub fn unsnapped(&self) -> bool {
+        self.current.as_ref().is_some_and(|c| c.snapshots == 0)
+    }
+
     pub fn snapshot_taken(&mut self, done: u64) {
         if let Some(cur) = &mut self.current {
             cur.snapshots = (cur.snapshots + 1).min(2);

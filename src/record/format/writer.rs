@@ -354,7 +354,10 @@ impl RecordingWriter {
             Change::Tcp { new, .. } if new == TcpState::CLOSE => {
                 self.ca_state.remove(&e.flow);
             }
-            Change::Tcp { .. } | Change::Retransmit { .. } | Change::Drop { .. } => {}
+            Change::Tcp { .. }
+            | Change::Retransmit { .. }
+            | Change::Drop { .. }
+            | Change::Reset { .. } => {}
         }
     }
 

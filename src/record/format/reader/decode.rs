@@ -111,6 +111,7 @@ pub(super) enum Kind {
     Snapshot,
     Retransmit,
     Drop,
+    Reset,
 }
 
 /// A state column's value read both ways; the row's kind says which holds.
@@ -139,6 +140,16 @@ impl StateName {
     }
 }
 
+/// Whether an evidence row's direction (`old_state`) is `rx`; None for
+/// neither `rx` nor `tx`.
+fn received(direction: StateName) -> Option<bool> {
+    match direction.name.as_ref().map(SymbolName::as_str) {
+        Some("rx") => Some(true),
+        Some("tx") => Some(false),
+        _ => None,
+    }
+}
+
 pub(super) fn decode_batch(
     path: &Path,
     b: &RecordBatch,
@@ -164,6 +175,7 @@ pub(super) fn decode_batch(
         "snapshot" => Some(Kind::Snapshot),
         "retransmit" => Some(Kind::Retransmit),
         "drop" => Some(Kind::Drop),
+        "reset" => Some(Kind::Reset),
         // Kinds added by later schema versions are not ours to judge.
         _ => None,
     })?;
@@ -222,14 +234,17 @@ pub(super) fn decode_batch(
                     .ok_or_else(|| bad("an unknown retransmission kind"))?,
             },
             Some(Kind::Drop) => Change::Drop {
-                rx: match olds[i].name.as_ref().map(SymbolName::as_str) {
-                    Some("rx") => true,
-                    Some("tx") => false,
-                    _ => return Err(bad("a drop's direction neither rx nor tx")),
-                },
+                rx: received(olds[i]).ok_or_else(|| bad("a drop's direction neither rx nor tx"))?,
                 reason: news[i]
                     .name
                     .ok_or_else(|| bad("a drop without its reason"))?,
+            },
+            Some(Kind::Reset) => Change::Reset {
+                rx: received(olds[i])
+                    .ok_or_else(|| bad("a reset's direction neither rx nor tx"))?,
+                reason: news[i]
+                    .name
+                    .ok_or_else(|| bad("a reset without its reason"))?,
             },
             None => continue,
         };
