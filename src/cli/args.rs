@@ -386,6 +386,17 @@ pub struct AnalyzeArgs {
     /// compute a share of its flows [default: the machine's cores]
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
+
+    /// One row per episode instead: every trip of a flow out of open, with
+    /// its states, what it cost (window before, threshold, lowest), the
+    /// evidence that led to it and its cause, the first rule it earns:
+    /// spurious (the kernel undid the reduction), local-drop:REASON (this
+    /// host dropped its segments), ecn (CE marks, nothing resent), timeout,
+    /// tail-loss, remote-loss (resent, nothing dropped here), reordering
+    /// (disorder only, nothing resent), unknown (--format table, json or
+    /// csv).
+    #[arg(long)]
+    pub episodes: bool,
 }
 
 /// Which events of the recordings to use: shared by `analyze` and `events`.

@@ -55,6 +55,7 @@ where
     }
     match cli.command {
         Some(Command::Record(a)) => record(&a, command).map(Plan::Record),
+        Some(Command::Analyze(a)) if a.episodes => episodes(&a).map(Plan::Episodes),
         Some(Command::Analyze(a)) => analyze(&a).map(Plan::Analyze),
         Some(Command::Serve(a)) => serve(&a, command).map(Plan::Serve),
         Some(Command::Compare(a)) => compare(&a).map(Plan::Compare),
@@ -407,6 +408,31 @@ fn serve(a: &ServeArgs, command: String) -> Result<cmd::serve::Plan> {
         interval_ns: nanos(a.interval),
         command,
         verbose: a.capture.verbose,
+    })
+}
+
+/// `analyze --episodes`: the selection and a format, none of the tables'
+/// options.
+fn episodes(a: &AnalyzeArgs) -> Result<cmd::episodes::Plan> {
+    let (inputs, interval, _) = split_positionals(&a.inputs)?;
+    if interval.is_some() || a.report.dist || a.output.is_some() {
+        return Err(Error::Usage(
+            "--episodes lists episodes: without an interval, -d or -o".into(),
+        ));
+    }
+    Ok(cmd::episodes::Plan {
+        inputs,
+        select: selection(&a.select)?,
+        format: match a.report.format {
+            Format::Table => cmd::events::Format::Text,
+            Format::Json => cmd::events::Format::Json,
+            Format::Csv => cmd::events::Format::Csv,
+            Format::Parquet => {
+                return Err(Error::Usage(
+                    "--episodes writes table, json or csv (--format)".into(),
+                ))
+            }
+        },
     })
 }
 

@@ -8,6 +8,7 @@
 pub mod analyze;
 pub mod compare;
 pub mod doctor;
+pub mod episodes;
 pub mod events;
 mod feed;
 pub mod live;
@@ -37,6 +38,7 @@ pub enum Plan {
     Compare(compare::Plan),
     Serve(serve::Plan),
     Events(events::Plan),
+    Episodes(episodes::Plan),
     Report(report::Plan),
     Doctor {
         verbose: bool,
@@ -55,6 +57,7 @@ pub fn run(plan: Plan) -> Result<()> {
         Plan::Compare(p) => compare::run(&p),
         Plan::Serve(p) => serve::run(&p),
         Plan::Events(p) => events::run(&p),
+        Plan::Episodes(p) => episodes::run(&p),
         Plan::Report(p) => report::run(&p),
         Plan::Doctor { verbose } => doctor::run(verbose),
         Plan::Files(files) => {

@@ -53,6 +53,7 @@
 //!   crossed; without an interval there are no boundaries.
 
 pub mod durations;
+pub mod episodes;
 pub mod sharded;
 
 use std::collections::btree_map::Entry;

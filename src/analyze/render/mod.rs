@@ -9,6 +9,7 @@
 pub mod arrow;
 pub mod columns;
 pub mod compare;
+pub mod episodes;
 pub mod flows;
 pub mod page;
 pub mod printer;

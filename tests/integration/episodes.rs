@@ -1,0 +1,170 @@
+//! Episodes end to end: lab runs whose episodes have a known cause, held
+//! to the rows that show it and to analyze's per-flow table that times it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::util::*;
+
+/// `analyze --episodes FILE --format json`, which must succeed.
+fn episodes(file: &Path) -> Vec<serde_json::Value> {
+    let o = tcpcong(&[
+        "analyze",
+        "--episodes",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON row"))
+        .collect()
+}
+
+fn causes(eps: &[serde_json::Value]) -> HashMap<String, usize> {
+    eps.iter().fold(HashMap::new(), |mut m, e| {
+        *m.entry(e["cause"].as_str().unwrap().to_string())
+            .or_default() += 1;
+        m
+    })
+}
+
+const STATES: [&str; 4] = ["disorder", "cwr", "recovery", "loss"];
+
+/// Receiver-side drops (an nft rule on the loopback's way in): the senders'
+/// episodes are theirs, every drop the rule made before a sender's last
+/// episode ended is in that episode's evidence, and the episodes' time in
+/// each state adds up to analyze's table, flow by flow.
+#[test]
+fn receiver_side_drops_explain_the_senders_episodes() {
+    let lab = Lab::new("epi", &["--loss", "3"]);
+    let dir = TempDir::new("epi");
+    let out = dir.join("run.parquet");
+    let rec = Recorder::start(&out, &["--netns", &lab.netns_path()]);
+    lab.traffic(3, &["--parallel", "2"]);
+    lab.await_closed();
+    let o = rec.stop();
+    assert_no_transport_loss(&stderr(&o), &read_meta(&out));
+    let eps = episodes(&out);
+    let by_cause = causes(&eps);
+    eprintln!("{by_cause:?}");
+    let local = by_cause
+        .get("local-drop:netfilter_drop")
+        .copied()
+        .unwrap_or(0);
+    assert!(local * 2 > eps.len(), "{by_cause:?}");
+
+    // Each drop of a segment on its way in, found by the test: its sender
+    // is the flow with the reverse addresses, and it belongs to the first
+    // of the sender's episodes that ends after it, if any does.
+    let events = read_events(&out);
+    let mut sender: HashMap<(String, u16, String, u16), u64> = HashMap::new();
+    for e in events.iter().filter(|e| e.kind == "ca_state") {
+        sender.insert((e.saddr.clone(), e.sport, e.daddr.clone(), e.dport), e.flow);
+    }
+    let mut ends: HashMap<u64, Vec<u64>> = HashMap::new();
+    for e in &eps {
+        ends.entry(e["flow"].as_u64().unwrap())
+            .or_default()
+            .push(e["end_ktime_ns"].as_u64().unwrap());
+    }
+    let mut expected: HashMap<(u64, u64), u64> = HashMap::new();
+    for d in events
+        .iter()
+        .filter(|e| e.kind == "drop" && e.old == "rx" && e.new == "netfilter_drop")
+    {
+        let Some(&flow) = sender.get(&(d.daddr.clone(), d.dport, d.saddr.clone(), d.sport)) else {
+            continue;
+        };
+        if let Some(end) = ends
+            .get(&flow)
+            .and_then(|v| v.iter().filter(|&&t| t >= d.ktime).min())
+        {
+            *expected.entry((flow, *end)).or_default() += u64::from(d.segs.max(1));
+        }
+    }
+    let mut counted: HashMap<(u64, u64), u64> = HashMap::new();
+    for e in &eps {
+        let drops = e["drops"].as_str().unwrap();
+        let n: u64 = drops
+            .split_whitespace()
+            .filter_map(|d| d.strip_prefix("rx:netfilter_drop="))
+            .map(|n| n.parse::<u64>().unwrap())
+            .sum();
+        if n > 0 {
+            counted.insert(
+                (
+                    e["flow"].as_u64().unwrap(),
+                    e["end_ktime_ns"].as_u64().unwrap(),
+                ),
+                n,
+            );
+        }
+    }
+    assert!(!counted.is_empty());
+    assert_eq!(counted, expected);
+
+    // Time out of open, flow by flow, as analyze's table has it.
+    let mut timed: HashMap<u64, [u64; 4]> = HashMap::new();
+    for e in &eps {
+        let t = timed.entry(e["flow"].as_u64().unwrap()).or_default();
+        for (i, s) in STATES.iter().enumerate() {
+            t[i] += e[format!("{s}_ns")].as_u64().unwrap();
+        }
+    }
+    for row in analyze_rows(&[&out]) {
+        let flow = row["flow"].as_u64().unwrap();
+        let want: Vec<u64> = STATES
+            .iter()
+            .map(|s| row[format!("{s}_ns")].as_u64().unwrap())
+            .collect();
+        let got = timed.get(&flow).copied().unwrap_or_default();
+        assert_eq!(got.to_vec(), want, "flow {flow}");
+    }
+}
+
+/// CE marks instead of drops: the episodes are the marks' (cwr), each with
+/// the marks it was cut for; and a queue too short for the senders: their
+/// own segments, dropped on their way out.
+#[test]
+fn marks_and_a_short_queue_explain_theirs() {
+    let lab = Lab::new("epiecn", &["--ecn", "3"]);
+    let dir = TempDir::new("epiecn");
+    let out = dir.join("run.parquet");
+    let rec = Recorder::start(&out, &["--netns", &lab.netns_path()]);
+    lab.traffic(2, &[]);
+    lab.await_closed();
+    rec.stop();
+    let eps = episodes(&out);
+    let by_cause = causes(&eps);
+    eprintln!("ecn: {by_cause:?}");
+    let ecn: Vec<&serde_json::Value> = eps.iter().filter(|e| e["cause"] == "ecn").collect();
+    assert!(ecn.len() * 2 > eps.len(), "{by_cause:?}");
+    for e in &ecn {
+        assert_eq!(e["states"], "cwr>open", "{e}");
+        assert!(
+            e["ce_marks"].as_u64().unwrap() > 0 && e["retransmits"] == 0,
+            "{e}"
+        );
+    }
+
+    let lab = Lab::new("epiq", &[]);
+    lab.shape();
+    let out = dir.join("queue.parquet");
+    let rec = Recorder::start(&out, &["--netns", &lab.netns_path()]);
+    lab.traffic(2, &["--parallel", "2"]);
+    lab.await_closed();
+    rec.stop();
+    let eps = episodes(&out);
+    let by_cause = causes(&eps);
+    eprintln!("queue: {by_cause:?}");
+    let queue = by_cause.get("local-drop:qdisc_drop").copied().unwrap_or(0);
+    assert!(queue > 0, "{by_cause:?}");
+    for e in eps.iter().filter(|e| e["cause"] == "local-drop:qdisc_drop") {
+        assert!(
+            e["drops"].as_str().unwrap().contains("tx:qdisc_drop="),
+            "{e}"
+        );
+    }
+}
