@@ -376,8 +376,8 @@ pub struct AnalyzeArgs {
     #[command(flatten)]
     pub report: ReportArgs,
 
-    /// With --format parquet: the file to write the per-flow table to
-    /// (replaced if it exists).
+    /// With --format parquet: the file to write the per-flow table (or the
+    /// episodes) to (replaced if it exists).
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
@@ -393,8 +393,8 @@ pub struct AnalyzeArgs {
     /// spurious (the kernel undid the reduction), local-drop:REASON (this
     /// host dropped its segments), ecn (CE marks, nothing resent), timeout,
     /// tail-loss, remote-loss (resent, nothing dropped here), reordering
-    /// (disorder only, nothing resent), unknown (--format table, json or
-    /// csv).
+    /// (disorder only, nothing resent), unknown (--format table, json, csv,
+    /// or parquet with -o).
     #[arg(long)]
     pub episodes: bool,
 }

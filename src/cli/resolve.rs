@@ -4,7 +4,7 @@
 //! that nothing below the command line sees a clap type.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, ValueEnum};
@@ -411,28 +411,40 @@ fn serve(a: &ServeArgs, command: String) -> Result<cmd::serve::Plan> {
     })
 }
 
+/// `--format parquet -o FILE`: the file `what` goes to, or None for the
+/// other formats, which go to standard output.
+fn parquet_output(a: &AnalyzeArgs, what: &str) -> Result<Option<PathBuf>> {
+    match (a.report.format, &a.output) {
+        (Format::Parquet, Some(p)) => Ok(Some(p.clone())),
+        (Format::Parquet, None) => Err(Error::Usage(
+            "--format parquet writes a file: name it with -o FILE".into(),
+        )),
+        (_, Some(_)) => Err(Error::Usage(format!(
+            "-o writes {what} as Parquet: add --format parquet (other formats go to standard output)"
+        ))),
+        _ => Ok(None),
+    }
+}
+
 /// `analyze --episodes`: the selection and a format, none of the tables'
 /// options.
 fn episodes(a: &AnalyzeArgs) -> Result<cmd::episodes::Plan> {
     let (inputs, interval, _) = split_positionals(&a.inputs)?;
-    if interval.is_some() || a.report.dist || a.output.is_some() {
+    if interval.is_some() || a.report.dist {
         return Err(Error::Usage(
-            "--episodes lists episodes: without an interval, -d or -o".into(),
+            "--episodes lists episodes: without an interval or -d".into(),
         ));
     }
+    let parquet = parquet_output(a, "the episodes")?;
     Ok(cmd::episodes::Plan {
         inputs,
         select: selection(&a.select)?,
         format: match a.report.format {
-            Format::Table => cmd::events::Format::Text,
             Format::Json => cmd::events::Format::Json,
             Format::Csv => cmd::events::Format::Csv,
-            Format::Parquet => {
-                return Err(Error::Usage(
-                    "--episodes writes table, json or csv (--format)".into(),
-                ))
-            }
+            Format::Table | Format::Parquet => cmd::events::Format::Text,
         },
+        parquet,
     })
 }
 
@@ -444,21 +456,7 @@ fn analyze(a: &AnalyzeArgs) -> Result<cmd::analyze::Plan> {
         outputs,
         "outputs needs an interval: tcpcong analyze INPUT... [interval] [outputs]",
     )?;
-    let parquet = match (a.report.format, &a.output) {
-        (Format::Parquet, Some(p)) => Some(p.clone()),
-        (Format::Parquet, None) => {
-            return Err(Error::Usage(
-                "--format parquet writes a file: name it with -o FILE".into(),
-            ))
-        }
-        (_, Some(_)) => {
-            return Err(Error::Usage(
-                "-o writes the per-flow table as Parquet: add --format parquet (other formats go to standard output)"
-                    .into(),
-            ))
-        }
-        _ => None,
-    };
+    let parquet = parquet_output(a, "the per-flow table")?;
     if parquet.is_some() && a.report.dist {
         return Err(Error::Usage(
             "--format parquet writes the per-flow table, -d histograms: choose one".into(),

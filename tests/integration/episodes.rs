@@ -4,6 +4,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt32Type, UInt64Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
 use crate::util::*;
 
 /// `analyze --episodes FILE --format json`, which must succeed.
@@ -167,4 +171,39 @@ fn marks_and_a_short_queue_explain_theirs() {
             "{e}"
         );
     }
+
+    // The same rows as a Parquet file, for a warehouse.
+    let table = dir.join("episodes.parquet");
+    let o = tcpcong(&[
+        "analyze",
+        "--episodes",
+        out.to_str().unwrap(),
+        "--format",
+        "parquet",
+        "-o",
+        table.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&table).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    for b in reader {
+        let b = b.unwrap();
+        let column = |name: &str| b.column_by_name(name).unwrap().clone();
+        let (flow, cause, dropped) = (column("flow"), column("cause"), column("dropped"));
+        for i in 0..b.num_rows() {
+            rows.push(serde_json::json!({
+                "flow": flow.as_primitive::<UInt64Type>().value(i),
+                "cause": cause.as_string::<i32>().value(i),
+                "dropped": dropped.as_primitive::<UInt32Type>().value(i),
+            }));
+        }
+    }
+    let json: Vec<serde_json::Value> = eps
+        .iter()
+        .map(|e| serde_json::json!({"flow": e["flow"], "cause": e["cause"], "dropped": e["dropped"]}))
+        .collect();
+    assert_eq!(rows, json);
 }

@@ -6,7 +6,9 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use arrow_array::builder::{PrimitiveBuilder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow_array::builder::{
+    Float64Builder, PrimitiveBuilder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type, UInt8Type};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -15,7 +17,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 
-use super::columns::{FlowLine, Kind, Value, Window, FLOW};
+use super::columns::{Column, FlowLine, Kind, Value, Window, FLOW};
 use super::flows::{rows, HostRow};
 use super::printer::{chosen, ReportConfig};
 use crate::analyze::engine::WindowReport;
@@ -23,7 +25,12 @@ use crate::event::Boot;
 
 /// The columns of [`FLOW`], as the JSON rows name them.
 pub fn schema() -> SchemaRef {
-    let fields: Vec<Field> = FLOW
+    schema_of(FLOW)
+}
+
+/// A list of columns as an Arrow schema, named as the JSON rows name them.
+pub fn schema_of<G>(columns: &[Column<G>]) -> SchemaRef {
+    let fields: Vec<Field> = columns
         .iter()
         .map(|c| {
             let kind = match c.kind {
@@ -34,12 +41,58 @@ pub fn schema() -> SchemaRef {
                 Kind::U8 => DataType::UInt8,
                 Kind::U16 => DataType::UInt16,
                 Kind::U32 => DataType::UInt32,
-                Kind::U64 => DataType::UInt64,
+                Kind::U64 | Kind::OptU64 => DataType::UInt64,
+                Kind::F64 => DataType::Float64,
             };
-            Field::new(c.name, kind, false)
+            Field::new(c.name, kind, c.kind == Kind::OptU64)
         })
         .collect();
     Arc::new(Schema::new(fields))
+}
+
+/// Rows of a list of columns, built into one batch.
+pub struct Rows {
+    schema: SchemaRef,
+    builders: Vec<Builder>,
+    pub rows: usize,
+}
+
+impl Rows {
+    pub fn new<G>(columns: &[Column<G>]) -> Rows {
+        Rows {
+            schema: schema_of(columns),
+            builders: columns.iter().map(|c| Builder::new(c.kind)).collect(),
+            rows: 0,
+        }
+    }
+
+    /// One row: a value per column, in their order.
+    pub fn push<'a>(&mut self, values: impl Iterator<Item = Value<'a>>) -> Result<(), ArrowError> {
+        for (b, v) in self.builders.iter_mut().zip(values) {
+            b.append(v)?;
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    pub fn batch(self) -> Result<RecordBatch, ArrowError> {
+        let columns = self.builders.into_iter().map(Builder::finish).collect();
+        RecordBatch::try_new(self.schema, columns)
+    }
+}
+
+/// How tables are written as Parquet: zstd.
+fn parquet_props() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build()
+}
+
+/// Writes one batch as a Parquet file.
+pub fn write_parquet<W: Write + Send>(out: W, batch: &RecordBatch) -> Result<(), ParquetError> {
+    let mut w = ArrowWriter::try_new(out, batch.schema(), Some(parquet_props()))?;
+    w.write(batch)?;
+    w.close().map(|_| ())
 }
 
 /// A column being built, of its [`Kind`].
@@ -50,6 +103,8 @@ enum Builder {
     U16(PrimitiveBuilder<UInt16Type>),
     U32(PrimitiveBuilder<UInt32Type>),
     U64(PrimitiveBuilder<UInt64Type>),
+    F64(Float64Builder),
+    OptU64(PrimitiveBuilder<UInt64Type>),
 }
 
 impl Builder {
@@ -61,6 +116,8 @@ impl Builder {
             Kind::U16 => Builder::U16(PrimitiveBuilder::new()),
             Kind::U32 => Builder::U32(PrimitiveBuilder::new()),
             Kind::U64 => Builder::U64(PrimitiveBuilder::new()),
+            Kind::F64 => Builder::F64(Float64Builder::new()),
+            Kind::OptU64 => Builder::OptU64(PrimitiveBuilder::new()),
         }
     }
 
@@ -82,7 +139,9 @@ impl Builder {
             (Builder::U32(b), Value::Uint(n)) => {
                 b.append_value(n.try_into().map_err(|_| narrow(n))?)
             }
-            (Builder::U64(b), Value::Uint(n)) => b.append_value(n),
+            (Builder::U64(b) | Builder::OptU64(b), Value::Uint(n)) => b.append_value(n),
+            (Builder::OptU64(b), Value::Null) => b.append_null(),
+            (Builder::F64(b), Value::Float(x)) => b.append_value(x),
             (_, v) => {
                 return Err(ArrowError::ComputeError(format!(
                     "{v:?} is not of its column's kind"
@@ -99,7 +158,8 @@ impl Builder {
             Builder::U8(mut b) => Arc::new(b.finish()),
             Builder::U16(mut b) => Arc::new(b.finish()),
             Builder::U32(mut b) => Arc::new(b.finish()),
-            Builder::U64(mut b) => Arc::new(b.finish()),
+            Builder::U64(mut b) | Builder::OptU64(mut b) => Arc::new(b.finish()),
+            Builder::F64(mut b) => Arc::new(b.finish()),
         }
     }
 }
@@ -132,24 +192,19 @@ impl Table {
         let picked = chosen(w, &self.cfg);
         let w = picked.as_ref().unwrap_or(w);
         let window = Window::new(w.start_ns, w.end_ns, self.lost_events);
-        let mut columns: Vec<Builder> = FLOW.iter().map(|c| Builder::new(c.kind)).collect();
-        let mut n = 0;
+        let mut out = Rows::new(FLOW);
         for HostRow { boot, row } in rows(w, self.cfg.all, &self.boots) {
             let line = FlowLine {
                 window: &window,
                 boot,
                 row,
             };
-            for (b, c) in columns.iter_mut().zip(FLOW) {
-                b.append((c.get)(&line))?;
-            }
-            n += 1;
+            out.push(FLOW.iter().map(|c| (c.get)(&line)))?;
         }
-        if n == 0 {
+        if out.rows == 0 {
             return Ok(None);
         }
-        let columns = columns.into_iter().map(Builder::finish).collect();
-        RecordBatch::try_new(Arc::clone(&self.schema), columns).map(Some)
+        out.batch().map(Some)
     }
 }
 
@@ -162,11 +217,8 @@ pub struct TableFile<W: Write + Send> {
 
 impl<W: Write + Send> TableFile<W> {
     pub fn new(out: W, table: Table) -> Result<Self, ParquetError> {
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .build();
         Ok(TableFile {
-            writer: ArrowWriter::try_new(out, table.schema(), Some(props))?,
+            writer: ArrowWriter::try_new(out, table.schema(), Some(parquet_props()))?,
             table,
             rows: 0,
         })

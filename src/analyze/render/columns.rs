@@ -27,15 +27,20 @@ pub enum Kind {
     U16,
     U32,
     U64,
+    F64,
+    /// A number that a row may not have (null; empty in CSV).
+    OptU64,
 }
 
 /// One cell.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
     /// Nanoseconds since the epoch, and the same as RFC 3339 text.
     Time(u64, &'a str),
     Text(Cow<'a, str>),
     Uint(u64),
+    Float(f64),
+    Null,
 }
 
 impl Serialize for Value<'_> {
@@ -44,6 +49,8 @@ impl Serialize for Value<'_> {
             Value::Time(_, text) => s.serialize_str(text),
             Value::Text(text) => s.serialize_str(text),
             Value::Uint(n) => s.serialize_u64(*n),
+            Value::Float(x) => s.serialize_f64(*x),
+            Value::Null => s.serialize_none(),
         }
     }
 }
@@ -101,7 +108,7 @@ const fn flow(name: &'static str, kind: Kind, get: FlowGet) -> Column<FlowGet> {
     Column { name, kind, get }
 }
 
-fn text<'a>(s: &'a str) -> Value<'a> {
+pub fn text<'a>(s: &'a str) -> Value<'a> {
     Value::Text(Cow::Borrowed(s))
 }
 
@@ -225,6 +232,8 @@ pub fn csv_line<'a>(out: &mut dyn Write, cells: impl Iterator<Item = Value<'a>>)
             Value::Time(_, t) => out.write_all(t.as_bytes())?,
             Value::Text(t) => out.write_all(escape::csv(&t).as_bytes())?,
             Value::Uint(n) => write!(out, "{n}")?,
+            Value::Float(x) => write!(out, "{x}")?,
+            Value::Null => {}
         }
     }
     out.write_all(b"\n")

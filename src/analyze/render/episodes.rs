@@ -1,229 +1,49 @@
 //! Episodes as rows: one JSON object, CSV line or table line each, with the
 //! same fields in every format (schemas/events-v1.md, *Episodes*).
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use serde::Serialize;
-
+use super::columns::{text, Column, Kind, Value};
 use crate::analyze::engine::episodes::{End, Episode};
 use crate::escape;
 use crate::event::{Boot, CaState, Resend};
 use crate::time::rfc3339;
 
-/// An episode as every output writes it.
-#[derive(Debug, Serialize)]
-pub struct EpisodeRow<'a> {
-    host: &'a str,
-    boot_id: &'a str,
-    flow: u64,
-    family: u8,
-    saddr: IpAddr,
-    sport: u16,
-    daddr: IpAddr,
-    dport: u16,
-    pid: u32,
-    comm: &'a str,
-    cgroup_path: String,
-    cong_algo: &'a str,
+/// An episode with what its row needs beside it.
+pub struct EpisodeLine<'a> {
+    pub ep: &'a Episode,
+    pub boot: &'a Boot,
     start: String,
     end: String,
-    start_ktime_ns: u64,
-    end_ktime_ns: u64,
-    duration_ns: u64,
-    /// The states in order, and how it ended: `disorder>recovery>open`.
-    states: String,
-    worst: &'static str,
-    /// `open`, or how it was censored: `close`, `capture`.
-    ended: End,
-    broken: bool,
-    disorder_ns: u64,
-    cwr_ns: u64,
-    recovery_ns: u64,
-    loss_ns: u64,
-    cwnd_before: u32,
-    ssthresh: u32,
-    reduction: Option<f64>,
-    lowest_cwnd: u32,
-    cwnd_end: u32,
-    regained_ns: Option<u64>,
-    srtt_entry_us: u32,
-    srtt_max_us: u32,
-    backoff: u8,
-    retransmits: u32,
-    fast: u32,
-    loss: u32,
-    rto: u32,
-    tlp: u32,
-    syn: u32,
-    other: u32,
-    /// `rx:netfilter_drop=3 tx:qdisc_drop=1`.
-    drops: String,
-    dropped: u32,
-    ce_marks: u32,
-    dsacks: u32,
-    undone: bool,
-    cause: String,
 }
 
-/// The fields in order: the CSV header, and each line's order.
-pub const FIELDS: [&str; 47] = [
-    "host",
-    "boot_id",
-    "flow",
-    "family",
-    "saddr",
-    "sport",
-    "daddr",
-    "dport",
-    "pid",
-    "comm",
-    "cgroup_path",
-    "cong_algo",
-    "start",
-    "end",
-    "start_ktime_ns",
-    "end_ktime_ns",
-    "duration_ns",
-    "states",
-    "worst",
-    "ended",
-    "broken",
-    "disorder_ns",
-    "cwr_ns",
-    "recovery_ns",
-    "loss_ns",
-    "cwnd_before",
-    "ssthresh",
-    "reduction",
-    "lowest_cwnd",
-    "cwnd_end",
-    "regained_ns",
-    "srtt_entry_us",
-    "srtt_max_us",
-    "backoff",
-    "retransmits",
-    "fast",
-    "loss",
-    "rto",
-    "tlp",
-    "syn",
-    "other",
-    "drops",
-    "dropped",
-    "ce_marks",
-    "dsacks",
-    "undone",
-    "cause",
-];
-
-impl<'a> EpisodeRow<'a> {
-    pub fn new(e: &'a Episode, boot: &'a Boot) -> EpisodeRow<'a> {
-        let d = &e.first.detail;
-        let a = &e.first.addr;
-        let mut states: Vec<&str> = e.states.iter().map(|s| s.name()).collect();
-        if e.end == End::Open {
-            states.push(CaState::Open.name());
-        }
-        let resent = |k: Resend| e.retransmits[k as usize];
-        EpisodeRow {
-            host: &boot.host,
-            boot_id: &boot.boot_id,
-            flow: e.key.cookie,
-            family: a.family,
-            saddr: a.saddr,
-            sport: a.sport,
-            daddr: a.daddr,
-            dport: a.dport,
-            pid: d.pid,
-            comm: d.comm.as_str(),
-            cgroup_path: boot.cgroup_path(d.cgroup),
-            cong_algo: d.cong_algo.as_str(),
-            start: rfc3339(e.start_ns),
-            end: rfc3339(e.end_ns),
-            start_ktime_ns: e.start_ktime_ns,
-            end_ktime_ns: e.end_ktime_ns,
-            duration_ns: e.end_ns - e.start_ns,
-            states: states.join(">"),
-            worst: e.worst().name(),
-            ended: e.end,
-            broken: e.broken,
-            disorder_ns: e.state_ns[CaState::Disorder.index()],
-            cwr_ns: e.state_ns[CaState::Cwr.index()],
-            recovery_ns: e.state_ns[CaState::Recovery.index()],
-            loss_ns: e.state_ns[CaState::Loss.index()],
-            cwnd_before: e.cwnd_before,
-            ssthresh: e.ssthresh,
-            reduction: e.reduction(),
-            lowest_cwnd: e.lowest_cwnd,
-            cwnd_end: e.cwnd_end,
-            regained_ns: e.regained_ns,
-            srtt_entry_us: e.srtt_entry_us,
-            srtt_max_us: e.srtt_max_us,
-            backoff: e.backoff,
-            retransmits: e.retransmits.iter().sum(),
-            fast: resent(Resend::Fast),
-            loss: resent(Resend::Loss),
-            rto: resent(Resend::Rto),
-            tlp: resent(Resend::Tlp),
-            syn: resent(Resend::Syn),
-            other: resent(Resend::Other),
-            drops: e
-                .drops
-                .iter()
-                .map(|x| {
-                    format!(
-                        "{}:{}={}",
-                        if x.rx { "rx" } else { "tx" },
-                        x.reason,
-                        x.count
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" "),
-            dropped: e.drops.iter().map(|x| x.count).sum(),
-            ce_marks: e.ce_marks,
-            dsacks: e.dsacks,
-            undone: e.undone,
-            cause: e.cause.label(),
+impl<'a> EpisodeLine<'a> {
+    pub fn new(ep: &'a Episode, boot: &'a Boot) -> EpisodeLine<'a> {
+        EpisodeLine {
+            ep,
+            boot,
+            start: rfc3339(ep.start_ns),
+            end: rfc3339(ep.end_ns),
         }
     }
 
-    pub fn json(&self, out: &mut dyn Write) -> io::Result<()> {
-        serde_json::to_writer(&mut *out, self)?;
-        writeln!(out)
+    /// Its cells, in [`EPISODE`]'s order.
+    pub fn cells(&self) -> impl Iterator<Item = Value<'_>> {
+        EPISODE.iter().map(move |c| (c.get)(self))
     }
 
-    pub fn csv_header(out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "{}", FIELDS.join(","))
+    /// Its named cells, as JSON writes them.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, Value<'_>)> {
+        EPISODE.iter().map(move |c| (c.name, (c.get)(self)))
     }
 
-    /// The fields in [`FIELDS`] order, strings quoted where they need it,
-    /// an absent value empty.
-    pub fn csv(&self, out: &mut dyn Write) -> io::Result<()> {
-        let v = serde_json::to_value(self)?;
-        let line: Vec<String> = FIELDS
-            .iter()
-            .map(|k| match &v[*k] {
-                serde_json::Value::Null => String::new(),
-                serde_json::Value::String(s) => escape::csv(s).into_owned(),
-                x => x.to_string(),
-            })
-            .collect();
-        writeln!(out, "{}", line.join(","))
-    }
-
-    pub fn table_header(out: &mut dyn Write) -> io::Result<()> {
-        writeln!(
-            out,
-            "{:<30} {:<47} {:<16} {:>10} {:<28} {:>13} {:>5} {:>5} {:>4} CAUSE",
-            "START", "FLOW", "COMM", "MS", "STATES", "CWND", "RTX", "DROP", "CE"
-        )
-    }
-
-    /// One line for people; a process name is theirs to choose, and is
+    /// One line for people: a process name is theirs to choose, and is
     /// escaped for the terminal.
     pub fn table(&self, out: &mut dyn Write) -> io::Result<()> {
+        let e = self.ep;
+        let a = &e.first.addr;
         let endpoint = |a: &IpAddr, p: u16| match a {
             IpAddr::V4(a) => format!("{a}:{p}"),
             IpAddr::V6(a) => format!("[{a}]:{p}"),
@@ -234,28 +54,164 @@ impl<'a> EpisodeRow<'a> {
             self.start,
             format!(
                 "{} -> {}",
-                endpoint(&self.saddr, self.sport),
-                endpoint(&self.daddr, self.dport)
+                endpoint(&a.saddr, a.sport),
+                endpoint(&a.daddr, a.dport)
             ),
-            escape::terminal(self.comm),
-            self.duration_ns as f64 / 1e6,
-            self.states,
-            format!("{}->{}", self.cwnd_before, self.cwnd_end),
-            self.retransmits,
-            self.dropped,
-            self.ce_marks,
-            self.cause
+            escape::terminal(e.first.detail.comm.as_str()),
+            (e.end_ns - e.start_ns) as f64 / 1e6,
+            states(e),
+            format!("{}->{}", e.cwnd_before, e.cwnd_end),
+            e.retransmits.iter().sum::<u32>(),
+            e.drops.iter().map(|x| x.count).sum::<u32>(),
+            e.ce_marks,
+            e.cause.label()
         )
     }
 }
 
+pub fn table_header(out: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<30} {:<47} {:<16} {:>10} {:<28} {:>13} {:>5} {:>5} {:>4} CAUSE",
+        "START", "FLOW", "COMM", "MS", "STATES", "CWND", "RTX", "DROP", "CE"
+    )
+}
+
+/// The states in order, and `open` if it came back: `disorder>recovery>open`.
+fn states(e: &Episode) -> String {
+    let mut names: Vec<&str> = e.states.iter().map(|s| s.name()).collect();
+    if e.end == End::Open {
+        names.push(CaState::Open.name());
+    }
+    names.join(">")
+}
+
+pub type EpisodeGet = for<'x, 'y> fn(&'x EpisodeLine<'y>) -> Value<'x>;
+
+const fn col(name: &'static str, kind: Kind, get: EpisodeGet) -> Column<EpisodeGet> {
+    Column { name, kind, get }
+}
+
+fn uint(n: impl Into<u64>) -> Value<'static> {
+    Value::Uint(n.into())
+}
+
+fn resent(l: &EpisodeLine<'_>, k: Resend) -> Value<'static> {
+    uint(l.ep.retransmits[k as usize])
+}
+
+fn time_in(l: &EpisodeLine<'_>, s: CaState) -> Value<'static> {
+    uint(l.ep.state_ns[s.index()])
+}
+
+/// The episode's row, in its columns' order: JSON, CSV and Parquet alike
+/// (schemas/events-v1.md, *Episodes*, says what each holds).
+pub static EPISODE: &[Column<EpisodeGet>] = &[
+    col("host", Kind::Text, |l| text(&l.boot.host)),
+    col("boot_id", Kind::Text, |l| text(&l.boot.boot_id)),
+    col("flow", Kind::U64, |l| uint(l.ep.key.cookie)),
+    col("family", Kind::U8, |l| uint(l.ep.first.addr.family)),
+    col("saddr", Kind::Text, |l| {
+        Value::Text(l.ep.first.addr.saddr.to_string().into())
+    }),
+    col("sport", Kind::U16, |l| uint(l.ep.first.addr.sport)),
+    col("daddr", Kind::Text, |l| {
+        Value::Text(l.ep.first.addr.daddr.to_string().into())
+    }),
+    col("dport", Kind::U16, |l| uint(l.ep.first.addr.dport)),
+    col("pid", Kind::U32, |l| uint(l.ep.first.detail.pid)),
+    col("comm", Kind::Text, |l| {
+        text(l.ep.first.detail.comm.as_str())
+    }),
+    col("cgroup_path", Kind::Text, |l| {
+        Value::Text(l.boot.cgroup_path(l.ep.first.detail.cgroup).into())
+    }),
+    col("cong_algo", Kind::Text, |l| {
+        text(l.ep.first.detail.cong_algo.as_str())
+    }),
+    col("start", Kind::Time, |l| {
+        Value::Time(l.ep.start_ns, &l.start)
+    }),
+    col("end", Kind::Time, |l| Value::Time(l.ep.end_ns, &l.end)),
+    col("start_ktime_ns", Kind::U64, |l| uint(l.ep.start_ktime_ns)),
+    col("end_ktime_ns", Kind::U64, |l| uint(l.ep.end_ktime_ns)),
+    col("duration_ns", Kind::U64, |l| {
+        uint(l.ep.end_ns - l.ep.start_ns)
+    }),
+    col("states", Kind::Text, |l| Value::Text(states(l.ep).into())),
+    col("worst", Kind::Text, |l| text(l.ep.worst().name())),
+    // `open`, or how it was censored: `close`, `capture`.
+    col("ended", Kind::Text, |l| {
+        text(match l.ep.end {
+            End::Open => "open",
+            End::Close => "close",
+            End::Capture => "capture",
+        })
+    }),
+    col("broken", Kind::U8, |l| uint(l.ep.broken)),
+    col("disorder_ns", Kind::U64, |l| time_in(l, CaState::Disorder)),
+    col("cwr_ns", Kind::U64, |l| time_in(l, CaState::Cwr)),
+    col("recovery_ns", Kind::U64, |l| time_in(l, CaState::Recovery)),
+    col("loss_ns", Kind::U64, |l| time_in(l, CaState::Loss)),
+    col("cwnd_before", Kind::U32, |l| uint(l.ep.cwnd_before)),
+    col("ssthresh", Kind::U32, |l| uint(l.ep.ssthresh)),
+    // ssthresh / cwnd_before; 0 without a reduction.
+    col("reduction", Kind::F64, |l| {
+        Value::Float(l.ep.reduction().unwrap_or(0.0))
+    }),
+    col("lowest_cwnd", Kind::U32, |l| uint(l.ep.lowest_cwnd)),
+    col("cwnd_end", Kind::U32, |l| uint(l.ep.cwnd_end)),
+    col("regained_ns", Kind::OptU64, |l| {
+        l.ep.regained_ns.map_or(Value::Null, Value::Uint)
+    }),
+    col("srtt_entry_us", Kind::U32, |l| uint(l.ep.srtt_entry_us)),
+    col("srtt_max_us", Kind::U32, |l| uint(l.ep.srtt_max_us)),
+    col("backoff", Kind::U8, |l| uint(l.ep.backoff)),
+    col("retransmits", Kind::U32, |l| {
+        uint(l.ep.retransmits.iter().sum::<u32>())
+    }),
+    col("fast", Kind::U32, |l| resent(l, Resend::Fast)),
+    col("loss", Kind::U32, |l| resent(l, Resend::Loss)),
+    col("rto", Kind::U32, |l| resent(l, Resend::Rto)),
+    col("tlp", Kind::U32, |l| resent(l, Resend::Tlp)),
+    col("syn", Kind::U32, |l| resent(l, Resend::Syn)),
+    col("other", Kind::U32, |l| resent(l, Resend::Other)),
+    // `rx:netfilter_drop=3 tx:qdisc_drop=1`.
+    col("drops", Kind::Text, |l| {
+        let d: Vec<String> =
+            l.ep.drops
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{}:{}={}",
+                        if x.rx { "rx" } else { "tx" },
+                        x.reason,
+                        x.count
+                    )
+                })
+                .collect();
+        Value::Text(Cow::Owned(d.join(" ")))
+    }),
+    col("dropped", Kind::U32, |l| {
+        uint(l.ep.drops.iter().map(|x| x.count).sum::<u32>())
+    }),
+    col("ce_marks", Kind::U32, |l| uint(l.ep.ce_marks)),
+    col("dsacks", Kind::U32, |l| uint(l.ep.dsacks)),
+    col("undone", Kind::U8, |l| uint(l.ep.undone)),
+    col("cause", Kind::Text, |l| {
+        Value::Text(l.ep.cause.label().into())
+    }),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analyze::render::arrow::Rows;
+    use crate::analyze::render::columns::{csv_header, csv_line, json_line};
 
-    /// The CSV's fields are the JSON object's keys, in the struct's order.
+    /// One row in every format, with the same values.
     #[test]
-    fn every_field_is_written_in_every_format() {
+    fn every_column_is_written_in_every_format() {
         let boot = Boot::default();
         let e = Episode {
             key: crate::event::FlowKey { boot: 0, cookie: 1 },
@@ -285,7 +241,7 @@ mod tests {
             end: End::Open,
             broken: false,
             states: vec![CaState::Cwr],
-            state_ns: [0; 5],
+            state_ns: [0, 0, 5, 0, 0],
             cwnd_before: 10,
             ssthresh: 7,
             lowest_cwnd: 7,
@@ -301,17 +257,29 @@ mod tests {
             undone: false,
             cause: crate::analyze::engine::episodes::Cause::Ecn,
         };
-        let row = EpisodeRow::new(&e, &boot);
-        let v = serde_json::to_value(&row).unwrap();
-        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        let mut fields = FIELDS.to_vec();
-        fields.sort_unstable();
-        assert_eq!(keys, fields, "serde_json sorts its keys");
+        let line = EpisodeLine::new(&e, &boot);
         let mut csv = Vec::new();
-        row.csv(&mut csv).unwrap();
+        csv_line(&mut csv, line.cells()).unwrap();
         let csv = String::from_utf8(csv).unwrap();
-        assert_eq!(csv.trim_end().split(',').count(), FIELDS.len());
-        assert!(csv.contains(",cwr>open,cwr,open,false,"), "{csv}");
-        assert!(csv.trim_end().ends_with(",2,0,false,ecn"), "{csv}");
+        assert_eq!(csv.trim_end().split(',').count(), EPISODE.len());
+        assert_eq!(csv_header(EPISODE).split(',').count(), EPISODE.len());
+        assert!(
+            csv.contains(",cwr>open,cwr,open,0,0,5,0,0,10,7,0.7,7,7,,1,1,0,"),
+            "{csv}"
+        );
+        assert!(csv.trim_end().ends_with(",,0,2,0,0,ecn"), "{csv}");
+        let mut json = Vec::new();
+        json_line(&mut json, line.named()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["regained_ns"], serde_json::Value::Null);
+        assert_eq!(
+            (v["reduction"].as_f64(), v["cause"].as_str()),
+            (Some(0.7), Some("ecn"))
+        );
+        let mut rows = Rows::new(EPISODE);
+        rows.push(line.cells()).unwrap();
+        let batch = rows.batch().unwrap();
+        assert_eq!((batch.num_rows(), batch.num_columns()), (1, EPISODE.len()));
+        assert_eq!(batch.column_by_name("regained_ns").unwrap().null_count(), 1);
     }
 }
