@@ -143,7 +143,7 @@ struct event {
  * about the flow (addresses, ports, namespace, cgroup, congestion control,
  * and what changes rarely: segment size, CE marks, DSACKs, reorderings,
  * backoff) changed since its last full record, and the call undid no
- * reduction: user space takes those from that record. One cache line (struct event is two and a half), and none of its
+ * reduction: user space takes those from that record. One cache line (struct event is three and a half), and none of its
  * pointer chases.
  */
 struct lean_event {
