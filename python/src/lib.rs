@@ -1,6 +1,7 @@
 //! The `tcpcong._engine` extension: tcpcong's engine for Python, over
 //! recordings on disk or over their rows in memory (any Arrow table),
-//! returning the per-flow duration table as a `pyarrow.Table`. The Python
+//! returning the per-flow duration table (or the episodes) as a
+//! `pyarrow.Table`. The Python
 //! side (`tcpcong/__init__.py`) takes the inputs people have (paths,
 //! pyarrow, polars, pandas) and calls one of the two functions here.
 //!
@@ -15,10 +16,10 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 use tcpcong::analyze::caveats;
-use tcpcong::analyze::engine::durations;
-use tcpcong::analyze::engine::Accounting;
+use tcpcong::analyze::engine::{durations, Accounting};
+use tcpcong::analyze::render;
 use tcpcong::error::Error;
-use tcpcong::record::format::reader::{discover, Dataset};
+use tcpcong::record::format::reader::{discover, Dataset, RowFilter};
 
 /// tcpcong's one-line error as the Python exception it is.
 fn to_python(e: Error) -> PyErr {
@@ -100,6 +101,51 @@ fn durations_of_rows(
     )
 }
 
+/// The episodes of `data`, computed without the GIL.
+fn episodes_of(
+    py: Python<'_>,
+    data: impl FnOnce() -> Result<(Dataset, Vec<String>), Error> + Send,
+) -> PyResult<(PyArrowType<Table>, Vec<String>)> {
+    let (batch, caveats) = py
+        .detach(|| {
+            let (data, passed_over) = data()?;
+            let boots = data.boots();
+            let (list, _) = durations::episodes(data, &RowFilter::default(), 0, u64::MAX)?;
+            let batch = render::episodes::batch(&list, &boots)?;
+            Ok::<_, Error>((batch, passed_over))
+        })
+        .map_err(to_python)?;
+    let table =
+        Table::try_new(vec![batch.clone()], batch.schema()).map_err(|e| to_python(e.into()))?;
+    Ok((PyArrowType(table), caveats))
+}
+
+/// Episodes of recordings named by files, folders and globs, as
+/// `tcpcong analyze --episodes` takes them.
+#[pyfunction]
+fn episodes_of_files(
+    py: Python<'_>,
+    inputs: Vec<String>,
+) -> PyResult<(PyArrowType<Table>, Vec<String>)> {
+    episodes_of(py, move || {
+        let found = discover(&inputs)?;
+        let notes = caveats::discovered(&found);
+        Ok((Dataset::open(&found.files)?, notes))
+    })
+}
+
+/// Episodes of the rows of whole recording files, as any Arrow stream.
+#[pyfunction]
+fn episodes_of_rows(
+    py: Python<'_>,
+    rows: PyArrowType<Table>,
+) -> PyResult<(PyArrowType<Table>, Vec<String>)> {
+    let (batches, _): (Vec<RecordBatch>, _) = rows.0.into_inner();
+    episodes_of(py, move || {
+        Ok((Dataset::from_batches(batches)?, Vec::new()))
+    })
+}
+
 /// The columns every table has, whether or not it has rows.
 #[pyfunction]
 fn table_schema() -> PyArrowType<arrow_schema::Schema> {
@@ -111,6 +157,8 @@ fn _engine(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(durations_of_files, m)?)?;
     m.add_function(wrap_pyfunction!(durations_of_rows, m)?)?;
     m.add_function(wrap_pyfunction!(table_schema, m)?)?;
+    m.add_function(wrap_pyfunction!(episodes_of_files, m)?)?;
+    m.add_function(wrap_pyfunction!(episodes_of_rows, m)?)?;
     m.add("__version__", tcpcong::VERSION)?;
     Ok(())
 }

@@ -5,6 +5,7 @@ tcpcong recordings exactly as ``tcpcong analyze`` computes it.
     import tcpcong
     table = tcpcong.durations("runs/")         # files, folders, globs
     table = tcpcong.durations(rows)            # rows already in memory
+    table = tcpcong.episodes("runs/")          # every trip out of open, with its cause
 
 The result is a ``pyarrow.Table``, one row per flow, with the columns of
 ``tcpcong analyze --format json`` (host, boot_id and flow key a row).
@@ -28,7 +29,7 @@ import pyarrow as pa
 from . import _engine
 
 __version__ = _engine.__version__
-__all__ = ["durations", "schema", "to_spark", "spark_schema", "DataWarning"]
+__all__ = ["durations", "episodes", "schema", "to_spark", "spark_schema", "DataWarning"]
 
 
 class DataWarning(UserWarning):
@@ -53,21 +54,41 @@ def durations(data, accounting="full", *, all=False, threads=1):
     says why) and ``OSError`` for files that cannot be read. Warns with
     ``DataWarning`` what the numbers cannot show, as analyze does.
     """
+    paths, rows = _inputs(data, "durations")
+    if paths is not None:
+        return _with_caveats(*_engine.durations_of_files(paths, accounting, all, threads))
+    return _with_caveats(*_engine.durations_of_rows(rows, accounting, all, threads))
+
+
+def episodes(data):
+    """Every trip of a flow out of open in ``data``, one row each, as
+    ``tcpcong analyze --episodes --format json`` has them (its states and
+    the time in each, what it cost, the evidence that led to it, and its
+    cause), as a ``pyarrow.Table``. ``data`` as ``durations`` takes it.
+    """
+    paths, rows = _inputs(data, "episodes")
+    if paths is not None:
+        return _with_caveats(*_engine.episodes_of_files(paths))
+    return _with_caveats(*_engine.episodes_of_rows(rows))
+
+
+def _inputs(data, name):
+    """``data`` as (paths, None) or (None, rows that Arrow takes)."""
     if isinstance(data, (str, os.PathLike)):
         data = [data]
     if isinstance(data, (list, tuple)) and not data:
-        raise ValueError("durations() needs a path, paths or rows; got an empty list")
+        raise ValueError(f"{name}() needs a path, paths or rows; got an empty list")
     if isinstance(data, (list, tuple)) and data and builtins.all(isinstance(p, (str, os.PathLike)) for p in data):
-        return _with_caveats(*_engine.durations_of_files([os.fspath(p) for p in data], accounting, all, threads))
+        return [os.fspath(p) for p in data], None
     if not hasattr(data, "__arrow_c_stream__"):
         try:
             data = pa.table(data)
         except (TypeError, ValueError) as e:
             raise TypeError(
-                "durations() takes paths, or rows as an Arrow table (pyarrow, polars, DuckDB) "
+                f"{name}() takes paths, or rows as an Arrow table (pyarrow, polars, DuckDB) "
                 f"or a pandas DataFrame, not {type(data).__name__}"
             ) from e
-    return _with_caveats(*_engine.durations_of_rows(data, accounting, all, threads))
+    return None, data
 
 
 def _with_caveats(table, caveats):

@@ -2,20 +2,18 @@
 //! each, with what it cost and its cause. The reader streams the recordings,
 //! the engine's episode tracker does the work, the renderer writes the rows.
 
-use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use super::events::Format;
 use super::{open_dataset, Selection};
-use crate::analyze::engine::episodes::Episodes;
-use crate::analyze::render::arrow::{write_parquet, Rows};
+use crate::analyze::engine::durations;
+use crate::analyze::render::arrow::write_parquet;
 use crate::analyze::render::columns::{csv_header, csv_line, json_line};
-use crate::analyze::render::episodes::{table_header, EpisodeLine, EPISODE};
+use crate::analyze::render::episodes::{batch, table_header, EpisodeLine, EPISODE};
 use crate::error::{Error, Result};
 use crate::event::Boot;
 use crate::messages;
-use crate::record::format::reader::{Columns, Item};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -30,27 +28,10 @@ pub struct Plan {
 pub fn run(plan: &Plan) -> Result<()> {
     let data = open_dataset(&plan.inputs)?;
     let span = plan.select.span(&data)?;
-    let filter = plan.select.rows();
     let boots = data.boots();
-    let mut tracker = Episodes::default();
-    // Per boot, where its recordings end: an episode still in progress is
-    // censored there.
-    let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
-    let duplicates = data.scan(&filter, Columns::All, &mut |item| {
-        match item {
-            Item::Span(boot, s) => {
-                let end = ends.entry(boot).or_default();
-                *end = (*end).max(s.end_ns.min(span.end_ns));
-            }
-            Item::Row(r) if r.t_ns >= span.start_ns && r.t_ns < span.end_ns => {
-                tracker.push(r.t_ns, r.key, &r.ev);
-            }
-            Item::Row(_) => {}
-        }
-        Ok(())
-    })?;
+    let (episodes, duplicates) =
+        durations::episodes(data, &plan.select.rows(), span.start_ns, span.end_ns)?;
     super::tell_duplicates(duplicates);
-    let episodes = tracker.finish(&|boot| ends.get(&boot).copied().unwrap_or(span.end_ns));
     let unnamed = Boot::default();
     let lines = episodes
         .iter()
@@ -62,11 +43,7 @@ pub fn run(plan: &Plan) -> Result<()> {
                 path: path.clone(),
                 source: parquet::errors::ParquetError::General(e.to_string()),
             };
-            let mut rows = Rows::new(EPISODE);
-            for l in lines {
-                rows.push(l.cells()).map_err(|e| bad(&e))?;
-            }
-            let batch = rows.batch().map_err(|e| bad(&e))?;
+            let batch = batch(&episodes, &boots).map_err(|e| bad(&e))?;
             write_parquet(BufWriter::new(file), &batch).map_err(|e| bad(&e))
         })?,
         None => {

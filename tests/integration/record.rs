@@ -889,11 +889,49 @@ fn transitions_read_back(input: &Path) -> (Transitions, String) {
 /// grew (a capture round and the encoder's turn, with room for the rest
 /// of the suite running beside it). The series, killed at the same moment
 /// at an unknown phase of its own writes, holds every one older than 2 s.
+/// Calls of tcpcong's tracepoint programs the kernel skipped so far (it
+/// skips a program re-entered on its CPU, and counts it per program): one
+/// capture can then hold a transition another lacks.
+fn programs_skipped() -> u64 {
+    let o = std::process::Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .expect("bpftool runs");
+    let progs: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bpftool's JSON");
+    progs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("on_cong_state"))
+        })
+        .map(|p| p["recursion_misses"].as_u64().unwrap_or(0))
+        .sum()
+}
+
 #[test]
 fn a_killed_capture_keeps_all_but_its_last_second() {
     let lab = Lab::new("sigkill", &["--loss", "2"]);
     let dir = TempDir::new("sigkill");
+    // A run in which the kernel skipped one of the three captures'
+    // programs (rare, under the suite's load) is run again, at most twice.
+    for attempt in 1..=3 {
+        if killed_capture(&lab, &dir.join(&format!("run-{attempt}")), attempt == 3) {
+            return;
+        }
+        eprintln!("attempt {attempt}: the kernel skipped a program's call; running it again");
+    }
+}
+
+/// One run of the test above in `dir`; false, having checked nothing,
+/// where the kernel skipped a program's call while the captures ran,
+/// unless it is the last try.
+fn killed_capture(lab: &Lab, dir: &Path, last_try: bool) -> bool {
+    std::fs::create_dir_all(dir).unwrap();
     let netns = lab.netns_path();
+    let skipped = programs_skipped();
     let (whole, single) = (dir.join("whole.parquet"), dir.join("single.parquet"));
     let series = dir.join("series");
     let reference = Recorder::start(&whole, &["--netns", &netns]);
@@ -942,6 +980,8 @@ fn a_killed_capture_keeps_all_but_its_last_second() {
                 (std::time::Instant::now(), ktime_now(), growths + 1);
         }
     }
+    // Before the kill: the killed captures' programs go with them.
+    let skipped = programs_skipped() > skipped;
     let killed_at = ktime_now();
     signal(victim.pid(), libc::SIGKILL);
     signal(victim_series.pid(), libc::SIGKILL);
@@ -952,6 +992,9 @@ fn a_killed_capture_keeps_all_but_its_last_second() {
     assert!(traffic.wait().unwrap().success());
     lab.await_closed();
     reference.stop();
+    if skipped && !last_try {
+        return false;
+    }
 
     let (all, _) = transitions_read_back(&whole);
     let before = |cutoff: u64| -> Transitions {
@@ -998,4 +1041,5 @@ fn a_killed_capture_keeps_all_but_its_last_second() {
             );
         }
     }
+    true
 }

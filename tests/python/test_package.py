@@ -8,6 +8,7 @@ back in order by their place in the file), and the duration query
 the rules' hand-made cases. Its errors are one line each. The fleet, with
 Spark running the package per host, is in test_spark.py."""
 
+import json
 import random
 import re
 import subprocess
@@ -216,3 +217,39 @@ def test_strings_in_any_layout_and_extra_columns(recordings, tmp_path):
     with_nulls = rows.append_column("note", pa.array([None] * rows.num_rows, pa.string()))
     for data in (as_dictionary, categories, with_nulls):
         assert_rows_are_json(tcpcong.durations(data, all=True).to_pylist(), want)
+
+
+def analyze_episodes(inputs) -> list[dict]:
+    out = subprocess.run(
+        [str(binary()), "analyze", "--episodes", *map(str, inputs), "--format", "json"],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def as_json_rows(table: pa.Table) -> list[dict]:
+    """A table's rows with analyze's JSON values: times as RFC 3339 to the
+    microsecond (the table's unit), NaN-free numbers as they are."""
+    rows = table.to_pylist()
+    for r in rows:
+        for k in ("start", "end"):
+            r[k] = pd.Timestamp(r[k]).isoformat().replace("+00:00", "Z")
+    return rows
+
+
+@pytest.mark.parametrize("path", FIXTURE_FILES, ids=[p.name for p in FIXTURE_FILES])
+def test_episodes_are_analyzes_from_files_and_rows(path):
+    """`tcpcong.episodes` is `analyze --episodes`, row for row, from a path
+    and from the file's rows in memory (pyarrow, polars)."""
+    want = analyze_episodes([path])
+    for r in want:
+        for k in ("start", "end"):
+            r[k] = pd.Timestamp(r[k]).floor("us").isoformat().replace("+00:00", "Z")
+    from_path = tcpcong.episodes(path)
+    assert from_path.schema.field("regained_ns").nullable
+    assert as_json_rows(from_path) == want
+    assert as_json_rows(tcpcong.episodes(pq.read_table(path))) == want
+    assert as_json_rows(tcpcong.episodes(pl.read_parquet(path))) == want
+    if path.name.startswith("ipv4") or path.name.startswith("multi"):
+        assert want, "the lab's loss makes episodes"

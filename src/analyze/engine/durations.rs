@@ -1,15 +1,19 @@
 //! The duration table of a dataset: the engine run over a dataset's scan,
 //! on threads. `analyze` prints what this computes, and the Python package
-//! returns it as a table.
+//! returns it as a table. And the episodes of a dataset, the episode
+//! tracker run over its scan.
 //!
 //! Several boots spread over threads by boot: boots share no flows, so each
 //! thread reads and computes its own boots with an engine of its own, and
 //! the summaries merge exactly as sharded ones do. One boot on several
 //! threads deals its flows out to engines instead ([`Sharded`]).
 
+use std::collections::BTreeMap;
+
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 
+use super::episodes::{Episode, Episodes};
 use super::sharded::Sharded;
 use super::{Accounting, EngineConfig, Summary, Unit, WINDOWS_BUDGET};
 use crate::analyze::caveats;
@@ -167,4 +171,32 @@ pub fn table(data: Dataset, accounting: Accounting, all: bool, threads: usize) -
         batches,
         caveats: notes,
     })
+}
+
+/// The episodes of `data`'s rows that `filter` keeps in `[start_ns,
+/// end_ns)`, those in progress censored where their boot's recordings end;
+/// and how many events two overlapping captures both recorded.
+pub fn episodes(
+    data: Dataset,
+    filter: &RowFilter,
+    start_ns: u64,
+    end_ns: u64,
+) -> Result<(Vec<Episode>, u64)> {
+    let mut tracker = Episodes::default();
+    let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
+    let duplicates = data.scan(filter, Columns::All, &mut |item| {
+        match item {
+            Item::Span(boot, s) => {
+                let end = ends.entry(boot).or_default();
+                *end = (*end).max(s.end_ns.min(end_ns));
+            }
+            Item::Row(r) if r.t_ns >= start_ns && r.t_ns < end_ns => {
+                tracker.push(r.t_ns, r.key, &r.ev);
+            }
+            Item::Row(_) => {}
+        }
+        Ok(())
+    })?;
+    let episodes = tracker.finish(&|boot| ends.get(&boot).copied().unwrap_or(end_ns));
+    Ok((episodes, duplicates))
 }

@@ -5,6 +5,10 @@ use std::borrow::Cow;
 use std::io::{self, Write};
 use std::net::IpAddr;
 
+use arrow_array::RecordBatch;
+use arrow_schema::ArrowError;
+
+use super::arrow::Rows;
 use super::columns::{text, Column, Kind, Value};
 use crate::analyze::engine::episodes::{End, Episode};
 use crate::escape;
@@ -67,6 +71,18 @@ impl<'a> EpisodeLine<'a> {
             e.cause.label()
         )
     }
+}
+
+/// Episodes as one Arrow batch of [`EPISODE`]'s columns (what `--format
+/// parquet` writes, and the Python package returns); `boots` by index.
+pub fn batch(episodes: &[Episode], boots: &[Boot]) -> Result<RecordBatch, ArrowError> {
+    let unnamed = Boot::default();
+    let mut rows = Rows::new(EPISODE);
+    for e in episodes {
+        let boot = boots.get(e.key.boot as usize).unwrap_or(&unnamed);
+        rows.push(EpisodeLine::new(e, boot).cells())?;
+    }
+    rows.batch()
 }
 
 pub fn table_header(out: &mut dyn Write) -> io::Result<()> {
@@ -206,7 +222,6 @@ pub static EPISODE: &[Column<EpisodeGet>] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::render::arrow::Rows;
     use crate::analyze::render::columns::{csv_header, csv_line, json_line};
 
     /// One row in every format, with the same values.
