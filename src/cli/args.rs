@@ -168,6 +168,8 @@ pub enum ByArg {
     Netns,
     /// The congestion control (bbr, cubic, ...)
     Cc,
+    /// The episode's cause (analyze --episodes)
+    Cause,
     /// The host (several hosts' recordings together)
     Host,
 }
@@ -497,6 +499,10 @@ pub enum SortArg {
     Trouble,
     Changes,
     Mismatches,
+    /// An episode's length (analyze --episodes).
+    Duration,
+    /// The share of its window an episode cut (analyze --episodes).
+    CwndCut,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -16,6 +16,7 @@ use super::args::{
 };
 use super::values::{parse_duration, parse_outputs};
 use crate::analyze::engine::Accounting;
+use crate::analyze::render::episodes::{GroupBy, Order};
 use crate::analyze::render::flows::GroupKey;
 use crate::analyze::render::printer::{ReportConfig, SortKey, Style};
 use crate::analyze::render::prometheus::MetricsConfig;
@@ -401,7 +402,7 @@ fn serve(a: &ServeArgs, command: String) -> Result<cmd::serve::Plan> {
         output,
         listen: a.listen,
         metrics: MetricsConfig {
-            by: a.by.map(group_key),
+            by: flows_by(a.by)?,
             max_keys: a.max_keys,
         },
         accounting: accounting(a.accounting),
@@ -445,6 +446,31 @@ fn episodes(a: &AnalyzeArgs) -> Result<cmd::episodes::Plan> {
             Format::Table | Format::Parquet => cmd::events::Format::Text,
         },
         parquet,
+        order: a
+            .report
+            .sort
+            .or(a.report.top.map(|_| SortArg::Duration))
+            .map(|s| match s {
+                SortArg::Duration => Ok(Order::Duration),
+                SortArg::CwndCut => Ok(Order::CwndCut),
+                SortArg::Disorder => Ok(Order::State(CaState::Disorder)),
+                SortArg::Cwr => Ok(Order::State(CaState::Cwr)),
+                SortArg::Recovery => Ok(Order::State(CaState::Recovery)),
+                SortArg::Loss => Ok(Order::State(CaState::Loss)),
+                SortArg::Trouble => Ok(Order::Trouble),
+                SortArg::Open | SortArg::Changes | SortArg::Mismatches => {
+                    Err(Error::Usage(format!(
+                        "--sort {}: an episode has none; it orders flows",
+                        value_name(s)
+                    )))
+                }
+            })
+            .transpose()?,
+        top: a.report.top,
+        by: a
+            .report
+            .by
+            .map(|b| flow_group(b).map_or(GroupBy::Cause, GroupBy::Flow)),
     })
 }
 
@@ -631,8 +657,7 @@ fn report(
         if let Some(what) = clash {
             return Err(Error::Usage(format!(
                 "--by {} cannot be combined with {what}",
-                by.to_possible_value()
-                    .map_or_else(String::new, |v| v.get_name().to_string())
+                value_name(by)
             )));
         }
     }
@@ -645,18 +670,26 @@ fn report(
             all: a.all,
             // The flows a --top asks for are the worst ones, not the
             // lowest ports (BCC's order, kept when all are shown).
-            sort: a.sort.or(a.top.map(|_| SortArg::Trouble)).map(|s| match s {
-                SortArg::Open => SortKey::State(CaState::Open),
-                SortArg::Disorder => SortKey::State(CaState::Disorder),
-                SortArg::Cwr => SortKey::State(CaState::Cwr),
-                SortArg::Recovery => SortKey::State(CaState::Recovery),
-                SortArg::Loss => SortKey::State(CaState::Loss),
-                SortArg::Trouble => SortKey::Trouble,
-                SortArg::Changes => SortKey::Changes,
-                SortArg::Mismatches => SortKey::Mismatches,
-            }),
+            sort: a
+                .sort
+                .or(a.top.map(|_| SortArg::Trouble))
+                .map(|s| match s {
+                    SortArg::Open => Ok(SortKey::State(CaState::Open)),
+                    SortArg::Disorder => Ok(SortKey::State(CaState::Disorder)),
+                    SortArg::Cwr => Ok(SortKey::State(CaState::Cwr)),
+                    SortArg::Recovery => Ok(SortKey::State(CaState::Recovery)),
+                    SortArg::Loss => Ok(SortKey::State(CaState::Loss)),
+                    SortArg::Trouble => Ok(SortKey::Trouble),
+                    SortArg::Changes => Ok(SortKey::Changes),
+                    SortArg::Mismatches => Ok(SortKey::Mismatches),
+                    SortArg::Duration | SortArg::CwndCut => Err(Error::Usage(format!(
+                        "--sort {}: it orders episodes (analyze --episodes)",
+                        value_name(s)
+                    ))),
+                })
+                .transpose()?,
             top: a.top,
-            by: a.by.map(group_key),
+            by: flows_by(a.by)?,
             wide: a.wide,
             align: a.align,
         },
@@ -666,8 +699,9 @@ fn report(
     })
 }
 
-fn group_key(b: ByArg) -> GroupKey {
-    match b {
+/// What `--by` groups flows by; None for what only episodes have.
+fn flow_group(b: ByArg) -> Option<GroupKey> {
+    Some(match b {
         ByArg::Process => GroupKey::Process,
         ByArg::Cgroup => GroupKey::Cgroup,
         ByArg::Lport => GroupKey::Lport,
@@ -676,7 +710,27 @@ fn group_key(b: ByArg) -> GroupKey {
         ByArg::Netns => GroupKey::Netns,
         ByArg::Cc => GroupKey::Cc,
         ByArg::Host => GroupKey::Host,
-    }
+        ByArg::Cause => return None,
+    })
+}
+
+/// What `--by` groups flows by, refusing what only episodes have.
+fn flows_by(by: Option<ByArg>) -> Result<Option<GroupKey>> {
+    by.map(|b| {
+        flow_group(b).ok_or_else(|| {
+            Error::Usage(format!(
+                "--by {}: it groups episodes (analyze --episodes)",
+                value_name(b)
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// A value's name as its flag takes it.
+fn value_name(v: impl ValueEnum) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |v| v.get_name().to_string())
 }
 
 /// What the kernel side captures, with paths resolved to the ids the

@@ -9,8 +9,12 @@ use super::events::Format;
 use super::{open_dataset, Selection};
 use crate::analyze::engine::durations;
 use crate::analyze::render::arrow::write_parquet;
+use crate::analyze::render::arrow::Rows;
 use crate::analyze::render::columns::{csv_header, csv_line, json_line};
-use crate::analyze::render::episodes::{batch, table_header, EpisodeLine, EPISODE};
+use crate::analyze::render::episodes::{
+    batch, groups, ordered, table_header, EpisodeGroup, EpisodeLine, GroupBy, Order, EPISODE,
+    EPISODE_GROUP,
+};
 use crate::error::{Error, Result};
 use crate::event::Boot;
 use crate::messages;
@@ -23,6 +27,11 @@ pub struct Plan {
     pub format: Format,
     /// `--format parquet -o FILE`: the rows go to this file instead.
     pub parquet: Option<PathBuf>,
+    /// `--sort` (or `--top` alone: by duration) and `--top`.
+    pub order: Option<Order>,
+    pub top: Option<usize>,
+    /// `--by`: a row per group instead.
+    pub by: Option<GroupBy>,
 }
 
 pub fn run(plan: &Plan) -> Result<()> {
@@ -32,6 +41,16 @@ pub fn run(plan: &Plan) -> Result<()> {
     let (episodes, duplicates) =
         durations::episodes(data, &plan.select.rows(), span.start_ns, span.end_ns)?;
     super::tell_duplicates(duplicates);
+    let found = !episodes.is_empty();
+    if let Some(by) = plan.by {
+        let mut groups = groups(&episodes, &boots, by);
+        groups.truncate(plan.top.unwrap_or(usize::MAX));
+        return write_groups(plan, &groups);
+    }
+    let episodes = match plan.order {
+        Some(order) => ordered(episodes, order, plan.top),
+        None => episodes,
+    };
     let unnamed = Boot::default();
     let lines = episodes
         .iter()
@@ -66,10 +85,48 @@ pub fn run(plan: &Plan) -> Result<()> {
             write(&mut out).map_err(Error::Stdout)?;
         }
     }
-    if episodes.is_empty() {
+    if !found {
         messages::say(format_args!(
             "no flow left the open state in the selected data"
         ));
     }
     Ok(())
+}
+
+/// `--by`'s rows, in the plan's format.
+fn write_groups(plan: &Plan, groups: &[EpisodeGroup]) -> Result<()> {
+    if let Some(path) = &plan.parquet {
+        return super::write_replacing(path, |file| {
+            let bad = |e: &dyn std::fmt::Display| Error::Parquet {
+                path: path.clone(),
+                source: parquet::errors::ParquetError::General(e.to_string()),
+            };
+            let mut rows = Rows::new(EPISODE_GROUP);
+            for g in groups {
+                rows.push(EPISODE_GROUP.iter().map(|c| (c.get)(g)))
+                    .map_err(|e| bad(&e))?;
+            }
+            let batch = rows.batch().map_err(|e| bad(&e))?;
+            write_parquet(BufWriter::new(file), &batch).map_err(|e| bad(&e))
+        });
+    }
+    let mut out = BufWriter::new(io::stdout().lock());
+    let write = |out: &mut dyn Write| -> io::Result<()> {
+        match plan.format {
+            Format::Text => {
+                EpisodeGroup::table_header(groups.first().map_or("key", |g| g.by), out)?
+            }
+            Format::Csv => writeln!(out, "{}", csv_header(EPISODE_GROUP))?,
+            Format::Json => {}
+        }
+        for g in groups {
+            match plan.format {
+                Format::Text => g.table(out)?,
+                Format::Json => json_line(out, EPISODE_GROUP.iter().map(|c| (c.name, (c.get)(g))))?,
+                Format::Csv => csv_line(out, EPISODE_GROUP.iter().map(|c| (c.get)(g)))?,
+            }
+        }
+        out.flush()
+    };
+    write(&mut out).map_err(Error::Stdout)
 }

@@ -10,15 +10,13 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::util::*;
 
-/// `analyze --episodes FILE --format json`, which must succeed.
-fn episodes(file: &Path) -> Vec<serde_json::Value> {
-    let o = tcpcong(&[
-        "analyze",
-        "--episodes",
-        file.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+/// `analyze --episodes FILE ARGS --format json`, which must succeed: its
+/// rows.
+fn episodes(file: &Path, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["analyze", "--episodes", file.to_str().unwrap()];
+    all.extend(args);
+    all.extend(["--format", "json"]);
+    let o = tcpcong(&all);
     assert!(o.status.success(), "{}", stderr(&o));
     stdout(&o)
         .lines()
@@ -50,7 +48,7 @@ fn receiver_side_drops_explain_the_senders_episodes() {
     lab.await_closed();
     let o = rec.stop();
     assert_no_transport_loss(&stderr(&o), &read_meta(&out));
-    let eps = episodes(&out);
+    let eps = episodes(&out, &[]);
     let by_cause = causes(&eps);
     eprintln!("{by_cause:?}");
     let local = by_cause
@@ -109,6 +107,34 @@ fn receiver_side_drops_explain_the_senders_episodes() {
     assert!(!counted.is_empty());
     assert_eq!(counted, expected);
 
+    // Grouped by cause: as many, as long, and the percentiles of their
+    // durations by nearest rank, computed here.
+    let grouped = episodes(&out, &["--by", "cause"]);
+    assert_eq!(grouped.len(), by_cause.len());
+    for g in &grouped {
+        let mut d: Vec<u64> = eps
+            .iter()
+            .filter(|e| e["cause"] == g["key"])
+            .map(|e| e["duration_ns"].as_u64().unwrap())
+            .collect();
+        d.sort_unstable();
+        let rank = |p: usize| d[(d.len() * p).div_ceil(100).max(1) - 1];
+        assert_eq!(g["episodes"].as_u64().unwrap() as usize, d.len(), "{g}");
+        assert_eq!(
+            g["total_ns"].as_u64().unwrap(),
+            d.iter().sum::<u64>(),
+            "{g}"
+        );
+        assert_eq!(
+            (
+                g["median_ns"].as_u64().unwrap(),
+                g["p99_ns"].as_u64().unwrap()
+            ),
+            (rank(50), rank(99)),
+            "{g}"
+        );
+    }
+
     // Time out of open, flow by flow, as analyze's table has it.
     let mut timed: HashMap<u64, [u64; 4]> = HashMap::new();
     for e in &eps {
@@ -140,7 +166,7 @@ fn marks_and_a_short_queue_explain_theirs() {
     lab.traffic(2, &[]);
     lab.await_closed();
     rec.stop();
-    let eps = episodes(&out);
+    let eps = episodes(&out, &[]);
     let by_cause = causes(&eps);
     eprintln!("ecn: {by_cause:?}");
     let ecn: Vec<&serde_json::Value> = eps.iter().filter(|e| e["cause"] == "ecn").collect();
@@ -160,7 +186,7 @@ fn marks_and_a_short_queue_explain_theirs() {
     lab.traffic(2, &["--parallel", "2"]);
     lab.await_closed();
     rec.stop();
-    let eps = episodes(&out);
+    let eps = episodes(&out, &[]);
     let by_cause = causes(&eps);
     eprintln!("queue: {by_cause:?}");
     let queue = by_cause.get("local-drop:qdisc_drop").copied().unwrap_or(0);

@@ -2,6 +2,7 @@
 //! same fields in every format (schemas/events-v1.md, *Episodes*).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::IpAddr;
 
@@ -10,6 +11,7 @@ use arrow_schema::ArrowError;
 
 use super::arrow::Rows;
 use super::columns::{text, Column, Kind, Value};
+use super::flows::GroupKey;
 use crate::analyze::engine::episodes::{End, Episode};
 use crate::escape;
 use crate::event::{Boot, CaState, Resend};
@@ -69,6 +71,188 @@ impl<'a> EpisodeLine<'a> {
             e.drops.iter().map(|x| x.count).sum::<u32>(),
             e.ce_marks,
             e.cause.label()
+        )
+    }
+}
+
+/// What orders episodes, largest first (`--sort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Duration,
+    /// The share of its window an episode cut (`1 - reduction`).
+    CwndCut,
+    /// Its time in one state.
+    State(CaState),
+    /// Its time in recovery and loss together.
+    Trouble,
+}
+
+/// `episodes` in `order` (ties in time order), the first `top`.
+pub fn ordered(mut episodes: Vec<Episode>, order: Order, top: Option<usize>) -> Vec<Episode> {
+    let key = |e: &Episode| -> u64 {
+        match order {
+            Order::Duration => e.end_ns - e.start_ns,
+            // In millionths: exact enough to order, and an integer.
+            Order::CwndCut => e
+                .reduction()
+                .map_or(0, |r| ((1.0 - r).max(0.0) * 1e6) as u64),
+            Order::State(s) => e.state_ns[s.index()],
+            Order::Trouble => {
+                e.state_ns[CaState::Recovery.index()] + e.state_ns[CaState::Loss.index()]
+            }
+        }
+    };
+    // Stable: equal keys keep their start order.
+    episodes.sort_by_key(|e| std::cmp::Reverse(key(e)));
+    episodes.truncate(top.unwrap_or(usize::MAX));
+    episodes
+}
+
+/// What episodes are grouped by (`--by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupBy {
+    Cause,
+    /// As flows are grouped: by their process, cgroup, ports, ...
+    Flow(GroupKey),
+}
+
+/// The episodes of one group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpisodeGroup {
+    pub by: &'static str,
+    pub key: String,
+    pub episodes: u64,
+    pub total_ns: u64,
+    /// Nearest-rank percentiles of the episodes' durations.
+    pub median_ns: u64,
+    pub p99_ns: u64,
+    pub state_ns: [u64; 5],
+    pub retransmits: u64,
+    pub dropped: u64,
+    pub ce_marks: u64,
+}
+
+/// The groups of `episodes`, the most time first (then by key).
+pub fn groups(episodes: &[Episode], boots: &[Boot], by: GroupBy) -> Vec<EpisodeGroup> {
+    let unnamed = Boot::default();
+    let mut found: BTreeMap<String, (Vec<u64>, EpisodeGroup)> = BTreeMap::new();
+    for e in episodes {
+        let boot = boots.get(e.key.boot as usize).unwrap_or(&unnamed);
+        let key = match by {
+            GroupBy::Cause => e.cause.label(),
+            GroupBy::Flow(k) => k.of(&e.first.addr, boot).1,
+        };
+        let (durations, g) = found.entry(key.clone()).or_insert_with(|| {
+            (
+                Vec::new(),
+                EpisodeGroup {
+                    by: match by {
+                        GroupBy::Cause => "cause",
+                        GroupBy::Flow(k) => k.name(),
+                    },
+                    key,
+                    episodes: 0,
+                    total_ns: 0,
+                    median_ns: 0,
+                    p99_ns: 0,
+                    state_ns: [0; 5],
+                    retransmits: 0,
+                    dropped: 0,
+                    ce_marks: 0,
+                },
+            )
+        });
+        let d = e.end_ns - e.start_ns;
+        durations.push(d);
+        g.episodes += 1;
+        g.total_ns += d;
+        for (t, s) in g.state_ns.iter_mut().zip(e.state_ns) {
+            *t += s;
+        }
+        g.retransmits += u64::from(e.retransmits.iter().sum::<u32>());
+        g.dropped += u64::from(e.drops.iter().map(|x| x.count).sum::<u32>());
+        g.ce_marks += u64::from(e.ce_marks);
+    }
+    let mut out: Vec<EpisodeGroup> = found
+        .into_values()
+        .map(|(mut durations, mut g)| {
+            durations.sort_unstable();
+            g.median_ns = nearest_rank(&durations, 50);
+            g.p99_ns = nearest_rank(&durations, 99);
+            g
+        })
+        .collect();
+    out.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then_with(|| a.key.cmp(&b.key)));
+    out
+}
+
+/// The `p`th percentile of sorted values by nearest rank: the smallest
+/// value at least `p` % of them do not exceed.
+fn nearest_rank(sorted: &[u64], p: usize) -> u64 {
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied().unwrap_or(0)
+}
+
+pub type GroupGet = for<'x> fn(&'x EpisodeGroup) -> Value<'x>;
+
+const fn group(name: &'static str, kind: Kind, get: GroupGet) -> Column<GroupGet> {
+    Column { name, kind, get }
+}
+
+/// A group's row (`--by`), in its columns' order.
+pub static EPISODE_GROUP: &[Column<GroupGet>] = &[
+    group("by", Kind::Text, |g| text(g.by)),
+    group("key", Kind::Text, |g| text(&g.key)),
+    group("episodes", Kind::U64, |g| uint(g.episodes)),
+    group("total_ns", Kind::U64, |g| uint(g.total_ns)),
+    group("median_ns", Kind::U64, |g| uint(g.median_ns)),
+    group("p99_ns", Kind::U64, |g| uint(g.p99_ns)),
+    group("disorder_ns", Kind::U64, |g| {
+        uint(g.state_ns[CaState::Disorder.index()])
+    }),
+    group("cwr_ns", Kind::U64, |g| {
+        uint(g.state_ns[CaState::Cwr.index()])
+    }),
+    group("recovery_ns", Kind::U64, |g| {
+        uint(g.state_ns[CaState::Recovery.index()])
+    }),
+    group("loss_ns", Kind::U64, |g| {
+        uint(g.state_ns[CaState::Loss.index()])
+    }),
+    group("retransmits", Kind::U64, |g| uint(g.retransmits)),
+    group("dropped", Kind::U64, |g| uint(g.dropped)),
+    group("ce_marks", Kind::U64, |g| uint(g.ce_marks)),
+];
+
+impl EpisodeGroup {
+    /// One line for people; a key may be a process's name, escaped.
+    pub fn table(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "{:<32} {:>8} {:>12.3} {:>12.3} {:>12.3} {:>7} {:>7} {:>7}",
+            escape::terminal(&self.key),
+            self.episodes,
+            self.total_ns as f64 / 1e6,
+            self.median_ns as f64 / 1e6,
+            self.p99_ns as f64 / 1e6,
+            self.retransmits,
+            self.dropped,
+            self.ce_marks
+        )
+    }
+
+    pub fn table_header(by: &str, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(
+            out,
+            "{:<32} {:>8} {:>12} {:>12} {:>12} {:>7} {:>7} {:>7}",
+            by.to_uppercase(),
+            "EPISODES",
+            "TOTAL_MS",
+            "MEDIAN_MS",
+            "P99_MS",
+            "RTX",
+            "DROP",
+            "CE"
         )
     }
 }
@@ -222,17 +406,17 @@ pub static EPISODE: &[Column<EpisodeGet>] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analyze::engine::episodes::Cause;
     use crate::analyze::render::columns::{csv_header, csv_line, json_line};
 
-    /// One row in every format, with the same values.
-    #[test]
-    fn every_column_is_written_in_every_format() {
-        let boot = Boot::default();
-        let e = Episode {
-            key: crate::event::FlowKey { boot: 0, cookie: 1 },
+    /// An episode of flow `cookie` over `[start_ms, end_ms)` (in cwr, 10 ->
+    /// 7), for `cause`.
+    fn episode(cookie: u64, start_ms: u64, end_ms: u64, cause: Cause) -> Episode {
+        Episode {
+            key: crate::event::FlowKey { boot: 0, cookie },
             first: crate::event::Event {
                 ktime_ns: 0,
-                flow: 1,
+                flow: cookie,
                 addr: crate::event::FlowAddr {
                     family: 4,
                     saddr: IpAddr::from([127, 0, 0, 1]),
@@ -249,14 +433,14 @@ mod tests {
                 },
                 detail: Default::default(),
             },
-            start_ns: 0,
-            end_ns: 5,
+            start_ns: start_ms * 1_000_000,
+            end_ns: end_ms * 1_000_000,
             start_ktime_ns: 0,
             end_ktime_ns: 5,
             end: End::Open,
             broken: false,
             states: vec![CaState::Cwr],
-            state_ns: [0, 0, 5, 0, 0],
+            state_ns: [0, 0, (end_ms - start_ms) * 1_000_000, 0, 0],
             cwnd_before: 10,
             ssthresh: 7,
             lowest_cwnd: 7,
@@ -270,8 +454,15 @@ mod tests {
             ce_marks: 2,
             dsacks: 0,
             undone: false,
-            cause: crate::analyze::engine::episodes::Cause::Ecn,
-        };
+            cause,
+        }
+    }
+
+    /// One row in every format, with the same values.
+    #[test]
+    fn every_column_is_written_in_every_format() {
+        let boot = Boot::default();
+        let e = episode(1, 0, 5, Cause::Ecn);
         let line = EpisodeLine::new(&e, &boot);
         let mut csv = Vec::new();
         csv_line(&mut csv, line.cells()).unwrap();
@@ -279,7 +470,7 @@ mod tests {
         assert_eq!(csv.trim_end().split(',').count(), EPISODE.len());
         assert_eq!(csv_header(EPISODE).split(',').count(), EPISODE.len());
         assert!(
-            csv.contains(",cwr>open,cwr,open,0,0,5,0,0,10,7,0.7,7,7,,1,1,0,"),
+            csv.contains(",cwr>open,cwr,open,0,0,5000000,0,0,10,7,0.7,7,7,,1,1,0,"),
             "{csv}"
         );
         assert!(csv.trim_end().ends_with(",,0,2,0,0,ecn"), "{csv}");
@@ -291,10 +482,43 @@ mod tests {
             (v["reduction"].as_f64(), v["cause"].as_str()),
             (Some(0.7), Some("ecn"))
         );
-        let mut rows = Rows::new(EPISODE);
-        rows.push(line.cells()).unwrap();
-        let batch = rows.batch().unwrap();
+        let batch = batch(std::slice::from_ref(&e), std::slice::from_ref(&boot)).unwrap();
         assert_eq!((batch.num_rows(), batch.num_columns()), (1, EPISODE.len()));
         assert_eq!(batch.column_by_name("regained_ns").unwrap().null_count(), 1);
+    }
+
+    #[test]
+    fn groups_count_time_and_nearest_rank_percentiles() {
+        let mut eps: Vec<Episode> = (1..=100).map(|i| episode(i, 0, i, Cause::Ecn)).collect();
+        eps.push(episode(200, 0, 1000, Cause::Timeout));
+        let g = groups(&eps, &[], GroupBy::Cause);
+        assert_eq!(g.len(), 2);
+        // The most time first: 5050 ms of ecn, 1000 of timeout.
+        assert_eq!((g[0].key.as_str(), g[0].episodes), ("ecn", 100));
+        assert_eq!(g[0].total_ns, 5050 * 1_000_000);
+        assert_eq!((g[0].median_ns, g[0].p99_ns), (50_000_000, 99_000_000));
+        assert_eq!(
+            (g[1].median_ns, g[1].p99_ns),
+            (1_000_000_000, 1_000_000_000)
+        );
+        assert_eq!(g[0].ce_marks, 200);
+    }
+
+    #[test]
+    fn episodes_are_ordered_largest_first_then_by_start() {
+        let mut cut = episode(3, 5, 6, Cause::Ecn);
+        cut.ssthresh = 2;
+        let eps = vec![
+            episode(1, 0, 10, Cause::Ecn),
+            episode(2, 1, 31, Cause::Ecn),
+            cut,
+        ];
+        let flows = |v: Vec<Episode>| v.iter().map(|e| e.key.cookie).collect::<Vec<_>>();
+        assert_eq!(
+            flows(ordered(eps.clone(), Order::Duration, None)),
+            [2, 1, 3]
+        );
+        assert_eq!(flows(ordered(eps.clone(), Order::CwndCut, Some(1))), [3]);
+        assert_eq!(flows(ordered(eps, Order::Trouble, None)), [1, 2, 3]);
     }
 }
