@@ -505,6 +505,11 @@ def analyze_speed(path):
                 say(f"| {mode} | {label} | {n} | {med:.2f} | {lo:.2f}-{hi:.2f} | {EVENTS / med:,.0f} | "
                     f"{rss:.0f} | {med / base[n]:.2f}x |")
         if mode == "full":
+            # Every episode instead of the table, from the same scan (one thread: it reads in
+            # time order).
+            med, lo, hi, rss = timed([BIN, "analyze", "--episodes", str(path), "--format", "json"])
+            say(f"| full | tcpcong analyze --episodes | 1 | {med:.2f} | {lo:.2f}-{hi:.2f} | "
+                f"{EVENTS / med:,.0f} | {rss:.0f} | {med / base[1]:.2f}x of analyze's time |")
             script = CACHE / "duckdb_durations.py"
             script.write_text(DUCKDB_SCRIPT)
             for n in threads:

@@ -17,8 +17,10 @@ use pyo3::prelude::*;
 
 use tcpcong::analyze::caveats;
 use tcpcong::analyze::engine::{durations, Accounting};
-use tcpcong::analyze::render;
+use tcpcong::analyze::render::arrow::Rows;
+use tcpcong::analyze::render::episodes::{EpisodeLine, EPISODE};
 use tcpcong::error::Error;
+use tcpcong::event::Boot;
 use tcpcong::record::format::reader::{discover, Dataset, RowFilter};
 
 /// tcpcong's one-line error as the Python exception it is.
@@ -110,9 +112,14 @@ fn episodes_of(
         .detach(|| {
             let (data, passed_over) = data()?;
             let boots = data.boots();
-            let (list, _) = durations::episodes(data, &RowFilter::default(), 0, u64::MAX)?;
-            let batch = render::episodes::batch(&list, &boots)?;
-            Ok::<_, Error>((batch, passed_over))
+            let unnamed = Boot::default();
+            let mut rows = Rows::new(EPISODE);
+            durations::episodes(data, &RowFilter::default(), (0, u64::MAX), &mut |e| {
+                let boot = boots.get(e.key.boot as usize).unwrap_or(&unnamed);
+                rows.push(EpisodeLine::new(&e, boot).cells())
+                    .map_err(Error::from)
+            })?;
+            Ok::<_, Error>((rows.batch()?, passed_over))
         })
         .map_err(to_python)?;
     let table =

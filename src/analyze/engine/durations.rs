@@ -174,14 +174,15 @@ pub fn table(data: Dataset, accounting: Accounting, all: bool, threads: usize) -
 }
 
 /// The episodes of `data`'s rows that `filter` keeps in `[start_ns,
-/// end_ns)`, those in progress censored where their boot's recordings end;
-/// and how many events two overlapping captures both recorded.
+/// end_ns)`, handed to `each` as they complete (memory stays the flows'),
+/// those in progress at the end censored where their boot's recordings
+/// end. Returns how many events two overlapping captures both recorded.
 pub fn episodes(
     data: Dataset,
     filter: &RowFilter,
-    start_ns: u64,
-    end_ns: u64,
-) -> Result<(Vec<Episode>, u64)> {
+    (start_ns, end_ns): (u64, u64),
+    each: &mut dyn FnMut(Episode) -> Result<()>,
+) -> Result<u64> {
     let mut tracker = Episodes::default();
     let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
     let duplicates = data.scan(filter, Columns::All, &mut |item| {
@@ -192,11 +193,16 @@ pub fn episodes(
             }
             Item::Row(r) if r.t_ns >= start_ns && r.t_ns < end_ns => {
                 tracker.push(r.t_ns, r.key, &r.ev);
+                for e in tracker.take() {
+                    each(e)?;
+                }
             }
             Item::Row(_) => {}
         }
         Ok(())
     })?;
-    let episodes = tracker.finish(&|boot| ends.get(&boot).copied().unwrap_or(end_ns));
-    Ok((episodes, duplicates))
+    for e in tracker.finish(&|boot| ends.get(&boot).copied().unwrap_or(end_ns)) {
+        each(e)?;
+    }
+    Ok(duplicates)
 }

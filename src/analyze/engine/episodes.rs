@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use crate::event::{CaState, Change, Event, FlowKey, Resend, SymbolName};
+use crate::event::{CaState, Change, Event, FlowAddr, FlowKey, Resend, SymbolName};
 
 /// Why a flow left open, by the first rule that holds (see [`Cause::of`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,8 +117,8 @@ pub struct Dropped {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Episode {
     pub key: FlowKey,
-    /// The flow's row at the transition out of open.
-    pub first: Event,
+    /// The flow and its owner, as its row out of open named them.
+    pub addr: FlowAddr,
     /// Wall-clock ns of its start and end, and the same on the kernel's
     /// clock (`ktime_ns`, as the rows have it).
     pub start_ns: u64,
@@ -181,9 +181,10 @@ struct Flow {
     /// Evidence since its previous episode ended.
     retransmits: [u32; 6],
     drops: Vec<Dropped>,
-    /// Its last ended episode while the window is not back (an index into
-    /// the output).
-    regaining: Option<usize>,
+    /// Its last ended episode, while its window is not back.
+    regaining: Option<Episode>,
+    /// The local port its ends are known by (see `Episodes::ends`).
+    sport: u16,
 }
 
 /// A flow's end as its rows name it: boot, namespace, local and remote
@@ -225,19 +226,20 @@ impl Episodes {
             }
             return;
         }
-        if a.sport != 0 {
+        let flow = self.flows.entry(key).or_default();
+        // Once per flow (a socket that connects again, once per port).
+        if a.sport != 0 && flow.sport != a.sport {
+            flow.sport = a.sport;
             self.ends
                 .insert((key.boot, a.netns, a.saddr, a.sport, a.daddr, a.dport), key);
         }
-        let flow = self.flows.entry(key).or_default();
         // Evidence of a socket (every row but a drop matched by its
         // addresses carries the socket's counters).
         let counted = d.snd_cwnd > 0;
-        if let (Some(i), true) = (flow.regaining, counted) {
-            let ep = &mut self.done[i];
+        if let (Some(ep), true) = (flow.regaining.as_mut(), counted) {
             if d.snd_cwnd >= ep.cwnd_before {
                 ep.regained_ns = Some(t_ns.saturating_sub(ep.end_ns));
-                flow.regaining = None;
+                self.done.extend(flow.regaining.take());
             }
         }
         // What the socket counted since the row before the episode.
@@ -290,7 +292,7 @@ impl Episodes {
                     states.dedup();
                     flow.current = Some(Episode {
                         key,
-                        first: ev.clone(),
+                        addr: ev.addr.clone(),
                         start_ns: t_ns,
                         end_ns: t_ns,
                         start_ktime_ns: ev.ktime_ns,
@@ -319,8 +321,8 @@ impl Episodes {
                         undone: d.undo != 0,
                         cause: Cause::Unknown,
                     });
-                    // A flow that comes back to open later regains from here.
-                    flow.regaining = None;
+                    // Its window was not back before it left open again.
+                    self.done.extend(flow.regaining.take());
                     if new == CaState::Open {
                         end(flow, &mut self.done, t_ns, End::Open);
                     }
@@ -331,7 +333,7 @@ impl Episodes {
             Change::Tcp { new, .. } if new == crate::event::TcpState::CLOSE => {
                 end(flow, &mut self.done, t_ns, End::Close);
                 flow.state = None;
-                flow.regaining = None;
+                self.done.extend(flow.regaining.take());
             }
             Change::Tcp { .. }
             | Change::Snapshot { .. }
@@ -344,14 +346,24 @@ impl Episodes {
         }
     }
 
-    /// The episodes, in order of their start, those still in progress
-    /// ended (censored) where their boot's recordings end (`end_of`).
+    /// The episodes complete so far (ended, and their window back or no
+    /// longer awaited), in the order they completed: a caller that takes
+    /// them as it goes keeps memory to its flows'.
+    pub fn take(&mut self) -> std::vec::Drain<'_, Episode> {
+        self.done.drain(..)
+    }
+
+    /// The rest: those still in progress ended (censored) where their
+    /// boot's recordings end (`end_of`), and those awaiting their window,
+    /// in order of their start.
     pub fn finish(mut self, end_of: &dyn Fn(u32) -> u64) -> Vec<Episode> {
+        let mut rest = std::mem::take(&mut self.done);
         for (key, flow) in self.flows.iter_mut() {
-            end(flow, &mut self.done, end_of(key.boot), End::Capture);
+            end(flow, &mut rest, end_of(key.boot), End::Capture);
+            rest.extend(flow.regaining.take());
         }
-        self.done.sort_by_key(|e| (e.start_ns, e.key));
-        self.done
+        rest.sort_by_key(|e| (e.start_ns, e.key));
+        rest
     }
 }
 
@@ -371,16 +383,16 @@ fn end(flow: &mut Flow, done: &mut Vec<Episode>, t_ns: u64, how: End) {
     ep.retransmits = std::mem::take(&mut flow.retransmits);
     ep.drops = std::mem::take(&mut flow.drops);
     ep.cause = Cause::of(&ep);
-    if how == End::Open {
-        if ep.cwnd_end >= ep.cwnd_before {
-            ep.regained_ns = Some(0);
-        } else {
-            flow.regaining = Some(done.len());
-        }
-    }
     flow.last_ce = flow.last_ce.saturating_add(ep.ce_marks);
     flow.last_dsack = flow.last_dsack.saturating_add(ep.dsacks);
-    done.push(ep);
+    if how == End::Open && ep.cwnd_end < ep.cwnd_before {
+        done.extend(flow.regaining.replace(ep));
+    } else {
+        if how == End::Open {
+            ep.regained_ns = Some(0);
+        }
+        done.push(ep);
+    }
 }
 
 #[cfg(test)]

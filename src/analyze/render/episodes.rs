@@ -6,10 +6,6 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use arrow_array::RecordBatch;
-use arrow_schema::ArrowError;
-
-use super::arrow::Rows;
 use super::columns::{text, Column, Kind, Value};
 use super::flows::GroupKey;
 use crate::analyze::engine::episodes::{End, Episode};
@@ -49,7 +45,7 @@ impl<'a> EpisodeLine<'a> {
     /// escaped for the terminal.
     pub fn table(&self, out: &mut dyn Write) -> io::Result<()> {
         let e = self.ep;
-        let a = &e.first.addr;
+        let a = &e.addr;
         let endpoint = |a: &IpAddr, p: u16| match a {
             IpAddr::V4(a) => format!("{a}:{p}"),
             IpAddr::V6(a) => format!("[{a}]:{p}"),
@@ -63,7 +59,7 @@ impl<'a> EpisodeLine<'a> {
                 endpoint(&a.saddr, a.sport),
                 endpoint(&a.daddr, a.dport)
             ),
-            escape::terminal(e.first.detail.comm.as_str()),
+            escape::terminal(e.addr.owner.comm.as_str()),
             (e.end_ns - e.start_ns) as f64 / 1e6,
             states(e),
             format!("{}->{}", e.cwnd_before, e.cwnd_end),
@@ -132,17 +128,28 @@ pub struct EpisodeGroup {
     pub ce_marks: u64,
 }
 
-/// The groups of `episodes`, the most time first (then by key).
-pub fn groups(episodes: &[Episode], boots: &[Boot], by: GroupBy) -> Vec<EpisodeGroup> {
-    let unnamed = Boot::default();
-    let mut found: BTreeMap<String, (Vec<u64>, EpisodeGroup)> = BTreeMap::new();
-    for e in episodes {
-        let boot = boots.get(e.key.boot as usize).unwrap_or(&unnamed);
+/// Episodes summed into their groups as they come.
+pub struct Groups {
+    by: GroupBy,
+    found: BTreeMap<String, (Vec<u64>, EpisodeGroup)>,
+}
+
+impl Groups {
+    pub fn new(by: GroupBy) -> Groups {
+        Groups {
+            by,
+            found: BTreeMap::new(),
+        }
+    }
+
+    /// One episode, of a flow of `boot`.
+    pub fn add(&mut self, e: &Episode, boot: &Boot) {
+        let by = self.by;
         let key = match by {
             GroupBy::Cause => e.cause.label(),
-            GroupBy::Flow(k) => k.of(&e.first.addr, boot).1,
+            GroupBy::Flow(k) => k.of(&e.addr, boot).1,
         };
-        let (durations, g) = found.entry(key.clone()).or_insert_with(|| {
+        let (durations, g) = self.found.entry(key.clone()).or_insert_with(|| {
             (
                 Vec::new(),
                 EpisodeGroup {
@@ -173,17 +180,22 @@ pub fn groups(episodes: &[Episode], boots: &[Boot], by: GroupBy) -> Vec<EpisodeG
         g.dropped += u64::from(e.drops.iter().map(|x| x.count).sum::<u32>());
         g.ce_marks += u64::from(e.ce_marks);
     }
-    let mut out: Vec<EpisodeGroup> = found
-        .into_values()
-        .map(|(mut durations, mut g)| {
-            durations.sort_unstable();
-            g.median_ns = nearest_rank(&durations, 50);
-            g.p99_ns = nearest_rank(&durations, 99);
-            g
-        })
-        .collect();
-    out.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then_with(|| a.key.cmp(&b.key)));
-    out
+
+    /// The groups, the most time first (then by key).
+    pub fn finish(self) -> Vec<EpisodeGroup> {
+        let mut out: Vec<EpisodeGroup> = self
+            .found
+            .into_values()
+            .map(|(mut durations, mut g)| {
+                durations.sort_unstable();
+                g.median_ns = nearest_rank(&durations, 50);
+                g.p99_ns = nearest_rank(&durations, 99);
+                g
+            })
+            .collect();
+        out.sort_by(|a, b| b.total_ns.cmp(&a.total_ns).then_with(|| a.key.cmp(&b.key)));
+        out
+    }
 }
 
 /// The `p`th percentile of sorted values by nearest rank: the smallest
@@ -257,18 +269,6 @@ impl EpisodeGroup {
     }
 }
 
-/// Episodes as one Arrow batch of [`EPISODE`]'s columns (what `--format
-/// parquet` writes, and the Python package returns); `boots` by index.
-pub fn batch(episodes: &[Episode], boots: &[Boot]) -> Result<RecordBatch, ArrowError> {
-    let unnamed = Boot::default();
-    let mut rows = Rows::new(EPISODE);
-    for e in episodes {
-        let boot = boots.get(e.key.boot as usize).unwrap_or(&unnamed);
-        rows.push(EpisodeLine::new(e, boot).cells())?;
-    }
-    rows.batch()
-}
-
 pub fn table_header(out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
@@ -310,25 +310,21 @@ pub static EPISODE: &[Column<EpisodeGet>] = &[
     col("host", Kind::Text, |l| text(&l.boot.host)),
     col("boot_id", Kind::Text, |l| text(&l.boot.boot_id)),
     col("flow", Kind::U64, |l| uint(l.ep.key.cookie)),
-    col("family", Kind::U8, |l| uint(l.ep.first.addr.family)),
+    col("family", Kind::U8, |l| uint(l.ep.addr.family)),
     col("saddr", Kind::Text, |l| {
-        Value::Text(l.ep.first.addr.saddr.to_string().into())
+        Value::Text(l.ep.addr.saddr.to_string().into())
     }),
-    col("sport", Kind::U16, |l| uint(l.ep.first.addr.sport)),
+    col("sport", Kind::U16, |l| uint(l.ep.addr.sport)),
     col("daddr", Kind::Text, |l| {
-        Value::Text(l.ep.first.addr.daddr.to_string().into())
+        Value::Text(l.ep.addr.daddr.to_string().into())
     }),
-    col("dport", Kind::U16, |l| uint(l.ep.first.addr.dport)),
-    col("pid", Kind::U32, |l| uint(l.ep.first.detail.pid)),
-    col("comm", Kind::Text, |l| {
-        text(l.ep.first.detail.comm.as_str())
-    }),
+    col("dport", Kind::U16, |l| uint(l.ep.addr.dport)),
+    col("pid", Kind::U32, |l| uint(l.ep.addr.owner.pid)),
+    col("comm", Kind::Text, |l| text(l.ep.addr.owner.comm.as_str())),
     col("cgroup_path", Kind::Text, |l| {
-        Value::Text(l.boot.cgroup_path(l.ep.first.detail.cgroup).into())
+        Value::Text(l.boot.cgroup_path(l.ep.addr.owner.cgroup).into())
     }),
-    col("cong_algo", Kind::Text, |l| {
-        text(l.ep.first.detail.cong_algo.as_str())
-    }),
+    col("cong_algo", Kind::Text, |l| text(l.ep.addr.cc.as_str())),
     col("start", Kind::Time, |l| {
         Value::Time(l.ep.start_ns, &l.start)
     }),
@@ -407,6 +403,7 @@ pub static EPISODE: &[Column<EpisodeGet>] = &[
 mod tests {
     use super::*;
     use crate::analyze::engine::episodes::Cause;
+    use crate::analyze::render::arrow::Rows;
     use crate::analyze::render::columns::{csv_header, csv_line, json_line};
 
     /// An episode of flow `cookie` over `[start_ms, end_ms)` (in cwr, 10 ->
@@ -414,24 +411,15 @@ mod tests {
     fn episode(cookie: u64, start_ms: u64, end_ms: u64, cause: Cause) -> Episode {
         Episode {
             key: crate::event::FlowKey { boot: 0, cookie },
-            first: crate::event::Event {
-                ktime_ns: 0,
-                flow: cookie,
-                addr: crate::event::FlowAddr {
-                    family: 4,
-                    saddr: IpAddr::from([127, 0, 0, 1]),
-                    sport: 1,
-                    daddr: IpAddr::from([127, 0, 0, 1]),
-                    dport: 2,
-                    owner: Default::default(),
-                    netns: 0,
-                    cc: Default::default(),
-                },
-                change: crate::event::Change::Ca {
-                    old: CaState::Open,
-                    new: CaState::Cwr,
-                },
-                detail: Default::default(),
+            addr: crate::event::FlowAddr {
+                family: 4,
+                saddr: IpAddr::from([127, 0, 0, 1]),
+                sport: 1,
+                daddr: IpAddr::from([127, 0, 0, 1]),
+                dport: 2,
+                owner: Default::default(),
+                netns: 0,
+                cc: Default::default(),
             },
             start_ns: start_ms * 1_000_000,
             end_ns: end_ms * 1_000_000,
@@ -482,7 +470,9 @@ mod tests {
             (v["reduction"].as_f64(), v["cause"].as_str()),
             (Some(0.7), Some("ecn"))
         );
-        let batch = batch(std::slice::from_ref(&e), std::slice::from_ref(&boot)).unwrap();
+        let mut rows = Rows::new(EPISODE);
+        rows.push(line.cells()).unwrap();
+        let batch = rows.batch().unwrap();
         assert_eq!((batch.num_rows(), batch.num_columns()), (1, EPISODE.len()));
         assert_eq!(batch.column_by_name("regained_ns").unwrap().null_count(), 1);
     }
@@ -491,7 +481,11 @@ mod tests {
     fn groups_count_time_and_nearest_rank_percentiles() {
         let mut eps: Vec<Episode> = (1..=100).map(|i| episode(i, 0, i, Cause::Ecn)).collect();
         eps.push(episode(200, 0, 1000, Cause::Timeout));
-        let g = groups(&eps, &[], GroupBy::Cause);
+        let mut groups = Groups::new(GroupBy::Cause);
+        for e in &eps {
+            groups.add(e, &Boot::default());
+        }
+        let g = groups.finish();
         assert_eq!(g.len(), 2);
         // The most time first: 5050 ms of ecn, 1000 of timeout.
         assert_eq!((g[0].key.as_str(), g[0].episodes), ("ecn", 100));
