@@ -213,6 +213,12 @@ pub struct LiveArgs {
     /// Overwrite an existing output file.
     #[arg(long)]
     pub force: bool,
+
+    /// Print each episode when it completes (a line per trip of a flow out
+    /// of open, with its cause, as analyze --episodes has it) instead of
+    /// the tables; the evidence is recorded for its causes.
+    #[arg(long)]
+    pub episodes: bool,
 }
 
 /// `--buffer`: a transport, or the best this kernel has.

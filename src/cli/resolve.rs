@@ -364,12 +364,19 @@ fn live(a: &LiveArgs, command: String) -> Result<cmd::live::Plan> {
         Some(p) => Some(file_target(p, a.force)?),
         None => None,
     };
+    if a.episodes && (a.interval.interval.is_some() || a.report.dist) {
+        return Err(Error::Usage(
+            "--episodes prints episodes as they complete: without an interval or -d".into(),
+        ));
+    }
     Ok(cmd::live::Plan {
-        capture: capture(&a.ports, &a.capture, output.is_some())?,
+        // The episodes' causes are in the evidence.
+        capture: capture(&a.ports, &a.capture, output.is_some() || a.episodes)?,
         output,
         report,
         command,
         verbose: a.capture.verbose,
+        episodes: a.episodes,
     })
 }
 

@@ -11,10 +11,13 @@ use std::io::{self, Write};
 use super::feed::{this_boot, Feed, Output};
 use super::recording::{tell_started, Recorder};
 use super::{warn_losses, ReportPlan};
+use crate::analyze::engine::episodes::{Episode, Episodes};
 use crate::analyze::engine::{Engine, EngineConfig, WindowReport};
-use crate::analyze::render::printer::Printer;
+use crate::analyze::render::columns::{csv_header, csv_line, json_line};
+use crate::analyze::render::episodes::{table_header, EpisodeLine, EPISODE};
+use crate::analyze::render::printer::{Printer, Style};
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{Boot, Event, FlowKey};
 use crate::messages;
 use crate::record::capture::config::CaptureConfig;
 use crate::record::capture::{Progress, Started};
@@ -29,6 +32,8 @@ pub struct Plan {
     pub command: String,
     /// Show libbpf's log.
     pub verbose: bool,
+    /// `--episodes`: a line per episode as it completes, not the tables.
+    pub episodes: bool,
 }
 
 /// Live mode's output: the printer, and how many intervals are left.
@@ -72,12 +77,7 @@ impl<W: Write> Output for Tables<'_, W> {
         } else {
             messages::raw(format_args!("{banner}"));
         }
-        super::show_libbpf_log(self.plan.verbose);
-        tell_started(s);
-        Ok(self
-            .plan
-            .report
-            .engine(start_ns, None, self.plan.capture.lifecycle))
+        Ok(attached(self.plan, s, start_ns))
     }
 
     fn cgroups(&mut self, paths: &BTreeMap<u64, String>) {
@@ -102,7 +102,140 @@ impl<W: Write> Output for Tables<'_, W> {
     }
 }
 
+/// What either output says once the programs are attached, and the live
+/// engine it runs.
+fn attached(plan: &Plan, s: &Started, start_ns: u64) -> EngineConfig {
+    super::show_libbpf_log(plan.verbose);
+    tell_started(s);
+    plan.report.engine(start_ns, None, plan.capture.lifecycle)
+}
+
+/// `--episodes`: the episode tracker on the capture's events, a line per
+/// episode as it completes, in the report's format.
+struct EpisodeLines<'p> {
+    plan: &'p Plan,
+    tracker: Episodes,
+    /// Wall clock minus the capture's kernel clock.
+    offset_ns: i128,
+    boot: Boot,
+    out: io::Stdout,
+    print_err: Option<Error>,
+}
+
+impl EpisodeLines<'_> {
+    fn print(&mut self, episodes: impl Iterator<Item = Episode>) {
+        let mut out = self.out.lock();
+        for e in episodes {
+            if self.print_err.is_some() {
+                return;
+            }
+            let line = EpisodeLine::new(&e, &self.boot);
+            let written = match self.plan.report.report.style {
+                Style::Json => json_line(&mut out, line.named()),
+                Style::Csv => csv_line(&mut out, line.cells()),
+                Style::Table => line.table(&mut out),
+            };
+            if let Err(e) = written.and_then(|()| out.flush()) {
+                self.print_err = Some(Error::Stdout(e));
+            }
+        }
+    }
+}
+
+impl Output for EpisodeLines<'_> {
+    fn started(
+        &mut self,
+        s: &Started,
+        start_ns: u64,
+        _recording: Option<&Recorder>,
+    ) -> Result<EngineConfig> {
+        self.offset_ns = i128::from(start_ns) - i128::from(s.start_ktime_ns);
+        let mut out = self.out.lock();
+        let header = match self.plan.report.report.style {
+            Style::Table => table_header(&mut out),
+            Style::Csv => writeln!(out, "{}", csv_header(EPISODE)),
+            Style::Json => Ok(()),
+        };
+        if let Err(e) = header.and_then(|()| out.flush()) {
+            self.print_err = Some(Error::Stdout(e));
+        }
+        messages::raw(format_args!(
+            "Tracing tcp congestion episodes... Hit Ctrl-C to end."
+        ));
+        Ok(attached(self.plan, s, start_ns))
+    }
+
+    fn cgroups(&mut self, paths: &BTreeMap<u64, String>) {
+        self.boot
+            .cgroup_paths
+            .extend(paths.iter().map(|(k, v)| (*k, v.clone())));
+    }
+
+    fn fed(
+        &mut self,
+        _engine: &mut Engine,
+        events: &[Event],
+        _windows: &[WindowReport],
+        _now: u64,
+        _progress: Progress,
+    ) -> Result<()> {
+        for e in events {
+            let wall = (i128::from(e.ktime_ns) + self.offset_ns).clamp(0, i128::from(u64::MAX));
+            let key = FlowKey {
+                boot: 0,
+                cookie: e.flow,
+            };
+            self.tracker.push(wall as u64, key, e);
+        }
+        let done: Vec<Episode> = self.tracker.take().collect();
+        self.print(done.into_iter());
+        Ok(())
+    }
+
+    fn done(&self) -> bool {
+        self.print_err.is_some()
+    }
+}
+
+/// `--episodes`: episodes instead of tables.
+fn run_episodes(plan: &Plan) -> Result<()> {
+    let lines = EpisodeLines {
+        plan,
+        tracker: Episodes::default(),
+        offset_ns: 0,
+        boot: this_boot(),
+        out: io::stdout(),
+        print_err: None,
+    };
+    let mut feed = Feed::create(lines, &plan.capture, plan.output.as_ref(), &plan.command)?;
+    let outcome = feed.run(&plan.capture);
+    super::show_libbpf_log(plan.verbose);
+    if let Ok(stats) = &outcome {
+        // Those in progress at the end, censored there.
+        let end = i128::from(stats.end_ktime_ns) + feed.out.offset_ns;
+        let end = end.clamp(0, i128::from(u64::MAX)) as u64;
+        let tracker = std::mem::take(&mut feed.out.tracker);
+        let rest = tracker.finish(&|_| end);
+        feed.out.print(rest.into_iter());
+    }
+    let (mut lines, stats) = feed.end(outcome);
+    let stats = stats?;
+    if let Some(e) = lines.print_err.take() {
+        return Err(e);
+    }
+    if stats.lost_events() > 0 {
+        messages::say(format_args!(
+            "{} events were lost: the episodes of their flows may be incomplete",
+            stats.lost_events()
+        ));
+    }
+    Ok(())
+}
+
 pub fn run(plan: &Plan) -> Result<()> {
+    if plan.episodes {
+        return run_episodes(plan);
+    }
     let mut printer = Printer::new(io::stdout(), plan.report.report);
     printer.set_boots(vec![this_boot()]);
     let tables = Tables {

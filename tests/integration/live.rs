@@ -9,6 +9,18 @@ use crate::util::*;
 
 /// Starts live tcpcong with `args`, runs lab traffic, returns its output.
 fn live_during_traffic(lab: &Lab, args: &[&str], secs: u32) -> std::process::Output {
+    live_until(lab, args, || lab.traffic(secs, &[]), false)
+}
+
+/// Live mode with `args` in the lab's namespace while `workload` runs;
+/// stopped with Ctrl-C's signal after it when `interrupt`, else left to
+/// end by itself.
+fn live_until(
+    lab: &Lab,
+    args: &[&str],
+    workload: impl FnOnce(),
+    interrupt: bool,
+) -> std::process::Output {
     let mut child = Command::new(bin())
         .args(args)
         .args(["--netns", &lab.netns_path()])
@@ -45,7 +57,10 @@ fn live_during_traffic(lab: &Lab, args: &[&str], secs: u32) -> std::process::Out
             String::from_utf8_lossy(&err.join().unwrap())
         );
     }
-    lab.traffic(secs, &[]);
+    workload();
+    if interrupt {
+        signal(child.id(), libc::SIGINT);
+    }
     let status = child.wait().expect("live tcpcong ends");
     let o = std::process::Output {
         status,
@@ -296,4 +311,50 @@ fn live_and_analyze_of_its_recording_agree_in_both_modes() {
         );
         assert_eq!(live, offline, "{mode}");
     }
+}
+
+/// `--episodes` prints each episode as it completes: the same rows as
+/// `analyze --episodes` of the recording made by the same run (one tracker,
+/// fed by the capture or by the file).
+#[test]
+fn live_episodes_are_analyzes_of_its_recording() {
+    let lab = Lab::new("liveepi", &["--loss", "2"]);
+    let dir = TempDir::new("liveepi");
+    let out = dir.join("run.parquet");
+    let o = live_until(
+        &lab,
+        &[
+            "--episodes",
+            "--format",
+            "json",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        || {
+            lab.traffic(2, &[]);
+            lab.await_closed();
+        },
+        true,
+    );
+    let rows = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let live = rows(&stdout(&o));
+    let replay = tcpcong(&[
+        "analyze",
+        "--episodes",
+        out.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(replay.status.success(), "{}", stderr(&replay));
+    let offline = rows(&stdout(&replay));
+    assert!(
+        live.iter()
+            .any(|e| e["cause"] == "local-drop:netfilter_drop"),
+        "{live:?}"
+    );
+    assert_eq!(live, offline);
 }
