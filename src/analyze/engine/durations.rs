@@ -185,7 +185,7 @@ pub fn episodes(
 ) -> Result<u64> {
     let mut tracker = Episodes::default();
     let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
-    let duplicates = data.scan(filter, Columns::All, &mut |item| {
+    let duplicates = data.scan(filter, Columns::Episodes, &mut |item| {
         match item {
             Item::Span(boot, s) => {
                 let end = ends.entry(boot).or_default();

@@ -8,6 +8,7 @@
 //! as a dataset's scan hands them out), episodes out. A flow keeps only its
 //! state, its episode in progress and the evidence since its last one.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use rustc_hash::FxHashMap;
@@ -37,17 +38,17 @@ pub enum Cause {
 
 impl Cause {
     /// The label, as every output writes it.
-    pub fn label(&self) -> String {
-        match self {
-            Cause::Spurious => "spurious".into(),
-            Cause::LocalDrop(r) => format!("local-drop:{}", r.as_str()),
-            Cause::Ecn => "ecn".into(),
-            Cause::Timeout => "timeout".into(),
-            Cause::TailLoss => "tail-loss".into(),
-            Cause::RemoteLoss => "remote-loss".into(),
-            Cause::Reordering => "reordering".into(),
-            Cause::Unknown => "unknown".into(),
-        }
+    pub fn label(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            Cause::Spurious => "spurious",
+            Cause::LocalDrop(r) => return Cow::Owned(format!("local-drop:{}", r.as_str())),
+            Cause::Ecn => "ecn",
+            Cause::Timeout => "timeout",
+            Cause::TailLoss => "tail-loss",
+            Cause::RemoteLoss => "remote-loss",
+            Cause::Reordering => "reordering",
+            Cause::Unknown => "unknown",
+        })
     }
 
     /// The first rule that the episode's evidence earns.
@@ -177,12 +178,13 @@ struct Flow {
     since_ns: u64,
     last_ce: u32,
     last_dsack: u32,
-    current: Option<Episode>,
+    // Boxed: an episode moves from state to state, and out, by its pointer.
+    current: Option<Box<Episode>>,
     /// Evidence since its previous episode ended.
     retransmits: [u32; 6],
     drops: Vec<Dropped>,
     /// Its last ended episode, while its window is not back.
-    regaining: Option<Episode>,
+    regaining: Option<Box<Episode>>,
     /// The local port its ends are known by (see `Episodes::ends`).
     sport: u16,
 }
@@ -198,7 +200,10 @@ pub struct Episodes {
     /// The flows by their ends, to find who sent a segment this host
     /// dropped on its way in.
     ends: FxHashMap<Tuple, FlowKey>,
-    done: Vec<Episode>,
+    // Boxed, as a flow's are: they come and go by their pointers (an
+    // episode is some 300 bytes, and a recording can have millions).
+    #[allow(clippy::vec_box)]
+    done: Vec<Box<Episode>>,
 }
 
 impl Episodes {
@@ -290,7 +295,7 @@ impl Episodes {
                     let mut states = vec![old, new];
                     states.retain(|&s| s != CaState::Open);
                     states.dedup();
-                    flow.current = Some(Episode {
+                    flow.current = Some(Box::new(Episode {
                         key,
                         addr: ev.addr.clone(),
                         start_ns: t_ns,
@@ -320,7 +325,7 @@ impl Episodes {
                         dsacks: d.dsack_dups.saturating_sub(flow.last_dsack),
                         undone: d.undo != 0,
                         cause: Cause::Unknown,
-                    });
+                    }));
                     // Its window was not back before it left open again.
                     self.done.extend(flow.regaining.take());
                     if new == CaState::Open {
@@ -349,8 +354,8 @@ impl Episodes {
     /// The episodes complete so far (ended, and their window back or no
     /// longer awaited), in the order they completed: a caller that takes
     /// them as it goes keeps memory to its flows'.
-    pub fn take(&mut self) -> std::vec::Drain<'_, Episode> {
-        self.done.drain(..)
+    pub fn take(&mut self) -> impl Iterator<Item = Episode> + '_ {
+        self.done.drain(..).map(|e| *e)
     }
 
     /// The rest: those still in progress ended (censored) where their
@@ -363,12 +368,13 @@ impl Episodes {
             rest.extend(flow.regaining.take());
         }
         rest.sort_by_key(|e| (e.start_ns, e.key));
-        rest
+        rest.into_iter().map(|e| *e).collect()
     }
 }
 
 /// Ends `flow`'s episode (if it is in one) at `t_ns`, into `done`.
-fn end(flow: &mut Flow, done: &mut Vec<Episode>, t_ns: u64, how: End) {
+#[allow(clippy::vec_box)]
+fn end(flow: &mut Flow, done: &mut Vec<Box<Episode>>, t_ns: u64, how: End) {
     let Some(mut ep) = flow.current.take() else {
         return;
     };

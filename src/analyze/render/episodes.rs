@@ -147,28 +147,16 @@ impl Groups {
         let by = self.by;
         let key = match by {
             GroupBy::Cause => e.cause.label(),
-            GroupBy::Flow(k) => k.of(&e.addr, boot).1,
+            GroupBy::Flow(k) => Cow::Owned(k.of(&e.addr, boot).1),
         };
-        let (durations, g) = self.found.entry(key.clone()).or_insert_with(|| {
-            (
-                Vec::new(),
-                EpisodeGroup {
-                    by: match by {
-                        GroupBy::Cause => "cause",
-                        GroupBy::Flow(k) => k.name(),
-                    },
-                    key,
-                    episodes: 0,
-                    total_ns: 0,
-                    median_ns: 0,
-                    p99_ns: 0,
-                    state_ns: [0; 5],
-                    retransmits: 0,
-                    dropped: 0,
-                    ce_marks: 0,
-                },
-            )
-        });
+        // A group's key is made a String once, when the group is new.
+        if !self.found.contains_key(key.as_ref()) {
+            self.found
+                .insert(key.to_string(), Self::group(by, key.to_string()));
+        }
+        let Some((durations, g)) = self.found.get_mut(key.as_ref()) else {
+            return;
+        };
         let d = e.end_ns - e.start_ns;
         durations.push(d);
         g.episodes += 1;
@@ -179,6 +167,27 @@ impl Groups {
         g.retransmits += u64::from(e.retransmits.iter().sum::<u32>());
         g.dropped += u64::from(e.drops.iter().map(|x| x.count).sum::<u32>());
         g.ce_marks += u64::from(e.ce_marks);
+    }
+
+    fn group(by: GroupBy, key: String) -> (Vec<u64>, EpisodeGroup) {
+        (
+            Vec::new(),
+            EpisodeGroup {
+                by: match by {
+                    GroupBy::Cause => "cause",
+                    GroupBy::Flow(k) => k.name(),
+                },
+                key,
+                episodes: 0,
+                total_ns: 0,
+                median_ns: 0,
+                p99_ns: 0,
+                state_ns: [0; 5],
+                retransmits: 0,
+                dropped: 0,
+                ce_marks: 0,
+            },
+        )
     }
 
     /// The groups, the most time first (then by key).
@@ -394,9 +403,7 @@ pub static EPISODE: &[Column<EpisodeGet>] = &[
     col("ce_marks", Kind::U32, |l| uint(l.ep.ce_marks)),
     col("dsacks", Kind::U32, |l| uint(l.ep.dsacks)),
     col("undone", Kind::U8, |l| uint(l.ep.undone)),
-    col("cause", Kind::Text, |l| {
-        Value::Text(l.ep.cause.label().into())
-    }),
+    col("cause", Kind::Text, |l| Value::Text(l.ep.cause.label())),
 ];
 
 #[cfg(test)]

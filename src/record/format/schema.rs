@@ -160,13 +160,14 @@ macro_rules! detail_arrow {
 }
 detail_columns!(detail_arrow);
 
+fn get<T: ColumnValue>(a: Option<&T::Array>, i: usize) -> T {
+    a.map_or_else(T::default, |a| T::at(a, i))
+}
+
 impl DetailArrays<'_> {
     /// What analysis reads of a row's detail: its owner, and what the
     /// socket filters compare; the rest stays 0 (half the work of `at`).
     pub fn analysis_at(&self, i: usize) -> Detail {
-        fn get<T: ColumnValue>(a: Option<&T::Array>, i: usize) -> T {
-            a.map_or_else(T::default, |a| T::at(a, i))
-        }
         Detail {
             netns: get::<u32>(self.netns, i),
             cgroup: get::<u64>(self.cgroup, i),
@@ -177,6 +178,40 @@ impl DetailArrays<'_> {
         }
     }
 }
+
+/// Detail columns read by name and copied into a `Detail`, the others as
+/// `base` reads them: one list for the reader's projection and the copy.
+macro_rules! picked {
+    ($names:ident, $at:ident, $base:ident, $($f:ident: $t:ty,)*) => {
+        pub const $names: &[&str] = &[$(stringify!($f)),*];
+
+        impl DetailArrays<'_> {
+            pub fn $at(&self, i: usize) -> Detail {
+                Detail {
+                    $($f: get::<$t>(self.$f, i),)*
+                    ..self.$base(i)
+                }
+            }
+        }
+    };
+}
+
+// What episodes read beside analysis' columns: the counters their costs
+// and causes come from.
+picked!(
+    EPISODE_COUNTERS,
+    episodes_at,
+    analysis_at,
+    snd_cwnd: u32,
+    snd_ssthresh: u32,
+    srtt_us: u32,
+    segs: u32,
+    kernel_gap: u8,
+    backoff: u8,
+    delivered_ce: u32,
+    dsack_dups: u32,
+    undo: u8,
+);
 
 /// Columns whose value is the file's, repeated on every row (stored once
 /// per page by the dictionary): what keys a flow beside `flow`, in the

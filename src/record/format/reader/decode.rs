@@ -16,10 +16,12 @@ use crate::event::{
 };
 use crate::time::Clock;
 
-/// Which columns to decode: analysis needs ten, `events` shows them all.
+/// Which columns to decode: analysis needs ten, episodes those and the
+/// counters their costs and causes come from, `events` shows them all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Columns {
     Analysis,
+    Episodes,
     All,
 }
 
@@ -208,6 +210,7 @@ pub(super) fn decode_batch(
             (false, _) => Detail::default(),
             (true, Columns::All) => detail.at(i),
             (true, Columns::Analysis) => detail.analysis_at(i),
+            (true, Columns::Episodes) => detail.episodes_at(i),
         };
         if !filter.keeps_socket(&detail, cgroup_paths) {
             continue;

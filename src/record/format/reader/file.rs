@@ -283,6 +283,12 @@ impl Recording {
     pub(super) fn rows(self, columns: Columns, extra: &[&str]) -> Result<Batches> {
         let mut wanted: Vec<&str> = match columns {
             Columns::Analysis => NEEDED.iter().chain(&LABELS).copied().collect(),
+            Columns::Episodes => NEEDED
+                .iter()
+                .chain(&LABELS)
+                .chain(schema::EPISODE_COUNTERS)
+                .copied()
+                .collect(),
             Columns::All => schema::columns().into_iter().map(|(n, _)| n).collect(),
         };
         wanted.extend(extra);
