@@ -701,3 +701,50 @@ def test_a_drop_reason_cannot_forge_the_terminal(tmp_path):
     assert "\x1b" not in out and "\x07" not in out, repr(out)
     assert p.returncode == 1, out
     assert "a drop without its reason" in one_line(p.stderr), p.stderr
+
+
+@pytest.mark.parametrize("name", [TERMINAL, FORMULA, FORGER, BIDI], ids=["terminal", "formula", "forger", "bidi"])
+def test_process_names_cannot_forge_the_episodes(tmp_path, name):
+    """A file's process names (any process names itself) reach every
+    format of `analyze --episodes`, escaped for its reader: shown, never
+    sent to the terminal, never a spreadsheet formula, never a line of
+    their own; the JSON keeps the name as it is."""
+    t = pq.read_table(FIXTURE)
+    t = t.set_column(t.schema.get_field_index("comm"), "comm", pa.array([name] * t.num_rows))
+    evil = tmp_path / "evil.parquet"
+    pq.write_table(t, evil)
+    for args in (["--episodes"], ["--episodes", "--by", "process"]):
+        table = tcpcong("analyze", evil, *args)
+        assert table.returncode == 0, table.stderr
+        assert not set(table.stdout) & {"\x1b", "\x07", "\u202e"}, repr(table.stdout)
+        csv = tcpcong("analyze", evil, *args, "--format", "csv")
+        assert csv.returncode == 0, csv.stderr
+        assert not set(csv.stdout) & {"\x1b", "\x07", "\u202e"}, repr(csv.stdout)
+        lines = csv.stdout.splitlines()
+        assert len(lines) > 1, "the fixture has episodes"
+        # One record per line, none starting a formula in any cell.
+        assert all(line.count(",") == lines[0].count(",") for line in lines if '"' not in line), lines[:3]
+        assert not any(c.startswith(("=", "+", "@")) for line in lines for c in line.split(",")), lines[:3]
+    rows = tcpcong("analyze", evil, "--episodes", "--format", "json")
+    assert {json.loads(line)["comm"] for line in rows.stdout.splitlines()} == {name}
+
+
+def test_a_reset_reason_cannot_forge_the_terminal(tmp_path):
+    """As a drop's: a reset row's reason is a kernel name, and a forged one
+    is refused as the malformed row it is."""
+    t = pq.read_table(FIXTURE)
+    kinds = t.column("kind").to_pylist()
+    i = kinds.index("ca_state")
+    kinds[i] = "reset"
+    old = t.column("old_state").to_pylist()
+    new = t.column("new_state").to_pylist()
+    old[i], new[i] = "tx", TERMINAL
+    for col, values in (("kind", kinds), ("old_state", old), ("new_state", new)):
+        t = t.set_column(t.schema.get_field_index(col), col, pa.array(values))
+    evil = tmp_path / "evil.parquet"
+    pq.write_table(t, evil)
+    p = tcpcong("events", evil, "--kind", "reset")
+    out = p.stdout + p.stderr
+    assert "\x1b" not in out and "\x07" not in out, repr(out)
+    assert p.returncode == 1, out
+    assert "a reset without its reason" in one_line(p.stderr), p.stderr
