@@ -299,15 +299,23 @@ impl Decoder {
     /// committed before the newer one that replaced it, and read by the end
     /// of the round after the one that read that: a replaced record goes
     /// then. A flow can have many in a round (every CE mark, DSACK or
-    /// reordering it counts calls for one).
+    /// reordering it counts calls for one). The perf buffer delivers per
+    /// CPU, so a flow's full records can come out of their order: the one
+    /// numbered last is the flow's current one, whenever it came, and one
+    /// that comes after a newer one was replaced already.
     fn describe(&mut self, e: &Event) {
         let round = self.round;
+        let seq = e.detail.seq;
+        let newer = |k: &Event| k.detail.seq.wrapping_sub(seq) as i32 > 0;
         let kept = self.described.entry(e.flow).or_default();
-        if let Some((replaced, _)) = kept.last_mut() {
-            *replaced = Some(round);
+        let late = kept.iter().any(|(_, k)| newer(k));
+        for (replaced, k) in kept.iter_mut() {
+            if replaced.is_none() && !newer(k) {
+                *replaced = Some(round);
+            }
         }
         kept.retain(|(replaced, _)| replaced.is_none_or(|r| r + 1 >= round));
-        kept.push((None, e.clone()));
+        kept.push((late.then_some(round), e.clone()));
     }
 
     /// Decodes the parked lean records whose full records have come, into
@@ -615,6 +623,22 @@ mod tests {
         );
         assert_eq!(decoded(&mut d, &lean(7, 1, 0, 15, 13)).detail.seq, 15);
         assert_eq!(decoded(&mut d, &lean(7, 0, 1, 16, 14)).detail.seq, 16);
+    }
+
+    /// Perf buffers deliver per CPU: a flow's older full record can come
+    /// after its newer one, which stays the current one.
+    #[test]
+    fn full_records_out_of_order_keep_the_newest_current() {
+        let mut d = Decoder::default();
+        let mut out = Vec::new();
+        d.decode(&full(3, 0, 0, 1)).unwrap();
+        d.decode(&full(2, 0, 1, 0)).unwrap();
+        assert_eq!(d.retry(&mut out, 0), 0);
+        assert_eq!(d.retry(&mut out, 0), 0);
+        // The next full record comes before a lean record written ahead of
+        // it (the round's poll reads before the lean rings are drained).
+        d.decode(&full(5, 0, 1, 0)).unwrap();
+        assert_eq!(decoded(&mut d, &lean(7, 1, 0, 4, 3)).detail.seq, 4);
     }
 
     #[test]
