@@ -54,6 +54,11 @@ pub struct Feed<O> {
 }
 
 /// This boot, the one live flows are of (boot index 0).
+/// How long a closed flow is remembered by what runs unattended (see
+/// `Engine::forget_closed`): memory follows the flows alive, not every
+/// flow since the start.
+pub const FORGET_AFTER_NS: u64 = 60_000_000_000;
+
 pub fn this_boot() -> Boot {
     Boot {
         host: crate::host::hostname(),

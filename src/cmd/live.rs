@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-use super::feed::{this_boot, Feed, Output};
+use super::feed::{this_boot, Feed, Output, FORGET_AFTER_NS};
 use super::recording::{tell_started, Recorder};
 use super::{warn_losses, ReportPlan};
 use crate::analyze::engine::episodes::{Episode, Episodes};
@@ -17,7 +17,7 @@ use crate::analyze::render::columns::{csv_header, csv_line, json_line};
 use crate::analyze::render::episodes::{table_header, EpisodeLine, EPISODE};
 use crate::analyze::render::printer::{Printer, Style};
 use crate::error::{Error, Result};
-use crate::event::{Boot, Event, FlowKey};
+use crate::event::{Boot, Event};
 use crate::messages;
 use crate::record::capture::config::CaptureConfig;
 use crate::record::capture::{Progress, Started};
@@ -176,17 +176,12 @@ impl Output for EpisodeLines<'_> {
         _engine: &mut Engine,
         events: &[Event],
         _windows: &[WindowReport],
-        _now: u64,
+        now: u64,
         _progress: Progress,
     ) -> Result<()> {
-        for e in events {
-            let wall = (i128::from(e.ktime_ns) + self.offset_ns).clamp(0, i128::from(u64::MAX));
-            let key = FlowKey {
-                boot: 0,
-                cookie: e.flow,
-            };
-            self.tracker.push(wall as u64, key, e);
-        }
+        self.tracker.push_live(events, self.offset_ns);
+        self.tracker
+            .forget_closed(now.saturating_sub(FORGET_AFTER_NS));
         let done: Vec<Episode> = self.tracker.take().collect();
         self.print(done.into_iter());
         Ok(())

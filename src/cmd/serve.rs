@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::feed::{this_boot, Feed, Output};
+use super::feed::{this_boot, Feed, Output, FORGET_AFTER_NS};
 use super::recording::{tell_started, Recorder};
 use crate::analyze::engine::{Accounting, Engine, EngineConfig, Unit, WindowReport};
 use crate::analyze::render::prometheus::{Metrics, MetricsConfig};
@@ -25,10 +25,6 @@ use crate::messages;
 use crate::record::capture::config::CaptureConfig;
 use crate::record::capture::{self, Progress, Started};
 use crate::record::format::output::Target;
-
-/// How long a closed flow is remembered (see [`Engine::forget_closed`]):
-/// memory follows the flows alive, not every flow since the start.
-const FORGET_AFTER_NS: u64 = 60_000_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {

@@ -187,6 +187,8 @@ struct Flow {
     regaining: Option<Box<Episode>>,
     /// The local port its ends are known by (see `Episodes::ends`).
     sport: u16,
+    /// Its last row's time: when a closed flow may be forgotten.
+    last_ns: u64,
 }
 
 /// A flow's end as its rows name it: boot, namespace, local and remote
@@ -220,7 +222,9 @@ impl Episodes {
                 Some(&sender) if rx => sender,
                 _ => key,
             };
-            let drops = &mut self.flows.entry(whose).or_default().drops;
+            let sender = self.flows.entry(whose).or_default();
+            sender.last_ns = sender.last_ns.max(t_ns);
+            let drops = &mut sender.drops;
             match drops.iter_mut().find(|x| x.rx == rx && x.reason == reason) {
                 Some(x) => x.count += d.segs.max(1),
                 None => drops.push(Dropped {
@@ -232,6 +236,7 @@ impl Episodes {
             return;
         }
         let flow = self.flows.entry(key).or_default();
+        flow.last_ns = flow.last_ns.max(t_ns);
         // Once per flow (a socket that connects again, once per port).
         if a.sport != 0 && flow.sport != a.sport {
             flow.sport = a.sport;
@@ -351,6 +356,40 @@ impl Episodes {
         }
     }
 
+    /// A capture's events, as they come (this boot's, on the kernel's
+    /// clock: `offset_ns` turns it into the wall's): live mode's and
+    /// serve's. The episodes they complete are [`Episodes::take`]n.
+    pub fn push_live(&mut self, events: &[Event], offset_ns: i128) {
+        for e in events {
+            let wall = (i128::from(e.ktime_ns) + offset_ns).clamp(0, i128::from(u64::MAX));
+            let key = FlowKey {
+                boot: 0,
+                cookie: e.flow,
+            };
+            self.push(wall as u64, key, e);
+        }
+    }
+
+    /// Forgets flows closed, their episodes handed out, with no row since
+    /// before `before_ns` (and flows known only by drops of theirs since
+    /// then), so that a capture that runs for days keeps the flows alive,
+    /// not every flow it saw. Returns how many it forgot. A drop of a
+    /// forgotten flow that still comes starts its evidence anew.
+    pub fn forget_closed(&mut self, before_ns: u64) -> usize {
+        let n = self.flows.len();
+        self.flows.retain(|_, f| {
+            f.state.is_some()
+                || f.current.is_some()
+                || f.regaining.is_some()
+                || f.last_ns >= before_ns
+        });
+        if self.flows.len() < n {
+            let flows = &self.flows;
+            self.ends.retain(|_, key| flows.contains_key(key));
+        }
+        n - self.flows.len()
+    }
+
     /// The episodes complete so far (ended, and their window back or no
     /// longer awaited), in the order they completed: a caller that takes
     /// them as it goes keeps memory to its flows'.
@@ -463,6 +502,38 @@ mod tests {
     }
 
     use CaState::{Cwr, Disorder, Loss, Open, Recovery};
+
+    /// A capture that runs for days keeps the flows alive, not every flow
+    /// it saw, and an episode in progress is never forgotten.
+    #[test]
+    fn closed_flows_are_forgotten_once_their_episodes_are_out() {
+        let key = |cookie| FlowKey { boot: 0, cookie };
+        let close = Change::Tcp {
+            old: TcpState(1),
+            new: TcpState::CLOSE,
+        };
+        let drop = Change::Drop {
+            rx: false,
+            reason: SymbolName::from_str_lossy("tcp_old_data"),
+        };
+        let mut e = Episodes::default();
+        let mut push = |ms, cookie, change| {
+            let mut r = row(cookie, change, |_| {});
+            r.addr.sport = 40000 + cookie as u16;
+            e.push(ms * MS, key(cookie), &r);
+        };
+        push(10, 1, ca(Open, Recovery));
+        push(20, 1, close);
+        push(30, 2, ca(Open, Loss));
+        push(40, 3, drop);
+        push(50, 4, ca(Open, Disorder));
+        push(60, 4, ca(Disorder, Open));
+        assert_eq!(e.forget_closed(40 * MS), 1, "flow 1 only");
+        assert_eq!(e.forget_closed(100 * MS), 1, "flow 3's drop");
+        assert_eq!(e.take().count(), 2);
+        assert_eq!(e.flows.len(), 2, "flow 2 in loss, flow 4 in open");
+        assert_eq!(e.ends.len(), 2);
+    }
 
     #[test]
     fn a_recovery_after_a_local_drop_costs_and_is_regained() {
