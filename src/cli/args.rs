@@ -274,7 +274,8 @@ pub struct CaptureArgs {
 
     /// The evidence written beside the transitions, as rows of their own
     /// kind: `all`, `none`, or a list (`retransmit,drop,reset`). Default: all when
-    /// writing a file, none otherwise (the tables do not use it).
+    /// writing a file or finding episodes' causes (`--episodes`, `serve`), none
+    /// otherwise (the tables do not use it).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "KINDS")]
     pub evidence: Vec<EvidenceArg>,
 

@@ -381,7 +381,8 @@ fn live(a: &LiveArgs, command: String) -> Result<cmd::live::Plan> {
 }
 
 fn serve(a: &ServeArgs, command: String) -> Result<cmd::serve::Plan> {
-    let capture = capture(&a.ports, &a.capture, a.output.is_some())?;
+    // The episodes' causes are in the evidence.
+    let capture = capture(&a.ports, &a.capture, true)?;
     let output = match &a.output {
         Some(p) => Some(record_target(p, &a.rotation, false)?),
         None if a.rotation.rotate_seconds.is_some()
@@ -740,11 +741,10 @@ fn value_name(v: impl ValueEnum) -> String {
         .map_or_else(String::new, |v| v.get_name().to_string())
 }
 
-/// What the kernel side captures, with paths resolved to the ids the
-/// kernel compares.
-/// The evidence asked for; without `--evidence`, all of it where a file is
-/// written (`writing`), none where only tables are made of the capture.
-fn evidence(asked: &[EvidenceArg], writing: bool) -> Result<Evidence> {
+/// The evidence asked for; without `--evidence`, all of it where it is
+/// used (`used`: a file is written, or episodes' causes are found), none
+/// where only tables are made of the capture.
+fn evidence(asked: &[EvidenceArg], used: bool) -> Result<Evidence> {
     if asked.len() > 1
         && asked
             .iter()
@@ -764,15 +764,16 @@ fn evidence(asked: &[EvidenceArg], writing: bool) -> Result<Evidence> {
             EvidenceArg::Reset => e.resets = true,
         }
     }
-    Ok(if asked.is_empty() && writing {
+    Ok(if asked.is_empty() && used {
         Evidence::ALL
     } else {
         e
     })
 }
 
-/// `writing`: the capture writes a file.
-fn capture(ports: &PortFilter, c: &CaptureArgs, writing: bool) -> Result<CaptureConfig> {
+/// What the kernel side captures, with paths resolved to the ids the
+/// kernel compares; `evidence_used` as [`evidence`] takes it.
+fn capture(ports: &PortFilter, c: &CaptureArgs, evidence_used: bool) -> Result<CaptureConfig> {
     let netns = c
         .netns
         .as_deref()
@@ -805,7 +806,7 @@ fn capture(ports: &PortFilter, c: &CaptureArgs, writing: bool) -> Result<Capture
             AttachKind::Kprobe => Some(AttachMode::Kprobe),
         },
         lifecycle: !c.no_lifecycle,
-        evidence: evidence(&c.evidence, writing)?,
+        evidence: evidence(&c.evidence, evidence_used)?,
         pin_buffer: c.pin_buffer.clone(),
     })
 }

@@ -1,8 +1,10 @@
 //! `tcpcong serve --listen ADDR [-o DIR/]`: live mode for machines. The
 //! capture loop feeds the live engine, as in live mode; instead of tables,
 //! each closed interval is added to counters that an HTTP endpoint serves
-//! to Prometheus (`GET /metrics`), and with `-o` the same events are
-//! recorded, rotated, as `record` writes them.
+//! to Prometheus (`GET /metrics`), each episode as it completes to the
+//! episodes' counters (from the tracker `analyze --episodes` runs), and
+//! with `-o` the same events are recorded, rotated, as `record` writes
+//! them.
 //!
 //! A command of its own rather than a `--metrics` option of `record` or
 //! live mode: it runs unattended (no banner on stdout, no tables), its
@@ -15,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::feed::{this_boot, Feed, Output, FORGET_AFTER_NS};
 use super::recording::{tell_started, Recorder};
+use crate::analyze::engine::episodes::Episodes;
 use crate::analyze::engine::{Accounting, Engine, EngineConfig, Unit, WindowReport};
 use crate::analyze::render::prometheus::{Metrics, MetricsConfig};
 use crate::error::{Error, Result};
@@ -44,6 +47,10 @@ struct Counters<'p> {
     plan: &'p Plan,
     metrics: Arc<Mutex<Metrics>>,
     boots: Vec<Boot>,
+    /// The episodes of the capture's flows, counted as they complete.
+    episodes: Episodes,
+    /// Wall clock minus the capture's kernel clock.
+    offset_ns: i128,
 }
 
 /// The counters, also after a thread panicked holding them: a panic
@@ -61,6 +68,7 @@ impl Output for Counters<'_> {
     ) -> Result<EngineConfig> {
         super::show_libbpf_log(self.plan.verbose);
         tell_started(s);
+        self.offset_ns = i128::from(start_ns) - i128::from(s.start_ktime_ns);
         messages::raw(format_args!(
             "Serving TCP congestion-state metrics at http://{}/metrics{}... Hit Ctrl-C to end.",
             self.plan.listen,
@@ -97,9 +105,13 @@ impl Output for Counters<'_> {
         // A socket connects again (same cookie) right after a failed
         // attempt, if at all: a minute on, its flow is let go.
         engine.forget_closed(now.saturating_sub(FORGET_AFTER_NS));
+        self.episodes.push_live(events, self.offset_ns);
+        self.episodes
+            .forget_closed(now.saturating_sub(FORGET_AFTER_NS));
         let boots = &self.boots;
         let mut m = lock(&self.metrics);
         m.events(events);
+        m.episodes(self.episodes.take(), &boots[0]);
         for w in windows {
             m.window(w, boots);
         }
@@ -126,6 +138,8 @@ pub fn run(plan: &Plan) -> Result<()> {
         plan,
         metrics,
         boots: vec![this_boot()],
+        episodes: Episodes::default(),
+        offset_ns: 0,
     };
     let mut feed = Feed::create(counters, &plan.capture, plan.output.as_ref(), &plan.command)?;
     super::warn_without_lifecycle(plan.accounting, plan.capture.lifecycle);

@@ -4,8 +4,10 @@ a second one (the scrapes are TCP flows too: they stay out of the traced
 namespace) and serve records the same events (-o DIR/). Prometheus's HTTP
 API is then asked for the counters, and they are checked against `analyze`
 of that recording: seconds per state, transitions, chain breaks, lost
-events, and flows per state once every flow has closed. Root and BPF: in
-CI this fails, never skips, without them.
+events, and flows per state once every flow has closed; and episodes by
+cause, their durations' histogram and its exemplars against `analyze
+--episodes` of it. Root and BPF: in CI this fails, never skips, without
+them.
 """
 
 import json
@@ -78,7 +80,7 @@ def served(tmp_path, request):
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         procs.append(serve)
         prom = subprocess.Popen(
-            ["ip", "netns", "exec", ns, "prometheus", f"--config.file={cfg}",
+            ["ip", "netns", "exec", ns, "prometheus", f"--config.file={cfg}", "--enable-feature=exemplar-storage",
              f"--storage.tsdb.path={tmp_path / 'tsdb'}", "--web.listen-address=127.0.0.1:9090"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(prom)
@@ -186,3 +188,60 @@ def test_serve_names_owners_as_the_windowed_report_does(served):
     assert seconds.get("(owner not known)", 0) > 0, seconds
     whole = {g["key"] for g in analyze_json(out, "--all", "--by", "process")}
     assert whole == {"iperf3"}, whole
+
+
+def test_episodes_and_their_exemplars_are_analyzes_of_the_same_run(served):
+    """Episodes counted by cause as they complete, their durations' buckets
+    and sums, and every bucket's exemplar (Prometheus's exemplar storage)
+    naming an episode of that cause and length that `analyze --episodes`
+    finds in serve's own recording."""
+    ns, traced, out, serve = served
+    lab("traffic", traced, "3", "--parallel", "3")
+    settle(ns)
+    counts = by_label(query(ns, "sum by (cause) (tcpcong_episodes_total)"), "cause")
+    sums = by_label(query(ns, "sum by (cause) (tcpcong_episode_seconds_sum)"), "cause")
+    buckets = {(r["metric"]["cause"], r["metric"]["le"]): float(r["value"][1])
+               for r in query(ns, "sum by (cause, le) (tcpcong_episode_seconds_bucket)")}
+    now = time.time()
+    found = json.loads(get(ns, "http://127.0.0.1:9090/api/v1/query_exemplars?" + urllib.parse.urlencode(
+        {"query": "tcpcong_episode_seconds_bucket", "start": now - 3600, "end": now + 60})))
+    assert found["status"] == "success", found
+    stopped(serve)
+
+    episodes = analyze_json(out, "--episodes")
+    assert episodes, "analyze found episodes"
+    # Every flow closed: no episode was still going when the run ended.
+    assert {e["ended"] for e in episodes} <= {"open", "close"}, {e["ended"] for e in episodes}
+    want: dict[str, list[dict]] = {}
+    for e in episodes:
+        want.setdefault(e["cause"], []).append(e)
+    print("cause                          prometheus  analyze")
+    for c in sorted(set(counts) | set(want)):
+        print(f"{c:30} {counts.get(c, 0):10.0f} {len(want.get(c, [])):8}")
+    assert counts == {c: float(len(es)) for c, es in want.items()}
+    assert "local-drop:netfilter_drop" in counts, counts
+    for c, es in want.items():
+        assert abs(sums[c] - sum(e["duration_ns"] for e in es) / 1e9) < 1e-6, c
+    for (c, le), n in buckets.items():
+        bound = float("inf") if le == "+Inf" else float(le)
+        assert n == sum(1 for e in want[c] if e["duration_ns"] / 1e9 <= bound), (c, le)
+
+    # The exemplars: each an episode of the series' cause and length, on
+    # this host and boot, and every bucket an episode fell in (its lowest
+    # bound at or over the duration) has one.
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    bounds = sorted({float("inf") if le == "+Inf" else float(le) for _, le in buckets})
+    with_exemplars = set()
+    for series in found["data"]:
+        c, le = series["seriesLabels"]["cause"], series["seriesLabels"]["le"]
+        for x in series["exemplars"]:
+            labels = x["labels"]
+            assert labels["boot_id"] == boot_id, labels
+            assert labels["host"] == episodes[0]["host"], labels
+            match = [e for e in want[c] if e["flow"] == int(labels["flow"])
+                     and abs(e["duration_ns"] / 1e9 - float(x["value"])) < 1e-9]
+            assert match, (c, x)
+            with_exemplars.add((c, float(le)))
+    fell_in = {(c, next(b for b in bounds if e["duration_ns"] / 1e9 <= b)) for c, es in want.items() for e in es}
+    print(f"{len(with_exemplars)} buckets with exemplars")
+    assert with_exemplars == fell_in

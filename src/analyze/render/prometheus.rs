@@ -2,7 +2,11 @@
 //! engine hands out: the seconds of each closed window per state (so a
 //! counter holds exactly what `analyze` of the same events credits up to
 //! that window's end), transitions by (from, to), lost events, chain breaks
-//! (the engine's mismatches), flows seen, and the flows now in each state.
+//! (the engine's mismatches), flows seen, and the flows now in each state;
+//! and the episodes as they complete, counted by cause, with a histogram
+//! of their durations per cause whose buckets name a recent episode each
+//! (an OpenMetrics exemplar: host, boot and flow, as `analyze --episodes`
+//! names its rows).
 //!
 //! Labels are bounded by design: never one series per flow. Series are
 //! labelled by state, and by one `--by` key at most, whose values are
@@ -13,16 +17,20 @@
 //! places) cannot keep the processes that come later out for good.
 
 use std::sync::atomic::AtomicU64;
+use std::time::{Duration, UNIX_EPOCH};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use rustc_hash::FxHashMap;
 
 use super::flows::{rows, GroupKey};
+use crate::analyze::engine::episodes::Episode;
 use crate::analyze::engine::{Engine, WindowReport};
+use crate::escape::prometheus_label;
 use crate::event::Boot;
 use crate::event::{CaState, Change, Event};
 
@@ -44,6 +52,22 @@ pub const IDLE_WINDOWS: u64 = 60;
 
 type Labels = Vec<(String, String)>;
 
+/// The upper bounds of the episode durations' buckets, in seconds: from a
+/// millisecond's disorder to a minute's stall.
+pub const EPISODE_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
+
+/// OpenMetrics bounds an exemplar's labels, names and values together, to
+/// 128 characters (Prometheus drops a longer one).
+pub const EXEMPLAR_CHARS: usize = 128;
+
+type Durations = HistogramWithExemplars<Labels>;
+
+fn durations() -> Durations {
+    HistogramWithExemplars::new(EPISODE_BUCKETS.into_iter())
+}
+
 pub struct Metrics {
     cfg: MetricsConfig,
     registry: Registry,
@@ -53,6 +77,8 @@ pub struct Metrics {
     lost: Counter,
     breaks: Counter,
     flows: Counter,
+    episodes: Family<Labels, Counter>,
+    episode_seconds: Family<Labels, Durations, fn() -> Durations>,
     /// The `--by` values that have series of their own, with the last
     /// window they had a flow in.
     keys: FxHashMap<String, u64>,
@@ -98,6 +124,18 @@ impl Metrics {
         );
         let flows = Counter::default();
         registry.register("flows_seen", "Distinct flows seen", flows.clone());
+        let episodes = Family::<Labels, Counter>::default();
+        registry.register(
+            "episodes",
+            "Trips of flows out of open that ended, by cause",
+            episodes.clone(),
+        );
+        let episode_seconds = Family::new_with_constructor(durations as fn() -> Durations);
+        registry.register(
+            "episode_seconds",
+            "How long the episodes that ended lasted, by cause; a bucket's exemplar names a recent episode's flow",
+            episode_seconds.clone(),
+        );
         Metrics {
             cfg,
             registry,
@@ -107,6 +145,8 @@ impl Metrics {
             lost,
             breaks,
             flows,
+            episodes,
+            episode_seconds,
             keys: FxHashMap::default(),
             windows: 0,
             evicted_at: None,
@@ -193,6 +233,25 @@ impl Metrics {
         }
     }
 
+    /// Episodes as they complete (of `boot`): counted by cause, and their
+    /// durations in the cause's histogram, each its bucket's exemplar
+    /// until a later one there, stamped with the episode's end.
+    pub fn episodes(&mut self, done: impl IntoIterator<Item = Episode>, boot: &Boot) {
+        for ep in done {
+            let cause = vec![(
+                "cause".to_string(),
+                prometheus_label(&ep.cause.label()).into_owned(),
+            )];
+            self.episodes.get_or_create(&cause).inc();
+            let ns = ep.end_ns.saturating_sub(ep.start_ns);
+            self.episode_seconds.get_or_create(&cause).observe(
+                ns as f64 / 1e9,
+                Some(exemplar(boot, ep.key.cookie)),
+                Some(UNIX_EPOCH + Duration::from_nanos(ep.end_ns)),
+            );
+        }
+    }
+
     /// What the engine and the capture say now: flows per state, flows
     /// seen, losses so far.
     pub fn now(&mut self, engine: &Engine, boots: &[Boot], lost: u64) {
@@ -234,6 +293,30 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+/// An episode's exemplar labels: where its rows are. The host name gives
+/// way to the bound ([`EXEMPLAR_CHARS`]), cut between characters that are
+/// escaped whole.
+fn exemplar(boot: &Boot, flow: u64) -> Labels {
+    let flow = flow.to_string();
+    let boot_id = prometheus_label(&boot.boot_id).into_owned();
+    let fixed = ["host", "boot_id", "flow"].concat().len() + boot_id.chars().count() + flow.len();
+    let mut room = EXEMPLAR_CHARS.saturating_sub(fixed);
+    let mut host = String::new();
+    for c in boot.host.chars() {
+        let escaped = prometheus_label(c.encode_utf8(&mut [0; 4])).into_owned();
+        let Some(left) = room.checked_sub(escaped.chars().count()) else {
+            break;
+        };
+        room = left;
+        host.push_str(&escaped);
+    }
+    vec![
+        ("host".to_string(), host),
+        ("boot_id".to_string(), boot_id),
+        ("flow".to_string(), flow),
+    ]
 }
 
 #[cfg(test)]
@@ -383,6 +466,108 @@ mod tests {
             Some(5.0),
             "counted once"
         );
+    }
+
+    /// Two ECN episodes and a reordering, through the tracker as serve
+    /// runs it: counts, the histogram's buckets and sum, and each bucket's
+    /// exemplar naming the last episode that fell in it.
+    #[test]
+    fn episodes_are_counted_by_cause_with_an_exemplar_per_bucket() {
+        use crate::analyze::engine::episodes::Episodes;
+        use CaState::*;
+        let mut tracker = Episodes::default();
+        let mut push = |ms: u64, cookie: u64, old, new, ce: u32| {
+            let e = Event {
+                ktime_ns: S + ms * MS,
+                flow: cookie,
+                addr: addr(cookie as u16, "web"),
+                change: Change::Ca { old, new },
+                detail: crate::event::Detail {
+                    snd_cwnd: 10,
+                    delivered_ce: ce,
+                    ..Default::default()
+                },
+            };
+            tracker.push_live(&[e], 0);
+        };
+        push(0, 1, Open, Cwr, 0);
+        push(3, 1, Cwr, Open, 2);
+        push(10, 2, Open, Cwr, 0);
+        push(14, 2, Cwr, Open, 1);
+        push(20, 3, Open, Disorder, 0);
+        push(320, 3, Disorder, Open, 0);
+        let mut m = Metrics::new(MetricsConfig {
+            by: None,
+            max_keys: 1,
+        });
+        let boot = Boot {
+            host: "db1".into(),
+            boot_id: "b0".into(),
+            ..Default::default()
+        };
+        m.episodes(tracker.take(), &boot);
+        let t = m.encode();
+        let ecn = |rest: &str| format!("tcpcong_episode_seconds_{rest}");
+        assert_eq!(
+            value(&t, "tcpcong_episodes_total{cause=\"ecn\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(&t, "tcpcong_episodes_total{cause=\"reordering\"}"),
+            Some(1.0)
+        );
+        assert_eq!(value(&t, &ecn("sum{cause=\"ecn\"}")), Some(0.007));
+        assert_eq!(value(&t, &ecn("count{cause=\"ecn\"}")), Some(2.0));
+        // 3 ms and 4 ms: both in the 5 ms bucket, whose exemplar is the
+        // later one (flow 2, ended at 14 ms).
+        let bucket = |le: &str| {
+            let series = ecn(&format!("bucket{{le=\"{le}\",cause=\"ecn\"}}"));
+            t.lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .map(str::trim)
+                .unwrap_or_else(|| panic!("{series} in {t}"))
+                .to_string()
+        };
+        assert_eq!(bucket("0.0025"), "0");
+        assert_eq!(
+            bucket("0.005"),
+            format!(
+                "2 # {{host=\"db1\",boot_id=\"b0\",flow=\"2\"}} 0.004 {}.014",
+                S / 1_000_000_000
+            )
+        );
+        assert_eq!(bucket("+Inf"), "2");
+        assert!(t.contains(
+            "le=\"0.5\",cause=\"reordering\"} 1 # {host=\"db1\",boot_id=\"b0\",flow=\"3\"} 0.3 "
+        ));
+    }
+
+    /// A host name is the root's, but long and odd it may be: an exemplar
+    /// stays within OpenMetrics' bound, its escapes whole.
+    #[test]
+    fn an_exemplar_fits_its_bound_whatever_the_host_is_called() {
+        for host in [
+            "h".repeat(64),
+            "\"".repeat(64),
+            format!("{}\n", "é".repeat(60)),
+        ] {
+            let boot = Boot {
+                host: host.clone(),
+                boot_id: "7e9f8b0c-2c57-4a8e-9d0a-1f2e3d4c5b6a".into(),
+                ..Default::default()
+            };
+            let labels = exemplar(&boot, u64::MAX);
+            let chars: usize = labels
+                .iter()
+                .map(|(k, v)| k.chars().count() + v.chars().count())
+                .sum();
+            assert!(chars <= EXEMPLAR_CHARS, "{chars}: {labels:?}");
+            let host = &labels[0].1;
+            assert!(!host.is_empty());
+            // Every quote escaped: none ends the value early.
+            let unescaped = host.replace("\\\\", "").replace("\\\"", "");
+            assert!(!unescaped.contains(['"', '\\', '\n']), "{host}");
+        }
     }
 
     #[test]
