@@ -7,9 +7,14 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{find_recordings, warn_losses, warn_without_lifecycle, Selection};
+use crate::analyze::engine::durations::EpisodeScan;
+use crate::analyze::engine::episodes::Episode;
 use crate::analyze::engine::{EngineConfig, Unit};
-use crate::analyze::render::page::{html, CaptureFacts, Overview, Page, PageConfig, Timelines};
+use crate::analyze::render::page::{
+    html, CaptureFacts, EpisodeSection, Overview, Page, PageConfig, Timelines,
+};
 use crate::error::{Error, Result};
+use crate::event::{Boot, Change};
 use crate::messages;
 use crate::record::format::reader::{Columns, Dataset, Item};
 
@@ -46,6 +51,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         })
         .collect();
     let (lost_events, gaps, lifecycle) = (data.lost_events, data.gaps, data.lifecycle);
+    let boots = data.boots();
     let cfg = EngineConfig {
         accounting: plan.page.accounting,
         lifecycle,
@@ -68,15 +74,44 @@ pub fn run(plan: &Plan) -> Result<()> {
     super::tell_duplicates(duplicates);
     let overview = overview.finish(span.end_ns, plan.page.top);
 
+    // The second pass: the top flows' timelines, and every flow's episodes
+    // (as analyze --episodes finds them in the same selection).
     let mut timelines = Timelines::new(cfg, span.end_ns, &overview.top);
+    let mut scan = EpisodeScan::new((span.start_ns, span.end_ns));
+    let mut episodes = EpisodeSection::new();
+    let unnamed = Boot::default();
+    let mut done = Vec::new();
+    let mut take = |done: &mut Vec<Episode>, timelines: &mut Timelines| {
+        for e in done.drain(..) {
+            timelines.episode(&e);
+            let boot = boots.get(e.key.boot as usize).unwrap_or(&unnamed);
+            episodes.add(e, boot);
+        }
+    };
     Dataset::open(&files)?.scan(&filter, Columns::All, &mut |item| {
         match item {
             Item::Span(boot, s) => timelines.set_span(boot, s),
-            Item::Row(r) if timelines.wants(r.key) => timelines.push(r.t_ns, r.key, &r.ev),
-            Item::Row(_) => {}
+            Item::Row(r) => {
+                if let Change::Drop { .. } = r.ev.change {
+                    timelines.dropped(r.t_ns, scan.credited(r.key, &r.ev), &r.ev);
+                }
+                if timelines.wants(r.key) {
+                    timelines.push(r.t_ns, r.key, &r.ev);
+                }
+            }
         }
+        scan.item(&item, &mut |e| {
+            done.push(e);
+            Ok(())
+        })?;
+        take(&mut done, &mut timelines);
         Ok(())
     })?;
+    scan.finish(&mut |e| {
+        done.push(e);
+        Ok(())
+    })?;
+    take(&mut done, &mut timelines);
     let timelines = timelines.finish(span.end_ns);
 
     let drawn = timelines.len();
@@ -86,6 +121,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         (span.start_ns, span.end_ns),
         overview,
         timelines,
+        episodes.finish(),
         duplicates,
     );
     let text = html::render(&page);

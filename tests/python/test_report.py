@@ -9,7 +9,11 @@ them), checked through the DOM:
 * every top flow has a timeline whose bands add up, state by state, to its
   time in that state; the capture-wide strip adds up to the totals;
 * the transition matrix equals a count of the raw events (pyarrow), the
-  dwell histograms equal `analyze -d --format json`.
+  dwell histograms equal `analyze -d --format json`;
+* the episodes: per cause, counts, time and percentiles as `analyze
+  --episodes` finds them (and as this test computes from its rows), the
+  longest ones its longest, each drawn flow's marks its episodes, and its
+  drop ticks the drops a computation from the raw rows credits it with.
 
 A screenshot of each page is written to target/test-artifacts/ (kept, so a
 failure can be looked at).
@@ -75,6 +79,91 @@ def raw_matrix(files) -> Counter:
         t = pq.read_table(f, columns=["kind", "old_state", "new_state"]).to_pylist()
         c.update((r["old_state"], r["new_state"]) for r in t if r["kind"] == "ca_state")
     return c
+
+
+def analyze_episodes(inputs, *args) -> list[dict]:
+    p = tcpcong("analyze", *inputs, "--episodes", "--format", "json", *args)
+    assert p.returncode == 0, p.stderr
+    return [json.loads(l) for l in p.stdout.splitlines()]
+
+
+def nearest_rank(values: list[int], pct: int) -> int:
+    values = sorted(values)
+    return values[max(1, -(-len(values) * pct // 100)) - 1]
+
+
+def drops_by_flow(files) -> Counter:
+    """Segments this host dropped, per flow they are evidence of, from the
+    raw rows in time order: one dropped on its way in is its sender's, the
+    flow whose local end is the segment's source, where a flow of this
+    host had that end before."""
+    cols = ["ktime_ns", "boot_id", "kind", "flow", "netns", "saddr", "sport", "daddr", "dport",
+            "old_state", "segs"]
+    rows = sorted((r for f in files for r in pq.read_table(f, columns=cols).to_pylist()),
+                  key=lambda r: r["ktime_ns"])
+    ends, port, out = {}, {}, Counter()
+    for r in rows:
+        key = (r["boot_id"], r["flow"])
+        if r["kind"] == "drop":
+            peer = (r["boot_id"], r["netns"], r["daddr"], r["dport"], r["saddr"], r["sport"])
+            whose = ends.get(peer, key) if r["old_state"] == "rx" else key
+            out[whose] += max(r["segs"], 1)
+        elif r["sport"] and port.get(key) != r["sport"]:
+            port[key] = r["sport"]
+            ends[(r["boot_id"], r["netns"], r["saddr"], r["sport"], r["daddr"], r["dport"])] = key
+    return out
+
+
+def check_episodes(driver, inputs, files):
+    rows = analyze_episodes(inputs)
+    assert rows, "episodes"
+    total = driver.find_element(By.ID, "episode-total")
+    assert int(total.get_attribute("data-episodes")) == len(rows)
+    assert int(total.get_attribute("data-ns")) == sum(e["duration_ns"] for e in rows)
+
+    # Per cause: analyze's groups, and the same computed here from its rows.
+    causes = driver.execute_script("""
+        return Array.from(document.querySelectorAll('#causes tbody tr')).map(tr => {
+          const v = Array.from(tr.querySelectorAll('td[data-v]')).map(td => td.dataset.v);
+          return [tr.dataset.cause, v.map(Number)]; });""")
+    groups = analyze_episodes(inputs, "--by", "cause")
+    want = [[g["key"], [g["episodes"], g["total_ns"], g["median_ns"], g["p99_ns"], g["retransmits"],
+                        g["dropped"], g["ce_marks"]]] for g in groups]
+    assert causes == want
+    by_cause: dict[str, list[int]] = {}
+    for e in rows:
+        by_cause.setdefault(e["cause"], []).append(e["duration_ns"])
+    for cause, (n, ns, median, p99, *_) in causes:
+        d = by_cause[cause]
+        assert (n, ns, median, p99) == (len(d), sum(d), nearest_rank(d, 50), nearest_rank(d, 99)), cause
+
+    # The longest: analyze's durations, longest first, each one of its rows.
+    longest = driver.execute_script("""
+        return Array.from(document.querySelectorAll('#longest tbody tr')).map(tr =>
+          [Number(tr.dataset.flow), Number(tr.dataset.startKtimeNs), tr.dataset.cause,
+           Number(tr.querySelector('td[data-v]').dataset.v)]);""")
+    durations = sorted((e["duration_ns"] for e in rows), reverse=True)[:10]
+    assert [x[3] for x in longest] == durations
+    index = {(e["flow"], e["start_ktime_ns"], e["cause"]): e["duration_ns"] for e in rows}
+    assert all(index.get(tuple(x[:3])) == x[3] for x in longest), longest
+
+    # Each drawn flow: its marks hold its episodes, cause by cause; its drop
+    # ticks the drops the raw rows credit it with.
+    marks = driver.execute_script("""
+        return Array.from(document.querySelectorAll('figure.flow')).map(f => [Number(f.dataset.flow),
+          Array.from(f.querySelectorAll('g.episodes rect')).map(r =>
+            [r.dataset.cause, Number(r.dataset.episodes), Number(r.dataset.ns)]),
+          Array.from(f.querySelectorAll('rect.drop')).reduce((n, r) => n + Number(r.dataset.v), 0)]);""")
+    assert marks
+    dropped = drops_by_flow(files)
+    boot = pq.read_table(files[0], columns=["boot_id"]).column(0)[0].as_py()
+    for flow, drawn, drops in marks:
+        mine = [e for e in rows if e["flow"] == flow]
+        for cause in {e["cause"] for e in mine} | {m[0] for m in drawn}:
+            got = [(n, ns) for c, n, ns in drawn if c == cause]
+            of = [e["duration_ns"] for e in mine if e["cause"] == cause]
+            assert (sum(n for n, _ in got), sum(ns for _, ns in got)) == (len(of), sum(of)), (flow, cause)
+        assert drops == dropped[(boot, flow)], flow
 
 
 def open_report(driver, inputs, name, top=10):
@@ -174,6 +263,8 @@ def check_report(driver, inputs, files, name):
         cells = driver.find_elements(By.CSS_SELECTOR, f"table.hist[data-state={st}] td[data-slot]")
         drawn = {int(c.get_attribute("data-slot")): int(c.get_attribute("data-v")) for c in cells}
         assert drawn == hist.get(st, {}), st
+
+    check_episodes(driver, inputs, files)
 
     # Sorting: by loss, ascending then descending.
     head = driver.find_element(By.CSS_SELECTOR, "#top th[data-col='11']")

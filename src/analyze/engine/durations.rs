@@ -20,6 +20,7 @@ use crate::analyze::caveats;
 use crate::analyze::render::arrow::Table;
 use crate::analyze::render::printer::{ReportConfig, Style};
 use crate::error::{Error, Result};
+use crate::event::{Event, FlowKey};
 use crate::record::format::reader::{Columns, Dataset, Item, RowFilter};
 
 /// What a dataset's scan gave: the engine's summary, and how many events
@@ -180,29 +181,74 @@ pub fn table(data: Dataset, accounting: Accounting, all: bool, threads: usize) -
 pub fn episodes(
     data: Dataset,
     filter: &RowFilter,
-    (start_ns, end_ns): (u64, u64),
+    range: (u64, u64),
     each: &mut dyn FnMut(Episode) -> Result<()>,
 ) -> Result<u64> {
-    let mut tracker = Episodes::default();
-    let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut scan = EpisodeScan::new(range);
     let duplicates = data.scan(filter, Columns::Episodes, &mut |item| {
+        scan.item(&item, each)
+    })?;
+    scan.finish(each)?;
+    Ok(duplicates)
+}
+
+/// The episode tracker over a scan's items, for a scan that does more
+/// (the report's): what [`episodes`] runs.
+pub struct EpisodeScan {
+    tracker: Episodes,
+    /// Where each boot's recordings end, within the range.
+    ends: BTreeMap<u32, u64>,
+    range: (u64, u64),
+}
+
+impl EpisodeScan {
+    /// Rows in `[start_ns, end_ns)` count.
+    pub fn new(range: (u64, u64)) -> EpisodeScan {
+        EpisodeScan {
+            tracker: Episodes::default(),
+            ends: BTreeMap::new(),
+            range,
+        }
+    }
+
+    /// One item of a scan that reads at least [`Columns::Episodes`]; the
+    /// episodes it completes go to `each`.
+    pub fn item(
+        &mut self,
+        item: &Item<'_>,
+        each: &mut dyn FnMut(Episode) -> Result<()>,
+    ) -> Result<()> {
+        let (start_ns, end_ns) = self.range;
         match item {
             Item::Span(boot, s) => {
-                let end = ends.entry(boot).or_default();
+                let end = self.ends.entry(*boot).or_default();
                 *end = (*end).max(s.end_ns.min(end_ns));
             }
             Item::Row(r) if r.t_ns >= start_ns && r.t_ns < end_ns => {
-                tracker.push(r.t_ns, r.key, &r.ev);
-                for e in tracker.take() {
+                self.tracker.push(r.t_ns, r.key, &r.ev);
+                for e in self.tracker.take() {
                     each(e)?;
                 }
             }
             Item::Row(_) => {}
         }
         Ok(())
-    })?;
-    for e in tracker.finish(&|boot| ends.get(&boot).copied().unwrap_or(end_ns)) {
-        each(e)?;
     }
-    Ok(duplicates)
+
+    /// The flow a row is evidence of (see [`Episodes::credited`]).
+    pub fn credited(&self, key: FlowKey, ev: &Event) -> FlowKey {
+        self.tracker.credited(key, ev)
+    }
+
+    /// The episodes still in progress, censored at their boot's end.
+    pub fn finish(self, each: &mut dyn FnMut(Episode) -> Result<()>) -> Result<()> {
+        let (ends, end_ns) = (self.ends, self.range.1);
+        for e in self
+            .tracker
+            .finish(&|boot| ends.get(&boot).copied().unwrap_or(end_ns))
+        {
+            each(e)?;
+        }
+        Ok(())
+    }
 }

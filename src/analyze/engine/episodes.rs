@@ -37,18 +37,38 @@ pub enum Cause {
 }
 
 impl Cause {
+    /// Every cause's kind, as [`Cause::kind`] names it.
+    pub const KINDS: [&'static str; 8] = [
+        "spurious",
+        "local-drop",
+        "ecn",
+        "timeout",
+        "tail-loss",
+        "remote-loss",
+        "reordering",
+        "unknown",
+    ];
+
+    /// The label without a drop's reason: one of [`Cause::KINDS`].
+    pub fn kind(&self) -> &'static str {
+        Self::KINDS[match self {
+            Cause::Spurious => 0,
+            Cause::LocalDrop(_) => 1,
+            Cause::Ecn => 2,
+            Cause::Timeout => 3,
+            Cause::TailLoss => 4,
+            Cause::RemoteLoss => 5,
+            Cause::Reordering => 6,
+            Cause::Unknown => 7,
+        }]
+    }
+
     /// The label, as every output writes it.
     pub fn label(&self) -> Cow<'static, str> {
-        Cow::Borrowed(match self {
-            Cause::Spurious => "spurious",
-            Cause::LocalDrop(r) => return Cow::Owned(format!("local-drop:{}", r.as_str())),
-            Cause::Ecn => "ecn",
-            Cause::Timeout => "timeout",
-            Cause::TailLoss => "tail-loss",
-            Cause::RemoteLoss => "remote-loss",
-            Cause::Reordering => "reordering",
-            Cause::Unknown => "unknown",
-        })
+        match self {
+            Cause::LocalDrop(r) => Cow::Owned(format!("{}:{}", self.kind(), r.as_str())),
+            _ => Cow::Borrowed(self.kind()),
+        }
     }
 
     /// The first rule that the episode's evidence earns.
@@ -214,14 +234,7 @@ impl Episodes {
         let a = &ev.addr;
         let d = &ev.detail;
         if let Change::Drop { rx, reason } = ev.change {
-            // A segment dropped on its way in is its sender's: the flow's
-            // peer, where that is a flow of this host too (a lab on the
-            // loopback), else the flow's own evidence.
-            let peer = (key.boot, a.netns, a.daddr, a.dport, a.saddr, a.sport);
-            let whose = match self.ends.get(&peer) {
-                Some(&sender) if rx => sender,
-                _ => key,
-            };
+            let whose = self.credited(key, ev);
             let sender = self.flows.entry(whose).or_default();
             sender.last_ns = sender.last_ns.max(t_ns);
             let drops = &mut sender.drops;
@@ -353,6 +366,19 @@ impl Episodes {
         if counted && flow.current.is_none() {
             flow.last_ce = d.delivered_ce;
             flow.last_dsack = d.dsack_dups;
+        }
+    }
+
+    /// The flow a row of flow `key` is evidence of: a segment dropped on
+    /// its way in is its sender's, the flow's peer, where that is a flow
+    /// of this host too (a lab on the loopback); every other row is its
+    /// own flow's.
+    pub fn credited(&self, key: FlowKey, ev: &Event) -> FlowKey {
+        let a = &ev.addr;
+        let peer = (key.boot, a.netns, a.daddr, a.dport, a.saddr, a.sport);
+        match (ev.change, self.ends.get(&peer)) {
+            (Change::Drop { rx: true, .. }, Some(&sender)) => sender,
+            _ => key,
         }
     }
 

@@ -287,7 +287,7 @@ pub fn table_header(out: &mut dyn Write) -> io::Result<()> {
 }
 
 /// The states in order, and `open` if it came back: `disorder>recovery>open`.
-fn states(e: &Episode) -> String {
+pub fn states(e: &Episode) -> String {
     let mut names: Vec<&str> = e.states.iter().map(|s| s.name()).collect();
     if e.end == End::Open {
         names.push(CaState::Open.name());

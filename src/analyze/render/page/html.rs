@@ -12,7 +12,9 @@ use std::fmt::Write;
 use super::timeline::{bands, merged_periods, round_ticks, Axis, Band, Buckets, Steps};
 use super::{FlowTimeline, Page};
 use crate::analyze::caveats;
+use crate::analyze::engine::episodes::Cause;
 use crate::analyze::engine::{Accounting, FlowRow, Log2Hist};
+use crate::analyze::render::episodes::states;
 use crate::escape::html as esc;
 use crate::event::CaState;
 use crate::time::rfc3339;
@@ -21,6 +23,8 @@ use crate::time::rfc3339;
 const LEFT: usize = 64;
 const RIGHT: usize = 64;
 const BAND_H: usize = 22;
+/// The episodes' marks, in the gap under the band.
+const EPISODE_H: usize = 6;
 /// The window pane (cwnd, ssthresh, retransmissions) and the RTT pane
 /// under it, with a gap between.
 const WINDOW_H: usize = 64;
@@ -105,6 +109,7 @@ pub fn render(p: &Page) -> String {
     );
     facts(&mut h, p);
     where_time_went(&mut h, p);
+    episodes(&mut h, p);
     timelines(&mut h, p);
     dwell(&mut h, p);
     let _ = writeln!(h, "<script>{SCRIPT}</script>\n</body></html>");
@@ -116,11 +121,16 @@ fn legend(h: &mut String) {
     for s in CaState::ALL {
         let _ = write!(h, "<span><i class=\"s-{0}\"></i>{0}</span>", s.name());
     }
+    h.push_str("</p>\n<p class=\"legend\">Under each flow's band, its episodes by cause: ");
+    for kind in Cause::KINDS {
+        let _ = write!(h, "<span><i class=\"c-{kind}\"></i>{kind}</span>");
+    }
     h.push_str(
         "</p>\n<p class=\"legend\">Under each flow's band: <span class=\"cwnd\">cwnd</span> and \
          <span class=\"ssthresh\">ssthresh</span> (packets) with <span class=\"retrans\">▮ \
          retransmissions</span> per pixel (taller: more, on a log scale), and under them <span class=\"srtt\">srtt</span> (ms) on its own \
-         scale; above the band a mark per pixel with transitions (hover for the transition).</p>\n",
+         scale; <span class=\"drop\">▮ segments this host dropped</span> hang from the pane's \
+         top; above the band a mark per pixel with transitions (hover for the transition).</p>\n",
     );
 }
 
@@ -307,6 +317,106 @@ fn top_row(h: &mut String, r: &FlowRow) {
         "<td class=\"num\" data-v=\"{0}\">{0}</td><td class=\"num\" data-v=\"{1}\">{1}</td></tr>",
         r.changes, r.mismatches
     );
+}
+
+/// Time per cause over all flows, and the longest episodes, each as
+/// `analyze --episodes` has it (`--by cause`; `--sort duration --top`).
+fn episodes(h: &mut String, p: &Page) {
+    let done = &p.episodes;
+    let count: u64 = done.causes.iter().map(|g| g.episodes).sum();
+    let all: u64 = done.causes.iter().map(|g| g.total_ns).sum();
+    h.push_str("<section id=\"episodes\"><h2>Episodes and causes</h2>\n");
+    h.push_str(
+        "<p class=\"note\">An episode is a flow's trip out of open, to its return (or its close, \
+         or the capture's end). Its cause is the first rule its evidence earns, as \
+         <code>tcpcong analyze --episodes</code> labels it (<code>tcpcong man analyze</code> \
+         has the rules).</p>\n",
+    );
+    let _ = writeln!(
+        h,
+        "<p id=\"episode-total\" data-episodes=\"{count}\" data-ns=\"{all}\">{count} episodes, {} in all.</p>",
+        human(all)
+    );
+    if count == 0 {
+        h.push_str("<p>No flow left the open state.</p></section>\n");
+        return;
+    }
+    h.push_str(
+        "<table id=\"causes\"><thead><tr><th>cause</th><th>episodes</th><th>time</th>\
+         <th colspan=\"2\">share of the episodes' time</th><th>median</th><th>p99</th><th>retransmitted</th>\
+         <th>dropped</th><th>CE marks</th></tr></thead><tbody>\n",
+    );
+    for g in &done.causes {
+        let pct = percent(g.total_ns, all);
+        let kind = g.key.split(':').next().unwrap_or_default();
+        let _ = writeln!(
+            h,
+            "<tr data-cause=\"{0}\"><td><i class=\"c-{1}\"></i>{0}</td>\
+             <td class=\"num\" data-v=\"{2}\">{2}</td><td class=\"num\" data-v=\"{3}\">{4}</td>\
+             <td class=\"bar\"><div class=\"c-{1}\" style=\"width:{pct:.1}%\"></div></td><td class=\"num\">{pct:.1} %</td>\
+             <td class=\"num\" data-v=\"{5}\">{6}</td><td class=\"num\" data-v=\"{7}\">{8}</td>\
+             <td class=\"num\" data-v=\"{9}\">{9}</td><td class=\"num\" data-v=\"{10}\">{10}</td>\
+             <td class=\"num\" data-v=\"{11}\">{11}</td></tr>",
+            esc(&g.key),
+            esc(kind),
+            g.episodes,
+            g.total_ns,
+            human(g.total_ns),
+            g.median_ns,
+            human(g.median_ns),
+            g.p99_ns,
+            human(g.p99_ns),
+            g.retransmits,
+            g.dropped,
+            g.ce_marks
+        );
+    }
+    h.push_str("</tbody></table>\n");
+    let _ = writeln!(
+        h,
+        "<h3>The {} longest episodes</h3>\n<table id=\"longest\"><thead><tr><th>start</th>\
+         <th>flow</th><th>process</th><th>duration</th><th>states</th><th>cwnd</th>\
+         <th>retransmitted</th><th>dropped</th><th>CE marks</th><th>cause</th></tr></thead><tbody>",
+        done.longest.len()
+    );
+    let drawn: std::collections::BTreeSet<_> = p.timelines.iter().map(|f| f.row.key).collect();
+    for e in &done.longest {
+        let flow = if drawn.contains(&e.key) {
+            format!("<a href=\"#flow-{0}\">{0}</a>", e.key.cookie)
+        } else {
+            e.key.cookie.to_string()
+        };
+        let o = &e.addr.owner;
+        let process = if o.pid == 0 {
+            String::new()
+        } else {
+            format!("{} ({})", o.comm, o.pid)
+        };
+        let ns = e.end_ns - e.start_ns;
+        let _ = writeln!(
+            h,
+            "<tr data-flow=\"{0}\" data-start-ktime-ns=\"{1}\" data-cause=\"{2}\"><td>{3}</td>\
+             <td>{4}</td><td>{5}</td><td class=\"num\" data-v=\"{6}\">{7}</td><td>{8}</td>\
+             <td>{9} → {10}</td><td class=\"num\">{11}</td><td class=\"num\">{12}</td>\
+             <td class=\"num\">{13}</td><td><i class=\"c-{14}\"></i>{2}</td></tr>",
+            e.key.cookie,
+            e.start_ktime_ns,
+            esc(&e.cause.label()),
+            clock(e.start_ns),
+            flow,
+            esc(&process),
+            ns,
+            human(ns),
+            esc(&states(e)),
+            e.cwnd_before,
+            e.cwnd_end,
+            e.retransmits.iter().sum::<u32>(),
+            e.drops.iter().map(|d| d.count).sum::<u32>(),
+            e.ce_marks,
+            e.cause.kind()
+        );
+    }
+    h.push_str("</tbody></table></section>\n");
 }
 
 /// Labels of the shared time axis, under a chart: at round instants (see
@@ -545,6 +655,27 @@ fn flow(h: &mut String, f: &FlowTimeline, axis: &Axis) {
     for (c, t) in told {
         mark_title(h, c, t);
     }
+    h.push_str("</g><g class=\"episodes\">");
+    for m in &f.episodes {
+        let label = m.cause.label();
+        let _ = write!(
+            h,
+            "<rect class=\"c-{0}\" x=\"{1}\" y=\"{2}\" width=\"{3}\" height=\"{EPISODE_H}\" \
+             data-cause=\"{4}\" data-episodes=\"{5}\" data-ns=\"{6}\"><title>{4}: {5} episode{7}, {8}, \
+             {9} to {10}</title></rect>",
+            m.cause.kind(),
+            x_of(m.first),
+            8 + BAND_H + 2,
+            m.last - m.first + 1,
+            esc(&label),
+            m.episodes,
+            m.ns,
+            if m.episodes == 1 { "" } else { "s" },
+            human(m.ns),
+            clock(axis.column_start(m.first)),
+            clock(axis.column_start(m.last + 1))
+        );
+    }
     h.push_str("</g>");
     lines(h, f, 8 + BAND_H + 10);
     time_axis(h, axis, 8 + BAND_H + 10 + LINES_H);
@@ -596,6 +727,19 @@ fn lines(h: &mut String, f: &FlowTimeline, top: usize) {
             "<rect class=\"retrans\" x=\"{0}\" y=\"{1:.1}\" width=\"1\" height=\"{tall:.1}\"><title>{n} retransmitted</title></rect>",
             x_of(*c),
             window_bottom - tall
+        );
+    }
+    // This host's drops of the flow's segments hang from the pane's top,
+    // on their own log scale.
+    let most = f.drops.iter().map(|&(_, n)| n).max().unwrap_or(1);
+    let scale =
+        |n: u64| 2.0 + 10.0 * (n as f64).ln_1p() / (most as f64).ln_1p().max(f64::MIN_POSITIVE);
+    for (c, n) in &f.drops {
+        let _ = write!(
+            h,
+            "<rect class=\"drop\" x=\"{0}\" y=\"{top}\" width=\"1\" height=\"{1:.1}\" data-v=\"{n}\"><title>{n} dropped by this host</title></rect>",
+            x_of(*c),
+            scale(*n)
         );
     }
 }

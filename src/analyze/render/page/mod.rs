@@ -9,7 +9,10 @@
 //! strip) and chooses the top flows; the second ([`Timelines`]) takes only
 //! those flows' events again, with their TCP values, for their timelines.
 //! Flows are independent in the engine, so the second pass credits those
-//! flows exactly as the first did.
+//! flows exactly as the first did. The second pass also runs the episode
+//! tracker `analyze --episodes` runs, on every row ([`EpisodeSection`]):
+//! time per cause, the longest episodes, the top flows' episodes marked on
+//! their timelines and the drops their causes count.
 
 pub mod html;
 pub mod timeline;
@@ -17,10 +20,12 @@ pub mod timeline;
 use rustc_hash::FxHashMap;
 
 use self::timeline::{tick, Axis, Buckets, Steps, Tick, Transition};
+use crate::analyze::engine::episodes::{Cause, Episode};
 use crate::analyze::engine::{
     Accounting, Credit, Engine, EngineConfig, FlowRow, Log2Hist, Summary,
 };
-use crate::event::{CaState, Change, Event, FlowAddr, FlowKey, Span};
+use crate::analyze::render::episodes::{ordered, EpisodeGroup, GroupBy, Groups, Order};
+use crate::event::{Boot, CaState, Change, Event, FlowAddr, FlowKey, Span};
 
 /// Pixel columns of every chart: the resolution of the page.
 pub const COLUMNS: usize = 720;
@@ -162,6 +167,31 @@ pub struct FlowTimeline {
     /// Per column where `total_retrans` grew: by how much.
     pub retrans: Vec<(usize, u64)>,
     last_retrans: Option<u32>,
+    /// Per column, segments of the flow this host dropped (as its
+    /// episodes count them: one dropped on its way in is its sender's).
+    pub drops: Vec<(usize, u64)>,
+    /// Its episodes, those of one cause next to each other merged.
+    pub episodes: Vec<EpisodeMark>,
+}
+
+/// Episodes of one cause in a row on a flow's timeline, as one mark: from
+/// the first one's start column to the last one's end column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpisodeMark {
+    pub first: usize,
+    pub last: usize,
+    pub cause: Cause,
+    pub episodes: u64,
+    /// Their durations, summed.
+    pub ns: u64,
+}
+
+/// Adds `n` at column `c` of per-column counts kept in column order.
+fn count_at(counts: &mut Vec<(usize, u64)>, c: usize, n: u64) {
+    match counts.last_mut() {
+        Some((col, m)) if *col == c => *m += n,
+        _ => counts.push((c, n)),
+    }
 }
 
 /// `snd_ssthresh` before the first loss (`TCP_INFINITE_SSTHRESH`).
@@ -178,6 +208,8 @@ impl FlowTimeline {
             ticks: Vec::new(),
             retrans: Vec::new(),
             last_retrans: None,
+            drops: Vec::new(),
+            episodes: Vec::new(),
         }
     }
 
@@ -190,11 +222,7 @@ impl FlowTimeline {
         self.srtt_us.add(c, u64::from(d.srtt_us));
         if let Some(last) = self.last_retrans {
             if d.total_retrans > last {
-                let more = u64::from(d.total_retrans - last);
-                match self.retrans.last_mut() {
-                    Some((col, n)) if *col == c => *n += more,
-                    _ => self.retrans.push((c, more)),
-                }
+                count_at(&mut self.retrans, c, u64::from(d.total_retrans - last));
             }
         }
         self.last_retrans = Some(d.total_retrans);
@@ -258,6 +286,47 @@ impl Timelines {
         }
     }
 
+    /// A drop row whose segments are evidence of flow `whose` (see
+    /// `Episodes::credited`), if that is a top flow.
+    pub fn dropped(&mut self, t_ns: u64, whose: FlowKey, ev: &Event) {
+        if t_ns < self.range.0 || t_ns >= self.range.1 {
+            return;
+        }
+        if let (Some(f), Change::Drop { .. }) = (self.flows.get_mut(&whose), ev.change) {
+            count_at(
+                &mut f.drops,
+                self.axis.column_of(t_ns),
+                u64::from(ev.detail.segs.max(1)),
+            );
+        }
+    }
+
+    /// An episode, marked on its flow's timeline if that is a top flow's.
+    pub fn episode(&mut self, e: &Episode) {
+        let Some(f) = self.flows.get_mut(&e.key) else {
+            return;
+        };
+        let (first, last) = (
+            self.axis.column_of(e.start_ns),
+            self.axis.column_of(e.end_ns),
+        );
+        let ns = e.end_ns - e.start_ns;
+        match f.episodes.last_mut() {
+            Some(m) if m.cause == e.cause && first <= m.last + 1 => {
+                m.last = m.last.max(last);
+                m.episodes += 1;
+                m.ns += ns;
+            }
+            _ => f.episodes.push(EpisodeMark {
+                first,
+                last,
+                cause: e.cause,
+                episodes: 1,
+                ns,
+            }),
+        }
+    }
+
     /// The timelines, in the top flows' order.
     pub fn finish(self, end_ns: u64) -> Vec<FlowTimeline> {
         let Timelines {
@@ -281,6 +350,59 @@ fn credit(flows: &mut FxHashMap<FlowKey, FlowTimeline>, axis: &Axis, credits: Ve
     }
 }
 
+/// How many of the longest episodes the page lists.
+pub const LONGEST_EPISODES: usize = 10;
+
+/// The episodes over all flows, as they complete: per cause, and the
+/// longest ones.
+pub struct EpisodeSection {
+    causes: Groups,
+    longest: Vec<Episode>,
+}
+
+/// What the page says of the episodes.
+pub struct EpisodesDone {
+    /// Per cause, the most time first (as `analyze --episodes --by cause`).
+    pub causes: Vec<EpisodeGroup>,
+    /// The [`LONGEST_EPISODES`] longest (as `--sort duration --top`).
+    pub longest: Vec<Episode>,
+}
+
+impl EpisodeSection {
+    pub fn new() -> EpisodeSection {
+        EpisodeSection {
+            causes: Groups::new(GroupBy::Cause),
+            longest: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, e: Episode, boot: &Boot) {
+        self.causes.add(&e, boot);
+        self.longest.push(e);
+        // Bounded: the longest so far, now and then.
+        if self.longest.len() >= 64 * LONGEST_EPISODES {
+            self.longest = ordered(
+                std::mem::take(&mut self.longest),
+                Order::Duration,
+                Some(LONGEST_EPISODES),
+            );
+        }
+    }
+
+    pub fn finish(self) -> EpisodesDone {
+        EpisodesDone {
+            causes: self.causes.finish(),
+            longest: ordered(self.longest, Order::Duration, Some(LONGEST_EPISODES)),
+        }
+    }
+}
+
+impl Default for EpisodeSection {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Everything the page shows.
 pub struct Page {
     pub config: PageConfig,
@@ -288,6 +410,7 @@ pub struct Page {
     pub axis: Axis,
     pub overview: OverviewDone,
     pub timelines: Vec<FlowTimeline>,
+    pub episodes: EpisodesDone,
     /// Dwell-time histograms over the whole selection, in ms.
     pub hist: [Log2Hist; 5],
     /// Events two overlapping captures both recorded, counted once.
@@ -301,6 +424,7 @@ impl Page {
         (start_ns, end_ns): (u64, u64),
         overview: OverviewDone,
         timelines: Vec<FlowTimeline>,
+        episodes: EpisodesDone,
         duplicates: u64,
     ) -> Page {
         let hist = overview
@@ -315,6 +439,7 @@ impl Page {
             axis: Axis::new(start_ns, end_ns, COLUMNS),
             overview,
             timelines,
+            episodes,
             hist,
             duplicates,
         }
