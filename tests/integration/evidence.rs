@@ -193,11 +193,45 @@ fn retransmissions_match_the_kernel_counters() {
             && kernel["TcpExtTCPTimeouts"] <= timeouts + synacks + unseen,
         "{recorded}; kernel {kernel:?}"
     );
-    // Rare: about one a run at most, when it happens at all.
-    assert!(
-        unseen <= 2,
-        "{unseen} resends counted by the kernel, seen by neither tracer: {recorded}; kernel {kernel:?}"
+    // Those the kernel resent without calling the tracepoint are found, and
+    // are all there is: every row carries its socket's own count of the
+    // segments it resent (tcp_sock's total_retrans, read by the program),
+    // which over a flow's rows rises by the segments of its retransmit rows
+    // and by nothing else but these. Together they are the namespace's
+    // TcpRetransSegs exactly. (A passive flow's first row counts the
+    // SYN-ACKs resent before it: its listener's, counted above.) They
+    // happen on this kernel about once in a few thousand resends, a flow
+    // resending while in open, between a recovery's end and its next
+    // disorder; a classic-tracepoint tracer (bpftrace) misses the same
+    // ones at the same moment, and no program was skipped (the recorder
+    // counts those as lost: none here).
+    let mut span: HashMap<u64, (u32, u32)> = HashMap::new();
+    for e in events.iter().filter(|e| e.kind != "drop") {
+        let s = span
+            .entry(e.flow)
+            .or_insert((e.total_retrans, e.total_retrans));
+        *s = (s.0.min(e.total_retrans), s.1.max(e.total_retrans));
+    }
+    let by_sockets: u64 = span.values().map(|(lo, hi)| u64::from(hi - lo)).sum();
+    assert_eq!(
+        kernel["TcpRetransSegs"],
+        by_sockets + synacks,
+        "the sockets' own counts: {span:?}; {recorded}; kernel {kernel:?}"
     );
+    assert_eq!(
+        segs("") + unseen,
+        by_sockets,
+        "{recorded}; kernel {kernel:?}"
+    );
+    if meta["lost_events"] == 0 && seen.resent_misses == 0 {
+        let observed: u64 = seen
+            .resent
+            .iter()
+            .filter(|(flow, _)| span.contains_key(flow))
+            .map(|(_, o)| o.1)
+            .sum();
+        assert_eq!(observed, segs(""), "the observer's segments: {recorded}");
+    }
     // Probes that sent new data count too: no counter has resends alone.
     assert!(rows("tlp") <= kernel["TcpExtTCPLossProbes"], "{recorded}");
 

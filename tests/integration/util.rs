@@ -445,6 +445,9 @@ pub struct Ev {
     pub comm: String,
     pub segs: u32,
     pub err: i32,
+    /// The socket's own count of the segments it resent, when the row was
+    /// taken (0 in a drop row named by the segment's addresses alone).
+    pub total_retrans: u32,
     pub causes: Causes,
 }
 
@@ -540,6 +543,7 @@ fn read_rows(path: &Path, keep: impl Fn(&str) -> bool) -> Vec<Ev> {
                 comm: comm.map_or_else(String::new, |a| a.as_string::<i32>().value(i).to_string()),
                 segs: segs.map_or(0, |a| a.as_primitive::<UInt32Type>().value(i)),
                 err: err.map_or(0, |a| a.as_primitive::<Int32Type>().value(i)),
+                total_retrans: u32_at("total_retrans", i),
                 causes: Causes {
                     rto_us: u32_at("rto_us", i),
                     backoff: u8_at("backoff", i),
