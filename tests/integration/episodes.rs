@@ -233,3 +233,100 @@ fn marks_and_a_short_queue_explain_theirs() {
         .collect();
     assert_eq!(rows, json);
 }
+
+/// The kernel's reduction on entering recovery, for an algorithm: cubic's
+/// beta is 717/1024, reno halves; neither goes below 2 segments.
+fn ssthresh_of(algo: &str, cwnd: u32) -> u32 {
+    match algo {
+        "cubic" => (cwnd * 717 / 1024).max(2),
+        "reno" => (cwnd / 2).max(2),
+        _ => panic!("no rule for {algo}"),
+    }
+}
+
+/// The cost of an episode, per algorithm, in one recording: every episode
+/// that entered recovery has the threshold the kernel's rule gives the
+/// window it found there (from the raw rows), and its reduction is that
+/// threshold over the window before the episode. Cubic's fast recoveries
+/// cut to about 0.7, reno's to a half (medians within 0.05: small windows
+/// round down).
+#[test]
+fn cubic_and_reno_cut_their_windows_by_their_own_rules() {
+    let lab = Lab::new("epicut", &["--loss", "1"]);
+    let dir = TempDir::new("epicut");
+    let out = dir.join("run.parquet");
+    let rec = Recorder::start(&out, &["--netns", &lab.netns_path()]);
+    lab.traffic(3, &["--cc", "cubic"]);
+    lab.traffic(3, &["--cc", "reno"]);
+    lab.await_closed();
+    let o = rec.stop();
+    assert_no_transport_loss(&stderr(&o), &read_meta(&out));
+    let events = read_events(&out);
+    let eps = episodes(&out, &[]);
+
+    let mut cuts: HashMap<String, Vec<f64>> = HashMap::new();
+    let mut checked = 0;
+    for e in &eps {
+        let (flow, algo) = (
+            e["flow"].as_u64().unwrap(),
+            e["cong_algo"].as_str().unwrap(),
+        );
+        let (start, end) = (
+            e["start_ktime_ns"].as_u64().unwrap(),
+            e["end_ktime_ns"].as_u64().unwrap(),
+        );
+        let rows: Vec<&Ev> = events
+            .iter()
+            .filter(|r| r.flow == flow && r.kind == "ca_state")
+            .filter(|r| (start..=end).contains(&r.ktime))
+            .collect();
+        let first = rows.first().unwrap_or_else(|| panic!("no rows for {e}"));
+        assert_eq!((first.ktime, first.old.as_str()), (start, "open"), "{e}");
+        assert_eq!(
+            e["cwnd_before"].as_u64().unwrap(),
+            u64::from(first.snd_cwnd)
+        );
+        let Some(entry) = rows.iter().find(|r| r.new == "recovery") else {
+            continue;
+        };
+        // The first reduction of the episode is recovery's.
+        if rows
+            .iter()
+            .any(|r| r.ktime < entry.ktime && r.new != "disorder")
+        {
+            continue;
+        }
+        assert_eq!(
+            entry.snd_ssthresh,
+            ssthresh_of(algo, entry.snd_cwnd),
+            "{algo} entered recovery with cwnd {}: {e}",
+            entry.snd_cwnd
+        );
+        assert_eq!(
+            e["ssthresh"].as_u64().unwrap(),
+            u64::from(entry.snd_ssthresh),
+            "{e}"
+        );
+        let reduction = f64::from(entry.snd_ssthresh) / f64::from(first.snd_cwnd);
+        assert!(
+            (e["reduction"].as_f64().unwrap() - reduction).abs() < 1e-9,
+            "{e}"
+        );
+        checked += 1;
+        if e["worst"] == "recovery" && e["undone"] == 0 && first.snd_cwnd >= 10 {
+            cuts.entry(algo.to_string()).or_default().push(reduction);
+        }
+    }
+    let mut median = |algo: &str| {
+        let v = cuts
+            .get_mut(algo)
+            .unwrap_or_else(|| panic!("no {algo} recovery"));
+        assert!(v.len() >= 20, "{} {algo} recoveries", v.len());
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (cubic, reno) = (median("cubic"), median("reno"));
+    eprintln!("{checked} recoveries; median cut: cubic {cubic:.3}, reno {reno:.3}");
+    assert!((cubic - 0.7).abs() <= 0.05, "cubic {cubic}");
+    assert!((reno - 0.5).abs() <= 0.05, "reno {reno}");
+}
