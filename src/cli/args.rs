@@ -58,7 +58,8 @@ pub enum Command {
     /// The raw transitions of recordings, in time order.
     Events(EventsArgs),
     /// One self-contained HTML page of recordings: where the time went,
-    /// each top flow's timeline, dwell times, transitions.
+    /// episodes and their causes, each top flow's timeline, dwell times,
+    /// transitions.
     Report(PageArgs),
     /// What this kernel supports for recording, and why.
     Doctor {
