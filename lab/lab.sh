@@ -13,6 +13,10 @@
 #                                         prints how many
 #   lab.sh shape NS                       a slow, short queue (tbf) on the loopback: senders
 #                                         overflow it
+#   lab.sh reorder NS PCT                 PCT % of the loopback's packets overtake the others,
+#                                         which wait 2 ms (netem: the VM guests' kernels have it,
+#                                         this host's does not): reorderings, spurious
+#                                         retransmissions and their undos, without a drop
 #   lab.sh drops NS                       "netfilter N" (the --loss rule's drops) and
 #                                         "qdisc N" (the queue's, with shape)
 #   lab.sh udp NS COUNT                   COUNT datagrams to a closed UDP port
@@ -117,6 +121,13 @@ case $cmd in
     # A slow, short queue on the namespace's loopback: senders overflow it
     # (drops of their own segments, by the queue).
     inns tc qdisc replace dev lo root tbf rate 200mbit burst 128kb limit 160kb
+    ;;
+  reorder)
+    [ $# -ge 1 ] || die "reorder needs PCT"
+    # netem holds every packet but the PCT % it lets jump the queue (no
+    # loss: netem drops nothing without a loss option).
+    inns tc qdisc replace dev lo root netem delay 2ms reorder "$1%" limit 100000 ||
+      die "reorder needs the kernel's sch_netem (not built on every kernel)"
     ;;
   drops)
     # What the lab dropped: its loss rule's packets and the queue's.
