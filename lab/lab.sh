@@ -30,6 +30,13 @@
 #                                         linger; each reset seen by the server before the next
 #   lab.sh reuse NS [--port PORT]         two short connections from the same local port
 #                                         (one 4-tuple, two sockets)
+#   lab.sh far NS [--loss PCT] [--port PORT]  a second namespace, NS-far, joined to NS by a veth
+#                                         pair (10.99.0.1 in NS, 10.99.0.2 in NS-far), whose way in
+#                                         drops PCT % of PORT's packets: loss "in the network", out of
+#                                         sight of a recorder of NS. Only on a machine with no network
+#                                         device but its loopback (the VM guests), so that nothing can
+#                                         ever leave; refused anywhere else
+#     --far (traffic, blackout, drops)    the server in NS-far, the rules NS-far's
 #   lab.sh inode NS                       the namespace's inode (for --netns)
 #   lab.sh nstat NS                       Tcp and TcpExt counters, "name value" lines
 #   lab.sh down NS                        delete (never fails)
@@ -39,7 +46,7 @@ die() { echo "lab.sh: $*" >&2; exit 1; }
 [ $# -ge 2 ] || die "usage: lab.sh up|traffic|blackout|synblock|inode|nstat|down NS ..."
 cmd=$1 ns=$2
 shift 2
-port=5201 loss=0 ecn=0 ipv6=0 parallel=1 cc=cubic bps=0
+port=5201 loss=0 ecn=0 ipv6=0 parallel=1 cc=cubic bps=0 far=0
 parse() {
   while [ $# -gt 0 ]; do
     case $1 in
@@ -50,11 +57,15 @@ parse() {
       --parallel) parallel=$2; shift 2 ;;
       --cc) cc=$2; shift 2 ;;
       --bps) bps=1; shift ;;
+      --far) far=1; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
 }
 inns() { ip netns exec "$ns" "$@"; }
+farns=$ns-far
+# Where the server and the rules are: NS-far with --far, else NS.
+inrules() { if [ "$far" = 1 ]; then ip netns exec "$farns" "$@"; else inns "$@"; fi; }
 
 case $cmd in
   up)
@@ -84,18 +95,19 @@ case $cmd in
     parse "$@"
     addr=127.0.0.1; fam=-4
     if [ "$ipv6" = 1 ]; then addr=::1; fam=-6; fi
+    if [ "$far" = 1 ]; then addr=10.99.0.2; fam=-4; fi
     # One-off server per attempt, bounded: it exits after one test or when
     # killed below. Under a loaded machine a first attempt can fail to
     # connect; a failed transfer is retried, then reported, never ignored
     # (a test that silently got no traffic would fail for the wrong reason).
     err=$(mktemp)
     for attempt in 1 2 3; do
-      inns timeout $((secs + 15)) iperf3 -s "$fam" -B "$addr" -p "$port" -1 >/dev/null 2>&1 &
+      inrules timeout $((secs + 15)) iperf3 -s "$fam" -B "$addr" -p "$port" -1 >/dev/null 2>&1 &
       server=$!
       for _ in $(seq 100); do
         # grep reads to the end: with pipefail, `grep -q` quitting early
         # would fail the pipeline on ss's SIGPIPE.
-        inns ss -ltn "sport = :$port" | grep LISTEN >/dev/null && break
+        inrules ss -ltn "sport = :$port" | grep LISTEN >/dev/null && break
         sleep 0.1
       done
       ok=0
@@ -131,7 +143,8 @@ case $cmd in
     ;;
   drops)
     # What the lab dropped: its loss rule's packets and the queue's.
-    inns nft list chain inet lab in | awk '/numgen random/ { for (i = 1; i < NF; i++) if ($i == "packets") print "netfilter", $(i + 1) }'
+    parse "$@"
+    inrules nft list chain inet lab in | awk '/numgen random/ { for (i = 1; i < NF; i++) if ($i == "packets") print "netfilter", $(i + 1) }'
     inns tc -s qdisc show dev lo | awk '/dropped/ { gsub(/[(),]/, " "); for (i = 1; i < NF; i++) if ($i == "dropped") print "qdisc", $(i + 1) }'
     ;;
   udp)
@@ -175,12 +188,12 @@ print(n)' "$port" "$secs"
     [ $# -ge 1 ] || die "blackout needs MS"
     ms=$1; shift
     parse "$@"
-    inns nft insert rule inet lab in tcp dport "$port" drop
+    inrules nft insert rule inet lab in tcp dport "$port" drop
     sleep "$(awk "BEGIN { print $ms / 1000 }")"
     # awk reads to the end (no early exit): nft must not die of SIGPIPE,
     # which pipefail and set -e would turn into this script's exit 141.
-    handle=$(inns nft -a list chain inet lab in | awk '/tcp dport '"$port"' drop # handle/ && !/numgen/ && !h { h = $NF } END { print h }')
-    inns nft delete rule inet lab in handle "$handle"
+    handle=$(inrules nft -a list chain inet lab in | awk '/tcp dport '"$port"' drop # handle/ && !/numgen/ && !h { h = $NF } END { print h }')
+    inrules nft delete rule inet lab in handle "$handle"
     ;;
   synblock)
     [ $# -ge 1 ] || die "synblock needs MS"
@@ -277,6 +290,28 @@ for _ in range(2):
 srv.close()
 PY
     ;;
+  far)
+    parse "$@"
+    # A veth pair is a way out of a namespace: only where there is
+    # nowhere to go.
+    devices=$(ls /sys/class/net)
+    [ "$devices" = lo ] ||
+      die "far joins two namespaces by a veth pair, which only a machine with no network device but lo may have (a VM guest); this one has: $(echo $devices)"
+    [ -e "/var/run/netns/$ns" ] || die "far needs the lab $ns (lab.sh up $ns)"
+    ip netns del "$farns" 2>/dev/null || true
+    ip netns add "$farns"
+    ip -n "$farns" link set lo up
+    ip link add far0 netns "$ns" type veth peer name far1 netns "$farns"
+    ip -n "$ns" addr add 10.99.0.1/30 dev far0
+    ip -n "$farns" addr add 10.99.0.2/30 dev far1
+    ip -n "$ns" link set far0 up
+    ip -n "$farns" link set far1 up
+    ip netns exec "$farns" nft add table inet lab
+    ip netns exec "$farns" nft add chain inet lab in '{ type filter hook input priority 0; }'
+    if [ "$loss" != 0 ]; then
+      ip netns exec "$farns" nft add rule inet lab in tcp dport "$port" numgen random mod 100 '<' "$loss" counter drop
+    fi
+    ;;
   inode)
     stat -L -c %i "/var/run/netns/$ns"
     ;;
@@ -285,6 +320,7 @@ PY
       /^(Tcp|TcpExt):/ { p = substr($1, 1, length($1) - 1); if (!hdr[p]) { for (i = 2; i <= NF; i++) name[p, i] = $i; hdr[p] = 1 } else { for (i = 2; i <= NF; i++) print p name[p, i], $i } }'
     ;;
   down)
+    ip netns del "$farns" 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
     ;;
   *) die "unknown command $cmd" ;;

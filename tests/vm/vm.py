@@ -54,10 +54,10 @@ SUITES = ("bookworm", "bullseye")
 GUEST_TOOLS = ("bash", "ip", "ss", "nft", "iperf3", "tc", "nstat", "setpriv", "timeout", "env")
 
 # Modules that lab/lab.sh needs (nftables drop and ECN-mark rules on a
-# namespace's loopback) plus netem for delay. The names are what the cloud
+# namespace's loopback, netem for reordering, veth for its far namespace). The names are what the cloud
 # kernels build as modules; anything built in is skipped by build_initramfs,
 # so the list is safe for both suites.
-LAB_MODULES = ("nf_tables", "nft_numgen", "sch_netem")
+LAB_MODULES = ("nf_tables", "nft_numgen", "sch_netem", "veth")
 
 EXIT_MARKER = "TCPCONG-VM-EXIT:"
 OUT_BEGIN = "TCPCONG-VM-OUT-BEGIN"
