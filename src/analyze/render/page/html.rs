@@ -328,9 +328,9 @@ fn episodes(h: &mut String, p: &Page) {
     h.push_str("<section id=\"episodes\"><h2>Episodes and causes</h2>\n");
     h.push_str(
         "<p class=\"note\">An episode is a flow's trip out of open, to its return (or its close, \
-         or the capture's end). Its cause is the first rule its evidence earns, as \
-         <code>tcpcong analyze --episodes</code> labels it (<code>tcpcong man analyze</code> \
-         has the rules).</p>\n",
+         or the capture's end). Its cause is the first rule its evidence earns, the \
+         label analyze's episodes carry (<code>tcpcong man analyze</code> has the \
+         rules).</p>\n",
     );
     let _ = writeln!(
         h,
