@@ -51,9 +51,10 @@ pub struct Server {
     accept: Option<JoinHandle<()>>,
 }
 
-/// What a path is answered with: its content type and body, or `None` for
-/// 404.
-pub type Page = dyn Fn(&str) -> Option<(&'static str, String)> + Send + Sync;
+/// What a path is answered with, for a client that does or does not take
+/// OpenMetrics (its `Accept` header names it): its content type and body,
+/// or `None` for 404.
+pub type Page = dyn Fn(&str, bool) -> Option<(&'static str, String)> + Send + Sync;
 
 impl Server {
     /// Binds `addr` (the caller's error if that fails: a port in use is
@@ -232,7 +233,13 @@ fn answer(head: &str, page: &Page) -> (u16, &'static str, String, bool) {
         return (405, "text/plain", "only GET is served here\n".into(), false);
     }
     let path = target.split_once('?').map_or(target, |(p, _)| p);
-    match page(path) {
+    let openmetrics = head.lines().skip(1).any(|l| {
+        l.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("accept")
+                && value.contains("application/openmetrics-text")
+        })
+    });
+    match page(path, openmetrics) {
         Some((kind, body)) => (200, kind, body, head_only),
         None => (
             404,
@@ -357,7 +364,7 @@ mod tests {
     use super::*;
 
     fn page() -> Arc<Page> {
-        Arc::new(|path: &str| (path == "/metrics").then(|| (OPENMETRICS, "x 1\n".to_string())))
+        Arc::new(|path: &str, _| (path == "/metrics").then(|| (OPENMETRICS, "x 1\n".to_string())))
     }
 
     #[test]

@@ -125,8 +125,8 @@ pub fn run(plan: &Plan) -> Result<()> {
     let metrics = Arc::new(Mutex::new(Metrics::new(plan.metrics)));
     let page: Arc<http::Page> = {
         let metrics = Arc::clone(&metrics);
-        Arc::new(move |path: &str| {
-            (path == "/metrics").then(|| (http::OPENMETRICS, lock(&metrics).encode()))
+        Arc::new(move |path: &str, openmetrics: bool| {
+            (path == "/metrics").then(|| (http::OPENMETRICS, lock(&metrics).encode(openmetrics)))
         })
     };
     // Bound before anything is loaded: a port in use is the first error.

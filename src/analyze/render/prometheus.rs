@@ -287,12 +287,43 @@ impl Metrics {
     }
 
     /// The exposition, in the OpenMetrics text format.
-    pub fn encode(&self) -> String {
+    /// The page; with the episodes' exemplars only for a client that
+    /// asked for OpenMetrics: the Prometheus text format has none, and its
+    /// parsers (promtool's, a collector's) refuse the line that has one.
+    pub fn encode(&self, exemplars: bool) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
-        out
+        if exemplars {
+            return out;
+        }
+        let mut plain = String::with_capacity(out.len());
+        for line in out.lines() {
+            plain.push_str(without_exemplar(line));
+            plain.push('\n');
+        }
+        plain
     }
+}
+
+/// A sample line without its exemplar: up to the ` # ` that starts it
+/// outside every quoted label value (a value may hold ` # ` itself: a
+/// process names itself as it likes).
+fn without_exemplar(line: &str) -> &str {
+    if line.starts_with('#') {
+        return line;
+    }
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, b) in line.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'#' if !quoted && line[..i].ends_with(' ') => return &line[..i - 1],
+            _ => {}
+        }
+    }
+    line
 }
 
 /// An episode's exemplar labels: where its rows are. The host name gives
@@ -411,7 +442,7 @@ mod tests {
             m.window(&w, &boots);
         }
         m.now(&e, &boots, 3);
-        let t = m.encode();
+        let t = m.encode(true);
         let web = |s: &str| {
             value(
                 &t,
@@ -453,7 +484,7 @@ mod tests {
             detail: Default::default(),
         }]);
         m.now(&e, &boots, 5);
-        let t = m.encode();
+        let t = m.encode(true);
         assert_eq!(
             value(
                 &t,
@@ -506,7 +537,7 @@ mod tests {
             ..Default::default()
         };
         m.episodes(tracker.take(), &boot);
-        let t = m.encode();
+        let t = m.encode(true);
         let ecn = |rest: &str| format!("tcpcong_episode_seconds_{rest}");
         assert_eq!(
             value(&t, "tcpcong_episodes_total{cause=\"ecn\"}"),
@@ -540,6 +571,34 @@ mod tests {
         assert!(t.contains(
             "le=\"0.5\",cause=\"reordering\"} 1 # {host=\"db1\",boot_id=\"b0\",flow=\"3\"} 0.3 "
         ));
+
+        // For a client that did not ask for OpenMetrics: the same page,
+        // each line up to its exemplar.
+        let plain = m.encode(false);
+        let cut: Vec<&str> = t.lines().map(|l| l.split(" # {").next().unwrap()).collect();
+        assert_eq!(plain.lines().collect::<Vec<_>>(), cut);
+        assert!(plain.contains(&format!(
+            "{} 2\n",
+            ecn("bucket{le=\"0.005\",cause=\"ecn\"}")
+        )));
+    }
+
+    /// A label value may hold what starts an exemplar: only one outside
+    /// the quotes does.
+    #[test]
+    fn an_exemplar_is_cut_where_it_starts_not_where_a_label_says_so() {
+        for (line, want) in [
+            (
+                r##"a{p="x # {y=\"1\"} 2"} 3 # {f="1"} 0.5 7"##,
+                r##"a{p="x # {y=\"1\"} 2"} 3"##,
+            ),
+            (r##"a{p="\\"} 3 # {f="1"} 0.5"##, r##"a{p="\\"} 3"##),
+            (r##"a{p="# x"} 3"##, r##"a{p="# x"} 3"##),
+            ("a_total 4", "a_total 4"),
+            ("# HELP a a # thing", "# HELP a a # thing"),
+        ] {
+            assert_eq!(without_exemplar(line), want, "{line}");
+        }
     }
 
     /// A host name is the root's, but long and odd it may be: an exemplar
@@ -578,7 +637,7 @@ mod tests {
             max_keys: 1,
         });
         m.now(&e, &[Boot::default()], 0);
-        let t = m.encode();
+        let t = m.encode(true);
         for s in CaState::ALL {
             let series = format!("tcpcong_flows{{state=\"{}\"}}", s.name());
             assert_eq!(value(&t, &series), Some(0.0), "{t}");
@@ -601,7 +660,7 @@ mod tests {
                 m.window(&w, &boots);
             }
             m.now(e, &boots, 0);
-            m.encode()
+            m.encode(true)
         };
         // A process that calls itself by the overflow's short name takes
         // the one place, and its flow closes within the first second.
