@@ -219,15 +219,51 @@ pub struct FlowKey {
 
 /// Where a row's flow lived: what makes `flow` unique across recordings of
 /// several hosts and boots, so that rows of many runs can be united; and
-/// the names of that boot's cgroups.
+/// the names of that boot's cgroups, and of the containers they were.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Boot {
     pub host: String,
     pub boot_id: String,
     pub cgroup_paths: BTreeMap<u64, String>,
+    pub containers: BTreeMap<u64, Container>,
+}
+
+/// The container a cgroup was made for, as the host's runtimes named it
+/// when it was recorded. Empty strings where the host did not say.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    /// `docker`, `podman`, `containerd`, `cri-o`, or `cri` (a Kubernetes
+    /// pod's, whose cgroups do not say which runtime).
+    pub runtime: String,
+    /// The runtime's id for it (64 hex digits).
+    pub id: String,
+    /// Its name: the runtime's, or in a pod the container's name there.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Kubernetes: its pod's name and namespace.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pod: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+}
+
+/// What the recorder learnt of some cgroups: their paths and, for those
+/// made for a container, the container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupNames {
+    pub paths: BTreeMap<u64, String>,
+    pub containers: BTreeMap<u64, Container>,
 }
 
 impl Boot {
+    /// Takes in what a capture learnt of its cgroups.
+    pub fn learn(&mut self, names: &CgroupNames) {
+        self.cgroup_paths
+            .extend(names.paths.iter().map(|(k, v)| (*k, v.clone())));
+        self.containers
+            .extend(names.containers.iter().map(|(k, v)| (*k, v.clone())));
+    }
+
     /// A cgroup's path, or its id where the recording did not name it.
     pub fn cgroup_path(&self, id: u64) -> String {
         self.cgroup_paths

@@ -173,6 +173,12 @@ pub enum ByArg {
     Cause,
     /// The host (several hosts' recordings together)
     Host,
+    /// The container (its runtime's name; in a pod, namespace/pod/name)
+    Container,
+    /// The Kubernetes pod (namespace/pod)
+    Pod,
+    /// The Kubernetes namespace
+    K8sNamespace,
 }
 
 /// BCC's trailing positionals: `[interval] [outputs]`.

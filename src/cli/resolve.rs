@@ -718,6 +718,9 @@ fn flow_group(b: ByArg) -> Option<GroupKey> {
         ByArg::Netns => GroupKey::Netns,
         ByArg::Cc => GroupKey::Cc,
         ByArg::Host => GroupKey::Host,
+        ByArg::Container => GroupKey::Container,
+        ByArg::Pod => GroupKey::Pod,
+        ByArg::K8sNamespace => GroupKey::K8sNamespace,
         ByArg::Cause => return None,
     })
 }

@@ -4,12 +4,10 @@
 //! [`Output`] (live mode's printer, serve's counters). One capture sink for
 //! both, so that they cannot drift apart in what they count.
 
-use std::collections::BTreeMap;
-
 use super::recording::{check_filters, Recorder};
 use crate::analyze::engine::{Engine, EngineConfig, Summary, WindowReport};
 use crate::error::Result;
-use crate::event::Boot;
+use crate::event::{Boot, CgroupNames};
 use crate::event::{Event, FlowKey};
 use crate::record::capture::config::CaptureConfig;
 use crate::record::capture::preflight::preflight;
@@ -27,8 +25,8 @@ pub trait Output {
         start_ns: u64,
         recording: Option<&Recorder>,
     ) -> Result<EngineConfig>;
-    /// Paths of cgroups the coming events name.
-    fn cgroups(&mut self, paths: &BTreeMap<u64, String>);
+    /// Names of cgroups the coming events name.
+    fn cgroups(&mut self, names: &CgroupNames);
     /// A batch of `events` went into `engine`, which closed `windows` up to
     /// wall time `now`.
     fn fed(
@@ -64,6 +62,7 @@ pub fn this_boot() -> Boot {
         host: crate::host::hostname(),
         boot_id: crate::host::boot_id(),
         cgroup_paths: Default::default(),
+        containers: Default::default(),
     }
 }
 
@@ -144,11 +143,11 @@ impl<O: Output> Sink for Feed<O> {
         self.recording.as_ref().is_some_and(|r| r.unsnapped())
     }
 
-    fn cgroups(&mut self, paths: &BTreeMap<u64, String>) -> Result<()> {
+    fn cgroups(&mut self, names: &CgroupNames) -> Result<()> {
         if let Some(r) = self.recording.as_mut() {
-            r.name_cgroups(paths);
+            r.name_cgroups(names);
         }
-        self.out.cgroups(paths);
+        self.out.cgroups(names);
         Ok(())
     }
 

@@ -5,7 +5,6 @@
 //! of a recording of the same traffic print the same numbers. With `-o` the
 //! same stream is also recorded (see [`Feed`]).
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use super::feed::{this_boot, Feed, Output, FORGET_AFTER_NS};
@@ -17,7 +16,7 @@ use crate::analyze::render::columns::{csv_header, csv_line, json_line};
 use crate::analyze::render::episodes::{table_header, EpisodeLine, EPISODE};
 use crate::analyze::render::printer::{Printer, Style};
 use crate::error::{Error, Result};
-use crate::event::{Boot, Event};
+use crate::event::{Boot, CgroupNames, Event};
 use crate::messages;
 use crate::record::capture::config::CaptureConfig;
 use crate::record::capture::{Progress, Started};
@@ -80,8 +79,8 @@ impl<W: Write> Output for Tables<'_, W> {
         Ok(attached(self.plan, s, start_ns))
     }
 
-    fn cgroups(&mut self, paths: &BTreeMap<u64, String>) {
-        self.printer.name_cgroups(0, paths);
+    fn cgroups(&mut self, names: &CgroupNames) {
+        self.printer.name_cgroups(0, names);
     }
 
     fn fed(
@@ -165,10 +164,8 @@ impl Output for EpisodeLines<'_> {
         Ok(attached(self.plan, s, start_ns))
     }
 
-    fn cgroups(&mut self, paths: &BTreeMap<u64, String>) {
-        self.boot
-            .cgroup_paths
-            .extend(paths.iter().map(|(k, v)| (*k, v.clone())));
+    fn cgroups(&mut self, names: &CgroupNames) {
+        self.boot.learn(names);
     }
 
     fn fed(

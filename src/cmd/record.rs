@@ -2,7 +2,6 @@
 //! default, flow lifecycle) into a schema v1 recording, one file or a
 //! rotated series, with a status line on a terminal.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -10,7 +9,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::recording::{check_filters, tell_started, Recorder};
 use crate::error::Result;
-use crate::event::Event;
+use crate::event::{CgroupNames, Event};
 use crate::messages;
 use crate::record::capture::config::CaptureConfig;
 use crate::record::capture::preflight::preflight;
@@ -70,8 +69,8 @@ impl Sink for RecordSink {
         Ok(())
     }
 
-    fn cgroups(&mut self, paths: &BTreeMap<u64, String>) -> Result<()> {
-        self.rec.name_cgroups(paths);
+    fn cgroups(&mut self, names: &CgroupNames) -> Result<()> {
+        self.rec.name_cgroups(names);
         Ok(())
     }
 

@@ -9,7 +9,7 @@ use indicatif::HumanBytes;
 
 use super::plural;
 use crate::error::Result;
-use crate::event::{Event, Filters};
+use crate::event::{CgroupNames, Event, Filters};
 use crate::host::netns_in_use;
 use crate::messages;
 use crate::record::capture::config::CaptureConfig;
@@ -51,6 +51,7 @@ impl Recorder {
                 command: command.to_string(),
                 clock,
                 cgroup_paths: BTreeMap::new(),
+                containers: BTreeMap::new(),
             },
         })
     }
@@ -90,8 +91,8 @@ impl Recorder {
         self.out.write(events, p.complete_until, p.lost)
     }
 
-    pub fn name_cgroups(&mut self, paths: &BTreeMap<u64, String>) {
-        self.out.name_cgroups(paths);
+    pub fn name_cgroups(&mut self, names: &CgroupNames) {
+        self.out.name_cgroups(names);
     }
 
     pub fn snapshot_due(&self, next: u64) -> bool {

@@ -11,7 +11,6 @@
 //! intervals exist for the counters (not for printing), and its flags
 //! (`--listen`, `--by`, `--max-keys`) mean nothing to the others.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -21,8 +20,8 @@ use crate::analyze::engine::episodes::Episodes;
 use crate::analyze::engine::{Accounting, Engine, EngineConfig, Unit, WindowReport};
 use crate::analyze::render::prometheus::{Metrics, MetricsConfig};
 use crate::error::{Error, Result};
-use crate::event::Boot;
 use crate::event::Event;
+use crate::event::{Boot, CgroupNames};
 use crate::http;
 use crate::messages;
 use crate::record::capture::config::CaptureConfig;
@@ -87,10 +86,9 @@ impl Output for Counters<'_> {
         })
     }
 
-    fn cgroups(&mut self, paths: &BTreeMap<u64, String>) {
+    fn cgroups(&mut self, names: &CgroupNames) {
         if let Some(b) = self.boots.first_mut() {
-            b.cgroup_paths
-                .extend(paths.iter().map(|(k, v)| (*k, v.clone())));
+            b.learn(names);
         }
     }
 

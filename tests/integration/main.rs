@@ -7,6 +7,7 @@
 
 mod analyze;
 mod cli;
+mod containers;
 mod episodes;
 mod evidence;
 mod fuzz_corpus;

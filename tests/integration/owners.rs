@@ -23,17 +23,6 @@ struct Cgroup {
     path: String,
 }
 
-fn cgroup2_root() -> PathBuf {
-    let mounts = fs::read_to_string("/proc/self/mounts").expect("mounts");
-    mounts
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
-        })
-        .expect("a cgroup2 mount (/sys/fs/cgroup or /sys/fs/cgroup/unified)")
-}
-
 impl Cgroup {
     fn new(name: &str) -> Cgroup {
         let root = cgroup2_root();

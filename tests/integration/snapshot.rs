@@ -129,7 +129,7 @@ fn every_file_snapshots_every_socket_in_order_with_its_events() {
     let mut rows = Vec::new();
     for (f, m) in files.iter().zip(&metas) {
         assert_eq!(m["lost_events"], 0);
-        assert_eq!(m["schema_minor"], 3);
+        assert_eq!(m["schema_minor"], 4);
         let snaps = read_snapshots(f);
         assert_eq!(m["snapshots"], snaps.len() as u64, "{}", f.display());
         // Every file has the idle sockets, at its start and at its end.

@@ -131,7 +131,7 @@ def write_table(path: Path, table: pa.Table, meta: dict) -> Path:
     meta["snapshots"] = kinds.count("snapshot")
     meta["flows"] = len(set(table.column("flow").to_pylist()))
     if "capture" in table.column_names:
-        meta["schema_minor"] = 3
+        meta["schema_minor"] = 4
         table = with_capture_rows(table, meta)
     k = table.column("ktime_ns").to_pylist()
     meta["sorted"] = all(a <= b for a, b in zip(k, k[1:]))

@@ -6,7 +6,7 @@
 use crate::analyze::engine::{FlowRow, WindowReport};
 use std::collections::BTreeMap;
 
-use crate::event::{Boot, FlowAddr};
+use crate::event::{Boot, Container, FlowAddr};
 
 /// What `--by` sums flows by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,11 @@ pub enum GroupKey {
     Cc,
     /// The host the flow lived on (several hosts' recordings together).
     Host,
+    /// The container its cgroup was made for.
+    Container,
+    /// Kubernetes: its pod (`namespace/pod`), and the pod's namespace.
+    Pod,
+    K8sNamespace,
 }
 
 impl GroupKey {
@@ -37,6 +42,9 @@ impl GroupKey {
             GroupKey::Netns => "netns",
             GroupKey::Cc => "cc",
             GroupKey::Host => "host",
+            GroupKey::Container => "container",
+            GroupKey::Pod => "pod",
+            GroupKey::K8sNamespace => "k8s-namespace",
         }
     }
 
@@ -58,9 +66,45 @@ impl GroupKey {
             GroupKey::Cc if a.cc.as_str().is_empty() => (0, NOT_RECORDED.into()),
             GroupKey::Cc => (0, a.cc.as_str().to_string()),
             GroupKey::Host => (0, boot.host.clone()),
+            GroupKey::Container | GroupKey::Pod | GroupKey::K8sNamespace if o.cgroup == 0 => {
+                (0, UNKNOWN.into())
+            }
+            GroupKey::Container => (0, container_label(boot.containers.get(&o.cgroup))),
+            GroupKey::Pod => match boot.containers.get(&o.cgroup) {
+                Some(c) if !c.pod.is_empty() => (0, format!("{}/{}", c.namespace, c.pod)),
+                _ => (0, NO_POD.into()),
+            },
+            GroupKey::K8sNamespace => match boot.containers.get(&o.cgroup) {
+                Some(c) if !c.namespace.is_empty() => (0, c.namespace.clone()),
+                _ => (0, NO_POD.into()),
+            },
         }
     }
 }
+
+/// A container as a group: its pod's namespace and name before its own in
+/// a pod, its runtime's name elsewhere, its short id (as `docker ps` shows
+/// it) where the host gave no name.
+fn container_label(c: Option<&Container>) -> String {
+    let Some(c) = c else {
+        return NO_CONTAINER.into();
+    };
+    let name = if c.name.is_empty() {
+        c.id.get(..12).unwrap_or(&c.id)
+    } else {
+        &c.name
+    };
+    if c.pod.is_empty() {
+        name.to_string()
+    } else {
+        format!("{}/{}/{name}", c.namespace, c.pod)
+    }
+}
+
+/// The groups of flows of no container, and of no pod: in parentheses,
+/// which no container's or pod's name may hold.
+const NO_CONTAINER: &str = "(no container)";
+const NO_POD: &str = "(no pod)";
 
 /// The group of flows whose owner or cgroup is not known: longer than a
 /// process name can be (15 bytes), and not a path, so that no process
@@ -93,6 +137,7 @@ static UNNAMED: Boot = Boot {
     host: String::new(),
     boot_id: String::new(),
     cgroup_paths: BTreeMap::new(),
+    containers: BTreeMap::new(),
 };
 
 /// The rows a report shows (`all`: also those without changes), each with

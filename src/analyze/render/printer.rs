@@ -20,8 +20,8 @@ use super::columns::{
 use super::flows::{rows, visible, Group, GroupKey, HostRow};
 use crate::analyze::engine::{FlowRow, Log2Hist, WindowReport};
 use crate::escape;
-use crate::event::Boot;
 use crate::event::CaState;
+use crate::event::{Boot, CgroupNames};
 use crate::time::{local_hms, local_hms_ms, rfc3339};
 
 /// How a report is written.
@@ -141,11 +141,10 @@ impl<W: Write> Printer<W> {
         self.boots = boots;
     }
 
-    /// Paths of cgroups of boot index `boot` learnt while running.
-    pub fn name_cgroups(&mut self, boot: usize, paths: &BTreeMap<u64, String>) {
+    /// Names of cgroups of boot index `boot` learnt while running.
+    pub fn name_cgroups(&mut self, boot: usize, names: &CgroupNames) {
         if let Some(b) = self.boots.get_mut(boot) {
-            b.cgroup_paths
-                .extend(paths.iter().map(|(k, v)| (*k, v.clone())));
+            b.learn(names);
         }
     }
 
@@ -919,6 +918,7 @@ tcp_congest_state = loss
                     host: "h".into(),
                     boot_id: b.into(),
                     cgroup_paths: BTreeMap::from([(5, "/system.slice/web.service".into())]),
+                    containers: BTreeMap::new(),
                 })
                 .to_vec()
         });

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 pub mod attach;
 pub mod buffer;
 pub mod config;
+mod containers;
 mod ffi;
 mod inbox;
 mod lean;
@@ -49,7 +50,7 @@ use snapshot::Snapshots;
 use stats::{kernel_lost, prog_stats};
 
 use crate::error::Result;
-use crate::event::Event;
+use crate::event::{CgroupNames, Event};
 use crate::time::ktime_now;
 
 const POLL: Duration = Duration::from_millis(50);
@@ -211,9 +212,9 @@ pub trait Sink {
     /// The programs are attached; an error ends the capture at once.
     fn started(&mut self, started: &Started) -> Result<()>;
     fn events(&mut self, events: &[Event], progress: Progress) -> Result<()>;
-    /// Paths of cgroups that sockets of the coming events are in, each
+    /// Names of cgroups that sockets of the coming events are in, each
     /// once, before the first event that names it.
-    fn cgroups(&mut self, _paths: &BTreeMap<u64, String>) -> Result<()> {
+    fn cgroups(&mut self, _names: &CgroupNames) -> Result<()> {
         Ok(())
     }
     /// Whether the sink has all it wants (live mode's `outputs`).
@@ -414,7 +415,13 @@ fn name_cgroups(inbox: &RefCell<Inbox>, sink: &mut dyn Sink) -> Result<()> {
     if paths.is_empty() {
         return Ok(());
     }
-    sink.cgroups(&paths)
+    // Once per cgroup, as its path: a new container's files are there
+    // before its first socket.
+    let containers = paths
+        .iter()
+        .filter_map(|(id, path)| Some((*id, containers::resolve(path, &containers::Host)?)))
+        .collect();
+    sink.cgroups(&CgroupNames { paths, containers })
 }
 
 /// Removes a pinned map's name when dropped.

@@ -11,7 +11,7 @@ use super::schema::{CaptureInfo, Metadata};
 use super::series::{Rotation, Series};
 use super::writer::{Breaks, RecordingWriter};
 use crate::error::{Error, Result};
-use crate::event::Event;
+use crate::event::{CgroupNames, Event};
 use crate::time::Clock;
 
 /// What the user asked to write.
@@ -121,15 +121,17 @@ impl Output {
         }
     }
 
-    /// Paths of cgroups the coming events' sockets are in.
-    pub fn name_cgroups(&mut self, paths: &BTreeMap<u64, String>) {
+    /// Names of cgroups the coming events' sockets are in.
+    pub fn name_cgroups(&mut self, names: &CgroupNames) {
         let info = match &mut self.sink {
             Sink::File { info, .. } => info.as_deref_mut(),
             Sink::Series(s) => s.info.as_mut(),
         };
         if let Some(info) = info {
             info.cgroup_paths
-                .extend(paths.iter().map(|(k, v)| (*k, v.clone())));
+                .extend(names.paths.iter().map(|(k, v)| (*k, v.clone())));
+            info.containers
+                .extend(names.containers.iter().map(|(k, v)| (*k, v.clone())));
         }
     }
 

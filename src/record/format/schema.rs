@@ -19,7 +19,7 @@ use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{detail_columns, Detail, Filters, KernelName, Name, SymbolName};
+use crate::event::{detail_columns, Container, Detail, Filters, KernelName, Name, SymbolName};
 use crate::host;
 use crate::time::{rfc3339, Clock};
 
@@ -288,6 +288,11 @@ pub struct Metadata {
     /// resolved at record time ("/system.slice/nginx.service").
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub cgroup_paths: BTreeMap<u64, String>,
+    /// The container each of those cgroups was made for, where the host's
+    /// runtimes said so at record time (a cgroup of no container is not
+    /// here). Added later (`schema_minor` 4).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub containers: BTreeMap<u64, Container>,
     /// Rows of kind `snapshot` in the file (not counted in `events`).
     #[serde(default)]
     pub snapshots: u64,
@@ -310,7 +315,7 @@ pub struct Metadata {
 }
 
 /// The `schema_minor` this version writes.
-pub const SCHEMA_MINOR: u32 = 3;
+pub const SCHEMA_MINOR: u32 = 4;
 
 /// What every file of a capture says about how it was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -330,6 +335,8 @@ pub struct CaptureInfo {
     pub clock: Clock,
     /// Paths of the cgroups named so far (each file keeps its own).
     pub cgroup_paths: BTreeMap<u64, String>,
+    /// The containers of those cgroups that were made for one.
+    pub containers: BTreeMap<u64, Container>,
 }
 
 impl Metadata {
@@ -367,6 +374,7 @@ impl Metadata {
             kernel_gaps: 0,
             numbered: false,
             cgroup_paths: info.cgroup_paths.clone(),
+            containers: info.containers.clone(),
             schema_minor: SCHEMA_MINOR,
             evidence: info.evidence.clone(),
             untraced_drops: info.untraced_drops.clone(),
@@ -405,6 +413,7 @@ mod tests {
             kernel_gaps: 0,
             numbered: true,
             cgroup_paths: BTreeMap::from([(7, "/a.slice".into())]),
+            containers: BTreeMap::new(),
             schema_minor: SCHEMA_MINOR,
             evidence: vec!["retransmit".into()],
             untraced_drops: BTreeMap::from([("netfilter_drop".into(), 3)]),

@@ -494,6 +494,7 @@ impl RecordingWriter {
         meta.kernel_gaps = self.breaks.kernel_gaps;
         meta.numbered = self.numbered;
         meta.cgroup_paths.retain(|id, _| self.cgroups.contains(id));
+        meta.containers.retain(|id, _| self.cgroups.contains(id));
         let json = serde_json::to_string(&meta)?;
         // No row is later than the end: the last row says where it is.
         self.cols.push_capture(meta.end_ktime_ns, "end", &json);

@@ -146,6 +146,9 @@ impl Dataset {
             out[b]
                 .cgroup_paths
                 .extend(m.cgroup_paths.iter().map(|(k, v)| (*k, v.clone())));
+            out[b]
+                .containers
+                .extend(m.containers.iter().map(|(k, v)| (*k, v.clone())));
         }
         out
     }

@@ -373,6 +373,7 @@ mod tests {
             command: "tcpcong record".into(),
             clock: Clock::new(0),
             cgroup_paths: Default::default(),
+            containers: Default::default(),
         };
         w.begin(&Metadata::new(&info, 1_000, 1_000, 0)).unwrap();
         for b in 0..3 {

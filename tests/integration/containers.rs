@@ -1,0 +1,170 @@
+//! Containers and pods, named from what a Kubernetes node keeps: the
+//! cgroups the kubelet makes for a pod's containers (systemd driver) and
+//! its log folders, built here as the kubelet builds them, with real
+//! processes in those cgroups and their real flows. No API server, no
+//! container runtime: what tcpcong reads is exactly this layout.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::util::*;
+
+/// One pod's container as a node has it, removed at drop: its cgroup (and
+/// the kubelet's slices above it, where this made them), its log folder
+/// under /var/log/pods and its link under /var/log/containers.
+struct PodContainer {
+    /// The cgroup and log folders this made (to be removed, last first).
+    made: Vec<PathBuf>,
+    scope: PathBuf,
+    pod_folder: PathBuf,
+    link: PathBuf,
+    id: String,
+}
+
+impl PodContainer {
+    fn new(namespace: &str, pod: &str, container: &str) -> PodContainer {
+        // Unique per run: a uid and a container id of this process's own.
+        let n = std::process::id();
+        let uid = format!("{n:08x}-7c1d-4e2f-9a3b-{:012x}", u64::from(n) * 7);
+        let id = format!("{:064x}", u128::from(n) * 0x9e37_79b9_7f4a_7c15);
+        let slices = [
+            "kubepods.slice".to_string(),
+            "kubepods-burstable.slice".to_string(),
+            format!("kubepods-burstable-pod{}.slice", uid.replace('-', "_")),
+            format!("cri-containerd-{id}.scope"),
+        ];
+        let mut dir = cgroup2_root();
+        let mut made = Vec::new();
+        for s in &slices {
+            dir.push(s);
+            if !dir.exists() {
+                fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+                made.push(dir.clone());
+            }
+        }
+        let pod_folder = PathBuf::from(format!("/var/log/pods/{namespace}_{pod}_{uid}"));
+        let log = pod_folder.join(container).join("0.log");
+        for d in ["/var/log/pods", "/var/log/containers"] {
+            if !std::path::Path::new(d).exists() {
+                fs::create_dir_all(d).expect(d);
+                made.push(PathBuf::from(d));
+            }
+        }
+        fs::create_dir_all(log.parent().unwrap()).expect("the pod's log folder");
+        fs::write(&log, "").expect("the container's log");
+        let link = PathBuf::from(format!(
+            "/var/log/containers/{pod}_{namespace}_{container}-{id}.log"
+        ));
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(&log, &link).expect("the kubelet's link");
+        PodContainer {
+            made,
+            scope: dir,
+            pod_folder,
+            link,
+            id,
+        }
+    }
+
+    fn cgroup_id(&self) -> u64 {
+        fs::metadata(&self.scope).expect("the scope").ino()
+    }
+
+    /// Lab traffic whose every process is in this container's cgroup
+    /// from its first instruction (the shell joins, then execs).
+    fn traffic(&self, lab: &Lab, secs: u32) {
+        let script = format!(
+            "echo $$ > {}/cgroup.procs && exec {} traffic {} {secs}",
+            self.scope.display(),
+            repo().join("lab/lab.sh").display(),
+            lab.ns
+        );
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .expect("sh");
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+}
+
+impl Drop for PodContainer {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.link);
+        let _ = fs::remove_dir_all(&self.pod_folder);
+        for dir in self.made.iter().rev() {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+}
+
+#[test]
+fn flows_of_a_pods_container_carry_its_pod_namespace_and_name() {
+    let lab = Lab::new("pod", &["--loss", "2"]);
+    let dir = TempDir::new("pod");
+    let out = dir.join("run.parquet");
+    let c = PodContainer::new("shop", "cart-7d9f8", "api");
+    let rec = Recorder::start(&out, &["--netns", &lab.netns_path()]);
+    c.traffic(&lab, 2);
+    lab.await_closed();
+    let o = rec.stop();
+    assert_no_transport_loss(&stderr(&o), &read_meta(&out));
+
+    // Every flow is the container's, and the file names it.
+    let events = read_events(&out);
+    assert!(!events.is_empty());
+    assert!(
+        events.iter().all(|e| e.cgroup == c.cgroup_id()),
+        "a flow of another cgroup"
+    );
+    let meta = read_meta(&out);
+    assert_eq!(meta["schema_minor"], 4);
+    assert_eq!(
+        meta["containers"],
+        serde_json::json!({ c.cgroup_id().to_string(): {
+            "runtime": "containerd", "id": c.id, "name": "api", "pod": "cart-7d9f8", "namespace": "shop",
+        }})
+    );
+
+    // analyze groups by them: one group each, every flow in it.
+    let flows = analyze_rows(&[&out]).len() as u64;
+    for (by, key) in [
+        ("container", "shop/cart-7d9f8/api"),
+        ("pod", "shop/cart-7d9f8"),
+        ("k8s-namespace", "shop"),
+    ] {
+        let o = tcpcong(&[
+            "analyze",
+            out.to_str().unwrap(),
+            "--all",
+            "--by",
+            by,
+            "--format",
+            "json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let groups: Vec<serde_json::Value> = stdout(&o)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(groups.len(), 1, "--by {by}: {groups:?}");
+        // The table, for a run's record (`--nocapture`).
+        eprintln!(
+            "{}",
+            stdout(&tcpcong(&[
+                "analyze",
+                out.to_str().unwrap(),
+                "--all",
+                "--by",
+                by
+            ]))
+        );
+        assert_eq!(
+            (groups[0]["key"].as_str(), groups[0]["flows"].as_u64()),
+            (Some(key), Some(flows)),
+            "--by {by}"
+        );
+    }
+}
