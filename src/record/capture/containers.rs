@@ -38,12 +38,19 @@ pub struct Host;
 impl View for Host {
     fn read(&self, path: &Path) -> Option<String> {
         use std::io::Read;
-        let mut text = String::new();
-        std::fs::File::open(path)
-            .ok()?
-            .take(FILE_MAX + 1)
-            .read_to_string(&mut text)
+        use std::os::unix::fs::OpenOptionsExt;
+        // Not blocking on open, and a regular file only: a FIFO where a
+        // runtime's file should be would otherwise hold the capture.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
             .ok()?;
+        if !file.metadata().ok()?.is_file() {
+            return None;
+        }
+        let mut text = String::new();
+        file.take(FILE_MAX + 1).read_to_string(&mut text).ok()?;
         (text.len() as u64 <= FILE_MAX).then_some(text)
     }
 
@@ -369,6 +376,22 @@ mod tests {
         ] {
             assert_eq!(at(path, &files), None, "{path}");
         }
+    }
+
+    /// A FIFO or a folder where a runtime's file should be is no file:
+    /// read at once as nothing, never waited on.
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = std::env::temp_dir().join(format!("tcpcong-containers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (fifo, file) = (dir.join("fifo"), dir.join("file"));
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        std::fs::write(&file, "{}").unwrap();
+        let read = (Host.read(&fifo), Host.read(&dir), Host.read(&file));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(read, (None, None, Some("{}".to_string())));
     }
 
     #[test]
