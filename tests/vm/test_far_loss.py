@@ -34,9 +34,7 @@ import vm  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.environ.get("TCPCONG_VM") == "0", reason="TCPCONG_VM=0")
 
-REPO = Path(__file__).resolve().parents[2]
-LAB_SH = REPO / "lab" / "lab.sh"
-TCPCONG = Path(os.environ.get("TCPCONG", REPO / "target" / "debug" / "tcpcong")).resolve()
+TCPCONG = vm.TCPCONG
 
 LOSSY, DARK = 5201, 5202
 
@@ -75,29 +73,10 @@ wait $rec
 """
 
 
-def counters(path):
-    return {name: int(value) for name, value in (line.split() for line in path.read_text().splitlines())}
-
-
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("far")
-    binary = tmp / "tcpcong"
-    # Debug info is most of the binary; the guest does not need it.
-    subprocess.run(["strip", "-o", str(binary), str(TCPCONG)], check=True)
-    k = vm.kernel("bookworm")
-    initramfs = vm.build_initramfs(
-        k,
-        tmp / "initramfs.cpio.gz",
-        binaries=[*vm.guest_tools(), ("/usr/local/bin/tcpcong", binary)],
-        files={"/lab/lab.sh": LAB_SH},
-        modules=vm.LAB_MODULES,
-        script=SCRIPT.replace("@LOSSY@", str(LOSSY)).replace("@DARK@", str(DARK)),
-    )
-    r = vm.boot(k, initramfs, timeout_s=600, out_dir=tmp / "out")
-    assert r.exit_code == 0, r.console[-4000:]
-    print(f"\n{k.package} ({k.release}): guest ran in {r.seconds:.0f} s")
-    return Run(r.out_dir)
+    script = SCRIPT.replace("@LOSSY@", str(LOSSY)).replace("@DARK@", str(DARK))
+    return Run(vm.run_tcpcong(tmp_path_factory.mktemp("far"), "bookworm", script, TCPCONG)[1])
 
 
 class Run:
@@ -119,7 +98,7 @@ class Run:
         assert self.skipped == 0 or f"{self.skipped} skipped by the kernel" in self.stderr, self.stderr
 
     def counted(self, phase, name):
-        before, after = counters(self.out / f"netstat.{phase}"), counters(self.out / f"netstat.{phase + 1}")
+        before, after = vm.counters(self.out / f"netstat.{phase}"), vm.counters(self.out / f"netstat.{phase + 1}")
         return after.get(name, 0) - before.get(name, 0)
 
     def flows(self, port):

@@ -32,9 +32,7 @@ import vm  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.environ.get("TCPCONG_VM") == "0", reason="TCPCONG_VM=0")
 
-REPO = Path(__file__).resolve().parents[2]
-LAB_SH = REPO / "lab" / "lab.sh"
-TCPCONG = Path(os.environ.get("TCPCONG", REPO / "target" / "debug" / "tcpcong")).resolve()
+TCPCONG = vm.TCPCONG
 
 STATES = ("open", "disorder", "cwr", "recovery", "loss")
 # Neither kernel inlines a caller (test_smoke.py), so all are hooked.
@@ -93,36 +91,17 @@ echo $rc > /out/refused.rc
 
 
 def run_guest(tmp_path, suite, modes, extra=""):
-    binary = tmp_path / "tcpcong"
-    # Debug info is most of the binary; the guest does not need it.
-    subprocess.run(["strip", "-o", str(binary), str(TCPCONG)], check=True)
-    k = vm.kernel(suite)
     script = (
         SCRIPT.replace("@TCPCONG@", "/usr/local/bin/tcpcong")
         .replace("@MODES@", " ".join(modes))
         .replace("@SECONDS@", str(TRAFFIC_S))
         .replace("@EXTRA@", extra)
     )
-    initramfs = vm.build_initramfs(
-        k,
-        tmp_path / "initramfs.cpio.gz",
-        binaries=[*vm.guest_tools(), ("/usr/local/bin/tcpcong", binary)],
-        files={"/lab/lab.sh": LAB_SH},
-        modules=vm.LAB_MODULES,
-        script=script,
-    )
-    r = vm.boot(k, initramfs, timeout_s=600, out_dir=tmp_path / "out")
-    assert r.exit_code == 0, r.console[-4000:]
-    print(f"\n{k.package} ({k.release}): guest ran in {r.seconds:.0f} s")
-    return k, r.out_dir
-
-
-def counters(path):
-    return {name: int(value) for name, value in (line.split() for line in path.read_text().splitlines())}
+    return vm.run_tcpcong(tmp_path, suite, script, TCPCONG)
 
 
 def recovery_counter_delta(out):
-    before, after = counters(out / "netstat.before"), counters(out / "netstat.after")
+    before, after = vm.counters(out / "netstat.before"), vm.counters(out / "netstat.after")
     names = ("TcpExtTCPSackRecovery", "TcpExtTCPRenoRecovery")
     return sum(after.get(n, 0) - before.get(n, 0) for n in names)
 

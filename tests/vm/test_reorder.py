@@ -37,9 +37,7 @@ import vm  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.environ.get("TCPCONG_VM") == "0", reason="TCPCONG_VM=0")
 
-REPO = Path(__file__).resolve().parents[2]
-LAB_SH = REPO / "lab" / "lab.sh"
-TCPCONG = Path(os.environ.get("TCPCONG", REPO / "target" / "debug" / "tcpcong")).resolve()
+TCPCONG = vm.TCPCONG
 
 SCRIPT = r"""#!/bin/bash
 set -euo pipefail
@@ -67,35 +65,15 @@ wait $rec
 """
 
 
-def counters(path):
-    return {name: int(value) for name, value in (line.split() for line in path.read_text().splitlines())}
-
-
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("reorder")
-    binary = tmp / "tcpcong"
-    # Debug info is most of the binary; the guest does not need it.
-    subprocess.run(["strip", "-o", str(binary), str(TCPCONG)], check=True)
-    k = vm.kernel("bookworm")
-    initramfs = vm.build_initramfs(
-        k,
-        tmp / "initramfs.cpio.gz",
-        binaries=[*vm.guest_tools(), ("/usr/local/bin/tcpcong", binary)],
-        files={"/lab/lab.sh": LAB_SH},
-        modules=vm.LAB_MODULES,
-        script=SCRIPT,
-    )
-    r = vm.boot(k, initramfs, timeout_s=600, out_dir=tmp / "out")
-    assert r.exit_code == 0, r.console[-4000:]
-    print(f"\n{k.package} ({k.release}): guest ran in {r.seconds:.0f} s")
-    return r.out_dir
+    return vm.run_tcpcong(tmp_path_factory.mktemp("reorder"), "bookworm", SCRIPT, TCPCONG)[1]
 
 
 def test_undone_reductions_are_the_kernels_and_explain_their_episodes(guest):
     out = guest
     assert (out / "open").read_text().strip() == "", "connections left open"
-    before, after = counters(out / "netstat.before"), counters(out / "netstat.after")
+    before, after = vm.counters(out / "netstat.before"), vm.counters(out / "netstat.after")
 
     def counted(name):
         return after.get(name, 0) - before.get(name, 0)

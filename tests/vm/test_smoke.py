@@ -19,7 +19,6 @@ import vm  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.environ.get("TCPCONG_VM") == "0", reason="TCPCONG_VM=0")
 
-LAB_SH = Path(__file__).resolve().parents[2] / "lab" / "lab.sh"
 # As src/record/capture/attach.rs hooks them, by exact name.
 CALLERS = ("tcp_fastretrans_alert", "tcp_enter_cwr", "tcp_enter_loss", "tcp_enter_recovery", "tcp_process_tlp_ack", "tcp_simple_retransmit")
 SYMBOLS = (*CALLERS, "tcp_set_ca_state", "bpf_get_socket_ptr_cookie")
@@ -48,10 +47,6 @@ ip netns exec vmtest nstat -az > /out/nstat
 """
 
 
-def counters(path):
-    return {name: int(value) for name, value in (line.split() for line in path.read_text().splitlines())}
-
-
 @pytest.mark.parametrize("suite, release_prefix, has_tracepoint", [("bookworm", "6.1.", True), ("bullseye", "5.10.", False)])
 def test_smoke(tmp_path, suite, release_prefix, has_tracepoint):
     k = vm.kernel(suite)
@@ -59,7 +54,7 @@ def test_smoke(tmp_path, suite, release_prefix, has_tracepoint):
         k,
         tmp_path / "initramfs.cpio.gz",
         binaries=vm.guest_tools(),
-        files={"/lab/lab.sh": LAB_SH},
+        files={"/lab/lab.sh": vm.LAB_SH},
         modules=vm.LAB_MODULES,
         script=SCRIPT.replace("@SYMBOLS@", " ".join(SYMBOLS)),
     )
@@ -83,6 +78,6 @@ def test_smoke(tmp_path, suite, release_prefix, has_tracepoint):
         assert any(line.split()[::2] == [caller, caller] for line in kallsyms.splitlines()), caller
         assert any(line.split() == [caller, caller] for line in traceable.splitlines()), caller
 
-    before, after = counters(out / "netstat.before"), counters(out / "netstat.after")
+    before, after = vm.counters(out / "netstat.before"), vm.counters(out / "netstat.after")
     assert after["TcpExtTCPSackRecovery"] > before["TcpExtTCPSackRecovery"]
     assert "TcpExtTCPSackRecovery" in (out / "nstat").read_text()

@@ -447,3 +447,37 @@ def _extract_out(channel: bytes, out_dir: Path, release: str) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
         t.extractall(out_dir, filter="data")
+
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_SH = REPO / "lab" / "lab.sh"
+# The binary under test: $TCPCONG, or the debug build.
+TCPCONG = Path(os.environ.get("TCPCONG", REPO / "target" / "debug" / "tcpcong")).resolve()
+
+
+def run_tcpcong(tmp_path, suite: str, script: str, tcpcong) -> tuple[Kernel, Path]:
+    """Boots `suite`'s kernel on `script`, with the guest tools, the lab
+    script at /lab/lab.sh and the tcpcong binary `tcpcong` (stripped) at
+    /usr/local/bin/tcpcong; the kernel and the guest's /out, once the
+    script exited 0."""
+    binary = Path(tmp_path) / "tcpcong"
+    # Debug info is most of the binary; the guest does not need it.
+    subprocess.run(["strip", "-o", str(binary), str(tcpcong)], check=True)
+    k = kernel(suite)
+    initramfs = build_initramfs(
+        k,
+        Path(tmp_path) / "initramfs.cpio.gz",
+        binaries=[*guest_tools(), ("/usr/local/bin/tcpcong", binary)],
+        files={"/lab/lab.sh": LAB_SH},
+        modules=LAB_MODULES,
+        script=script,
+    )
+    r = boot(k, initramfs, timeout_s=600, out_dir=Path(tmp_path) / "out")
+    assert r.exit_code == 0, r.console[-4000:]
+    print(f"\n{k.package} ({k.release}): guest ran in {r.seconds:.0f} s")
+    return k, r.out_dir
+
+
+def counters(path) -> dict:
+    """`lab.sh nstat`'s "name value" lines, as a dict."""
+    return {name: int(value) for name, value in (line.split() for line in Path(path).read_text().splitlines())}
