@@ -264,6 +264,12 @@ impl Boot {
             .extend(names.containers.iter().map(|(k, v)| (*k, v.clone())));
     }
 
+    /// One field of the container a cgroup was made for: "" where it was
+    /// none's, or the host did not say.
+    pub fn container_field(&self, cgroup: u64, field: fn(&Container) -> &str) -> &str {
+        self.containers.get(&cgroup).map_or("", field)
+    }
+
     /// A cgroup's path, or its id where the recording did not name it.
     pub fn cgroup_path(&self, id: u64) -> String {
         self.cgroup_paths

@@ -448,6 +448,14 @@ pub struct SelectArgs {
     /// Only flows of this cgroup v2: its id, or its path under the cgroup2 mount.
     #[arg(long, value_name = "ID|PATH")]
     pub cgroup: Option<String>,
+
+    /// Only flows of this container, as the recording names it: its name, or its id (whole, or its first 12 digits or more).
+    #[arg(long, value_name = "NAME|ID")]
+    pub container: Option<String>,
+
+    /// Only flows of this Kubernetes pod's containers: its name, or NAMESPACE/NAME.
+    #[arg(long, value_name = "[NAMESPACE/]NAME")]
+    pub pod: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -561,8 +569,9 @@ pub struct EventsArgs {
     #[command(flatten)]
     pub select: SelectArgs,
 
-    /// text: one line per event; json: one object per line, every column;
-    /// csv: every column, with a header line.
+    /// text: one line per event; json: one object per line, every column
+    /// and the names of the row's cgroup (cgroup_path, container,
+    /// container_id, pod, k8s_namespace); csv: the same, with a header line.
     #[arg(long, value_enum, default_value = "text")]
     pub format: EventsFormat,
 

@@ -28,7 +28,7 @@ use crate::record::capture::attach::AttachMode;
 use crate::record::capture::buffer::BufferKind;
 use crate::record::capture::config::{CaptureConfig, Evidence};
 use crate::record::format::output::Target;
-use crate::record::format::reader::CgroupSel;
+use crate::record::format::reader::{CgroupSel, ContainerSel};
 use crate::record::format::series::Rotation;
 
 /// Parses `args` (the program name first) and resolves them into a plan.
@@ -833,6 +833,25 @@ fn selection(s: &SelectArgs) -> Result<Selection> {
         .map(|v| netns_inode(v).map_err(|why| Error::Usage(format!("--netns {v}: {why}"))))
         .transpose()?;
     let cgroup = s.cgroup.as_deref().map(cgroup_selection).transpose()?;
+    let mut containers = Vec::new();
+    if let Some(v) = &s.container {
+        if v.is_empty() {
+            return Err(Error::Usage(
+                "--container needs a container's name or id (as analyze --by container shows it)"
+                    .into(),
+            ));
+        }
+        containers.push(ContainerSel::Container(v.clone()));
+    }
+    if let Some(v) = &s.pod {
+        let (ns, pod) = v.split_once('/').unwrap_or(("-", v));
+        if ns.is_empty() || pod.is_empty() || pod.contains('/') {
+            return Err(Error::Usage(format!(
+                "--pod {v}: give a pod's name or NAMESPACE/NAME (as analyze --by pod shows it)"
+            )));
+        }
+        containers.push(ContainerSel::Pod(v.clone()));
+    }
     Ok(Selection {
         localport: s.ports.localport,
         remoteport: s.ports.remoteport,
@@ -840,6 +859,7 @@ fn selection(s: &SelectArgs) -> Result<Selection> {
         family: s.family,
         netns,
         cgroup,
+        containers,
         since,
         until,
     })

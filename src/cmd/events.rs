@@ -70,8 +70,30 @@ fn text(out: &mut dyn Write, r: &Row, _: &Boot) -> io::Result<()> {
     )
 }
 
+/// After the file's columns, what the file names of the row's cgroup: its
+/// path and the container it was made for ("" where it names none).
+const CGROUP_NAMES: [&str; 5] = [
+    "cgroup_path",
+    "container",
+    "container_id",
+    "pod",
+    "k8s_namespace",
+];
+
+fn cgroup_names(boot: &Boot, cgroup: u64) -> [&str; 5] {
+    let path = boot.cgroup_paths.get(&cgroup).map_or("", String::as_str);
+    let field = |f| boot.container_field(cgroup, f);
+    [
+        path,
+        field(|c| &c.name),
+        field(|c| &c.id),
+        field(|c| &c.pod),
+        field(|c| &c.namespace),
+    ]
+}
+
 /// Every schema v1 column, in schema order: the core ones spelled out, the
-/// detail columns as the event carries them.
+/// detail columns as the event carries them; then the cgroup's names.
 #[derive(Serialize)]
 struct JsonEvent<'a> {
     time: String,
@@ -89,11 +111,18 @@ struct JsonEvent<'a> {
     detail: &'a Detail,
     host: &'a str,
     boot_id: &'a str,
+    cgroup_path: &'a str,
+    container: &'a str,
+    container_id: &'a str,
+    pod: &'a str,
+    k8s_namespace: &'a str,
 }
 
 fn json_line(out: &mut dyn Write, r: &Row, boot: &Boot) -> io::Result<()> {
     let e = &r.ev;
     let (old_state, new_state) = e.change.names();
+    let [cgroup_path, container, container_id, pod, k8s_namespace] =
+        cgroup_names(boot, e.detail.cgroup);
     let v = JsonEvent {
         time: rfc3339(r.t_ns),
         ktime_ns: e.ktime_ns,
@@ -109,6 +138,11 @@ fn json_line(out: &mut dyn Write, r: &Row, boot: &Boot) -> io::Result<()> {
         detail: &e.detail,
         host: &boot.host,
         boot_id: &boot.boot_id,
+        cgroup_path,
+        container,
+        container_id,
+        pod,
+        k8s_namespace,
     };
     serde_json::to_writer(&mut *out, &v)?;
     writeln!(out)
@@ -131,12 +165,16 @@ fn csv_line(out: &mut dyn Write, r: &Row, boot: &Boot) -> io::Result<()> {
         e.addr.dport,
     )?;
     e.detail.write_csv(out)?;
-    writeln!(
+    write!(
         out,
         ",{},{}",
         escape::csv(&boot.host),
         escape::csv(&boot.boot_id)
-    )
+    )?;
+    for name in cgroup_names(boot, e.detail.cgroup) {
+        write!(out, ",{}", escape::csv(name))?;
+    }
+    writeln!(out)
 }
 
 pub fn run(plan: &Plan) -> Result<()> {
@@ -159,6 +197,7 @@ pub fn run(plan: &Plan) -> Result<()> {
                 .into_iter()
                 .map(|(n, _)| n)
                 .filter(|n| *n != "capture")
+                .chain(CGROUP_NAMES)
                 .collect();
             writeln!(out, "{}", names.join(",")).map_err(Error::Stdout)?;
             csv_line

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::event::{Filters, PortRange};
 use crate::files;
 use crate::messages;
-use crate::record::format::reader::{CgroupSel, Dataset, RowFilter};
+use crate::record::format::reader::{CgroupSel, ContainerSel, Dataset, RowFilter};
 use crate::time::rfc3339;
 
 /// What to do, as the command line resolved it.
@@ -174,6 +174,8 @@ pub struct Selection {
     pub family: Option<u8>,
     pub netns: Option<u32>,
     pub cgroup: Option<CgroupSel>,
+    /// Only flows of containers each of these selects.
+    pub containers: Vec<ContainerSel>,
     pub since: Option<TimeBound>,
     pub until: Option<TimeBound>,
 }
@@ -188,11 +190,9 @@ struct Span {
 
 impl Selection {
     fn rows(&self) -> RowFilter {
-        RowFilter::new(self.localport, self.remoteport, self.flow).socket(
-            self.family,
-            self.netns,
-            self.cgroup.clone(),
-        )
+        RowFilter::new(self.localport, self.remoteport, self.flow)
+            .socket(self.family, self.netns, self.cgroup.clone())
+            .containers(self.containers.clone())
     }
 
     /// The flags that made this selection, for messages.
@@ -206,6 +206,12 @@ impl Selection {
         });
         if let Some(id) = self.flow {
             f.push(format!("--flow {id}"));
+        }
+        for c in &self.containers {
+            f.push(match c {
+                ContainerSel::Container(v) => format!("--container {v}"),
+                ContainerSel::Pod(v) => format!("--pod {v}"),
+            });
         }
         for (given, name) in [
             (self.cgroup.is_some(), "--cgroup"),

@@ -368,8 +368,8 @@ fn column_filters_sort_and_top() {
     let header = lines.next().unwrap().split(',').count();
     assert_eq!(
         header,
-        documented_columns() - 1,
-        "every column but the capture rows' own"
+        documented_columns() - 1 + 5,
+        "every column but the capture rows' own, then the cgroup's path and container"
     );
     assert!(csv.lines().all(|l| l.split(',').count() == header));
     assert_eq!(lines.count(), rows.len());

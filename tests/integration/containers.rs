@@ -4,6 +4,7 @@
 //! processes in those cgroups and their real flows. No API server, no
 //! container runtime: what tcpcong reads is exactly this layout.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -100,6 +101,21 @@ impl Drop for PodContainer {
     }
 }
 
+/// The JSON lines a successful command prints.
+fn json_lines(args: &[&str]) -> Vec<serde_json::Value> {
+    let o = tcpcong(args);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The flows those lines are of.
+fn flows_of(rows: &[serde_json::Value]) -> BTreeSet<u64> {
+    rows.iter().map(|r| r["flow"].as_u64().unwrap()).collect()
+}
+
 #[test]
 fn flows_of_a_pods_container_carry_its_pod_namespace_and_name() {
     let lab = Lab::new("pod", &["--loss", "2"]);
@@ -108,16 +124,23 @@ fn flows_of_a_pods_container_carry_its_pod_namespace_and_name() {
     let c = PodContainer::new("shop", "cart-7d9f8", "api");
     let rec = Recorder::start(&out, &["--netns", &lab.netns_path()]);
     c.traffic(&lab, 2);
+    // And flows of no container, beside them.
+    lab.traffic(1, &[]);
     lab.await_closed();
     let o = rec.stop();
     assert_no_transport_loss(&stderr(&o), &read_meta(&out));
 
-    // Every flow is the container's, and the file names it.
+    // The file names the container's cgroup, and only it.
     let events = read_events(&out);
-    assert!(!events.is_empty());
+    let theirs: BTreeSet<u64> = events
+        .iter()
+        .filter(|e| e.cgroup == c.cgroup_id())
+        .map(|e| e.flow)
+        .collect();
+    let all: BTreeSet<u64> = events.iter().map(|e| e.flow).collect();
     assert!(
-        events.iter().all(|e| e.cgroup == c.cgroup_id()),
-        "a flow of another cgroup"
+        !theirs.is_empty() && theirs.len() < all.len(),
+        "{theirs:?} of {all:?}"
     );
     let meta = read_meta(&out);
     assert_eq!(meta["schema_minor"], 4);
@@ -128,42 +151,69 @@ fn flows_of_a_pods_container_carry_its_pod_namespace_and_name() {
         }})
     );
 
-    // analyze groups by them: one group each, every flow in it.
-    let flows = analyze_rows(&[&out]).len() as u64;
-    for (by, key) in [
-        ("container", "shop/cart-7d9f8/api"),
-        ("pod", "shop/cart-7d9f8"),
-        ("k8s-namespace", "shop"),
+    // Every row of analyze and events names the container of its flow's
+    // cgroup, and none other.
+    let file = out.to_str().unwrap();
+    let rows = analyze_rows(&[&out]);
+    let events_json = json_lines(&["events", file, "--format", "json"]);
+    for r in rows.iter().chain(&events_json) {
+        let mine = theirs.contains(&r["flow"].as_u64().unwrap());
+        let want = |v: &str| if mine { v.to_string() } else { String::new() };
+        let labels = ["container", "container_id", "pod", "k8s_namespace"].map(|k| r[k].as_str());
+        let expect = [want("api"), want(&c.id), want("cart-7d9f8"), want("shop")];
+        assert_eq!(labels, expect.each_ref().map(|s| Some(s.as_str())), "{r}");
+    }
+
+    // --container and --pod keep exactly its flows, by name or by id (of
+    // them, analyze has rows for those that connected: not the listener).
+    let analyzed: BTreeSet<u64> = flows_of(&rows).intersection(&theirs).copied().collect();
+    for sel in [
+        ["--container", "api"],
+        ["--container", &c.id],
+        ["--container", &c.id[..12]],
+        ["--pod", "cart-7d9f8"],
+        ["--pod", "shop/cart-7d9f8"],
     ] {
-        let o = tcpcong(&[
-            "analyze",
-            out.to_str().unwrap(),
-            "--all",
-            "--by",
-            by,
-            "--format",
-            "json",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let groups: Vec<serde_json::Value> = stdout(&o)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(groups.len(), 1, "--by {by}: {groups:?}");
+        let mut args = vec!["analyze", file, "--all", "--format", "json"];
+        args.extend(sel);
+        assert_eq!(flows_of(&json_lines(&args)), analyzed, "{sel:?}");
+        let mut args = vec!["events", file, "--format", "json"];
+        args.extend(sel);
+        assert_eq!(flows_of(&json_lines(&args)), theirs, "{sel:?}");
+    }
+    for sel in [["--pod", "dev/cart-7d9f8"], ["--container", "ap"]] {
+        let mut args = vec!["events", file, "--format", "json"];
+        args.extend(sel);
+        assert!(json_lines(&args).is_empty(), "{sel:?}");
+    }
+    let o = tcpcong(&["analyze", file, "--pod", "a/b/c"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    // analyze groups by them: the container's flows in one group, the
+    // others in the group of no container.
+    let counted = |key: &str| {
+        rows.iter()
+            .filter(|r| (r["container"] != "") == (key != "(no container)" && key != "(no pod)"))
+            .count() as u64
+    };
+    for (by, key, none) in [
+        ("container", "shop/cart-7d9f8/api", "(no container)"),
+        ("pod", "shop/cart-7d9f8", "(no pod)"),
+        ("k8s-namespace", "shop", "(no pod)"),
+    ] {
+        let groups = json_lines(&["analyze", file, "--all", "--by", by, "--format", "json"]);
         // The table, for a run's record (`--nocapture`).
         eprintln!(
             "{}",
-            stdout(&tcpcong(&[
-                "analyze",
-                out.to_str().unwrap(),
-                "--all",
-                "--by",
-                by
-            ]))
+            stdout(&tcpcong(&["analyze", file, "--all", "--by", by]))
         );
+        let got: BTreeMap<&str, u64> = groups
+            .iter()
+            .map(|g| (g["key"].as_str().unwrap(), g["flows"].as_u64().unwrap()))
+            .collect();
         assert_eq!(
-            (groups[0]["key"].as_str(), groups[0]["flows"].as_u64()),
-            (Some(key), Some(flows)),
+            got,
+            BTreeMap::from([(key, counted(key)), (none, counted(none))]),
             "--by {by}"
         );
     }

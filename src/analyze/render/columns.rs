@@ -12,8 +12,8 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use super::flows::{Group, GroupKey};
 use crate::analyze::engine::FlowRow;
 use crate::escape;
-use crate::event::Boot;
 use crate::event::CaState;
+use crate::event::{Boot, Container};
 use crate::time::rfc3339;
 
 /// A column's type, as the Arrow table holds it (JSON and CSV write
@@ -102,6 +102,12 @@ pub struct FlowLine<'a> {
     pub row: &'a FlowRow,
 }
 
+impl FlowLine<'_> {
+    fn container(&self, field: fn(&Container) -> &str) -> Value<'_> {
+        text(self.boot.container_field(self.row.addr.owner.cgroup, field))
+    }
+}
+
 pub type FlowGet = for<'x, 'y> fn(&'x FlowLine<'y>) -> Value<'x>;
 
 const fn flow(name: &'static str, kind: Kind, get: FlowGet) -> Column<FlowGet> {
@@ -146,6 +152,13 @@ pub static FLOW: &[Column<FlowGet>] = &[
                 .get(&l.row.addr.owner.cgroup)
                 .map_or("", String::as_str),
         )
+    }),
+    // The container its cgroup was made for ("" where none, or not said).
+    flow("container", Kind::Text, |l| l.container(|c| &c.name)),
+    flow("container_id", Kind::Text, |l| l.container(|c| &c.id)),
+    flow("pod", Kind::Text, |l| l.container(|c| &c.pod)),
+    flow("k8s_namespace", Kind::Text, |l| {
+        l.container(|c| &c.namespace)
     }),
     flow("netns", Kind::U32, |l| Value::Uint(l.row.addr.netns.into())),
     flow("cong_algo", Kind::Text, |l| text(l.row.addr.cc.as_str())),

@@ -10,7 +10,7 @@ use super::columns::{text, Column, Kind, Value};
 use super::flows::GroupKey;
 use crate::analyze::engine::episodes::{End, Episode};
 use crate::escape;
-use crate::event::{Boot, CaState, Resend};
+use crate::event::{Boot, CaState, Container, Resend};
 use crate::time::rfc3339;
 
 /// An episode with what its row needs beside it.
@@ -22,6 +22,10 @@ pub struct EpisodeLine<'a> {
 }
 
 impl<'a> EpisodeLine<'a> {
+    fn container(&self, field: fn(&Container) -> &str) -> Value<'_> {
+        text(self.boot.container_field(self.ep.addr.owner.cgroup, field))
+    }
+
     pub fn new(ep: &'a Episode, boot: &'a Boot) -> EpisodeLine<'a> {
         EpisodeLine {
             ep,
@@ -332,6 +336,12 @@ pub static EPISODE: &[Column<EpisodeGet>] = &[
     col("comm", Kind::Text, |l| text(l.ep.addr.owner.comm.as_str())),
     col("cgroup_path", Kind::Text, |l| {
         Value::Text(l.boot.cgroup_path(l.ep.addr.owner.cgroup).into())
+    }),
+    col("container", Kind::Text, |l| l.container(|c| &c.name)),
+    col("container_id", Kind::Text, |l| l.container(|c| &c.id)),
+    col("pod", Kind::Text, |l| l.container(|c| &c.pod)),
+    col("k8s_namespace", Kind::Text, |l| {
+        l.container(|c| &c.namespace)
     }),
     col("cong_algo", Kind::Text, |l| text(l.ep.addr.cc.as_str())),
     col("start", Kind::Time, |l| {

@@ -658,7 +658,7 @@ fn write_line<L>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{FlowAddr, FlowKey, KernelName, Owner};
+    use crate::event::{Container, FlowAddr, FlowKey, KernelName, Owner};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     const MS: u64 = 1_000_000;
@@ -918,7 +918,17 @@ tcp_congest_state = loss
                     host: "h".into(),
                     boot_id: b.into(),
                     cgroup_paths: BTreeMap::from([(5, "/system.slice/web.service".into())]),
-                    containers: BTreeMap::new(),
+                    // Names are anyone's: CSV quotes this one.
+                    containers: BTreeMap::from([(
+                        5,
+                        Container {
+                            runtime: "docker".into(),
+                            id: "0a1b".repeat(16),
+                            name: "web,1".into(),
+                            pod: String::new(),
+                            namespace: String::new(),
+                        },
+                    )]),
                 })
                 .to_vec()
         });
@@ -935,7 +945,8 @@ tcp_congest_state = loss
         let want = concat!(
             r#"{"window_start":"2026-11-26T08:03:58.123456789Z","window_end":"2026-11-26T08:03:59.123456789Z","#,
             r#""host":"h","boot_id":"b1","flow":10,"family":6,"saddr":"::ffff:127.0.0.1","sport":8080,"daddr":"2001:db8::1","dport":443,"#,
-            r#""pid":77,"comm":"web, \"v2\"","cgroup":5,"cgroup_path":"/system.slice/web.service","netns":4026531840,"cong_algo":"cubic","#,
+            r#""pid":77,"comm":"web, \"v2\"","cgroup":5,"cgroup_path":"/system.slice/web.service","#,
+            r#""container":"web,1","container_id":"0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b","pod":"","k8s_namespace":"","netns":4026531840,"cong_algo":"cubic","#,
             r#""open_ns":0,"disorder_ns":0,"cwr_ns":0,"recovery_ns":3000000,"loss_ns":0,"changes":1,"mismatches":0,"lost_events":3}"#,
             "\n"
         );
@@ -961,10 +972,10 @@ tcp_congest_state = loss
             write_flows(out, &sample(), ctx(false, 0), Style::Csv)
         });
         let want = "\
-window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,pid,comm,cgroup,cgroup_path,netns,cong_algo,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,7,4,192.168.219.3,34968,192.168.219.4,5201,0,,0,,0,,2857400000,5999999,1000,108000001,0,19,0,0
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,9,6,::1,22,::1,51000,78,sshd,6,,0,,1500000,0,0,0,2000000,2,0,0
-2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,10,6,::ffff:127.0.0.1,8080,2001:db8::1,443,77,\"web, \"\"v2\"\"\",5,/system.slice/web.service,4026531840,cubic,0,0,0,3000000,0,1,0,0
+window_start,window_end,host,boot_id,flow,family,saddr,sport,daddr,dport,pid,comm,cgroup,cgroup_path,container,container_id,pod,k8s_namespace,netns,cong_algo,open_ns,disorder_ns,cwr_ns,recovery_ns,loss_ns,changes,mismatches,lost_events
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,7,4,192.168.219.3,34968,192.168.219.4,5201,0,,0,,,,,,0,,2857400000,5999999,1000,108000001,0,19,0,0
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,9,6,::1,22,::1,51000,78,sshd,6,,,,,,0,,1500000,0,0,0,2000000,2,0,0
+2026-11-26T08:03:58.123456789Z,2026-11-26T08:03:59.123456789Z,h,b1,10,6,::ffff:127.0.0.1,8080,2001:db8::1,443,77,\"web, \"\"v2\"\"\",5,/system.slice/web.service,\"web,1\",0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b0a1b,,,4026531840,cubic,0,0,0,3000000,0,1,0,0
 ";
         assert_eq!(got, want);
     }

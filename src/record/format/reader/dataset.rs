@@ -18,7 +18,7 @@ use super::decode::{decode_batch, Columns, Item, Row};
 use super::file::{Recording, Source};
 use super::filter::RowFilter;
 use crate::error::{Error, Result};
-use crate::event::{Boot, Change, FlowKey, Span};
+use crate::event::{Boot, CgroupNames, Change, FlowKey, Span};
 use crate::time::Clock;
 
 /// Rows that may be merged in memory (files not in time order, captures
@@ -379,7 +379,10 @@ pub(super) fn scan_file(
         last = r.t_ns;
         f(r)
     };
-    let cgroup_paths = i.rec.meta.cgroup_paths.clone();
+    let cgroup_names = CgroupNames {
+        paths: i.rec.meta.cgroup_paths.clone(),
+        containers: i.rec.meta.containers.clone(),
+    };
     let mut batches = i.rec.rows(columns, &filter.columns())?;
     loop {
         // The decoder panics on some malformed pages: an input error.
@@ -390,7 +393,7 @@ pub(super) fn scan_file(
         };
         let batch = batch.map_err(|e| Error::bad_input(&path, format!("reading rows: {e}")))?;
         let batch = conform(&path, batch)?;
-        let file = (i.boot, i.clock, &cgroup_paths);
+        let file = (i.boot, i.clock, &cgroup_names);
         decode_batch(&path, &batch, file, (filter, columns), &mut in_order)?;
     }
     Ok(())

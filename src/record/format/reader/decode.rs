@@ -1,6 +1,5 @@
 //! Arrow batches decoded into the rows the engine and `events` take.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
@@ -12,7 +11,8 @@ use super::conform::NEEDED;
 use super::filter::RowFilter;
 use crate::error::{Error, Result};
 use crate::event::{
-    CaState, Change, Detail, Event, FlowAddr, FlowKey, Owner, Resend, Span, SymbolName, TcpState,
+    CaState, CgroupNames, Change, Detail, Event, FlowAddr, FlowKey, Owner, Resend, Span,
+    SymbolName, TcpState,
 };
 use crate::time::Clock;
 
@@ -155,7 +155,7 @@ fn received(direction: StateName) -> Option<bool> {
 pub(super) fn decode_batch(
     path: &Path,
     b: &RecordBatch,
-    (boot, clock, cgroup_paths): (u32, Clock, &BTreeMap<u64, String>),
+    (boot, clock, cgroup_names): (u32, Clock, &CgroupNames),
     (filter, columns): (&RowFilter, Columns),
     f: &mut dyn FnMut(&Row) -> Result<()>,
 ) -> Result<()> {
@@ -212,7 +212,7 @@ pub(super) fn decode_batch(
             (true, Columns::Analysis) => detail.analysis_at(i),
             (true, Columns::Episodes) => detail.episodes_at(i),
         };
-        if !filter.keeps_socket(&detail, cgroup_paths) {
+        if !filter.keeps_socket(&detail, cgroup_names) {
             continue;
         }
         let bad = |what: &str| Error::bad_input(path, format!("row with {what}"));

@@ -1,10 +1,9 @@
-//! Which rows a reading keeps: ports (by flow), flow, cgroup, time span.
-
-use std::collections::BTreeMap;
+//! Which rows a reading keeps: ports (by flow), flow, cgroup, container,
+//! time span.
 
 use rustc_hash::FxHashMap;
 
-use crate::event::{Detail, PortRange};
+use crate::event::{CgroupNames, Container, Detail, PortRange};
 
 /// `--cgroup`: which cgroup's flows to keep.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +18,32 @@ pub enum CgroupSel {
     },
 }
 
+/// `--container` and `--pod`: the flows of cgroups made for a container, or
+/// for a pod's containers, as the row's file names them (a flow of no
+/// container is never kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerSel {
+    /// Its name, or its id: whole, or its first 12 digits or more (as
+    /// `docker ps` and `podman ps` show it).
+    Container(String),
+    /// A pod's name, or its namespace and name as `NAMESPACE/NAME`.
+    Pod(String),
+}
+
+impl ContainerSel {
+    fn matches(&self, c: &Container) -> bool {
+        match self {
+            ContainerSel::Container(v) => {
+                c.name == *v || (v.len() >= 12 && !c.id.is_empty() && c.id.starts_with(v.as_str()))
+            }
+            ContainerSel::Pod(v) => match v.split_once('/') {
+                Some((ns, pod)) => c.namespace == ns && c.pod == pod,
+                None => c.pod == *v,
+            },
+        }
+    }
+}
+
 /// Which rows to keep. Port filters select flows, not single rows: a
 /// socket's local port reads 0 before it is bound (`syn_sent`) and after
 /// the kernel released it (`close`), and those rows belong to the flow.
@@ -30,6 +55,7 @@ pub struct RowFilter {
     pub(super) family: Option<u8>,
     netns: Option<u32>,
     cgroup: Option<CgroupSel>,
+    containers: Vec<ContainerSel>,
     /// Per flow, whether its ports matched, once seen with a local port.
     matched: std::cell::RefCell<FxHashMap<u64, bool>>,
 }
@@ -61,20 +87,27 @@ impl RowFilter {
         self
     }
 
+    /// Also only flows of containers that each of these selects.
+    pub fn containers(mut self, containers: Vec<ContainerSel>) -> RowFilter {
+        self.containers = containers;
+        self
+    }
+
     /// The columns beyond analysis's that the filter reads.
     pub(super) fn columns(&self) -> Vec<&'static str> {
         let mut c = Vec::new();
         if self.netns.is_some() {
             c.push("netns");
         }
-        if self.cgroup.is_some() {
+        if self.cgroup.is_some() || !self.containers.is_empty() {
             c.push("cgroup");
         }
         c
     }
 
-    /// `paths`: the cgroup paths the row's file names.
-    pub(super) fn keeps_socket(&self, d: &Detail, paths: &BTreeMap<u64, String>) -> bool {
+    /// `names`: what the row's file names of its cgroups.
+    pub(super) fn keeps_socket(&self, d: &Detail, names: &CgroupNames) -> bool {
+        let paths = &names.paths;
         self.netns.is_none_or(|n| n == d.netns)
             && self.cgroup.as_ref().is_none_or(|c| match c {
                 CgroupSel::Id(id) => *id == d.cgroup,
@@ -83,6 +116,11 @@ impl RowFilter {
                 }
                 CgroupSel::Path { local_id, .. } => *local_id == Some(d.cgroup),
             })
+            && (self.containers.is_empty()
+                || names
+                    .containers
+                    .get(&d.cgroup)
+                    .is_some_and(|c| self.containers.iter().all(|s| s.matches(c))))
     }
 
     pub(super) fn keeps(&self, flow: u64, sport: u16, dport: u16) -> bool {
@@ -120,5 +158,58 @@ mod tests {
         assert!(!f.keeps(2, 0, 5201));
         let by_flow = RowFilter::new(None, None, Some(2));
         assert!(by_flow.keeps(2, 0, 0) && !by_flow.keeps(1, 5201, 1));
+    }
+
+    #[test]
+    fn containers_are_chosen_by_name_id_or_pod() {
+        let id = "3f9a0c6b2d4e".repeat(5) + "abcd";
+        let web = Container {
+            runtime: "cri".into(),
+            id: id.clone(),
+            name: "web".into(),
+            pod: "shop-7d9f".into(),
+            namespace: "prod".into(),
+        };
+        let names = CgroupNames {
+            paths: Default::default(),
+            containers: [(7, web)].into(),
+        };
+        let keeps = |sel: Vec<ContainerSel>, cgroup: u64| {
+            let d = Detail {
+                cgroup,
+                ..Default::default()
+            };
+            RowFilter::default()
+                .containers(sel)
+                .keeps_socket(&d, &names)
+        };
+        let c = |v: &str| ContainerSel::Container(v.into());
+        let p = |v: &str| ContainerSel::Pod(v.into());
+        for yes in [
+            c("web"),
+            c(&id),
+            c(&id[..12]),
+            p("shop-7d9f"),
+            p("prod/shop-7d9f"),
+        ] {
+            assert!(keeps(vec![yes.clone()], 7), "{yes:?}");
+            assert!(!keeps(vec![yes], 8), "a flow of no container");
+        }
+        for no in [
+            c("we"),
+            c(&id[..11]),
+            c(""),
+            p("shop"),
+            p("dev/shop-7d9f"),
+            p(""),
+        ] {
+            assert!(!keeps(vec![no.clone()], 7), "{no:?}");
+        }
+        assert!(keeps(vec![c("web"), p("prod/shop-7d9f")], 7));
+        assert!(
+            !keeps(vec![c("web"), p("dev/shop-7d9f")], 7),
+            "both must hold"
+        );
+        assert!(keeps(vec![], 8), "no selection keeps all");
     }
 }

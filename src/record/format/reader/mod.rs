@@ -27,4 +27,4 @@ pub use dataset::Dataset;
 pub use decode::{Columns, Item, Row};
 pub use discover::{discover, Discovered};
 pub use file::Recording;
-pub use filter::{CgroupSel, RowFilter};
+pub use filter::{CgroupSel, ContainerSel, RowFilter};
