@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 APT_PACKAGES := clang llvm libelf-dev zlib1g-dev pkg-config make nftables iproute2 iperf3 bpftool util-linux procps python3-pip \
-  qemu-system-x86 busybox-static cpio binutils chromium chromium-driver systemd prometheus openjdk-17-jre-headless
+  qemu-system-x86 busybox-static cpio binutils chromium chromium-driver systemd prometheus openjdk-17-jre-headless podman
 PY_PACKAGES := pytest pyarrow pandas duckdb polars selenium pyspark maturin
 DEBUG_BIN := target/debug/tcpcong
 RELEASE_BIN := target/release/tcpcong

@@ -122,7 +122,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         overview,
         timelines,
         episodes.finish(),
-        duplicates,
+        (duplicates, boots),
     );
     let text = html::render(&page);
     super::write_replacing(&plan.output, |mut f| {

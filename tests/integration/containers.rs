@@ -218,3 +218,31 @@ fn flows_of_a_pods_container_carry_its_pod_namespace_and_name() {
         );
     }
 }
+
+/// `ip netns exec` runs its command with a /sys of its own, where no
+/// cgroup is mounted: a capture there can name no cgroup and says so.
+#[test]
+fn a_capture_that_sees_no_cgroup_mount_says_so() {
+    let lab = Lab::new("nocgroup", &[]);
+    let dir = TempDir::new("nocgroup");
+    let out = dir.join("run.parquet");
+    let o = Command::new("ip")
+        .args(["netns", "exec", &lab.ns, bin()])
+        .args(["record", "-o", out.to_str().unwrap(), "--duration", "0.3"])
+        .output()
+        .expect("ip netns exec");
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("note: no cgroup v2 is mounted in this mount namespace"),
+        "{err}"
+    );
+    // Where it can see the mount, it says nothing of it.
+    let out2 = dir.join("run2.parquet");
+    let o = tcpcong(&["record", "-o", out2.to_str().unwrap(), "--duration", "0.3"]);
+    assert!(
+        o.status.success() && !stderr(&o).contains("no cgroup v2"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -46,6 +46,16 @@ def wait_for(what, ok, seconds=60):
     pytest.fail(f"timed out waiting for {what}")
 
 
+def get(ns: str, url: str) -> str:
+    """An HTTP GET from inside the namespace (its loopback is not ours)."""
+    code = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+    p = subprocess.run(["ip", "netns", "exec", ns, "python3", "-c", code, url],
+                       capture_output=True, text=True, timeout=30)
+    if p.returncode != 0:
+        raise OSError(p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "GET failed")
+    return p.stdout
+
+
 def stop(procs):
     """Ends processes a test started: SIGTERM, then SIGKILL after 30 s."""
     for p in procs:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, binary, stop, wait_for
+from conftest import REPO, binary, get, stop, wait_for
 
 LAB = REPO / "lab" / "lab.sh"
 STATES = ["open", "disorder", "cwr", "recovery", "loss"]
@@ -29,16 +29,6 @@ SCRAPE_S = 1
 
 def lab(*args, check=True):
     return subprocess.run(["bash", str(LAB), *args], capture_output=True, text=True, check=check, timeout=120)
-
-
-def get(ns: str, url: str) -> str:
-    """An HTTP GET from inside the namespace (its loopback is not ours)."""
-    code = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
-    p = subprocess.run(["ip", "netns", "exec", ns, "python3", "-c", code, url],
-                       capture_output=True, text=True, timeout=30)
-    if p.returncode != 0:
-        raise OSError(p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "GET failed")
-    return p.stdout
 
 
 def query(ns: str, promql: str) -> list[dict]:

@@ -55,6 +55,15 @@ def browser(tmp_path_factory):
     driver.quit()
 
 
+def container_label(r: dict) -> str:
+    """A flow's container as the page names it (as analyze --by container
+    groups it): in a pod NAMESPACE/POD/NAME, its short id where unnamed."""
+    if not r["container_id"]:
+        return ""
+    name = r["container"] or r["container_id"][:12]
+    return f"{r['k8s_namespace']}/{r['pod']}/{name}" if r["pod"] else name
+
+
 def tcpcong(*args) -> subprocess.CompletedProcess:
     return subprocess.run([str(binary()), *map(str, args)], capture_output=True, text=True)
 
@@ -217,6 +226,7 @@ def check_report(driver, inputs, files, name):
           const tds = tr.querySelectorAll('td');
           r.process = tds[6].dataset.v; r.pid = tds[6].dataset.pid;
           r.changes = tds[12].dataset.v; r.mismatches = tds[13].dataset.v;
+          r.container = tds[14].dataset.v;
           return r; });""")
     assert shown, "no top flows"
     trouble = lambda r: r["loss_ns"] + r["recovery_ns"]
@@ -233,6 +243,7 @@ def check_report(driver, inputs, files, name):
         # The owner analyze names (none in the fixtures, recorded before owners were).
         assert int(s["pid"]) == r["pid"]
         assert s["process"] == (f"{r['comm']} ({r['pid']})" if r["pid"] else "")
+        assert s["container"] == container_label(r), (s, r)
 
     # Every top flow's bands add up to its time in each state.
     for s in shown:

@@ -86,9 +86,11 @@ impl GroupKey {
 /// a pod, its runtime's name elsewhere, its short id (as `docker ps` shows
 /// it) where the host gave no name.
 fn container_label(c: Option<&Container>) -> String {
-    let Some(c) = c else {
-        return NO_CONTAINER.into();
-    };
+    c.map_or_else(|| NO_CONTAINER.into(), container_name)
+}
+
+/// How a container is named to people: as `--by container` groups it.
+pub fn container_name(c: &Container) -> String {
     let name = if c.name.is_empty() {
         c.id.get(..12).unwrap_or(&c.id)
     } else {

@@ -263,10 +263,14 @@ pub fn run(
         attach: loaded.attach.clone(),
         ..Default::default()
     };
+    let mut notes = loaded.notes;
+    if crate::host::cgroup2_root().is_none() {
+        notes.push("note: no cgroup v2 is mounted in this mount namespace, so cgroups and containers are recorded by id only, unnamed (`ip netns exec` gives its command a /sys of its own without cgroups; `nsenter --net=` does not)".into());
+    }
     sink.started(&Started {
         start_ktime_ns,
         attach: loaded.attach,
-        notes: loaded.notes,
+        notes,
         evidence: loaded.evidence,
     })?;
     // A --duration capture covers exactly [start, start + duration): the

@@ -8,7 +8,9 @@
 //!
 //! Both are looked up again on a miss, at most once per [`RESCAN`]: a
 //! burst of new flows (a capture starting on a busy server) costs one scan,
-//! not one per flow.
+//! not one per flow. A new cgroup is first looked for where its socket's
+//! owner runs (`/proc/PID/cgroup`, one read): a container that starts
+//! right after another is named at its first event, not a scan later.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -74,11 +76,17 @@ impl Names {
         self.sockets.get(&ino).copied()
     }
 
-    /// Notes that a socket is in cgroup `id`, and finds its path the first
-    /// time (a cgroup that is gone by then stays unnamed).
-    pub fn cgroup(&mut self, id: u64) {
+    /// Notes that a socket of process `pid` (0: not known) is in cgroup
+    /// `id`, and finds its path the first time (a cgroup that is gone by
+    /// then stays unnamed).
+    pub fn cgroup(&mut self, id: u64, pid: u32) {
         if id == 0 || self.named.contains(&id) {
             return;
+        }
+        if let std::collections::hash_map::Entry::Vacant(e) = self.cgroups.entry(id) {
+            if let Some(path) = cgroup_of(pid, id) {
+                e.insert(path);
+            }
         }
         if !self.cgroups.contains_key(&id) && due(self.cgroups_scanned) {
             self.cgroups_scanned = Some(Instant::now());
@@ -184,6 +192,19 @@ fn socket_inode(link: &Path) -> Option<u64> {
 
 /// Every cgroup under `root` by id (its directory's inode), with its path
 /// relative to the mount ("/" for the root, "/system.slice/x.service").
+/// Process `pid`'s cgroup v2 path, if that is cgroup `id` (a socket's
+/// cgroup is where its process was when it made it: it may have moved).
+fn cgroup_of(pid: u32, id: u64) -> Option<String> {
+    if pid == 0 {
+        return None;
+    }
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let root = crate::host::cgroup2_root()?;
+    let meta = fs::metadata(root.join(path.trim_start_matches('/'))).ok()?;
+    (meta.ino() == id).then(|| path.to_string())
+}
+
 fn scan_cgroups(root: &Path) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     let mut todo = vec![root.to_path_buf()];
@@ -257,11 +278,25 @@ mod tests {
             .unwrap()
             .ino();
         let mut names = Names::default();
-        names.cgroup(id);
-        names.cgroup(12345678901);
+        names.cgroup(id, 0);
+        names.cgroup(12345678901, 0);
         let new = names.take_new_cgroups();
         assert_eq!(new.get(&id).map(String::as_str), Some(rel));
         assert_eq!(new.len(), 1, "only cgroups events named: {new:?}");
         assert!(names.take_new_cgroups().is_empty(), "reported once");
+
+        // Its owner's cgroup names it without a scan; another's does not.
+        let mut names = Names {
+            cgroups_scanned: Some(Instant::now()),
+            ..Default::default()
+        };
+        names.cgroup(id + 1, std::process::id());
+        assert!(names.take_new_cgroups().is_empty());
+        names.cgroup(id, std::process::id());
+        assert_eq!(
+            names.take_new_cgroups(),
+            BTreeMap::from([(id, rel.to_string())]),
+            "named between scans"
+        );
     }
 }

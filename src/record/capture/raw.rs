@@ -260,7 +260,7 @@ impl Decoder {
                 e.addr.owner = Owner::of(&e.detail);
             }
         }
-        self.names.cgroup(e.detail.cgroup);
+        self.names.cgroup(e.detail.cgroup, e.detail.pid);
         if !e.addr.cc.as_str().is_empty() {
             // As many as the programs keep flows by their addresses: a drop
             // after its flow's close still finds the flow (there, and here).

@@ -15,6 +15,7 @@ use crate::analyze::caveats;
 use crate::analyze::engine::episodes::Cause;
 use crate::analyze::engine::{Accounting, FlowRow, Log2Hist};
 use crate::analyze::render::episodes::states;
+use crate::analyze::render::flows::container_name;
 use crate::escape::html as esc;
 use crate::event::CaState;
 use crate::time::rfc3339;
@@ -271,18 +272,25 @@ fn where_time_went(h: &mut String, p: &Page) {
         "loss",
         "changes",
         "mismatches",
+        "container",
     ];
     for (i, name) in heads.iter().enumerate() {
         let _ = write!(h, "<th data-col=\"{i}\">{name}</th>");
     }
     h.push_str("</tr></thead><tbody>\n");
     for r in &p.overview.top {
-        top_row(h, r);
+        let container = p
+            .boots
+            .get(r.key.boot as usize)
+            .and_then(|b| b.containers.get(&r.addr.owner.cgroup))
+            .map(container_name)
+            .unwrap_or_default();
+        top_row(h, r, &container);
     }
     h.push_str("</tbody></table></section>\n");
 }
 
-fn top_row(h: &mut String, r: &FlowRow) {
+fn top_row(h: &mut String, r: &FlowRow, container: &str) {
     let a = &r.addr;
     let _ = write!(
         h,
@@ -314,8 +322,11 @@ fn top_row(h: &mut String, r: &FlowRow) {
     }
     let _ = writeln!(
         h,
-        "<td class=\"num\" data-v=\"{0}\">{0}</td><td class=\"num\" data-v=\"{1}\">{1}</td></tr>",
-        r.changes, r.mismatches
+        "<td class=\"num\" data-v=\"{0}\">{0}</td><td class=\"num\" data-v=\"{1}\">{1}</td>\
+         <td data-v=\"{2}\">{2}</td></tr>",
+        r.changes,
+        r.mismatches,
+        esc(container)
     );
 }
 

@@ -415,6 +415,8 @@ pub struct Page {
     pub hist: [Log2Hist; 5],
     /// Events two overlapping captures both recorded, counted once.
     pub duplicates: u64,
+    /// What the recordings name of each boot's cgroups (by `FlowKey::boot`).
+    pub boots: Vec<Boot>,
 }
 
 impl Page {
@@ -425,7 +427,7 @@ impl Page {
         overview: OverviewDone,
         timelines: Vec<FlowTimeline>,
         episodes: EpisodesDone,
-        duplicates: u64,
+        (duplicates, boots): (u64, Vec<Boot>),
     ) -> Page {
         let hist = overview
             .summary
@@ -442,6 +444,7 @@ impl Page {
             episodes,
             hist,
             duplicates,
+            boots,
         }
     }
 
