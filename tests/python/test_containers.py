@@ -233,6 +233,15 @@ def test_flows_of_real_podman_containers_carry_their_names_everywhere(containers
     assert groups == {name: sum(r["container"] == name for r in rows) for name in flows_of}, groups
     print(tcpcong("analyze", out, "--all", "--by", "container"))
 
+    # The Python package's tables are analyze's rows, labels and all, from
+    # the file and from its rows read with pyarrow (metadata and all).
+    import tcpcong
+    labels = ["flow", "container", "container_id", "pod", "k8s_namespace"]
+    want = sorted(tuple(r[k] for k in labels) for r in rows)
+    for data in (str(out), pq.read_table(out)):
+        got = tcpcong.durations(data, all=True).select(labels).to_pylist()
+        assert sorted(tuple(r.values()) for r in got) == want
+
     # serve labelled its seconds by container, as analyze's windows of
     # its recording sum them (serve's intervals are 1 s).
     windowed: dict[str, float] = {}
