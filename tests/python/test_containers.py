@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -180,16 +181,17 @@ def test_flows_of_real_podman_containers_carry_their_names_everywhere(containers
     print(f"server {server.id[:12]} in {server.cgroup_path} ({server.cgroup}), "
           f"client {client.id[:12]} in {client.cgroup_path} ({client.cgroup})")
 
-    # serve: once every flow has closed and the counters stopped moving.
-    last = [None]
+    # serve: once every flow has closed and the counters stood still for
+    # over two of its 1 s intervals.
+    last = [None, time.monotonic()]
 
     def settled():
         text = get(ctl, "http://127.0.0.1:9464/metrics")
         flows = sum(samples(text, "tcpcong_flows").values())
         seconds = samples(text, "tcpcong_state_seconds_total")
-        done = flows == 0 and seconds and seconds == last[0]
-        last[0] = seconds
-        return done
+        if seconds != last[0]:
+            last[:] = [seconds, time.monotonic()]
+        return flows == 0 and seconds and time.monotonic() - last[1] > 2.5
     wait_for("serve's counters to settle", settled)
     scraped = last[0]
     serve.send_signal(signal.SIGTERM)
@@ -235,11 +237,11 @@ def test_flows_of_real_podman_containers_carry_their_names_everywhere(containers
 
     # The Python package's tables are analyze's rows, labels and all, from
     # the file and from its rows read with pyarrow (metadata and all).
-    import tcpcong
+    import tcpcong as package
     labels = ["flow", "container", "container_id", "pod", "k8s_namespace"]
     want = sorted(tuple(r[k] for k in labels) for r in rows)
     for data in (str(out), pq.read_table(out)):
-        got = tcpcong.durations(data, all=True).select(labels).to_pylist()
+        got = package.durations(data, all=True).select(labels).to_pylist()
         assert sorted(tuple(r.values()) for r in got) == want
 
     # serve labelled its seconds by container, as analyze's windows of
