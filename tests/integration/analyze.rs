@@ -368,7 +368,7 @@ fn column_filters_sort_and_top() {
     let header = lines.next().unwrap().split(',').count();
     assert_eq!(
         header,
-        documented_columns() - 1 + 5,
+        documented_columns() - 1 + EVENTS_NAMES,
         "every column but the capture rows' own, then the cgroup's path and container"
     );
     assert!(csv.lines().all(|l| l.split(',').count() == header));

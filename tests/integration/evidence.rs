@@ -322,7 +322,11 @@ fn drops_match_the_rules_and_queues_that_dropped_them() {
     // one the queue dropped, its sender's own. Exactly as the independent
     // observer counted the kernel's calls, and as the rule and the queue
     // counted them but for a drop the kernel counted without calling its
-    // tracepoint (seen by neither tracer; rare).
+    // tracepoint (seen by neither tracer; rare). A tracer the kernel did not
+    // run for a call (it nested in another program's run on that CPU, which
+    // the suite's other captures and floods make likelier) lacks it: the
+    // kernel counts those skips, the file's in its lost events.
+    let skipped = observed.drop_misses + meta["lost_events"].as_u64().unwrap();
     assert!(lab_count("netfilter") > 0 && lab_count("qdisc") > 0);
     for (dir, reason, counter) in [
         ("rx", "netfilter_drop", "netfilter"),
@@ -335,11 +339,17 @@ fn drops_match_the_rules_and_queues_that_dropped_them() {
             .copied()
             .unwrap_or(0);
         let counted = lab_count(counter);
-        eprintln!("{reason}: {file} in the file, {traced} observed, {counted} counted by the lab");
-        assert_eq!(file, traced, "{reason}: {seen}");
+        let why = format!(
+            "{reason}: {file} in the file, {traced} observed, {counted} counted by the lab, {skipped} calls skipped: {seen}"
+        );
+        eprintln!("{why}");
+        if skipped == 0 {
+            assert_eq!(file, traced, "{why}");
+        }
+        assert!(file.abs_diff(traced) <= skipped, "{why}");
         assert!(
-            traced <= counted && counted <= traced + 2,
-            "{reason}: {traced} observed, {counted} counted by the lab: {seen}"
+            file.max(traced) <= counted && counted <= file.min(traced) + 2 + skipped,
+            "{why}"
         );
     }
     assert!(rows("rx", "netfilter_drop") > 0 && rows("tx", "qdisc_drop") > 0);

@@ -171,7 +171,7 @@ fn events_stream_in_time_order() {
         .all(|w| w[0]["ktime_ns"].as_u64() <= w[1]["ktime_ns"].as_u64()));
     assert_eq!(
         rows[0].as_object().unwrap().len(),
-        documented_columns() - 1,
+        documented_columns() - 1 + EVENTS_NAMES,
         "every column but the capture rows' own"
     );
 

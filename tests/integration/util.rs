@@ -18,6 +18,10 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_tcpcong")
 }
 
+/// The names `events` adds after the file's columns: the row's cgroup
+/// path and its container's name, id, pod and namespace.
+pub const EVENTS_NAMES: usize = 5;
+
 /// How many columns `schemas/events-v1.json` documents.
 pub fn documented_columns() -> usize {
     let schema: serde_json::Value = serde_json::from_str(
@@ -689,6 +693,8 @@ pub struct Observed {
     pub resent: HashMap<u64, (u64, u64)>,
     /// Retransmission calls the kernel did not run the observer for.
     pub resent_misses: u64,
+    /// Drops (of any packet) the kernel did not run the observer for.
+    pub drop_misses: u64,
     /// TCP packets dropped, by (network namespace, reason).
     pub dropped: HashMap<(u64, String), u64>,
     /// Per socket cookie, over its calls of `tcp:tcp_cong_state_set`:
@@ -731,6 +737,7 @@ impl Observer {
             misses: 0,
             resent: HashMap::new(),
             resent_misses: 0,
+            drop_misses: 0,
             dropped: HashMap::new(),
             causes: HashMap::new(),
         };
@@ -763,13 +770,14 @@ impl Observer {
                         (calls.parse().unwrap(), segs.parse().unwrap()),
                     );
                 }
-                ["calls", calls, "unreported", unreported, "misses", misses, "resent_unrecorded", unrecorded, "resent_misses", resent_misses] =>
+                ["calls", calls, "unreported", unreported, "misses", misses, "resent_unrecorded", unrecorded, "resent_misses", resent_misses, "drop_misses", drop_misses] =>
                 {
                     assert_eq!(*unreported, "0", "the observer's ring overflowed");
                     assert_eq!(*unrecorded, "0", "the observer's table overflowed");
                     seen.calls = calls.parse().unwrap();
                     seen.misses = misses.parse().unwrap();
                     seen.resent_misses = resent_misses.parse().unwrap();
+                    seen.drop_misses = drop_misses.parse().unwrap();
                 }
                 _ => {}
             }

@@ -13,7 +13,7 @@
 //! UNDO`: over its calls, the sums of what tcpcong's ca_state rows carry
 //! of those names, and the calls out of recovery or loss that found the
 //! undo marker cleared), and
-//! `calls N unreported N misses N resent_unrecorded N resent_misses N`
+//! `calls N unreported N misses N resent_unrecorded N resent_misses N drop_misses N`
 //! (breaks the ring could not take, and calls the kernel skipped running
 //! the observer for; the same for retransmissions).
 //!
@@ -183,9 +183,10 @@ fn main() {
         )
     });
     println!(
-        "calls {calls} unreported {unreported} misses {} resent_unrecorded {unrecorded} resent_misses {}",
+        "calls {calls} unreported {unreported} misses {} resent_unrecorded {unrecorded} resent_misses {} drop_misses {}",
         misses("observe_cong"),
-        misses("observe_retransmit")
+        misses("observe_retransmit"),
+        misses("observe_drop")
     );
     if mounted {
         let _ = std::process::Command::new("umount").arg(TRACEFS).status();
