@@ -13,8 +13,9 @@
 //! zstd.
 //!
 //! Size matters (budget: 12 bytes per event): strings are dictionary
-//! encoded (Parquet's default), the two time columns are delta encoded, and
-//! everything is zstd compressed.
+//! encoded (Parquet's default) but for the file's own (host, boot_id,
+//! capture), the two time columns are delta encoded, and everything is
+//! zstd compressed.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -50,13 +51,31 @@ use crate::time::Clock;
 const BATCH_ROWS: usize = journal::MESSAGE_ROWS_MAX;
 /// Columns that change by small steps from row to row: the clocks.
 const DELTA_COLUMNS: [&str; 2] = ["time", "ktime_ns"];
-/// Columns with too many values for a dictionary, whose rows interleave
-/// the flows (so that deltas jump from one flow's value to another's):
-/// written plain, zstd finds what repeats. Two recorders on the same lab
-/// traffic (4 lossy flows, 10 s, 3 runs): plain took 0.69 to 0.83 of the
-/// bytes of a dictionary (tcp_seq, seq) or of deltas (the counters), and
-/// the file 0.89 to 0.90 of its size.
-const PLAIN_COLUMNS: [&str; 4] = ["tcp_seq", "seq", "total_retrans", "srtt_us"];
+/// Columns written plain, zstd finding what repeats. The first four have
+/// too many values for a dictionary, and their rows interleave the flows
+/// (so that deltas jump from one flow's value to another's): two recorders
+/// on the same lab traffic (4 lossy flows, 10 s, 3 runs), plain took 0.69
+/// to 0.83 of the bytes of a dictionary (tcp_seq, seq) or of deltas (the
+/// counters), and the file 0.89 to 0.90 of its size. The others hold the
+/// same value on nearly every row: a dictionary cost a lookup per row
+/// (hashing, and for strings a memcmp: together the writer's largest cost)
+/// to save nothing zstd does not; plain, the recorder took 0.92 of the CPU
+/// per event, the file the same bytes (BENCHMARKS.md, section 2).
+const PLAIN_COLUMNS: [&str; 13] = [
+    "tcp_seq",
+    "seq",
+    "total_retrans",
+    "srtt_us",
+    "host",
+    "boot_id",
+    "capture",
+    "family",
+    "kernel_gap",
+    "err",
+    "backoff",
+    "delivered_ce",
+    "undo",
+];
 const ROW_GROUP_ROWS: usize = 1 << 20;
 /// Disk space is claimed ahead of writing in steps of this many bytes.
 const RESERVE_STEP: u64 = 64 << 10;
