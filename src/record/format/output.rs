@@ -111,8 +111,8 @@ impl Output {
                 info: slot,
                 start_ktime: start,
             } => {
+                // Readable once this returns: begin writes the journal.
                 writer.begin(&Metadata::new(&info, start_ktime, start_ktime, 0))?;
-                writer.settle()?;
                 *slot = Some(Box::new(info));
                 *start = start_ktime;
                 Ok(())

@@ -118,12 +118,8 @@ impl Series {
     /// The capture is attached: its first file starts at `start_ktime`.
     pub fn start(&mut self, info: CaptureInfo, start_ktime: u64) -> Result<()> {
         self.info = Some(info);
-        self.begin(start_ktime, 0).map_err(|(e, _)| e)?;
-        // Readable from the start (later files start without waiting).
-        match self.current.as_mut() {
-            Some(c) => c.writer.settle(),
-            None => Ok(()),
-        }
+        // Readable once this returns: a file's begin writes its journal.
+        self.begin(start_ktime, 0).map_err(|(e, _)| e)
     }
 
     /// Starts the next file; a failure says which file it was.

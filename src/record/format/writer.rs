@@ -490,18 +490,8 @@ impl RecordingWriter {
         self.cols.push_capture(meta.start_ktime_ns, "start", &json);
         self.last_ktime = meta.start_ktime_ns;
         // At once into the journal: without it, what the file holds cannot
-        // be read.
+        // be read, and the capture says it runs once this returns.
         self.flush()
-    }
-
-    /// Waits until every row so far is in the journal: a capture's start
-    /// row, so that the file is readable once the capture says it runs.
-    pub fn settle(&mut self) -> Result<()> {
-        let tmp = &self.tmp;
-        if let Some(encoder) = self.encoder.as_mut() {
-            encoder.settle().map_err(|e| Error::parquet(tmp, e))?;
-        }
-        Ok(())
     }
 
     fn complete(&mut self, mut meta: Metadata) -> Result<u64> {
@@ -599,9 +589,10 @@ impl Drop for RecordingWriter {
     }
 }
 
-/// The file's Parquet writer and its journal on a thread of their own, fed
-/// whole batches: each goes to the journal first, which is what a killed
-/// capture keeps.
+/// The file's Parquet writer on a thread of its own, fed whole batches.
+/// Each batch goes to the journal first, on the caller's thread, as it is
+/// handed over: what a killed capture keeps never waits behind a batch
+/// being encoded (under load that wait outlasted half a second).
 /// Encoding a batch can take longer than a capture round may (a tenth of a
 /// second for 65,536 rows here, in which one CPU's lean ring fills at a few
 /// hundred thousand events/s); on a second core it runs beside the drain.
@@ -609,6 +600,7 @@ impl Drop for RecordingWriter {
 /// bounds memory. A write that fails ends the thread, and the next write
 /// or `finish` returns its error.
 struct Encoder {
+    journal: Journal,
     batches: Option<SyncSender<RecordBatch>>,
     thread: Option<JoinHandle<parquet::errors::Result<ArrowWriter<File>>>>,
     /// Rows handed to the thread.
@@ -625,7 +617,7 @@ struct Encoded {
 }
 
 impl Encoder {
-    fn start(mut writer: ArrowWriter<File>, mut journal: Journal) -> std::io::Result<Encoder> {
+    fn start(mut writer: ArrowWriter<File>, journal: Journal) -> std::io::Result<Encoder> {
         let (batches, incoming) = sync_channel::<RecordBatch>(1);
         let done = Arc::new(Encoded::default());
         let progress = Arc::clone(&done);
@@ -633,7 +625,6 @@ impl Encoder {
             .name("tcpcong-encode".into())
             .spawn(move || {
                 for batch in incoming {
-                    journal.append(&batch)?;
                     writer.write(&batch)?;
                     let bytes = writer.bytes_written() + writer.in_progress_size();
                     progress.bytes.store(bytes as u64, Ordering::Relaxed);
@@ -644,6 +635,7 @@ impl Encoder {
                 Ok(writer)
             })?;
         Ok(Encoder {
+            journal,
             batches: Some(batches),
             thread: Some(thread),
             sent: 0,
@@ -652,6 +644,7 @@ impl Encoder {
     }
 
     fn write(&mut self, batch: RecordBatch) -> parquet::errors::Result<()> {
+        self.journal.append(&batch)?;
         let rows = batch.num_rows() as u64;
         let sent = self.batches.as_ref().is_some_and(|b| b.send(batch).is_ok());
         if !sent {
@@ -668,16 +661,6 @@ impl Encoder {
     fn check(&mut self) -> parquet::errors::Result<()> {
         if self.thread.as_ref().is_some_and(|t| t.is_finished()) {
             return self.finish().map(drop);
-        }
-        Ok(())
-    }
-
-    /// Waits until the thread has taken every batch sent (or stopped on
-    /// an error, which this returns).
-    fn settle(&mut self) -> parquet::errors::Result<()> {
-        while self.progress().1 > 0 {
-            self.check()?;
-            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         Ok(())
     }

@@ -383,7 +383,6 @@ mod tests {
             w.write(&events).unwrap();
             w.flush().unwrap();
         }
-        w.settle().unwrap();
         let bytes = std::fs::read(in_progress_path(&target)).unwrap();
         w.abandon();
         bytes
