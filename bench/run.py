@@ -561,7 +561,9 @@ def sizes(path):
     with Lab("size", "--loss", "2") as lab:
         rec = subprocess.Popen([BIN, "record", "-o", str(lab_file), "--force",
                                 "--netns", f"/var/run/netns/{lab.ns}"], stderr=subprocess.PIPE)
-        time.sleep(1.0)
+        # Attached when it says so (its banner).
+        while not rec.stderr.readline().startswith(b"Recording"):
+            pass
         lab.traffic(10, "--parallel", "4")
         rec.send_signal(2)
         rec.wait()
