@@ -562,8 +562,11 @@ def sizes(path):
         rec = subprocess.Popen([BIN, "record", "-o", str(lab_file), "--force",
                                 "--netns", f"/var/run/netns/{lab.ns}"], stderr=subprocess.PIPE)
         # Attached when it says so (its banner).
-        while not rec.stderr.readline().startswith(b"Recording"):
-            pass
+        line = rec.stderr.readline()
+        while line and not line.startswith(b"Recording"):
+            line = rec.stderr.readline()
+        if not line:
+            sys.exit("bench: record did not start")
         lab.traffic(10, "--parallel", "4")
         rec.send_signal(2)
         rec.wait()
