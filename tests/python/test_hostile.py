@@ -748,3 +748,39 @@ def test_a_reset_reason_cannot_forge_the_terminal(tmp_path):
     assert "\x1b" not in out and "\x07" not in out, repr(out)
     assert p.returncode == 1, out
     assert "a reset without its reason" in one_line(p.stderr), p.stderr
+
+
+@pytest.mark.parametrize("name", [TERMINAL, FORMULA, FORGER, MARKUP, BIDI],
+                         ids=["terminal", "formula", "forger", "markup", "bidi"])
+def test_container_names_cannot_forge_any_output(tmp_path, name):
+    """Container, pod and namespace names come from files the runtimes
+    keep (a container's owner names it), and from a recording's metadata,
+    which anyone can write: every output that shows them escapes them for
+    its reader (the terminal, a spreadsheet, a browser), and JSON keeps
+    them as they are."""
+    t = pq.read_table(FIXTURE)
+    meta = json.loads(t.schema.metadata[b"tcpcong"])
+    meta["containers"] = {"1": {"runtime": "docker", "id": "ab" * 32, "name": name, "pod": name,
+                                "namespace": name}}
+    evil = tmp_path / "evil.parquet"
+    pq.write_table(t.replace_schema_metadata({b"tcpcong": json.dumps(meta)}), evil)
+    shown = {"\x1b", "\x07", "\u202e"}
+    for by in ("container", "pod", "k8s-namespace"):
+        table = tcpcong("analyze", evil, "--all", "--by", by)
+        assert table.returncode == 0, table.stderr
+        assert not set(table.stdout) & shown, repr(table.stdout)
+    for args in (["analyze", evil, "--all"], ["analyze", evil, "--episodes"], ["events", evil]):
+        csv = tcpcong(*args, "--format", "csv")
+        assert csv.returncode == 0, csv.stderr
+        assert not set(csv.stdout) & shown, repr(csv.stdout[:500])
+        assert not any(c.startswith(("=", "+", "@")) for line in csv.stdout.splitlines()
+                       for c in line.split(",")), args
+        rows = [json.loads(line) for line in tcpcong(*args, "--format", "json").stdout.splitlines()]
+        named = [r for r in rows if r["container"]]
+        assert named and all((r["container"], r["pod"], r["k8s_namespace"]) == (name, name, name)
+                             for r in named), args
+    page = tmp_path / "page.html"
+    p = tcpcong("report", evil, "-o", page)
+    assert p.returncode == 0, p.stderr
+    html = page.read_text()
+    assert "<b>x</b>" not in html and not set(html) & shown, "a name reached the page unescaped"
