@@ -27,6 +27,8 @@ const RESCAN: Duration = Duration::from_secs(1);
 /// functions, so more is a bug, not a workload (the cache starts over).
 const MAX_SYMBOLS: usize = 4096;
 const MAX_SOCKETS: usize = 1 << 20;
+/// Cgroups are few; more asked of is a storm of them (the set starts over).
+const MAX_CGROUPS_ASKED: usize = 1 << 16;
 
 /// A process, as a flow's owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,8 @@ pub struct Names {
     cgroups_scanned: Option<Instant>,
     /// Cgroups whose path was handed out, or is about to be.
     named: FxHashSet<u64>,
+    /// Cgroups looked for where a socket's owner runs.
+    owners_asked: FxHashSet<u64>,
     /// Paths found since the last [`Names::take_new_cgroups`].
     new_cgroups: BTreeMap<u64, String>,
     /// Kernel functions by address.
@@ -83,9 +87,14 @@ impl Names {
         if id == 0 || self.named.contains(&id) {
             return;
         }
-        if let std::collections::hash_map::Entry::Vacant(e) = self.cgroups.entry(id) {
+        // Once per cgroup: a socket whose process has moved on would
+        // otherwise cost two reads on every one of its events.
+        if !self.cgroups.contains_key(&id) && pid != 0 && self.owners_asked.insert(id) {
+            if self.owners_asked.len() > MAX_CGROUPS_ASKED {
+                self.owners_asked.clear();
+            }
             if let Some(path) = cgroup_of(pid, id) {
-                e.insert(path);
+                self.cgroups.insert(id, path);
             }
         }
         if !self.cgroups.contains_key(&id) && due(self.cgroups_scanned) {
@@ -195,9 +204,6 @@ fn socket_inode(link: &Path) -> Option<u64> {
 /// Process `pid`'s cgroup v2 path, if that is cgroup `id` (a socket's
 /// cgroup is where its process was when it made it: it may have moved).
 fn cgroup_of(pid: u32, id: u64) -> Option<String> {
-    if pid == 0 {
-        return None;
-    }
     let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
     let root = crate::host::cgroup2_root()?;
@@ -292,6 +298,10 @@ mod tests {
         };
         names.cgroup(id + 1, std::process::id());
         assert!(names.take_new_cgroups().is_empty());
+        assert!(
+            names.owners_asked.contains(&(id + 1)),
+            "asked once, not per event"
+        );
         names.cgroup(id, std::process::id());
         assert_eq!(
             names.take_new_cgroups(),
