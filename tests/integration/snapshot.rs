@@ -92,32 +92,23 @@ fn every_file_snapshots_every_socket_in_order_with_its_events() {
     assert_eq!(cookies.len(), 2 * IDLE_PAIRS, "{cookies:?}");
 
     let dir = TempDir::new("snap");
-    // The placement checked below needs every event: a run in which the
-    // kernel skipped a nested call (rare, counted in lost_events and said
-    // on stderr) is run again, at most twice.
-    let mut attempt = 0;
-    let (out, files, metas) = loop {
-        attempt += 1;
-        let out = dir.join(&format!("series-{attempt}"));
-        let rec = Recorder::start(
-            &out.join(""),
-            &["--netns", &lab.netns_path(), "--rotate-seconds", "1"],
-        );
-        lab.traffic(4, &["--parallel", "4"]);
-        lab.await_closed();
-        let done = rec.stop();
-        let files = files_below(&out, |n| n.ends_with(".parquet"));
-        let metas: Vec<serde_json::Value> = files.iter().map(|f| read_meta(f)).collect();
-        let lost: u64 = metas
-            .iter()
-            .map(|m| m["lost_events"].as_u64().unwrap())
-            .sum();
-        if lost == 0 {
-            break (out, files, metas);
-        }
-        eprintln!("attempt {attempt} lost {lost} events: {}", stderr(&done));
-        assert!(attempt < 3, "every attempt lost events: {}", stderr(&done));
-    };
+    let out = dir.join("series");
+    let rec = Recorder::start(
+        &out.join(""),
+        &["--netns", &lab.netns_path(), "--rotate-seconds", "1"],
+    );
+    lab.traffic(4, &["--parallel", "4"]);
+    lab.await_closed();
+    let done = rec.stop();
+    let files = files_below(&out, |n| n.ends_with(".parquet"));
+    let metas: Vec<serde_json::Value> = files.iter().map(|f| read_meta(f)).collect();
+    // The placement checked below needs every event the kernel numbered.
+    // A call the kernel skipped (a program re-entered on one CPU: rare,
+    // counted, said on stderr) took no number, so it leaves no hole in
+    // them, and a state it missed shows as kernel_gap on the flow's next
+    // event, which the check allows; any other loss would leave a hole.
+    let lost = metas.iter().map(|m| m["lost_events"].as_u64().unwrap());
+    assert_only_kernel_skips(&stderr(&done), lost.sum());
     assert_eq!(
         ss_cookies(&lab, IDLE_PORT),
         cookies,
@@ -128,7 +119,6 @@ fn every_file_snapshots_every_socket_in_order_with_its_events() {
     assert!(files.len() >= 4, "{files:?}");
     let mut rows = Vec::new();
     for (f, m) in files.iter().zip(&metas) {
-        assert_eq!(m["lost_events"], 0);
         assert_eq!(m["schema_minor"], 4);
         let snaps = read_snapshots(f);
         assert_eq!(m["snapshots"], snaps.len() as u64, "{}", f.display());
