@@ -30,6 +30,7 @@ Measured:
      and in Spark SQL (local[2]), and Spark running the package per host,
      each table checked equal to analyze's flow by flow.
 """
+import contextlib
 import json
 import os
 import platform
@@ -128,6 +129,32 @@ class Lab:
         subprocess.run([LAB, "down", self.ns])
 
 
+def as_ns(x):
+    return f"{x:.0f}"
+
+
+def as_times(x):
+    return f"{x:.2f}×"
+
+
+def spread(v, fmt):
+    """Median (min-max) of `v`, each as `fmt` words it."""
+    v = sorted(v)
+    return f"{fmt(statistics.median(v))} ({fmt(v[0])}-{fmt(v[-1])})"
+
+
+@contextlib.contextmanager
+def bpf_stats():
+    """kernel.bpf_stats_enabled on while the block runs, as it was after."""
+    knob = Path("/proc/sys/kernel/bpf_stats_enabled")
+    old = knob.read_text().strip()
+    knob.write_text("1")
+    try:
+        yield
+    finally:
+        knob.write_text(old)
+
+
 def prog_stats():
     """run_time_ns and run_cnt per program name prefix."""
     progs = json.loads(sh("bpftool", "prog", "show", "-j"))
@@ -141,8 +168,75 @@ def find(stats, prefix):
     return hits[0]
 
 
-def kernel_cost(reps=3):
+def headline_cost(pairs=3, seconds=3):
+    """tcpcong alone on the tracepoint beside one empty program, as a
+    user's host runs it: the ratio and the nanoseconds above empty."""
     say("## 1. In-kernel cost per event")
+    say()
+    say("The headline: tcpcong (`record`, no filters, its default programs) alone on `tcp_cong_state_set` "
+        "beside one empty `tp_btf` program (`floor empty`: `floor_cong_state` in `bench/floor.bpf.c`, "
+        "`return 0`), nothing else attached there, `kernel.bpf_stats_enabled=1`, `run_time_ns / run_cnt` "
+        f"of each over {seconds} s of lab traffic. The first program to run on an event pays for the socket's "
+        "cache lines, so the two are attached in alternating order, tcpcong first in one run of each pair, "
+        f"the empty program first in the other; {pairs} pairs per workload: median (min-max) of the "
+        f"{2 * pairs} runs. A storm is the most events a second this lab makes with real TCP: 64 parallel "
+        "flows at 5 % loss. Budget: ≤ 3× the empty program (≤ +200 ns).")
+    say()
+    say("| workload | events/s | tcpcong ns/event | empty ns/event | tcpcong / empty | tcpcong − empty ns "
+        "| tcpcong first: / empty | empty first: / empty |")
+    say("|---|---:|---:|---:|---:|---:|---:|---:|")
+
+    def run(loss, parallel, tcpcong_first):
+        with Lab("head", "--loss", loss) as lab, tempfile.TemporaryDirectory() as d:
+            procs = []
+            for which in ("tcpcong", "empty") if tcpcong_first else ("empty", "tcpcong"):
+                if which == "tcpcong":
+                    rec = subprocess.Popen([BIN, "record", "-o", f"{d}/r.parquet"], stderr=subprocess.PIPE, text=True)
+                    while not rec.stderr.readline().startswith("Recording"):
+                        if rec.poll() is not None:
+                            sys.exit("bench: tcpcong record did not start")
+                    procs.append(rec)
+                else:
+                    floor = subprocess.Popen([FLOOR, "empty"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                    floor.stdout.readline()
+                    procs.append(floor)
+            before = prog_stats()
+            lab.traffic(seconds, "--parallel", str(parallel))
+            after = prog_stats()
+            for p in procs:
+                if p is rec:
+                    p.send_signal(2)
+                else:
+                    p.stdin.close()
+                p.wait()
+        delta = lambda name: tuple(a - b for a, b in zip(find(after, name), find(before, name)))
+        t_rt, t_cnt = delta("on_cong_state_set")
+        if "on_cong_state_set_nested" in after:
+            t_rt += delta("on_cong_state_set_nested")[0]
+        e_rt, e_cnt = delta("floor_cong_state")
+        return e_cnt / seconds, t_rt / max(t_cnt, 1), e_rt / max(e_cnt, 1)
+
+    results = []
+    with bpf_stats():
+        for label, loss, parallel in (("lab, 4 flows, 2 % loss", "2", 4), ("storm, 64 flows, 5 % loss", "5", 64)):
+            runs = {True: [], False: []}
+            for i in range(pairs):
+                for first in (True, False) if i % 2 == 0 else (False, True):
+                    runs[first].append(run(loss, parallel, first))
+            every = runs[True] + runs[False]
+            rate, t_ns, e_ns = ([r[i] for r in every] for i in range(3))
+            ratio = [t / e for t, e in zip(t_ns, e_ns)]
+            above = [t - e for t, e in zip(t_ns, e_ns)]
+            by_first = {k: statistics.median([r[1] / r[2] for r in v]) for k, v in runs.items()}
+            results.append((label, statistics.median(ratio)))
+            say(f"| {label} | {statistics.median(rate):,.0f} | {spread(t_ns, as_ns)} | {spread(e_ns, as_ns)} | "
+                f"{spread(ratio, as_times)} | {spread(above, as_ns)} | {as_times(by_first[True])} | {as_times(by_first[False])} |")
+    say()
+    return results
+
+
+def kernel_cost(reps=3):
+    say("### Beside other programs")
     say()
     say("`kernel.bpf_stats_enabled=1`; `run_time_ns / run_cnt` of tcpcong's `tp_btf/tcp_cong_state_set` "
         "programs, next to two programs attached to the same tracepoint at the same time "
@@ -153,8 +247,6 @@ def kernel_cost(reps=3):
     say("| buffer | filters | events | tcpcong ns/event | fields only ns/event | empty ns/event "
         "| tcpcong / empty | fields only / empty |")
     say("|---|---|---:|---:|---:|---:|---:|---:|")
-    old = Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip()
-    Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
     results = []
     clocks = {"helper": [], "cached": [], "empty": []}
     # The lean record's hand-over variants (floor.bpf.c), per run: ns per
@@ -162,11 +254,7 @@ def kernel_cost(reps=3):
     lean = {"floor_lean_reads": [], "floor_lean_ring": [], "floor_lean_percpu": [], "empty": []}
     gaps = []
 
-    def spread(v, fmt):
-        v = sorted(v)
-        return f"{fmt(statistics.median(v))} ({fmt(v[0])}-{fmt(v[-1])})"
-
-    try:
+    with bpf_stats():
         for buffer in ("ring", "perf"):
             for filtered in (False, True):
                 runs = []
@@ -214,13 +302,9 @@ def kernel_cost(reps=3):
                 ratio = [t / e for t, e in zip(t_ns, e_ns)]
                 fields = [r / e for r, e in zip(r_ns, e_ns)]
                 results.append((buffer, filtered, statistics.median(ratio)))
-                ns = lambda x: f"{x:.0f}"
-                times = lambda x: f"{x:.2f}×"
                 say(f"| {buffer} | {'netns, -R, family' if filtered else 'none'} | {statistics.median(events):.0f} | "
-                    f"{spread(t_ns, ns)} | {spread(r_ns, ns)} | {spread(e_ns, ns)} | "
-                    f"{spread(ratio, times)} | {spread(fields, times)} |")
-    finally:
-        Path("/proc/sys/kernel/bpf_stats_enabled").write_text(old)
+                    f"{spread(t_ns, as_ns)} | {spread(r_ns, as_ns)} | {spread(e_ns, as_ns)} | "
+                    f"{spread(ratio, as_times)} | {spread(fields, as_times)} |")
     say()
     say(f"The hand-over, on tcpcong's lean record, in the same {len(lean['empty'])} runs (three more programs "
         "on the tracepoint, `floor_lean_*` in `bench/floor.bpf.c`, attached after tcpcong's so that they run "
@@ -234,13 +318,11 @@ def kernel_cost(reps=3):
     say()
     say("| program | ns/event | / empty |")
     say("|---|---:|---:|")
-    ns = lambda x: f"{x:.0f}"
-    times = lambda x: f"{x:.2f}×"
     for prog, what in (("floor_lean_reads", "lean reads, no hand-over"),
                        ("floor_lean_ring", "lean record, ring buffer"),
                        ("floor_lean_percpu", "lean record, per-CPU ring")):
         ratio = [v / e for v, e in zip(lean[prog], lean["empty"])]
-        say(f"| {what} | {spread(lean[prog], ns)} | {spread(ratio, times)} |")
+        say(f"| {what} | {spread(lean[prog], as_ns)} | {spread(ratio, as_times)} |")
     saving = [p / r for p, r in zip(lean["floor_lean_percpu"], lean["floor_lean_ring"])]
     say()
     say(f"Per-CPU ring / ring buffer, run by run: {spread(saving, lambda x: f'{x:.2f}')}.")
@@ -270,10 +352,8 @@ def evidence_cost(reps=3):
     say()
     say("| program | workload | runs | tcpcong ns/run | empty ns/run | tcpcong / empty |")
     say("|---|---|---:|---:|---:|---:|")
-    old = Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip()
-    Path("/proc/sys/kernel/bpf_stats_enabled").write_text("1")
     rows = {}
-    try:
+    with bpf_stats():
         for _ in range(reps):
             for workload in ("lossy", "udp"):
                 with Lab("evidence", "--loss", "2") as lab, tempfile.TemporaryDirectory() as d:
@@ -301,20 +381,12 @@ def evidence_cost(reps=3):
                     e_rt, e_cnt = find(stats, empty)
                     rows.setdefault((prog, workload), []).append(
                         (t_cnt, t_rt / max(t_cnt, 1), e_rt / max(e_cnt, 1)))
-    finally:
-        Path("/proc/sys/kernel/bpf_stats_enabled").write_text(old)
 
-    def spread(v, fmt):
-        v = sorted(v)
-        return f"{fmt(statistics.median(v))} ({fmt(v[0])}-{fmt(v[-1])})"
-
-    ns = lambda x: f"{x:.0f}"
-    times = lambda x: f"{x:.2f}×"
     where = {"lossy": "lossy lab", "udp": "UDP to a closed port"}
     for (prog, workload), runs in rows.items():
         say(f"| `{prog}` | {where[workload]} | {statistics.median(r[0] for r in runs):,.0f} | "
-            f"{spread([r[1] for r in runs], ns)} | {spread([r[2] for r in runs], ns)} | "
-            f"{spread([r[1] / r[2] for r in runs], times)} |")
+            f"{spread([r[1] for r in runs], as_ns)} | {spread([r[2] for r in runs], as_ns)} | "
+            f"{spread([r[1] / r[2] for r in runs], as_times)} |")
     say()
 
 
@@ -853,6 +925,8 @@ def main():
         f"tcpcong {sh(BIN, '--version').split()[-1]}. Every figure is a ratio to a baseline measured "
         "in the same run; absolute numbers vary with the machine's other load.")
     say()
+    if "cost" in PARTS or "headline" in PARTS:
+        headline_cost()
     if "cost" in PARTS:
         kernel_cost()
     if "cost" in PARTS or "evidence" in PARTS:

@@ -6,7 +6,9 @@
 //! `floor lean` attaches only the hand-over variants on the lean record
 //! (`floor_lean_*`), and plain `floor` everything else: the benchmark
 //! starts the second after tcpcong, so that they run after its programs on
-//! each event and leave its cache misses as they are alone.
+//! each event and leave its cache misses as they are alone. `floor empty`
+//! attaches the empty tracepoint program alone: section 1's headline, the
+//! configuration a user's host has (tcpcong and nothing else there).
 
 use std::io::Read;
 use std::mem::MaybeUninit;
@@ -19,14 +21,19 @@ mod floor {
 }
 
 fn main() {
-    let lean = std::env::args().nth(1).as_deref() == Some("lean");
+    let mode = std::env::args().nth(1).unwrap_or_default();
     let mut obj = MaybeUninit::uninit();
     let loaded = floor::FloorSkelBuilder::default()
         .open(&mut obj)
         .and_then(|mut o| {
             for mut prog in o.open_object_mut().progs_mut() {
-                let is_lean = prog.name().to_string_lossy().starts_with("floor_lean_");
-                prog.set_autoload(is_lean == lean);
+                let name = prog.name().to_string_lossy().into_owned();
+                let is_lean = name.starts_with("floor_lean_");
+                prog.set_autoload(match mode.as_str() {
+                    "empty" => name == "floor_cong_state",
+                    "lean" => is_lean,
+                    _ => !is_lean,
+                });
             }
             // The per-CPU ring variant's records: SLOTS per possible CPU.
             let cpus = libbpf_rs::num_possible_cpus()? as u32;
