@@ -20,7 +20,9 @@
 #   lab.sh drops NS                       "netfilter N" (the --loss rule's drops) and
 #                                         "qdisc N" (the queue's, with shape)
 #   lab.sh udp NS COUNT                   COUNT datagrams to a closed UDP port
-#   lab.sh blackout NS MS [--port PORT]   drop everything to PORT for MS ms (RTOs: loss state)
+#   lab.sh blackout NS MS [--port PORT]   drop everything to PORT for MS ms (RTOs: loss state);
+#                                         prints "blackout N", the packets it dropped (where
+#                                         nft counts)
 #   lab.sh synblock NS MS [--port PORT]   drop SYNs and SYN-ACKs of PORT for MS ms (handshake
 #                                         retransmits: open -> loss while in syn_sent); prints
 #                                         "blocked" once the rules are in
@@ -188,12 +190,16 @@ print(n)' "$port" "$secs"
     [ $# -ge 1 ] || die "blackout needs MS"
     ms=$1; shift
     parse "$@"
-    inrules nft insert rule inet lab in tcp dport "$port" drop
+    # A kernel without nft's counter (5.10's is a module) drops uncounted.
+    inrules nft insert rule inet lab in tcp dport "$port" counter drop 2>/dev/null ||
+      inrules nft insert rule inet lab in tcp dport "$port" drop
     sleep "$(awk "BEGIN { print $ms / 1000 }")"
     # awk reads to the end (no early exit): nft must not die of SIGPIPE,
     # which pipefail and set -e would turn into this script's exit 141.
-    handle=$(inrules nft -a list chain inet lab in | awk '/tcp dport '"$port"' drop # handle/ && !/numgen/ && !h { h = $NF } END { print h }')
-    inrules nft delete rule inet lab in handle "$handle"
+    rule=$(inrules nft -a list chain inet lab in | awk '/tcp dport '"$port"' (counter packets [0-9]+ bytes [0-9]+ )?drop # handle/ && !/numgen/ && !r { r = $0 } END { print r }')
+    inrules nft delete rule inet lab in handle "${rule##* }"
+    # What it dropped, for a test to hold drop rows against.
+    echo "$rule" | awk '{ for (i = 1; i < NF; i++) if ($i == "packets") print "blackout", $(i + 1) }'
     ;;
   synblock)
     [ $# -ge 1 ] || die "synblock needs MS"

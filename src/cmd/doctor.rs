@@ -87,7 +87,7 @@ pub fn run(verbose: bool) -> Result<()> {
         if reasons {
             "the kernel says why it drops (drop evidence)"
         } else {
-            "no drop reasons (Linux 5.17+): recordings have no drop rows"
+            "no drop reasons (Linux 5.17+): recordings have no drop rows, and with a fallback attach mode no evidence"
         },
         false,
     );

@@ -108,8 +108,14 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
                     notes.push(format!("attached to {attach}{passed}"));
                 }
                 let evidence = recorded_evidence(cfg, mode);
-                if cfg.evidence != Evidence::default() && mode != AttachMode::Tracepoint {
-                    notes.push("note: no retransmissions, drops or resets in the files (the evidence is recorded with the tracepoint attach mode only)".into());
+                if cfg.evidence != Evidence::default() && evidence == Evidence::default() {
+                    notes.push(format!(
+                        "note: no retransmissions, drops or resets in the files ({})",
+                        match mode {
+                            AttachMode::Kprobe => "the kprobe attach mode records none: each program more widens its blind spot",
+                            _ => "a fallback attach mode records them only on a kernel whose kfree_skb says why it drops, Linux 5.17+",
+                        }
+                    ));
                 } else if cfg.evidence.drops && !evidence.drops {
                     notes.push("note: no drops in the files (this kernel's kfree_skb does not say why: Linux 5.17+)".into());
                 }
@@ -231,18 +237,22 @@ const SEND_RESET_PROG: &str = "on_send_reset";
 const RECEIVE_RESET_PROG: &str = "on_receive_reset";
 const ACCEPT4_PROG: &str = "on_accept4_exit";
 
-/// The evidence asked for that this kernel and mode can give: drops need
-/// the kernel's reasons (5.17+), and every kind the tracepoint mode (a
-/// fallback's kernels, 5.10 under emulation, locked up once in four runs
-/// with its hooks and the retransmission program loaded together: not
-/// taken further).
+/// The evidence asked for that this kernel and mode can give. Drops need
+/// the kernel's reasons (5.17+). The fentry mode records the evidence only
+/// on such a kernel: before, 5.10 under emulation locked up once in four
+/// runs with its hooks and the retransmission program loaded together (not
+/// explained). The kprobe mode records none: the kernel skips a kprobe
+/// that fires while any BPF program runs on its CPU (uncounted before
+/// 6.7), so every program more there costs it transitions.
 pub fn recorded_evidence(cfg: &CaptureConfig, mode: AttachMode) -> Evidence {
-    if mode != AttachMode::Tracepoint {
-        return Evidence::default();
-    }
-    Evidence {
-        drops: cfg.evidence.drops && !facts().reasons.drop.is_empty(),
-        ..cfg.evidence
+    let reasons = !facts().reasons.drop.is_empty();
+    match mode {
+        AttachMode::Kprobe => Evidence::default(),
+        AttachMode::Fentry if !reasons => Evidence::default(),
+        _ => Evidence {
+            drops: cfg.evidence.drops && reasons,
+            ..cfg.evidence
+        },
     }
 }
 const ACCEPT_PROG: &str = "on_accept_exit";
