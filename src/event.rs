@@ -247,6 +247,39 @@ pub struct Container {
     pub namespace: String,
 }
 
+/// `--container` and `--pod`: the flows of cgroups made for a container, or
+/// for a pod's containers, as the recorder named them (a flow of no
+/// container is never kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerSel {
+    /// Its name, or its id: whole, or its first 12 digits or more (as
+    /// `docker ps` and `podman ps` show it).
+    Container(String),
+    /// A pod's name, or its namespace and name as `NAMESPACE/NAME`.
+    Pod(String),
+}
+
+impl ContainerSel {
+    fn matches(&self, c: &Container) -> bool {
+        match self {
+            ContainerSel::Container(v) => {
+                c.name == *v || (v.len() >= 12 && !c.id.is_empty() && c.id.starts_with(v.as_str()))
+            }
+            ContainerSel::Pod(v) => match v.split_once('/') {
+                Some((ns, pod)) => c.namespace == ns && c.pod == pod,
+                None => c.pod == *v,
+            },
+        }
+    }
+
+    /// Whether every one of `sels` keeps the flows of a cgroup made for
+    /// `container` (`None`: for none).
+    pub fn keep(sels: &[ContainerSel], container: Option<&Container>) -> bool {
+        sels.is_empty() || container.is_some_and(|c| sels.iter().all(|s| s.matches(c)))
+    }
+}
+
 /// What the recorder learnt of some cgroups: their paths and, for those
 /// made for a container, the container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -533,8 +566,9 @@ impl std::fmt::Display for PortRange {
     }
 }
 
-/// The capture filters in force, as the kernel applies them and the
-/// metadata stores them (netns and cgroup resolved to their ids).
+/// The capture filters in force, as the metadata stores them: all but
+/// `containers` applied in the kernel (netns and cgroup resolved to their
+/// ids), `containers` in user space, by the names the cgroups were given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Filters {
     pub localport: Option<PortRange>,
@@ -542,6 +576,8 @@ pub struct Filters {
     pub family: Option<u8>,
     pub netns: Option<u32>,
     pub cgroup: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerSel>,
 }
 
 #[cfg(test)]

@@ -267,6 +267,14 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
 
+    /// Only sockets of this container: its name, or its id (whole, or its first 12 digits or more), as the capture names the cgroups it sees.
+    #[arg(long, value_name = "NAME|ID")]
+    pub container: Option<String>,
+
+    /// Only sockets of this Kubernetes pod's containers: its name, or NAMESPACE/NAME.
+    #[arg(long, value_name = "[NAMESPACE/]NAME")]
+    pub pod: Option<String>,
+
     /// Kernel-to-user transport.
     #[arg(long, value_enum, default_value = "auto")]
     pub buffer: BufferChoice,

@@ -796,6 +796,7 @@ fn capture(ports: &PortFilter, c: &CaptureArgs, evidence_used: bool) -> Result<C
             family: c.family,
             netns,
             cgroup,
+            containers: capture_containers(c)?,
         },
         buffer: match c.buffer {
             BufferChoice::Auto => BufferKind::best(),
@@ -812,6 +813,41 @@ fn capture(ports: &PortFilter, c: &CaptureArgs, evidence_used: bool) -> Result<C
         evidence: evidence(&c.evidence, evidence_used)?,
         pin_buffer: c.pin_buffer.clone(),
     })
+}
+
+/// `--container` and `--pod`, of a reading or a capture.
+fn container_sels(container: &Option<String>, pod: &Option<String>) -> Result<Vec<ContainerSel>> {
+    let mut containers = Vec::new();
+    if let Some(v) = container {
+        if v.is_empty() {
+            return Err(Error::Usage(
+                "--container needs a container's name or id (as analyze --by container shows it)"
+                    .into(),
+            ));
+        }
+        containers.push(ContainerSel::Container(v.clone()));
+    }
+    if let Some(v) = pod {
+        let (ns, name) = v.split_once('/').unwrap_or(("-", v));
+        if ns.is_empty() || name.is_empty() || name.contains('/') {
+            return Err(Error::Usage(format!(
+                "--pod {v}: give a pod's name or NAMESPACE/NAME (as analyze --by pod shows it)"
+            )));
+        }
+        containers.push(ContainerSel::Pod(v.clone()));
+    }
+    Ok(containers)
+}
+
+/// A capture's container filters, which need the cgroups' names.
+fn capture_containers(c: &CaptureArgs) -> Result<Vec<ContainerSel>> {
+    let sels = container_sels(&c.container, &c.pod)?;
+    if !sels.is_empty() && crate::host::cgroup2_root().is_none() {
+        return Err(Error::Usage(
+            "--container and --pod need the cgroups' names, and no cgroup v2 is mounted in this mount namespace (`ip netns exec` gives its command a /sys without cgroups; use `nsenter --net=`)".into(),
+        ));
+    }
+    Ok(sels)
 }
 
 fn selection(s: &SelectArgs) -> Result<Selection> {
@@ -833,25 +869,7 @@ fn selection(s: &SelectArgs) -> Result<Selection> {
         .map(|v| netns_inode(v).map_err(|why| Error::Usage(format!("--netns {v}: {why}"))))
         .transpose()?;
     let cgroup = s.cgroup.as_deref().map(cgroup_selection).transpose()?;
-    let mut containers = Vec::new();
-    if let Some(v) = &s.container {
-        if v.is_empty() {
-            return Err(Error::Usage(
-                "--container needs a container's name or id (as analyze --by container shows it)"
-                    .into(),
-            ));
-        }
-        containers.push(ContainerSel::Container(v.clone()));
-    }
-    if let Some(v) = &s.pod {
-        let (ns, pod) = v.split_once('/').unwrap_or(("-", v));
-        if ns.is_empty() || pod.is_empty() || pod.contains('/') {
-            return Err(Error::Usage(format!(
-                "--pod {v}: give a pod's name or NAMESPACE/NAME (as analyze --by pod shows it)"
-            )));
-        }
-        containers.push(ContainerSel::Pod(v.clone()));
-    }
+    let containers = container_sels(&s.container, &s.pod)?;
     Ok(Selection {
         localport: s.ports.localport,
         remoteport: s.ports.remoteport,

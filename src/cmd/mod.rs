@@ -203,15 +203,10 @@ impl Selection {
             family: self.family,
             netns: self.netns,
             cgroup: None,
+            containers: self.containers.clone(),
         });
         if let Some(id) = self.flow {
             f.push(format!("--flow {id}"));
-        }
-        for c in &self.containers {
-            f.push(match c {
-                ContainerSel::Container(v) => format!("--container {v}"),
-                ContainerSel::Pod(v) => format!("--pod {v}"),
-            });
         }
         for (given, name) in [
             (self.cgroup.is_some(), "--cgroup"),
@@ -274,6 +269,12 @@ fn socket_flags(f: &Filters) -> Vec<String> {
     }
     if let Some(id) = f.cgroup {
         flags.push(format!("--cgroup {id}"));
+    }
+    for c in &f.containers {
+        flags.push(match c {
+            ContainerSel::Container(v) => format!("--container {v}"),
+            ContainerSel::Pod(v) => format!("--pod {v}"),
+        });
     }
     flags
 }

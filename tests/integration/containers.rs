@@ -123,12 +123,19 @@ fn flows_of_a_pods_container_carry_its_pod_namespace_and_name() {
     let out = dir.join("run.parquet");
     let c = PodContainer::new("shop", "cart-7d9f8", "api");
     let rec = Recorder::start(&out, &["--netns", &lab.netns_path()]);
+    // A second capture of the same traffic that keeps the pod's flows only.
+    let pod_out = dir.join("pod.parquet");
+    let pod_rec = Recorder::start(
+        &pod_out,
+        &["--netns", &lab.netns_path(), "--pod", "shop/cart-7d9f8"],
+    );
     c.traffic(&lab, 2);
     // And flows of no container, beside them.
     lab.traffic(1, &[]);
     lab.await_closed();
     let o = rec.stop();
     assert_no_transport_loss(&stderr(&o), &read_meta(&out));
+    let pod_o = pod_rec.stop();
 
     // The file names the container's cgroup, and only it.
     let events = read_events(&out);
@@ -149,6 +156,38 @@ fn flows_of_a_pods_container_carry_its_pod_namespace_and_name() {
         serde_json::json!({ c.cgroup_id().to_string(): {
             "runtime": "containerd", "id": c.id, "name": "api", "pod": "cart-7d9f8", "namespace": "shop",
         }})
+    );
+
+    // The capture that kept the pod has exactly its flows' rows (but for
+    // calls either capture's programs were skipped for, counted), and names
+    // its cgroup only.
+    let pod_meta = read_meta(&pod_out);
+    assert_eq!(
+        pod_meta["filters"]["containers"],
+        serde_json::json!([{ "pod": "shop/cart-7d9f8" }])
+    );
+    assert_eq!(pod_meta["containers"], meta["containers"]);
+    assert_eq!(
+        pod_meta["cgroup_paths"].as_object().map(|p| p.len()),
+        Some(1),
+        "{pod_meta}"
+    );
+    let row = |e: &Ev| (e.flow, e.seq, e.kind.clone(), e.old.clone(), e.new.clone());
+    let want: BTreeSet<_> = events
+        .iter()
+        .filter(|e| theirs.contains(&e.flow))
+        .map(row)
+        .collect();
+    let got: BTreeSet<_> = read_events(&pod_out).iter().map(row).collect();
+    assert_no_transport_loss(&stderr(&pod_o), &pod_meta);
+    let skipped = meta["lost_events"].as_u64().unwrap() + pod_meta["lost_events"].as_u64().unwrap();
+    assert!(got.iter().all(|r| theirs.contains(&r.0)), "{got:?}");
+    let differ: Vec<_> = want.symmetric_difference(&got).collect();
+    assert!(
+        !got.is_empty() && differ.len() <= skipped as usize,
+        "{} rows kept of the pod's {}: {differ:?}",
+        got.len(),
+        want.len()
     );
 
     // Every row of analyze and events names the container of its flow's
@@ -226,17 +265,32 @@ fn a_capture_that_sees_no_cgroup_mount_says_so() {
     let lab = Lab::new("nocgroup", &[]);
     let dir = TempDir::new("nocgroup");
     let out = dir.join("run.parquet");
-    let o = Command::new("ip")
-        .args(["netns", "exec", &lab.ns, bin()])
-        .args(["record", "-o", out.to_str().unwrap(), "--duration", "0.3"])
-        .output()
-        .expect("ip netns exec");
+    // `tcpcong record -o OUT ARGS` under `ip netns exec`.
+    let record_in_ns = |out: &std::path::Path, args: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", &lab.ns, bin()])
+            .args(["record", "-o", out.to_str().unwrap()])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    };
+    let o = record_in_ns(&out, &["--duration", "0.3"]);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(
         err.contains("note: no cgroup v2 is mounted in this mount namespace"),
         "{err}"
     );
+    // Nor can it keep a container's flows: refused, before anything starts.
+    let out3 = dir.join("run3.parquet");
+    let o = record_in_ns(&out3, &["--pod", "web"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.lines().count() == 1 && err.contains("--container and --pod need the cgroups' names"),
+        "{err}"
+    );
+    assert!(!out3.exists());
     // Where it can see the mount, it says nothing of it.
     let out2 = dir.join("run2.parquet");
     let o = tcpcong(&["record", "-o", out2.to_str().unwrap(), "--duration", "0.3"]);

@@ -37,6 +37,7 @@ pub mod load;
 pub mod names;
 pub mod preflight;
 pub mod raw;
+mod select;
 pub mod skel;
 mod snapshot;
 pub mod stats;
@@ -246,6 +247,13 @@ pub fn run(
     duration: Option<Duration>,
     sink: &mut dyn Sink,
 ) -> Result<CaptureStats> {
+    let mut selected;
+    let sink: &mut dyn Sink = if cfg.filters.containers.is_empty() {
+        sink
+    } else {
+        selected = select::Selected::new(&cfg.filters.containers, sink);
+        &mut selected
+    };
     install_stop_handler()?;
     let mut slots = object_slots();
     let loaded = load(&mut slots, cfg)?;

@@ -3,7 +3,8 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::event::{CgroupNames, Container, Detail, PortRange};
+pub use crate::event::ContainerSel;
+use crate::event::{CgroupNames, Detail, PortRange};
 
 /// `--cgroup`: which cgroup's flows to keep.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,32 +17,6 @@ pub enum CgroupSel {
         path: String,
         local_id: Option<u64>,
     },
-}
-
-/// `--container` and `--pod`: the flows of cgroups made for a container, or
-/// for a pod's containers, as the row's file names them (a flow of no
-/// container is never kept).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ContainerSel {
-    /// Its name, or its id: whole, or its first 12 digits or more (as
-    /// `docker ps` and `podman ps` show it).
-    Container(String),
-    /// A pod's name, or its namespace and name as `NAMESPACE/NAME`.
-    Pod(String),
-}
-
-impl ContainerSel {
-    fn matches(&self, c: &Container) -> bool {
-        match self {
-            ContainerSel::Container(v) => {
-                c.name == *v || (v.len() >= 12 && !c.id.is_empty() && c.id.starts_with(v.as_str()))
-            }
-            ContainerSel::Pod(v) => match v.split_once('/') {
-                Some((ns, pod)) => c.namespace == ns && c.pod == pod,
-                None => c.pod == *v,
-            },
-        }
-    }
 }
 
 /// Which rows to keep. Port filters select flows, not single rows: a
@@ -116,11 +91,7 @@ impl RowFilter {
                 }
                 CgroupSel::Path { local_id, .. } => *local_id == Some(d.cgroup),
             })
-            && (self.containers.is_empty()
-                || names
-                    .containers
-                    .get(&d.cgroup)
-                    .is_some_and(|c| self.containers.iter().all(|s| s.matches(c))))
+            && ContainerSel::keep(&self.containers, names.containers.get(&d.cgroup))
     }
 
     pub(super) fn keeps(&self, flow: u64, sport: u16, dport: u16) -> bool {
@@ -144,6 +115,7 @@ impl RowFilter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Container;
 
     #[test]
     fn port_filters_choose_flows_and_keep_their_portless_rows() {
