@@ -2,7 +2,8 @@
 from this host's iperf3 and its libraries (`podman import`, no registry),
 a server container and a client container, both in a lab namespace that
 drops 2 % of the server's incoming segments. `tcpcong serve --by
-container` records them. What podman says of each container (its name,
+container` records them, and beside it `record --container CLIENT` the
+client's alone. What podman says of each container (its name,
 its id, and the cgroup its process runs in, read from /proc) is the
 independent source: every flow's rows must name the container whose
 cgroup they carry, and the server's ports must be the server's; then the
@@ -155,7 +156,15 @@ def containers(tmp_path):
         banner = serve.stderr.readline()
         assert banner.startswith("Serving"), banner + serve.stderr.read()
         wait_for("serve to answer", lambda: "# EOF" in get(ctl, "http://127.0.0.1:9464/metrics"))
-        yield ctl, traced, names, out, serve
+        # Beside it, a capture that keeps the client container's flows only.
+        kept = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{ctl}", str(binary()), "record", "--netns", f"/var/run/netns/{traced}",
+             "--container", names[1], "-o", str(tmp_path / "client.parquet")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(kept)
+        banner = kept.stderr.readline()
+        assert banner.startswith("Recording"), banner + kept.stderr.read()
+        yield ctl, traced, names, out, serve, kept
     finally:
         stop(procs)
         podman("rm", "-f", "-i", *names, check=False)
@@ -171,7 +180,7 @@ def listening(ns: str) -> bool:
 
 
 def test_flows_of_real_podman_containers_carry_their_names_everywhere(containers):
-    ctl, traced, (srv_name, cli_name), out, serve = containers
+    ctl, traced, (srv_name, cli_name), out, serve, kept_capture = containers
     server = Container(srv_name, traced, "/usr/bin/iperf3", "-s", "-1", "-p", str(PORT))
     wait_for("the server container to listen", lambda: listening(traced))
     client = Container(cli_name, traced, "/usr/bin/iperf3", "-c", "127.0.0.1", "-p", str(PORT),
@@ -197,6 +206,9 @@ def test_flows_of_real_podman_containers_carry_their_names_everywhere(containers
     serve.send_signal(signal.SIGTERM)
     _, err = serve.communicate(timeout=60)
     assert serve.returncode == 0, err
+    kept_capture.send_signal(signal.SIGINT)
+    _, err = kept_capture.communicate(timeout=60)
+    assert kept_capture.returncode == 0, err
 
     # The file names both containers, as podman does.
     meta = json.loads(pq.read_schema(out).metadata[b"tcpcong"])
@@ -219,6 +231,13 @@ def test_flows_of_real_podman_containers_carry_their_names_everywhere(containers
         assert (c is client) == (e["dport"] == PORT), e
         flows_of[c.name].add(e["flow"])
     assert all(flows_of.values()), flows_of
+    # The capture that kept the client's flows has those, and names only
+    # its cgroup.
+    client_file = out.parent / "client.parquet"
+    assert {e["flow"] for e in json_lines("events", client_file, "--format", "json")} == flows_of[client.name]
+    client_meta = json.loads(pq.read_schema(client_file).metadata[b"tcpcong"])
+    assert client_meta["filters"]["containers"] == [{"container": client.name}]
+    assert client_meta["containers"] == {str(client.cgroup): meta["containers"][str(client.cgroup)]}
     for c in (server, client):
         kept = {e["flow"] for e in json_lines("events", out, "--format", "json", "--container", c.name)}
         assert kept == flows_of[c.name]
