@@ -281,6 +281,13 @@ fn cubic_and_reno_cut_their_windows_by_their_own_rules() {
             .filter(|r| (start..=end).contains(&r.ktime))
             .collect();
         let first = rows.first().unwrap_or_else(|| panic!("no rows for {e}"));
+        // An episode that a transition the kernel never announced broke
+        // (about 1 in 10,000 events here) starts at the break, which found
+        // the flow out of open already: no window before it to cut.
+        if e["broken"] == 1 {
+            assert!(first.kernel_gap == 1 || first.old != "open", "{e}");
+            continue;
+        }
         assert_eq!((first.ktime, first.old.as_str()), (start, "open"), "{e}");
         assert_eq!(
             e["cwnd_before"].as_u64().unwrap(),
