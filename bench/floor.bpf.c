@@ -272,3 +272,53 @@ int BPF_PROG(floor_lean_percpu, struct sock *sk, __u8 ca_state)
 	lean_finish(&lp);
 	return 0;
 }
+
+/*
+ * The parts of tcpcong's lean path, each alone (`floor part NAME` attaches
+ * one of them beside the empty program): its socket's storage, the TCP
+ * counters it copies, and the interrupt guard. Alone, each pays its own
+ * cache misses, so that the parts' costs say which dominate (their sum
+ * counts a line two of them share twice).
+ */
+__u64 part_sink;
+
+SEC("tp_btf/tcp_cong_state_set")
+int BPF_PROG(part_storage, struct sock *sk, __u8 ca_state)
+{
+	struct lean_seq *s = bpf_sk_storage_get(&floor_seqs, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (s)
+		part_sink ^= ++s->seq[0];
+	return 0;
+}
+
+SEC("tp_btf/tcp_cong_state_set")
+int BPF_PROG(part_counters, struct sock *sk, __u8 ca_state)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	struct lean_event e;
+
+	if (!tp)
+		return 0;
+	FILL_COUNTERS(&e, tp, DIRECT, 4000000);
+	part_sink ^= e.snd_cwnd ^ e.snd_ssthresh ^ e.srtt_us ^ e.rto_us ^ e.packets_out ^
+		     e.retrans_out ^ e.lost_out ^ e.sacked_out ^ e.total_retrans ^
+		     BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state);
+	return 0;
+}
+
+extern void bpf_local_irq_save(unsigned long *flags) __weak __ksym;
+extern void bpf_local_irq_restore(unsigned long *flags) __weak __ksym;
+
+SEC("tp_btf/tcp_cong_state_set")
+int BPF_PROG(part_irq_guard, struct sock *sk, __u8 ca_state)
+{
+	unsigned long flags;
+
+	if (bpf_ksym_exists(bpf_local_irq_save) && bpf_ksym_exists(bpf_local_irq_restore)) {
+		bpf_local_irq_save(&flags);
+		part_sink++;
+		bpf_local_irq_restore(&flags);
+	}
+	return 0;
+}

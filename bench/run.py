@@ -168,6 +168,52 @@ def find(stats, prefix):
     return hits[0]
 
 
+def start_tcpcong(d):
+    """`tcpcong record` into folder `d`, once its capture runs: how to stop it."""
+    rec = subprocess.Popen([BIN, "record", "-o", f"{d}/r.parquet"], stderr=subprocess.PIPE, text=True)
+    while not rec.stderr.readline().startswith("Recording"):
+        if rec.poll() is not None:
+            sys.exit("bench: tcpcong record did not start")
+    return lambda: (rec.send_signal(2), rec.wait())
+
+
+def start_floor(*args):
+    """`floor ARGS`, once its programs are attached: how to stop it."""
+    p = subprocess.Popen([FLOOR, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    p.stdout.readline()
+    return lambda: (p.stdin.close(), p.wait())
+
+
+def beside_empty(start, progs, loss, parallel, first, seconds):
+    """One run: what `start` attaches (its tracepoint programs `progs`,
+    summed; the first runs on every event) and the empty program, `first`
+    saying whether it is attached first, over `seconds` of lab traffic at
+    `loss` % with `parallel` flows: events/s, its ns and the empty's per event."""
+    with Lab("head", "--loss", loss) as lab, tempfile.TemporaryDirectory() as d:
+        starts = (lambda: start(d), lambda: start_floor("empty"))
+        stops = [s() for s in (starts if first else starts[::-1])]
+        before = prog_stats()
+        lab.traffic(seconds, "--parallel", str(parallel))
+        after = prog_stats()
+        for stop in stops:
+            stop()
+    delta = lambda name: tuple(a - b for a, b in zip(find(after, name), find(before, name)))
+    s_rt = sum(delta(p)[0] for p in progs if p in after)
+    s_cnt = delta(progs[0])[1]
+    e_rt, e_cnt = delta("floor_cong_state")
+    return e_cnt / seconds, s_rt / max(s_cnt, 1), e_rt / max(e_cnt, 1)
+
+
+def paired(start, progs, loss, parallel, pairs, seconds):
+    """`pairs` pairs of [`beside_empty`] runs, the order alternating within
+    each pair and from pair to pair: the runs by whether it came first."""
+    runs = {True: [], False: []}
+    for i in range(pairs):
+        for first in (True, False) if i % 2 == 0 else (False, True):
+            runs[first].append(beside_empty(start, progs, loss, parallel, first, seconds))
+    return runs
+
+
 def headline_cost(pairs=3, seconds=3):
     """tcpcong alone on the tracepoint beside one empty program, as a
     user's host runs it: the ratio and the nanoseconds above empty."""
@@ -186,43 +232,11 @@ def headline_cost(pairs=3, seconds=3):
         "| tcpcong first: / empty | empty first: / empty |")
     say("|---|---:|---:|---:|---:|---:|---:|---:|")
 
-    def run(loss, parallel, tcpcong_first):
-        with Lab("head", "--loss", loss) as lab, tempfile.TemporaryDirectory() as d:
-            procs = []
-            for which in ("tcpcong", "empty") if tcpcong_first else ("empty", "tcpcong"):
-                if which == "tcpcong":
-                    rec = subprocess.Popen([BIN, "record", "-o", f"{d}/r.parquet"], stderr=subprocess.PIPE, text=True)
-                    while not rec.stderr.readline().startswith("Recording"):
-                        if rec.poll() is not None:
-                            sys.exit("bench: tcpcong record did not start")
-                    procs.append(rec)
-                else:
-                    floor = subprocess.Popen([FLOOR, "empty"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-                    floor.stdout.readline()
-                    procs.append(floor)
-            before = prog_stats()
-            lab.traffic(seconds, "--parallel", str(parallel))
-            after = prog_stats()
-            for p in procs:
-                if p is rec:
-                    p.send_signal(2)
-                else:
-                    p.stdin.close()
-                p.wait()
-        delta = lambda name: tuple(a - b for a, b in zip(find(after, name), find(before, name)))
-        t_rt, t_cnt = delta("on_cong_state_set")
-        if "on_cong_state_set_nested" in after:
-            t_rt += delta("on_cong_state_set_nested")[0]
-        e_rt, e_cnt = delta("floor_cong_state")
-        return e_cnt / seconds, t_rt / max(t_cnt, 1), e_rt / max(e_cnt, 1)
-
     results = []
     with bpf_stats():
         for label, loss, parallel in (("lab, 4 flows, 2 % loss", "2", 4), ("storm, 64 flows, 5 % loss", "5", 64)):
-            runs = {True: [], False: []}
-            for i in range(pairs):
-                for first in (True, False) if i % 2 == 0 else (False, True):
-                    runs[first].append(run(loss, parallel, first))
+            runs = paired(start_tcpcong, ("on_cong_state_set", "on_cong_state_set_nested"), loss, parallel,
+                          pairs, seconds)
             every = runs[True] + runs[False]
             rate, t_ns, e_ns = ([r[i] for r in every] for i in range(3))
             ratio = [t / e for t, e in zip(t_ns, e_ns)]
@@ -233,6 +247,32 @@ def headline_cost(pairs=3, seconds=3):
                 f"{spread(ratio, as_times)} | {spread(above, as_ns)} | {as_times(by_first[True])} | {as_times(by_first[False])} |")
     say()
     return results
+
+
+def parts_cost(pairs=2, seconds=3):
+    """The parts of tcpcong's lean path, each alone beside the empty
+    program, as the headline measures tcpcong."""
+    say("### Where the nanoseconds go")
+    say()
+    say("The parts of tcpcong's lean path (`bench/floor.bpf.c`), each attached alone (`floor part NAME`) "
+        "beside the empty program as the headline measures tcpcong (lab, 4 flows, 2 % loss, alternating "
+        f"order, {pairs} pairs: median (min-max) of {2 * pairs} runs). Alone, each pays its own cache "
+        "misses: a line two parts share is counted in both.")
+    say()
+    say("| part | ns/event | empty ns/event | part − empty ns |")
+    say("|---|---:|---:|---:|")
+    with bpf_stats():
+        for prog, what in (("floor_lean_reads", "all the lean path reads (storage, chain, counters, clock)"),
+                           ("part_storage", "the socket's storage (`bpf_sk_storage_get`), one field written"),
+                           ("part_counters", "the TCP counters a lean record copies"),
+                           ("floor_clock_helper", "the clock (`bpf_ktime_get_ns`)"),
+                           ("part_irq_guard", "interrupts off and on (`bpf_local_irq_save`/`restore`)")):
+            runs = paired(lambda d, prog=prog: start_floor("part", prog), (prog,), "2", 4, pairs, seconds)
+            every = runs[True] + runs[False]
+            p_ns, e_ns = [r[1] for r in every], [r[2] for r in every]
+            above = [a - b for a, b in zip(p_ns, e_ns)]
+            say(f"| {what} | {spread(p_ns, as_ns)} | {spread(e_ns, as_ns)} | {spread(above, as_ns)} |")
+    say()
 
 
 def kernel_cost(reps=3):
@@ -927,6 +967,7 @@ def main():
     say()
     if "cost" in PARTS or "headline" in PARTS:
         headline_cost()
+        parts_cost()
     if "cost" in PARTS:
         kernel_cost()
     if "cost" in PARTS or "evidence" in PARTS:

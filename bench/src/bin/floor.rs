@@ -9,6 +9,8 @@
 //! each event and leave its cache misses as they are alone. `floor empty`
 //! attaches the empty tracepoint program alone: section 1's headline, the
 //! configuration a user's host has (tcpcong and nothing else there).
+//! `floor part NAME` attaches the one program NAME (a part of tcpcong's
+//! lean path, `part_*`, or another variant), for section 1's breakdown.
 
 use std::io::Read;
 use std::mem::MaybeUninit;
@@ -22,6 +24,7 @@ mod floor {
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
+    let part_name = std::env::args().nth(2);
     let mut obj = MaybeUninit::uninit();
     let loaded = floor::FloorSkelBuilder::default()
         .open(&mut obj)
@@ -29,10 +32,12 @@ fn main() {
             for mut prog in o.open_object_mut().progs_mut() {
                 let name = prog.name().to_string_lossy().into_owned();
                 let is_lean = name.starts_with("floor_lean_");
+                let part = name.starts_with("part_");
                 prog.set_autoload(match mode.as_str() {
                     "empty" => name == "floor_cong_state",
                     "lean" => is_lean,
-                    _ => !is_lean,
+                    "part" => part_name.as_deref() == Some(&name),
+                    _ => !is_lean && !part,
                 });
             }
             // The per-CPU ring variant's records: SLOTS per possible CPU.
