@@ -275,8 +275,8 @@ int BPF_PROG(floor_lean_percpu, struct sock *sk, __u8 ca_state)
 
 /*
  * The parts of tcpcong's lean path, each alone (`floor part NAME` attaches
- * one of them beside the empty program): its socket's storage, the TCP
- * counters it copies, and the interrupt guard. Alone, each pays its own
+ * one of them beside the empty program): its socket's storage and the TCP
+ * counters it copies. Alone, each pays its own
  * cache misses, so that the parts' costs say which dominate (their sum
  * counts a line two of them share twice).
  */
@@ -304,21 +304,5 @@ int BPF_PROG(part_counters, struct sock *sk, __u8 ca_state)
 	part_sink ^= e.snd_cwnd ^ e.snd_ssthresh ^ e.srtt_us ^ e.rto_us ^ e.packets_out ^
 		     e.retrans_out ^ e.lost_out ^ e.sacked_out ^ e.total_retrans ^
 		     BPF_CORE_READ_BITFIELD(&tp->inet_conn, icsk_ca_state);
-	return 0;
-}
-
-extern void bpf_local_irq_save(unsigned long *flags) __weak __ksym;
-extern void bpf_local_irq_restore(unsigned long *flags) __weak __ksym;
-
-SEC("tp_btf/tcp_cong_state_set")
-int BPF_PROG(part_irq_guard, struct sock *sk, __u8 ca_state)
-{
-	unsigned long flags;
-
-	if (bpf_ksym_exists(bpf_local_irq_save) && bpf_ksym_exists(bpf_local_irq_restore)) {
-		bpf_local_irq_save(&flags);
-		part_sink++;
-		bpf_local_irq_restore(&flags);
-	}
 	return 0;
 }

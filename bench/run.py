@@ -265,8 +265,7 @@ def parts_cost(pairs=2, seconds=3):
         for prog, what in (("floor_lean_reads", "all the lean path reads (storage, chain, counters, clock)"),
                            ("part_storage", "the socket's storage (`bpf_sk_storage_get`), one field written"),
                            ("part_counters", "the TCP counters a lean record copies"),
-                           ("floor_clock_helper", "the clock (`bpf_ktime_get_ns`)"),
-                           ("part_irq_guard", "interrupts off and on (`bpf_local_irq_save`/`restore`)")):
+                           ("floor_clock_helper", "the clock (`bpf_ktime_get_ns`)")):
             runs = paired(lambda d, prog=prog: start_floor("part", prog), (prog,), "2", 4, pairs, seconds)
             every = runs[True] + runs[False]
             p_ns, e_ns = [r[1] for r in every], [r[2] for r in every]
@@ -322,10 +321,9 @@ def kernel_cost(reps=3):
                     if gap[:2] == ["clock", "gap"]:
                         gaps.append((int(gap[2]), int(gap[3])))
                     t_rt, t_cnt = find(stats, "on_cong_state_set")
-                    # Its twin, where it has one (a kernel without
-                    # bpf_local_irq_save), runs on every call too (it takes
-                    # the calls the kernel keeps from the first): part of the
-                    # cost per event.
+                    # Its twin runs on every call too (it takes the calls
+                    # the kernel keeps from the first): part of the cost
+                    # per event.
                     t_rt += stats.get("on_cong_state_set_nested", (0, 0))[0]
                     e_rt, e_cnt = find(stats, "floor_cong_state")
                     r_rt, r_cnt = find(stats, "floor_fields")

@@ -85,10 +85,6 @@ pub struct KernelFacts {
     /// bucket's lock instead, and a 5.10 guest locked up with two
     /// recorders iterating at once.
     pub tcp_iter: bool,
-    /// Programs may turn interrupts off (`bpf_local_irq_save`, 6.14+):
-    /// the tracepoint program then has every call that would interrupt it,
-    /// without a second program to take them.
-    pub irq_kfuncs: bool,
     /// The names of the kernel's reasons for drops and resets (see
     /// [`Reasons`]).
     pub reasons: Reasons,
@@ -167,7 +163,6 @@ impl KernelFacts {
             cookie_in_tracing: has_sym(SYM_COOKIE),
             sk_storage_in_tracing: has_sym(SYM_SK_STORAGE),
             tcp_iter: has_type("bpf_iter__tcp") && has_type("bpf_tcp_iter_state"),
-            irq_kfuncs: has_type("bpf_local_irq_save") && has_type("bpf_local_irq_restore"),
             reasons: btf.as_ref().map(reasons).unwrap_or_default(),
         }
     }
@@ -276,7 +271,6 @@ mod tests {
             cookie_in_tracing: true,
             sk_storage_in_tracing: true,
             tcp_iter: true,
-            irq_kfuncs: true,
             reasons: Reasons {
                 drop: vec![SymbolName::from_str_lossy("netfilter_drop")],
                 reset: vec![SymbolName::from_str_lossy("not_specified")],
@@ -296,7 +290,6 @@ mod tests {
                 drop: Vec::new(),
                 reset: vec![SymbolName::from_str_lossy("not_specified")],
             },
-            irq_kfuncs: false,
             ..modern()
         }
     }

@@ -176,9 +176,6 @@ fn load_mode<'obj>(
     let facts = facts();
     let use_cookie = mode != AttachMode::Kprobe && facts.cookie_in_tracing;
     let numbered = mode == AttachMode::Tracepoint && facts.sk_storage_in_tracing;
-    // Interrupts off in the tracepoint program, or its twin (see
-    // on_cong_state_set in the BPF object).
-    let guarded = mode == AttachMode::Tracepoint && facts.irq_kfuncs;
     configure(&mut open, cfg, mode, (use_cookie, numbered))?;
     let evidence = recorded_evidence(cfg, mode);
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
@@ -192,7 +189,9 @@ fn load_mode<'obj>(
         let name = prog.name().to_string_lossy();
         let wanted = match name.as_ref() {
             "on_cong_state_set" => mode == AttachMode::Tracepoint,
-            "on_cong_state_set_nested" => mode == AttachMode::Tracepoint && !guarded,
+            // The twin that takes the calls nested in the first (see
+            // on_cong_state_set in the BPF object).
+            "on_cong_state_set_nested" => mode == AttachMode::Tracepoint,
             "on_inet_sock_set_state" => true,
             RETRANSMIT_PROG => evidence.retransmits,
             DROP_PROG => evidence.drops,

@@ -68,8 +68,8 @@ pub struct ProgStats {
     /// for that nested call.
     pub recursion_misses: u64,
     /// The first tracepoint program's own misses, and the calls the second
-    /// caught of them (recursion_misses has the difference). Without a
-    /// second (`irq_kfuncs`), nothing is caught: every miss is lost.
+    /// caught of them (recursion_misses has the difference). In the
+    /// fallback modes, which have no second, nothing is caught.
     pub first_misses: u64,
     pub caught: u64,
 }
