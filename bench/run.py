@@ -162,6 +162,10 @@ def prog_stats():
 
 
 def find(stats, prefix):
+    """The one program named `prefix`: exactly, or by the first 15
+    characters a kernel without BTF names keeps."""
+    if prefix in stats:
+        return stats[prefix]
     hits = [v for k, v in stats.items() if k and prefix.startswith(k)]
     if len(hits) != 1:
         sys.exit(f"bench: expected one program named {prefix}, found {len(hits)}")

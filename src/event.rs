@@ -247,9 +247,9 @@ pub struct Container {
     pub namespace: String,
 }
 
-/// `--container` and `--pod`: the flows of cgroups made for a container, or
-/// for a pod's containers, as the recorder named them (a flow of no
-/// container is never kept).
+/// A container filter: the flows of cgroups made for a container, or for a
+/// pod's containers, as the recorder named them (a flow of no container is
+/// never kept).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ContainerSel {

@@ -182,6 +182,12 @@ impl Recorder {
                 }
             ));
         }
+        if stats.unnamed_left_out > 0 {
+            messages::say(format_args!(
+                "{} events of cgroups not yet named when they came were left out by --container/--pod (a cgroup is named from its process at its first event, or else by a scan at most once a second)",
+                stats.unnamed_left_out
+            ));
+        }
         if stats.snapshot_unreachable > 0 {
             messages::say(format_args!(
                 "the socket snapshots left out {} network namespace(s) that record could not enter (setns needs CAP_SYS_ADMIN): their sockets' events are recorded, their idle sockets are not",

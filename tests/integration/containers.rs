@@ -283,7 +283,7 @@ fn a_capture_that_sees_no_cgroup_mount_says_so() {
     );
     // Nor can it keep a container's flows: refused, before anything starts.
     let out3 = dir.join("run3.parquet");
-    let o = record_in_ns(&out3, &["--pod", "web"]);
+    let o = record_in_ns(&out3, &["--pod", "web", "--duration", "0.3"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(

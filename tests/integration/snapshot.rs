@@ -107,8 +107,11 @@ fn every_file_snapshots_every_socket_in_order_with_its_events() {
     // counted, said on stderr) took no number, so it leaves no hole in
     // them, and a state it missed shows as kernel_gap on the flow's next
     // event, which the check allows; any other loss would leave a hole.
-    let lost = metas.iter().map(|m| m["lost_events"].as_u64().unwrap());
-    assert_only_kernel_skips(&stderr(&done), lost.sum());
+    let lost: u64 = metas
+        .iter()
+        .map(|m| m["lost_events"].as_u64().unwrap())
+        .sum();
+    assert_only_kernel_skips(&stderr(&done), lost);
     assert_eq!(
         ss_cookies(&lab, IDLE_PORT),
         cookies,
@@ -152,7 +155,7 @@ fn every_file_snapshots_every_socket_in_order_with_its_events() {
     for r in &rows {
         per_flow.entry(r.flow).or_default().push(r);
     }
-    let mut checked = 0;
+    let (mut checked, mut excused) = (0, 0);
     for (flow, rows) in &per_flow {
         for (i, s) in rows
             .iter()
@@ -179,6 +182,12 @@ fn every_file_snapshots_every_socket_in_order_with_its_events() {
             // A state the kernel changed without an event shows as
             // kernel_gap on the next call: only then may they differ.
             if next_ca.is_some_and(|n| n.kernel_gap == 1) {
+                continue;
+            }
+            // So does a skipped call with no later call of the flow to say
+            // so: one per skip at most.
+            if next_ca.is_none() && prev_ca.is_some_and(|p| p.new != s.new) && excused < lost {
+                excused += 1;
                 continue;
             }
             if let Some(p) = prev_ca {

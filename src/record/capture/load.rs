@@ -113,7 +113,8 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
                         "note: no retransmissions, drops or resets in the files ({})",
                         match mode {
                             AttachMode::Kprobe => "the kprobe attach mode records none: each program more widens its blind spot",
-                            _ => "a fallback attach mode records them only on a kernel whose kfree_skb says why it drops, Linux 5.17+",
+                            AttachMode::Fentry => "a fallback attach mode records them only on a kernel whose kfree_skb says why it drops, Linux 5.17+",
+                            AttachMode::Tracepoint => "this kernel's kfree_skb does not say why it drops: Linux 5.17+",
                         }
                     ));
                 } else if cfg.evidence.drops && !evidence.drops {

@@ -108,6 +108,9 @@ pub struct CaptureStats {
     pub snapshot_max_ns: u64,
     /// Network namespaces a snapshot could not enter (the most in one).
     pub snapshot_unreachable: u64,
+    /// Events a container filter left out because their cgroup had no
+    /// name yet when they came.
+    pub unnamed_left_out: u64,
 }
 
 impl CaptureStats {
@@ -247,13 +250,20 @@ pub fn run(
     duration: Option<Duration>,
     sink: &mut dyn Sink,
 ) -> Result<CaptureStats> {
-    let mut selected;
-    let sink: &mut dyn Sink = if cfg.filters.containers.is_empty() {
-        sink
-    } else {
-        selected = select::Selected::new(&cfg.filters.containers, sink);
-        &mut selected
-    };
+    if cfg.filters.containers.is_empty() {
+        return run_into(cfg, duration, sink);
+    }
+    let mut selected = select::Selected::new(&cfg.filters.containers, sink);
+    let mut stats = run_into(cfg, duration, &mut selected)?;
+    stats.unnamed_left_out = selected.unnamed();
+    Ok(stats)
+}
+
+fn run_into(
+    cfg: &CaptureConfig,
+    duration: Option<Duration>,
+    sink: &mut dyn Sink,
+) -> Result<CaptureStats> {
     install_stop_handler()?;
     let mut slots = object_slots();
     let loaded = load(&mut slots, cfg)?;

@@ -4,24 +4,33 @@
 //! the filters keep; those of any other cgroup, or of one it could not
 //! name, do not, nor do the other cgroups' names.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use super::{Progress, Sink, Started};
 use crate::error::Result;
 use crate::event::{CgroupNames, ContainerSel, Event};
 
-/// How many cgroups' answers are kept: past it the map starts afresh, and
-/// a cgroup seen again is treated as unnamed (its events are not kept) —
-/// a bound on memory against a storm of short-lived cgroups.
-const MAX_CGROUPS: usize = 1 << 16;
+/// How many cgroups left out, and flows kept, are remembered: past it the
+/// set starts afresh (a bound on memory against a storm of short-lived
+/// cgroups or flows). A left-out cgroup forgotten so is counted as unnamed
+/// after; a kept flow forgotten so loses only its rows that name no
+/// cgroup.
+const MAX_REMEMBERED: usize = 1 << 16;
 
 /// A sink that hands on only the events of the containers `sels` keep.
 pub struct Selected<'a> {
     sels: &'a [ContainerSel],
     sink: &'a mut dyn Sink,
-    /// Per cgroup named so far, whether its flows are kept.
-    keep: HashMap<u64, bool>,
-    kept: Vec<Event>,
+    /// The cgroups named for a container the filters keep, and the others
+    /// named so far.
+    kept: HashSet<u64>,
+    left: HashSet<u64>,
+    /// Flows with a row of a kept cgroup: their rows that name no cgroup (a
+    /// drop found by its addresses before the flow's first full record) are
+    /// theirs.
+    kept_flows: HashSet<u64>,
+    unnamed: u64,
+    handed: Vec<Event>,
 }
 
 impl<'a> Selected<'a> {
@@ -29,9 +38,36 @@ impl<'a> Selected<'a> {
         Selected {
             sels,
             sink,
-            keep: HashMap::new(),
-            kept: Vec::new(),
+            kept: HashSet::new(),
+            left: HashSet::new(),
+            kept_flows: HashSet::new(),
+            unnamed: 0,
+            handed: Vec::new(),
         }
+    }
+
+    /// Events left out because their cgroup had no name yet when they came
+    /// (it is named from its process, or by a scan at most once a second).
+    pub fn unnamed(&self) -> u64 {
+        self.unnamed
+    }
+
+    fn keeps(&mut self, e: &Event) -> bool {
+        let cgroup = e.detail.cgroup;
+        if cgroup == 0 {
+            return self.kept_flows.contains(&e.flow);
+        }
+        if self.kept.contains(&cgroup) {
+            if self.kept_flows.len() >= MAX_REMEMBERED {
+                self.kept_flows.clear();
+            }
+            self.kept_flows.insert(e.flow);
+            return true;
+        }
+        if !self.left.contains(&cgroup) {
+            self.unnamed += 1;
+        }
+        false
     }
 }
 
@@ -41,28 +77,27 @@ impl Sink for Selected<'_> {
     }
 
     fn events(&mut self, events: &[Event], progress: Progress) -> Result<()> {
-        self.kept.clear();
-        self.kept.extend(
-            events
-                .iter()
-                .filter(|e| self.keep.get(&e.detail.cgroup) == Some(&true))
-                .cloned(),
-        );
-        self.sink.events(&self.kept, progress)
+        let mut handed = std::mem::take(&mut self.handed);
+        handed.clear();
+        handed.extend(events.iter().filter(|e| self.keeps(e)).cloned());
+        let done = self.sink.events(&handed, progress);
+        self.handed = handed;
+        done
     }
 
     fn cgroups(&mut self, names: &CgroupNames) -> Result<()> {
-        if self.keep.len() + names.paths.len() > MAX_CGROUPS {
-            self.keep.clear();
-        }
         let mut kept = CgroupNames::default();
         for (&id, path) in &names.paths {
             let container = names.containers.get(&id);
-            let keep = ContainerSel::keep(self.sels, container);
-            self.keep.insert(id, keep);
-            if keep {
+            if ContainerSel::keep(self.sels, container) {
+                self.kept.insert(id);
                 kept.paths.insert(id, path.clone());
                 kept.containers.extend(container.map(|c| (id, c.clone())));
+            } else {
+                if self.left.len() >= MAX_REMEMBERED {
+                    self.left.clear();
+                }
+                self.left.insert(id);
             }
         }
         if kept.paths.is_empty() {
@@ -153,9 +188,13 @@ mod tests {
             containers: [(7, web), (8, db)].into(),
         };
         sink.cgroups(&names).unwrap();
-        let events = [(1, 7), (2, 8), (3, 9), (4, 10), (5, 7)].map(|(f, c)| in_cgroup(f, c));
+        // Flow 1's later row that names no cgroup (a drop found by its
+        // addresses) is its; flow 6's is not.
+        let events =
+            [(1, 7), (2, 8), (3, 9), (4, 10), (5, 7), (1, 0), (6, 0)].map(|(f, c)| in_cgroup(f, c));
         sink.events(&events, progress()).unwrap();
-        assert_eq!(got.flows, [1, 5]);
+        assert_eq!(sink.unnamed(), 1, "cgroup 10's row");
+        assert_eq!(got.flows, [1, 5, 1]);
         assert_eq!(got.named, [7]);
     }
 }
