@@ -120,8 +120,14 @@ def test_loss_out_of_sight_is_remote(guest):
     assert flows
     far_drops = int((run.out / "far.drops").read_text().split()[1])
     assert far_drops > 0
-    # Nothing of theirs dropped here, and nothing of another namespace.
-    assert not [r for r in run.rows if r["kind"] == "drop" and r["flow"] in flows]
+    # Nothing of theirs dropped here, but for copies the peer resent after
+    # a flow had closed (its answer lost out of sight), which the kernel
+    # discards as they come (6.1 says not_specified or no_socket): no loss
+    # of the flow's. And nothing of another namespace.
+    closed = {r["flow"]: r["ktime_ns"] for r in run.rows if r["kind"] == "tcp_state" and r["new_state"] == "close"}
+    here = [r for r in run.rows if r["kind"] == "drop" and r["flow"] in flows
+            and not (r["old_state"] == "rx" and r["ktime_ns"] > closed.get(r["flow"], float("inf")))]  # fmt: skip
+    assert not here, here
     assert "untraced_drops" not in run.meta, run.meta
     resent = [r for r in run.rows if r["kind"] == "retransmit" and r["flow"] in flows]
     segs = sum(r["segs"] for r in resent)
