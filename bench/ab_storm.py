@@ -7,14 +7,13 @@ tracepoint programs' ns per event (bpf_stats). As root:
     python3 bench/ab_storm.py ROUNDS SECONDS NAME=TCPCONG [NAME=TCPCONG ...]
 """
 import json, os, re, subprocess, sys, tempfile
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import bpf_stats  # noqa: E402
 rounds, secs = int(sys.argv[1]), sys.argv[2]
 builds = dict(a.split("=", 1) for a in sys.argv[3:])
 LAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab", "lab.sh")
-knob = "/proc/sys/kernel/bpf_stats_enabled"
-old = open(knob).read().strip()
-open(knob, "w").write("1")
 res = {k: [] for k in builds}
-try:
+with bpf_stats():
     for r in range(rounds):
         for name in (list(builds) if r % 2 == 0 else list(builds)[::-1]):
             ns = f"ab-storm-{os.getpid()}"
@@ -41,8 +40,6 @@ try:
                    "ns_per_event": round((first[0] * first[1] + twin[0] * twin[1]) / max(first[1], 1))}
             res[name].append(row)
             print(json.dumps(row), flush=True)
-finally:
-    open(knob, "w").write(old)
 for name, rows in res.items():
     ev, sk = sum(r["events"] for r in rows), sum(r["skipped"] for r in rows)
     print(json.dumps({"build": name, "events": ev, "skipped": sk, "skipped_per_10k": round(1e4 * sk / max(ev, 1), 3),
