@@ -300,3 +300,30 @@ fn a_capture_that_sees_no_cgroup_mount_says_so() {
         stderr(&o)
     );
 }
+
+/// A container filter is the user's own text, and it comes back in the
+/// capture's words and in the file: escaped on the terminal, kept exactly
+/// in the metadata.
+#[test]
+fn a_container_filter_with_controls_is_escaped_where_it_is_said() {
+    let dir = TempDir::new("hostilefilter");
+    let out = dir.join("run.parquet");
+    let name = "x\u{1b}[31m\"\nq";
+    let o = tcpcong(&[
+        "record",
+        "-o",
+        out.to_str().unwrap(),
+        "--container",
+        name,
+        "--duration",
+        "0.3",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(err.contains("--container x\\x1b[31m\"\\x0aq"), "{err:?}");
+    assert_eq!(
+        read_meta(&out)["filters"]["containers"],
+        serde_json::json!([{ "container": name }])
+    );
+}
