@@ -17,7 +17,7 @@
 //! capture), the two time columns are delta encoded, and everything is
 //! zstd compressed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
@@ -28,10 +28,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use arrow_array::builder::{
-    StringBuilder, TimestampMicrosecondBuilder, UInt16Builder, UInt64Builder, UInt8Builder,
-};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::builder::StringBuilder;
+use arrow_array::types::{TimestampMicrosecondType, UInt16Type, UInt64Type, UInt8Type};
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_buffer::OffsetBuffer;
 use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::arrow::{encode_arrow_schema, ArrowWriter, ARROW_SCHEMA_META_KEY};
@@ -39,9 +39,11 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
+use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::encode::RowGroups;
 use super::journal::{self, Journal};
-use super::schema::{arrow_schema, DetailBuilders, Metadata, CAPTURE_KIND, METADATA_KEY};
+use super::schema::{arrow_schema, DetailBuilders, Metadata, Numbers, CAPTURE_KIND, METADATA_KEY};
 use crate::error::{Error, Result};
 use crate::event::{CaState, Change, Detail, Event, TcpState};
 use crate::files;
@@ -57,18 +59,17 @@ const DELTA_COLUMNS: [&str; 2] = ["time", "ktime_ns"];
 /// on the same lab traffic (4 lossy flows, 10 s, 3 runs), plain took 0.69
 /// to 0.83 of the bytes of a dictionary (tcp_seq, seq) or of deltas (the
 /// counters), and the file 0.89 to 0.90 of its size. The others hold the
-/// same value on nearly every row: a dictionary cost a lookup per row
-/// (hashing, and for strings a memcmp: together the writer's largest cost)
-/// to save nothing zstd does not; plain, the recorder took 0.92 of the CPU
-/// per event, the file the same bytes (BENCHMARKS.md, section 2).
-const PLAIN_COLUMNS: [&str; 13] = [
+/// same value on nearly every row: arrow-rs' dictionary cost a lookup per
+/// row to save nothing zstd does not; plain, the recorder took 0.92 of the
+/// CPU per event, the file the same bytes (BENCHMARKS.md, section 2).
+/// (The strings that hold one value per file, `host`, `boot_id` and
+/// `capture`, go through our own dictionary, which finds a row's value
+/// equal to the row before's without a lookup.)
+const PLAIN_COLUMNS: [&str; 10] = [
     "tcp_seq",
     "seq",
     "total_retrans",
     "srtt_us",
-    "host",
-    "boot_id",
-    "capture",
     "family",
     "kernel_gap",
     "err",
@@ -160,17 +161,20 @@ pub struct RecordingWriter {
     encoder: Option<Encoder>,
     schema: SchemaRef,
     cols: Columns,
+    /// Keyed with Rust's default (keyed) hash: a peer chooses its
+    /// address. The others are keyed by socket cookies and cgroup ids,
+    /// which the kernel numbers, and take the cheaper hash.
     addr_cache: HashMap<(IpAddr, IpAddr), (Box<str>, Box<str>)>,
-    flows: HashSet<u64>,
+    flows: FxHashSet<u64>,
     /// The cgroups of the flows in the file.
-    cgroups: HashSet<u64>,
+    cgroups: FxHashSet<u64>,
     events: u64,
     /// Rows of kind `snapshot` (not events).
     snapshots: u64,
     last_ktime: u64,
     sorted: bool,
     /// Per open flow, the congestion state its last event left it in.
-    ca_state: HashMap<u64, CaState>,
+    ca_state: FxHashMap<u64, CaState>,
     breaks: Breaks,
     /// Some event carried a per-socket number (see `Metadata::numbered`).
     numbered: bool,
@@ -289,7 +293,9 @@ impl RecordingWriter {
             .and_then(|w| {
                 let j =
                     Journal::start(journal, &schema).map_err(|e| Error::parquet(&tmp, e.into()))?;
-                Encoder::start(w, j).map_err(|e| Error::io(&tmp, e))
+                let groups = RowGroups::new(w, Arc::clone(&schema), ROW_GROUP_ROWS)
+                    .map_err(|e| Error::parquet(&tmp, e))?;
+                Encoder::start(groups, j).map_err(|e| Error::io(&tmp, e))
             });
         let encoder = match started {
             Ok(e) => e,
@@ -309,13 +315,13 @@ impl RecordingWriter {
             schema,
             cols: Columns::new(clock),
             addr_cache: HashMap::new(),
-            flows: HashSet::new(),
-            cgroups: HashSet::new(),
+            flows: FxHashSet::default(),
+            cgroups: FxHashSet::default(),
             events: 0,
             snapshots: 0,
             last_ktime: 0,
             sorted: true,
-            ca_state: HashMap::new(),
+            ca_state: FxHashMap::default(),
             breaks: Breaks::default(),
             numbered: false,
             space,
@@ -602,7 +608,7 @@ impl Drop for RecordingWriter {
 struct Encoder {
     journal: Journal,
     batches: Option<SyncSender<RecordBatch>>,
-    thread: Option<JoinHandle<parquet::errors::Result<ArrowWriter<File>>>>,
+    thread: Option<JoinHandle<parquet::errors::Result<RowGroups>>>,
     /// Rows handed to the thread.
     sent: u64,
     done: Arc<Encoded>,
@@ -617,7 +623,7 @@ struct Encoded {
 }
 
 impl Encoder {
-    fn start(mut writer: ArrowWriter<File>, journal: Journal) -> std::io::Result<Encoder> {
+    fn start(mut writer: RowGroups, journal: Journal) -> std::io::Result<Encoder> {
         let (batches, incoming) = sync_channel::<RecordBatch>(1);
         let done = Arc::new(Encoded::default());
         let progress = Arc::clone(&done);
@@ -676,7 +682,7 @@ impl Encoder {
 
     /// Waits until every batch sent is encoded; returns the writer, for
     /// the footer.
-    fn finish(&mut self) -> parquet::errors::Result<ArrowWriter<File>> {
+    fn finish(&mut self) -> parquet::errors::Result<RowGroups> {
         use parquet::errors::ParquetError::General;
         self.batches = None;
         let thread = self
@@ -699,24 +705,37 @@ impl Drop for Encoder {
     }
 }
 
+/// `value` on each of `rows` rows, built in bulk: appended row by row,
+/// the per-file columns were a tenth of the drain's work.
+fn repeated(value: &str, rows: usize) -> StringArray {
+    let len = i32::try_from(value.len()).unwrap_or(i32::MAX);
+    let offsets = (0..=rows).map(|i| len.saturating_mul(i32::try_from(i).unwrap_or(i32::MAX)));
+    StringArray::new(
+        OffsetBuffer::new(offsets.collect::<Vec<i32>>().into()),
+        value.repeat(rows).into_bytes().into(),
+        None,
+    )
+}
+
 /// One Arrow builder per schema column, in schema order.
 struct Columns {
     clock: Clock,
     rows: usize,
-    time: TimestampMicrosecondBuilder,
-    ktime: UInt64Builder,
+    time: Numbers<TimestampMicrosecondType>,
+    ktime: Numbers<UInt64Type>,
     kind: StringBuilder,
-    flow: UInt64Builder,
-    family: UInt8Builder,
+    flow: Numbers<UInt64Type>,
+    family: Numbers<UInt8Type>,
     saddr: StringBuilder,
     daddr: StringBuilder,
-    sport: UInt16Builder,
-    dport: UInt16Builder,
+    sport: Numbers<UInt16Type>,
+    dport: Numbers<UInt16Type>,
     old_state: StringBuilder,
     new_state: StringBuilder,
     detail: DetailBuilders,
-    /// The per-file columns' values (host, boot_id), and their builders.
-    file: [(String, StringBuilder); 2],
+    /// The per-file columns' values (host, boot_id): one per row, built
+    /// at once when a batch is.
+    file: [String; 2],
     /// `capture`: the metadata on capture rows, empty on the others.
     capture: StringBuilder,
 }
@@ -726,19 +745,19 @@ impl Columns {
         Columns {
             clock,
             rows: 0,
-            time: TimestampMicrosecondBuilder::new().with_timezone("UTC"),
-            ktime: UInt64Builder::new(),
+            time: Numbers::default(),
+            ktime: Numbers::default(),
             kind: StringBuilder::new(),
-            flow: UInt64Builder::new(),
-            family: UInt8Builder::new(),
+            flow: Numbers::default(),
+            family: Numbers::default(),
             saddr: StringBuilder::new(),
             daddr: StringBuilder::new(),
-            sport: UInt16Builder::new(),
-            dport: UInt16Builder::new(),
+            sport: Numbers::default(),
+            dport: Numbers::default(),
             old_state: StringBuilder::new(),
             new_state: StringBuilder::new(),
             detail: DetailBuilders::default(),
-            file: [host::hostname(), host::boot_id()].map(|v| (v, StringBuilder::new())),
+            file: [host::hostname(), host::boot_id()],
             capture: StringBuilder::new(),
         }
     }
@@ -763,9 +782,6 @@ impl Columns {
     }
 
     fn push_file_columns(&mut self, capture: &str) {
-        for (v, b) in &mut self.file {
-            b.append_value(v.as_str());
-        }
         self.capture.append_value(capture);
         self.rows += 1;
     }
@@ -789,9 +805,9 @@ impl Columns {
     }
 
     fn finish(&mut self) -> Vec<ArrayRef> {
-        self.rows = 0;
+        let rows = std::mem::take(&mut self.rows);
         let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(self.time.finish()),
+            Arc::new(self.time.finish().with_timezone("UTC")),
             Arc::new(self.ktime.finish()),
             Arc::new(self.kind.finish()),
             Arc::new(self.flow.finish()),
@@ -804,8 +820,8 @@ impl Columns {
             Arc::new(self.new_state.finish()),
         ];
         self.detail.finish(&mut cols);
-        for (_, b) in &mut self.file {
-            cols.push(Arc::new(b.finish()));
+        for v in &self.file {
+            cols.push(Arc::new(repeated(v, rows)));
         }
         cols.push(Arc::new(self.capture.finish()));
         cols
@@ -830,8 +846,9 @@ mod tests {
             .set_dictionary_enabled(false)
             .build();
         let journal = Journal::start(File::create("/dev/null").unwrap(), schema).unwrap();
+        let arrow = ArrowWriter::try_new(file, Arc::clone(schema), Some(props)).unwrap();
         Encoder::start(
-            ArrowWriter::try_new(file, Arc::clone(schema), Some(props)).unwrap(),
+            RowGroups::new(arrow, Arc::clone(schema), 4096).unwrap(),
             journal,
         )
         .unwrap()
@@ -854,7 +871,7 @@ mod tests {
         let writer = enc.finish().unwrap();
         assert_eq!(enc.progress().1, 0, "every row sent was encoded");
         assert!(enc.progress().0 > 0);
-        writer.close().unwrap();
+        writer.into_inner().unwrap();
         let read = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
             File::open(&path).unwrap(),
             8192,
