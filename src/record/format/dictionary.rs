@@ -17,6 +17,7 @@ use parquet::column::page::{CompressedPage, Page, PageWriter};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::{ParquetError, Result};
 use parquet::file::metadata::{ColumnChunkMetaData, PageEncodingStats};
+use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 use rustc_hash::FxHashMap;
@@ -32,14 +33,34 @@ const KEY: usize = 48;
 struct ShortKey([u64; KEY / 8]);
 
 impl ShortKey {
+    /// Read a word at a time from the value itself: bytes copied into a
+    /// buffer on the stack and read back as words stall each read on the
+    /// copy's narrower stores (the lookup's largest cost, measured).
     fn of(value: &[u8]) -> Option<ShortKey> {
-        let mut bytes = [0u8; KEY];
-        bytes.get_mut(..value.len())?.copy_from_slice(value);
-        bytes[KEY - 1] = u8::try_from(value.len()).ok().filter(|&n| n < KEY as u8)?;
-        let mut words = [0u64; KEY / 8];
-        for (w, b) in words.iter_mut().zip(bytes.chunks_exact(8)) {
-            *w = u64::from_le_bytes(b.try_into().unwrap_or_default());
+        let n = value.len();
+        if n >= KEY {
+            return None;
         }
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+        let mut words = [0u64; KEY / 8];
+        let full = n / 8;
+        for (w, b) in words.iter_mut().zip(value.chunks_exact(8)) {
+            *w = word(b);
+        }
+        let rest = n % 8;
+        if rest > 0 {
+            words[full] = if n >= 8 {
+                // The last 8 bytes, shifted down past those already read.
+                word(&value[n - 8..]) >> ((8 - rest) * 8)
+            } else {
+                value
+                    .iter()
+                    .rev()
+                    .fold(0, |acc, &b| (acc << 8) | u64::from(b))
+            };
+        }
+        // The length in the last byte, which no short value reaches.
+        words[KEY / 8 - 1] |= (n as u64) << 56;
         Some(ShortKey(words))
     }
 }
@@ -64,22 +85,26 @@ impl Hash for ShortKey {
     }
 }
 
-/// One column chunk of strings (a row group's), built row by row.
-pub struct StringChunk {
+/// What a dictionary chunk's pages share: the dictionary page's bytes,
+/// each row's entry, the data pages written so far; and the chunk's close.
+struct Pages {
     descr: ColumnDescPtr,
     level: ZstdLevel,
     compressor: zstd::bulk::Compressor<'static>,
     page_rows: usize,
-    /// The dictionary page, PLAIN: each entry's length (u32, little
-    /// endian), then its bytes.
+    /// The dictionary page, PLAIN.
     dictionary: Vec<u8>,
     entries: u32,
-    short: FxHashMap<ShortKey, u32>,
-    long: FxHashMap<Box<[u8]>, u32>,
-    /// The previous row's value and entry.
-    last: Option<(ShortKey, u32)>,
+    /// A dictionary page larger than this ends the dictionary: later rows
+    /// are written PLAIN, as arrow-rs' writer does, which bounds the
+    /// lookup's memory whatever values come.
+    limit: usize,
     /// The current data page's entries, one per row.
     indices: Vec<u32>,
+    /// Once the dictionary ended: the current data page's values, PLAIN.
+    plain: Option<Vec<u8>>,
+    plain_rows: usize,
+    plain_pages: i32,
     /// The data pages written so far, each with its header.
     pages: TrackedWrite<Vec<u8>>,
     data_pages: i32,
@@ -87,23 +112,28 @@ pub struct StringChunk {
     uncompressed: usize,
 }
 
-impl StringChunk {
-    /// A chunk of `descr`'s column, compressed with zstd at `level`, a data
-    /// page every `page_rows` rows.
-    pub fn new(descr: ColumnDescPtr, level: ZstdLevel, page_rows: usize) -> Result<StringChunk> {
+impl Pages {
+    fn new(descr: ColumnDescPtr, opts: ChunkOptions) -> Result<Pages> {
+        let ChunkOptions {
+            level,
+            page_rows,
+            dictionary_limit,
+            ..
+        } = opts;
         let compressor = zstd::bulk::Compressor::new(level.compression_level())
             .map_err(|e| ParquetError::External(Box::new(e)))?;
-        Ok(StringChunk {
+        Ok(Pages {
             descr,
             level,
             compressor,
             page_rows: page_rows.max(1),
             dictionary: Vec::new(),
             entries: 0,
-            short: FxHashMap::default(),
-            long: FxHashMap::default(),
-            last: None,
+            limit: dictionary_limit,
             indices: Vec::new(),
+            plain: None,
+            plain_rows: 0,
+            plain_pages: 0,
             pages: TrackedWrite::new(Vec::new()),
             data_pages: 0,
             rows: 0,
@@ -111,14 +141,194 @@ impl StringChunk {
         })
     }
 
+    /// A new entry, whose PLAIN bytes the caller has put in `dictionary`.
+    fn added(&mut self) -> u32 {
+        self.entries += 1;
+        self.entries - 1
+    }
+
+    fn push(&mut self, entry: u32) -> Result<()> {
+        self.indices.push(entry);
+        self.rows += 1;
+        if self.indices.len() >= self.page_rows {
+            self.flush_page()?;
+        }
+        if self.dictionary.len() > self.limit {
+            self.flush_page()?;
+            self.plain = Some(Vec::new());
+        }
+        Ok(())
+    }
+
+    /// Where a row's PLAIN bytes go once the dictionary ended.
+    fn plain_mut(&mut self) -> Option<&mut Vec<u8>> {
+        self.plain.as_mut()
+    }
+
+    /// A row whose bytes went to `plain_mut`.
+    fn push_plain(&mut self) -> Result<()> {
+        self.plain_rows += 1;
+        self.rows += 1;
+        if self.plain_rows >= self.page_rows {
+            self.flush_plain()?;
+        }
+        Ok(())
+    }
+
+    fn size(&self) -> usize {
+        let plain = self.plain.as_ref().map_or(0, Vec::len);
+        self.pages.bytes_written() + self.dictionary.len() + self.indices.len() + plain
+    }
+
+    fn compress(&mut self, buf: &[u8]) -> Result<Vec<u8>> {
+        self.compressor
+            .compress(buf)
+            .map_err(|e| ParquetError::External(Box::new(e)))
+    }
+
+    fn flush_page(&mut self) -> Result<()> {
+        if self.indices.is_empty() {
+            return Ok(());
+        }
+        let width = bit_width(self.entries.saturating_sub(1));
+        let mut buf = vec![width];
+        rle_hybrid(&self.indices, width, &mut buf);
+        let rows = self.indices.len();
+        self.write_data_page(&buf, rows, Encoding::RLE_DICTIONARY)?;
+        self.data_pages += 1;
+        self.indices.clear();
+        Ok(())
+    }
+
+    fn flush_plain(&mut self) -> Result<()> {
+        let rows = std::mem::take(&mut self.plain_rows);
+        let Some(mut buf) = self.plain.take() else {
+            return Ok(());
+        };
+        if rows > 0 {
+            self.write_data_page(&buf, rows, Encoding::PLAIN)?;
+            self.plain_pages += 1;
+        }
+        buf.clear();
+        self.plain = Some(buf);
+        Ok(())
+    }
+
+    fn write_data_page(&mut self, buf: &[u8], rows: usize, encoding: Encoding) -> Result<()> {
+        let compressed = self.compress(buf)?;
+        let page = Page::DataPage {
+            buf: compressed.into(),
+            num_values: u32::try_from(rows)
+                .map_err(|_| ParquetError::General("a data page of too many rows".into()))?,
+            encoding,
+            def_level_encoding: Encoding::RLE,
+            rep_level_encoding: Encoding::RLE,
+            statistics: None,
+        };
+        let spec = SerializedPageWriter::new(&mut self.pages)
+            .write_page(CompressedPage::new(page, buf.len()))?;
+        self.uncompressed += spec.uncompressed_size;
+        Ok(())
+    }
+
+    /// The chunk's bytes (dictionary page first) and what the row group
+    /// needs to know of them.
+    fn close(
+        mut self,
+        statistics: Option<Statistics>,
+    ) -> Result<(bytes::Bytes, ColumnCloseResult)> {
+        self.flush_page()?;
+        self.flush_plain()?;
+        let dictionary = std::mem::take(&mut self.dictionary);
+        let compressed = self.compress(&dictionary)?;
+        let page = Page::DictionaryPage {
+            buf: compressed.into(),
+            num_values: self.entries,
+            encoding: Encoding::PLAIN,
+            is_sorted: false,
+        };
+        let mut out = TrackedWrite::new(Vec::new());
+        let dict = SerializedPageWriter::new(&mut out)
+            .write_page(CompressedPage::new(page, dictionary.len()))?;
+        let data = self.pages.into_inner()?;
+        let mut out = out.into_inner()?;
+        let data_offset = out.len();
+        out.extend_from_slice(&data);
+        let total = out.len();
+        let encodings = [Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY];
+        let stats = |page_type, encoding, count| PageEncodingStats {
+            page_type,
+            encoding,
+            count,
+        };
+        let pages = [
+            stats(PageType::DICTIONARY_PAGE, Encoding::PLAIN, 1),
+            stats(
+                PageType::DATA_PAGE,
+                Encoding::RLE_DICTIONARY,
+                self.data_pages,
+            ),
+            stats(PageType::DATA_PAGE, Encoding::PLAIN, self.plain_pages),
+        ];
+        let mut metadata = ColumnChunkMetaData::builder(self.descr)
+            .set_compression(Compression::ZSTD(self.level))
+            .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
+            .set_page_encoding_stats(pages.into_iter().filter(|p| p.count > 0).collect())
+            .set_total_compressed_size(total as i64)
+            .set_total_uncompressed_size((dict.uncompressed_size + self.uncompressed) as i64)
+            .set_num_values(self.rows as i64)
+            .set_dictionary_page_offset(Some(0))
+            .set_data_page_offset(data_offset as i64);
+        if let Some(s) = statistics {
+            metadata = metadata.set_statistics(s);
+        }
+        let close = ColumnCloseResult {
+            bytes_written: total as u64,
+            rows_written: self.rows,
+            metadata: metadata.build()?,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: None,
+        };
+        Ok((out.into(), close))
+    }
+}
+
+/// One column chunk of strings (a row group's), built row by row.
+pub struct StringChunk {
+    pages: Pages,
+    short: FxHashMap<ShortKey, u32>,
+    long: FxHashMap<Box<[u8]>, u32>,
+    /// The previous row's value and entry.
+    last: Option<(ShortKey, u32)>,
+}
+
+impl StringChunk {
+    /// A chunk of `descr`'s column, compressed with zstd at `level`, a data
+    /// page every `page_rows` rows.
+    pub fn new(descr: ColumnDescPtr, opts: ChunkOptions) -> Result<StringChunk> {
+        Ok(StringChunk {
+            pages: Pages::new(descr, opts)?,
+            short: FxHashMap::default(),
+            long: FxHashMap::default(),
+            last: None,
+        })
+    }
+
     /// Appends `values`, one row each.
     pub fn write<'a>(&mut self, values: impl Iterator<Item = &'a str>) -> Result<()> {
         for value in values {
+            if let Some(plain) = self.pages.plain_mut() {
+                plain_bytes(value.as_bytes(), plain);
+                self.pages.push_plain()?;
+                continue;
+            }
             let entry = self.entry(value.as_bytes());
-            self.indices.push(entry);
-            self.rows += 1;
-            if self.indices.len() >= self.page_rows {
-                self.flush_page()?;
+            self.pages.push(entry)?;
+            if self.pages.plain.is_some() {
+                // The dictionary ended: its lookup is no longer needed.
+                self.short = FxHashMap::default();
+                self.long = FxHashMap::default();
             }
         }
         Ok(())
@@ -126,7 +336,7 @@ impl StringChunk {
 
     /// Bytes this chunk holds so far (encoded, or as indices not yet).
     pub fn size(&self) -> usize {
-        self.pages.bytes_written() + self.dictionary.len() + self.indices.len()
+        self.pages.size()
     }
 
     fn entry(&mut self, value: &[u8]) -> u32 {
@@ -157,98 +367,153 @@ impl StringChunk {
     }
 
     fn add(&mut self, value: &[u8]) -> u32 {
-        // A value is at most a row's string: an Arrow string array's
-        // offsets are i32.
-        let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
-        self.dictionary.extend_from_slice(&len.to_le_bytes());
-        self.dictionary.extend_from_slice(value);
-        self.entries += 1;
-        self.entries - 1
+        plain_bytes(value, &mut self.pages.dictionary);
+        self.pages.added()
     }
 
-    fn compress(&mut self, buf: &[u8]) -> Result<Vec<u8>> {
-        self.compressor
-            .compress(buf)
-            .map_err(|e| ParquetError::External(Box::new(e)))
+    /// The chunk's bytes and metadata. No statistics: readers filter on
+    /// numbers, not names.
+    pub fn close(self) -> Result<(bytes::Bytes, ColumnCloseResult)> {
+        self.pages.close(None)
     }
+}
 
-    fn flush_page(&mut self) -> Result<()> {
-        if self.indices.is_empty() {
-            return Ok(());
+/// A number type our dictionary writes: how Parquet stores it (INT32 for
+/// 32 bits and fewer, INT64) and its statistics, min and max in its own
+/// order (unsigned for the unsigned types, as their logical type says).
+pub trait DictNumber: Copy + Eq + Ord + Hash {
+    /// The value as the dictionary page's PLAIN bytes hold it.
+    fn plain(self, out: &mut Vec<u8>);
+    fn statistics(min: Self, max: Self) -> Statistics;
+}
+
+macro_rules! dict_number {
+    ($($ty:ty => $physical:ty, $stat:ident, $signed:expr;)*) => {$(
+        impl DictNumber for $ty {
+            fn plain(self, out: &mut Vec<u8>) {
+                // The bits as Parquet's physical type holds them: an
+                // unsigned value is its logical type's reading of them.
+                out.extend_from_slice(&(self as $physical).to_le_bytes());
+            }
+            fn statistics(min: Self, max: Self) -> Statistics {
+                Statistics::$stat(
+                    ValueStatistics::new(
+                        Some(min as $physical),
+                        Some(max as $physical),
+                        None,
+                        Some(0),
+                        false,
+                    )
+                    .with_backwards_compatible_min_max($signed),
+                )
+            }
         }
-        let width = bit_width(self.entries.saturating_sub(1));
-        let mut buf = vec![width];
-        rle_hybrid(&self.indices, width, &mut buf);
-        let compressed = self.compress(&buf)?;
-        let page = Page::DataPage {
-            buf: compressed.into(),
-            num_values: u32::try_from(self.indices.len())
-                .map_err(|_| ParquetError::General("a data page of too many rows".into()))?,
-            encoding: Encoding::RLE_DICTIONARY,
-            def_level_encoding: Encoding::RLE,
-            rep_level_encoding: Encoding::RLE,
-            statistics: None,
-        };
-        let spec = SerializedPageWriter::new(&mut self.pages)
-            .write_page(CompressedPage::new(page, buf.len()))?;
-        self.uncompressed += spec.uncompressed_size;
-        self.data_pages += 1;
-        self.indices.clear();
+    )*};
+}
+dict_number! {
+    u8 => i32, Int32, false;
+    u16 => i32, Int32, false;
+    u32 => i32, Int32, false;
+    i32 => i32, Int32, true;
+    u64 => i64, Int64, false;
+}
+
+/// One column chunk of numbers (a row group's), built row by row, with
+/// its statistics.
+pub struct NumberChunk<T: DictNumber> {
+    pages: Pages,
+    statistics: bool,
+    table: FxHashMap<T, u32>,
+    last: Option<(T, u32)>,
+    range: Option<(T, T)>,
+}
+
+impl<T: DictNumber> NumberChunk<T> {
+    pub fn new(descr: ColumnDescPtr, opts: ChunkOptions) -> Result<NumberChunk<T>> {
+        Ok(NumberChunk {
+            pages: Pages::new(descr, opts)?,
+            statistics: opts.statistics,
+            table: FxHashMap::default(),
+            last: None,
+            range: None,
+        })
+    }
+
+    pub fn write(&mut self, values: &[T]) -> Result<()> {
+        for &v in values {
+            if let Some(plain) = self.pages.plain_mut() {
+                v.plain(plain);
+                self.widen(v);
+                self.pages.push_plain()?;
+                continue;
+            }
+            let e = match self.last {
+                Some((last, e)) if last == v => e,
+                _ => {
+                    let e = match self.table.get(&v) {
+                        Some(&e) => e,
+                        None => {
+                            v.plain(&mut self.pages.dictionary);
+                            let e = self.pages.added();
+                            self.table.insert(v, e);
+                            self.widen(v);
+                            e
+                        }
+                    };
+                    self.last = Some((v, e));
+                    e
+                }
+            };
+            self.pages.push(e)?;
+            if self.pages.plain.is_some() {
+                self.table = FxHashMap::default();
+            }
+        }
         Ok(())
     }
 
-    /// The chunk's bytes (dictionary page first) and what the row group
-    /// needs to know of them.
-    pub fn close(mut self) -> Result<(bytes::Bytes, ColumnCloseResult)> {
-        self.flush_page()?;
-        let dictionary = std::mem::take(&mut self.dictionary);
-        let compressed = self.compress(&dictionary)?;
-        let page = Page::DictionaryPage {
-            buf: compressed.into(),
-            num_values: self.entries,
-            encoding: Encoding::PLAIN,
-            is_sorted: false,
-        };
-        let mut out = TrackedWrite::new(Vec::new());
-        let dict = SerializedPageWriter::new(&mut out)
-            .write_page(CompressedPage::new(page, dictionary.len()))?;
-        let data = self.pages.into_inner()?;
-        let mut out = out.into_inner()?;
-        let data_offset = out.len();
-        out.extend_from_slice(&data);
-        let total = out.len();
-        let encodings = [Encoding::PLAIN, Encoding::RLE, Encoding::RLE_DICTIONARY];
-        let metadata = ColumnChunkMetaData::builder(self.descr)
-            .set_compression(Compression::ZSTD(self.level))
-            .set_encodings_mask(EncodingMask::new_from_encodings(encodings.iter()))
-            .set_page_encoding_stats(vec![
-                PageEncodingStats {
-                    page_type: PageType::DICTIONARY_PAGE,
-                    encoding: Encoding::PLAIN,
-                    count: 1,
-                },
-                PageEncodingStats {
-                    page_type: PageType::DATA_PAGE,
-                    encoding: Encoding::RLE_DICTIONARY,
-                    count: self.data_pages,
-                },
-            ])
-            .set_total_compressed_size(total as i64)
-            .set_total_uncompressed_size((dict.uncompressed_size + self.uncompressed) as i64)
-            .set_num_values(self.rows as i64)
-            .set_dictionary_page_offset(Some(0))
-            .set_data_page_offset(data_offset as i64)
-            .build()?;
-        let close = ColumnCloseResult {
-            bytes_written: total as u64,
-            rows_written: self.rows,
-            metadata,
-            bloom_filter: None,
-            column_index: None,
-            offset_index: None,
-        };
-        Ok((out.into(), close))
+    fn widen(&mut self, v: T) {
+        self.range = Some(match self.range {
+            Some((lo, hi)) => (lo.min(v), hi.max(v)),
+            None => (v, v),
+        });
     }
+
+    pub fn size(&self) -> usize {
+        self.pages.size()
+    }
+
+    /// The chunk's bytes and metadata, with min and max: what readers
+    /// skip row groups by.
+    pub fn close(self) -> Result<(bytes::Bytes, ColumnCloseResult)> {
+        let statistics = self
+            .range
+            .filter(|_| self.statistics)
+            .map(|(lo, hi)| T::statistics(lo, hi));
+        self.pages.close(statistics)
+    }
+}
+
+/// How a chunk is written, from the file's properties.
+#[derive(Clone, Copy)]
+pub struct ChunkOptions {
+    pub level: ZstdLevel,
+    /// Rows per data page.
+    pub page_rows: usize,
+    /// Bytes of dictionary page after which values are written PLAIN.
+    pub dictionary_limit: usize,
+    /// Min and max per chunk (numbers only).
+    pub statistics: bool,
+}
+
+/// A string as PLAIN holds it: its length (u32, little endian), then its
+/// bytes.
+fn plain_bytes(value: &[u8], out: &mut Vec<u8>) {
+    // A value is at most a row's string: an Arrow string array's offsets
+    // are i32.
+    let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(value);
 }
 
 /// Bits that hold `max`.
@@ -353,6 +618,19 @@ mod tests {
     #[test]
     fn short_keys_hold_their_length() {
         assert!(ShortKey::of(b"ab") != ShortKey::of(b"ab\0"));
+        // Every length, each byte in its place: equal values make equal
+        // keys, a value that differs anywhere a different one.
+        let value: Vec<u8> = (1..KEY as u8).collect();
+        for n in 0..KEY {
+            let v = &value[..n];
+            let copy = v.to_vec();
+            assert!(ShortKey::of(v) == ShortKey::of(&copy));
+            for i in 0..n {
+                let mut w = v.to_vec();
+                w[i] ^= 0x80;
+                assert!(ShortKey::of(v) != ShortKey::of(&w), "{n} {i}");
+            }
+        }
         assert!(ShortKey::of(&[b'x'; KEY - 1]).is_some());
         assert!(ShortKey::of(&[b'x'; KEY]).is_none());
         assert_eq!(bit_width(0), 0);

@@ -81,9 +81,7 @@ const ROW_GROUP_ROWS: usize = 1 << 20;
 /// Disk space is claimed ahead of writing in steps of this many bytes.
 const RESERVE_STEP: u64 = 64 << 10;
 /// The address-string cache is a speed-up, not a record of flows: clearing
-/// it when large keeps memory flat under a storm of short flows. It is keyed
-/// by the addresses, not the flow: a flow's addresses change (an accepted
-/// socket's first event comes before its peer address is set).
+/// it when large keeps memory flat under a storm of short flows.
 const ADDR_CACHE_MAX: usize = 100_000;
 
 /// The hidden name of a recording's unfinished file (its journal) while
@@ -126,6 +124,28 @@ pub fn is_being_written(path: &Path) -> bool {
         .is_ok_and(|f| matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)))
 }
 
+/// A flow's addresses as the file writes them. A flow's addresses change
+/// (an accepted socket's first event comes before its peer address is
+/// set): the text is made again when they do.
+struct Addresses {
+    saddr: IpAddr,
+    daddr: IpAddr,
+    text: (Box<str>, Box<str>),
+}
+
+impl Addresses {
+    fn of(e: &Event) -> Addresses {
+        Addresses {
+            saddr: e.addr.saddr,
+            daddr: e.addr.daddr,
+            text: (
+                e.addr.saddr.to_string().into_boxed_str(),
+                e.addr.daddr.to_string().into_boxed_str(),
+            ),
+        }
+    }
+}
+
 /// Transitions that came without an event, counted by who saw them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Breaks {
@@ -161,10 +181,10 @@ pub struct RecordingWriter {
     encoder: Option<Encoder>,
     schema: SchemaRef,
     cols: Columns,
-    /// Keyed with Rust's default (keyed) hash: a peer chooses its
-    /// address. The others are keyed by socket cookies and cgroup ids,
-    /// which the kernel numbers, and take the cheaper hash.
-    addr_cache: HashMap<(IpAddr, IpAddr), (Box<str>, Box<str>)>,
+    /// Per flow: keyed by socket cookies (as the others are by cookies and
+    /// cgroup ids), which the kernel numbers, so that the cheaper hash is
+    /// safe (a peer chooses its address, not a cookie).
+    addr_cache: FxHashMap<u64, Addresses>,
     flows: FxHashSet<u64>,
     /// The cgroups of the flows in the file.
     cgroups: FxHashSet<u64>,
@@ -314,7 +334,7 @@ impl RecordingWriter {
             encoder: Some(encoder),
             schema,
             cols: Columns::new(clock),
-            addr_cache: HashMap::new(),
+            addr_cache: FxHashMap::default(),
             flows: FxHashSet::default(),
             cgroups: FxHashSet::default(),
             events: 0,
@@ -400,16 +420,14 @@ impl RecordingWriter {
             if self.addr_cache.len() >= ADDR_CACHE_MAX {
                 self.addr_cache.clear();
             }
-            let (s, d) = self
+            let cached = self
                 .addr_cache
-                .entry((e.addr.saddr, e.addr.daddr))
-                .or_insert_with(|| {
-                    (
-                        e.addr.saddr.to_string().into_boxed_str(),
-                        e.addr.daddr.to_string().into_boxed_str(),
-                    )
-                });
-            self.cols.push(e, s, d);
+                .entry(e.flow)
+                .or_insert_with(|| Addresses::of(e));
+            if (cached.saddr, cached.daddr) != (e.addr.saddr, e.addr.daddr) {
+                *cached = Addresses::of(e);
+            }
+            self.cols.push(e, &cached.text.0, &cached.text.1);
             self.check_chain(e);
             if self.flows.insert(e.flow) {
                 self.cgroups.insert(e.detail.cgroup);
