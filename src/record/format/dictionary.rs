@@ -130,7 +130,7 @@ impl Pages {
             dictionary: Vec::new(),
             entries: 0,
             limit: dictionary_limit,
-            indices: Vec::new(),
+            indices: Vec::with_capacity(page_rows.min(1 << 16)),
             plain: None,
             plain_rows: 0,
             plain_pages: 0,
@@ -147,9 +147,17 @@ impl Pages {
         self.entries - 1
     }
 
-    fn push(&mut self, entry: u32) -> Result<()> {
-        self.indices.push(entry);
-        self.rows += 1;
+    /// Rows that fit in the current data page.
+    fn room(&self) -> usize {
+        self.page_rows.saturating_sub(self.indices.len()).max(1)
+    }
+
+    /// `n` rows' entries were pushed onto `indices` (at most `room`): the
+    /// checks are made once per run of rows, not per row. The dictionary
+    /// ends after the run that took it past its limit (a run adds at most
+    /// a page of rows' values to it).
+    fn pushed(&mut self, n: usize) -> Result<()> {
+        self.rows += n as u64;
         if self.indices.len() >= self.page_rows {
             self.flush_page()?;
         }
@@ -315,16 +323,23 @@ impl StringChunk {
         })
     }
 
-    /// Appends `values`, one row each.
-    pub fn write<'a>(&mut self, values: impl Iterator<Item = &'a str>) -> Result<()> {
-        for value in values {
+    /// Appends `n` rows, row `i` holding `value(i)`.
+    pub fn write<'a>(&mut self, n: usize, value: impl Fn(usize) -> &'a str) -> Result<()> {
+        let mut i = 0;
+        while i < n {
             if let Some(plain) = self.pages.plain_mut() {
-                plain_bytes(value.as_bytes(), plain);
+                plain_bytes(value(i).as_bytes(), plain);
                 self.pages.push_plain()?;
+                i += 1;
                 continue;
             }
-            let entry = self.entry(value.as_bytes());
-            self.pages.push(entry)?;
+            let end = n.min(i + self.pages.room());
+            for j in i..end {
+                let entry = self.entry(value(j).as_bytes());
+                self.pages.indices.push(entry);
+            }
+            self.pages.pushed(end - i)?;
+            i = end;
             if self.pages.plain.is_some() {
                 // The dictionary ended: its lookup is no longer needed.
                 self.short = FxHashMap::default();
@@ -440,36 +455,47 @@ impl<T: DictNumber> NumberChunk<T> {
     }
 
     pub fn write(&mut self, values: &[T]) -> Result<()> {
-        for &v in values {
+        let mut i = 0;
+        while i < values.len() {
             if let Some(plain) = self.pages.plain_mut() {
-                v.plain(plain);
-                self.widen(v);
+                values[i].plain(plain);
+                self.widen(values[i]);
                 self.pages.push_plain()?;
+                i += 1;
                 continue;
             }
-            let e = match self.last {
-                Some((last, e)) if last == v => e,
-                _ => {
-                    let e = match self.table.get(&v) {
-                        Some(&e) => e,
-                        None => {
-                            v.plain(&mut self.pages.dictionary);
-                            let e = self.pages.added();
-                            self.table.insert(v, e);
-                            self.widen(v);
-                            e
-                        }
-                    };
-                    self.last = Some((v, e));
-                    e
-                }
-            };
-            self.pages.push(e)?;
+            let end = values.len().min(i + self.pages.room());
+            for &v in &values[i..end] {
+                let e = self.entry(v);
+                self.pages.indices.push(e);
+            }
+            self.pages.pushed(end - i)?;
+            i = end;
             if self.pages.plain.is_some() {
                 self.table = FxHashMap::default();
             }
         }
         Ok(())
+    }
+
+    fn entry(&mut self, v: T) -> u32 {
+        if let Some((last, e)) = self.last {
+            if last == v {
+                return e;
+            }
+        }
+        let e = match self.table.get(&v) {
+            Some(&e) => e,
+            None => {
+                v.plain(&mut self.pages.dictionary);
+                let e = self.pages.added();
+                self.table.insert(v, e);
+                self.widen(v);
+                e
+            }
+        };
+        self.last = Some((v, e));
+        e
     }
 
     fn widen(&mut self, v: T) {

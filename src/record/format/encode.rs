@@ -54,7 +54,7 @@ macro_rules! column_writers {
                     }
                     ColumnWriter::Strings(s) => {
                         let strings = array.as_string_opt::<i32>().ok_or_else(mistyped)?;
-                        s.write((0..strings.len()).map(|i| strings.value(i)))?;
+                        s.write(strings.len(), |i| strings.value(i))?;
                     }
                     $(ColumnWriter::$variant(c) => {
                         c.write(array.as_primitive_opt::<$arrow>().ok_or_else(mistyped)?.values())?
