@@ -17,12 +17,14 @@
 //! (breaks the ring could not take, and calls the kernel skipped running
 //! the observer for; the same for retransmissions).
 //!
-//! Classic tracepoints are attached through tracefs: it is mounted at
-//! /sys/kernel/tracing if it is not, and unmounted again at the end.
+//! Classic tracepoints are attached through tracefs, which the observer
+//! mounts in a mount namespace of its own: a capture under test beside it
+//! mounts and unmounts the host's as it attaches, and took it away from
+//! under the observer's attach (a test failed so, with tests in parallel).
+//! Nothing is left mounted.
 
 use std::io::Read;
 use std::mem::MaybeUninit;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,25 +37,38 @@ mod observer {
     include!(concat!(env!("OUT_DIR"), "/observer.skel.rs"));
 }
 
-const TRACEFS: &str = "/sys/kernel/tracing";
-
 fn fail(what: &str, e: impl std::fmt::Display) -> ! {
     eprintln!("observer: {what}: {e}");
     std::process::exit(1);
 }
 
-fn mount_tracefs() -> bool {
-    if Path::new(TRACEFS).join("events").exists() {
-        return false;
+fn own_tracefs() {
+    // SAFETY: plain system calls on NUL-terminated literals; the new mount
+    // namespace is this process's alone, and made private so that no
+    // mount or unmount crosses between it and the host's.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0
+            || libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+        {
+            fail("a mount namespace", std::io::Error::last_os_error());
+        }
+        if libc::mount(
+            c"nodev".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        ) != 0
+        {
+            fail("mounting tracefs", std::io::Error::last_os_error());
+        }
     }
-    let ok = std::process::Command::new("mount")
-        .args(["-t", "tracefs", "nodev", TRACEFS])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        fail("mounting tracefs", TRACEFS);
-    }
-    true
 }
 
 /// `enum skb_drop_reason`'s names by value, as tcpcong writes them.
@@ -86,7 +101,7 @@ fn jiffy_ns() -> u32 {
 }
 
 fn main() {
-    let mounted = mount_tracefs();
+    own_tracefs();
     let mut obj = MaybeUninit::uninit();
     let skel = observer::ObserverSkelBuilder::default()
         .open(&mut obj)
@@ -188,7 +203,4 @@ fn main() {
         misses("observe_retransmit"),
         misses("observe_drop")
     );
-    if mounted {
-        let _ = std::process::Command::new("umount").arg(TRACEFS).status();
-    }
 }
