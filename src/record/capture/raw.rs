@@ -190,9 +190,9 @@ pub struct Decoder {
 /// never caught up (measured: it wrote 250,000 a second).
 #[derive(Default)]
 struct Kept {
-    /// Not replaced yet: the newest, and any that came after it from
-    /// another CPU's buffer while older.
-    current: Vec<Event>,
+    /// Not replaced yet: the newest. (An older one that comes after it,
+    /// from another CPU's buffer, was replaced already.)
+    current: Option<Event>,
     /// Replaced, each with the round it was, in that order: kept until
     /// the end of the round after.
     replaced: VecDeque<(u64, Event)>,
@@ -325,23 +325,15 @@ impl Decoder {
         let seq = e.detail.seq;
         let newer = |k: &Event| k.detail.seq.wrapping_sub(seq) as i32 > 0;
         let kept = self.described.entry(e.flow).or_default();
-        // The newest record is never replaced: a later one is among the
-        // current ones if there is any.
-        let late = kept.current.iter().any(newer);
-        for k in std::mem::take(&mut kept.current) {
-            if newer(&k) {
-                kept.current.push(k);
-            } else {
-                kept.replaced.push_back((round, k));
-            }
+        // The newest record is never replaced: a later one than this is
+        // the current one if there is any.
+        if kept.current.as_ref().is_some_and(newer) {
+            kept.replaced.push_back((round, e.clone()));
+        } else if let Some(k) = kept.current.replace(e.clone()) {
+            kept.replaced.push_back((round, k));
         }
         while kept.replaced.front().is_some_and(|(r, _)| r + 1 < round) {
             kept.replaced.pop_front();
-        }
-        if late {
-            kept.replaced.push_back((round, e.clone()));
-        } else {
-            kept.current.push(e.clone());
         }
     }
 
@@ -365,9 +357,9 @@ impl Decoder {
             std::mem::replace(&mut self.closed, std::mem::take(&mut self.closing))
         {
             if let Some(kept) = self.described.get_mut(&flow) {
-                kept.current.retain(|e| e.detail.seq > closed_at);
+                kept.current = kept.current.take().filter(|e| e.detail.seq > closed_at);
                 kept.replaced.retain(|(_, e)| e.detail.seq > closed_at);
-                if kept.current.is_empty() && kept.replaced.is_empty() {
+                if kept.current.is_none() && kept.replaced.is_empty() {
                     self.described.remove(&flow);
                 }
             }
@@ -392,7 +384,6 @@ impl Decoder {
             let replaced = kept.replaced.iter().map(|(_, e)| e);
             kept.current
                 .iter()
-                .rev()
                 .chain(replaced.rev())
                 .find(|e| e.detail.seq & FACTS_MASK == facts)
         }) else {

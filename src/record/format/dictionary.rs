@@ -10,7 +10,10 @@
 //! a fixed-size key, which hashes a word at a time and compares inline, and
 //! a row whose value is its previous row's skips even that.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+
+use ahash::RandomState;
 
 use parquet::basic::{Compression, Encoding, EncodingMask, PageType, ZstdLevel};
 use parquet::column::page::{CompressedPage, Page, PageWriter};
@@ -305,8 +308,10 @@ impl Pages {
 /// One column chunk of strings (a row group's), built row by row.
 pub struct StringChunk {
     pages: Pages,
-    short: FxHashMap<ShortKey, u32>,
-    long: FxHashMap<Box<[u8]>, u32>,
+    /// Seeded at random: a peer chooses its address, a process its name,
+    /// and an unseeded hash lets chosen values collide.
+    short: HashMap<ShortKey, u32, RandomState>,
+    long: HashMap<Box<[u8]>, u32, RandomState>,
     /// The previous row's value and entry.
     last: Option<(ShortKey, u32)>,
 }
@@ -317,8 +322,8 @@ impl StringChunk {
     pub fn new(descr: ColumnDescPtr, opts: ChunkOptions) -> Result<StringChunk> {
         Ok(StringChunk {
             pages: Pages::new(descr, opts)?,
-            short: FxHashMap::default(),
-            long: FxHashMap::default(),
+            short: HashMap::default(),
+            long: HashMap::default(),
             last: None,
         })
     }
@@ -342,8 +347,8 @@ impl StringChunk {
             i = end;
             if self.pages.plain.is_some() {
                 // The dictionary ended: its lookup is no longer needed.
-                self.short = FxHashMap::default();
-                self.long = FxHashMap::default();
+                self.short = HashMap::default();
+                self.long = HashMap::default();
             }
         }
         Ok(())
@@ -435,6 +440,9 @@ dict_number! {
 
 /// One column chunk of numbers (a row group's), built row by row, with
 /// its statistics.
+/// Its map's hash is unseeded: a value's hash is the value times an odd
+/// constant, so distinct numbers below the table's size never share a
+/// bucket, and the table is bounded by the dictionary's limit.
 pub struct NumberChunk<T: DictNumber> {
     pages: Pages,
     statistics: bool,

@@ -132,7 +132,10 @@ impl RowGroups {
             .enumerate()
             .map(|(i, (arrow, field))| {
                 let path = ColumnPath::from(field.name().as_str());
-                if !props.dictionary_enabled(&path) {
+                let column = descr.column(i);
+                // Ours write no levels: a required column, not nested.
+                let flat = column.max_def_level() == 0 && column.max_rep_level() == 0;
+                if !props.dictionary_enabled(&path) || !flat {
                     return Ok(ColumnWriter::Arrow(Box::new(arrow)));
                 }
                 let opts = ChunkOptions {
@@ -140,11 +143,11 @@ impl RowGroups {
                         Compression::ZSTD(level) => level,
                         _ => ZstdLevel::default(),
                     },
-                    page_rows: props.data_page_row_count_limit(),
+                    page_rows: props.column_data_page_row_count_limit(&path),
                     dictionary_limit: props.column_dictionary_page_size_limit(&path),
                     statistics: props.statistics_enabled(&path) != EnabledStatistics::None,
                 };
-                let own = ColumnWriter::own(field.data_type(), descr.column(i), opts)?;
+                let own = ColumnWriter::own(field.data_type(), column, opts)?;
                 Ok(own.unwrap_or_else(|| ColumnWriter::Arrow(Box::new(arrow))))
             })
             .collect::<Result<Vec<_>>>()?;
