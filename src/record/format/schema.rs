@@ -12,10 +12,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
 use arrow_array::{ArrayRef, ArrowPrimitiveType, PrimitiveArray, RecordBatch, StringArray};
+use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::{Deserialize, Serialize};
 
@@ -95,6 +95,51 @@ impl<T: ArrowPrimitiveType> Numbers<T> {
     }
 }
 
+/// A column of strings being built, as [`Numbers`] are: the bytes and
+/// their offsets in vectors handed to Arrow without a copy, the next
+/// batch's made as large as this one's were.
+pub struct Strings {
+    values: Vec<u8>,
+    offsets: Vec<i32>,
+}
+
+impl Default for Strings {
+    fn default() -> Self {
+        Strings {
+            values: Vec::new(),
+            offsets: vec![0],
+        }
+    }
+}
+
+impl Strings {
+    pub fn append_value(&mut self, v: &str) {
+        self.values.extend_from_slice(v.as_bytes());
+        // A batch is at most 65,536 rows of short strings (the longest,
+        // a capture row's metadata, two per file): never near 2 GiB.
+        self.offsets
+            .push(i32::try_from(self.values.len()).unwrap_or(i32::MAX));
+    }
+
+    pub fn finish(&mut self) -> StringArray {
+        let mut offsets = Vec::with_capacity(self.offsets.len());
+        offsets.push(0);
+        let offsets = std::mem::replace(&mut self.offsets, offsets);
+        let next = Vec::with_capacity(self.values.len());
+        let values = std::mem::replace(&mut self.values, next);
+        // SAFETY: the values are whole `&str`s one after the other (valid
+        // UTF-8 each, so at each offset a character starts), and the
+        // offsets start at 0 and grow to the values' length.
+        unsafe {
+            StringArray::new_unchecked(
+                OffsetBuffer::new_unchecked(offsets.into()),
+                values.into(),
+                None,
+            )
+        }
+    }
+}
+
 macro_rules! primitive_value {
     ($($ty:ty => $arrow:ty, $dt:ident;)*) => {$(
         impl ColumnValue for $ty {
@@ -130,7 +175,7 @@ impl<const N: usize> ColumnValue for Name<N> {
     fn data_type() -> DataType {
         DataType::Utf8
     }
-    type Builder = StringBuilder;
+    type Builder = Strings;
     type Array = StringArray;
     fn append(b: &mut Self::Builder, v: Self) {
         b.append_value(v.as_str());
@@ -417,6 +462,23 @@ impl Metadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_build_batch_after_batch_as_arrow_would() {
+        let mut b = Strings::default();
+        for batch in [
+            vec!["", "é", "ca_state", ""],
+            vec![],
+            vec!["10.0.0.1", "\u{1b}[31m"],
+        ] {
+            for v in &batch {
+                b.append_value(v);
+            }
+            let got = b.finish();
+            arrow_array::Array::to_data(&got).validate_full().unwrap();
+            assert_eq!(got, StringArray::from(batch));
+        }
+    }
 
     #[test]
     fn metadata_ignores_unknown_keys() {

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use arrow_array::builder::StringBuilder;
 use arrow_array::types::{TimestampMicrosecondType, UInt16Type, UInt64Type, UInt8Type};
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_buffer::OffsetBuffer;
@@ -43,7 +42,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::encode::RowGroups;
 use super::journal::{self, Journal};
-use super::schema::{arrow_schema, DetailBuilders, Metadata, Numbers, CAPTURE_KIND, METADATA_KEY};
+use super::schema::{
+    arrow_schema, DetailBuilders, Metadata, Numbers, Strings, CAPTURE_KIND, METADATA_KEY,
+};
 use crate::error::{Error, Result};
 use crate::event::{CaState, Change, Detail, Event, TcpState};
 use crate::files;
@@ -741,21 +742,21 @@ struct Columns {
     rows: usize,
     time: Numbers<TimestampMicrosecondType>,
     ktime: Numbers<UInt64Type>,
-    kind: StringBuilder,
+    kind: Strings,
     flow: Numbers<UInt64Type>,
     family: Numbers<UInt8Type>,
-    saddr: StringBuilder,
-    daddr: StringBuilder,
+    saddr: Strings,
+    daddr: Strings,
     sport: Numbers<UInt16Type>,
     dport: Numbers<UInt16Type>,
-    old_state: StringBuilder,
-    new_state: StringBuilder,
+    old_state: Strings,
+    new_state: Strings,
     detail: DetailBuilders,
     /// The per-file columns' values (host, boot_id): one per row, built
     /// at once when a batch is.
     file: [String; 2],
     /// `capture`: the metadata on capture rows, empty on the others.
-    capture: StringBuilder,
+    capture: Strings,
 }
 
 impl Columns {
@@ -765,18 +766,18 @@ impl Columns {
             rows: 0,
             time: Numbers::default(),
             ktime: Numbers::default(),
-            kind: StringBuilder::new(),
+            kind: Strings::default(),
             flow: Numbers::default(),
             family: Numbers::default(),
-            saddr: StringBuilder::new(),
-            daddr: StringBuilder::new(),
+            saddr: Strings::default(),
+            daddr: Strings::default(),
             sport: Numbers::default(),
             dport: Numbers::default(),
-            old_state: StringBuilder::new(),
-            new_state: StringBuilder::new(),
+            old_state: Strings::default(),
+            new_state: Strings::default(),
             detail: DetailBuilders::default(),
             file: [host::hostname(), host::boot_id()],
-            capture: StringBuilder::new(),
+            capture: Strings::default(),
         }
     }
 
