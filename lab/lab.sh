@@ -39,6 +39,11 @@
 #                                         device but its loopback (the VM guests), so that nothing can
 #                                         ever leave; refused anywhere else
 #     --far (traffic, blackout, drops)    the server in NS-far, the rules NS-far's
+#   lab.sh settle NS [--port PORT] [--clients]  wait (30 s at most, else fail, naming them) until
+#                                         no socket of PORT in NS can still send (all closed or
+#                                         in time-wait; --clients: those connected to PORT): the
+#                                         namespace's counters are final. A transfer's end is not
+#                                         enough: a FIN lost to the loss rule is resent after it
 #   lab.sh inode NS                       the namespace's inode (for --netns)
 #   lab.sh nstat NS                       Tcp and TcpExt counters, "name value" lines
 #   lab.sh down NS                        delete (never fails)
@@ -48,7 +53,7 @@ die() { echo "lab.sh: $*" >&2; exit 1; }
 [ $# -ge 2 ] || die "usage: lab.sh up|traffic|blackout|synblock|inode|nstat|down NS ..."
 cmd=$1 ns=$2
 shift 2
-port=5201 loss=0 ecn=0 ipv6=0 parallel=1 cc=cubic bps=0 far=0
+port=5201 loss=0 ecn=0 ipv6=0 parallel=1 cc=cubic bps=0 far=0 clients=0
 parse() {
   while [ $# -gt 0 ]; do
     case $1 in
@@ -60,6 +65,7 @@ parse() {
       --cc) cc=$2; shift 2 ;;
       --bps) bps=1; shift ;;
       --far) far=1; shift ;;
+      --clients) clients=1; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -317,6 +323,17 @@ PY
     if [ "$loss" != 0 ]; then
       ip netns exec "$farns" nft add rule inet lab in tcp dport "$port" numgen random mod 100 '<' "$loss" counter drop
     fi
+    ;;
+  settle)
+    parse "$@"
+    filter="( sport = :$port or dport = :$port )"
+    [ "$clients" = 1 ] && filter="( dport = :$port )"
+    for _ in $(seq 1500); do
+      open=$(inns ss -Htn state connected exclude time-wait "$filter")
+      [ -z "$open" ] && exit 0
+      sleep 0.02
+    done
+    die "connections of port $port still open in $ns after 30 s:"$'\n'"$open"
     ;;
   inode)
     stat -L -c %i "/var/run/netns/$ns"

@@ -272,44 +272,18 @@ impl Lab {
         std::thread::spawn(move || assert!(child.wait().unwrap().success(), "lab.sh synblock"))
     }
 
-    /// Waits (at most 10 s) until no connection of the lab's port is open
-    /// any more (closed, or in TIME-WAIT, whose socket the kernel already
-    /// closed): every flow of the traffic has had its close.
+    /// Waits (`lab.sh settle`) until no connection of the lab's port can
+    /// still send (closed, or in TIME-WAIT, whose socket the kernel already
+    /// closed): every flow of the traffic has had its close, and the
+    /// namespace's counters are final.
     pub fn await_closed(&self) {
-        self.await_none("( sport = :5201 or dport = :5201 )");
+        lab_sh(&["settle", &self.ns]);
     }
 
     /// As [`Lab::await_closed`], for the clients' side alone: a server
     /// whose peer was reset away keeps its socket until it writes.
     pub fn await_clients_closed(&self) {
-        self.await_none("( dport = :5201 )");
-    }
-
-    fn await_none(&self, filter: &str) {
-        let until = std::time::Instant::now() + Duration::from_secs(10);
-        let mut open = String::new();
-        while std::time::Instant::now() < until {
-            let o = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &self.ns,
-                    "ss",
-                    "-Htn",
-                    "state",
-                    "connected",
-                ])
-                .args(["exclude", "time-wait", filter])
-                .output()
-                .expect("ss runs");
-            assert!(o.status.success(), "ss: {}", stderr(&o));
-            open = stdout(&o);
-            if open.trim().is_empty() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("the lab's connections never closed in {}:\n{open}", self.ns);
+        lab_sh(&["settle", &self.ns, "--clients"]);
     }
 
     pub fn nstat(&self) -> HashMap<String, u64> {

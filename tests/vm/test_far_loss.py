@@ -41,13 +41,6 @@ LOSSY, DARK = 5201, 5202
 SCRIPT = r"""#!/bin/bash
 set -euo pipefail
 tcpcong=/usr/local/bin/tcpcong
-settled() {
-  for _ in $(seq 300); do
-    [ -z "$(ip netns exec vmfar ss -Htn state connected exclude time-wait)" ] && return
-    sleep 0.1
-  done
-  ip netns exec vmfar ss -Htn state connected exclude time-wait > /out/open
-}
 /lab/lab.sh up vmfar
 /lab/lab.sh far vmfar --loss 2 --port @LOSSY@
 ino=$(/lab/lab.sh inode vmfar)
@@ -57,14 +50,14 @@ for _ in $(seq 600); do grep -q "Hit Ctrl-C" /out/run.stderr && break; sleep 0.1
 grep -q "Hit Ctrl-C" /out/run.stderr || { cat /out/run.stderr; exit 1; }
 /lab/lab.sh nstat vmfar > /out/netstat.0
 /lab/lab.sh traffic vmfar 3 --far --port @LOSSY@ --parallel 2
-settled
+/lab/lab.sh settle vmfar --port @LOSSY@
 /lab/lab.sh nstat vmfar > /out/netstat.1
 /lab/lab.sh traffic vmfar 5 --far --port @DARK@ &
 traffic=$!
 sleep 1.5
 /lab/lab.sh blackout vmfar 2000 --far --port @DARK@
 wait $traffic
-settled
+/lab/lab.sh settle vmfar --port @DARK@
 /lab/lab.sh nstat vmfar > /out/netstat.2
 /lab/lab.sh drops vmfar --far > /out/far.drops
 kill -INT $rec
@@ -81,7 +74,6 @@ def guest(tmp_path_factory):
 
 class Run:
     def __init__(self, out):
-        assert not (out / "open").exists(), (out / "open").read_text()
         self.out = out
         self.stderr = (out / "run.stderr").read_text()
         f = pq.ParquetFile(out / "run.parquet")

@@ -75,6 +75,8 @@ traffic=$!
 sleep $((@SECONDS@ / 2))
 /lab/lab.sh blackout vmlab 600 > /out/blackout.drops
 wait $traffic
+# A FIN lost to the loss rule is resent after the transfer's end.
+/lab/lab.sh settle vmlab
 /lab/lab.sh nstat vmlab > /out/netstat.after
 /lab/lab.sh drops vmlab > /out/lab.drops
 kill -INT "${pids[@]}"
