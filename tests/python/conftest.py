@@ -33,8 +33,9 @@ def binary() -> Path:
     return p if p.is_absolute() else REPO / p
 
 
-def wait_for(what, ok, seconds=60):
-    """Polls `ok` until it holds (an OSError counts as not yet)."""
+def wait_for(what, ok, seconds=60, seen=lambda: ""):
+    """Polls `ok` until it holds (an OSError counts as not yet); a
+    timeout says what `seen` last returns."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -43,7 +44,7 @@ def wait_for(what, ok, seconds=60):
         except OSError:
             pass
         time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
+    pytest.fail(f"timed out waiting for {what}{seen()}")
 
 
 def get(ns: str, url: str) -> str:

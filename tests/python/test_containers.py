@@ -190,18 +190,27 @@ def test_flows_of_real_podman_containers_carry_their_names_everywhere(containers
     print(f"server {server.id[:12]} in {server.cgroup_path} ({server.cgroup}), "
           f"client {client.id[:12]} in {client.cgroup_path} ({client.cgroup})")
 
-    # serve: once every flow has closed and the counters stood still for
-    # over two of its 1 s intervals.
+    # Every socket of theirs closed in the kernel (a FIN lost to the loss
+    # rule is resent after the transfer's end). Then serve: once every flow
+    # has closed and the counters stood still for over two of its 1 s
+    # intervals.
+    lab("settle", traced, "--port", str(PORT))
     last = [None, time.monotonic()]
+    open_flows = {}
 
     def settled():
         text = get(ctl, "http://127.0.0.1:9464/metrics")
-        flows = sum(samples(text, "tcpcong_flows").values())
+        flows = samples(text, "tcpcong_flows")
+        open_flows.update(now={k: v for k, v in flows.items() if v})
         seconds = samples(text, "tcpcong_state_seconds_total")
         if seconds != last[0]:
             last[:] = [seconds, time.monotonic()]
-        return flows == 0 and seconds and time.monotonic() - last[1] > 2.5
-    wait_for("serve's counters to settle", settled)
+        return sum(flows.values()) == 0 and seconds and time.monotonic() - last[1] > 2.5
+
+    def seen():
+        sockets = subprocess.run(["ip", "netns", "exec", traced, "ss", "-Htan"], capture_output=True, text=True).stdout
+        return f"; serve's open flows: {open_flows.get('now')}; the namespace's sockets:\n{sockets}"
+    wait_for("serve's counters to settle", settled, seen=seen)
     scraped = last[0]
     serve.send_signal(signal.SIGTERM)
     _, err = serve.communicate(timeout=60)
