@@ -401,9 +401,13 @@ pub struct AnalyzeArgs {
     pub report: ReportArgs,
 
     /// With --format parquet: the file to write the per-flow table (or the
-    /// episodes) to (replaced if it exists).
+    /// episodes) to (a new file: see --force).
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// Replace the -o file if it exists (never a recording being read).
+    #[arg(long)]
+    pub force: bool,
 
     /// Threads to use: with several boots, each thread reads and computes
     /// its share of the boots; with one, one thread reads and the others
@@ -594,9 +598,13 @@ pub struct PageArgs {
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<String>,
 
-    /// The page to write (an HTML file; replaced if it exists).
+    /// The page to write (an HTML file, new: see --force).
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: PathBuf,
+
+    /// Replace the -o file if it exists (never a recording being read).
+    #[arg(long)]
+    pub force: bool,
 
     #[command(flatten)]
     pub select: SelectArgs,

@@ -4,7 +4,7 @@
 //! that nothing below the command line sees a clap type.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, ValueEnum};
@@ -362,6 +362,11 @@ fn live(a: &LiveArgs, command: String) -> Result<cmd::live::Plan> {
             rotation: Rotation::default(),
         }),
         Some(p) => Some(file_target(p, a.force)?),
+        None if a.force => {
+            return Err(Error::Usage(
+                "--force replaces the file -o names: give -o FILE".into(),
+            ))
+        }
         None => None,
     };
     if a.episodes && (a.interval.interval.is_some() || a.report.dist) {
@@ -422,15 +427,21 @@ fn serve(a: &ServeArgs, command: String) -> Result<cmd::serve::Plan> {
 
 /// `--format parquet -o FILE`: the file `what` goes to, or None for the
 /// other formats, which go to standard output.
-fn parquet_output(a: &AnalyzeArgs, what: &str) -> Result<Option<PathBuf>> {
+fn parquet_output(a: &AnalyzeArgs, what: &str) -> Result<Option<cmd::NewFile>> {
     match (a.report.format, &a.output) {
-        (Format::Parquet, Some(p)) => Ok(Some(p.clone())),
+        (Format::Parquet, Some(p)) => Ok(Some(cmd::NewFile {
+            path: p.clone(),
+            replace: a.force,
+        })),
         (Format::Parquet, None) => Err(Error::Usage(
             "--format parquet writes a file: name it with -o FILE".into(),
         )),
         (_, Some(_)) => Err(Error::Usage(format!(
             "-o writes {what} as Parquet: add --format parquet (other formats go to standard output)"
         ))),
+        (_, None) if a.force => Err(Error::Usage(
+            "--force replaces the file -o names: give -o FILE".into(),
+        )),
         _ => Ok(None),
     }
 }
@@ -530,7 +541,10 @@ fn page(a: &PageArgs) -> Result<cmd::report::Plan> {
     .collect();
     Ok(cmd::report::Plan {
         inputs: a.inputs.clone(),
-        output: a.output.clone(),
+        output: cmd::NewFile {
+            path: a.output.clone(),
+            replace: a.force,
+        },
         select: selection(s)?,
         page: crate::analyze::render::page::PageConfig {
             top: a.top,

@@ -5,7 +5,6 @@
 //! says on stderr what the numbers cannot show.
 
 use std::io::{self, BufWriter};
-use std::path::PathBuf;
 
 use super::{open_dataset, warn_losses, ReportPlan, Selection, NO_FILTER};
 use crate::analyze::engine::durations::{self, Computed};
@@ -28,11 +27,14 @@ pub struct Plan {
     /// The reading thread and the engines' (see [`Sharded`]).
     pub threads: usize,
     /// `--format parquet -o FILE`: the table goes to this file.
-    pub parquet: Option<PathBuf>,
+    pub parquet: Option<super::NewFile>,
 }
 
 pub fn run(plan: &Plan) -> Result<()> {
     let data = open_dataset(&plan.inputs)?;
+    if let Some(out) = &plan.parquet {
+        out.check(data.recordings().map(|(path, _)| path))?;
+    }
     let span = plan.select.span(&data)?;
     if let Some(iv) = plan.report.interval_ns {
         let windows = (span.end_ns - span.start_ns) / iv.max(1);
@@ -58,9 +60,9 @@ pub fn run(plan: &Plan) -> Result<()> {
     let limit = usize::try_from(plan.report.outputs.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
     let windows = summary.windows.iter().take(limit);
     let visible_rows = match &plan.parquet {
-        Some(path) => super::write_replacing(path, |file| {
+        Some(out) => out.write(|file| {
             let bad = |source| Error::Parquet {
-                path: path.clone(),
+                path: out.path.clone(),
                 source,
             };
             let rows = Table::new(plan.report.report, boots, lost_events);

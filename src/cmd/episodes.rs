@@ -3,7 +3,7 @@
 //! the engine's episode tracker does the work, the renderer writes the rows.
 
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::events::Format;
 use super::{open_dataset, Selection};
@@ -27,7 +27,7 @@ pub struct Plan {
     /// As `events` writes its rows (text: a table).
     pub format: Format,
     /// `--format parquet -o FILE`: the rows go to this file instead.
-    pub parquet: Option<PathBuf>,
+    pub parquet: Option<super::NewFile>,
     /// `--sort` (or `--top` alone: by duration) and `--top`.
     pub order: Option<Order>,
     pub top: Option<usize>,
@@ -37,6 +37,9 @@ pub struct Plan {
 
 pub fn run(plan: &Plan) -> Result<()> {
     let data = open_dataset(&plan.inputs)?;
+    if let Some(out) = &plan.parquet {
+        out.check(data.recordings().map(|(path, _)| path))?;
+    }
     let span = plan.select.span(&data)?;
     let boots = data.boots();
     let unnamed = Boot::default();
@@ -65,7 +68,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         found = all.len() as u64;
         let all = ordered(all, order, plan.top);
         match &plan.parquet {
-            Some(path) => write_table(path, all.iter().map(|e| EpisodeLine::new(e, boot_of(e))))?,
+            Some(out) => write_table(out, all.iter().map(|e| EpisodeLine::new(e, boot_of(e))))?,
             None => {
                 let mut out = Lines::new(plan.format)?;
                 for e in &all {
@@ -74,15 +77,15 @@ pub fn run(plan: &Plan) -> Result<()> {
                 out.finish()?;
             }
         }
-    } else if let Some(path) = &plan.parquet {
+    } else if let Some(out) = &plan.parquet {
         let mut rows = Rows::new(EPISODE);
         let duplicates = durations::episodes(data, &filter, select, &mut |e| {
             found += 1;
             rows.push(EpisodeLine::new(&e, boot_of(&e)).cells())
-                .map_err(|x| parquet_error(path, &x))
+                .map_err(|x| parquet_error(&out.path, &x))
         })?;
         super::tell_duplicates(duplicates);
-        write_rows(path, rows)?;
+        write_rows(out, rows)?;
     } else {
         // As they complete, so that memory stays the flows'.
         let mut out = Lines::new(plan.format)?;
@@ -140,32 +143,37 @@ fn parquet_error(path: &Path, e: &dyn std::fmt::Display) -> Error {
     }
 }
 
-/// Rows of a column list, written as a Parquet file at `path`.
-fn write_rows(path: &Path, rows: Rows) -> Result<()> {
-    super::write_replacing(path, |file| {
+/// Rows of a column list, written as a Parquet file.
+fn write_rows(out: &super::NewFile, rows: Rows) -> Result<()> {
+    let path = &out.path;
+    out.write(|file| {
         let batch = rows.batch().map_err(|e| parquet_error(path, &e))?;
         write_parquet(BufWriter::new(file), &batch).map_err(|e| parquet_error(path, &e))
     })
 }
 
-/// Episodes' rows, written as a Parquet file at `path`.
-fn write_table<'a>(path: &Path, lines: impl Iterator<Item = EpisodeLine<'a>>) -> Result<()> {
+/// Episodes' rows, written as a Parquet file.
+fn write_table<'a>(
+    out: &super::NewFile,
+    lines: impl Iterator<Item = EpisodeLine<'a>>,
+) -> Result<()> {
     let mut rows = Rows::new(EPISODE);
     for l in lines {
-        rows.push(l.cells()).map_err(|e| parquet_error(path, &e))?;
+        rows.push(l.cells())
+            .map_err(|e| parquet_error(&out.path, &e))?;
     }
-    write_rows(path, rows)
+    write_rows(out, rows)
 }
 
 /// `--by`'s rows, in the plan's format.
 fn write_groups(plan: &Plan, groups: &[EpisodeGroup]) -> Result<()> {
-    if let Some(path) = &plan.parquet {
+    if let Some(out) = &plan.parquet {
         let mut rows = Rows::new(EPISODE_GROUP);
         for g in groups {
             rows.push(EPISODE_GROUP.iter().map(|c| (c.get)(g)))
-                .map_err(|e| parquet_error(path, &e))?;
+                .map_err(|e| parquet_error(&out.path, &e))?;
         }
-        return write_rows(path, rows);
+        return write_rows(out, rows);
     }
     let mut out = BufWriter::new(io::stdout().lock());
     let write = |out: &mut dyn Write| -> io::Result<()> {

@@ -65,8 +65,13 @@ pub fn run(plan: Plan) -> Result<()> {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
                 }
-                // Man pages and completions are for every user to read.
-                write_replacing(&path, |mut f| {
+                // Man pages and completions are for every user to read,
+                // and installed again over the last version's.
+                let page = NewFile {
+                    path: path.clone(),
+                    replace: true,
+                };
+                page.write(|mut f| {
                     f.write_all(text.as_bytes())
                         .and_then(|()| {
                             use std::os::unix::fs::PermissionsExt;
@@ -279,31 +284,87 @@ fn socket_flags(f: &Filters) -> Vec<String> {
     flags
 }
 
-/// Writes `path` through a temporary file in the same folder (new, 0600,
-/// named unpredictably: see [`files::create_temp_beside`]), renamed into
-/// place when `write` succeeds: `path` is the old file or the whole new
-/// one, never half of one. Renaming replaces a link at `path`, never what
-/// it points to.
-fn write_replacing<T>(
-    path: &std::path::Path,
-    write: impl FnOnce(std::fs::File) -> Result<T>,
-) -> Result<T> {
-    if path.file_name().is_none() {
-        return Err(Error::Usage(format!(
-            "-o {}: not a file name",
-            path.display()
-        )));
+/// A file a command writes whole when its work is done (a page, a table,
+/// a man page): created new unless `replace` (`--force`), never one of the
+/// recordings it reads, and written through a temporary file in the same
+/// folder (new, 0600, named unpredictably: see
+/// [`files::create_temp_beside`]) renamed into place when complete, so
+/// that `path` is the old file or the whole new one, never half of one.
+/// Renaming replaces a link at `path`, never what it points to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFile {
+    pub path: std::path::PathBuf,
+    pub replace: bool,
+}
+
+impl NewFile {
+    /// Before the work, so that a long one does not end in a refusal:
+    /// `path` must be a file name in a folder that exists, must not exist
+    /// (as anything, a link or a FIFO included) unless it may be replaced,
+    /// and must not be one of the recordings `reading`, even then.
+    fn check<'a>(&self, reading: impl IntoIterator<Item = &'a std::path::Path>) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let path = &self.path;
+        if path.file_name().is_none() {
+            return Err(Error::Usage(format!(
+                "-o {}: not a file name",
+                path.display()
+            )));
+        }
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        };
+        if !folder.is_dir() {
+            let why = format!("no such folder for -o {}", path.display());
+            return Err(Error::io(
+                folder,
+                std::io::Error::new(std::io::ErrorKind::NotFound, why),
+            ));
+        }
+        let Ok(there) = std::fs::symlink_metadata(path) else {
+            return Ok(());
+        };
+        if there.is_dir() {
+            return Err(Error::Usage(format!(
+                "-o {}: a folder; name a file in it",
+                path.display()
+            )));
+        }
+        if !self.replace {
+            return Err(Error::Exists { path: path.clone() });
+        }
+        let same = |r: &std::path::Path| {
+            std::fs::metadata(r).is_ok_and(|m| (m.dev(), m.ino()) == (there.dev(), there.ino()))
+        };
+        if reading.into_iter().any(same) {
+            return Err(Error::Usage(format!(
+                "-o {}: that is a recording this command reads; write elsewhere",
+                path.display()
+            )));
+        }
+        Ok(())
     }
-    let (tmp, file) = files::create_temp_beside(path).map_err(|e| Error::io(path, e))?;
-    let done = write(file).and_then(|v| {
-        std::fs::rename(&tmp, path)
-            .map(|()| v)
-            .map_err(|e| Error::io(path, e))
-    });
-    if done.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+
+    /// Writes the file: `write` fills it, and it is named `path` if that
+    /// succeeds. Without `replace`, a file someone made at `path` since
+    /// [`NewFile::check`] is kept, and this one refused.
+    fn write<T>(&self, write: impl FnOnce(std::fs::File) -> Result<T>) -> Result<T> {
+        let path = &self.path;
+        let (tmp, file) = files::create_temp_beside(path).map_err(|e| Error::io(path, e))?;
+        let done = write(file).and_then(|v| {
+            files::rename(&tmp, path, self.replace)
+                .map(|()| v)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => Error::Exists { path: path.clone() },
+                    _ => Error::io(path, e),
+                })
+        });
+        if done.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        done
     }
-    done
 }
 
 /// The recordings the inputs name, saying which are the unfinished files

@@ -22,13 +22,14 @@ use crate::record::format::reader::{Columns, Dataset, Item};
 pub struct Plan {
     /// Files, folders and globs.
     pub inputs: Vec<String>,
-    pub output: PathBuf,
+    pub output: super::NewFile,
     pub select: Selection,
     pub page: PageConfig,
 }
 
 pub fn run(plan: &Plan) -> Result<()> {
     let files = find_recordings(&plan.inputs)?;
+    plan.output.check(files.iter().map(PathBuf::as_path))?;
     let data = Dataset::open(&files)?;
     let span = plan.select.span(&data)?;
     let captures: Vec<CaptureFacts> = data
@@ -125,13 +126,13 @@ pub fn run(plan: &Plan) -> Result<()> {
         (duplicates, boots),
     );
     let text = html::render(&page);
-    super::write_replacing(&plan.output, |mut f| {
+    plan.output.write(|mut f| {
         f.write_all(text.as_bytes())
-            .map_err(|e| Error::io(&plan.output, e))
+            .map_err(|e| Error::io(&plan.output.path, e))
     })?;
     messages::say(format_args!(
         "wrote {} ({} KiB): {}, {}",
-        plan.output.display(),
+        plan.output.path.display(),
         text.len().div_ceil(1024),
         super::plural(page.overview.summary.flows, "flow"),
         super::plural(drawn as u64, "timeline")

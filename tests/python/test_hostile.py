@@ -127,6 +127,51 @@ def test_outputs_in_a_shared_folder_never_follow_planted_links_or_fifos(shared, 
     assert not leftovers, leftovers
 
 
+@pytest.mark.parametrize("command", ["report", "analyze", "episodes"])
+@pytest.mark.parametrize("planted", ["file", "link", "dangling link", "fifo"])
+def test_an_output_someone_planted_is_refused_and_replaced_only_with_force(shared, command, planted):
+    victim = shared.parent / "victim"
+    victim.write_text("root's own file\n")
+    out = shared / "out.bin"
+    plant = {"file": ["sh", "-c", 'echo theirs > "$0"', out], "link": ["ln", "-s", victim, out],
+             "dangling link": ["ln", "-s", shared / "nothing", out], "fifo": ["mkfifo", "-m", "666", out]}
+    as_nobody(*plant[planted])
+    before = out.lstat()
+    args = {"report": ["report", FIXTURE, "-o", out],
+            "analyze": ["analyze", FIXTURE, "--format", "parquet", "-o", out],
+            "episodes": ["analyze", FIXTURE, "--episodes", "--format", "parquet", "-o", out]}[command]
+    p = tcpcong(*args)
+    assert p.returncode == 1, p.stderr
+    assert one_line(p.stderr) == f"tcpcong: {out} already exists: pass --force to overwrite it"
+    # Untouched: the planted thing and what a link points to.
+    after = out.lstat()
+    assert (after.st_ino, after.st_uid, after.st_mode) == (before.st_ino, before.st_uid, before.st_mode)
+    assert victim.read_text() == "root's own file\n"
+    # --force replaces the name, never through it (and a FIFO does not block).
+    p = subprocess.run([str(binary()), *map(str, args), "--force"], capture_output=True, text=True, timeout=HANG_S)
+    assert p.returncode == 0, p.stderr
+    assert out.lstat().st_uid == 0 and stat.S_ISREG(out.lstat().st_mode) and mode(out) == 0o600
+    assert out.stat().st_size > 0
+    assert victim.read_text() == "root's own file\n"
+
+
+@pytest.mark.parametrize("command", ["report", "analyze", "episodes"])
+def test_a_recording_read_is_never_the_output_even_with_force(tmp_path, command):
+    rec = tmp_path / "run.parquet"
+    shutil.copy(FIXTURE, rec)
+    kept = rec.read_bytes()
+    args = {"report": ["report", rec, "-o", rec],
+            "analyze": ["analyze", tmp_path, "--format", "parquet", "-o", rec],
+            "episodes": ["analyze", rec, "--episodes", "--format", "parquet", "-o", rec]}[command]
+    for force in ([], ["--force"]):
+        p = tcpcong(*args, *force)
+        assert p.returncode == (2 if force else 1), p.stderr
+        want = (f"tcpcong: -o {rec}: that is a recording this command reads; write elsewhere" if force
+                else f"tcpcong: {rec} already exists: pass --force to overwrite it")
+        assert one_line(p.stderr) == want
+        assert rec.read_bytes() == kept
+
+
 def test_readers_refuse_a_fifo_without_hanging(shared):
     fifo = shared / "x.parquet"
     as_nobody("mkfifo", "-m", "666", fifo)
