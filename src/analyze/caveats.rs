@@ -67,6 +67,24 @@ pub fn losses(lost_events: u64, gaps: Option<u64>, s: &Summary) -> Vec<String> {
     out
 }
 
+/// What the recordings say they miss, for the listings that compute no
+/// summary of their own (events, episodes): `missing` says what a lost
+/// event does to the listing.
+pub fn recorded_losses(lost_events: u64, gaps: u64, missing: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if lost_events > 0 {
+        out.push(format!(
+            "the capture lost {lost_events} events (not handed over, or runs the kernel skipped; which sockets they were of is not known): {missing}"
+        ));
+    }
+    if gaps > 0 {
+        out.push(format!(
+            "the recordings counted {gaps} transitions that did not start from the state their flow was last in (a transition happened without an event)"
+        ));
+    }
+    out
+}
+
 /// The time chain breaks left uncounted, and its share of the flows' time:
 /// `12.3 ms, 0.004 % of the flows' time`.
 pub fn uncounted(s: &Summary) -> String {

@@ -412,6 +412,14 @@ fn warn_losses(lost_events: u64, gaps: Option<u64>, s: &Summary) {
     }
 }
 
+/// The recordings' own losses and gaps, for a listing (see
+/// [`caveats::recorded_losses`]).
+fn warn_recorded_losses(data: &Dataset, missing: &str) {
+    for line in caveats::recorded_losses(data.lost_events, data.gaps, missing) {
+        messages::warn(line);
+    }
+}
+
 /// `1 event`, `2 events`.
 fn plural(n: u64, what: &str) -> String {
     if n == 1 {
