@@ -10,7 +10,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::values::{
-    parse_duration, parse_family, parse_outputs, parse_ports, parse_size, parse_threads,
+    parse_duration, parse_family, parse_interval, parse_outputs, parse_ports, parse_size,
+    parse_threads,
 };
 use crate::event::PortRange;
 
@@ -185,7 +186,7 @@ pub enum ByArg {
 #[derive(Debug, Clone, Args)]
 pub struct Interval {
     /// Output interval, in seconds.
-    #[arg(value_parser = parse_duration)]
+    #[arg(value_parser = parse_interval)]
     pub interval: Option<Duration>,
 
     /// Number of outputs.

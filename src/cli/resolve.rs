@@ -14,7 +14,7 @@ use super::args::{
     CompareArgs, CompareFormat, EventsArgs, EventsFormat, EvidenceArg, Format, KindArg, LiveArgs,
     PageArgs, PortFilter, RecordArgs, ReportArgs, RotationArgs, SelectArgs, ServeArgs, SortArg,
 };
-use super::values::{parse_duration, parse_outputs};
+use super::values::{duration_secs, parse_duration, parse_outputs};
 use crate::analyze::engine::Accounting;
 use crate::analyze::render::episodes::{GroupBy, Order};
 use crate::analyze::render::flows::GroupKey;
@@ -455,6 +455,7 @@ fn episodes(a: &AnalyzeArgs) -> Result<cmd::episodes::Plan> {
             "--episodes lists episodes: without an interval or -d".into(),
         ));
     }
+    top_rows(a.report.top)?;
     let parquet = parquet_output(a, "the episodes")?;
     Ok(cmd::episodes::Plan {
         inputs,
@@ -598,7 +599,7 @@ fn events(a: &EventsArgs) -> Result<cmd::events::Plan> {
 /// files. `analyze run.parquet 1 3` is BCC's `tcpcong 1 3` replayed.
 fn split_positionals(all: &[String]) -> Result<(Vec<String>, Option<Duration>, Option<u64>)> {
     let is_number = |s: &&String| {
-        (s.parse::<f64>().is_ok() || parse_duration(s).is_ok()) && !Path::new(s.as_str()).exists()
+        (s.parse::<f64>().is_ok() || duration_secs(s).is_some()) && !Path::new(s.as_str()).exists()
     };
     let trailing = all.iter().rev().take_while(is_number).count();
     if trailing > 2 {
@@ -642,6 +643,7 @@ fn report(
     if outputs.is_some() && interval.is_none() {
         return Err(Error::Usage(outputs_alone.into()));
     }
+    top_rows(a.top)?;
     if a.dist && (a.sort.is_some() || a.top.is_some()) {
         return Err(Error::Usage(
             "--sort and --top order the flows' rows; -d prints histograms, which are per state: use one or the other".into(),
@@ -740,6 +742,14 @@ fn flow_group(b: ByArg) -> Option<GroupKey> {
 }
 
 /// What `--by` groups flows by, refusing what only episodes have.
+/// `--top N` keeps N rows: none is not a report.
+fn top_rows(top: Option<usize>) -> Result<()> {
+    if top == Some(0) {
+        return Err(Error::Usage("--top 0 keeps no row; give at least 1".into()));
+    }
+    Ok(())
+}
+
 fn flows_by(by: Option<ByArg>) -> Result<Option<GroupKey>> {
     by.map(|b| {
         flow_group(b).ok_or_else(|| {

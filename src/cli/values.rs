@@ -44,24 +44,65 @@ pub fn parse_family(s: &str) -> Result<u8, String> {
     }
 }
 
-/// Seconds as BCC takes them (an integer), or a number with a unit.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("expected a duration such as 30, 10s, 500ms, 5m or 2h, not '{s}'");
+/// The longest duration taken (about 31 years), and the shortest.
+const DURATION_MAX_S: f64 = 1e9;
+const DURATION_MIN_S: f64 = 1e-3;
+
+/// Seconds, if `s` is written as a duration (a number, with a unit or
+/// not), whatever its value.
+pub fn duration_secs(s: &str) -> Option<f64> {
     let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num.trim().parse().map_err(|_| bad())?;
+    let value: f64 = num.trim().parse().ok()?;
     let scale = match unit {
         "" | "s" => 1.0,
         "ms" => 1e-3,
         "m" => 60.0,
         "h" => 3600.0,
-        _ => return Err(bad()),
+        _ => return None,
     };
-    let secs = value * scale;
-    if !secs.is_finite() || secs <= 0.0 || secs > 1e9 {
-        return Err(bad());
+    Some(value * scale)
+}
+
+/// Seconds as BCC takes them (an integer), or a number with a unit.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let secs = duration_secs(s).ok_or_else(|| {
+        format!("expected a duration such as 30, 10s, 500ms, 5m or 2h, not '{s}'")
+    })?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("'{s}': a duration is more than 0"));
+    }
+    if secs < DURATION_MIN_S {
+        return Err(format!("'{s}': at least 1ms"));
+    }
+    if secs > DURATION_MAX_S {
+        return Err(format!(
+            "'{s}': at most {DURATION_MAX_S:e} s (about 31 years)"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Live mode's `[interval]`, which a mistyped command lands in: a word
+/// is answered with the command it resembles.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| {
+        if s.bytes().any(|b| b.is_ascii_digit()) {
+            return e;
+        }
+        use clap::CommandFactory;
+        let cli = super::args::Cli::command();
+        let near = cli
+            .get_subcommands()
+            .map(clap::Command::get_name)
+            .filter(|name| *name != "help")
+            .map(|name| (strsim::damerau_levenshtein(s, name), name))
+            .min();
+        match near {
+            Some((d, name)) if d <= 2 => format!("{e} (is it the command '{name}'?)"),
+            _ => format!("{e}, nor a command: tcpcong --help lists them"),
+        }
+    })
 }
 
 /// Bytes, with an optional unit: B, KB/MB/GB (powers of 1000), K/M/G or
@@ -126,9 +167,52 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
-        for bad in ["", "0", "-1", "5x", "abc", "inf", "NaN"] {
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "5x",
+            "abc",
+            "inf",
+            "NaN",
+            "0.0000000001",
+            "0.5ms",
+            "2562047h",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} was accepted");
         }
+        assert_eq!(parse_duration("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(
+            parse_duration("2562047h"),
+            Err("'2562047h': at most 1e9 s (about 31 years)".into())
+        );
+        assert_eq!(
+            parse_duration("0.0000000001"),
+            Err("'0.0000000001': at least 1ms".into())
+        );
+    }
+
+    #[test]
+    fn a_word_for_an_interval_is_answered_with_the_command_it_resembles() {
+        let bad = "expected a duration such as 30, 10s, 500ms, 5m or 2h";
+        assert_eq!(
+            parse_interval("analyse"),
+            Err(format!(
+                "{bad}, not 'analyse' (is it the command 'analyze'?)"
+            ))
+        );
+        assert_eq!(
+            parse_interval("recrod"),
+            Err(format!("{bad}, not 'recrod' (is it the command 'record'?)"))
+        );
+        assert_eq!(
+            parse_interval("x.parquet"),
+            Err(format!(
+                "{bad}, not 'x.parquet', nor a command: tcpcong --help lists them"
+            ))
+        );
+        assert_eq!(parse_interval("5x"), Err(format!("{bad}, not '5x'")));
+        assert_eq!(parse_interval("2"), Ok(Duration::from_secs(2)));
     }
 
     #[test]

@@ -546,6 +546,17 @@ fn common_slips_say_what_to_type() {
         2,
         &["-d", "--sort"],
     );
+    for episodes in [&[][..], &["--episodes"]] {
+        let args = [&["analyze", f, "--top", "0"][..], episodes].concat();
+        assert_one_line_error(&args, 2, &["--top 0 keeps no row"]);
+    }
+    // A mistyped command lands in live mode's [interval].
+    assert_one_line_error(
+        &["analyse", f],
+        2,
+        &["not 'analyse'", "the command 'analyze'"],
+    );
+    assert_one_line_error(&["analyze", f, "2562047h"], 2, &["at most 1e9 s"]);
 }
 
 /// `--top` alone keeps the worst flows (most loss + recovery), not the

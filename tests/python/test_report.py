@@ -178,7 +178,8 @@ def check_episodes(driver, inputs, files):
 def open_report(driver, inputs, name, top=10):
     out = ARTIFACTS / f"report-{name}.html"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    p = tcpcong("report", *inputs, "-o", out, "--top", top)
+    # The last run's page is replaced: it is kept for people to look at.
+    p = tcpcong("report", *inputs, "-o", out, "--top", top, "--force")
     assert p.returncode == 0, p.stderr
     assert "wrote" in p.stderr
     driver.get_log("performance")  # drop what came before
