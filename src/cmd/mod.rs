@@ -63,6 +63,12 @@ pub fn run(plan: Plan) -> Result<()> {
         Plan::Files(files) => {
             for (path, text) in files {
                 if let Some(dir) = path.parent() {
+                    if std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir()) {
+                        return Err(Error::Usage(format!(
+                            "--dir {}: not a folder",
+                            dir.display()
+                        )));
+                    }
                     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
                 }
                 // Man pages and completions are for every user to read,

@@ -191,6 +191,20 @@ fn bad_inputs_get_one_line_each() {
     std::fs::write(&truncated, &good[..good.len() / 2]).unwrap();
     assert_bad_input(&truncated, "truncated");
 
+    // Bytes of the footer changed: it is there, and says so.
+    let mut damaged = good.clone();
+    let footer = u32::from_le_bytes(good[good.len() - 8..good.len() - 4].try_into().unwrap());
+    let at = good.len() - 8 - footer as usize;
+    for b in &mut damaged[at + 10..at + 60] {
+        *b ^= 0xff;
+    }
+    let path = dir.join("damaged.parquet");
+    std::fs::write(&path, &damaged).unwrap();
+    assert_bad_input(
+        &path,
+        "damaged recording: its Parquet footer is there but does not decode",
+    );
+
     let text = dir.join("text.parquet");
     std::fs::write(&text, b"time,flow\n1,2\n").unwrap();
     assert_bad_input(&text, "not a Parquet file");

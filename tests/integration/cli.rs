@@ -557,6 +557,7 @@ fn common_slips_say_what_to_type() {
         &["not 'analyse'", "the command 'analyze'"],
     );
     assert_one_line_error(&["analyze", f, "2562047h"], 2, &["at most 1e9 s"]);
+    assert_one_line_error(&["man", "--dir", f], 2, &["--dir", "not a folder"]);
 }
 
 /// `--top` alone keeps the worst flows (most loss + recovery), not the

@@ -384,24 +384,31 @@ pub(super) fn is_unfinished(path: &Path) -> bool {
         .is_some_and(|n| n.to_string_lossy().ends_with(".inprogress"))
 }
 
-/// Why a file has no readable footer, in the words a user needs.
+/// Why a file has no readable footer, in the words a user needs: a file
+/// that ends before its footer (a capture killed before it finished), or
+/// one whose footer is there and does not decode (damaged since).
 pub(super) fn footer_problem(path: &Path, detail: &str) -> String {
-    let mut magic = [0u8; 4];
-    let start = files::open_regular(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
-        .map(|_| &magic == b"PAR1");
-    // The reader's own failure (out of file descriptors, say), not the
-    // file's.
-    if let Err(e) = &start {
-        if e.kind() != std::io::ErrorKind::UnexpectedEof {
-            return format!("cannot be read: {e}");
+    use std::os::unix::fs::FileExt;
+    let ends = |f: &std::fs::File| -> std::io::Result<([u8; 4], [u8; 4])> {
+        let (mut first, mut last) = ([0u8; 4], [0u8; 4]);
+        f.read_exact_at(&mut first, 0)?;
+        let len = f.metadata()?.len();
+        f.read_exact_at(&mut last, len.saturating_sub(4))?;
+        Ok((first, last))
+    };
+    match files::open_regular(path).and_then(|f| ends(&f)) {
+        Ok((first, last)) if &first == b"PAR1" && &last == b"PAR1" => {
+            format!("damaged recording: its Parquet footer is there but does not decode ({detail})")
         }
-    }
-    if start.unwrap_or(false) {
-        format!(
+        Ok((first, _)) if &first == b"PAR1" => format!(
             "truncated recording: no Parquet footer ({detail}); a capture killed before it finished leaves such a file"
-        )
-    } else {
-        "not a Parquet file".to_string()
+        ),
+        Ok(_) => "not a Parquet file".to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "not a Parquet file".to_string()
+        }
+        // The reader's own failure (out of file descriptors, say), not the
+        // file's.
+        Err(e) => format!("cannot be read: {e}"),
     }
 }
