@@ -537,7 +537,8 @@ def test_rotation_sizes_below_a_file_are_usage_errors(tmp_path, size):
 def test_a_live_interval_of_a_nanosecond_is_a_usage_error():
     p = tcpcong("0.000000001", "1")
     assert p.returncode == 2, p.stderr
-    assert "interval" in one_line(p.stderr)
+    line = one_line(p.stderr)
+    assert "[INTERVAL]" in line and "at least 1ms" in line, line
 
 
 # 5. Files that claim too much ----------------------------------------------

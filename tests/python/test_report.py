@@ -330,7 +330,10 @@ def test_bad_inputs_leave_no_page(tmp_path):
     assert p.returncode == 1 and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert not out.exists() and not list(tmp_path.glob(".*tmp"))
     out.write_text("old page")
-    p = tcpcong("report", FIXTURES / "ipv4-loss.parquet", "-o", out, "--since", "2099-01-01T00:00:00Z")
+    p = tcpcong("report", FIXTURES / "ipv4-loss.parquet", "-o", out)
+    assert p.returncode == 1 and "already exists: pass --force" in p.stderr, p.stderr
+    # Even when it may be replaced, a report that fails leaves it as it was.
+    p = tcpcong("report", FIXTURES / "ipv4-loss.parquet", "-o", out, "--force", "--since", "2099-01-01T00:00:00Z")
     assert p.returncode == 2, p.stderr
     assert out.read_text() == "old page"
     p = tcpcong("report", FIXTURES / "ipv4-loss.parquet", "-o", tmp_path / "no" / "such" / "dir.html")
