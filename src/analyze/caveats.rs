@@ -5,6 +5,7 @@
 
 use super::engine::{Accounting, Summary};
 use crate::record::format::reader::Discovered;
+use crate::record::format::schema::SCHEMA_MINOR;
 use crate::record::format::writer::is_being_written;
 
 /// What the inputs' discovery read besides finished recordings, and what
@@ -65,6 +66,17 @@ pub fn losses(lost_events: u64, gaps: Option<u64>, s: &Summary) -> Vec<String> {
         ));
     }
     out
+}
+
+/// A recording a later version wrote (a higher `schema_minor`): rows of
+/// kinds it added are left out, as this version cannot read them.
+pub fn later_schema(path: &std::path::Path, minor: u32) -> Option<String> {
+    (minor > SCHEMA_MINOR).then(|| {
+        format!(
+            "note: {} was written by a later tcpcong (schema 1.{minor}, this one reads 1.{SCHEMA_MINOR}): rows of kinds it added are left out",
+            path.display()
+        )
+    })
 }
 
 /// What the recordings say they miss, for the listings that compute no

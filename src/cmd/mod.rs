@@ -387,7 +387,18 @@ fn find_recordings(inputs: &[String]) -> Result<Vec<std::path::PathBuf>> {
 
 /// Opens the recordings the inputs name (see [`find_recordings`]).
 fn open_dataset(inputs: &[String]) -> Result<Dataset> {
-    Dataset::open(&find_recordings(inputs)?)
+    open_files(&find_recordings(inputs)?)
+}
+
+/// Opens recordings found before, saying which a later version wrote.
+fn open_files(files: &[std::path::PathBuf]) -> Result<Dataset> {
+    let data = Dataset::open(files)?;
+    for (path, meta) in data.recordings() {
+        if let Some(line) = caveats::later_schema(path, meta.schema_minor) {
+            messages::say(line);
+        }
+    }
+    Ok(data)
 }
 
 /// libbpf's log of the loads so far, for `-v`.

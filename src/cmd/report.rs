@@ -30,7 +30,7 @@ pub struct Plan {
 pub fn run(plan: &Plan) -> Result<()> {
     let files = find_recordings(&plan.inputs)?;
     plan.output.check(files.iter().map(PathBuf::as_path))?;
-    let data = Dataset::open(&files)?;
+    let data = super::open_files(&files)?;
     let span = plan.select.span(&data)?;
     let captures: Vec<CaptureFacts> = data
         .recordings()

@@ -5,6 +5,7 @@ counted gaps, which only the footer knows."""
 import json
 import subprocess
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -45,3 +46,42 @@ def test_listings_of_a_whole_recording_say_nothing(tmp_path):
         p = subprocess.run([str(binary()), *args, str(FIXTURES / "ipv4-loss.parquet")],
                            capture_output=True, text=True, timeout=60)
         assert p.returncode == 0 and p.stderr == "", p.stderr
+
+
+def with_kind(tmp_path, name, minor=None):
+    """The fixture with its sixth row's kind renamed, and its schema minor
+    set (a later version's file) or left."""
+    t = pq.read_table(FIXTURES / "ipv4-loss.parquet")
+    kinds = t.column("kind").to_pylist()
+    assert kinds[5] == "ca_state"
+    kinds[5] = "from_the_future"
+    t = t.set_column(t.schema.get_field_index("kind"), "kind", pa.array(kinds))
+    if minor is not None:
+        meta = json.loads(t.schema.metadata[b"tcpcong"])
+        meta["schema_minor"] = minor
+        t = t.replace_schema_metadata({**t.schema.metadata, b"tcpcong": json.dumps(meta)})
+    path = tmp_path / name
+    pq.write_table(t, path)
+    return path
+
+
+def run(*args):
+    return subprocess.run([str(binary()), *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def test_a_kind_its_version_lacks_is_an_error_and_a_later_versions_a_note(tmp_path):
+    # Of this version: a row that cannot be what it says is refused.
+    bad = with_kind(tmp_path, "bad.parquet")
+    for args in (["events", bad], ["analyze", bad], ["analyze", "--episodes", bad]):
+        p = run(*args)
+        assert p.returncode == 1, p.stderr
+        assert p.stderr.splitlines()[-1] == f"tcpcong: {bad}: row with a kind its schema version does not have"
+    # Of a later version: its kinds are left out, and that is said.
+    later = with_kind(tmp_path, "later.parquet", minor=99)
+    p = run("events", later, "--format", "json")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == (f"tcpcong: note: {later} was written by a later tcpcong (schema 1.99, this one reads "
+                        "1.4): rows of kinds it added are left out\n")
+    whole = run("events", FIXTURES / "ipv4-loss.parquet", "--format", "json").stdout.splitlines()
+    # The file's sixth row is its fifth event (the first is the capture's).
+    assert p.stdout.splitlines() == whole[:4] + whole[5:]

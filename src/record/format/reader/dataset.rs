@@ -12,7 +12,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::DataType;
 use rustc_hash::FxHashMap;
 
-use super::super::schema::Metadata;
+use super::super::schema::{Metadata, SCHEMA_MINOR};
 use super::conform::conform;
 use super::decode::{decode_batch, Columns, Item, Row};
 use super::file::{Recording, Source};
@@ -383,6 +383,9 @@ pub(super) fn scan_file(
         paths: i.rec.meta.cgroup_paths.clone(),
         containers: i.rec.meta.containers.clone(),
     };
+    // A file of a later schema minor may have kinds this version does not
+    // know (see decode_batch).
+    let later = i.rec.meta.schema_minor > SCHEMA_MINOR;
     let mut batches = i.rec.rows(columns, &filter.columns())?;
     loop {
         // The decoder panics on some malformed pages: an input error.
@@ -393,7 +396,7 @@ pub(super) fn scan_file(
         };
         let batch = batch.map_err(|e| Error::bad_input(&path, format!("reading rows: {e}")))?;
         let batch = conform(&path, batch)?;
-        let file = (i.boot, i.clock, &cgroup_names);
+        let file = (i.boot, i.clock, &cgroup_names, later);
         decode_batch(&path, &batch, file, (filter, columns), &mut in_order)?;
     }
     Ok(())

@@ -6,7 +6,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, UInt16Type, UInt64Type, UInt8Type};
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 
-use super::super::schema::DetailArrays;
+use super::super::schema::{DetailArrays, CAPTURE_KIND};
 use super::conform::NEEDED;
 use super::filter::RowFilter;
 use crate::error::{Error, Result};
@@ -105,9 +105,11 @@ pub(super) fn per_row<T: Copy>(
     })
 }
 
-/// The kinds of row that carry a flow's states.
+/// The kinds of row: those that carry a flow's states, and the capture's
+/// own.
 #[derive(Clone, Copy)]
 pub(super) enum Kind {
+    Capture,
     Ca,
     Tcp,
     Snapshot,
@@ -155,7 +157,7 @@ fn received(direction: StateName) -> Option<bool> {
 pub(super) fn decode_batch(
     path: &Path,
     b: &RecordBatch,
-    (boot, clock, cgroup_names): (u32, Clock, &CgroupNames),
+    (boot, clock, cgroup_names, later): (u32, Clock, &CgroupNames, bool),
     (filter, columns): (&RowFilter, Columns),
     f: &mut dyn FnMut(&Row) -> Result<()>,
 ) -> Result<()> {
@@ -172,13 +174,15 @@ pub(super) fn decode_batch(
     let saddrs = per_row(path, b, "saddr", address)?;
     let daddrs = per_row(path, b, "daddr", address)?;
     let kinds = per_row(path, b, "kind", |s| match s {
+        CAPTURE_KIND => Some(Kind::Capture),
         "ca_state" => Some(Kind::Ca),
         "tcp_state" => Some(Kind::Tcp),
         "snapshot" => Some(Kind::Snapshot),
         "retransmit" => Some(Kind::Retransmit),
         "drop" => Some(Kind::Drop),
         "reset" => Some(Kind::Reset),
-        // Kinds added by later schema versions are not ours to judge.
+        // Kinds added by later schema versions (`later`: the file is of
+        // one) are not ours to judge; in another file, one is an error.
         _ => None,
     })?;
     let olds = per_row(path, b, "old_state", StateName::parse)?;
@@ -249,7 +253,9 @@ pub(super) fn decode_batch(
                     .name
                     .ok_or_else(|| bad("a reset without its reason"))?,
             },
-            None => continue,
+            Some(Kind::Capture) => continue,
+            None if later => continue,
+            None => return Err(bad("a kind its schema version does not have")),
         };
         let addr = FlowAddr {
             family: family.value(i),
