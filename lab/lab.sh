@@ -50,7 +50,7 @@
 set -euo pipefail
 
 die() { echo "lab.sh: $*" >&2; exit 1; }
-[ $# -ge 2 ] || die "usage: lab.sh up|traffic|blackout|synblock|inode|nstat|down NS ..."
+[ $# -ge 2 ] || die "usage: lab.sh up|traffic|blackout|synblock|settle|inode|nstat|down NS ..."
 cmd=$1 ns=$2
 shift 2
 port=5201 loss=0 ecn=0 ipv6=0 parallel=1 cc=cubic bps=0 far=0 clients=0
@@ -328,7 +328,8 @@ PY
     parse "$@"
     filter="( sport = :$port or dport = :$port )"
     [ "$clients" = 1 ] && filter="( dport = :$port )"
-    for _ in $(seq 1500); do
+    deadline=$((SECONDS + 30))
+    while [ "$SECONDS" -lt "$deadline" ]; do
       open=$(inns ss -Htn state connected exclude time-wait "$filter")
       [ -z "$open" ] && exit 0
       sleep 0.02

@@ -52,8 +52,9 @@ fn table_of(
 ) -> PyResult<(PyArrowType<Table>, Vec<String>)> {
     let (out, mut caveats) = py
         .detach(|| {
-            let (data, passed_over) = data()?;
-            durations::table(data, accounting, all, threads.max(1)).map(|t| (t, passed_over))
+            let (data, mut notes) = data()?;
+            notes.extend(caveats::opened(&data));
+            durations::table(data, accounting, all, threads.max(1)).map(|t| (t, notes))
         })
         .map_err(to_python)?;
     caveats.extend(out.caveats);
@@ -110,7 +111,10 @@ fn episodes_of(
 ) -> PyResult<(PyArrowType<Table>, Vec<String>)> {
     let (batch, caveats) = py
         .detach(|| {
-            let (data, passed_over) = data()?;
+            let (data, mut notes) = data()?;
+            // As `analyze --episodes` says them.
+            notes.extend(caveats::opened(&data));
+            notes.extend(caveats::recorded_losses(&data, caveats::EPISODES_MISSING));
             let boots = data.boots();
             let unnamed = Boot::default();
             let mut rows = Rows::new(EPISODE);
@@ -119,7 +123,7 @@ fn episodes_of(
                 rows.push(EpisodeLine::new(&e, boot).cells())
                     .map_err(Error::from)
             })?;
-            Ok::<_, Error>((rows.batch()?, passed_over))
+            Ok::<_, Error>((rows.batch()?, notes))
         })
         .map_err(to_python)?;
     let table =

@@ -4,7 +4,7 @@
 //! so that the two say the same.
 
 use super::engine::{Accounting, Summary};
-use crate::record::format::reader::Discovered;
+use crate::record::format::reader::{Dataset, Discovered};
 use crate::record::format::schema::SCHEMA_MINOR;
 use crate::record::format::writer::is_being_written;
 
@@ -52,8 +52,9 @@ pub fn losses(lost_events: u64, gaps: Option<u64>, s: &Summary) -> Vec<String> {
     let mismatches = s.mismatches;
     let mut out = Vec::new();
     if lost_events > 0 {
-        out.push(format!(
-            "the capture lost {lost_events} events (not handed over, or runs the kernel skipped; which sockets they were of is not known): a flow that lost one of its own shows a mismatch ({mismatches} here)"
+        out.push(lost(
+            lost_events,
+            &format!("a flow that lost one of its own shows a mismatch ({mismatches} here)"),
         ));
     }
     if mismatches > 0 {
@@ -68,26 +69,43 @@ pub fn losses(lost_events: u64, gaps: Option<u64>, s: &Summary) -> Vec<String> {
     out
 }
 
-/// A recording a later version wrote (a higher `schema_minor`): rows of
-/// kinds it added are left out, as this version cannot read them.
-pub fn later_schema(path: &std::path::Path, minor: u32) -> Option<String> {
-    (minor > SCHEMA_MINOR).then(|| {
-        format!(
-            "note: {} was written by a later tcpcong (schema 1.{minor}, this one reads 1.{SCHEMA_MINOR}): rows of kinds it added are left out",
-            path.display()
-        )
-    })
+/// Events lost, and what that does to what is shown.
+fn lost(lost_events: u64, missing: &str) -> String {
+    format!(
+        "the capture lost {lost_events} events (not handed over, or runs the kernel skipped; which sockets they were of is not known): {missing}"
+    )
 }
+
+/// Notes on recordings just opened: those a later version wrote (a
+/// higher `schema_minor`), whose rows of kinds it added are left out, as
+/// this version cannot read them.
+pub fn opened(data: &Dataset) -> Vec<String> {
+    data.recordings()
+        .filter(|(_, m)| m.schema_minor > SCHEMA_MINOR)
+        .map(|(path, m)| {
+            format!(
+                "note: {} was written by a later tcpcong (schema 1.{}, this one reads 1.{SCHEMA_MINOR}): rows of kinds it added are left out",
+                path.display(),
+                m.schema_minor
+            )
+        })
+        .collect()
+}
+
+/// What a listing of events misses for each lost one.
+pub const EVENTS_MISSING: &str = "they are not among these rows";
+/// What a listing of episodes misses for each lost event.
+pub const EPISODES_MISSING: &str =
+    "a flow that lost one of its own may have an episode cut short or joined to the next";
 
 /// What the recordings say they miss, for the listings that compute no
 /// summary of their own (events, episodes): `missing` says what a lost
 /// event does to the listing.
-pub fn recorded_losses(lost_events: u64, gaps: u64, missing: &str) -> Vec<String> {
+pub fn recorded_losses(data: &Dataset, missing: &str) -> Vec<String> {
     let mut out = Vec::new();
+    let (lost_events, gaps) = (data.lost_events, data.gaps);
     if lost_events > 0 {
-        out.push(format!(
-            "the capture lost {lost_events} events (not handed over, or runs the kernel skipped; which sockets they were of is not known): {missing}"
-        ));
+        out.push(lost(lost_events, missing));
     }
     if gaps > 0 {
         out.push(format!(

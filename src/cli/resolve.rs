@@ -320,17 +320,7 @@ fn record(a: &RecordArgs, command: String) -> Result<cmd::record::Plan> {
 /// A single output file: its folder must exist before the capture starts
 /// (a runtime error: the command line itself is fine).
 fn file_target(path: &Path, force: bool) -> Result<Target> {
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !folder.is_dir() {
-        let why = format!("no such folder for -o {}", path.display());
-        return Err(Error::io(
-            folder,
-            std::io::Error::new(std::io::ErrorKind::NotFound, why),
-        ));
-    }
+    cmd::output_folder(path)?;
     Ok(Target::File {
         path: path.to_path_buf(),
         force,
@@ -741,7 +731,6 @@ fn flow_group(b: ByArg) -> Option<GroupKey> {
     })
 }
 
-/// What `--by` groups flows by, refusing what only episodes have.
 /// `--top N` keeps N rows: none is not a report.
 fn top_rows(top: Option<usize>) -> Result<()> {
     if top == Some(0) {
@@ -750,6 +739,7 @@ fn top_rows(top: Option<usize>) -> Result<()> {
     Ok(())
 }
 
+/// What `--by` groups flows by, refusing what only episodes have.
 fn flows_by(by: Option<ByArg>) -> Result<Option<GroupKey>> {
     by.map(|b| {
         flow_group(b).ok_or_else(|| {

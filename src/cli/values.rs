@@ -69,16 +69,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let secs = duration_secs(s).ok_or_else(|| {
         format!("expected a duration such as 30, 10s, 500ms, 5m or 2h, not '{s}'")
     })?;
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("'{s}': a duration is more than 0"));
-    }
-    if secs < DURATION_MIN_S {
-        return Err(format!("'{s}': at least 1ms"));
-    }
     if secs > DURATION_MAX_S {
         return Err(format!(
             "'{s}': at most {DURATION_MAX_S:e} s (about 31 years)"
         ));
+    }
+    if secs.is_nan() || secs <= 0.0 {
+        return Err(format!("'{s}': a duration is more than 0"));
+    }
+    if secs < DURATION_MIN_S {
+        return Err(format!("'{s}': at least 1ms"));
     }
     Ok(Duration::from_secs_f64(secs))
 }

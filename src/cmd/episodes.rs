@@ -40,11 +40,8 @@ pub fn run(plan: &Plan) -> Result<()> {
     if let Some(out) = &plan.parquet {
         out.check(data.recordings().map(|(path, _)| path))?;
     }
-    super::warn_recorded_losses(
-        &data,
-        "a flow that lost one of its own may have an episode cut short or joined to the next",
-    );
     let span = plan.select.span(&data)?;
+    super::warn_recorded_losses(&data, crate::analyze::caveats::EPISODES_MISSING);
     let boots = data.boots();
     let unnamed = Boot::default();
     let boot_of = |e: &Episode| boots.get(e.key.boot as usize).unwrap_or(&unnamed);

@@ -179,8 +179,8 @@ fn csv_line(out: &mut dyn Write, r: &Row, boot: &Boot) -> io::Result<()> {
 
 pub fn run(plan: &Plan) -> Result<()> {
     let data = open_dataset(&plan.inputs)?;
-    super::warn_recorded_losses(&data, "they are not among these rows");
     let span = plan.select.span(&data)?;
+    super::warn_recorded_losses(&data, crate::analyze::caveats::EVENTS_MISSING);
     // Without --until the capture's tail (events drained at stop) is shown.
     let end = if span.until_ns.is_some() {
         span.end_ns

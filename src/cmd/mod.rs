@@ -63,7 +63,9 @@ pub fn run(plan: Plan) -> Result<()> {
         Plan::Files(files) => {
             for (path, text) in files {
                 if let Some(dir) = path.parent() {
-                    if std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir()) {
+                    // A link to a folder is one (as /usr/local/man is).
+                    let there = std::fs::symlink_metadata(dir).is_ok();
+                    if there && !std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
                         return Err(Error::Usage(format!(
                             "--dir {}: not a folder",
                             dir.display()
@@ -317,19 +319,11 @@ impl NewFile {
                 path.display()
             )));
         }
-        let folder = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => std::path::Path::new("."),
-        };
-        if !folder.is_dir() {
-            let why = format!("no such folder for -o {}", path.display());
-            return Err(Error::io(
-                folder,
-                std::io::Error::new(std::io::ErrorKind::NotFound, why),
-            ));
-        }
-        let Ok(there) = std::fs::symlink_metadata(path) else {
-            return Ok(());
+        output_folder(path)?;
+        let there = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(path, e)),
         };
         if there.is_dir() {
             return Err(Error::Usage(format!(
@@ -340,8 +334,15 @@ impl NewFile {
         if !self.replace {
             return Err(Error::Exists { path: path.clone() });
         }
+        // The name, and what it leads to: a link to a recording read is
+        // refused as the recording is.
+        let ids = [Some(&there), std::fs::metadata(path).ok().as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|m| (m.dev(), m.ino()))
+            .collect::<Vec<_>>();
         let same = |r: &std::path::Path| {
-            std::fs::metadata(r).is_ok_and(|m| (m.dev(), m.ino()) == (there.dev(), there.ino()))
+            std::fs::metadata(r).is_ok_and(|m| ids.contains(&(m.dev(), m.ino())))
         };
         if reading.into_iter().any(same) {
             return Err(Error::Usage(format!(
@@ -373,6 +374,23 @@ impl NewFile {
     }
 }
 
+/// A file `-o` names must be in a folder that exists (a runtime error:
+/// the command line itself is fine).
+pub fn output_folder(path: &std::path::Path) -> Result<()> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if folder.is_dir() {
+        return Ok(());
+    }
+    let why = format!("no such folder for -o {}", path.display());
+    Err(Error::io(
+        folder,
+        std::io::Error::new(std::io::ErrorKind::NotFound, why),
+    ))
+}
+
 /// The recordings the inputs name, saying which are the unfinished files
 /// of captures. A command that reads them twice opens this one
 /// list twice: a second discovery would say it all again, and could find
@@ -393,10 +411,8 @@ fn open_dataset(inputs: &[String]) -> Result<Dataset> {
 /// Opens recordings found before, saying which a later version wrote.
 fn open_files(files: &[std::path::PathBuf]) -> Result<Dataset> {
     let data = Dataset::open(files)?;
-    for (path, meta) in data.recordings() {
-        if let Some(line) = caveats::later_schema(path, meta.schema_minor) {
-            messages::say(line);
-        }
+    for line in caveats::opened(&data) {
+        messages::say(line);
     }
     Ok(data)
 }
@@ -432,7 +448,7 @@ fn warn_losses(lost_events: u64, gaps: Option<u64>, s: &Summary) {
 /// The recordings' own losses and gaps, for a listing (see
 /// [`caveats::recorded_losses`]).
 fn warn_recorded_losses(data: &Dataset, missing: &str) {
-    for line in caveats::recorded_losses(data.lost_events, data.gaps, missing) {
+    for line in caveats::recorded_losses(data, missing) {
         messages::warn(line);
     }
 }

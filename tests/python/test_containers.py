@@ -194,7 +194,8 @@ def test_flows_of_real_podman_containers_carry_their_names_everywhere(containers
     # rule is resent after the transfer's end). Then serve: once every flow
     # has closed and the counters stood still for over two of its 1 s
     # intervals.
-    lab("settle", traced, "--port", str(PORT))
+    p = lab("settle", traced, "--port", str(PORT), check=False)
+    assert p.returncode == 0, p.stderr
     last = [None, time.monotonic()]
     open_flows = {}
 

@@ -84,9 +84,13 @@ def served(tmp_path, request):
         lab("down", traced, check=False)
 
 
-def settle(ns: str):
+def settle(ns: str, traced: str):
     """Waits until every flow has closed and the counters stopped moving:
-    serve closed the interval of the last close and Prometheus scraped it."""
+    every socket of the lab closed in the kernel (a FIN lost to the loss
+    rule is resent after the transfer's end), serve closed the interval of
+    the last close and Prometheus scraped it."""
+    p = lab("settle", traced, check=False)
+    assert p.returncode == 0, p.stderr
     last = [None, time.monotonic()]
 
     def settled():
@@ -123,7 +127,7 @@ def analyze_json(*args) -> list[dict]:
 def test_prometheus_scrapes_what_analyze_computes_from_the_same_run(served):
     ns, traced, out, serve = served
     lab("traffic", traced, "3", "--parallel", "3")
-    settle(ns)
+    settle(ns, traced)
     seconds = by_label(query(ns, "sum by (state) (tcpcong_state_seconds_total)"), "state")
     transitions = query(ns, "sum(tcpcong_transitions_total)")
     breaks = query(ns, "tcpcong_chain_breaks_total")
@@ -163,7 +167,7 @@ def test_serve_names_owners_as_the_windowed_report_does(served):
     analyze without an interval names the owner known at the end."""
     ns, traced, out, serve = served
     lab("traffic", traced, "3", "--parallel", "2")
-    settle(ns)
+    settle(ns, traced)
     seconds = by_label(query(ns, "sum by (process) (tcpcong_state_seconds_total)"), "process")
     stopped(serve)
     windowed: dict[str, float] = {}
@@ -187,7 +191,7 @@ def test_episodes_and_their_exemplars_are_analyzes_of_the_same_run(served):
     finds in serve's own recording."""
     ns, traced, out, serve = served
     lab("traffic", traced, "3", "--parallel", "3")
-    settle(ns)
+    settle(ns, traced)
     counts = by_label(query(ns, "sum by (cause) (tcpcong_episodes_total)"), "cause")
     sums = by_label(query(ns, "sum by (cause) (tcpcong_episode_seconds_sum)"), "cause")
     buckets = {(r["metric"]["cause"], r["metric"]["le"]): float(r["value"][1])

@@ -19,12 +19,14 @@ import duckdb
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 import tcpcong
 import test_interop as rules
-from conftest import COMPAT, FIXTURE_FILES, FIXTURES, REPO, assert_rows_are_json, binary, modernize, run_analyze
+from conftest import (COMPAT, FIXTURE_FILES, FIXTURES, REPO, assert_rows_are_json, binary, modernize, run_analyze,
+                      write_table)
 
 MODES = ["full", "between"]
 
@@ -197,6 +199,31 @@ def test_warnings_are_the_lines_analyze_prints(tmp_path, mode):
         return [str(w.message) for w in caught if w.category is tcpcong.DataWarning]
     assert warned(tmp_path) == want
     assert warned(pq.read_table(lossy)) == want[1:]
+
+
+def test_episode_warnings_are_the_lines_analyze_episodes_prints(tmp_path):
+    """The losses a recording's footer (and its capture rows) state are
+    said by the package's episodes as `analyze --episodes` says them, from
+    paths and from rows."""
+    base = modernize(FIXTURE_FILES[0], tmp_path / "base.parquet", "lossy",
+                     "f1xed000-0000-0000-0000-0000000000ff", drop_every=5)
+    meta = json.loads(pq.read_metadata(base).metadata[b"tcpcong"])
+    meta.update(lost_events=7, gaps=3)
+    t = pq.read_table(base)
+    lossy = write_table(tmp_path / "lossy.parquet", t.filter(pc.not_equal(t.column("kind"), "capture")), meta)
+    base.unlink()
+    p = subprocess.run([str(binary()), "analyze", "--episodes", str(lossy), "--format", "json"],
+                       capture_output=True, text=True, check=True)
+    want = [re.sub(r"^tcpcong: (WARNING: )?", "", line) for line in p.stderr.splitlines()]
+    assert [w[:30] for w in want] == ["the capture lost 7 events (not", "the recordings counted 3 trans"], want
+
+    def warned(data):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            tcpcong.episodes(data)
+        return [str(w.message) for w in caught if w.category is tcpcong.DataWarning]
+    assert warned(lossy) == want
+    assert warned(pq.read_table(lossy)) == want
 
 
 def test_strings_in_any_layout_and_extra_columns(recordings, tmp_path):
