@@ -16,11 +16,11 @@
 //! of short-lived processes, or a user naming processes to fill the
 //! places) cannot keep the processes that come later out for good.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{Atomic, Counter};
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -71,7 +71,7 @@ fn durations() -> Durations {
 pub struct Metrics {
     cfg: MetricsConfig,
     registry: Registry,
-    seconds: Family<Labels, Counter<f64, AtomicU64>>,
+    seconds: Family<Labels, Counter<f64, Nanos>>,
     transitions: Family<Labels, Counter>,
     in_state: Family<Labels, Gauge>,
     lost: Counter,
@@ -89,10 +89,38 @@ pub struct Metrics {
     evicted_at: Option<u64>,
 }
 
+/// Seconds kept as whole nanoseconds and shown as seconds: summed as
+/// floats window after window, they drifted off the engine's exact
+/// nanoseconds (3.9999509189999999 for 3.999950919).
+#[derive(Debug, Default)]
+struct Nanos(AtomicU64);
+
+impl Nanos {
+    fn add(&self, ns: u64) {
+        self.0.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+impl Atomic<f64> for Nanos {
+    fn inc(&self) -> f64 {
+        self.inc_by(1.0)
+    }
+
+    fn inc_by(&self, seconds: f64) -> f64 {
+        // Whole nanoseconds: what the engine credits.
+        let ns = (seconds * 1e9).round() as u64;
+        self.0.fetch_add(ns, Ordering::Relaxed) as f64 / 1e9
+    }
+
+    fn get(&self) -> f64 {
+        self.0.load(Ordering::Relaxed) as f64 / 1e9
+    }
+}
+
 impl Metrics {
     pub fn new(cfg: MetricsConfig) -> Metrics {
         let mut registry = Registry::with_prefix("tcpcong");
-        let seconds = Family::<Labels, Counter<f64, AtomicU64>>::default();
+        let seconds = Family::<Labels, Counter<f64, Nanos>>::default();
         registry.register(
             "state_seconds",
             "Time flows spent in each congestion state, credited up to the end of the last closed interval",
@@ -211,7 +239,7 @@ impl Metrics {
                 let ns = r.row.ns[s.index()];
                 if ns > 0 {
                     let l = self.labels(("state", s.name()), key.clone());
-                    self.seconds.get_or_create(&l).inc_by(ns as f64 / 1e9);
+                    self.seconds.get_or_create(&l).inner().add(ns);
                 }
             }
             self.breaks.inc_by(r.row.mismatches);
@@ -627,6 +655,49 @@ mod tests {
             let unescaped = host.replace("\\\\", "").replace("\\\"", "");
             assert!(!unescaped.contains(['"', '\\', '\n']), "{host}");
         }
+    }
+
+    #[test]
+    fn seconds_are_the_engines_nanoseconds_however_many_windows() {
+        use CaState::*;
+        let mut e = engine();
+        let mut m = Metrics::new(MetricsConfig {
+            by: None,
+            max_keys: 1,
+        });
+        let k = FlowKey { boot: 0, cookie: 1 };
+        // 100 ms of loss in each of ten windows: one second.
+        for i in 0..10 {
+            let at = S + i * 1_000 * MS;
+            e.push(
+                at,
+                k,
+                Change::Ca {
+                    old: Open,
+                    new: Loss,
+                },
+                || addr(1, "web"),
+            );
+            e.push(
+                at + 100 * MS,
+                k,
+                Change::Ca {
+                    old: Loss,
+                    new: Open,
+                },
+                || addr(1, "web"),
+            );
+        }
+        for w in e.drain_until(S + 10_000 * MS) {
+            m.window(&w, &[Boot::default()]);
+        }
+        // Summed as floats, ten times 0.1 s came to 0.9999999999999999.
+        let t = m.encode(true);
+        assert!(
+            t.lines()
+                .any(|l| l == "tcpcong_state_seconds_total{state=\"loss\"} 1.0"),
+            "{t}"
+        );
     }
 
     #[test]
