@@ -221,8 +221,12 @@ impl Selection {
         if let Some(id) = self.flow {
             f.push(format!("--flow {id}"));
         }
+        match &self.cgroup {
+            Some(CgroupSel::Id(id)) => f.push(format!("--cgroup {id}")),
+            Some(CgroupSel::Path { path, .. }) => f.push(format!("--cgroup {path}")),
+            None => {}
+        }
         for (given, name) in [
-            (self.cgroup.is_some(), "--cgroup"),
             (self.since.is_some(), "--since"),
             (self.until.is_some(), "--until"),
         ] {

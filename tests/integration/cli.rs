@@ -731,6 +731,12 @@ fn empty_results_say_why() {
         &[multi.to_str().unwrap(), "-L", "9999", "--since", "1"],
         &format!("the selection (-L 9999 --since) keeps none of the recordings' {events} events"),
     );
+    analyze_says(
+        &[multi.to_str().unwrap(), "--cgroup", "/nope.slice"],
+        &format!(
+            "the selection (--cgroup /nope.slice) keeps none of the recordings' {events} events"
+        ),
+    );
 
     let private = dir.join("private.parquet");
     std::fs::copy(&multi, &private).unwrap();
