@@ -87,6 +87,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// is answered with the command it resembles.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| {
+        if std::path::Path::new(s).exists() {
+            return format!("{e} (to read a recording: tcpcong analyze {s})");
+        }
         if s.bytes().any(|b| b.is_ascii_digit()) {
             return e;
         }
@@ -212,6 +215,13 @@ mod tests {
             ))
         );
         assert_eq!(parse_interval("5x"), Err(format!("{bad}, not '5x'")));
+        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/ipv4-loss.parquet");
+        assert_eq!(
+            parse_interval(file),
+            Err(format!(
+                "{bad}, not '{file}' (to read a recording: tcpcong analyze {file})"
+            ))
+        );
         assert_eq!(parse_interval("2"), Ok(Duration::from_secs(2)));
     }
 

@@ -194,6 +194,11 @@ def test_a_fifo_in_a_scanned_folder_is_passed_over(shared):
     p = tcpcong("analyze", shared)
     assert p.returncode == 0, p.stderr
     assert "ignoring" in p.stderr and ".planted.parquet.inprogress" in p.stderr
+    # A link to a recording that has gone is passed over too, and said.
+    as_nobody("ln", "-s", shared / "gone.parquet", shared / "old.parquet")
+    p = tcpcong("analyze", shared)
+    assert p.returncode == 0, p.stderr
+    assert f"tcpcong: ignoring {shared / 'old.parquet'}: a link to nothing: what it named is gone" in p.stderr.splitlines()
 
 
 def test_record_refuses_a_planted_in_progress_fifo_without_hanging(shared):

@@ -16,9 +16,10 @@ pub struct Discovered {
     /// is still writing or left when it was killed, found in folders or
     /// in the place of a recording named that is not there yet.
     pub unfinished: Vec<PathBuf>,
-    /// Unfinished files in folders that cannot be read, and why: one that
-    /// is damaged (or planted) does not stop the folder's recordings from
-    /// being read.
+    /// Unfinished files in folders that cannot be read, and links in
+    /// folders to recordings that are gone, and why: one that is damaged
+    /// (or planted) does not stop the folder's recordings from being
+    /// read.
     pub passed_over: Vec<(PathBuf, String)>,
 }
 
@@ -28,12 +29,13 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
     let mut found = Discovered::default();
     let mut in_folders = Vec::new();
     let files = &mut found.files;
+    let passed_over = &mut found.passed_over;
     for input in inputs {
         let path = Path::new(input);
         if path.is_dir() {
             let before = files.len();
-            walk(path, files, &mut in_folders)?;
-            if files.len() == before && in_folders.is_empty() {
+            walk(path, files, &mut in_folders, passed_over)?;
+            if files.len() == before && in_folders.is_empty() && passed_over.is_empty() {
                 return Err(Error::bad_input(
                     path,
                     "no recordings (*.parquet) in this folder",
@@ -56,7 +58,7 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
             // A folder that matches is taken as a folder argument is.
             for m in matches {
                 if m.is_dir() {
-                    walk(&m, files, &mut in_folders)?;
+                    walk(&m, files, &mut in_folders, passed_over)?;
                 } else if m.is_file() {
                     files.push(m);
                 }
@@ -123,6 +125,7 @@ pub(super) fn walk(
     dir: &Path,
     out: &mut Vec<PathBuf>,
     unfinished: &mut Vec<PathBuf>,
+    passed_over: &mut Vec<(PathBuf, String)>,
 ) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries {
@@ -141,9 +144,14 @@ pub(super) fn walk(
         // one of its parents would send the walk round for ever.
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         if is_dir {
-            walk(&path, out, unfinished)?;
+            walk(&path, out, unfinished, passed_over)?;
         } else if path.extension().is_some_and(|x| x == "parquet") {
-            out.push(path);
+            // A link whose recording has gone (exists() follows it).
+            if path.exists() {
+                out.push(path);
+            } else {
+                passed_over.push((path, "a link to nothing: what it named is gone".into()));
+            }
         }
     }
     Ok(())
