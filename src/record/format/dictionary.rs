@@ -365,30 +365,12 @@ impl StringChunk {
             if let Some(&e) = self.long.get(value) {
                 return e;
             }
-            let e = self.add(value);
+            let e = add(&mut self.pages, value);
             self.long.insert(value.into(), e);
             return e;
         };
-        if let Some((last, e)) = self.last {
-            if last == key {
-                return e;
-            }
-        }
-        let e = match self.short.get(&key) {
-            Some(&e) => e,
-            None => {
-                let e = self.add(value);
-                self.short.insert(key, e);
-                e
-            }
-        };
-        self.last = Some((key, e));
-        e
-    }
-
-    fn add(&mut self, value: &[u8]) -> u32 {
-        plain_bytes(value, &mut self.pages.dictionary);
-        self.pages.added()
+        let pages = &mut self.pages;
+        entry_of(&mut self.last, &mut self.short, key, || add(pages, value))
     }
 
     /// The chunk's bytes and metadata. No statistics: readers filter on
@@ -467,7 +449,7 @@ impl<T: DictNumber> NumberChunk<T> {
         while i < values.len() {
             if let Some(plain) = self.pages.plain_mut() {
                 values[i].plain(plain);
-                self.widen(values[i]);
+                widen(&mut self.range, values[i]);
                 self.pages.push_plain()?;
                 i += 1;
                 continue;
@@ -487,30 +469,12 @@ impl<T: DictNumber> NumberChunk<T> {
     }
 
     fn entry(&mut self, v: T) -> u32 {
-        if let Some((last, e)) = self.last {
-            if last == v {
-                return e;
-            }
-        }
-        let e = match self.table.get(&v) {
-            Some(&e) => e,
-            None => {
-                v.plain(&mut self.pages.dictionary);
-                let e = self.pages.added();
-                self.table.insert(v, e);
-                self.widen(v);
-                e
-            }
-        };
-        self.last = Some((v, e));
-        e
-    }
-
-    fn widen(&mut self, v: T) {
-        self.range = Some(match self.range {
-            Some((lo, hi)) => (lo.min(v), hi.max(v)),
-            None => (v, v),
-        });
+        let (pages, range) = (&mut self.pages, &mut self.range);
+        entry_of(&mut self.last, &mut self.table, v, || {
+            v.plain(&mut pages.dictionary);
+            widen(range, v);
+            pages.added()
+        })
     }
 
     pub fn size(&self) -> usize {
@@ -538,6 +502,39 @@ pub struct ChunkOptions {
     pub dictionary_limit: usize,
     /// Min and max per chunk (numbers only).
     pub statistics: bool,
+}
+
+/// A string added to the dictionary: its index.
+fn add(pages: &mut Pages, value: &[u8]) -> u32 {
+    plain_bytes(value, &mut pages.dictionary);
+    pages.added()
+}
+
+/// The smallest and largest number written so far, with `v`.
+fn widen<T: Copy + Ord>(range: &mut Option<(T, T)>, v: T) {
+    *range = Some(match *range {
+        Some((lo, hi)) => (lo.min(v), hi.max(v)),
+        None => (v, v),
+    });
+}
+
+/// A value's dictionary index: the row before's again without a lookup
+/// (runs of one value are the common case), else from `table`, else
+/// `add`ed to the dictionary.
+fn entry_of<K: Copy + Eq + Hash, S: std::hash::BuildHasher>(
+    last: &mut Option<(K, u32)>,
+    table: &mut HashMap<K, u32, S>,
+    key: K,
+    add: impl FnOnce() -> u32,
+) -> u32 {
+    if let Some((k, e)) = *last {
+        if k == key {
+            return e;
+        }
+    }
+    let e = *table.entry(key).or_insert_with(add);
+    *last = Some((key, e));
+    e
 }
 
 /// A string as PLAIN holds it: its length (u32, little endian), then its
