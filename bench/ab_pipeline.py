@@ -4,12 +4,18 @@ bytes per event, on `synth` at RATE events/s for 3 s, lean and full
 records. As root, after `cargo build --release --workspace --bins`:
 
     python3 bench/ab_pipeline.py OLD_TCPCONG NEW_TCPCONG PAIRS RATE
+
+Each build runs with the `synth` beside it (its own BPF producer: how often
+it wakes the recorder is part of the build), else $SYNTH.
 """
 import json, os, re, subprocess, sys, time, tempfile, statistics
 from pathlib import Path
 builds = dict(A=sys.argv[1], B=sys.argv[2])
 pairs, rate = int(sys.argv[3]), int(sys.argv[4])
 SYNTH = os.environ.get("SYNTH", "target/release/synth")
+def synth_of(exe):
+    beside = Path(exe).parent / "synth"
+    return str(beside) if beside.exists() else SYNTH
 res = {k: [] for k in builds}
 def one(exe, mode):
     with tempfile.TemporaryDirectory() as d:
@@ -18,7 +24,7 @@ def one(exe, mode):
         for _ in range(200):
             if Path(pin).exists(): break
             time.sleep(0.05)
-        synth = json.loads(subprocess.run([SYNTH, pin, str(rate), "3", *(["lean"] if mode == "lean" else [])], capture_output=True, text=True, check=True).stdout)
+        synth = json.loads(subprocess.run([synth_of(exe), pin, str(rate), "3", *(["lean"] if mode == "lean" else [])], capture_output=True, text=True, check=True).stdout)
         rec.send_signal(2)
         _, status, usage = os.wait4(rec.pid, 0)
         err = rec.stderr.read()

@@ -240,7 +240,7 @@ int BPF_PROG(floor_lean_ring, struct sock *sk, __u8 ca_state)
 	if (!e)
 		return 0;
 	lean_fill(e, s, tp, ca_state, 1);
-	submit_watermarked(&floor_rb, e, 1 << 20);
+	submit_watermarked(&floor_rb, e);
 	return 0;
 }
 

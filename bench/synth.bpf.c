@@ -23,7 +23,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define FLOWS 1024
 
 const volatile __u32 per_run = 256;
-const volatile __u64 wakeup_bytes = 1 << 20;
 const volatile bool lean = false;
 /* Where cong_cpus and lean_tails are in record's .bss. */
 const volatile __u32 cpus_at = 0;
@@ -160,7 +159,7 @@ static long emit_one(__u32 i, void *unused)
 	e->new_state = state_at(k + 1);
 	/* Numbered as a capture numbers described flows' events. */
 	e->seq = lean ? k + 1 : 0;
-	submit_watermarked(&events_rb, e, wakeup_bytes);
+	submit_watermarked(&events_rb, e);
 	__sync_fetch_and_add(&emitted, 1);
 	return 0;
 }

@@ -197,7 +197,7 @@ static __always_inline bool NAME(emit)(void *ctx, struct sock *sk, struct tcp_so
 	}
 	NAME(fill)(e, sk, tp, id, kind, old, new, r);
 
-	submit_watermarked(&events_rb, e, wakeup_bytes);
+	submit_watermarked(&events_rb, e);
 	return true;
 }
 

@@ -50,7 +50,6 @@ const volatile __u8 family_only = 0;
 const volatile __u32 netns_only = 0;
 const volatile __u64 cgroup_only = 0;
 const volatile bool use_ringbuf = true;
-const volatile __u64 wakeup_bytes = 1 << 20;
 /* Whether flows are named by their socket cookie (tp_btf and fentry on
  * >= 5.12) or by an id from flow_ids below. */
 const volatile bool use_cookie = true;
@@ -1003,7 +1002,7 @@ static __always_inline void emit_drop(void *ctx, struct sock *sk, const struct i
 		return;
 	}
 	fill_drop(e, sk, tp, id, t, d, dir, reason);
-	submit_watermarked(&events_rb, e, wakeup_bytes);
+	submit_watermarked(&events_rb, e);
 }
 
 /*

@@ -19,7 +19,9 @@ use super::skel::{OpenTcpcongSkel, TcpcongSkel, TcpcongSkelBuilder, LEAN_CPUS, L
 use crate::error::{Error, Result};
 
 /// Ring-buffer size; 32 MiB holds ~250k events, a quarter second at the
-/// pipeline's budget rate, so a slow writer flush does not drop.
+/// pipeline's budget rate, so a slow writer flush does not drop. The
+/// programs wake the consumer when an eighth of it is full (WAKEUP_BYTES in
+/// the BPF object's event.h).
 const RING_BYTES: u32 = 32 << 20;
 
 /// Where `--pin-buffer PATH` pins the ring buffer, and beside it the lean
@@ -352,7 +354,6 @@ fn configure(
     rodata.netns_only = f.netns.unwrap_or(0);
     rodata.cgroup_only = f.cgroup.unwrap_or(0);
     rodata.use_ringbuf = cfg.buffer == BufferKind::Ring;
-    rodata.wakeup_bytes = u64::from(RING_BYTES / 8);
     rodata.use_cookie = use_cookie;
     rodata.emit_lifecycle = cfg.lifecycle;
     rodata.track_calls = mode != AttachMode::Tracepoint;
