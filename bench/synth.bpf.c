@@ -157,8 +157,10 @@ static long emit_one(__u32 i, void *unused)
 	e->kind = KIND_CA_STATE;
 	e->old_state = state_at(k);
 	e->new_state = state_at(k + 1);
-	/* Numbered as a capture numbers described flows' events. */
-	e->seq = lean ? k + 1 : 0;
+	/* Numbered as a capture on the tracepoint numbers its sockets' events,
+	 * full records too (every event one, as when each changes its flow's
+	 * facts). */
+	e->seq = k + 1;
 	submit_watermarked(&events_rb, e);
 	__sync_fetch_and_add(&emitted, 1);
 	return 0;
