@@ -466,7 +466,12 @@ struct Reorder {
 
 impl Reorder {
     fn take(&mut self, events: &mut Vec<Event>) {
-        self.pending.append(events);
+        if self.pending.is_empty() {
+            // Without a copy (and `events` keeps the empty one's room).
+            std::mem::swap(&mut self.pending, events);
+        } else {
+            self.pending.append(events);
+        }
     }
 
     /// Sorts, and hands out the events stamped before `until`. An event
@@ -486,7 +491,10 @@ impl Reorder {
         if until != u64::MAX {
             self.released_until = self.released_until.max(until);
         }
-        self.pending.drain(..n).collect()
+        // Most of a round is released: what stays is copied, not the rest.
+        let mut ready = std::mem::take(&mut self.pending);
+        self.pending = ready.split_off(n);
+        ready
     }
 }
 
