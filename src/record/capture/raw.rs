@@ -284,14 +284,14 @@ impl Decoder {
             if self.identities.len() >= IDENTITIES_KEPT && !self.identities.contains_key(&e.flow) {
                 self.identities.clear();
             }
+            let identity = self.identities.entry(e.flow).or_insert((e.addr.owner, e.addr.cc, 0));
             // An owner once known stays (a socket's last records may come
             // after the kernel retired it).
-            let owner = match self.identities.get(&e.flow) {
-                Some(&(known, ..)) if e.addr.owner.pid == 0 => known,
-                _ => e.addr.owner,
-            };
-            self.identities
-                .insert(e.flow, (owner, e.addr.cc, e.addr.sport));
+            if e.addr.owner.pid != 0 {
+                identity.0 = e.addr.owner;
+            }
+            identity.1 = e.addr.cc;
+            identity.2 = e.addr.sport;
         }
         match e.change {
             Change::Tcp { new, .. } if new == TcpState::CLOSE => {
