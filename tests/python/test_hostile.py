@@ -201,6 +201,30 @@ def test_a_fifo_in_a_scanned_folder_is_passed_over(shared):
     assert f"tcpcong: ignoring {shared / 'old.parquet'}: a link to nothing: what it named is gone" in p.stderr.splitlines()
 
 
+def test_a_folder_this_user_may_not_read_is_passed_over(scratch):
+    # Another user's private folder inside the one named does not end the
+    # reading of the rest (nor, under /proc, one that goes meanwhile).
+    runs = scratch / "runs"
+    runs.mkdir(mode=0o755)
+    rec = runs / "run.parquet"
+    rec.write_bytes(FIXTURE.read_bytes())
+    rec.chmod(0o644)
+    private = runs / "private"
+    private.mkdir(mode=0o700)
+    (private / "theirs.parquet").write_bytes(FIXTURE.read_bytes())
+    p = subprocess.run([*NOBODY, str(binary()), "analyze", str(runs), "--format", "json"],
+                       capture_output=True, text=True, timeout=HANG_S)
+    assert p.returncode == 0, p.stderr
+    assert f"tcpcong: ignoring {private}: a folder this user may not read" in p.stderr.splitlines()
+    alone = tcpcong("analyze", rec, "--format", "json")
+    assert p.stdout == alone.stdout and alone.stdout
+    # Nothing else to read: the reason is the error.
+    rec.unlink()
+    p = subprocess.run([*NOBODY, str(binary()), "analyze", str(runs)],
+                       capture_output=True, text=True, timeout=HANG_S)
+    assert p.returncode == 1 and one_line(p.stderr).endswith(f"{private}: a folder this user may not read"), p.stderr
+
+
 def test_record_refuses_a_planted_in_progress_fifo_without_hanging(shared):
     out = shared / "rec.parquet"
     as_nobody("mkfifo", "-m", "666", shared / ".rec.parquet.inprogress")

@@ -284,7 +284,10 @@ impl Decoder {
             if self.identities.len() >= IDENTITIES_KEPT && !self.identities.contains_key(&e.flow) {
                 self.identities.clear();
             }
-            let identity = self.identities.entry(e.flow).or_insert((e.addr.owner, e.addr.cc, 0));
+            let identity = self
+                .identities
+                .entry(e.flow)
+                .or_insert((e.addr.owner, e.addr.cc, 0));
             // An owner once known stays (a socket's last records may come
             // after the kernel retired it).
             if e.addr.owner.pid != 0 {

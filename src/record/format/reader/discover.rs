@@ -121,15 +121,35 @@ fn unfinished_beside(path: &Path) -> Result<Option<PathBuf>> {
 /// Why an unfinished file an earlier tcpcong left holds nothing to read.
 pub(super) const EARLIER: &str = "a capture that was killed before it finished left it, and the tcpcong that wrote it kept nothing readable before the end (this version's captures can be read until their last second)";
 
-pub(super) fn walk(
+fn walk(
     dir: &Path,
     out: &mut Vec<PathBuf>,
     unfinished: &mut Vec<PathBuf>,
     passed_over: &mut Vec<(PathBuf, String)>,
 ) -> Result<()> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    walk_entries(dir, entries, out, unfinished, passed_over);
+    Ok(())
+}
+
+/// The recordings in a folder and the folders inside it. One inside that
+/// cannot be read (another user's, or one that goes meanwhile, as under
+/// /proc) is passed over with its reason: the folder named still is read.
+fn walk_entries(
+    dir: &Path,
+    entries: std::fs::ReadDir,
+    out: &mut Vec<PathBuf>,
+    unfinished: &mut Vec<PathBuf>,
+    passed_over: &mut Vec<(PathBuf, String)>,
+) {
     for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                passed_over.push((dir.to_path_buf(), unreadable(&e)));
+                return;
+            }
+        };
         let path = entry.path();
         let hidden = entry.file_name().to_string_lossy().starts_with('.');
         if hidden {
@@ -144,7 +164,10 @@ pub(super) fn walk(
         // one of its parents would send the walk round for ever.
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         if is_dir {
-            walk(&path, out, unfinished, passed_over)?;
+            match std::fs::read_dir(&path) {
+                Ok(inner) => walk_entries(&path, inner, out, unfinished, passed_over),
+                Err(e) => passed_over.push((path, unreadable(&e))),
+            }
         } else if path.extension().is_some_and(|x| x == "parquet") {
             // A link whose recording has gone (exists() follows it).
             if path.exists() {
@@ -154,7 +177,15 @@ pub(super) fn walk(
             }
         }
     }
-    Ok(())
+}
+
+/// Why a folder inside a walked one could not be read.
+fn unreadable(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => "a folder this user may not read".into(),
+        std::io::ErrorKind::NotFound => "a folder that went while it was being read".into(),
+        _ => format!("a folder that could not be read: {e}"),
+    }
 }
 
 /// Whether the recording an unfinished file (`.NAME.inprogress`) is the
