@@ -223,6 +223,12 @@ def test_a_folder_this_user_may_not_read_is_passed_over(scratch):
     p = subprocess.run([*NOBODY, str(binary()), "analyze", str(runs)],
                        capture_output=True, text=True, timeout=HANG_S)
     assert p.returncode == 1 and one_line(p.stderr).endswith(f"{private}: a folder this user may not read"), p.stderr
+    # What one folder passed over does not hide that another holds nothing.
+    empty = scratch / "empty"
+    empty.mkdir(mode=0o755)
+    p = subprocess.run([*NOBODY, str(binary()), "analyze", str(runs), str(empty)],
+                       capture_output=True, text=True, timeout=HANG_S)
+    assert p.returncode == 1 and "no recordings (*.parquet) in this folder" in p.stderr, p.stderr
 
 
 def test_record_refuses_a_planted_in_progress_fifo_without_hanging(shared):

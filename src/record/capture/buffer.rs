@@ -77,6 +77,7 @@ impl Consumer {
         inbox: Rc<RefCell<Inbox>>,
     ) -> Result<Consumer> {
         let lean = LeanRings::new(skel)?;
+        inbox.borrow_mut().decoder.full_records_only = lean.is_none();
         let transport = Consumer::transport(skel, kind, Rc::clone(&inbox))?;
         Ok(Consumer {
             transport,

@@ -496,9 +496,15 @@ impl Reorder {
         if until != u64::MAX {
             self.released_until = self.released_until.max(until);
         }
-        // Most of a round is released: what stays is copied, not the rest.
-        let mut ready = std::mem::replace(&mut self.pending, std::mem::take(&mut self.spare));
-        self.pending.extend(ready.drain(n..));
+        // When most of a round is released, only what stays is copied;
+        // else what goes is (nothing while a parked record holds all back).
+        let mut ready = std::mem::take(&mut self.spare);
+        if n >= self.pending.len() / 2 {
+            std::mem::swap(&mut ready, &mut self.pending);
+            self.pending.extend(ready.drain(n..));
+        } else {
+            ready.extend(self.pending.drain(..n));
+        }
         ready
     }
 

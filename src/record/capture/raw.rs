@@ -172,6 +172,10 @@ pub struct Decoder {
     identities: FxHashMap<u64, (Owner, KernelName, u16)>,
     /// Lean records whose full record has not been read yet.
     parked: Vec<LeanEvent>,
+    /// The capture hands over no lean records (the programs do not number
+    /// sockets' events, or have no lean rings): no full record is kept for
+    /// them.
+    pub full_records_only: bool,
     /// The kernel's reasons by value.
     pub reasons: Reasons,
     /// Flows closed in this round and in the last, with their close's
@@ -325,18 +329,18 @@ impl Decoder {
     /// that comes after a newer one was replaced already.
     ///
     /// A lean record names its full record by number, and is numbered after
-    /// it and before the full record that replaced it: a record the kernel
-    /// did not number (`seq` 0, where no lean records are written) is kept
-    /// for none, and one replaced by the next number has no lean record to
-    /// wait for. With every event a full record, keeping each replaced one
-    /// for a round took a fifth of the drain's CPU (at 1,000,000 events/s,
-    /// moved into memory that a round's many records had left the cache).
+    /// it and before the full record that replaced it: one replaced by the
+    /// next number has no lean record to wait for, and a capture without
+    /// lean records keeps none. With every event a full record, keeping
+    /// each replaced one for a round took a fifth of the drain's CPU (at
+    /// 1,000,000 events/s, moved into memory that a round's many records
+    /// had left the cache).
     fn describe(&mut self, e: &Event) {
-        let round = self.round;
-        let seq = e.detail.seq;
-        if seq == 0 {
+        if self.full_records_only {
             return;
         }
+        let round = self.round;
+        let seq = e.detail.seq;
         let newer = |k: &Event| k.detail.seq.wrapping_sub(seq) as i32 > 0;
         let kept = self.described.entry(e.flow).or_default();
         // The newest record is never replaced: a later one than this is
@@ -667,7 +671,8 @@ mod tests {
     }
 
     /// No lean record can name a full record that the next number
-    /// replaced, nor one the kernel did not number: neither is kept.
+    /// replaced, nor any of a capture without lean records: neither is
+    /// kept.
     #[test]
     fn only_full_records_a_lean_record_can_name_are_kept() {
         let mut d = Decoder::default();
@@ -691,9 +696,13 @@ mod tests {
         d.decode(&full(7, 0, 1, 0)).unwrap();
         assert_eq!(kept(&d), Some(vec![3, 5]));
         assert_eq!(decoded(&mut d, &lean(7, 1, 0, 6, 5)).detail.seq, 6);
-        let mut unnumbered = Decoder::default();
-        unnumbered.decode(&full(0, 0, 0, 1)).unwrap();
-        assert!(unnumbered.described.is_empty());
+        let mut full_only = Decoder {
+            full_records_only: true,
+            ..Default::default()
+        };
+        full_only.decode(&full(1, 0, 0, 1)).unwrap();
+        full_only.decode(&full(3, 0, 0, 1)).unwrap();
+        assert!(full_only.described.is_empty());
     }
 
     /// Perf buffers deliver per CPU: a flow's older full record can come

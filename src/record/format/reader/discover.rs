@@ -32,10 +32,17 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
     let passed_over = &mut found.passed_over;
     for input in inputs {
         let path = Path::new(input);
+        // What this input found: a folder or a pattern that found nothing
+        // at all (not even something passed over) is an error.
+        let before = (files.len(), in_folders.len(), passed_over.len());
+        let found_none = |files: &Vec<PathBuf>,
+                          in_folders: &Vec<PathBuf>,
+                          passed_over: &Vec<(PathBuf, String)>| {
+            (files.len(), in_folders.len(), passed_over.len()) == before
+        };
         if path.is_dir() {
-            let before = files.len();
             walk(path, files, &mut in_folders, passed_over)?;
-            if files.len() == before && in_folders.is_empty() && passed_over.is_empty() {
+            if found_none(files, &in_folders, passed_over) {
                 return Err(Error::bad_input(
                     path,
                     "no recordings (*.parquet) in this folder",
@@ -48,7 +55,6 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
             }
             files.push(path.to_path_buf());
         } else if input.contains(['*', '?', '[']) {
-            let before = files.len();
             let matches = glob::glob(input)
                 .map_err(|e| Error::BadPattern {
                     pattern: input.clone(),
@@ -63,7 +69,7 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
                     files.push(m);
                 }
             }
-            if files.len() == before {
+            if found_none(files, &in_folders, passed_over) {
                 return Err(Error::bad_input(path, "no recording matches this pattern"));
             }
         } else if let Some(wip) = unfinished_beside(path)? {
