@@ -79,6 +79,9 @@ const PLAIN_COLUMNS: [&str; 10] = [
     "undo",
 ];
 const ROW_GROUP_ROWS: usize = 1 << 20;
+/// Events are made into rows a block at a time, each column in turn: the
+/// block stays in the CPU's cache while its columns are read from it.
+const BLOCK_ROWS: usize = 256;
 /// Disk space is claimed ahead of writing in steps of this many bytes.
 const RESERVE_STEP: u64 = 64 << 10;
 /// The address-string cache is a speed-up, not a record of flows: clearing
@@ -417,28 +420,35 @@ impl RecordingWriter {
     }
 
     pub fn write(&mut self, events: &[Event]) -> Result<()> {
-        for e in events {
-            if self.addr_cache.len() >= ADDR_CACHE_MAX {
-                self.addr_cache.clear();
+        let mut rest = events;
+        while !rest.is_empty() {
+            let (block, after) =
+                rest.split_at(rest.len().min(BLOCK_ROWS).min(BATCH_ROWS - self.cols.rows));
+            rest = after;
+            for e in block {
+                if self.addr_cache.len() >= ADDR_CACHE_MAX {
+                    self.addr_cache.clear();
+                }
+                let cached = self
+                    .addr_cache
+                    .entry(e.flow)
+                    .or_insert_with(|| Addresses::of(e));
+                if (cached.saddr, cached.daddr) != (e.addr.saddr, e.addr.daddr) {
+                    *cached = Addresses::of(e);
+                }
+                self.cols.push_strings(e, &cached.text.0, &cached.text.1);
+                self.check_chain(e);
+                if self.flows.insert(e.flow) {
+                    self.cgroups.insert(e.detail.cgroup);
+                }
+                self.sorted &= e.ktime_ns >= self.last_ktime;
+                self.last_ktime = e.ktime_ns;
+                match e.change {
+                    Change::Snapshot { .. } => self.snapshots += 1,
+                    _ => self.events += 1,
+                }
             }
-            let cached = self
-                .addr_cache
-                .entry(e.flow)
-                .or_insert_with(|| Addresses::of(e));
-            if (cached.saddr, cached.daddr) != (e.addr.saddr, e.addr.daddr) {
-                *cached = Addresses::of(e);
-            }
-            self.cols.push(e, &cached.text.0, &cached.text.1);
-            self.check_chain(e);
-            if self.flows.insert(e.flow) {
-                self.cgroups.insert(e.detail.cgroup);
-            }
-            self.sorted &= e.ktime_ns >= self.last_ktime;
-            self.last_ktime = e.ktime_ns;
-            match e.change {
-                Change::Snapshot { .. } => self.snapshots += 1,
-                _ => self.events += 1,
-            }
+            self.cols.push_numbers(block);
             if self.cols.rows == BATCH_ROWS {
                 self.flush()?;
             }
@@ -805,22 +815,32 @@ impl Columns {
         self.rows += 1;
     }
 
-    fn push(&mut self, e: &Event, saddr: &str, daddr: &str) {
-        self.time
-            .append_value(self.clock.wall_i64(e.ktime_ns).div_euclid(1_000));
-        self.ktime.append_value(e.ktime_ns);
+    /// An event's row, but for its numbers (see `push_numbers`).
+    fn push_strings(&mut self, e: &Event, saddr: &str, daddr: &str) {
         self.kind.append_value(e.change.kind());
-        self.flow.append_value(e.flow);
-        self.family.append_value(e.addr.family);
         self.saddr.append_value(saddr);
         self.daddr.append_value(daddr);
-        self.sport.append_value(e.addr.sport);
-        self.dport.append_value(e.addr.dport);
         let (old, new) = e.change.names();
         self.old_state.append_value(old);
         self.new_state.append_value(new);
-        self.detail.push(&e.detail);
         self.push_file_columns("");
+    }
+
+    /// The numbers (and the details' names) of a block of events whose
+    /// rows `push_strings` began, a column at a time.
+    fn push_numbers(&mut self, block: &[Event]) {
+        let clock = self.clock;
+        self.time.extend(
+            block
+                .iter()
+                .map(|e| clock.wall_i64(e.ktime_ns).div_euclid(1_000)),
+        );
+        self.ktime.extend(block.iter().map(|e| e.ktime_ns));
+        self.flow.extend(block.iter().map(|e| e.flow));
+        self.family.extend(block.iter().map(|e| e.addr.family));
+        self.sport.extend(block.iter().map(|e| e.addr.sport));
+        self.dport.extend(block.iter().map(|e| e.addr.dport));
+        self.detail.push_all(block);
     }
 
     fn finish(&mut self) -> Vec<ArrayRef> {
@@ -904,6 +924,91 @@ mod tests {
             })
             .collect();
         assert_eq!(got, (0..5 * 4096).collect::<Vec<u64>>());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Rows are made a block of events at a time, a column at a time:
+    /// every row still holds its own event's values, whatever the sizes of
+    /// the writes and wherever a batch ends.
+    #[test]
+    fn every_row_holds_its_events_values_whatever_the_writes() {
+        use crate::record::format::schema::CaptureInfo;
+        use arrow_array::cast::AsArray;
+        use arrow_array::types::UInt32Type;
+        let dir = std::env::temp_dir().join(format!("tcpcong-rows-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("run.parquet");
+        let info = CaptureInfo {
+            attach: "tp_btf/tcp_cong_state_set".into(),
+            buffer: "ring".into(),
+            filters: Default::default(),
+            lifecycle: true,
+            evidence: Vec::new(),
+            untraced_drops: Default::default(),
+            command: "tcpcong record".into(),
+            clock: Clock::new(0),
+            cgroup_paths: Default::default(),
+            containers: Default::default(),
+        };
+        let events: Vec<Event> = (0..70_000u32)
+            .map(|i| {
+                let mut e = Event::example(2_000 + u64::from(i), u64::from(i % 7), i + 1);
+                e.addr.sport = (i % 1_000) as u16;
+                e.detail.snd_cwnd = i * 3;
+                e.detail.comm = crate::event::Name::from_str_lossy(["a", "bb"][i as usize % 2]);
+                e
+            })
+            .collect();
+        let mut w = RecordingWriter::create(&target, false, Clock::new(0)).unwrap();
+        w.begin(&Metadata::new(&info, 1_000, 1_000, 0)).unwrap();
+        let mut at = 0;
+        for n in [1, 255, 256, 257, 65_000, 4_231] {
+            w.write(&events[at..at + n]).unwrap();
+            at += n;
+        }
+        assert_eq!(at, events.len());
+        w.finish(Metadata::new(&info, 1_000, 80_000, 0)).unwrap();
+        let read = parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(
+            File::open(&target).unwrap(),
+            8192,
+        )
+        .unwrap();
+        let mut rows = Vec::new();
+        for b in read {
+            let b = b.unwrap();
+            let col = |name: &str| b.column_by_name(name).unwrap().clone();
+            let (kind, ktime, flow) = (col("kind"), col("ktime_ns"), col("flow"));
+            let (sport, cwnd, seq, comm) = (col("sport"), col("snd_cwnd"), col("seq"), col("comm"));
+            for i in 0..b.num_rows() {
+                if kind.as_string::<i32>().value(i) == CAPTURE_KIND {
+                    continue;
+                }
+                rows.push((
+                    ktime.as_primitive::<UInt64Type>().value(i),
+                    flow.as_primitive::<UInt64Type>().value(i),
+                    sport.as_primitive::<UInt16Type>().value(i),
+                    cwnd.as_primitive::<UInt32Type>().value(i),
+                    seq.as_primitive::<UInt32Type>().value(i),
+                    comm.as_string::<i32>().value(i).to_string(),
+                ));
+            }
+        }
+        let want: Vec<_> = events
+            .iter()
+            .map(|e| {
+                let d = &e.detail;
+                (
+                    e.ktime_ns,
+                    e.flow,
+                    e.addr.sport,
+                    d.snd_cwnd,
+                    d.seq,
+                    d.comm.as_str().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(rows, want);
         fs::remove_dir_all(&dir).unwrap();
     }
 
