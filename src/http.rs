@@ -49,6 +49,8 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 pub struct Server {
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
+    /// Where it listens (the port the system chose, for port 0).
+    pub addr: SocketAddr,
 }
 
 /// What a path is answered with, for a client that does or does not take
@@ -61,6 +63,7 @@ impl Server {
     /// the first thing a user must hear) and serves `page` there.
     pub fn bind(addr: SocketAddr, page: Arc<Page>) -> io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
         // Non-blocking, so that the thread can look at `stop` between
         // connections rather than wait in accept for ever.
         listener.set_nonblocking(true)?;
@@ -74,6 +77,7 @@ impl Server {
         Ok(Server {
             stop,
             accept: Some(accept),
+            addr,
         })
     }
 }
@@ -230,7 +234,12 @@ fn answer(head: &str, page: &Page) -> (u16, &'static str, String, bool) {
     }
     let head_only = method == "HEAD";
     if method != "GET" && !head_only {
-        return (405, "text/plain", "only GET is served here\n".into(), false);
+        return (
+            405,
+            "text/plain",
+            "only GET and HEAD are served here\n".into(),
+            false,
+        );
     }
     let path = target.split_once('?').map_or(target, |(p, _)| p);
     let openmetrics = head.lines().skip(1).any(|l| {
@@ -273,20 +282,34 @@ fn read_head(stream: &mut TcpStream) -> Result<String, Bad> {
             Ok(n) => n,
         };
         buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = find_end(&buf) {
-            return String::from_utf8(buf[..end].to_vec()).map_err(|_| Bad::Malformed);
-        }
-        if buf.len() > HEAD_MAX {
-            return Err(Bad::TooLarge);
+        if let Some(head) = head_of(&buf)? {
+            return Ok(head);
         }
     }
 }
 
-/// Where the head ends (the blank line), if it has.
-fn find_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4)
+/// The request head in `buf` once it is whole, within [`HEAD_MAX`] bytes
+/// with its blank line (whatever came after it in the same read).
+fn head_of(buf: &[u8]) -> Result<Option<String>, Bad> {
+    match find_end(buf) {
+        Some((end, blank)) if end + blank <= HEAD_MAX => String::from_utf8(buf[..end].to_vec())
+            .map(Some)
+            .map_err(|_| Bad::Malformed),
+        Some(_) => Err(Bad::TooLarge),
+        // Whatever ends it now makes it longer than that.
+        None if buf.len() >= HEAD_MAX => Err(Bad::TooLarge),
+        None => Ok(None),
+    }
+}
+
+/// Where the head ends (the blank line), if it has, and the blank line's
+/// length.
+fn find_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let crlf = buf
+        .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .or_else(|| buf.windows(2).position(|w| w == b"\n\n"))
+        .map(|i| (i, 4));
+    crlf.or_else(|| buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)))
 }
 
 fn respond(
@@ -388,8 +411,31 @@ mod tests {
 
     #[test]
     fn a_head_ends_at_its_blank_line() {
-        assert_eq!(find_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody"), Some(23));
-        assert_eq!(find_end(b"GET / HTTP/1.1\n\n"), Some(14));
+        assert_eq!(
+            find_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody"),
+            Some((23, 4))
+        );
+        assert_eq!(find_end(b"GET / HTTP/1.1\n\n"), Some((14, 2)));
         assert_eq!(find_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+    }
+
+    /// A head may take HEAD_MAX bytes with its blank line, not one more,
+    /// whatever follows it in the same read.
+    #[test]
+    fn a_head_may_take_head_max_bytes_and_no_more() {
+        let head = |len: usize| {
+            let mut h = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+            h.resize(len - 4, b'a');
+            h.extend_from_slice(b"\r\n\r\n");
+            h
+        };
+        assert!(matches!(head_of(&head(HEAD_MAX)), Ok(Some(_))));
+        assert!(matches!(head_of(&head(HEAD_MAX + 1)), Err(Bad::TooLarge)));
+        let mut more = head(HEAD_MAX);
+        more.extend_from_slice(b"body");
+        assert!(matches!(head_of(&more), Ok(Some(_))));
+        // Not whole yet: read on below the limit, refused at it.
+        assert!(matches!(head_of(&head(HEAD_MAX)[..HEAD_MAX - 1]), Ok(None)));
+        assert!(matches!(head_of(&[b'a'; HEAD_MAX]), Err(Bad::TooLarge)));
     }
 }

@@ -4,7 +4,7 @@
 //! so that the two say the same.
 
 use super::engine::{Accounting, Summary};
-use crate::record::format::reader::{Dataset, Discovered};
+use crate::record::format::reader::{finished_of, Dataset, Discovered};
 use crate::record::format::schema::SCHEMA_MINOR;
 use crate::record::format::writer::is_being_written;
 
@@ -12,6 +12,13 @@ use crate::record::format::writer::is_being_written;
 /// it passed over.
 pub fn discovered(found: &Discovered) -> Vec<String> {
     let reading = found.unfinished.iter().map(|p| {
+        if let (false, Some(done)) = (p.exists(), finished_of(p)) {
+            return format!(
+                "reading {}: its capture finished it as this began, so its unfinished file {} is read no more",
+                done.display(),
+                p.display()
+            );
+        }
         let what = if is_being_written(p) {
             "the unfinished file of a capture that is still running"
         } else {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::values::{
-    parse_duration, parse_family, parse_interval, parse_outputs, parse_ports, parse_size,
-    parse_threads,
+    parse_duration, parse_family, parse_interval, parse_listen, parse_outputs, parse_ports,
+    parse_size, parse_threads,
 };
 use crate::event::PortRange;
 
@@ -342,7 +342,8 @@ pub struct RotationArgs {
     pub rotate_seconds: Option<Duration>,
 
     /// With -o DIR/: start a new file before one exceeds SIZE (e.g. 64MB;
-    /// estimated before compression, so files come out smaller).
+    /// estimated from what is encoded so far, its footer included, so that
+    /// files come out at or below it).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub rotate_size: Option<u64>,
 
@@ -354,7 +355,7 @@ pub struct RotationArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Where to serve /metrics (Prometheus text / OpenMetrics), e.g. 127.0.0.1:9464.
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen)]
     pub listen: std::net::SocketAddr,
 
     /// Also record the events: a directory (DIR/) for a rotated series, or a file.

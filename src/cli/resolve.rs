@@ -274,6 +274,13 @@ fn record_target(output: &Path, r: &RotationArgs, force: bool) -> Result<Target>
             )));
         }
     }
+    if let (Some(total), Some(size)) = (r.max_total, r.rotate_size) {
+        if total < size {
+            return Err(Error::Usage(format!(
+                "--max-total {total} bytes is less than --rotate-size {size} bytes: the series could not keep one whole file; give a --max-total of at least --rotate-size"
+            )));
+        }
+    }
     let rotation = Rotation {
         every_ns: r.rotate_seconds.map(nanos),
         bytes: r.rotate_size,

@@ -132,6 +132,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// `--listen`: an address and a port, as the system binds them (no name
+/// is looked up: a name can mean several addresses, or another one later).
+pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("expected an IP address and a port, such as 127.0.0.1:9464 or [::1]:9464 (host names are not looked up), not '{s}'")
+    })
+}
+
 pub fn parse_outputs(s: &str) -> Result<u64, String> {
     match s.parse::<u64>() {
         Ok(n) if n > 0 => Ok(n),
@@ -142,6 +150,17 @@ pub fn parse_outputs(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listen_address_is_an_ip_and_a_port() {
+        assert_eq!(parse_listen("127.0.0.1:9464").unwrap().port(), 9464);
+        assert_eq!(parse_listen("[::1]:0").unwrap().port(), 0);
+        let e = parse_listen("localhost:9464").unwrap_err();
+        assert!(
+            e.contains("host names are not looked up") && e.contains("'localhost:9464'"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn ports_parse_like_the_seed() {

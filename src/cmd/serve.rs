@@ -44,6 +44,9 @@ pub struct Plan {
 /// Serve's output: the counters the endpoint serves.
 struct Counters<'p> {
     plan: &'p Plan,
+    /// Where the server listens: `--listen`, with the port the system
+    /// chose for port 0.
+    listening: std::net::SocketAddr,
     metrics: Arc<Mutex<Metrics>>,
     boots: Vec<Boot>,
     /// The episodes of the capture's flows, counted as they complete.
@@ -70,7 +73,7 @@ impl Output for Counters<'_> {
         self.offset_ns = i128::from(start_ns) - i128::from(s.start_ktime_ns);
         messages::raw(format_args!(
             "Serving TCP congestion-state metrics at http://{}/metrics{}... Hit Ctrl-C to end.",
-            self.plan.listen,
+            self.listening,
             recording
                 .map(|r| format!(", recording into {}", r.describe()))
                 .unwrap_or_default()
@@ -134,6 +137,7 @@ pub fn run(plan: &Plan) -> Result<()> {
     })?;
     let counters = Counters {
         plan,
+        listening: server.addr,
         metrics,
         boots: vec![this_boot()],
         episodes: Episodes::default(),

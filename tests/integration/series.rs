@@ -199,6 +199,8 @@ fn rotation_by_size_keeps_within_the_budget() {
         .map(|f| std::fs::metadata(f).unwrap().len())
         .collect();
     assert!(files.len() >= 2, "{sizes:?}");
+    // Each file within its limit, its footer and end row included.
+    assert!(sizes.iter().all(|&s| s <= 40_000), "{sizes:?}");
     assert!(sizes.iter().sum::<u64>() <= 200_000, "{sizes:?}");
     // The oldest files went: the series no longer starts at number 1.
     assert!(

@@ -395,6 +395,28 @@ def served(tmp_path):
         lab("down", traced, check=False)
 
 
+def test_serve_on_port_0_says_the_port_it_got(tmp_path):
+    root_or_ci()
+    ns = f"tc-hp-{os.getpid()}"
+    lab("up", ns)
+    procs = []
+    try:
+        serve = subprocess.Popen(["ip", "netns", "exec", ns, str(binary()), "serve", "--listen", "127.0.0.1:0"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        procs.append(serve)
+        banner = ""
+        for _ in range(20):
+            banner = serve.stderr.readline()
+            if banner.startswith("Serving") or not banner:
+                break
+        m = re.search(r"at http://127\.0\.0\.1:(\d+)/metrics", banner)
+        assert m and m.group(1) != "0", banner
+        assert http_get(ns, f"http://127.0.0.1:{m.group(1)}/metrics").endswith("# EOF\n")
+    finally:
+        stop(procs)
+        lab("down", ns, check=False)
+
+
 def test_process_names_cannot_forge_any_output(served, tmp_path):
     ns, traced, out, serve, procs = served
     server = subprocess.Popen(["ip", "netns", "exec", traced, sys.executable, "-c", SERVER],
@@ -478,6 +500,12 @@ out["huge_body"] = raw(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 10
 out["delete"] = raw(b"DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
 out["query"] = raw(b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n")
 out["huge_head"] = raw(b"GET /metrics HTTP/1.1\r\n" + b"X: " + b"a" * 100000 + b"\r\n\r\n")
+# The documented limit, 8 KiB with the blank line, to the byte.
+def head(n):
+    start = b"GET /metrics HTTP/1.1\r\nX: "
+    return start + b"a" * (n - len(start) - 4) + b"\r\n\r\n"
+out["head_at_limit"] = raw(head(8192))
+out["head_over_limit"] = raw(head(8193))
 # Slow clients: many connections that never finish their request, one
 # that trickles it, one that pipelines requests without reading.
 idle = [raw(b"GET /metr", read=False) for _ in range(200)]
@@ -507,6 +535,8 @@ def test_serve_keeps_answering_while_clients_misbehave(served):
     assert r["delete"].startswith("HTTP/1.1 405"), r
     assert r["query"].startswith("HTTP/1.1 200"), r
     assert r["huge_head"].startswith("HTTP/1.1 431"), r
+    assert r["head_at_limit"].startswith("HTTP/1.1 200"), r
+    assert r["head_over_limit"].startswith("HTTP/1.1 431"), r
     # Every scrape whole, each within the second a scraper would wait.
     for ok, seconds in r["during"] + r["after"]:
         assert ok and seconds < 1.0, r
@@ -567,6 +597,16 @@ def test_rotation_sizes_below_a_file_are_usage_errors(tmp_path, size):
     assert not any(tmp_path.iterdir())
     p = tcpcong("record", "-o", f"{tmp_path}/", "--max-total", size, "--duration", "1")
     assert p.returncode == 2 and "--max-total" in one_line(p.stderr)
+
+
+def test_a_total_below_one_file_is_a_usage_error(tmp_path):
+    # A series that could not keep one whole file would delete each as it
+    # is finished, or exceed its total.
+    p = tcpcong("record", "-o", f"{tmp_path}/", "--rotate-size", "1MB", "--max-total", "16KiB",
+                "--duration", "1")
+    assert p.returncode == 2, p.stderr
+    assert "--max-total 16384 bytes is less than --rotate-size 1000000 bytes" in one_line(p.stderr)
+    assert not any(tmp_path.iterdir())
 
 
 def test_a_live_interval_of_a_nanosecond_is_a_usage_error():

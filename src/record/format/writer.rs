@@ -82,6 +82,15 @@ const ROW_GROUP_ROWS: usize = 1 << 20;
 /// Events are made into rows a block at a time, each column in turn: the
 /// block stays in the CPU's cache while its columns are read from it.
 const BLOCK_ROWS: usize = 256;
+/// What a file takes besides its rows, for its size estimate: its footer
+/// (the schema, the metadata, each column's statistics: about 9 KB) and
+/// its end row, which holds the metadata again. Without it a series' files
+/// came out larger than --rotate-size by that much.
+const OWN_BYTES: u64 = 12 << 10;
+/// A row not encoded yet, for the size estimate: more than the 12 to 15
+/// bytes per event a lab recording takes, so that files come out smaller
+/// than their limit, not larger.
+const PENDING_ROW_BYTES: u64 = 16;
 /// Disk space is claimed ahead of writing in steps of this many bytes.
 const RESERVE_STEP: u64 = 64 << 10;
 /// The address-string cache is a speed-up, not a record of flows: clearing
@@ -378,7 +387,7 @@ impl RecordingWriter {
     /// yet encoded at the size budget per event (rotation by size).
     pub fn size_estimate(&self) -> u64 {
         let (encoded, pending) = self.encoder.as_ref().map_or((0, 0), Encoder::progress);
-        encoded + (pending + self.cols.rows as u64) * 12
+        encoded + (pending + self.cols.rows as u64) * PENDING_ROW_BYTES + OWN_BYTES
     }
 
     /// Counts a transition that happened without an event; forgets

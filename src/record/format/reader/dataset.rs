@@ -15,7 +15,8 @@ use rustc_hash::FxHashMap;
 use super::super::schema::{Metadata, SCHEMA_MINOR};
 use super::conform::conform;
 use super::decode::{decode_batch, Columns, Item, Row};
-use super::file::{Recording, Source};
+use super::discover::finished_of;
+use super::file::{is_unfinished, Recording, Source};
 use super::filter::RowFilter;
 use crate::error::{Error, Result};
 use crate::event::{Boot, CgroupNames, Change, FlowKey, Span};
@@ -55,7 +56,20 @@ impl Dataset {
         crate::files::raise_open_files_limit();
         let recordings = paths
             .iter()
-            .map(|p| Recording::open(p))
+            .map(|p| match Recording::open(p) {
+                // Its capture finished it since it was found (a series that
+                // rotated, a capture that ended): the recording is read in
+                // its place.
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && is_unfinished(p) =>
+                {
+                    match finished_of(p) {
+                        Some(done) => Recording::open(&done),
+                        None => Err(Error::io(p, source)),
+                    }
+                }
+                opened => opened,
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Dataset::of_recordings(recordings))
     }
@@ -407,6 +421,32 @@ mod tests {
     use super::*;
     use crate::event::{CaState, Change, Detail, Event, FlowAddr};
     use std::net::{IpAddr, Ipv4Addr};
+
+    /// A capture's unfinished file found, then finished before it is
+    /// opened (a series rotating while it is read): its recording is read.
+    #[test]
+    fn an_unfinished_file_finished_since_it_was_found_is_read_as_its_recording() {
+        let dir = std::env::temp_dir().join(format!("tcpcong-finished-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/ipv4-loss.parquet");
+        let found = dir.join(".run.parquet.inprogress");
+        let gone = Dataset::open(std::slice::from_ref(&found)).err().unwrap();
+        assert!(gone.to_string().contains("No such file"), "{gone}");
+        std::fs::copy(&fixture, dir.join("run.parquet")).unwrap();
+        let data = Dataset::open(std::slice::from_ref(&found)).unwrap();
+        let whole = Dataset::open(&[fixture]).unwrap();
+        let events = |d: &Dataset| {
+            d.recordings()
+                .map(|(p, m)| (p.file_name().map(|n| n.to_os_string()), m.events))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            events(&data),
+            vec![(Some("run.parquet".into()), events(&whole)[0].1)]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     fn row(cookie: u64, t_ns: u64, old: CaState, new: CaState) -> Row {
         let addr = FlowAddr {

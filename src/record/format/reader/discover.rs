@@ -161,7 +161,7 @@ fn walk_entries(
         if hidden {
             // Once its recording is complete the unfinished file goes; until
             // it has gone, the recording holds all it does.
-            if super::file::is_unfinished(&path) && !finished_beside(&path) {
+            if super::file::is_unfinished(&path) && finished_of(&path).is_none() {
                 unfinished.push(path);
             }
             continue;
@@ -194,16 +194,13 @@ fn unreadable(e: &std::io::Error) -> String {
     }
 }
 
-/// Whether the recording an unfinished file (`.NAME.inprogress`) is the
-/// journal of is there.
-fn finished_beside(journal: &Path) -> bool {
-    let name = journal
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned());
-    name.as_deref()
-        .and_then(|n| n.strip_prefix('.'))
-        .and_then(|n| n.strip_suffix(".inprogress"))
-        .is_some_and(|n| journal.with_file_name(n).is_file())
+/// The recording an unfinished file (`.NAME.inprogress`) is the journal
+/// of, if it is there: the capture finished it.
+pub fn finished_of(journal: &Path) -> Option<PathBuf> {
+    let name = journal.file_name()?.to_string_lossy().into_owned();
+    let name = name.strip_prefix('.')?.strip_suffix(".inprogress")?;
+    let done = journal.with_file_name(name);
+    done.is_file().then_some(done)
 }
 
 /// Refuses a link named as a capture's unfinished file: tcpcong never

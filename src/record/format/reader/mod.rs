@@ -25,6 +25,6 @@ mod pages;
 
 pub use dataset::Dataset;
 pub use decode::{Columns, Item, Row};
-pub use discover::{discover, Discovered};
+pub use discover::{discover, finished_of, Discovered};
 pub use file::Recording;
 pub use filter::{CgroupSel, ContainerSel, RowFilter};
