@@ -202,7 +202,14 @@ impl Series {
             });
             let before_limit =
                 events.partition_point(|e| time_limit.is_none_or(|t| e.ktime_ns < t));
-            let n = before_limit.min(SIZE_CHECK_EVERY);
+            // No more rows than fit below the size (one at least): a
+            // check every 2,048 rows let a small file grow past its size
+            // by as much as they take.
+            let room = self
+                .rotation
+                .bytes
+                .map_or(usize::MAX, |b| cur.writer.rows_until(b).max(1));
+            let n = before_limit.min(SIZE_CHECK_EVERY).min(room);
             cur.writer.write(&events[..n])?;
             events = &events[n..];
 

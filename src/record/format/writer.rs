@@ -385,6 +385,12 @@ impl RecordingWriter {
 
     /// Bytes on disk, plus those encoded but not flushed, plus the rows not
     /// yet encoded at the size budget per event (rotation by size).
+    /// How many more rows fit before the size estimate reaches `limit`.
+    pub fn rows_until(&self, limit: u64) -> usize {
+        usize::try_from(limit.saturating_sub(self.size_estimate()) / PENDING_ROW_BYTES)
+            .unwrap_or(usize::MAX)
+    }
+
     pub fn size_estimate(&self) -> u64 {
         let (encoded, pending) = self.encoder.as_ref().map_or((0, 0), Encoder::progress);
         encoded + (pending + self.cols.rows as u64) * PENDING_ROW_BYTES + OWN_BYTES
@@ -941,25 +947,13 @@ mod tests {
     /// the writes and wherever a batch ends.
     #[test]
     fn every_row_holds_its_events_values_whatever_the_writes() {
-        use crate::record::format::schema::CaptureInfo;
         use arrow_array::cast::AsArray;
         use arrow_array::types::UInt32Type;
         let dir = std::env::temp_dir().join(format!("tcpcong-rows-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let target = dir.join("run.parquet");
-        let info = CaptureInfo {
-            attach: "tp_btf/tcp_cong_state_set".into(),
-            buffer: "ring".into(),
-            filters: Default::default(),
-            lifecycle: true,
-            evidence: Vec::new(),
-            untraced_drops: Default::default(),
-            command: "tcpcong record".into(),
-            clock: Clock::new(0),
-            cgroup_paths: Default::default(),
-            containers: Default::default(),
-        };
+        let info = capture_info();
         let events: Vec<Event> = (0..70_000u32)
             .map(|i| {
                 let mut e = Event::example(2_000 + u64::from(i), u64::from(i % 7), i + 1);
@@ -1019,6 +1013,21 @@ mod tests {
             .collect();
         assert_eq!(rows, want);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn capture_info() -> crate::record::format::schema::CaptureInfo {
+        crate::record::format::schema::CaptureInfo {
+            attach: "tp_btf/tcp_cong_state_set".into(),
+            buffer: "ring".into(),
+            filters: Default::default(),
+            lifecycle: true,
+            evidence: Vec::new(),
+            untraced_drops: Default::default(),
+            command: "tcpcong record".into(),
+            clock: Clock::new(0),
+            cgroup_paths: Default::default(),
+            containers: Default::default(),
+        }
     }
 
     #[test]
