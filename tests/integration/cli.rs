@@ -279,6 +279,24 @@ fn an_attach_mode_the_kernel_lacks_is_a_one_line_error() {
         ],
     );
     assert!(std::fs::read_dir(&dir.0).unwrap().next().is_none());
+    // A mode the kernel offers but refuses to load (fentry here, in this
+    // VM) says which mode would do, as one it lacks does.
+    let o = tcpcong(&[
+        "record",
+        "-o",
+        out,
+        "--attach",
+        "fentry",
+        "--duration",
+        "0.2",
+    ]);
+    if !o.status.success() {
+        assert_one_line_error(
+            &["record", "-o", out, "--attach", "fentry"],
+            1,
+            &["fentry", "--attach auto would use tracepoint"],
+        );
+    }
 }
 
 /// An error that cannot be told (stderr is a pipe nobody reads) still

@@ -137,8 +137,16 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
         }
     }
     if tried == 1 {
-        if let Some((_, e)) = failed.pop() {
-            return Err(e);
+        if let Some((mode, e)) = failed.pop() {
+            // A mode asked for that the kernel refused: which one would do.
+            return Err(match attach::plan(None, facts()) {
+                Ok(offered) if offered[0] != mode => Error::AttachElsewhere {
+                    why: e.to_string(),
+                    kernel: crate::host::kernel_release(),
+                    fallback: offered[0].name(),
+                },
+                _ => e,
+            });
         }
     }
     Err(Error::Kernel(format!(
