@@ -440,6 +440,26 @@ pub struct CaptureInfo {
     pub containers: BTreeMap<u64, Container>,
 }
 
+#[cfg(test)]
+impl CaptureInfo {
+    /// A ring-buffer capture on the tracepoint, with lifecycle events and a
+    /// clock offset of 0: what unit tests write files as.
+    pub fn example() -> CaptureInfo {
+        CaptureInfo {
+            attach: "tp_btf/tcp_cong_state_set".into(),
+            buffer: "ring".into(),
+            filters: Default::default(),
+            lifecycle: true,
+            evidence: Vec::new(),
+            untraced_drops: Default::default(),
+            command: "tcpcong record".into(),
+            clock: Clock::new(0),
+            cgroup_paths: Default::default(),
+            containers: Default::default(),
+        }
+    }
+}
+
 impl Metadata {
     /// The metadata of a file covering `[start, end)` of a capture on this
     /// host, which lost `lost_events` in that span. What only the writer

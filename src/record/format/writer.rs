@@ -953,7 +953,7 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let target = dir.join("run.parquet");
-        let info = capture_info();
+        let info = crate::record::format::schema::CaptureInfo::example();
         let events: Vec<Event> = (0..70_000u32)
             .map(|i| {
                 let mut e = Event::example(2_000 + u64::from(i), u64::from(i % 7), i + 1);
@@ -1013,21 +1013,6 @@ mod tests {
             .collect();
         assert_eq!(rows, want);
         fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn capture_info() -> crate::record::format::schema::CaptureInfo {
-        crate::record::format::schema::CaptureInfo {
-            attach: "tp_btf/tcp_cong_state_set".into(),
-            buffer: "ring".into(),
-            filters: Default::default(),
-            lifecycle: true,
-            evidence: Vec::new(),
-            untraced_drops: Default::default(),
-            command: "tcpcong record".into(),
-            clock: Clock::new(0),
-            cgroup_paths: Default::default(),
-            containers: Default::default(),
-        }
     }
 
     #[test]

@@ -363,18 +363,7 @@ mod tests {
     fn journal_bytes(dir: &Path) -> Vec<u8> {
         let target = dir.join("run.parquet");
         let mut w = RecordingWriter::create(&target, false, Clock::new(0)).unwrap();
-        let info = CaptureInfo {
-            attach: "tp_btf/tcp_cong_state_set".into(),
-            buffer: "ring".into(),
-            filters: Default::default(),
-            lifecycle: true,
-            evidence: Vec::new(),
-            untraced_drops: Default::default(),
-            command: "tcpcong record".into(),
-            clock: Clock::new(0),
-            cgroup_paths: Default::default(),
-            containers: Default::default(),
-        };
+        let info = CaptureInfo::example();
         w.begin(&Metadata::new(&info, 1_000, 1_000, 0)).unwrap();
         for b in 0..3 {
             let events: Vec<Event> = (1..=100)
