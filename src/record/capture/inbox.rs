@@ -26,11 +26,9 @@ pub struct Inbox {
 
 impl Inbox {
     pub(super) fn take(&mut self, data: &[u8]) {
-        match self.decoder.decode(data) {
-            Ok(Some(e)) => self.events.push(e),
-            // Parked until its full record comes.
-            Ok(None) => {}
-            Err(_) => self.malformed += 1,
+        // A lean record may be parked until its full record comes.
+        if self.decoder.decode(data, &mut self.events).is_err() {
+            self.malformed += 1;
         }
     }
 

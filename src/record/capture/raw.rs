@@ -209,26 +209,26 @@ const IDENTITIES_KEPT: usize = 65_536;
 const FACTS_MASK: u32 = 0xff_ffff;
 
 impl Decoder {
-    /// The event, or None for a lean record parked until its full record
-    /// comes (see [`Decoder::retry`]) and for a lean ring's doorbell.
-    pub fn decode(&mut self, bytes: &[u8]) -> Result<Option<Event>, Malformed> {
+    /// Appends the record's event to `out`; nothing for a lean record
+    /// parked until its full record comes (see [`Decoder::retry`]) and for
+    /// a lean ring's doorbell. Into `out`, so that a lean record's event is
+    /// made where it stays (an event is ~310 bytes: returning it copied it
+    /// once more).
+    pub fn decode(&mut self, bytes: &[u8], out: &mut Vec<Event>) -> Result<(), Malformed> {
         // Ring records have their exact size; perf samples (full records
         // and doorbells) are padded to 8 bytes.
         if is_doorbell(bytes) {
-            return Ok(None);
+            return Ok(());
         }
         if bytes.len() == LEAN_EVENT_SIZE {
             // SAFETY: the length is the struct's, the generated struct is
             // plain old data for which every bit pattern is valid, and
             // read_unaligned needs no alignment.
             let r: LeanEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-            return match self.lean(&r)? {
-                Some(e) => Ok(Some(e)),
-                None => {
-                    self.parked.push(r);
-                    Ok(None)
-                }
-            };
+            if !self.lean(&r, out)? {
+                self.parked.push(r);
+            }
+            return Ok(());
         }
         let (mut e, sock_ino, drop_ip) = decode(bytes, &self.reasons)?;
         if matches!(e.change, Change::Drop { .. }) {
@@ -314,7 +314,8 @@ impl Decoder {
             | Change::Reset { .. } => {}
             Change::Ca { .. } => self.describe(&e),
         }
-        Ok(Some(e))
+        out.push(e);
+        Ok(())
     }
 
     /// Keeps a flow's full record of a transition for its lean records. A
@@ -369,10 +370,10 @@ impl Decoder {
         let mut failed = 0;
         self.round += 1;
         for r in std::mem::take(&mut self.parked) {
-            match self.lean(&r) {
-                Ok(Some(e)) => out.push(e),
-                Ok(None) if r.ktime_ns >= give_up => self.parked.push(r),
-                Ok(None) | Err(Malformed) => failed += 1,
+            match self.lean(&r, out) {
+                Ok(true) => {}
+                Ok(false) if r.ktime_ns >= give_up => self.parked.push(r),
+                Ok(false) | Err(Malformed) => failed += 1,
             }
         }
         for (flow, closed_at) in
@@ -400,7 +401,9 @@ impl Decoder {
         std::mem::take(&mut self.parked).len() as u64
     }
 
-    fn lean(&self, r: &LeanEvent) -> Result<Option<Event>, Malformed> {
+    /// Appends a lean record's event to `out`, made from the full record
+    /// it names; false when that has not come yet.
+    fn lean(&self, r: &LeanEvent, out: &mut Vec<Event>) -> Result<bool, Malformed> {
         let facts = u32::from_le_bytes([r.facts_seq[0], r.facts_seq[1], r.facts_seq[2], 0]);
         let Some(full) = self.described.get(&r.cookie).and_then(|kept| {
             let replaced = kept.replaced.iter().map(|(_, e)| e);
@@ -409,35 +412,39 @@ impl Decoder {
                 .chain(replaced.rev())
                 .find(|e| e.detail.seq & FACTS_MASK == facts)
         }) else {
-            return Ok(None);
+            return Ok(false);
         };
-        let mut e = full.clone();
-        e.ktime_ns = r.ktime_ns;
-        e.change = Change::Ca {
+        let change = Change::Ca {
             old: CaState::from_kernel(r.old_state).ok_or(Malformed)?,
             new: CaState::from_kernel(r.new_state).ok_or(Malformed)?,
         };
-        // What a lean record carries, by the names both sides share.
-        macro_rules! per_event {
-            ($($f:ident),*) => { $(e.detail.$f = r.$f;)* };
+        // Made in its place at the end of `out`, then given its own fields.
+        out.push(full.clone());
+        if let Some(e) = out.last_mut() {
+            e.ktime_ns = r.ktime_ns;
+            e.change = change;
+            // What a lean record carries, by the names both sides share.
+            macro_rules! per_event {
+                ($($f:ident),*) => { $(e.detail.$f = r.$f;)* };
+            }
+            per_event!(
+                snd_cwnd,
+                snd_ssthresh,
+                srtt_us,
+                rto_us,
+                packets_out,
+                retrans_out,
+                lost_out,
+                sacked_out,
+                total_retrans,
+                seq,
+                cpu,
+                kernel_gap
+            );
+            // A transition that undid a reduction is never a lean record.
+            e.detail.undo = 0;
         }
-        per_event!(
-            snd_cwnd,
-            snd_ssthresh,
-            srtt_us,
-            rto_us,
-            packets_out,
-            retrans_out,
-            lost_out,
-            sacked_out,
-            total_retrans,
-            seq,
-            cpu,
-            kernel_gap
-        );
-        // A transition that undid a reduction is never a lean record.
-        e.detail.undo = 0;
-        Ok(Some(e))
+        Ok(true)
     }
 }
 
@@ -530,7 +537,7 @@ mod tests {
             },
             ..Decoder::default()
         };
-        d.decode(&full(1, KIND_TCP_STATE, 1, 7)).unwrap();
+        d.decoded_now(&full(1, KIND_TCP_STATE, 1, 7)).unwrap();
         let mut sent = full(1, KIND_RESET, DIRECTION_TX, 1);
         sent[std::mem::offset_of!(RawEvent, sport)..][..2].copy_from_slice(&0u16.to_ne_bytes());
         let e = decoded(&mut d, &sent);
@@ -542,11 +549,11 @@ mod tests {
             ("reset", ("rx", "peer"))
         );
         assert_eq!(
-            d.decode(&full(1, KIND_RESET, DIRECTION_TX, 2)),
+            d.decoded_now(&full(1, KIND_RESET, DIRECTION_TX, 2)),
             Err(Malformed),
             "a reason beyond the kernel's"
         );
-        assert_eq!(d.decode(&full(1, KIND_RESET, 2, 0)), Err(Malformed));
+        assert_eq!(d.decoded_now(&full(1, KIND_RESET, 2, 0)), Err(Malformed));
     }
 
     fn lean(cookie: u64, old: u8, new: u8, seq: u32, facts: u32) -> Vec<u8> {
@@ -577,14 +584,23 @@ mod tests {
         r
     }
 
+    impl Decoder {
+        /// The record's event, if it gives one now.
+        fn decoded_now(&mut self, bytes: &[u8]) -> Result<Option<Event>, Malformed> {
+            let mut out = Vec::new();
+            self.decode(bytes, &mut out)?;
+            Ok(out.pop())
+        }
+    }
+
     fn decoded(d: &mut Decoder, bytes: &[u8]) -> Event {
-        d.decode(bytes).unwrap().expect("decoded at once")
+        d.decoded_now(bytes).unwrap().expect("decoded at once")
     }
 
     #[test]
     fn a_lean_record_takes_its_flow_from_the_full_record_it_names() {
         let mut d = Decoder::default();
-        d.decode(&full(1, 0, 0, 1)).unwrap();
+        d.decoded_now(&full(1, 0, 0, 1)).unwrap();
         let e = decoded(&mut d, &lean(7, 1, 3, 2, 1));
         assert_eq!((e.ktime_ns, e.flow), (99, 7));
         assert_eq!(
@@ -607,39 +623,39 @@ mod tests {
     fn a_doorbell_is_skipped_and_nothing_else_that_short() {
         let mut d = Decoder::default();
         // From the ring buffer, and as a padded perf sample.
-        assert_eq!(d.decode(&[0; 8]), Ok(None));
-        assert_eq!(d.decode(&[0; 12]), Ok(None));
+        assert_eq!(d.decoded_now(&[0; 8]), Ok(None));
+        assert_eq!(d.decoded_now(&[0; 12]), Ok(None));
         assert_eq!(d.parked_since(), None, "nothing parked");
-        assert_eq!(d.decode(&[1; 8]), Err(Malformed));
-        assert_eq!(d.decode(&[0; 16]), Err(Malformed));
+        assert_eq!(d.decoded_now(&[1; 8]), Err(Malformed));
+        assert_eq!(d.decoded_now(&[0; 16]), Err(Malformed));
     }
 
     #[test]
     fn a_lean_record_read_early_waits_for_its_full_record() {
         let mut d = Decoder::default();
-        assert_eq!(d.decode(&lean(7, 1, 3, 2, 1)), Ok(None));
+        assert_eq!(d.decoded_now(&lean(7, 1, 3, 2, 1)), Ok(None));
         assert_eq!(d.parked_since(), Some(99));
         let mut out = Vec::new();
         assert_eq!(d.retry(&mut out, 0), 0);
         assert!(out.is_empty(), "another flow's full record does not do");
-        d.decode(&full(1, 0, 0, 1)).unwrap();
+        d.decoded_now(&full(1, 0, 0, 1)).unwrap();
         assert_eq!(d.retry(&mut out, 0), 0);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].detail.seq, out[0].addr.sport), (2, 5201));
         assert_eq!(d.parked_since(), None);
         // Never matched: abandoned (and counted) at the end.
-        assert_eq!(d.decode(&lean(8, 1, 3, 1, 9)), Ok(None));
+        assert_eq!(d.decoded_now(&lean(8, 1, 3, 1, 9)), Ok(None));
         assert_eq!(d.abandon_parked(), 1);
     }
 
     #[test]
     fn a_lean_record_read_late_takes_the_facts_it_names() {
         let mut d = Decoder::default();
-        d.decode(&full(1, 0, 0, 1)).unwrap();
+        d.decoded_now(&full(1, 0, 0, 1)).unwrap();
         let mut newer = full(5, 0, 1, 0);
         // The newer full record knows another owner (pid 41).
         newer[std::mem::offset_of!(RawEvent, pid)..][..4].copy_from_slice(&41u32.to_ne_bytes());
-        d.decode(&newer).unwrap();
+        d.decoded_now(&newer).unwrap();
         assert_eq!(decoded(&mut d, &lean(7, 1, 3, 3, 1)).detail.pid, 31);
         assert_eq!(decoded(&mut d, &lean(7, 1, 3, 6, 5)).detail.pid, 41);
     }
@@ -653,16 +669,16 @@ mod tests {
         let mut out = Vec::new();
         // Each replaced two numbers on: a lean record between may name it.
         for seq in (1..=19).step_by(2) {
-            d.decode(&full(seq, 0, 0, 1)).unwrap();
+            d.decoded_now(&full(seq, 0, 0, 1)).unwrap();
         }
         assert_eq!(d.retry(&mut out, 0), 0);
         assert_eq!(decoded(&mut d, &lean(7, 1, 0, 2, 1)).detail.seq, 2);
         assert_eq!(decoded(&mut d, &lean(7, 1, 0, 12, 11)).detail.seq, 12);
-        d.decode(&full(21, 0, 1, 0)).unwrap();
+        d.decoded_now(&full(21, 0, 1, 0)).unwrap();
         assert_eq!(d.retry(&mut out, 0), 0);
-        d.decode(&full(23, 0, 0, 1)).unwrap();
+        d.decoded_now(&full(23, 0, 0, 1)).unwrap();
         assert_eq!(
-            d.decode(&lean(7, 1, 0, 4, 3)),
+            d.decoded_now(&lean(7, 1, 0, 4, 3)),
             Ok(None),
             "replaced two rounds ago"
         );
@@ -677,7 +693,7 @@ mod tests {
     fn only_full_records_a_lean_record_can_name_are_kept() {
         let mut d = Decoder::default();
         for seq in 1..=3 {
-            d.decode(&full(seq, 0, 0, 1)).unwrap();
+            d.decoded_now(&full(seq, 0, 0, 1)).unwrap();
         }
         let kept = |d: &Decoder| {
             d.described.get(&7).map(|k| {
@@ -690,18 +706,18 @@ mod tests {
         assert_eq!(kept(&d), Some(vec![]));
         // 3 is kept while 4 is not read (another CPU's buffer), and 4,
         // read after its successor, is not.
-        d.decode(&full(5, 0, 1, 0)).unwrap();
-        d.decode(&full(4, 0, 0, 1)).unwrap();
+        d.decoded_now(&full(5, 0, 1, 0)).unwrap();
+        d.decoded_now(&full(4, 0, 0, 1)).unwrap();
         assert_eq!(kept(&d), Some(vec![3]));
-        d.decode(&full(7, 0, 1, 0)).unwrap();
+        d.decoded_now(&full(7, 0, 1, 0)).unwrap();
         assert_eq!(kept(&d), Some(vec![3, 5]));
         assert_eq!(decoded(&mut d, &lean(7, 1, 0, 6, 5)).detail.seq, 6);
         let mut full_only = Decoder {
             full_records_only: true,
             ..Default::default()
         };
-        full_only.decode(&full(1, 0, 0, 1)).unwrap();
-        full_only.decode(&full(3, 0, 0, 1)).unwrap();
+        full_only.decoded_now(&full(1, 0, 0, 1)).unwrap();
+        full_only.decoded_now(&full(3, 0, 0, 1)).unwrap();
         assert!(full_only.described.is_empty());
     }
 
@@ -711,13 +727,13 @@ mod tests {
     fn full_records_out_of_order_keep_the_newest_current() {
         let mut d = Decoder::default();
         let mut out = Vec::new();
-        d.decode(&full(3, 0, 0, 1)).unwrap();
-        d.decode(&full(2, 0, 1, 0)).unwrap();
+        d.decoded_now(&full(3, 0, 0, 1)).unwrap();
+        d.decoded_now(&full(2, 0, 1, 0)).unwrap();
         assert_eq!(d.retry(&mut out, 0), 0);
         assert_eq!(d.retry(&mut out, 0), 0);
         // The next full record comes before a lean record written ahead of
         // it (the round's poll reads before the lean rings are drained).
-        d.decode(&full(5, 0, 1, 0)).unwrap();
+        d.decoded_now(&full(5, 0, 1, 0)).unwrap();
         assert_eq!(decoded(&mut d, &lean(7, 1, 0, 4, 3)).detail.seq, 4);
     }
 
@@ -725,13 +741,13 @@ mod tests {
     fn a_closed_flow_is_forgotten_two_rounds_after_its_close() {
         let mut d = Decoder::default();
         let mut out = Vec::new();
-        d.decode(&full(1, 0, 0, 1)).unwrap();
-        d.decode(&full(2, 1, 1, 7)).unwrap();
+        d.decoded_now(&full(1, 0, 0, 1)).unwrap();
+        d.decoded_now(&full(2, 1, 1, 7)).unwrap();
         assert_eq!(d.retry(&mut out, 0), 0);
         // A lean record finished before the close, read in the next round.
         decoded(&mut d, &lean(7, 1, 3, 2, 1));
         assert_eq!(d.retry(&mut out, 0), 0);
-        assert_eq!(d.decode(&lean(7, 0, 1, 3, 1)), Ok(None));
+        assert_eq!(d.decoded_now(&lean(7, 0, 1, 3, 1)), Ok(None));
         // Never coming: given up once parked since before the bound.
         assert_eq!(d.retry(&mut out, 100), 1);
         assert_eq!(d.parked_since(), None);
@@ -741,16 +757,16 @@ mod tests {
     fn a_socket_that_connects_again_keeps_its_new_facts() {
         let mut d = Decoder::default();
         let mut out = Vec::new();
-        d.decode(&full(1, 0, 0, 1)).unwrap();
-        d.decode(&full(2, 1, 1, 7)).unwrap();
+        d.decoded_now(&full(1, 0, 0, 1)).unwrap();
+        d.decoded_now(&full(2, 1, 1, 7)).unwrap();
         // The same socket (and cookie) connects again before the expiry.
-        d.decode(&full(4, 0, 0, 1)).unwrap();
+        d.decoded_now(&full(4, 0, 0, 1)).unwrap();
         for _ in 0..3 {
             assert_eq!(d.retry(&mut out, 0), 0);
         }
         assert_eq!(decoded(&mut d, &lean(7, 1, 3, 5, 4)).detail.seq, 5);
         assert_eq!(
-            d.decode(&lean(7, 1, 3, 2, 1)),
+            d.decoded_now(&lean(7, 1, 3, 2, 1)),
             Ok(None),
             "the old facts are gone"
         );

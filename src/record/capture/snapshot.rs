@@ -86,9 +86,8 @@ impl Snapshots {
         let mut inbox = inbox.borrow_mut();
         let mut rows = Vec::with_capacity(bytes.len() / RAW_EVENT_SIZE);
         for record in bytes.chunks(RAW_EVENT_SIZE) {
-            match inbox.decoder.decode(record) {
-                Ok(e) => rows.extend(e),
-                Err(_) => inbox.malformed += 1,
+            if inbox.decoder.decode(record, &mut rows).is_err() {
+                inbox.malformed += 1;
             }
         }
         stats.snapshot_rows += rows.len() as u64;
