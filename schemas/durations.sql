@@ -7,9 +7,10 @@
 -- flow with flow, family, saddr, sport, daddr, dport, open_ns, disorder_ns,
 -- cwr_ns, recovery_ns, loss_ns (integer nanoseconds), changes, host and
 -- boot_id (flows are keyed by (host, boot_id, flow): socket cookies are
--- unique per boot only), and mismatches, which the JSON output does not
--- have (events whose old state was not the state the flow was in: lost
--- events).
+-- unique per boot only), and mismatches (events whose old state was not
+-- the state the flow was in: lost events), as the JSON output has them.
+-- Not for overlapping recordings of one boot (two recorders at once): see
+-- Limitations at the end.
 --
 -- It reads two views, and nothing but the rows (no Parquet footer):
 --
@@ -34,9 +35,11 @@
 --   spark.sql("SELECT 'full' AS accounting").createOrReplaceTempView("tcpcong_params")
 --   table = spark.sql(open("schemas/durations.sql").read())
 --
--- `analyze DIR` reads every *.parquet below DIR except hidden files; the
--- equivalent glob is 'DIR/**/*.parquet' (in-progress files are named
--- .NAME.inprogress, so they never match *.parquet).
+-- `analyze DIR` reads every *.parquet below DIR except hidden files, and
+-- also the unfinished files of captures still running or killed
+-- (.NAME.inprogress, Arrow IPC streams, which these engines' Parquet
+-- readers do not read): the glob 'DIR/**/*.parquet' is its equivalent for
+-- finished recordings only.
 --
 -- The engine's rules (src/analyze/engine/mod.rs; files, clocks and captures in
 -- src/record/format/reader.rs `Dataset`), as expressed here:

@@ -83,6 +83,11 @@ pub enum Error {
     #[error("{}: {reason}", path.display())]
     BadInput { path: PathBuf, reason: String },
 
+    /// An input named that is not there (nor a capture's unfinished file
+    /// in its place).
+    #[error("{}: no such file or folder", path.display())]
+    Missing { path: PathBuf },
+
     /// A recording this user may not read (tcpcong writes them 0600).
     #[error("{}: permission denied: {whose}tcpcong writes recordings readable by their owner only (0600: they name processes and addresses); read it as that user, or give this user read access (chmod, chown)", path.display())]
     Unreadable {

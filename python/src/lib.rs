@@ -12,7 +12,7 @@
 
 use arrow_array::RecordBatch;
 use arrow_pyarrow::{PyArrowType, Table};
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
 
 use tcpcong::analyze::caveats;
@@ -26,6 +26,8 @@ use tcpcong::record::format::reader::{discover, Dataset, RowFilter};
 /// tcpcong's one-line error as the Python exception it is.
 fn to_python(e: Error) -> PyErr {
     match e {
+        Error::Missing { .. } => PyFileNotFoundError::new_err(e.to_string()),
+        Error::Unreadable { .. } => PyPermissionError::new_err(e.to_string()),
         Error::Io { .. } => PyOSError::new_err(e.to_string()),
         e => PyValueError::new_err(e.to_string()),
     }

@@ -51,7 +51,9 @@ def durations(data, accounting="full", *, all=False, threads=1):
     ``threads``: boots are computed on this many threads.
 
     Raises ``ValueError`` for data that is not a recording (the message
-    says why) and ``OSError`` for files that cannot be read. Warns with
+    says why) and ``OSError`` for files that cannot be read
+    (``FileNotFoundError`` for a path that is not there,
+    ``PermissionError`` for a recording this user may not read). Warns with
     ``DataWarning`` what the numbers cannot show, as analyze does.
     """
     paths, rows = _inputs(data, "durations")
@@ -111,6 +113,7 @@ _SPARK = {
     pa.uint16(): (pa.int32(), "int"),
     pa.uint8(): (pa.int16(), "smallint"),
     pa.string(): (pa.string(), "string"),
+    pa.float64(): (pa.float64(), "double"),
     pa.timestamp("us", tz="UTC"): (pa.timestamp("us", tz="UTC"), "timestamp"),
 }
 _IDS = {"flow", "cgroup"}
@@ -123,13 +126,15 @@ def _spark_type(f):
 
 
 def to_spark(table):
-    """``table`` (from ``durations``) in the types Spark takes from Arrow:
-    what a Spark Arrow UDF (``applyInArrow``, ``mapInArrow``) returns, with
-    ``spark_schema()`` as its schema."""
+    """``table`` (from ``durations`` or ``episodes``) in the types Spark
+    takes from Arrow: what a Spark Arrow UDF (``applyInArrow``,
+    ``mapInArrow``) returns, with ``spark_schema(table)`` as its schema."""
     target = pa.schema([pa.field(f.name, _spark_type(f)[0], f.nullable) for f in table.schema])
     return table.cast(target)
 
 
-def spark_schema():
-    """The table's columns as a Spark DDL schema string (see ``to_spark``)."""
-    return ", ".join(f"{f.name} {_spark_type(f)[1]}" for f in schema())
+def spark_schema(table=None):
+    """The columns of ``table`` (by default, of every table ``durations``
+    returns) as a Spark DDL schema string (see ``to_spark``)."""
+    fields = schema() if table is None else table.schema
+    return ", ".join(f"{f.name} {_spark_type(f)[1]}" for f in fields)

@@ -39,7 +39,7 @@ pub fn discovered(found: &Discovered) -> Vec<String> {
 /// Overlapping captures (two recorders at once) recorded some events twice.
 pub fn duplicates(n: u64) -> Option<String> {
     (n > 0).then(|| {
-        format!("{n} events were recorded by two overlapping captures and are counted once")
+        format!("{n} events were recorded by more than one of the overlapping captures and are counted once")
     })
 }
 

@@ -552,7 +552,7 @@ fn two_overlapping_recordings_analyzed_together_count_each_event_once() {
         .iter()
         .filter(|e| span.contains(&e.ktime))
         .count();
-    let said = format!("{both} events were recorded by two overlapping captures");
+    let said = format!("{both} events were recorded by more than one of the overlapping captures");
     assert!(
         lost > 0 || stderr(&o).contains(&said),
         "{} (want: {said}; b has {})",

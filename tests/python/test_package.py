@@ -137,6 +137,13 @@ def test_spark_types_hold_the_values():
     assert str(s.schema.field("flow").type) == "decimal128(20, 0)"
     assert s.schema.field("open_ns").type == pa.int64()
     assert [part.split(" ")[0] for part in tcpcong.spark_schema().split(", ")] == t.schema.names
+    # Episodes too: their cut is a double, the time regained may be null.
+    e = tcpcong.episodes(FIXTURES)
+    s = tcpcong.to_spark(e)
+    assert s.to_pylist() == e.to_pylist()
+    assert s.schema.field("reduction").type == pa.float64()
+    assert s.schema.field("regained_ns").type == pa.int64() and s.schema.field("regained_ns").nullable
+    assert "reduction double" in tcpcong.spark_schema(e).split(", ")
 
 
 def one_line_error(kind, call):
@@ -151,7 +158,7 @@ def test_errors_say_what_in_one_line(recordings, tmp_path):
     d, files = recordings
     assert "accounting must be 'full' or 'between'" in one_line_error(
         ValueError, lambda: tcpcong.durations(d, "fullest"))
-    assert "no such file" in one_line_error(ValueError, lambda: tcpcong.durations(tmp_path / "nothing.parquet"))
+    assert "no such file" in one_line_error(FileNotFoundError, lambda: tcpcong.durations(tmp_path / "nothing.parquet"))
     other = tmp_path / "other.parquet"
     pq.write_table(pa.table({"a": [1, 2]}), other)
     assert "not a tcpcong recording" in one_line_error(ValueError, lambda: tcpcong.durations(other))

@@ -169,7 +169,7 @@ fn facts(h: &mut String, p: &Page) {
     if p.duplicates > 0 {
         let _ = writeln!(
             h,
-            "<p>{} events were recorded by two overlapping captures and are counted once.</p>",
+            "<p>{} events were recorded by more than one of the overlapping captures and are counted once.</p>",
             p.duplicates
         );
     }

@@ -78,7 +78,9 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
         } else if input.parse::<f64>().is_ok() {
             return Err(Error::NumberForInput(input.clone()));
         } else {
-            return Err(Error::bad_input(path, "no such file or folder"));
+            return Err(Error::Missing {
+                path: path.to_path_buf(),
+            });
         }
     }
     for p in in_folders {

@@ -385,7 +385,7 @@ pub(super) fn is_unfinished(path: &Path) -> bool {
 }
 
 /// Why a file has no readable footer, in the words a user needs: a file
-/// that ends before its footer (a capture killed before it finished), or
+/// that ends before its footer (a copy cut short, an older tcpcong's killed capture), or
 /// one whose footer is there and does not decode (damaged since).
 pub(super) fn footer_problem(path: &Path, detail: &str) -> String {
     use std::os::unix::fs::FileExt;
@@ -401,7 +401,7 @@ pub(super) fn footer_problem(path: &Path, detail: &str) -> String {
             format!("damaged recording: its Parquet footer is there but does not decode ({detail})")
         }
         Ok((first, _)) if &first == b"PAR1" => format!(
-            "truncated recording: no Parquet footer ({detail}); a capture killed before it finished leaves such a file"
+            "truncated recording: no Parquet footer ({detail}): a copy cut short, or a file a tcpcong older than this one left when its capture was killed (captures now leave their unfinished file .NAME.inprogress instead)"
         ),
         Ok(_) => "not a Parquet file".to_string(),
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
