@@ -177,6 +177,10 @@ def test_errors_say_what_in_one_line(recordings, tmp_path):
     assert "empty list" in one_line_error(ValueError, lambda: tcpcong.durations([]))
     one = pq.read_table(files[0])
     assert "given 2 times" in one_line_error(ValueError, lambda: tcpcong.durations(pa.concat_tables([one, one])))
+    # Part of a file's rows (a filter) would give other numbers in silence.
+    part = one.filter(pc.field("kind") != "tcp_state")
+    assert f"{part.num_rows} rows of the {one.num_rows} this recording holds" in one_line_error(
+        ValueError, lambda: tcpcong.durations(part))
     # Python has no flags: the errors name none (analyze adds its own).
     number = one_line_error(ValueError, lambda: tcpcong.durations("10"))
     assert number == "'10' is not a recording", number

@@ -273,8 +273,20 @@ impl Recording {
                 format!("the rows of {n} captures: pass each row's file name in a filename column (DuckDB: read_parquet(..., filename = true); Spark: _metadata.file_path AS filename)"),
             )),
         };
+        let meta = metadata_of(&path, &kv)?;
+        // Rows of part of a file (a filter left them) give other numbers,
+        // without a word: every row is its events, snapshots and the two
+        // capture rows.
+        let given: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let whole = meta.events + meta.snapshots + 2;
+        if given as u64 != whole {
+            return Err(Error::bad_input(
+                &path,
+                format!("{given} rows of the {whole} this recording holds (part of a file, as a filter leaves it, gives other numbers): pass every row of whole recordings"),
+            ));
+        }
         Ok(Recording {
-            meta: metadata_of(&path, &kv)?,
+            meta,
             path,
             source: Source::Batches(batches),
         })
