@@ -181,6 +181,11 @@ def test_errors_say_what_in_one_line(recordings, tmp_path):
     part = one.filter(pc.field("kind") != "tcp_state")
     assert f"{part.num_rows} rows of the {one.num_rows} this recording holds" in one_line_error(
         ValueError, lambda: tcpcong.durations(part))
+    # And written back with its metadata: a file that says what it held.
+    cut = tmp_path / "cut.parquet"
+    pq.write_table(part, cut)
+    assert f"{part.num_rows} rows where its metadata counts" in one_line_error(
+        ValueError, lambda: tcpcong.durations(cut))
     # Python has no flags: the errors name none (analyze adds its own).
     number = one_line_error(ValueError, lambda: tcpcong.durations("10"))
     assert number == "'10' is not a recording", number
