@@ -305,11 +305,17 @@ fn head_of(buf: &[u8]) -> Result<Option<String>, Bad> {
 /// Where the head ends (the blank line), if it has, and the blank line's
 /// length.
 fn find_end(buf: &[u8]) -> Option<(usize, usize)> {
+    // The first blank line, whichever its ends: a pipelined request or a
+    // body after an LF-only head may hold a CRLF one.
     let crlf = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .map(|i| (i, 4));
-    crlf.or_else(|| buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)))
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
+    match (crlf, lf) {
+        (Some(c), Some(l)) => Some(if l.0 < c.0 { l } else { c }),
+        (c, l) => c.or(l),
+    }
 }
 
 fn respond(
@@ -416,6 +422,11 @@ mod tests {
             Some((23, 4))
         );
         assert_eq!(find_end(b"GET / HTTP/1.1\n\n"), Some((14, 2)));
+        // The first blank line, not a later one of another kind.
+        assert_eq!(
+            find_end(b"GET / HTTP/1.1\n\nGET / HTTP/1.1\r\n\r\n"),
+            Some((14, 2))
+        );
         assert_eq!(find_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
     }
 

@@ -28,7 +28,11 @@ fn to_python(e: Error) -> PyErr {
     match e {
         Error::Missing { .. } => PyFileNotFoundError::new_err(e.to_string()),
         Error::Unreadable { .. } => PyPermissionError::new_err(e.to_string()),
-        Error::Io { .. } => PyOSError::new_err(e.to_string()),
+        Error::Io { ref source, .. } => match source.kind() {
+            std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(e.to_string()),
+            std::io::ErrorKind::PermissionDenied => PyPermissionError::new_err(e.to_string()),
+            _ => PyOSError::new_err(e.to_string()),
+        },
         e => PyValueError::new_err(e.to_string()),
     }
 }

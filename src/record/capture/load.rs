@@ -138,9 +138,12 @@ pub fn load<'obj>(slots: &'obj mut ObjectSlots, cfg: &CaptureConfig) -> Result<L
     }
     if tried == 1 {
         if let Some((mode, e)) = failed.pop() {
-            // A mode asked for that the kernel refused: which one would do.
+            // A mode asked for that the kernel refused to load or attach
+            // (not a failure any mode would have): which one would do.
+            let kernel_said_no = matches!(&e, Error::Bpf { what, .. }
+                if *what == refused(mode) || *what == not_attached(mode));
             return Err(match attach::plan(None, facts()) {
-                Ok(offered) if offered[0] != mode => Error::AttachElsewhere {
+                Ok(offered) if kernel_said_no && offered[0] != mode => Error::AttachElsewhere {
                     why: e.to_string(),
                     kernel: crate::host::kernel_release(),
                     fallback: offered[0].name(),
@@ -225,19 +228,29 @@ fn load_mode<'obj>(
 
     // Privileges were checked before: a refusal now is the verifier's (its
     // log is on stderr above) or a lockdown policy.
-    let mut skel = open.load().map_err(bpf_err(match mode {
+    let mut skel = open.load().map_err(bpf_err(refused(mode)))?;
+    // No event can be stamped before this: the capture's start.
+    let attached_ktime_ns = crate::time::ktime_now();
+    skel.attach().map_err(bpf_err(not_attached(mode)))?;
+    Ok((skel, attached_ktime_ns))
+}
+
+/// The kernel refused a mode's programs (the verifier, a lockdown policy).
+fn refused(mode: AttachMode) -> &'static str {
+    match mode {
         AttachMode::Tracepoint => "the kernel refused the tracepoint programs",
         AttachMode::Fentry => "the kernel refused the fentry/fexit programs",
         AttachMode::Kprobe => "the kernel refused the kprobe programs",
-    }))?;
-    // No event can be stamped before this: the capture's start.
-    let attached_ktime_ns = crate::time::ktime_now();
-    skel.attach().map_err(bpf_err(match mode {
+    }
+}
+
+/// The kernel loaded a mode's programs but would not attach them.
+fn not_attached(mode: AttachMode) -> &'static str {
+    match mode {
         AttachMode::Tracepoint => "attaching to tcp_cong_state_set",
         AttachMode::Fentry => "attaching fentry/fexit to the callers of tcp_set_ca_state",
         AttachMode::Kprobe => "attaching kprobes to the callers of tcp_set_ca_state",
-    }))?;
-    Ok((skel, attached_ktime_ns))
+    }
 }
 
 /// Evidence: each kind's program is loaded only when the kind is asked for.

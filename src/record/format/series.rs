@@ -21,7 +21,8 @@ use crate::files;
 use crate::host::hostname;
 use crate::time::{file_stamp, Clock};
 
-/// Rotation by size checks the file's size this often (events).
+/// Rotation by size checks the file's size at least this often (events),
+/// and sooner where fewer rows fit below the size.
 const SIZE_CHECK_EVERY: usize = 2048;
 
 /// When to start a new file, and how much to keep.

@@ -383,14 +383,15 @@ impl RecordingWriter {
         self.breaks
     }
 
-    /// Bytes on disk, plus those encoded but not flushed, plus the rows not
-    /// yet encoded at the size budget per event (rotation by size).
     /// How many more rows fit before the size estimate reaches `limit`.
     pub fn rows_until(&self, limit: u64) -> usize {
         usize::try_from(limit.saturating_sub(self.size_estimate()) / PENDING_ROW_BYTES)
             .unwrap_or(usize::MAX)
     }
 
+    /// Bytes on disk, plus those encoded but not flushed, plus the rows not
+    /// yet encoded at more than a row takes, plus the file's footer and end
+    /// row (rotation by size).
     pub fn size_estimate(&self) -> u64 {
         let (encoded, pending) = self.encoder.as_ref().map_or((0, 0), Encoder::progress);
         encoded + (pending + self.cols.rows as u64) * PENDING_ROW_BYTES + OWN_BYTES

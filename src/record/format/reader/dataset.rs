@@ -56,19 +56,20 @@ impl Dataset {
         crate::files::raise_open_files_limit();
         let recordings = paths
             .iter()
-            .map(|p| match Recording::open(p) {
+            .filter_map(|p| match Recording::open(p) {
                 // Its capture finished it since it was found (a series that
                 // rotated, a capture that ended): the recording is read in
-                // its place.
+                // its place, once.
                 Err(Error::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound && is_unfinished(p) =>
                 {
                     match finished_of(p) {
-                        Some(done) => Recording::open(&done),
-                        None => Err(Error::io(p, source)),
+                        Some(done) if paths.contains(&done) => None,
+                        Some(done) => Some(Recording::open(&done)),
+                        None => Some(Err(Error::io(p, source))),
                     }
                 }
-                opened => opened,
+                opened => Some(opened),
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Dataset::of_recordings(recordings))
@@ -445,6 +446,9 @@ mod tests {
             events(&data),
             vec![(Some("run.parquet".into()), events(&whole)[0].1)]
         );
+        // Found as both (the walk passed each at another moment): read once.
+        let both = Dataset::open(&[found.clone(), dir.join("run.parquet")]).unwrap();
+        assert_eq!(events(&both), events(&data));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

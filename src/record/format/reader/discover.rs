@@ -89,6 +89,12 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
                 found.files.push(p.clone());
                 found.unfinished.push(p);
             }
+            // Its capture finished it since the walk: its recording.
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && finished_of(&p).is_some() =>
+            {
+                found.files.extend(finished_of(&p));
+            }
             Err(Error::BadInput { reason, .. }) => found.passed_over.push((p, reason)),
             Err(e) => found.passed_over.push((p, e.to_string())),
         }
@@ -163,8 +169,13 @@ fn walk_entries(
         if hidden {
             // Once its recording is complete the unfinished file goes; until
             // it has gone, the recording holds all it does.
-            if super::file::is_unfinished(&path) && finished_of(&path).is_none() {
-                unfinished.push(path);
+            if super::file::is_unfinished(&path) {
+                match finished_of(&path) {
+                    // Finished as the walk went by: its recording, which
+                    // the walk may have passed already (a repeat goes).
+                    Some(done) => out.push(done),
+                    None => unfinished.push(path),
+                }
             }
             continue;
         }

@@ -226,11 +226,10 @@ impl Recording {
         // metadata) would give other numbers in silence. Its rows are its
         // events, snapshots and (since they were added) two capture rows.
         let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
-        let counted = meta.events + meta.snapshots;
-        if rows != counted && rows != counted + 2 {
+        if Some(rows) != rows_of(&meta) {
             return Err(Error::bad_input(
                 path,
-                format!("{rows} rows where its metadata counts {counted} events and snapshots: rows were removed or added since it was recorded (as a filter does), which gives other numbers; analyze the recording as it was written"),
+                format!("{rows} rows where its metadata counts {} events and {} snapshots: rows were removed or added since it was recorded (as a filter does), which gives other numbers; analyze the recording as it was written", meta.events, meta.snapshots),
             ));
         }
         Ok(Recording {
@@ -289,7 +288,7 @@ impl Recording {
         // without a word: every row is its events, snapshots and the two
         // capture rows.
         let given: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let whole = meta.events + meta.snapshots + 2;
+        let whole = rows_of(&meta).unwrap_or(u64::MAX);
         if given as u64 != whole {
             return Err(Error::bad_input(
                 &path,
@@ -345,6 +344,16 @@ impl Recording {
             .map_err(|e| Error::bad_input(&path, e.to_string()))?;
         Ok(Box::new(reader))
     }
+}
+
+/// The rows a recording holds: its events and snapshots as its metadata
+/// counts them, and its two capture rows since they were added
+/// (`schema_minor` 1); None where the counts overflow (a crafted file).
+fn rows_of(meta: &Metadata) -> Option<u64> {
+    let capture_rows = if meta.schema_minor >= 1 { 2 } else { 0 };
+    meta.events
+        .checked_add(meta.snapshots)?
+        .checked_add(capture_rows)
 }
 
 /// A recording's batches as its reader hands them out.
