@@ -179,7 +179,7 @@ def test_errors_say_what_in_one_line(recordings, tmp_path):
     assert "given 2 times" in one_line_error(ValueError, lambda: tcpcong.durations(pa.concat_tables([one, one])))
     # Part of a file's rows (a filter) would give other numbers in silence.
     part = one.filter(pc.field("kind") != "tcp_state")
-    assert f"{part.num_rows} rows of the {one.num_rows} this recording holds" in one_line_error(
+    assert f"{part.num_rows} rows where this recording holds" in one_line_error(
         ValueError, lambda: tcpcong.durations(part))
     # And written back with its metadata: a file that says what it held.
     cut = tmp_path / "cut.parquet"

@@ -226,7 +226,7 @@ impl Recording {
         // metadata) would give other numbers in silence. Its rows are its
         // events, snapshots and (since they were added) two capture rows.
         let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
-        if Some(rows) != rows_of(&meta) {
+        if !rows_match(&meta, rows) {
             return Err(Error::bad_input(
                 path,
                 format!("{rows} rows where its metadata counts {} events and {} snapshots: rows were removed or added since it was recorded (as a filter does), which gives other numbers; analyze the recording as it was written", meta.events, meta.snapshots),
@@ -288,11 +288,10 @@ impl Recording {
         // without a word: every row is its events, snapshots and the two
         // capture rows.
         let given: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let whole = rows_of(&meta).unwrap_or(u64::MAX);
-        if given as u64 != whole {
+        if !rows_match(&meta, given as u64) {
             return Err(Error::bad_input(
                 &path,
-                format!("{given} rows of the {whole} this recording holds (part of a file, as a filter leaves it, gives other numbers): pass every row of whole recordings"),
+                format!("{given} rows where this recording holds {} events, {} snapshots and its capture rows (part of a file, as a filter leaves it, gives other numbers): pass every row of whole recordings", meta.events, meta.snapshots),
             ));
         }
         Ok(Recording {
@@ -346,14 +345,14 @@ impl Recording {
     }
 }
 
-/// The rows a recording holds: its events and snapshots as its metadata
-/// counts them, and its two capture rows since they were added
-/// (`schema_minor` 1); None where the counts overflow (a crafted file).
-fn rows_of(meta: &Metadata) -> Option<u64> {
-    let capture_rows = if meta.schema_minor >= 1 { 2 } else { 0 };
+/// Whether `rows` are what a recording's metadata counts: its events and
+/// snapshots, and its two capture rows (files from before they were added,
+/// and files made by hand, have none); false where the counts overflow (a
+/// crafted file).
+fn rows_match(meta: &Metadata, rows: u64) -> bool {
     meta.events
-        .checked_add(meta.snapshots)?
-        .checked_add(capture_rows)
+        .checked_add(meta.snapshots)
+        .is_some_and(|counted| rows == counted || counted.checked_add(2) == Some(rows))
 }
 
 /// A recording's batches as its reader hands them out.
