@@ -15,8 +15,8 @@ use rustc_hash::FxHashMap;
 use super::super::schema::{Metadata, SCHEMA_MINOR};
 use super::conform::conform;
 use super::decode::{decode_batch, Columns, Item, Row};
-use super::discover::finished_of;
-use super::file::{is_unfinished, Recording, Source};
+use super::discover::finished_instead;
+use super::file::{Recording, Source};
 use super::filter::RowFilter;
 use crate::error::{Error, Result};
 use crate::event::{Boot, CgroupNames, Change, FlowKey, Span};
@@ -57,18 +57,12 @@ impl Dataset {
         let recordings = paths
             .iter()
             .filter_map(|p| match Recording::open(p) {
-                // Its capture finished it since it was found (a series that
-                // rotated, a capture that ended): the recording is read in
-                // its place, once.
-                Err(Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound && is_unfinished(p) =>
-                {
-                    match finished_of(p) {
-                        Some(done) if paths.contains(&done) => None,
-                        Some(done) => Some(Recording::open(&done)),
-                        None => Some(Err(Error::io(p, source))),
-                    }
-                }
+                // Its recording in its place, once.
+                Err(e) => match finished_instead(p, &e) {
+                    Some(done) if paths.contains(&done) => None,
+                    Some(done) => Some(Recording::open(&done)),
+                    None => Some(Err(e)),
+                },
                 opened => Some(opened),
             })
             .collect::<Result<Vec<_>>>()?;

@@ -89,14 +89,13 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
                 found.files.push(p.clone());
                 found.unfinished.push(p);
             }
-            // Its capture finished it since the walk: its recording.
-            Err(Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound && finished_of(&p).is_some() =>
-            {
-                found.files.extend(finished_of(&p));
-            }
-            Err(Error::BadInput { reason, .. }) => found.passed_over.push((p, reason)),
-            Err(e) => found.passed_over.push((p, e.to_string())),
+            Err(e) => match finished_instead(&p, &e) {
+                Some(done) => found.files.push(done),
+                None => found.passed_over.push(match e {
+                    Error::BadInput { reason, .. } => (p, reason),
+                    e => (p, e.to_string()),
+                }),
+            },
         }
     }
     if found.files.is_empty() {
@@ -214,6 +213,21 @@ pub fn finished_of(journal: &Path) -> Option<PathBuf> {
     let name = name.strip_prefix('.')?.strip_suffix(".inprogress")?;
     let done = journal.with_file_name(name);
     done.is_file().then_some(done)
+}
+
+/// The recording to read in place of the unfinished file `journal`, when
+/// opening it failed with `e` because its capture finished it since it was
+/// found (a series that rotated, a capture that ended).
+pub(super) fn finished_instead(journal: &Path, e: &Error) -> Option<PathBuf> {
+    match e {
+        Error::Io { source, .. }
+            if source.kind() == std::io::ErrorKind::NotFound
+                && super::file::is_unfinished(journal) =>
+        {
+            finished_of(journal)
+        }
+        _ => None,
+    }
 }
 
 /// Refuses a link named as a capture's unfinished file: tcpcong never
