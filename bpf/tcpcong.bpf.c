@@ -680,6 +680,14 @@ static __noinline int describe(__u64 *ctx, struct sock *sk, struct tcp_sock *tp,
 	struct sock_seq *s;
 	struct ident id;
 
+	/* A closed socket's call is tcp_disconnect's (a zero-linger close, a
+	 * listener's unaccepted children): it resets the socket to open after
+	 * its close, which ended the flow; a reconnect starts with a lifecycle
+	 * event. Recorded, it would reopen the flow for good. Such a call
+	 * never takes the lean path: the close cleared `described`, and
+	 * tcp_disconnect the remote port that path compares. */
+	if (sk->__sk_common.skc_state == TCP_CLOSE)
+		return 0;
 	if (!flow_wanted_btf(sk, &id))
 		return 0;
 	s = numbered(sk, &id);

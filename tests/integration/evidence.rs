@@ -3,7 +3,7 @@
 //! counters for its namespace, the lab's rules and queues, and an
 //! independent tracer.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use crate::util::*;
@@ -457,6 +457,43 @@ fn resets_match_the_kernel_counters() {
         }
     }
     assert_eq!(events_json(&run.out, "reset").len(), resets.len());
+
+    // A zero linger's close is a disconnect, which sets the closed socket's
+    // congestion state to open again: the flow ended at its close all the
+    // same. Nothing of a flow's state follows its close, and analyze times
+    // each flow born and closed here from its birth to its close, exactly.
+    let rows = analyze_rows(&[&run.out]);
+    let mut timed = 0;
+    for flow in events.iter().map(|e| e.flow).collect::<BTreeSet<_>>() {
+        let of_flow: Vec<&Ev> = events.iter().filter(|e| e.flow == flow).collect();
+        let at = |state: &str| {
+            of_flow
+                .iter()
+                .find(|e| e.kind == "tcp_state" && e.new == state)
+                .map(|e| e.ktime)
+        };
+        let Some(closed) = at("close") else { continue };
+        let after: Vec<&&Ev> = of_flow
+            .iter()
+            .filter(|e| e.ktime > closed && e.kind == "ca_state")
+            .collect();
+        assert!(after.is_empty(), "state after the close: {after:?}");
+        let Some(born) = at("syn_sent").or_else(|| at("syn_recv")) else {
+            continue;
+        };
+        let row = rows
+            .iter()
+            .find(|r| r["flow"] == flow)
+            .unwrap_or_else(|| panic!("flow {flow} in analyze"));
+        let ns: u64 = ["open", "disorder", "cwr", "recovery", "loss"]
+            .iter()
+            .map(|s| row[format!("{s}_ns")].as_u64().unwrap())
+            .sum();
+        assert_eq!(ns, closed - born, "flow {flow}: {row}");
+        timed += 1;
+    }
+    // Both ends of every connection.
+    assert_eq!(timed, 2 * ABORTS, "{rows:?}");
 }
 
 /// Per flow, the sums over its `ca_state` rows of what they carry of the
