@@ -107,7 +107,11 @@ def settle(ns: str, traced: str):
     except pytest.fail.Exception:
         # What kept them from settling, for whoever reads the failure.
         open_flows = query(ns, "tcpcong_flows > 0")
-        pytest.fail(f"the counters did not settle in 60 s: last total {last[0]}, flows still open {open_flows}")
+        lost = query(ns, "tcpcong_lost_events_total")
+        sockets = subprocess.run(["ip", "netns", "exec", traced, "ss", "-tanH"],
+                                 capture_output=True, text=True).stdout
+        pytest.fail(f"the counters did not settle in 60 s: last total {last[0]}, flows still open "
+                    f"{open_flows}, lost events {lost}, the namespace's sockets:\n{sockets}")
 
 
 def stopped(serve):
