@@ -685,8 +685,10 @@ static __noinline int describe(__u64 *ctx, struct sock *sk, struct tcp_sock *tp,
 	 * its close, which ended the flow; a reconnect starts with a lifecycle
 	 * event. Recorded, it would reopen the flow for good. Such a call
 	 * never takes the lean path: the close cleared `described`, and
-	 * tcp_disconnect the remote port that path compares. */
-	if (sk->__sk_common.skc_state == TCP_CLOSE)
+	 * tcp_disconnect the remote port that path compares. Without
+	 * lifecycle events nothing ends the flow, and the socket's chain goes
+	 * on through this call: it is recorded. */
+	if (emit_lifecycle && sk->__sk_common.skc_state == TCP_CLOSE)
 		return 0;
 	if (!flow_wanted_btf(sk, &id))
 		return 0;
