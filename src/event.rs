@@ -396,6 +396,11 @@ macro_rules! detail_columns {
 }
 pub(crate) use detail_columns;
 
+/// `snd_ssthresh` while no threshold is set: the kernel's
+/// `TCP_INFINITE_SSTHRESH` (slow start until the first reduction; BBR never
+/// sets one).
+pub const NO_SSTHRESH: u32 = 0x7fff_ffff;
+
 macro_rules! detail_struct {
     ($($name:ident: $ty:ty,)*) => {
         /// What an event carries besides its flow and states: the CPU it

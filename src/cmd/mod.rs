@@ -317,6 +317,12 @@ impl NewFile {
     fn check<'a>(&self, reading: impl IntoIterator<Item = &'a std::path::Path>) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
         let path = &self.path;
+        // Elsewhere "-" is standard output: here it would be a file so named.
+        if path.as_os_str() == "-" {
+            return Err(Error::Usage(
+                "-o -: this output is a file, not standard output; name the file".into(),
+            ));
+        }
         if path.file_name().is_none() {
             return Err(Error::Usage(format!(
                 "-o {}: not a file name",

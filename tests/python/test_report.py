@@ -338,3 +338,11 @@ def test_bad_inputs_leave_no_page(tmp_path):
     assert out.read_text() == "old page"
     p = tcpcong("report", FIXTURES / "ipv4-loss.parquet", "-o", tmp_path / "no" / "such" / "dir.html")
     assert p.returncode == 1 and "dir.html" in p.stderr, p.stderr
+    # "-" is not standard output here: a page is a file, and no file is
+    # named "-" in the current folder.
+    for args in (["report", FIXTURES / "ipv4-loss.parquet"],
+                 ["analyze", FIXTURES / "ipv4-loss.parquet", "--format", "parquet"]):
+        p = subprocess.run([str(binary()), *map(str, args), "-o", "-"], cwd=tmp_path,
+                           capture_output=True, text=True)
+        assert p.returncode == 2 and "not standard output" in p.stderr, p.stderr
+        assert not (tmp_path / "-").exists()

@@ -185,7 +185,10 @@ impl Episode {
 
     /// `ssthresh / cwnd_before`: the share of its window the flow kept.
     pub fn reduction(&self) -> Option<f64> {
-        (self.ssthresh > 0 && self.cwnd_before > 0)
+        // No threshold: disorder only, or a congestion control that sets
+        // none (BBR leaves the kernel's "infinite" one).
+        let set = self.ssthresh > 0 && self.ssthresh != crate::event::NO_SSTHRESH;
+        (set && self.cwnd_before > 0)
             .then(|| f64::from(self.ssthresh) / f64::from(self.cwnd_before))
     }
 }
@@ -469,7 +472,7 @@ fn end(flow: &mut Flow, done: &mut Vec<Box<Episode>>, t_ns: u64, how: End) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Detail, FlowAddr, TcpState};
+    use crate::event::{Detail, FlowAddr, TcpState, NO_SSTHRESH};
     use std::net::{IpAddr, Ipv4Addr};
 
     const MS: u64 = 1_000_000;
@@ -610,6 +613,21 @@ mod tests {
         // The evidence was the first's: the second is reordering alone.
         assert_eq!(eps[1].cause, Cause::Reordering);
         assert_eq!(eps[1].regained_ns, Some(0));
+        // Disorder only sets no threshold: no reduction, not one to zero.
+        assert_eq!((eps[1].ssthresh, eps[1].reduction()), (0, None));
+        // Nor does a congestion control that leaves the kernel's infinite
+        // one (BBR): not a window 100 million times larger.
+        let bbr = run(
+            vec![
+                (
+                    1,
+                    row(1, ca(Open, Recovery), |d| d.snd_ssthresh = NO_SSTHRESH),
+                ),
+                (2, row(1, ca(Recovery, Open), |_| {})),
+            ],
+            100,
+        );
+        assert_eq!((bbr[0].ssthresh, bbr[0].reduction()), (NO_SSTHRESH, None));
     }
 
     #[test]

@@ -42,9 +42,9 @@ pub fn schema_of<G>(columns: &[Column<G>]) -> SchemaRef {
                 Kind::U16 => DataType::UInt16,
                 Kind::U32 => DataType::UInt32,
                 Kind::U64 | Kind::OptU64 => DataType::UInt64,
-                Kind::F64 => DataType::Float64,
+                Kind::OptF64 => DataType::Float64,
             };
-            Field::new(c.name, kind, c.kind == Kind::OptU64)
+            Field::new(c.name, kind, matches!(c.kind, Kind::OptU64 | Kind::OptF64))
         })
         .collect();
     Arc::new(Schema::new(fields))
@@ -103,8 +103,8 @@ enum Builder {
     U16(PrimitiveBuilder<UInt16Type>),
     U32(PrimitiveBuilder<UInt32Type>),
     U64(PrimitiveBuilder<UInt64Type>),
-    F64(Float64Builder),
     OptU64(PrimitiveBuilder<UInt64Type>),
+    OptF64(Float64Builder),
 }
 
 impl Builder {
@@ -116,8 +116,8 @@ impl Builder {
             Kind::U16 => Builder::U16(PrimitiveBuilder::new()),
             Kind::U32 => Builder::U32(PrimitiveBuilder::new()),
             Kind::U64 => Builder::U64(PrimitiveBuilder::new()),
-            Kind::F64 => Builder::F64(Float64Builder::new()),
             Kind::OptU64 => Builder::OptU64(PrimitiveBuilder::new()),
+            Kind::OptF64 => Builder::OptF64(Float64Builder::new()),
         }
     }
 
@@ -141,7 +141,8 @@ impl Builder {
             }
             (Builder::U64(b) | Builder::OptU64(b), Value::Uint(n)) => b.append_value(n),
             (Builder::OptU64(b), Value::Null) => b.append_null(),
-            (Builder::F64(b), Value::Float(x)) => b.append_value(x),
+            (Builder::OptF64(b), Value::Float(x)) => b.append_value(x),
+            (Builder::OptF64(b), Value::Null) => b.append_null(),
             (_, v) => {
                 return Err(ArrowError::ComputeError(format!(
                     "{v:?} is not of its column's kind"
@@ -159,7 +160,7 @@ impl Builder {
             Builder::U16(mut b) => Arc::new(b.finish()),
             Builder::U32(mut b) => Arc::new(b.finish()),
             Builder::U64(mut b) | Builder::OptU64(mut b) => Arc::new(b.finish()),
-            Builder::F64(mut b) => Arc::new(b.finish()),
+            Builder::OptF64(mut b) => Arc::new(b.finish()),
         }
     }
 }

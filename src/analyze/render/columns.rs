@@ -27,9 +27,9 @@ pub enum Kind {
     U16,
     U32,
     U64,
-    F64,
-    /// A number that a row may not have (null; empty in CSV).
+    /// Numbers that a row may not have (null; empty in CSV).
     OptU64,
+    OptF64,
 }
 
 /// One cell.

@@ -66,7 +66,7 @@ impl<'a> EpisodeLine<'a> {
             escape::terminal(e.addr.owner.comm.as_str()),
             (e.end_ns - e.start_ns) as f64 / 1e6,
             states(e),
-            format!("{}->{}", e.cwnd_before, e.cwnd_end),
+            format!("{}->{}", e.cwnd_before, e.lowest_cwnd),
             e.retransmits.iter().sum::<u32>(),
             e.drops.iter().map(|x| x.count).sum::<u32>(),
             e.ce_marks,
@@ -286,7 +286,7 @@ pub fn table_header(out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "{:<30} {:<47} {:<16} {:>10} {:<28} {:>13} {:>5} {:>5} {:>4} CAUSE",
-        "START", "FLOW", "COMM", "MS", "STATES", "CWND", "RTX", "DROP", "CE"
+        "START", "FLOW", "COMM", "MS", "STATES", "CWND->LOW", "RTX", "DROP", "CE"
     )
 }
 
@@ -370,9 +370,9 @@ pub static EPISODE: &[Column<EpisodeGet>] = &[
     col("loss_ns", Kind::U64, |l| time_in(l, CaState::Loss)),
     col("cwnd_before", Kind::U32, |l| uint(l.ep.cwnd_before)),
     col("ssthresh", Kind::U32, |l| uint(l.ep.ssthresh)),
-    // ssthresh / cwnd_before; 0 without a reduction.
-    col("reduction", Kind::F64, |l| {
-        Value::Float(l.ep.reduction().unwrap_or(0.0))
+    // ssthresh / cwnd_before; null without a threshold set.
+    col("reduction", Kind::OptF64, |l| {
+        l.ep.reduction().map_or(Value::Null, Value::Float)
     }),
     col("lowest_cwnd", Kind::U32, |l| uint(l.ep.lowest_cwnd)),
     col("cwnd_end", Kind::U32, |l| uint(l.ep.cwnd_end)),

@@ -386,7 +386,7 @@ fn episodes(h: &mut String, p: &Page) {
     let _ = writeln!(
         h,
         "<h3>The {} longest episodes</h3>\n<table id=\"longest\"><thead><tr><th>start</th>\
-         <th>flow</th><th>process</th><th>duration</th><th>states</th><th>cwnd</th>\
+         <th>flow</th><th>process</th><th>duration</th><th>states</th><th>cwnd → lowest</th>\
          <th>retransmitted</th><th>dropped</th><th>CE marks</th><th>cause</th></tr></thead><tbody>",
         done.longest.len()
     );
@@ -420,7 +420,7 @@ fn episodes(h: &mut String, p: &Page) {
             human(ns),
             esc(&states(e)),
             e.cwnd_before,
-            e.cwnd_end,
+            e.lowest_cwnd,
             e.retransmits.iter().sum::<u32>(),
             e.drops.iter().map(|d| d.count).sum::<u32>(),
             e.ce_marks,
@@ -563,7 +563,7 @@ fn mark_title(h: &mut String, c: usize, t: &super::timeline::Tick) {
 /// A transition as its title says it.
 fn transition(t: &super::timeline::Tick) -> String {
     let k = &t.first;
-    let ssthresh = if k.ssthresh >= super::NO_SSTHRESH {
+    let ssthresh = if k.ssthresh >= crate::event::NO_SSTHRESH {
         "none".to_string()
     } else {
         k.ssthresh.to_string()

@@ -194,9 +194,6 @@ fn count_at(counts: &mut Vec<(usize, u64)>, c: usize, n: u64) {
     }
 }
 
-/// `snd_ssthresh` before the first loss (`TCP_INFINITE_SSTHRESH`).
-const NO_SSTHRESH: u32 = 0x7fff_ffff;
-
 impl FlowTimeline {
     fn new(row: FlowRow, axis: &Axis) -> FlowTimeline {
         FlowTimeline {
@@ -216,7 +213,7 @@ impl FlowTimeline {
     fn event(&mut self, c: usize, t_ns: u64, ev: &Event) {
         let d = &ev.detail;
         self.cwnd.add(c, u64::from(d.snd_cwnd));
-        if d.snd_ssthresh < NO_SSTHRESH {
+        if d.snd_ssthresh < crate::event::NO_SSTHRESH {
             self.ssthresh.add(c, u64::from(d.snd_ssthresh));
         }
         self.srtt_us.add(c, u64::from(d.srtt_us));
