@@ -144,7 +144,8 @@ pub enum TimeBound {
     /// Nanoseconds before the end of the data ("the last minute").
     BeforeEnd(u64),
     /// A local clock time (ns since midnight) on the day the data starts,
-    /// or the next day where that is before the start.
+    /// or on the next where that day's is before the data and the next
+    /// day's in it (a capture across midnight: 00:30 is after it).
     ClockTime(u64),
 }
 
@@ -166,8 +167,14 @@ impl TimeBound {
             TimeBound::BeforeEnd(d) => end_ns.saturating_sub(d),
             TimeBound::ClockTime(ns) => {
                 let day = crate::time::local_clock_time(start_ns, ns);
-                if day < start_ns {
-                    crate::time::local_clock_time(start_ns.saturating_add(DAY_NS), ns)
+                if day >= start_ns {
+                    return day;
+                }
+                // A moment before the start means the start to a reader,
+                // unless the next day's is in the data.
+                let next = crate::time::local_clock_time(start_ns.saturating_add(DAY_NS), ns);
+                if next <= end_ns {
+                    next
                 } else {
                     day
                 }
@@ -469,5 +476,37 @@ fn plural(n: u64, what: &str) -> String {
         format!("1 {what}")
     } else {
         format!("{n} {what}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    /// A local clock time on the data's first day, in a January (no
+    /// daylight-saving change near).
+    fn local(h: u64, m: u64, s: u64) -> u64 {
+        crate::time::local_clock_time(1_800_000_000 * S, ((h * 60 + m) * 60 + s) * S)
+    }
+
+    /// A clock time is the first day's where it falls in the data or
+    /// around it (a time before the start means the start to a reader),
+    /// and the next day's where that is in the data (a capture across
+    /// midnight).
+    #[test]
+    fn a_clock_time_is_the_day_nearest_the_data() {
+        let clock = |h: u64, m: u64, s: u64| TimeBound::ClockTime(((h * 60 + m) * 60 + s) * S);
+        let (start, end) = (local(12, 0, 10), local(12, 0, 20));
+        assert_eq!(clock(12, 0, 15).at(start, end), local(12, 0, 15));
+        assert_eq!(clock(12, 0, 5).at(start, end), local(12, 0, 5));
+        assert_eq!(clock(13, 0, 0).at(start, end), local(13, 0, 0));
+        assert_eq!(clock(0, 0, 0).at(start, end), local(0, 0, 0));
+        let (start, end) = (local(23, 59, 50), local(23, 59, 50) + 30 * S);
+        assert_eq!(clock(0, 0, 10).at(start, end), start + 20 * S);
+        assert_eq!(clock(23, 59, 55).at(start, end), start + 5 * S);
+        // Just before the start: that day's, not the next's.
+        assert_eq!(clock(23, 59, 40).at(start, end), start - 10 * S);
     }
 }
