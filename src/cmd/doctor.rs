@@ -23,6 +23,9 @@ enum Status {
 
 struct Report {
     fatal: bool,
+    /// The first line that could not be written: said at the end, as the
+    /// other commands say theirs.
+    unwritten: Option<std::io::Error>,
 }
 
 impl Report {
@@ -36,9 +39,10 @@ impl Report {
         if status != Status::Ok && needed {
             self.fatal = true;
         }
-        let mut out = std::io::stdout().lock();
-        // A report nobody can read has nothing left to say.
-        let _ = writeln!(out, "{tag:<8} {what:<26} {detail}");
+        if self.unwritten.is_none() {
+            let mut out = std::io::stdout().lock();
+            self.unwritten = writeln!(out, "{tag:<8} {what:<26} {detail}").err();
+        }
     }
 }
 
@@ -51,7 +55,10 @@ fn status(ok: bool) -> Status {
 }
 
 pub fn run(verbose: bool) -> Result<()> {
-    let mut r = Report { fatal: false };
+    let mut r = Report {
+        fatal: false,
+        unwritten: None,
+    };
     r.line(Status::Ok, "kernel", &host::kernel_release(), false);
 
     let btf = preflight::has_btf();
@@ -141,7 +148,9 @@ pub fn run(verbose: bool) -> Result<()> {
         _ => BufferKind::Ring,
     };
     modes(&mut r, privileged, ring.map(|_| buffer), verbose);
-    if r.fatal {
+    if let Some(e) = r.unwritten {
+        Err(Error::Stdout(e))
+    } else if r.fatal {
         Err(Error::NotReady)
     } else {
         Ok(())
@@ -202,15 +211,19 @@ fn modes(r: &mut Report, privileged: bool, buffer: Option<BufferKind>, verbose: 
             }
         }
     }
+    // Without privileges nothing loads: what would, once they are held.
     r.line(
-        status(auto.is_some()),
+        match auto {
+            Some(_) if !privileged => Status::Unknown,
+            found => status(found.is_some()),
+        },
         "record would use",
         &match auto {
             None => "nothing: no attach mode works here".to_string(),
             Some(mode) => match buffer {
                 Some(b) => format!("--attach {} with the {} buffer", mode.name(), b.name()),
                 None => format!(
-                    "--attach {} (the buffer cannot be probed without privileges)",
+                    "--attach {} with privileges (the buffer cannot be probed without them)",
                     mode.name()
                 ),
             },

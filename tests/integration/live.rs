@@ -257,6 +257,25 @@ fn doctor_reports_what_works_and_what_does_not() {
         "{text}"
     );
     assert!(!line(&text, "record would use").contains("perf"), "{text}");
+    // Nor is a mode that nothing loaded an "ok" beside the refusal.
+    assert!(
+        line(&text, "record would use").starts_with("unknown"),
+        "{text}"
+    );
+    assert!(stderr(&o).contains("recording cannot work here"), "{o:?}");
+
+    // A report that cannot be written says so, as every command does.
+    let full = std::fs::File::create("/dev/full").expect("/dev/full");
+    let o = std::process::Command::new(bin())
+        .arg("doctor")
+        .stdout(full)
+        .output()
+        .expect("tcpcong runs");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o).trim(),
+        "tcpcong: writing to standard output: No space left on device (os error 28)"
+    );
 }
 
 /// Live windows and `analyze` of the same run's recording agree exactly,
