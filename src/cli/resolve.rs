@@ -452,6 +452,26 @@ fn episodes(a: &AnalyzeArgs) -> Result<cmd::episodes::Plan> {
             "--episodes lists episodes: without an interval or -d".into(),
         ));
     }
+    // The tables' options, which an episode's row has no use for: refused
+    // rather than ignored.
+    let r = &a.report;
+    let tables: [(bool, &str, &str); 6] = [
+        (r.timestamp, "-T", ""),
+        (r.microseconds, "-u", ""),
+        (r.all, "--all", ""),
+        (r.align, "--align", ""),
+        (r.accounting != AccountingArg::Full, "--accounting", ""),
+        (
+            r.wide,
+            "-w",
+            " (--format json gives each episode's flow id)",
+        ),
+    ];
+    if let Some((_, flag, hint)) = tables.iter().find(|(given, ..)| *given) {
+        return Err(Error::Usage(format!(
+            "--episodes lists episodes: {flag} is for the duration tables{hint}"
+        )));
+    }
     top_rows(a.report.top)?;
     let parquet = parquet_output(a, "the episodes")?;
     Ok(cmd::episodes::Plan {

@@ -242,6 +242,20 @@ fn impossible_report_requests_are_usage_errors() {
         2,
         &["--localport", "'-5'"],
     );
+    // The duration tables' options do nothing to episodes: refused, not
+    // ignored.
+    for flag in ["-T", "-u", "--all", "--align", "-w"] {
+        assert_one_line_error(
+            &["analyze", "--episodes", f, flag],
+            2,
+            &[flag, "for the duration tables"],
+        );
+    }
+    assert_one_line_error(
+        &["analyze", "--episodes", f, "--accounting", "between"],
+        2,
+        &["--accounting", "for the duration tables"],
+    );
 }
 
 /// A mode this kernel does not offer is refused before any file is
