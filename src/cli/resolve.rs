@@ -580,6 +580,7 @@ fn accounting(a: AccountingArg) -> Accounting {
 }
 
 fn compare(a: &CompareArgs) -> Result<cmd::compare::Plan> {
+    top_rows(Some(a.top))?;
     Ok(cmd::compare::Plan {
         before: a.before.clone(),
         after: a.after.clone(),

@@ -5,13 +5,12 @@
 
 use std::io::{self, BufWriter, Write};
 
-use super::{open_dataset, tell_duplicates, warn_losses, Selection, NO_FILTER};
+use super::{open_dataset, tell_duplicates, tell_no_flow, warn_losses, Selection};
 use crate::analyze::compare::Side;
 use crate::analyze::engine::durations::{self, Computed};
 use crate::analyze::engine::{Accounting, EngineConfig, Unit};
 use crate::analyze::render::compare::Comparison;
 use crate::error::{Error, Result};
-use crate::messages;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -49,12 +48,7 @@ fn side(plan: &Plan, input: &str) -> Result<Side> {
     tell_duplicates(duplicates);
     warn_losses(lost, Some(gaps), &summary);
     if summary.flows == 0 {
-        let why = match plan.select.flags() {
-            f if f == NO_FILTER => "it holds no flow".to_string(),
-            f => format!("the selection ({f}) keeps no flow of it"),
-        };
-        // (messages escape what they print.)
-        messages::say(format_args!("{input}: {why}"));
+        tell_no_flow(input, &plan.select);
     }
     Ok(Side::of(&summary, plan.top))
 }

@@ -442,6 +442,17 @@ fn show_libbpf_log(verbose: bool) {
     }
 }
 
+/// Why `what` (an input, the recordings) gives no flow: it has none, or
+/// the selection keeps none.
+fn tell_no_flow(what: &str, select: &Selection) {
+    let why = match select.flags() {
+        f if f == NO_FILTER => "it holds no flow".to_string(),
+        f => format!("the selection ({f}) keeps no flow of it"),
+    };
+    // (messages escape what they print.)
+    messages::say(format_args!("{what}: {why}"));
+}
+
 /// Overlapping captures (two recorders at once) recorded some events twice.
 fn tell_duplicates(n: u64) {
     if let Some(line) = caveats::duplicates(n) {

@@ -74,6 +74,9 @@ pub fn run(plan: &Plan) -> Result<()> {
     })?;
     super::tell_duplicates(duplicates);
     let overview = overview.finish(span.end_ns, plan.page.top);
+    if overview.summary.flows == 0 {
+        super::tell_no_flow(&plan.inputs.join(" "), &plan.select);
+    }
 
     // The second pass: the top flows' timelines, and every flow's episodes
     // (as analyze --episodes finds them in the same selection).

@@ -123,6 +123,7 @@ fn bad_report_requests_are_one_line_errors() {
             1,
             "/nonexistent-dir/x.html",
         ),
+        (vec!["compare", v4, v4, "--top", "0"], 2, "--top"),
     ] {
         let o = tcpcong(&args);
         let err = stderr(&o);
@@ -130,4 +131,22 @@ fn bad_report_requests_are_one_line_errors() {
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+/// A page of a selection that keeps no flow says why, as compare does.
+#[test]
+fn an_empty_selection_is_told() {
+    let dir = TempDir::new("report-none");
+    let page = dir.0.join("none.html");
+    let v4 = fixture("ipv4-loss.parquet");
+    let v4 = v4.to_str().unwrap();
+    let o = tcpcong(&["report", v4, "-o", page.to_str().unwrap(), "--flow", "999"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "{v4}: the selection (--flow 999) keeps no flow of it"
+        )),
+        "{}",
+        stderr(&o)
+    );
 }
