@@ -27,7 +27,7 @@ impl Side {
     /// trouble (a flow's windows summed first).
     pub fn of(s: &Summary, top: usize) -> Side {
         let mut side = Side {
-            flows: s.flows,
+            flows: s.timed_flows(),
             ns: [0; 5],
             changes: 0,
             mismatches: 0,

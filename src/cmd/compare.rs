@@ -47,10 +47,11 @@ fn side(plan: &Plan, input: &str) -> Result<Side> {
     } = durations::compute(data, &plan.select.rows(), &cfg, plan.threads, span.end_ns)?;
     tell_duplicates(duplicates);
     warn_losses(lost, Some(gaps), &summary);
-    if summary.flows == 0 {
+    let side = Side::of(&summary, plan.top);
+    if side.flows == 0 {
         tell_no_flow(input, &plan.select);
     }
-    Ok(Side::of(&summary, plan.top))
+    Ok(side)
 }
 
 pub fn run(plan: &Plan) -> Result<()> {

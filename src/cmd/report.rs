@@ -74,7 +74,8 @@ pub fn run(plan: &Plan) -> Result<()> {
     })?;
     super::tell_duplicates(duplicates);
     let overview = overview.finish(span.end_ns, plan.page.top);
-    if overview.summary.flows == 0 {
+    let flows = overview.summary.timed_flows();
+    if flows == 0 {
         super::tell_no_flow(&plan.inputs.join(" "), &plan.select);
     }
 
@@ -137,7 +138,7 @@ pub fn run(plan: &Plan) -> Result<()> {
         "wrote {} ({} KiB): {}, {}",
         plan.output.path.display(),
         text.len().div_ceil(1024),
-        super::plural(page.overview.summary.flows, "flow"),
+        super::plural(flows, "flow"),
         super::plural(drawn as u64, "timeline")
     ));
     warn_losses(lost_events, Some(gaps), &page.overview.summary);

@@ -575,6 +575,8 @@ fn compare_sides_are_what_analyze_adds_up() {
         );
         let changes: u64 = rows.iter().map(|r| r["changes"].as_u64().unwrap()).sum();
         assert_eq!(side["changes"].as_u64(), Some(changes), "{name}");
+        // Its flows are the table's (a listening socket's close is none).
+        assert_eq!(side["flows"].as_u64(), Some(rows.len() as u64), "{name}");
         let trouble = |r: &serde_json::Value| {
             r["recovery_ns"].as_u64().unwrap() + r["loss_ns"].as_u64().unwrap()
         };

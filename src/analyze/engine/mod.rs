@@ -205,7 +205,8 @@ pub struct Summary {
     /// The windows would not fit [`Engine::with_budget`]'s memory: the
     /// summary is incomplete (windows are left out) and must not be shown.
     pub over_budget: bool,
-    /// Distinct flows seen.
+    /// Distinct flows seen (a listening socket's close, a flow's events
+    /// before the span, included).
     pub flows: u64,
 }
 
@@ -1077,6 +1078,18 @@ fn sort_rows(rows: &mut [FlowRow]) {
 }
 
 impl Summary {
+    /// Distinct flows with a row in some window: time in the span, or a
+    /// change. What a page or a comparison counts as its flows, as
+    /// analyze's `--all` table lists them.
+    pub fn timed_flows(&self) -> u64 {
+        let keys: std::collections::HashSet<FlowKey> = self
+            .windows
+            .iter()
+            .flat_map(|w| w.rows.iter().map(|r| r.key))
+            .collect();
+        keys.len() as u64
+    }
+
     /// The summary of engines that each saw a disjoint set of flows (every
     /// event of a flow in one of them), as one engine that saw them all
     /// would give it: rows united, histograms and counts added.

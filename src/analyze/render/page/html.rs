@@ -178,7 +178,7 @@ fn facts(h: &mut String, p: &Page) {
         "<p>{} recording files, {} boots, {events} events, {} flows in the selection.</p>",
         p.captures.len(),
         boots.len(),
-        p.overview.summary.flows
+        p.overview.summary.timed_flows()
     );
     h.push_str(
         "<table class=\"facts\"><thead><tr><th>file</th><th>host</th><th>kernel</th><th>boot</th>\
