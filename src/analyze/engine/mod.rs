@@ -62,7 +62,7 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use crate::event::{CaState, Change, FlowAddr, FlowKey, Owner, Span, TcpState};
+use crate::event::{CaState, Change, FlowAddr, FlowKey, KernelName, Owner, Span, TcpState};
 use crate::time::local_offset_ns;
 
 /// How much of a flow's life is timed (`--accounting`).
@@ -258,16 +258,49 @@ struct Flow {
     /// that end before then name no owner, live (where they are printed
     /// before it is known) and offline alike.
     owner_from: u64,
+    /// Its congestion control is that of a congestion-state event (or
+    /// snapshot): a program sets its own after connect or accept, so the
+    /// handshake's rows can name the system's default (and a passive
+    /// socket's first congestion-state event, its listener's: its close
+    /// names it again).
+    cc_seen: bool,
+    /// The congestion controls it was labelled with before, each with when
+    /// the next took over: windows that end before then keep the one they
+    /// had (as a live run printed them), offline alike.
+    cc_before: Vec<(u64, KernelName)>,
 }
 
 impl Flow {
     /// An event at `t_ns` may name the owner not known before.
     fn learn_owner(&mut self, t_ns: u64, addr: impl FnOnce() -> FlowAddr) {
-        if self.addr.owner.pid == 0 {
-            let owner = addr().owner;
-            if owner.pid != 0 {
-                self.addr.owner = owner;
-                self.owner_from = t_ns;
+        self.learn(t_ns, false, addr);
+    }
+
+    /// Whether `change` names the congestion control in charge of the
+    /// flow: its first congestion-state event, and its close.
+    fn names_cc(&self, change: Change) -> bool {
+        match change {
+            Change::Ca { .. } => !self.cc_seen,
+            Change::Tcp { new, .. } => new == TcpState::CLOSE,
+            _ => false,
+        }
+    }
+
+    /// As [`Flow::learn_owner`], and the congestion control too if `cc`.
+    fn learn(&mut self, t_ns: u64, cc: bool, addr: impl FnOnce() -> FlowAddr) {
+        if self.addr.owner.pid != 0 && !cc {
+            return;
+        }
+        let a = addr();
+        if self.addr.owner.pid == 0 && a.owner.pid != 0 {
+            self.addr.owner = a.owner;
+            self.owner_from = t_ns;
+        }
+        if cc {
+            self.cc_seen = true;
+            if !a.cc.as_str().is_empty() && a.cc != self.addr.cc {
+                self.cc_before.push((t_ns, self.addr.cc));
+                self.addr.cc = a.cc;
             }
         }
     }
@@ -280,6 +313,10 @@ impl Flow {
                 ..Owner::default()
             };
         }
+        // The first that took over at or after the end: the one before it.
+        if let Some(&(_, cc)) = self.cc_before.iter().find(|(from, _)| *from >= end_ns) {
+            a.cc = cc;
+        }
         a
     }
 
@@ -287,6 +324,8 @@ impl Flow {
         Flow {
             addr,
             owner_from: 0,
+            cc_seen: false,
+            cc_before: Vec::new(),
             closed_at: None,
             cur: None,
             period_start: 0,
@@ -838,12 +877,14 @@ impl Engine {
             // events) labels the flow from then on.
             std::collections::hash_map::Entry::Occupied(o) => {
                 let f = o.into_mut();
-                f.learn_owner(t_ns, addr);
+                let cc = f.names_cc(change);
+                f.learn(t_ns, cc, addr);
                 f
             }
             std::collections::hash_map::Entry::Vacant(v) => {
                 self.seen += 1;
                 let mut f = Flow::new(addr());
+                f.cc_seen = matches!(change, Change::Ca { .. });
                 // Only a birth in the capture the flow is first timed in.
                 f.born = self
                     .births
@@ -1878,6 +1919,57 @@ mod tests {
         assert_eq!(s.windows[0].rows[0].addr.owner, web);
         // A socket's cgroup does not change: it labels every window.
         assert_eq!(s.windows[0].rows[0].addr.owner.cgroup, 3);
+    }
+
+    /// A program sets its congestion control after connect or accept: the
+    /// flow is labelled by its first congestion-state event's, and by its
+    /// close's (a passive socket's first is its listener's).
+    #[test]
+    fn a_flow_is_labelled_by_the_congestion_control_of_its_states() {
+        let algo = |name: &str| FlowAddr {
+            cc: crate::event::KernelName::from_str_lossy(name),
+            ..addr(1)
+        };
+        let label = |events: &[(u64, Change, &str)]| {
+            let mut e = Engine::new(cfg(Accounting::Full, true, None));
+            for (t, change, cc) in events {
+                e.push(S + t * MS, key(1), *change, || algo(cc));
+            }
+            let s = e.finish(S + SEC);
+            s.windows[0].rows[0].addr.cc.as_str().to_string()
+        };
+        // Connected under the default, then cubic: cubic, whatever follows.
+        assert_eq!(
+            label(&[
+                (0, est(), "bbr"),
+                (1, ca(Open, Disorder), "cubic"),
+                (2, ca(Disorder, Open), "reno")
+            ]),
+            "cubic"
+        );
+        // Accepted under the listener's, then set: its close says.
+        assert_eq!(
+            label(&[
+                (0, ca(Open, Open), "bbr"),
+                (1, est(), "bbr"),
+                (5, close(), "cubic")
+            ]),
+            "cubic"
+        );
+        // Nothing but the handshake: what it named.
+        assert_eq!(label(&[(0, est(), "bbr")]), "bbr");
+        // In windows, those that end before it took over keep the one
+        // they had (as a live run printed them).
+        let mut e = Engine::new(cfg(Accounting::Full, true, Some(MS)));
+        e.push(S, key(1), ca(Open, Open), || algo("bbr"));
+        e.push(S + 2 * MS + 1, key(1), close(), || algo("cubic"));
+        let s = e.finish(S + 3 * MS);
+        let labels: Vec<&str> = s
+            .windows
+            .iter()
+            .map(|w| w.rows[0].addr.cc.as_str())
+            .collect();
+        assert_eq!(labels, ["bbr", "bbr", "cubic"]);
     }
 
     #[test]
