@@ -397,8 +397,8 @@ macro_rules! detail_columns {
 pub(crate) use detail_columns;
 
 /// `snd_ssthresh` while no threshold is set: the kernel's
-/// `TCP_INFINITE_SSTHRESH` (slow start until the first reduction; BBR never
-/// sets one).
+/// `TCP_INFINITE_SSTHRESH` (slow start until the first reduction; BBR's
+/// until it leaves startup).
 pub const NO_SSTHRESH: u32 = 0x7fff_ffff;
 
 macro_rules! detail_struct {

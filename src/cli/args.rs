@@ -439,7 +439,7 @@ pub struct SelectArgs {
     #[arg(long, value_name = "COOKIE")]
     pub flow: Option<u64>,
 
-    /// Start of the span to use: RFC 3339, seconds from the recordings' start (90), a duration before their end (-60s), or a local clock time on their first day (09:03:40; the next day's in a capture across midnight).
+    /// Start of the span to use: RFC 3339, seconds from the recordings' start (90), a duration before their end (-60s), or a local clock time (09:03:40) of the day that puts it in the recordings or nearest them.
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
 

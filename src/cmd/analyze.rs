@@ -86,7 +86,10 @@ pub fn run(plan: &Plan) -> Result<()> {
         }
     };
     if visible_rows == 0 && !plan.report.report.histogram {
-        if summary.flows == 0 {
+        // The flows timed, as compare and report count them (a listening
+        // socket's close, or a flow's events before --since, time none).
+        let timed = summary.timed_flows();
+        if timed == 0 {
             recorded.explain_nothing(&plan.select, lost_events);
         } else {
             let hint = if plan.report.report.all {
@@ -95,8 +98,8 @@ pub fn run(plan: &Plan) -> Result<()> {
                 "; --all also shows flows without changes"
             };
             messages::say(format_args!(
-                "no flow changed congestion state in the selected data ({} flows seen{hint})",
-                summary.flows
+                "no flow changed congestion state in the selected data ({} timed{hint})",
+                super::plural(timed, "flow")
             ));
         }
     }

@@ -144,8 +144,8 @@ pub enum TimeBound {
     /// Nanoseconds before the end of the data ("the last minute").
     BeforeEnd(u64),
     /// A local clock time (ns since midnight) on the day the data starts,
-    /// or on the next where that day's is before the data and the next
-    /// day's in it (a capture across midnight: 00:30 is after it).
+    /// or the day before or after where that one's is in the data or
+    /// nearer it.
     ClockTime(u64),
 }
 
@@ -165,19 +165,21 @@ impl TimeBound {
             TimeBound::At(t) => t,
             TimeBound::FromStart(d) => start_ns.saturating_add(d),
             TimeBound::BeforeEnd(d) => end_ns.saturating_sub(d),
+            // Of the day before, the first day and the day after, the one
+            // in the data or nearest it (a capture across midnight: 00:30
+            // is on its second day; 23:59 before a capture from 00:10, on
+            // the day before). Ties go to the earlier.
             TimeBound::ClockTime(ns) => {
-                let day = crate::time::local_clock_time(start_ns, ns);
-                if day >= start_ns {
-                    return day;
-                }
-                // A moment before the start means the start to a reader,
-                // unless the next day's is in the data.
-                let next = crate::time::local_clock_time(start_ns.saturating_add(DAY_NS), ns);
-                if next <= end_ns {
-                    next
-                } else {
-                    day
-                }
+                let off = |t: u64| start_ns.saturating_sub(t).max(t.saturating_sub(end_ns));
+                [
+                    start_ns.saturating_sub(DAY_NS),
+                    start_ns,
+                    start_ns.saturating_add(DAY_NS),
+                ]
+                .map(|day| crate::time::local_clock_time(day, ns))
+                .into_iter()
+                .min_by_key(|&t| off(t))
+                .unwrap_or(start_ns)
             }
         }
     }
@@ -261,6 +263,12 @@ impl Selection {
             return Err(Error::Usage(format!(
                 "--since is after the end of the recordings ({})",
                 rfc3339(data.end_ns)
+            )));
+        }
+        if until.is_some_and(|u| u <= data.start_ns) {
+            return Err(Error::Usage(format!(
+                "--until is before the start of the recordings ({})",
+                rfc3339(data.start_ns)
             )));
         }
         let start_ns = since.unwrap_or(data.start_ns).max(data.start_ns);
@@ -502,10 +510,9 @@ mod tests {
         crate::time::local_clock_time(1_800_000_000 * S, ((h * 60 + m) * 60 + s) * S)
     }
 
-    /// A clock time is the first day's where it falls in the data or
-    /// around it (a time before the start means the start to a reader),
-    /// and the next day's where that is in the data (a capture across
-    /// midnight).
+    /// A clock time is the day's that falls in the data or nearest it: a
+    /// time just before the start means the start to a reader (not the
+    /// next day), and a capture across midnight has two days.
     #[test]
     fn a_clock_time_is_the_day_nearest_the_data() {
         let clock = |h: u64, m: u64, s: u64| TimeBound::ClockTime(((h * 60 + m) * 60 + s) * S);
@@ -513,11 +520,17 @@ mod tests {
         assert_eq!(clock(12, 0, 15).at(start, end), local(12, 0, 15));
         assert_eq!(clock(12, 0, 5).at(start, end), local(12, 0, 5));
         assert_eq!(clock(13, 0, 0).at(start, end), local(13, 0, 0));
-        assert_eq!(clock(0, 0, 0).at(start, end), local(0, 0, 0));
+        // Twelve hours either way, less the data's 10 s: the next day's.
+        assert_eq!(clock(0, 0, 0).at(start, end), local(0, 0, 0) + DAY_NS);
+        // Across midnight, 23:59:50 to 00:00:20.
         let (start, end) = (local(23, 59, 50), local(23, 59, 50) + 30 * S);
         assert_eq!(clock(0, 0, 10).at(start, end), start + 20 * S);
         assert_eq!(clock(23, 59, 55).at(start, end), start + 5 * S);
-        // Just before the start: that day's, not the next's.
         assert_eq!(clock(23, 59, 40).at(start, end), start - 10 * S);
+        // After the end, on the second day: not the first day's.
+        assert_eq!(clock(0, 0, 45).at(start, end), start + 55 * S);
+        // Before a capture that starts after midnight: the day before.
+        let (start, end) = (local(0, 0, 10), local(0, 0, 20));
+        assert_eq!(clock(23, 59, 0).at(start, end), start - 70 * S);
     }
 }

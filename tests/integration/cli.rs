@@ -233,6 +233,11 @@ fn impossible_report_requests_are_usage_errors() {
         &["--until"],
     );
     assert_one_line_error(
+        &["analyze", f, "--until", "2000-01-01T00:00:00Z"],
+        2,
+        &["--until", "before the start"],
+    );
+    assert_one_line_error(
         &["record", "-o", "/tmp/x.parquet", "-R", "+5"],
         2,
         &["--remoteport", "'+5'"],
@@ -729,7 +734,7 @@ fn empty_results_say_why() {
         &format!("the recordings hold no events: no TCP socket {kept} changed state"),
     );
 
-    // A socket that only listened: an event, a flow, no change.
+    // A socket that only listened: events, and no flow to time.
     let listened = dir.join("listen.parquet");
     let rec = Recorder::start(&listened, &["--netns", &lab.netns_path()]);
     let script = "import socket, time\n\
@@ -742,7 +747,7 @@ fn empty_results_say_why() {
     rec.stop();
     analyze_says(
         &[listened.to_str().unwrap()],
-        "no flow changed congestion state in the selected data (1 flows seen",
+        "events time no flow (births, closes or listening sockets only)",
     );
 
     let multi = fixture("multi-flow.parquet");

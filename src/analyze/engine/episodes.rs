@@ -185,8 +185,8 @@ impl Episode {
 
     /// `ssthresh / cwnd_before`: the share of its window the flow kept.
     pub fn reduction(&self) -> Option<f64> {
-        // No threshold: disorder only, or a congestion control that sets
-        // none (BBR leaves the kernel's "infinite" one).
+        // No threshold: disorder only, or the kernel's "infinite" one still
+        // (BBR's until it leaves startup).
         let set = self.ssthresh > 0 && self.ssthresh != crate::event::NO_SSTHRESH;
         (set && self.cwnd_before > 0)
             .then(|| f64::from(self.ssthresh) / f64::from(self.cwnd_before))
@@ -615,8 +615,8 @@ mod tests {
         assert_eq!(eps[1].regained_ns, Some(0));
         // Disorder only sets no threshold: no reduction, not one to zero.
         assert_eq!((eps[1].ssthresh, eps[1].reduction()), (0, None));
-        // Nor does a congestion control that leaves the kernel's infinite
-        // one (BBR): not a window 100 million times larger.
+        // Nor does a threshold still the kernel's infinite one (BBR's in
+        // startup): not a window 100 million times larger.
         let bbr = run(
             vec![
                 (
