@@ -371,6 +371,9 @@ fn live(a: &LiveArgs, command: String) -> Result<cmd::live::Plan> {
             "--episodes prints episodes as they complete: without an interval or -d".into(),
         ));
     }
+    if a.episodes {
+        no_table_options(&a.report)?;
+    }
     Ok(cmd::live::Plan {
         // The episodes' causes are in the evidence.
         capture: capture(&a.ports, &a.capture, output.is_some() || a.episodes)?,
@@ -452,9 +455,30 @@ fn episodes(a: &AnalyzeArgs) -> Result<cmd::episodes::Plan> {
             "--episodes lists episodes: without an interval or -d".into(),
         ));
     }
-    // The tables' options, which an episode's row has no use for: refused
-    // rather than ignored.
-    let r = &a.report;
+    no_table_options(&a.report)?;
+    top_rows(a.report.top)?;
+    let parquet = parquet_output(a, "the episodes")?;
+    Ok(cmd::episodes::Plan {
+        inputs,
+        select: selection(&a.select)?,
+        format: match a.report.format {
+            Format::Json => cmd::events::Format::Json,
+            Format::Csv => cmd::events::Format::Csv,
+            Format::Table | Format::Parquet => cmd::events::Format::Text,
+        },
+        parquet,
+        order: episode_order(&a.report)?,
+        top: a.report.top,
+        by: a
+            .report
+            .by
+            .map(|b| flow_group(b).map_or(GroupBy::Cause, GroupBy::Flow)),
+    })
+}
+
+/// The duration tables' options, which an episode's row has no use for:
+/// refused with --episodes rather than ignored.
+fn no_table_options(r: &ReportArgs) -> Result<()> {
     let tables: [(bool, &str, &str); 6] = [
         (r.timestamp, "-T", ""),
         (r.microseconds, "-u", ""),
@@ -472,43 +496,27 @@ fn episodes(a: &AnalyzeArgs) -> Result<cmd::episodes::Plan> {
             "--episodes lists episodes: {flag} is for the duration tables{hint}"
         )));
     }
-    top_rows(a.report.top)?;
-    let parquet = parquet_output(a, "the episodes")?;
-    Ok(cmd::episodes::Plan {
-        inputs,
-        select: selection(&a.select)?,
-        format: match a.report.format {
-            Format::Json => cmd::events::Format::Json,
-            Format::Csv => cmd::events::Format::Csv,
-            Format::Table | Format::Parquet => cmd::events::Format::Text,
-        },
-        parquet,
-        order: a
-            .report
-            .sort
-            .or(a.report.top.map(|_| SortArg::Duration))
-            .map(|s| match s {
-                SortArg::Duration => Ok(Order::Duration),
-                SortArg::CwndCut => Ok(Order::CwndCut),
-                SortArg::Disorder => Ok(Order::State(CaState::Disorder)),
-                SortArg::Cwr => Ok(Order::State(CaState::Cwr)),
-                SortArg::Recovery => Ok(Order::State(CaState::Recovery)),
-                SortArg::Loss => Ok(Order::State(CaState::Loss)),
-                SortArg::Trouble => Ok(Order::Trouble),
-                SortArg::Open | SortArg::Changes | SortArg::Mismatches => {
-                    Err(Error::Usage(format!(
-                        "--sort {}: an episode has none; it orders flows",
-                        value_name(s)
-                    )))
-                }
-            })
-            .transpose()?,
-        top: a.report.top,
-        by: a
-            .report
-            .by
-            .map(|b| flow_group(b).map_or(GroupBy::Cause, GroupBy::Flow)),
-    })
+    Ok(())
+}
+
+/// The order --sort (or --top, by duration) asks of episodes.
+fn episode_order(r: &ReportArgs) -> Result<Option<Order>> {
+    r.sort
+        .or(r.top.map(|_| SortArg::Duration))
+        .map(|s| match s {
+            SortArg::Duration => Ok(Order::Duration),
+            SortArg::CwndCut => Ok(Order::CwndCut),
+            SortArg::Disorder => Ok(Order::State(CaState::Disorder)),
+            SortArg::Cwr => Ok(Order::State(CaState::Cwr)),
+            SortArg::Recovery => Ok(Order::State(CaState::Recovery)),
+            SortArg::Loss => Ok(Order::State(CaState::Loss)),
+            SortArg::Trouble => Ok(Order::Trouble),
+            SortArg::Open | SortArg::Changes | SortArg::Mismatches => Err(Error::Usage(format!(
+                "--sort {}: an episode has none; it orders flows",
+                value_name(s)
+            ))),
+        })
+        .transpose()
 }
 
 fn analyze(a: &AnalyzeArgs) -> Result<cmd::analyze::Plan> {
