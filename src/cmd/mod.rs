@@ -332,12 +332,6 @@ impl NewFile {
     fn check<'a>(&self, reading: impl IntoIterator<Item = &'a std::path::Path>) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
         let path = &self.path;
-        // Elsewhere "-" is standard output: here it would be a file so named.
-        if path.as_os_str() == "-" {
-            return Err(Error::Usage(
-                "-o -: this output is a file, not standard output; name the file".into(),
-            ));
-        }
         if path.file_name().is_none() {
             return Err(Error::Usage(format!(
                 "-o {}: not a file name",
@@ -400,8 +394,14 @@ impl NewFile {
 }
 
 /// A file `-o` names must be in a folder that exists (a runtime error:
-/// the command line itself is fine).
+/// the command line itself is fine), and not be `-`, which a user means
+/// as standard output (a usage error: every -o of tcpcong is a file).
 pub fn output_folder(path: &std::path::Path) -> Result<()> {
+    if path.as_os_str() == "-" {
+        return Err(Error::Usage(
+            "-o -: tcpcong writes this to a file, not to standard output; name the file".into(),
+        ));
+    }
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),

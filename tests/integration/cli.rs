@@ -232,6 +232,14 @@ fn impossible_report_requests_are_usage_errors() {
         2,
         &["--until"],
     );
+    // Every -o is a file: "-" would be one so named, not standard output.
+    for args in [
+        &["record", "-o", "-"][..],
+        &["-o", "-"],
+        &["serve", "--listen", "127.0.0.1:0", "-o", "-"],
+    ] {
+        assert_one_line_error(args, 2, &["-o -", "not to standard output"]);
+    }
     assert_one_line_error(
         &["analyze", f, "--until", "2000-01-01T00:00:00Z"],
         2,

@@ -448,7 +448,7 @@ mod tests {
             state_ns: [0, 0, (end_ms - start_ms) * 1_000_000, 0, 0],
             cwnd_before: 10,
             ssthresh: 7,
-            lowest_cwnd: 7,
+            lowest_cwnd: 5,
             cwnd_end: 7,
             regained_ns: None,
             srtt_entry_us: 1,
@@ -475,7 +475,7 @@ mod tests {
         assert_eq!(csv.trim_end().split(',').count(), EPISODE.len());
         assert_eq!(csv_header(EPISODE).split(',').count(), EPISODE.len());
         assert!(
-            csv.contains(",cwr>open,cwr,open,0,0,5000000,0,0,10,7,0.7,7,7,,1,1,0,"),
+            csv.contains(",cwr>open,cwr,open,0,0,5000000,0,0,10,7,0.7,5,7,,1,1,0,"),
             "{csv}"
         );
         assert!(csv.trim_end().ends_with(",,0,2,0,0,ecn"), "{csv}");
@@ -492,6 +492,19 @@ mod tests {
         let batch = rows.batch().unwrap();
         assert_eq!((batch.num_rows(), batch.num_columns()), (1, EPISODE.len()));
         assert_eq!(batch.column_by_name("regained_ns").unwrap().null_count(), 1);
+        // The table's window: before, then the lowest (not the last).
+        let mut table = Vec::new();
+        line.table(&mut table).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        assert!(table.contains(" 10->5 "), "{table}");
+        // Without a threshold, no reduction: null, not 0.
+        let mut disorder = episode(1, 0, 5, Cause::Reordering);
+        disorder.ssthresh = 0;
+        let line = EpisodeLine::new(&disorder, &boot);
+        let mut json = Vec::new();
+        json_line(&mut json, line.named()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["reduction"], serde_json::Value::Null);
     }
 
     #[test]
