@@ -208,12 +208,27 @@ pub fn run(plan: &Plan) -> Result<()> {
     let boots = data.boots();
     let unnamed = Boot::default();
     let boot_of = |r: &Row| boots.get(r.key.boot as usize).unwrap_or(&unnamed);
+    let events: u64 = data.recordings().map(|(_, m)| m.events).sum();
+    let mut listed = 0u64;
     let duplicates = data.scan(&filter, Columns::All, &mut |item| match item {
         Item::Row(r) if r.t_ns >= span.start_ns && r.t_ns < end && wanted(r) => {
+            listed += 1;
             write(&mut out, r, boot_of(r)).map_err(Error::Stdout)
         }
         _ => Ok(()),
     })?;
     super::tell_duplicates(duplicates);
-    out.flush().map_err(Error::Stdout)
+    out.flush().map_err(Error::Stdout)?;
+    if listed == 0 && events > 0 {
+        // Why nothing came, as analyze says it.
+        let flags = match (plan.kind, plan.select.flags()) {
+            (Some(k), f) if f == super::NO_FILTER => format!("--kind {k}"),
+            (Some(k), f) => format!("--kind {k} {f}"),
+            (None, f) => f,
+        };
+        crate::messages::say(format_args!(
+            "the selection ({flags}) keeps none of the recordings' {events} events"
+        ));
+    }
+    Ok(())
 }

@@ -232,6 +232,12 @@ fn impossible_report_requests_are_usage_errors() {
         2,
         &["--until"],
     );
+    // A series is filed in subfolders: a flat pattern says where to look.
+    assert_one_line_error(
+        &["analyze", "/nonexistent-series/*.parquet"],
+        1,
+        &["no recording matches this pattern", "DIR/**/*.parquet"],
+    );
     // Every -o is a file: "-" would be one so named, not standard output.
     for args in [
         &["record", "-o", "-"][..],
@@ -763,6 +769,15 @@ fn empty_results_say_why() {
 
     let multi = fixture("multi-flow.parquet");
     let events = read_meta(&multi)["events"].as_u64().unwrap();
+    // events says so too, where it lists nothing.
+    let o = tcpcong(&["events", multi.to_str().unwrap(), "--flow", "999"]);
+    assert!(o.status.success() && stdout(&o).is_empty(), "{o:?}");
+    assert_eq!(
+        stderr(&o).trim(),
+        format!(
+            "tcpcong: the selection (--flow 999) keeps none of the recordings' {events} events"
+        )
+    );
     analyze_says(
         &[multi.to_str().unwrap(), "-L", "9999", "--since", "1"],
         &format!("the selection (-L 9999 --since) keeps none of the recordings' {events} events"),

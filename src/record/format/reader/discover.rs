@@ -70,7 +70,16 @@ pub fn discover(inputs: &[String]) -> Result<Discovered> {
                 }
             }
             if found_none(files, &in_folders, passed_over) {
-                return Err(Error::bad_input(path, "no recording matches this pattern"));
+                // `record -o DIR/` files its series by host and date.
+                let hint = if input.contains("**") {
+                    ""
+                } else {
+                    " (a series is in subfolders: give its folder, or DIR/**/*.parquet)"
+                };
+                return Err(Error::bad_input(
+                    path,
+                    format!("no recording matches this pattern{hint}"),
+                ));
             }
         } else if let Some(wip) = unfinished_beside(path)? {
             files.push(wip.clone());
