@@ -250,11 +250,20 @@ fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     // `DIR/` would make the checks below look through a link at DIR.
     let dir: &Path = &dir.components().collect::<PathBuf>();
-    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "a symbolic link, not a folder: give the folder itself",
-        ));
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a symbolic link, not a folder: give the folder itself",
+            ))
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file, not a folder: name a folder to hold the series, or the file without its /",
+            ))
+        }
+        _ => {}
     }
     DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     // Whoever could swap the folder for a link between the check and the

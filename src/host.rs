@@ -112,7 +112,12 @@ pub fn network_namespaces() -> BTreeMap<u64, PathBuf> {
 /// A cgroup v2 directory's id, which is its inode number on cgroup2fs; the
 /// error says why the path is none.
 pub fn cgroup_id(p: &Path) -> Result<u64, String> {
-    let meta = fs::metadata(p).map_err(|e| e.to_string())?;
+    let meta = fs::metadata(p).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            "no such cgroup: give its folder under the cgroup2 mount (e.g. /sys/fs/cgroup/system.slice/nginx.service)".to_string()
+        }
+        _ => e.to_string(),
+    })?;
     if !meta.is_dir() {
         return Err("not a directory".into());
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::values::{
-    parse_duration, parse_family, parse_interval, parse_listen, parse_outputs, parse_ports,
-    parse_size, parse_threads,
+    parse_duration, parse_family, parse_flow, parse_interval, parse_listen, parse_outputs,
+    parse_ports, parse_size, parse_threads,
 };
 use crate::event::PortRange;
 
@@ -436,7 +436,7 @@ pub struct SelectArgs {
     pub ports: PortFilter,
 
     /// Only this flow (socket cookie).
-    #[arg(long, value_name = "COOKIE")]
+    #[arg(long, value_name = "COOKIE", value_parser = parse_flow)]
     pub flow: Option<u64>,
 
     /// Start of the span to use: RFC 3339, seconds from the recordings' start (90), a duration before their end (-60s), or a local clock time (09:03:40) of the day that puts it in the recordings or nearest them.

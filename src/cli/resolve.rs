@@ -373,6 +373,11 @@ fn live(a: &LiveArgs, command: String) -> Result<cmd::live::Plan> {
     }
     if a.episodes {
         no_table_options(&a.report)?;
+        if a.capture.evidence == [EvidenceArg::None] {
+            return Err(Error::Usage(
+                "--episodes finds their causes in the evidence: --evidence none would leave every one unknown".into(),
+            ));
+        }
     }
     Ok(cmd::live::Plan {
         // The episodes' causes are in the evidence.

@@ -5,6 +5,13 @@ use std::time::Duration;
 
 use crate::event::PortRange;
 
+/// A flow id: the `flow` column's number (a socket cookie).
+pub fn parse_flow(s: &str) -> Result<u64, String> {
+    s.parse().map_err(|_| {
+        format!("'{s}' is not a flow id: a number, as the flow column of `tcpcong events` shows it")
+    })
+}
+
 /// `N` or `N-M` as BCC's tcpcong takes it; a reversed range is swapped.
 pub fn parse_ports(s: &str) -> Result<PortRange, String> {
     let port = |p: &str| -> Result<u16, String> {

@@ -60,7 +60,33 @@ fn other_bad_flags_are_usage_errors() {
         &["--attach", "uprobe"],
     );
     assert_one_line_error(&["record"], 2, &["--output"]);
+    assert_one_line_error(
+        &["events", "x.parquet", "--flow", "abc"],
+        2,
+        &["'abc' is not a flow id"],
+    );
+    assert_one_line_error(
+        &["record", "-o", "/tmp/x.parquet", "--cgroup", "/nonexistent"],
+        2,
+        &["no such cgroup", "/sys/fs/cgroup"],
+    );
     assert_one_line_error(&["analyze"], 2, &["INPUT"]);
+    // Where no recording can be: said of the name given, not of tcpcong's
+    // unfinished file.
+    assert_one_line_error(
+        &["record", "-o", "/proc/x.parquet", "--duration", "0.1"],
+        1,
+        &["/proc/x.parquet: cannot create the recording there"],
+    );
+    let dir = TempDir::new("notafolder");
+    let file = dir.join("afile");
+    std::fs::write(&file, b"").unwrap();
+    let series = format!("{}/", file.display());
+    assert_one_line_error(
+        &["record", "-o", &series, "--duration", "0.1"],
+        1,
+        &["a file, not a folder"],
+    );
     assert_one_line_error(&["analyze", "--accounting", "some"], 2, &["--accounting"]);
     assert_one_line_error(
         &["analyze", "x.parquet", "1", "2", "3"],
@@ -273,6 +299,11 @@ fn impossible_report_requests_are_usage_errors() {
         // needs an interval there, is refused for that first).
         assert_one_line_error(&["--episodes", flag], 2, &[flag]);
     }
+    assert_one_line_error(
+        &["--episodes", "--evidence", "none"],
+        2,
+        &["--evidence none", "unknown"],
+    );
     assert_one_line_error(
         &["analyze", "--episodes", f, "--accounting", "between"],
         2,

@@ -249,7 +249,12 @@ impl RecordingWriter {
             }
             other => other,
         }
-        .map_err(|e| Error::io(&tmp, e))?;
+        // Named by the recording asked for: the unfinished file's name is
+        // tcpcong's (a folder where no file can be made: /proc, /sys).
+        .map_err(|e| {
+            let why = format!("cannot create the recording there: {e}");
+            Error::io(target, std::io::Error::new(e.kind(), why))
+        })?;
         // From here a failure leaves nothing behind to trip the next run.
         let gone = |named: Option<&PathBuf>| {
             let _ = fs::remove_file(&tmp);
