@@ -119,7 +119,7 @@ pub struct ReportArgs {
     #[arg(short = 'u', long)]
     pub microseconds: bool,
 
-    /// Also show flows without state changes.
+    /// Also show flows without state changes that were only in open (a flow out of open is shown without it).
     #[arg(long)]
     pub all: bool,
 

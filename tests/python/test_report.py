@@ -344,5 +344,5 @@ def test_bad_inputs_leave_no_page(tmp_path):
                  ["analyze", FIXTURES / "ipv4-loss.parquet", "--format", "parquet"]):
         p = subprocess.run([str(binary()), *map(str, args), "-o", "-"], cwd=tmp_path,
                            capture_output=True, text=True)
-        assert p.returncode == 2 and "not standard output" in p.stderr, p.stderr
+        assert p.returncode == 2 and "not to standard output" in p.stderr, p.stderr
         assert not (tmp_path / "-").exists()

@@ -161,7 +161,9 @@ pub fn rows<'a>(
         })
 }
 
-/// Whether a row is shown: with `all`, every flow; else those that changed.
+/// Whether a row is shown: with `all`, every flow; else those that changed
+/// or spent time out of open (a flow stuck in loss for a whole window,
+/// with no change in it, is the one a reader looks for).
 pub(crate) fn visible(r: &FlowRow, all: bool) -> bool {
-    all || r.changes != 0
+    all || r.changes != 0 || r.ns[1..].iter().any(|&n| n > 0)
 }

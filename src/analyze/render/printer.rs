@@ -801,6 +801,20 @@ LAddrPort             RAddrPort             Open_us Dod_us Rcov_us Cwr_us  Los_u
         assert_eq!(text(|out| write_table(out, &w, &o)), "\n");
     }
 
+    /// Without --all a flow is shown if it changed state or spent time out
+    /// of open: one in loss for the whole window, without a change, too.
+    #[test]
+    fn a_flow_stuck_out_of_open_is_shown() {
+        let o = plain();
+        let mut stuck = row(9, v4(10, 0, 0, 3), 40001, v4(10, 0, 0, 4), 80);
+        stuck.ns = [0, 0, 0, 0, 1_000 * MS];
+        let mut idle = row(10, v4(10, 0, 0, 3), 40002, v4(10, 0, 0, 4), 80);
+        idle.ns = [1_000 * MS, 0, 0, 0, 0];
+        let got = text(|out| write_table(out, &window(vec![stuck, idle]), &o));
+        assert!(got.contains("10.0.0.3/40001"), "{got}");
+        assert!(!got.contains("10.0.0.3/40002"), "{got}");
+    }
+
     #[test]
     fn clock_is_hh_mm_ss() {
         let o = ReportConfig {
