@@ -92,9 +92,14 @@ impl<O: Output> Feed<O> {
         })
     }
 
-    /// Runs the capture until it stops; the engine is left for [`Feed::end`].
-    pub fn run(&mut self, capture: &CaptureConfig) -> Result<CaptureStats> {
-        capture::run(capture, None, self)
+    /// Runs the capture until it stops, or for `duration`; the engine is
+    /// left for [`Feed::end`].
+    pub fn run(
+        &mut self,
+        capture: &CaptureConfig,
+        duration: Option<std::time::Duration>,
+    ) -> Result<CaptureStats> {
+        capture::run(capture, duration, self)
     }
 
     /// The engine's last windows, up to the capture's end, after a capture

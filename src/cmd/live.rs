@@ -200,7 +200,7 @@ fn run_episodes(plan: &Plan) -> Result<()> {
         print_err: None,
     };
     let mut feed = Feed::create(lines, &plan.capture, plan.output.as_ref(), &plan.command)?;
-    let outcome = feed.run(&plan.capture);
+    let outcome = feed.run(&plan.capture, None);
     super::show_libbpf_log(plan.verbose);
     if let Ok(stats) = &outcome {
         // Those in progress at the end, censored there.
@@ -238,7 +238,14 @@ pub fn run(plan: &Plan) -> Result<()> {
     };
     let mut feed = Feed::create(tables, &plan.capture, plan.output.as_ref(), &plan.command)?;
     super::warn_without_lifecycle(plan.report.accounting, plan.capture.lifecycle);
-    let outcome = feed.run(&plan.capture);
+    // BCC's `interval outputs` without --align: the capture ends with the
+    // last window, so that its recording holds those windows and no
+    // stretch after them (analyze of it prints what was printed).
+    let windows = match (plan.report.interval_ns, plan.report.outputs) {
+        (Some(iv), Some(n)) if !plan.report.report.align => Some(iv.saturating_mul(n)),
+        _ => None,
+    };
+    let outcome = feed.run(&plan.capture, windows.map(std::time::Duration::from_nanos));
     super::show_libbpf_log(plan.verbose);
     // At Ctrl-C, the interval in progress is printed, as the seed does.
     let summary = feed.finish(&outcome);

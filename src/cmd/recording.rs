@@ -156,7 +156,7 @@ impl Recorder {
         }
         if stats.after_end > 0 {
             messages::say(format_args!(
-                "{} events stamped after the --duration ended (while detaching) are outside the capture and were not written",
+                "{} events stamped after the capture's set end (while detaching) are outside it and were not written",
                 stats.after_end
             ));
         }

@@ -145,7 +145,7 @@ pub fn run(plan: &Plan) -> Result<()> {
     };
     let mut feed = Feed::create(counters, &plan.capture, plan.output.as_ref(), &plan.command)?;
     super::warn_without_lifecycle(plan.accounting, plan.capture.lifecycle);
-    let outcome = feed.run(&plan.capture);
+    let outcome = feed.run(&plan.capture, None);
     super::show_libbpf_log(plan.verbose);
     drop(server);
     if let Ok(stats) = &outcome {
