@@ -36,7 +36,7 @@ with bpf_stats():
             first, twin = progs.get("on_cong_state_set", (0, 0)), progs.get("on_cong_state_set_nested", (0, 0))
             row = {"round": r, "build": name, "events": num(r"wrote (\d+) events"),
                    "skipped": num(r"(\d+) skipped by the kernel"),
-                   "gaps": num(r"(\d+) transitions happened without an event"),
+                   "gaps": num(r"(\d+) transitions? happened without an event"),
                    "ns_per_event": round((first[0] * first[1] + twin[0] * twin[1]) / max(first[1], 1))}
             res[name].append(row)
             print(json.dumps(row), flush=True)

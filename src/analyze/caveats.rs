@@ -68,8 +68,13 @@ pub fn losses(lost_events: u64, gaps: Option<u64>, s: &Summary) -> Vec<String> {
         let gaps = gaps.map_or(String::new(), |g| {
             format!("; the recordings counted {g} such gaps")
         });
+        let transitions = if mismatches == 1 {
+            "1 transition".to_string()
+        } else {
+            format!("{mismatches} transitions")
+        };
         out.push(format!(
-            "{mismatches} transitions did not start from the state their flow was last in (a transition happened without an event){gaps}; the time since each flow's previous event is not counted: {}",
+            "{transitions} did not start from the state their flow was last in (a transition happened without an event){gaps}; the time since each flow's previous event is not counted: {}",
             uncounted(s)
         ));
     }

@@ -337,8 +337,8 @@ pub struct RecordArgs {
 /// How a series (`-o DIR/`) rotates: shared by `record` and `serve`.
 #[derive(Debug, Clone, Args)]
 pub struct RotationArgs {
-    /// With -o DIR/: start a new file every N seconds.
-    #[arg(long, value_name = "N", value_parser = parse_duration)]
+    /// With -o DIR/: start a new file every DURATION (seconds, or e.g. 90s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub rotate_seconds: Option<Duration>,
 
     /// With -o DIR/: start a new file before one exceeds SIZE (e.g. 64MB;

@@ -73,7 +73,9 @@ impl Recorder {
             String::new()
         };
         format!(
-            "recording: {} of {}, {lost} lost, {} written{files}",
+            // The estimate --rotate-size cuts files by: an upper bound (a
+            // file comes out smaller once its rows are encoded).
+            "recording: {} of {}, {lost} lost, at most {}{files}",
             plural(events, "event"),
             plural(flows, "flow"),
             HumanBytes(bytes)
@@ -144,14 +146,14 @@ impl Recorder {
         };
         if w.breaks.gaps > 0 {
             messages::say(format_args!(
-                "{} transitions happened without an event (a ca_state event did not start where its flow's previous one ended); analyze counts them as mismatches",
-                w.breaks.gaps
+                "{} happened without an event (a ca_state event did not start where its flow's previous one ended); analyze counts them as mismatches",
+                plural(w.breaks.gaps, "transition")
             ));
         }
         if w.breaks.kernel_gaps > 0 {
             messages::say(format_args!(
-                "the kernel side saw {} calls find a socket in another state than its previous call set: calls the kernel did not run the programs for, or changes it made without calling the tracepoint",
-                w.breaks.kernel_gaps
+                "the kernel side saw {} find a socket in another state than its previous call set: calls the kernel did not run the programs for, or changes it made without calling the tracepoint",
+                plural(w.breaks.kernel_gaps, "call")
             ));
         }
         if stats.after_end > 0 {

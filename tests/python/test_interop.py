@@ -322,7 +322,7 @@ def analyze_mismatches(inputs, accounting) -> int:
         [str(binary()), "analyze", *map(str, inputs), "--all", "--format", "json",
          "--accounting", accounting], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0, out.stderr
-    m = re.search(r"WARNING: (\d+) transitions did not start", out.stderr)
+    m = re.search(r"WARNING: (\d+) transitions? did not start", out.stderr)
     return int(m.group(1)) if m else 0
 
 
