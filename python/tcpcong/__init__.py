@@ -47,8 +47,9 @@ def durations(data, accounting="full", *, all=False, threads=1):
     DuckDB) or a pandas DataFrame. ``accounting``: ``"full"`` (the default;
     also the time before a flow's first change and after its last) or
     ``"between"`` (only between two observed changes, the seed's
-    arithmetic). ``all``: also flows without changes (``--all``).
-    ``threads``: boots are computed on this many threads.
+    arithmetic). ``all``: also flows without changes that were only in
+    open (``--all``). ``threads``: boots are computed on this many threads
+    (1 to 1024, as ``analyze --threads``).
 
     Raises ``ValueError`` for data that is not a recording (the message
     says why) and ``OSError`` for files that cannot be read
@@ -56,6 +57,8 @@ def durations(data, accounting="full", *, all=False, threads=1):
     ``PermissionError`` for a recording this user may not read). Warns with
     ``DataWarning`` what the numbers cannot show, as analyze does.
     """
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 1024:
+        raise ValueError(f"threads={threads!r}: a whole number from 1 to 1024")
     paths, rows = _inputs(data, "durations")
     if paths is not None:
         return _with_caveats(*_engine.durations_of_files(paths, accounting, all, threads))

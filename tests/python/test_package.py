@@ -117,6 +117,10 @@ def test_threads_give_what_one_thread_gives(recordings):
     for n in (2, 3):
         assert tcpcong.durations(d, all=True, threads=n).equals(one)
         assert tcpcong.durations(duckdb_rows(d), all=True, threads=n).equals(one)
+    # As analyze --threads takes them: a clear error, not an OverflowError.
+    for bad in (0, -1, 1025, 1.5, True):
+        with pytest.raises(ValueError, match="a whole number from 1 to 1024"):
+            tcpcong.durations(d, threads=bad)
 
 
 @pytest.mark.parametrize("mode", MODES)
