@@ -54,9 +54,9 @@ fn text(out: &mut dyn Write, r: &Row, _: &Boot) -> io::Result<()> {
         | Change::Reset { .. } => "  ",
         _ => "->",
     };
-    writeln!(
+    write!(
         out,
-        "{} {:>8} {:>21} -> {:<21} {:<9} {:>8} {between} {:<11} cwnd={} ssthresh={} srtt_us={}",
+        "{} {:>8} {:>21} -> {:<21} {:<9} {:>8} {between} {:<11} ",
         rfc3339(r.t_ns),
         e.flow,
         endpoint(&e.addr.saddr, e.addr.sport),
@@ -64,10 +64,23 @@ fn text(out: &mut dyn Write, r: &Row, _: &Boot) -> io::Result<()> {
         e.change.kind(),
         old,
         new,
-        e.detail.snd_cwnd,
-        e.detail.snd_ssthresh,
-        e.detail.srtt_us,
-    )
+    )?;
+    let d = &e.detail;
+    match e.change {
+        // A drop is a segment's, not its socket's counters (a drop found by
+        // its addresses alone has none): what went, and where.
+        Change::Drop { .. } => writeln!(
+            out,
+            "segs={} location={}",
+            d.segs,
+            crate::escape::terminal(d.location.as_str())
+        ),
+        _ => writeln!(
+            out,
+            "cwnd={} ssthresh={} srtt_us={}",
+            d.snd_cwnd, d.snd_ssthresh, d.srtt_us
+        ),
+    }
 }
 
 /// After the file's columns, what the file names of the row's cgroup: its

@@ -933,3 +933,29 @@ fn a_link_named_as_an_unfinished_file_is_not_followed() {
     }
     drop(rec);
 }
+
+/// `events` shows a drop by what went and where (the segment's count and
+/// the kernel's function), not the socket's counters, which a drop found
+/// by its addresses alone does not have.
+#[test]
+fn events_show_drops_by_segments_and_location() {
+    let f = fixture("ipv4-loss.parquet");
+    let f = f.to_str().unwrap();
+    let text = stdout(&tcpcong(&["events", f, "--kind", "drop"]));
+    let json = stdout(&tcpcong(&[
+        "events", f, "--kind", "drop", "--format", "json",
+    ]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(!lines.is_empty(), "the fixture has drops");
+    assert_eq!(lines.len(), json.lines().count());
+    for (line, row) in lines.iter().zip(json.lines()) {
+        let row: serde_json::Value = serde_json::from_str(row).unwrap();
+        let want = format!(
+            "segs={} location={}",
+            row["segs"],
+            row["location"].as_str().unwrap()
+        );
+        assert!(line.ends_with(&want), "{line} / {want}");
+        assert!(!line.contains("cwnd="), "{line}");
+    }
+}
