@@ -20,11 +20,11 @@ file_row_number = true)``; Spark's ``_metadata.file_path`` and
 No tcpcong binary, BPF or libelf is needed: the engine is in this package.
 """
 
-import builtins
-import os
-import warnings
+import builtins as _builtins
+import os as _os
+import warnings as _warnings
 
-import pyarrow as pa
+import pyarrow as _pa
 
 from . import _engine
 
@@ -79,15 +79,15 @@ def episodes(data):
 
 def _inputs(data, name):
     """``data`` as (paths, None) or (None, rows that Arrow takes)."""
-    if isinstance(data, (str, os.PathLike)):
+    if isinstance(data, (str, _os.PathLike)):
         data = [data]
     if isinstance(data, (list, tuple)) and not data:
         raise ValueError(f"{name}() needs a path, paths or rows; got an empty list")
-    if isinstance(data, (list, tuple)) and data and builtins.all(isinstance(p, (str, os.PathLike)) for p in data):
-        return [os.fspath(p) for p in data], None
+    if isinstance(data, (list, tuple)) and data and _builtins.all(isinstance(p, (str, _os.PathLike)) for p in data):
+        return [_os.fspath(p) for p in data], None
     if not hasattr(data, "__arrow_c_stream__"):
         try:
-            data = pa.table(data)
+            data = _pa.table(data)
         except (TypeError, ValueError) as e:
             raise TypeError(
                 f"{name}() takes paths, or rows as an Arrow table (pyarrow, polars, DuckDB) "
@@ -98,7 +98,7 @@ def _inputs(data, name):
 
 def _with_caveats(table, caveats):
     for line in caveats:
-        warnings.warn(line, DataWarning, stacklevel=3)
+        _warnings.warn(line, DataWarning, stacklevel=3)
     return table
 
 
@@ -112,19 +112,19 @@ def schema():
 # as Spark reads them in recordings, so that they join; counts and
 # nanoseconds (below 2^63) bigint, so that they sum as numbers.
 _SPARK = {
-    pa.uint32(): (pa.int64(), "bigint"),
-    pa.uint16(): (pa.int32(), "int"),
-    pa.uint8(): (pa.int16(), "smallint"),
-    pa.string(): (pa.string(), "string"),
-    pa.float64(): (pa.float64(), "double"),
-    pa.timestamp("us", tz="UTC"): (pa.timestamp("us", tz="UTC"), "timestamp"),
+    _pa.uint32(): (_pa.int64(), "bigint"),
+    _pa.uint16(): (_pa.int32(), "int"),
+    _pa.uint8(): (_pa.int16(), "smallint"),
+    _pa.string(): (_pa.string(), "string"),
+    _pa.float64(): (_pa.float64(), "double"),
+    _pa.timestamp("us", tz="UTC"): (_pa.timestamp("us", tz="UTC"), "timestamp"),
 }
 _IDS = {"flow", "cgroup"}
 
 
 def _spark_type(f):
-    if f.type == pa.uint64():
-        return (pa.decimal128(20, 0), "decimal(20,0)") if f.name in _IDS else (pa.int64(), "bigint")
+    if f.type == _pa.uint64():
+        return (_pa.decimal128(20, 0), "decimal(20,0)") if f.name in _IDS else (_pa.int64(), "bigint")
     return _SPARK[f.type]
 
 
@@ -132,7 +132,7 @@ def to_spark(table):
     """``table`` (from ``durations`` or ``episodes``) in the types Spark
     takes from Arrow: what a Spark Arrow UDF (``applyInArrow``,
     ``mapInArrow``) returns, with ``spark_schema(table)`` as its schema."""
-    target = pa.schema([pa.field(f.name, _spark_type(f)[0], f.nullable) for f in table.schema])
+    target = _pa.schema([_pa.field(f.name, _spark_type(f)[0], f.nullable) for f in table.schema])
     return table.cast(target)
 
 
