@@ -95,7 +95,7 @@ pub fn run(plan: &Plan) -> Result<()> {
             let hint = if plan.report.report.all {
                 ""
             } else {
-                "; --all also shows flows without changes"
+                "; --all also shows the flows that were only in open"
             };
             messages::say(format_args!(
                 "no flow changed congestion state in the selected data ({} timed{hint})",
