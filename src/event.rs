@@ -334,7 +334,8 @@ pub struct FlowAddr {
     pub owner: Owner,
     /// The socket's network namespace (its inode number).
     pub netns: u32,
-    /// The congestion control of its first event.
+    /// Its congestion control: as its row says; a flow's label is that of
+    /// its first transition or snapshot, and of its close (see the engine).
     pub cc: KernelName,
 }
 

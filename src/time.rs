@@ -122,27 +122,32 @@ pub fn local_hms_ms(wall_ns: u64) -> String {
 }
 
 /// The wall-clock ns of local clock time `ns_of_day` (ns since midnight)
-/// on the local day of `wall_ns`, in this process's time zone (`TZ`, or
-/// the system's). A time a daylight-saving change skips or repeats is
-/// taken as the C library's `mktime` takes it.
-pub fn local_clock_time(wall_ns: u64, ns_of_day: u64) -> u64 {
+/// on the local day of `wall_ns`, `days` later (or earlier), in this
+/// process's time zone (`TZ`, or the system's). The clock time is the
+/// C library's `mktime`'s, so that a day with a daylight-saving change
+/// keeps it (09:00 is 09:00, not nine hours after midnight), and a time
+/// such a change skips or repeats is taken as `mktime` takes it.
+pub fn local_clock_time(wall_ns: u64, days: i32, ns_of_day: u64) -> u64 {
     let secs = libc::time_t::try_from(wall_ns / 1_000_000_000).unwrap_or(libc::time_t::MAX);
+    let of_day = ns_of_day / 1_000_000_000;
     // SAFETY: a zeroed tm is a valid value; localtime_r writes into it and
     // mktime reads and normalizes it, both on this thread's own memory.
-    let midnight = unsafe {
+    let at = unsafe {
         let mut tm: libc::tm = std::mem::zeroed();
         if libc::localtime_r(&secs, &mut tm).is_null() {
             return wall_ns;
         }
-        tm.tm_hour = 0;
-        tm.tm_min = 0;
-        tm.tm_sec = 0;
+        tm.tm_mday += days;
+        // Below a day: each fits an int.
+        tm.tm_hour = (of_day / 3600) as libc::c_int;
+        tm.tm_min = (of_day / 60 % 60) as libc::c_int;
+        tm.tm_sec = (of_day % 60) as libc::c_int;
         tm.tm_isdst = -1;
         libc::mktime(&mut tm)
     };
-    u64::try_from(midnight)
+    u64::try_from(at)
         .map_or(0, |s| s.saturating_mul(1_000_000_000))
-        .saturating_add(ns_of_day)
+        .saturating_add(ns_of_day % 1_000_000_000)
 }
 
 pub fn parse_rfc3339(s: &str) -> Option<u64> {

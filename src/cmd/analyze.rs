@@ -88,7 +88,8 @@ pub fn run(plan: &Plan) -> Result<()> {
     if visible_rows == 0 && !plan.report.report.histogram {
         // The flows timed, as compare and report count them (a listening
         // socket's close, or a flow's events before --since, time none).
-        let timed = summary.timed_flows();
+        // In the windows shown (`outputs` may stop before the data does).
+        let timed = crate::analyze::engine::timed_flows(summary.windows.iter().take(limit));
         if timed == 0 {
             recorded.explain_nothing(&plan.select, lost_events);
         } else {

@@ -240,7 +240,8 @@ pub fn run(plan: &Plan) -> Result<()> {
             (None, f) => f,
         };
         crate::messages::say(format_args!(
-            "the selection ({flags}) keeps none of the recordings' {events} events"
+            "the selection ({flags}) keeps none of the recordings' {}",
+            super::plural(events, "event")
         ));
     }
     Ok(())

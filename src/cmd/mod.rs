@@ -171,21 +171,17 @@ impl TimeBound {
             // the day before). Ties go to the earlier.
             TimeBound::ClockTime(ns) => {
                 let off = |t: u64| start_ns.saturating_sub(t).max(t.saturating_sub(end_ns));
-                [
-                    start_ns.saturating_sub(DAY_NS),
-                    start_ns,
-                    start_ns.saturating_add(DAY_NS),
-                ]
-                .map(|day| crate::time::local_clock_time(day, ns))
-                .into_iter()
-                .min_by_key(|&t| off(t))
-                .unwrap_or(start_ns)
+                // By the calendar: a day with a daylight-saving change is
+                // not 24 hours long.
+                [-1, 0, 1]
+                    .map(|days| crate::time::local_clock_time(start_ns, days, ns))
+                    .into_iter()
+                    .min_by_key(|&t| off(t))
+                    .unwrap_or(start_ns)
             }
         }
     }
 }
-
-const DAY_NS: u64 = 86_400_000_000_000;
 
 /// Which events of the recordings to use: analyze and events alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -503,11 +499,12 @@ mod tests {
     use super::*;
 
     const S: u64 = 1_000_000_000;
+    const DAY_NS: u64 = 86_400 * S;
 
     /// A local clock time on the data's first day, in a January (no
     /// daylight-saving change near).
     fn local(h: u64, m: u64, s: u64) -> u64 {
-        crate::time::local_clock_time(1_800_000_000 * S, ((h * 60 + m) * 60 + s) * S)
+        crate::time::local_clock_time(1_800_000_000 * S, 0, ((h * 60 + m) * 60 + s) * S)
     }
 
     /// A clock time is the day's that falls in the data or nearest it: a

@@ -270,6 +270,14 @@ struct Flow {
     cc_before: Vec<(u64, KernelName)>,
 }
 
+/// Whether a congestion-state row names the congestion control in charge
+/// of its flow: a transition, or a snapshot (`observed`). Not a passive
+/// socket's `open -> open` at its birth, which is its listener's, before
+/// the program that accepts it sets its own.
+fn takes_cc(change: Change, observed: bool) -> bool {
+    matches!(change, Change::Ca { old, new } if old != new || observed)
+}
+
 impl Flow {
     /// An event at `t_ns` may name the owner not known before.
     fn learn_owner(&mut self, t_ns: u64, addr: impl FnOnce() -> FlowAddr) {
@@ -278,9 +286,9 @@ impl Flow {
 
     /// Whether `change` names the congestion control in charge of the
     /// flow: its first congestion-state event, and its close.
-    fn names_cc(&self, change: Change) -> bool {
+    fn names_cc(&self, change: Change, observed: bool) -> bool {
         match change {
-            Change::Ca { .. } => !self.cc_seen,
+            Change::Ca { .. } => !self.cc_seen && takes_cc(change, observed),
             Change::Tcp { new, .. } => new == TcpState::CLOSE,
             _ => false,
         }
@@ -485,6 +493,8 @@ impl Flow {
             self.cur = None;
             self.head = None;
             self.born = None;
+            // Named again by the new capture's rows.
+            self.cc_seen = false;
         }
         self.span = Some(span);
     }
@@ -877,14 +887,14 @@ impl Engine {
             // events) labels the flow from then on.
             std::collections::hash_map::Entry::Occupied(o) => {
                 let f = o.into_mut();
-                let cc = f.names_cc(change);
+                let cc = f.names_cc(change, observed);
                 f.learn(t_ns, cc, addr);
                 f
             }
             std::collections::hash_map::Entry::Vacant(v) => {
                 self.seen += 1;
                 let mut f = Flow::new(addr());
-                f.cc_seen = matches!(change, Change::Ca { .. });
+                f.cc_seen = takes_cc(change, observed);
                 // Only a birth in the capture the flow is first timed in.
                 f.born = self
                     .births
@@ -1118,17 +1128,21 @@ fn sort_rows(rows: &mut [FlowRow]) {
     });
 }
 
+/// Distinct flows with a row in `windows` (see [`Summary::timed_flows`]).
+pub fn timed_flows<'a>(windows: impl IntoIterator<Item = &'a WindowReport>) -> u64 {
+    let keys: std::collections::HashSet<FlowKey> = windows
+        .into_iter()
+        .flat_map(|w| w.rows.iter().map(|r| r.key))
+        .collect();
+    keys.len() as u64
+}
+
 impl Summary {
     /// Distinct flows with a row in some window: time in the span, or a
     /// change. What a page or a comparison counts as its flows, as
     /// analyze's `--all` table lists them.
     pub fn timed_flows(&self) -> u64 {
-        let keys: std::collections::HashSet<FlowKey> = self
-            .windows
-            .iter()
-            .flat_map(|w| w.rows.iter().map(|r| r.key))
-            .collect();
-        keys.len() as u64
+        timed_flows(&self.windows)
     }
 
     /// The summary of engines that each saw a disjoint set of flows (every
@@ -1953,6 +1967,17 @@ mod tests {
                 (0, ca(Open, Open), "bbr"),
                 (1, est(), "bbr"),
                 (5, close(), "cubic")
+            ]),
+            "cubic"
+        );
+        // Accepted, then set: its first transition names it, not the
+        // listener's open -> open at its birth.
+        assert_eq!(
+            label(&[
+                (0, ca(Open, Open), "bbr"),
+                (1, est(), "bbr"),
+                (2, ca(Open, Disorder), "cubic"),
+                (3, ca(Disorder, Open), "cubic")
             ]),
             "cubic"
         );

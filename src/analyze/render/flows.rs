@@ -142,7 +142,7 @@ static UNNAMED: Boot = Boot {
     containers: BTreeMap::new(),
 };
 
-/// The rows a report shows (`all`: also those without changes), each with
+/// The rows a report shows (`all`: also those only in open, unchanged), each with
 /// its boot (by the flow key's boot index into `boots`).
 pub fn rows<'a>(
     w: &'a WindowReport,

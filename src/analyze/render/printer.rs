@@ -45,7 +45,7 @@ pub struct ReportConfig {
     pub micros: bool,
     /// A `HH:MM:SS` line per window (`-T`, text styles).
     pub timestamp: bool,
-    /// Also rows without changes.
+    /// Also rows only in open, without changes.
     pub all: bool,
     /// Order of each window's rows (default: the engine's, by local port).
     pub sort: Option<SortKey>,

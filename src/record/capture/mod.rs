@@ -395,6 +395,12 @@ fn run_into(
         Some(end) => {
             let ready = order.release(end, &mut stats);
             stats.after_end = order.pending.len() as u64;
+            // Stopped before it (Ctrl-C): the events stamped while stopping
+            // belong in, as without a deadline, and the capture ends with
+            // them.
+            if let Some(last) = ready.last() {
+                stats.end_ktime_ns = stats.end_ktime_ns.max(last.ktime_ns);
+            }
             ready
         }
         None => {
